@@ -1,0 +1,64 @@
+"""Make a software PIV card whose 9A and 9C certificates come from an embedded CA."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from card.certificates import encode_certificate_object
+from card.emulator.card import install_key
+from card.emulator.state import CardState
+from card.enrollment.local import LocalCA
+from card.piv import OBJECT_CHUID, OBJECT_DISCOVERY, KeyType, Slot, build_chuid
+
+DISCOVERY_VALUE = bytes.fromhex("4F0BA0000003080000100001005F2F024000")
+"""Discovery object: PIV AID, PIN usage policy "PIV PIN only" (SP 800-73-4 Part 1 §3.3.2)."""
+
+
+def create_card_state(ca: LocalCA, *, expires_in_days: int = 30, pin: str = "123456",
+                      key_type: KeyType = KeyType.RSA2048, holder: str = "Alex Example",
+                      organisation: str = "Example Health Trust", email: str | None = "alex.example@example.org",
+                      slots: tuple[Slot, ...] = (Slot.AUTHENTICATION, Slot.SIGNATURE),
+                      now: dt.datetime | None = None) -> CardState:
+    """A card state with keys and CA-issued certificates in ``slots`` expiring in ``expires_in_days`` days.
+
+    The certificates were issued two years before they expire (clamped to the CA's start).
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    state = CardState(pin=pin)
+    not_after = now + dt.timedelta(days=expires_in_days)
+    not_before = not_after - dt.timedelta(days=730)
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, holder),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+    ])
+    for slot in slots:
+        key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+        if key_type is KeyType.RSA2048:
+            key = rsa.generate_private_key(65537, 2048)
+        elif key_type is KeyType.ECCP256:
+            key = ec.generate_private_key(ec.SECP256R1())
+        else:
+            key = ec.generate_private_key(ec.SECP384R1())
+        install_key(state, slot, key, key_type)
+        cert = ca.issue_initial(subject, key.public_key(), slot.hex, not_before, not_after, email)
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        state.objects[slot.object_id.hex().upper()] = encode_certificate_object(cert.public_bytes(Encoding.DER)).hex().upper()
+    chuid = build_chuid(os.urandom(16), (now + dt.timedelta(days=5 * 365)).date())
+    state.objects[OBJECT_CHUID.hex().upper()] = chuid.hex().upper()
+    state.objects[OBJECT_DISCOVERY.hex().upper()] = DISCOVERY_VALUE.hex().upper()
+    return state
+
+
+def create_card_file(path: Path, ca: LocalCA, **kwargs: object) -> CardState:
+    """Create the card and save it atomically to ``path`` (mode 0600)."""
+    state = create_card_state(ca, **kwargs)  # type: ignore[arg-type]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    state.save(Path(path))
+    return state

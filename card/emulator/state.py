@@ -1,0 +1,83 @@
+"""Persistent state of the software PIV card, kept as JSON and written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+STATE_VERSION = 1
+
+
+def _atr_with_tck(body: bytes) -> bytes:
+    tck = 0
+    for b in body[1:]:
+        tck ^= b
+    return body + bytes([tck])
+
+
+DEFAULT_ATR = _atr_with_tck(bytes.fromhex("3BF81300008131FE15") + b"SoftPIV1").hex().upper()
+"""A T=1 ATR in no OpenSC table (so OpenSC takes its generic PIV path); ends with TCK."""
+
+
+@dataclass
+class SlotKey:
+    """One private key held by the card (PKCS#8 PEM, unencrypted: this is a test card)."""
+
+    key_type: int
+    private_pem: str
+
+
+@dataclass
+class CardState:
+    """Everything the card remembers across power cycles."""
+
+    pin: str = "123456"
+    puk: str = "12345678"
+    pin_retries: int = 3
+    pin_max_retries: int = 3
+    puk_retries: int = 3
+    puk_max_retries: int = 3
+    management_key_algorithm: int = 0x03
+    management_key: str = "010203040506070801020304050607080102030405060708"
+    atr: str = DEFAULT_ATR
+    profile: str = "piv"
+    max_object_bytes: int = 3052
+    pin_policy: dict[str, str] = field(default_factory=lambda: {"9A": "once", "9C": "always", "9D": "once", "9E": "never"})
+    supported_key_types: list[int] = field(default_factory=lambda: [0x07, 0x11, 0x14])
+    keys: dict[str, SlotKey] = field(default_factory=dict)
+    objects: dict[str, str] = field(default_factory=dict)
+    """Object tag (hex, upper) → value inside ``53`` (hex)."""
+    version: int = STATE_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CardState:
+        raw = json.loads(text)
+        raw["keys"] = {slot: SlotKey(**key) for slot, key in raw.get("keys", {}).items()}
+        return cls(**raw)
+
+    @classmethod
+    def load(cls, path: Path) -> CardState:
+        """Read a state file. Raises OSError / ValueError when it is missing or malformed."""
+        return cls.from_json(path.read_text(encoding="utf-8"))
+
+    def save(self, path: Path) -> None:
+        """Write atomically: temp file in the same directory, fsync, rename (mode 0600)."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=".card-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(self.to_json())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise

@@ -1,0 +1,120 @@
+"""The Issuer interface (DESIGN §4) and its errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+from card.errors import CardError
+
+Signer = Callable[[bytes], bytes]
+"""Signs a message with a card key (SHA-256; PKCS#1 v1.5 for RSA, DER ECDSA for EC)."""
+
+
+class IssuerError(CardError):
+    """Base of issuer errors."""
+
+    title = "Certificate authority error"
+    code = "CA"
+
+
+class IssuerRejected(IssuerError):
+    """The CA refused; final. ``reason`` is the CA's own text."""
+
+    title = "The certificate authority refused the renewal"
+    code = "CA-REFUSED"
+    next_step = "Nothing was changed on your card. Contact your Registration Authority (RA) with the reference shown."
+
+
+class IssuerUnavailable(IssuerError):
+    """The CA cannot be reached now; retryable with back-off."""
+
+    title = "The certificate authority cannot be reached"
+    code = "CA-DOWN"
+    next_step = "Try again later from the Card tab. If it keeps failing, contact your Registration Authority (RA)."
+
+
+class IssuancePending(IssuerError):
+    """The CA accepted the request but has not issued yet; poll with ``transaction_id``."""
+
+    title = "Issuance pending"
+    code = "CA-PENDING"
+
+    def __init__(self, transaction_id: str) -> None:
+        super().__init__(f"issuance pending (transaction {transaction_id})")
+        self.transaction_id = transaction_id
+
+
+@dataclass(frozen=True)
+class RenewalGrant:
+    """A one-time permission to renew one slot, obtained while the old key still exists.
+
+    ``grant_id`` is opaque to the card layers; ``expires`` is aware UTC.
+    """
+
+    grant_id: str
+    slot: str
+    subject_der_hex: str
+    old_certificate_fingerprint: str
+    expires: dt.datetime
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "grant_id": self.grant_id,
+            "slot": self.slot,
+            "subject_der_hex": self.subject_der_hex,
+            "old_certificate_fingerprint": self.old_certificate_fingerprint,
+            "expires": self.expires.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, str]) -> RenewalGrant:
+        return cls(raw["grant_id"], raw["slot"], raw["subject_der_hex"], raw["old_certificate_fingerprint"],
+                   dt.datetime.fromisoformat(raw["expires"]))
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A certificate the CA issued, with its chain up to (and including) the CA."""
+
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...] = ()
+
+
+class Issuer(Protocol):
+    """A certificate authority reached through some enrollment protocol."""
+
+    name: str
+
+    def ca_certificates(self) -> list[x509.Certificate]:
+        """The CA certificates new certificates must chain to. Raises IssuerUnavailable."""
+        ...
+
+    def supported_key_types(self) -> set[str]:
+        """Key types the CA certifies, as KeyType names (``"RSA2048"``, ``"ECCP256"``, ...)."""
+        ...
+
+    def authorize_renewal(self, slot: str, old_certificate: x509.Certificate, sign_with_old_key: Signer) -> RenewalGrant:
+        """Obtain a one-time grant for ``slot``, proving possession of the old key.
+
+        Raises:
+            IssuerRejected: outside the renewal window, expired, unknown certificate, bad proof.
+            IssuerUnavailable: the CA cannot be reached.
+        """
+        ...
+
+    def issue(self, grant: RenewalGrant, csr: x509.CertificateSigningRequest, new_key: PublicKeyTypes) -> IssuedCertificate:
+        """Issue a certificate for ``csr`` under ``grant``.
+
+        Idempotent for the same grant and the same ``new_key`` (returns the same certificate),
+        so a resumed renewal never costs a second issuance.
+
+        Raises:
+            IssuerRejected, IssuerUnavailable, IssuancePending.
+        """
+        ...

@@ -1,0 +1,138 @@
+"""Errors raised by the card layers.
+
+Every error carries a short user-facing ``title`` and a ``next_step`` sentence so that the
+TUI and the CLI can show the user what happened *and* what to do, from one place.
+"""
+
+from __future__ import annotations
+
+
+class CardError(Exception):
+    """Base class of every error the ``card`` package raises."""
+
+    title = "Card error"
+    next_step = "Try again. If the problem persists, contact your Registration Authority (RA)."
+    code = "CARD"
+
+    def __init__(self, message: str = "", *, next_step: str | None = None) -> None:
+        super().__init__(message or self.title)
+        if next_step is not None:
+            self.next_step = next_step
+
+
+class ReaderUnavailableError(CardError):
+    """No usable reader, or the PC/SC service (pcscd) cannot be reached."""
+
+    title = "Card reader unavailable"
+    next_step = "Check that the card reader is connected and that the smart card service (pcscd) is running."
+    code = "READER"
+
+
+class NoCardError(CardError):
+    """The reader holds no card."""
+
+    title = "No card in the reader"
+    next_step = "Insert your smartcard."
+    code = "NOCARD"
+
+
+class CardRemovedError(CardError):
+    """The card was removed (or reset) while it was in use."""
+
+    title = "The card was removed"
+    next_step = "Re-insert your smartcard and log on again; an unfinished update is resumed at logon."
+    code = "REMOVED"
+
+
+class ApduError(CardError):
+    """The card answered a command with a status word other than ``90 00``.
+
+    Attributes:
+        sw: the status word SW1SW2 as an int, e.g. ``0x6A82``.
+    """
+
+    title = "The card refused a command"
+    code = "APDU"
+
+    _MEANINGS = {
+        0x6982: "security status not satisfied (PIN or management key needed)",
+        0x6983: "authentication method blocked",
+        0x6985: "conditions of use not satisfied",
+        0x6A80: "incorrect parameter in command data",
+        0x6A81: "function not supported",
+        0x6A82: "data object or application not found",
+        0x6A84: "not enough memory on the card",
+        0x6A86: "incorrect P1/P2",
+        0x6A88: "referenced data (key) not found",
+        0x6B00: "wrong P1/P2",
+        0x6D00: "instruction not supported",
+        0x6E00: "class not supported",
+        0x6700: "wrong length",
+    }
+
+    def __init__(self, sw: int, message: str = "") -> None:
+        self.sw = sw
+        meaning = self._MEANINGS.get(sw, "unexpected status")
+        super().__init__(message or f"card answered SW1SW2={sw:04X} ({meaning})")
+
+
+class InvalidPinError(CardError):
+    """VERIFY failed (``63 CX``). ``attempts_remaining`` tries are left (None if unknown)."""
+
+    title = "Wrong PIN"
+    code = "PIN"
+
+    def __init__(self, attempts_remaining: int | None) -> None:
+        self.attempts_remaining = attempts_remaining
+        if attempts_remaining is None:
+            msg = "The PIN was not accepted."
+        elif attempts_remaining == 1:
+            msg = "The PIN was not accepted. 1 try left before the card is blocked."
+        else:
+            msg = f"The PIN was not accepted. {attempts_remaining} tries left."
+        super().__init__(msg, next_step="Enter the PIN again carefully.")
+
+
+class PinBlockedError(CardError):
+    """The PIN (or PUK) is blocked (``69 83``)."""
+
+    title = "Card blocked"
+    code = "BLOCKED"
+    next_step = "Your card's PIN is blocked. Contact your Registration Authority (RA) to unlock it."
+
+
+class PinFormatError(CardError):
+    """The PIN cannot be sent: PIV references are 6–8 bytes after UTF-8 encoding (F07)."""
+
+    title = "PIN not valid"
+    code = "PINFORMAT"
+    next_step = "Enter a PIN of 6 to 8 characters. No try was used."
+
+
+class ManagementKeyError(CardError):
+    """Management-key (``9B``) authentication failed or the key algorithm does not match."""
+
+    title = "Card write access refused"
+    code = "MGMTKEY"
+    next_step = "The card management key is not the one configured. Contact your Registration Authority (RA)."
+
+
+class BadResponseError(CardError):
+    """The card answered with data that does not parse (truncated TLV, wrong lengths)."""
+
+    title = "Unexpected answer from the card"
+    code = "BADRESP"
+
+
+class NotSupportedError(CardError):
+    """The card or the issuer does not support the requested algorithm or operation."""
+
+    title = "Not supported"
+    code = "UNSUPPORTED"
+
+
+class CertificateObjectError(CardError):
+    """A slot's certificate object cannot be decoded (junk, bad compression, too large)."""
+
+    title = "Unreadable certificate"
+    code = "CERTOBJ"
