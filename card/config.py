@@ -1,0 +1,181 @@
+"""Configuration (DESIGN §8): TOML from ``--config``, ``$CARDRENEW_CONFIG``,
+``$XDG_CONFIG_HOME/cardrenew/config.toml`` or ``/etc/cardrenew/config.toml``, in that order."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from card.errors import CardError
+from card.piv import DEFAULT_MANAGEMENT_KEY, KeyType, ManagementKeyAlgorithm, Slot
+
+
+class ConfigError(CardError):
+    """The configuration file is missing, unreadable or holds a wrong value."""
+
+    title = "Configuration error"
+    code = "CONFIG"
+    next_step = "Fix the configuration file named in the message, or ask your administrator."
+
+
+DEFAULT_SLOTS = ((Slot.AUTHENTICATION, "PIV Authentication"), (Slot.SIGNATURE, "Digital Signature"))
+DEFAULT_RA_CONTACT = "your local Registration Authority (RA)"
+
+
+@dataclass(frozen=True)
+class SlotSetting:
+    """One certificate the tool renews: the PIV slot and the label people know it by."""
+
+    slot: Slot
+    label: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable. Paths are absolute; durations in days."""
+
+    window_days: int = 90
+    slots: tuple[SlotSetting, ...] = tuple(SlotSetting(s, label) for s, label in DEFAULT_SLOTS)
+    key_type: KeyType | None = None
+    """Key type of new keys; None keeps each slot's current type."""
+    issuer_type: str = "local"
+    issuer_directory: Path | None = None
+    ca_fingerprint: str | None = None
+    """SHA-256 of the CA certificate DER (hex, colons allowed); checked at preflight."""
+    management_key_source: str = "default"
+    management_key_algorithm: ManagementKeyAlgorithm = ManagementKeyAlgorithm.TDES
+    management_key_file: Path | None = None
+    max_certificate_bytes: int = 3052
+    removal_policy: str = "logoff"
+    ra_contact: str = DEFAULT_RA_CONTACT
+    reader: str | None = None
+    state_dir: Path = field(default_factory=lambda: Path(platformdirs.user_state_dir("cardrenew")))
+    source: Path | None = None
+    """The file these settings came from (None: built-in defaults)."""
+
+    def management_key(self) -> bytes:
+        """The management key bytes from the configured source. Never logged.
+
+        Raises:
+            ConfigError: the source is unknown, not implemented, or its file is unreadable.
+        """
+        if self.management_key_source == "default":
+            return DEFAULT_MANAGEMENT_KEY
+        if self.management_key_source == "file":
+            if self.management_key_file is None:
+                raise ConfigError("management_key.source = \"file\" needs management_key.file")
+            try:
+                text = self.management_key_file.read_text().strip().replace(":", "").replace(" ", "")
+                key = bytes.fromhex(text)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"cannot read the management key file {self.management_key_file}: {exc.__class__.__name__}") from exc
+            if len(key) != self.management_key_algorithm.key_bytes:
+                raise ConfigError(f"the management key file must hold {self.management_key_algorithm.key_bytes} bytes")
+            return key
+        raise ConfigError(f"management_key.source = {self.management_key_source!r} is not supported yet")
+
+    @property
+    def uses_default_management_key(self) -> bool:
+        return self.management_key_source == "default"
+
+
+def find_config(explicit: str | os.PathLike[str] | None) -> Path | None:
+    """The configuration file to read, or None for built-in defaults.
+
+    Raises:
+        ConfigError: an explicitly named file does not exist.
+    """
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"configuration file not found: {path}")
+        return path
+    env = os.environ.get("CARDRENEW_CONFIG")
+    if env:
+        return find_config(env)
+    for candidate in (Path(platformdirs.user_config_dir("cardrenew")) / "config.toml", Path("/etc/cardrenew/config.toml")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _get(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    value = table.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise ConfigError(f"{where}.{key} must be a {kind.__name__}")
+    return value
+
+
+def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read the configuration (see :func:`find_config`) into :class:`Settings`.
+
+    Raises:
+        ConfigError: unreadable TOML or a wrong value (the message names the key).
+    """
+    path = find_config(explicit)
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    values: dict[str, Any] = {"source": path}
+    renewal = raw.get("renewal", {})
+    if (days := _get(renewal, "window_days", int, "renewal")) is not None:
+        if not 1 <= days <= 3650:
+            raise ConfigError("renewal.window_days must be between 1 and 3650")
+        values["window_days"] = days
+    if (slots := renewal.get("slots")) is not None:
+        parsed = []
+        for entry in slots:
+            try:
+                slot = Slot.parse(str(entry["slot"]))
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ConfigError(f"renewal.slots: bad slot entry {entry!r}") from exc
+            parsed.append(SlotSetting(slot, str(entry.get("label", slot.name.replace("_", " ").title()))))
+        if not parsed:
+            raise ConfigError("renewal.slots is empty")
+        values["slots"] = tuple(parsed)
+    if (kt := _get(renewal, "key_type", str, "renewal")) is not None and kt != "same":
+        try:
+            values["key_type"] = KeyType[kt.upper()]
+        except KeyError as exc:
+            raise ConfigError(f"renewal.key_type {kt!r}: use RSA2048, ECCP256, ECCP384 or same") from exc
+    issuer = raw.get("issuer", {})
+    if (itype := _get(issuer, "type", str, "issuer")) is not None:
+        if itype not in ("local", "scep"):
+            raise ConfigError(f"issuer.type {itype!r}: use \"local\" or \"scep\"")
+        values["issuer_type"] = itype
+    if (directory := _get(issuer, "directory", str, "issuer")) is not None:
+        base = path.parent if path else Path.cwd()
+        values["issuer_directory"] = (base / directory).resolve()
+    if (fp := _get(issuer, "ca_fingerprint", str, "issuer")) is not None:
+        values["ca_fingerprint"] = fp.replace(":", "").lower()
+    mk = raw.get("management_key", {})
+    if (source := _get(mk, "source", str, "management_key")) is not None:
+        if source not in ("default", "pin-protected", "file", "diversified"):
+            raise ConfigError(f"management_key.source {source!r} is not one of default, pin-protected, file, diversified")
+        values["management_key_source"] = source
+    if (alg := _get(mk, "algorithm", str, "management_key")) is not None:
+        names = {"3DES": "TDES", "TDES": "TDES", "AES128": "AES128", "AES192": "AES192", "AES256": "AES256"}
+        if alg.upper().replace("-", "") not in names:
+            raise ConfigError(f"management_key.algorithm {alg!r}: use 3DES, AES128, AES192 or AES256")
+        values["management_key_algorithm"] = ManagementKeyAlgorithm[names[alg.upper().replace("-", "")]]
+    if (mkfile := _get(mk, "file", str, "management_key")) is not None:
+        values["management_key_file"] = Path(mkfile)
+    ui = raw.get("ui", {})
+    if (policy := _get(ui, "removal_policy", str, "ui")) is not None:
+        if policy not in ("logoff", "lock", "ignore"):
+            raise ConfigError("ui.removal_policy must be logoff, lock or ignore")
+        values["removal_policy"] = policy
+    if (contact := _get(ui, "ra_contact", str, "ui")) is not None:
+        values["ra_contact"] = contact
+    if (limit := _get(raw.get("card", {}), "max_certificate_bytes", int, "card")) is not None:
+        values["max_certificate_bytes"] = limit
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)

@@ -1,0 +1,589 @@
+"""The renewal engine (DESIGN §3): preflight, authorise every due slot while the old keys
+exist, then per slot generate → CSR signed on the card → issue → verify → PUT DATA → read back
+→ test signature, journalling each step; and resume from the journal.
+
+Synchronous; runs on the card worker thread. It never logs or stores the PIN or the
+management key; it never writes a certificate that does not match the key in the slot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+from card.certificates import days_left, fingerprint, holder_name, key_matches, public_key_der, verify_signature
+from card.config import Settings, SlotSetting
+from card.csr import build_csr
+from card.enrollment.base import IssuedCertificate, Issuer, IssuerError, RenewalGrant
+from card.errors import ApduError, CardError, CardRemovedError, NotSupportedError
+from card.journal import (
+    STEP_AUTHORISED,
+    STEP_DONE,
+    STEP_GENERATED,
+    STEP_GENERATING,
+    STEP_ISSUED,
+    STEP_PLANNED,
+    STEP_WRITTEN,
+    AuditLog,
+    Journal,
+    JournalStore,
+    SlotJournal,
+)
+from card.piv import KeyType, PivSession, Slot
+
+logger = logging.getLogger(__name__)
+
+DER = serialization.Encoding.DER
+PEM = serialization.Encoding.PEM
+
+
+class SlotState(enum.Enum):
+    """What the update check concludes about one slot."""
+
+    OK = "valid"
+    DUE = "due for renewal"
+    EXPIRED = "expired"
+    EMPTY = "empty"
+    UNREADABLE = "unreadable"
+
+
+class RenewalStep(enum.Enum):
+    """Progress steps reported to the UI, in order."""
+
+    PREFLIGHT = "Checking the card"
+    AUTHORISING = "Authorising with the certificate authority"
+    PENDING = "Pending"
+    GENERATING = "Generating a new key on the card"
+    REQUESTING = "Signing the certificate request"
+    ISSUING = "Waiting for the certificate authority"
+    VERIFYING = "Checking the new certificate"
+    WRITING = "Writing"
+    READING_BACK = "Reading back"
+    TEST_SIGNATURE = "Test signature"
+    DONE = "Done"
+    FAILED = "Failed"
+
+
+class RenewalRefused(CardError):
+    """Renewal cannot start (nothing was changed): expired certificate, nothing due, bad preflight."""
+
+    title = "Renewal not possible"
+    code = "REFUSED"
+
+
+class CertificateMismatchError(CardError):
+    """The CA returned a certificate that fails verification (wrong key, subject, chain or validity)."""
+
+    title = "The new certificate was rejected"
+    code = "BADCERT"
+    next_step = ("The certificate was not written. Try again from the Card tab; if it happens again, "
+                 "contact your Registration Authority (RA) with the reference shown.")
+
+
+@dataclass(frozen=True)
+class SlotStatus:
+    """One slot as read from the card, with the update check's conclusion."""
+
+    setting: SlotSetting
+    certificate: x509.Certificate | None
+    error: str | None
+    state: SlotState
+    days_left: int | None
+
+    @property
+    def slot(self) -> Slot:
+        return self.setting.slot
+
+
+@dataclass(frozen=True)
+class CardSummary:
+    """What the Card tab shows: holder, card id, each configured slot, PIN tries left."""
+
+    reader: str
+    card_id: str | None
+    guid_text: str | None
+    card_expiry: dt.date | None
+    holder: str | None
+    slots: tuple[SlotStatus, ...]
+    pin_retries: int | None
+    pending_journal: Journal | None = None
+
+    @property
+    def due(self) -> list[SlotStatus]:
+        return [s for s in self.slots if s.state is SlotState.DUE]
+
+    @property
+    def expired(self) -> list[SlotStatus]:
+        return [s for s in self.slots if s.state is SlotState.EXPIRED]
+
+    def next_renewal_date(self, window_days: int) -> dt.date | None:
+        """First day on which some valid certificate enters the renewal window."""
+        dates = [s.certificate.not_valid_after_utc - dt.timedelta(days=window_days)
+                 for s in self.slots if s.certificate is not None and s.state is SlotState.OK]
+        return min(dates).date() if dates else None
+
+
+class UpdateCheck(enum.Enum):
+    """The conclusion of *Update My Card* (DESIGN §1.3)."""
+
+    AVAILABLE = "updates are available for your card"
+    UP_TO_DATE = "your card is up to date"
+    EXPIRED = "a certificate has expired"
+    RESUME = "an unfinished update can be resumed"
+    NOTHING_TO_RENEW = "the card holds no certificate to renew"
+
+
+def update_check(summary: CardSummary) -> UpdateCheck:
+    """Decide what *Update My Card* offers for this card."""
+    if summary.pending_journal is not None:
+        return UpdateCheck.RESUME
+    if summary.expired:
+        return UpdateCheck.EXPIRED
+    if summary.due:
+        return UpdateCheck.AVAILABLE
+    if any(s.certificate is not None for s in summary.slots):
+        return UpdateCheck.UP_TO_DATE
+    return UpdateCheck.NOTHING_TO_RENEW
+
+
+class RenewalReporter(Protocol):
+    """Receives progress from the worker thread; implementations must be thread-safe."""
+
+    def step(self, slot: Slot | None, step: RenewalStep, detail: str = "") -> None: ...
+
+    def slot_finished(self, slot: Slot, result: SlotResult) -> None: ...
+
+
+class NullReporter:
+    """A reporter that ignores everything (headless callers that want no progress)."""
+
+    def step(self, slot: Slot | None, step: RenewalStep, detail: str = "") -> None:
+        pass
+
+    def slot_finished(self, slot: Slot, result: SlotResult) -> None:
+        pass
+
+
+@dataclass
+class SlotResult:
+    """The outcome of one slot: renewed (``new_certificate``), failed (``error``) or not attempted."""
+
+    slot: Slot
+    label: str
+    old_certificate: x509.Certificate | None
+    new_certificate: x509.Certificate | None = None
+    error: CardError | None = None
+
+    @property
+    def renewed(self) -> bool:
+        return self.new_certificate is not None and self.error is None
+
+
+@dataclass
+class RenewalResult:
+    """The outcome of a whole renewal."""
+
+    reference: str
+    slots: list[SlotResult] = field(default_factory=list)
+    error: CardError | None = None
+    journal_kept: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(s.renewed for s in self.slots)
+
+
+def card_id_for(session: PivSession, certificates: dict[Slot, x509.Certificate | None]) -> tuple[str | None, str | None, dt.date | None]:
+    """(card id, GUID text, card expiry): the CHUID GUID, else a fingerprint of the first certificate."""
+    try:
+        chuid = session.read_chuid()
+    except CardRemovedError:
+        raise
+    except CardError:
+        chuid = None
+    if chuid is not None:
+        return chuid.guid_hex, chuid.guid_text, chuid.expiry
+    for cert in certificates.values():
+        if cert is not None:
+            return "cert-" + fingerprint(cert)[:32], None, None
+    return None, None, None
+
+
+def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | None = None,
+              journals: JournalStore | None = None, reader: str = "") -> CardSummary:
+    """SELECT PIV and read CHUID, the configured slots and the PIN tries left (no PIN needed).
+
+    A slot that cannot be decoded becomes ``SlotState.UNREADABLE`` with its error text (F15).
+
+    Raises:
+        CardRemovedError, ApduError (no PIV application), PinBlockedError (PIN blocked).
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    session.select()
+    statuses: list[SlotStatus] = []
+    certs: dict[Slot, x509.Certificate | None] = {}
+    for setting in settings.slots:
+        sc = session.read_certificate(setting.slot)
+        certs[setting.slot] = sc.certificate
+        if sc.error:
+            statuses.append(SlotStatus(setting, None, sc.error, SlotState.UNREADABLE, None))
+            continue
+        if sc.certificate is None:
+            statuses.append(SlotStatus(setting, None, None, SlotState.EMPTY, None))
+            continue
+        left = days_left(sc.certificate, now)
+        if sc.certificate.not_valid_after_utc <= now:
+            state = SlotState.EXPIRED
+        elif sc.certificate.not_valid_after_utc - now <= dt.timedelta(days=settings.window_days):
+            state = SlotState.DUE
+        else:
+            state = SlotState.OK
+        statuses.append(SlotStatus(setting, sc.certificate, None, state, left))
+    card_id, guid_text, expiry = card_id_for(session, certs)
+    pin_retries = session.get_pin_retries()
+    holder = None
+    for status in statuses:
+        if status.certificate is not None:
+            holder = holder_name(status.certificate)
+            break
+    pending = journals.load(card_id) if journals is not None and card_id else None
+    if pending is not None and pending.finished:
+        pending = None
+    return CardSummary(reader, card_id, guid_text, expiry, holder, tuple(statuses), pin_retries, pending)
+
+
+@dataclass
+class RenewalContext:
+    """What one renewal needs besides the card session. Holds the PIN for this run only (memory)."""
+
+    settings: Settings
+    issuer: Issuer
+    journals: JournalStore
+    audit: AuditLog
+    reporter: RenewalReporter = field(default_factory=NullReporter)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.timezone.utc))
+
+
+class _Renewal:
+    """One run of the engine on one card (state kept across the steps of that run)."""
+
+    def __init__(self, session: PivSession, ctx: RenewalContext, pin: str) -> None:
+        self.session = session
+        self.ctx = ctx
+        self._pin = pin
+        self.key_types: dict[Slot, KeyType] = {}
+
+    # -- card helpers --------------------------------------------------------------------
+    def _verify_pin(self) -> None:
+        self.session.verify_pin(self._pin)
+
+    def sign(self, slot: Slot, message: bytes) -> bytes:
+        """Sign with the slot key; VERIFY right before each 9C signature (PIN always, F08)."""
+        if slot == Slot.SIGNATURE:
+            self._verify_pin()
+        return self.session.sign(slot, self.key_types[slot], message)
+
+    def _slot_key_is(self, slot: Slot, candidates: list[PublicKeyTypes]) -> int | None:
+        """Index of the candidate public key the slot's private key matches (test signature), or None."""
+        challenge = os.urandom(32)
+        try:
+            signature = self.sign(slot, challenge)
+        except ApduError as exc:
+            if exc.sw in (0x6A88, 0x6A80, 0x6A82):
+                return None
+            raise
+        for i, key in enumerate(candidates):
+            if verify_signature(key, signature, challenge):
+                return i
+        return None
+
+    def _authenticate(self) -> None:
+        s = self.ctx.settings
+        self.session.authenticate(s.management_key(), s.management_key_algorithm)
+
+    # -- the run -------------------------------------------------------------------------
+    def run(self) -> RenewalResult:
+        ctx, session, settings = self.ctx, self.session, self.ctx.settings
+        ctx.reporter.step(None, RenewalStep.PREFLIGHT)
+        summary = read_card(session, settings, now=ctx.now(), journals=ctx.journals, reader=session.transport.name)
+        if summary.card_id is None:
+            raise RenewalRefused("the card holds no certificate and no CHUID; it cannot be renewed here",
+                                 next_step=f"Contact {settings.ra_contact}.")
+        journal = summary.pending_journal
+        by_slot = {s.slot: s for s in summary.slots}
+        if journal is None:
+            if summary.expired:
+                names = ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in summary.expired)
+                raise RenewalRefused(f"the certificate {names} has expired; self-service renewal of an expired "
+                                     "certificate is not allowed", next_step=f"Contact {settings.ra_contact}.")
+            if not summary.due:
+                nxt = summary.next_renewal_date(settings.window_days)
+                raise RenewalRefused("your card is up to date" + (f"; next renewal from {nxt.isoformat()}" if nxt else ""),
+                                     next_step="Nothing to do now.")
+            journal = Journal(summary.card_id)
+            for status in summary.due:
+                assert status.certificate is not None
+                journal.slots[status.slot.hex] = SlotJournal(
+                    status.slot.hex, fingerprint(status.certificate), old_certificate_pem=status.certificate.public_bytes(PEM).decode())
+        result = RenewalResult(journal.reference)
+        # Preflight continued: PIN, management key, issuer, algorithms, sizes.
+        self._verify_pin()
+        self._authenticate()
+        self._check_issuer()
+        plan: list[tuple[SlotSetting, x509.Certificate | None, SlotJournal]] = []
+        for name, sj in journal.slots.items():
+            slot = Slot.parse(name)
+            status = by_slot.get(slot)
+            setting = status.setting if status else SlotSetting(slot, slot.name.title())
+            old = self._old_certificate(status, sj)
+            self.key_types[slot] = self._key_type_for(slot, old, sj)
+            if old is not None and len(old.public_bytes(DER)) + 256 > settings.max_certificate_bytes:
+                raise RenewalRefused(f"slot {slot.hex}: a renewed certificate may not fit the card "
+                                     f"({settings.max_certificate_bytes} bytes)")
+            plan.append((setting, old, sj))
+            result.slots.append(SlotResult(slot, setting.label, old))
+        for (setting, _, sj), slot_result in zip(plan, result.slots, strict=True):
+            ctx.reporter.step(setting.slot, RenewalStep.DONE if sj.step == STEP_DONE else RenewalStep.PENDING)
+        # Authorise every due slot while the old keys still exist.
+        for setting, old, sj in plan:
+            if sj.step == STEP_PLANNED and old is not None:
+                ctx.reporter.step(setting.slot, RenewalStep.AUTHORISING)
+                grant = ctx.issuer.authorize_renewal(setting.slot.hex, old, lambda m, s=setting.slot: self.sign(s, m))
+                sj.grant = grant.to_dict()
+                sj.step = STEP_AUTHORISED
+        ctx.journals.save(journal)
+        # Per slot.
+        for (setting, old, sj), slot_result in zip(plan, result.slots, strict=True):
+            if ctx.cancel.is_set():
+                slot_result.error = RenewalRefused("cancelled before this certificate was started; nothing was changed in this slot")
+                continue
+            try:
+                slot_result.new_certificate = self._renew_slot(setting.slot, old, sj, journal)
+                self._audit(journal, setting.slot, old, slot_result.new_certificate, "renewed", None)
+                ctx.reporter.slot_finished(setting.slot, slot_result)
+            except CardRemovedError as exc:
+                sj.error = str(exc)
+                slot_result.error = exc
+                self._save_quietly(journal)
+                self._audit(journal, setting.slot, old, None, "interrupted", exc.code)
+                ctx.reporter.step(setting.slot, RenewalStep.FAILED, str(exc))
+                ctx.reporter.slot_finished(setting.slot, slot_result)
+                result.error = exc
+                break  # nothing more can be done without the card
+            except CardError as exc:
+                sj.error = str(exc)
+                slot_result.error = exc
+                ctx.journals.save(journal)
+                self._audit(journal, setting.slot, old, None, "failed", exc.code)
+                ctx.reporter.step(setting.slot, RenewalStep.FAILED, str(exc))
+                ctx.reporter.slot_finished(setting.slot, slot_result)
+                result.error = result.error or exc
+                if ctx.cancel.is_set():
+                    break
+        if journal.finished:
+            ctx.journals.clear(journal.card_id)
+        else:
+            result.journal_kept = True
+        return result
+
+    def _save_quietly(self, journal: Journal) -> None:
+        try:
+            self.ctx.journals.save(journal)
+        except OSError:  # the card error is what the user must see
+            logger.exception("could not save the journal")
+
+    def _audit(self, journal: Journal, slot: Slot, old: x509.Certificate | None, new: x509.Certificate | None,
+               outcome: str, error_code: str | None) -> None:
+        self.ctx.audit.write(
+            reference=journal.reference, card_guid=journal.card_id, slot=slot.hex, outcome=outcome, error_code=error_code,
+            old_serial=f"{old.serial_number:X}" if old else None,
+            old_not_after=old.not_valid_after_utc.isoformat() if old else None,
+            new_serial=f"{new.serial_number:X}" if new else None,
+            new_not_after=new.not_valid_after_utc.isoformat() if new else None,
+        )
+
+    def _old_certificate(self, status: SlotStatus | None, sj: SlotJournal) -> x509.Certificate | None:
+        """The certificate being renewed, if the slot still holds it (else None)."""
+        cert = status.certificate if status is not None else None
+        if cert is not None and fingerprint(cert) == sj.old_fingerprint:
+            return cert
+        return None
+
+    def _key_type_for(self, slot: Slot, old: x509.Certificate | None, sj: SlotJournal) -> KeyType:
+        if self.ctx.settings.key_type is not None:
+            kt = self.ctx.settings.key_type
+        elif old is not None:
+            kt = KeyType.of(old.public_key())
+        elif sj.public_key_pem:
+            kt = KeyType.of(serialization.load_pem_public_key(sj.public_key_pem.encode()))
+        elif sj.old_certificate_pem:
+            kt = KeyType.of(_journal_old_certificate(sj).public_key())
+        else:
+            raise RenewalRefused(f"slot {slot.hex}: the key type cannot be determined")
+        if kt.name not in self.ctx.issuer.supported_key_types():
+            raise NotSupportedError(f"the certificate authority cannot certify {kt.name} keys; nothing was changed")
+        return kt
+
+    def _check_issuer(self) -> None:
+        cas = self.ctx.issuer.ca_certificates()
+        pinned = self.ctx.settings.ca_fingerprint
+        if pinned and not any(fingerprint(ca) == pinned for ca in cas):
+            raise RenewalRefused("the certificate authority's certificate does not match the pinned fingerprint; "
+                                 "nothing was changed", next_step=f"Contact {self.ctx.settings.ra_contact}.")
+
+    # -- one slot --------------------------------------------------------------------------
+    def _renew_slot(self, slot: Slot, old: x509.Certificate | None, sj: SlotJournal, journal: Journal) -> x509.Certificate:
+        ctx = self.ctx
+        if sj.step == STEP_DONE and sj.certificate_pem:
+            return x509.load_pem_x509_certificate(sj.certificate_pem.encode())
+        new_cert = x509.load_pem_x509_certificate(sj.certificate_pem.encode()) if sj.certificate_pem else None
+        new_key = serialization.load_pem_public_key(sj.public_key_pem.encode()) if sj.public_key_pem else None
+        resuming = sj.step not in (STEP_PLANNED, STEP_AUTHORISED)
+        if resuming:
+            # Learn what the slot holds now, by a test signature against what we know.
+            candidates: list[PublicKeyTypes] = []
+            if new_cert is not None:
+                candidates.append(new_cert.public_key())
+            if new_key is not None:
+                candidates.append(new_key)
+            journal_old = _journal_old_certificate(sj)
+            candidates.append(journal_old.public_key())
+            found = self._slot_key_is(slot, candidates) if candidates else None
+            current = candidates[found] if found is not None else None
+            if current is not None and new_cert is not None and key_matches(new_cert, current):
+                return self._write_and_check(slot, new_cert, current, sj, journal)
+            if current is not None and new_key is not None and public_key_der(current) == public_key_der(new_key):
+                return self._issue_write(slot, new_key, sj, journal)
+            if current is not None and key_matches(journal_old, current):
+                sj.step = STEP_PLANNED  # the old key is intact: start this slot over
+                ctx.reporter.step(slot, RenewalStep.AUTHORISING)
+                grant = ctx.issuer.authorize_renewal(slot.hex, journal_old, lambda m: self.sign(slot, m))
+                sj.grant, sj.step = grant.to_dict(), STEP_AUTHORISED
+                sj.public_key_pem = sj.csr_pem = sj.certificate_pem = None
+                ctx.journals.save(journal)
+            elif sj.grant is None:
+                raise RenewalRefused(f"slot {slot.hex}: the old key is gone and no renewal grant is left",
+                                     next_step=f"Contact {ctx.settings.ra_contact} with reference {journal.reference}.")
+            # else: unknown key in the slot (generation interrupted): generate again with the grant.
+        if sj.grant is None:
+            raise RenewalRefused(f"slot {slot.hex}: no renewal grant")
+        # GENERATE (destructive): journal before and after.
+        self._authenticate()
+        sj.step = STEP_GENERATING
+        sj.public_key_pem = sj.csr_pem = sj.certificate_pem = None
+        ctx.journals.save(journal)
+        ctx.reporter.step(slot, RenewalStep.GENERATING)
+        new_key = self.session.generate_key(slot, self.key_types[slot])
+        sj.public_key_pem = new_key.public_bytes(PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        sj.step = STEP_GENERATED
+        ctx.journals.save(journal)
+        return self._issue_write(slot, new_key, sj, journal)
+
+    def _issue_write(self, slot: Slot, new_key: PublicKeyTypes, sj: SlotJournal, journal: Journal) -> x509.Certificate:
+        ctx = self.ctx
+        assert sj.grant is not None
+        grant = RenewalGrant.from_dict(sj.grant)
+        subject = _journal_old_certificate(sj).subject
+        ctx.reporter.step(slot, RenewalStep.REQUESTING)
+        csr = build_csr(subject, new_key, lambda m: self.sign(slot, m))
+        sj.csr_pem = csr.public_bytes(PEM).decode()
+        ctx.reporter.step(slot, RenewalStep.ISSUING)
+        issued = ctx.issuer.issue(grant, csr, new_key)
+        ctx.reporter.step(slot, RenewalStep.VERIFYING)
+        self._check_issued(slot, issued, new_key, subject)
+        sj.certificate_pem = issued.certificate.public_bytes(PEM).decode()
+        sj.step = STEP_ISSUED
+        ctx.journals.save(journal)
+        return self._write_and_check(slot, issued.certificate, new_key, sj, journal)
+
+    def _check_issued(self, slot: Slot, issued: IssuedCertificate, new_key: PublicKeyTypes, subject: x509.Name) -> None:
+        cert = issued.certificate
+        if not key_matches(cert, new_key):
+            raise CertificateMismatchError(f"slot {slot.hex}: the CA returned a certificate for a different key")
+        if cert.subject.public_bytes() != subject.public_bytes():
+            raise CertificateMismatchError(f"slot {slot.hex}: the CA returned a certificate for another subject")
+        now = self.ctx.now()
+        if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
+            raise CertificateMismatchError(f"slot {slot.hex}: the CA returned a certificate that is not valid now")
+        for ca in self.ctx.issuer.ca_certificates():
+            try:
+                cert.verify_directly_issued_by(ca)
+                return
+            except Exception:  # noqa: BLE001 - any failure means "not this CA"
+                continue
+        raise CertificateMismatchError(f"slot {slot.hex}: the new certificate does not chain to the certificate authority")
+
+    def _write_and_check(self, slot: Slot, cert: x509.Certificate, key: PublicKeyTypes, sj: SlotJournal,
+                         journal: Journal) -> x509.Certificate:
+        ctx = self.ctx
+        if not key_matches(cert, key):  # never write a certificate that does not match the slot's key
+            raise CertificateMismatchError(f"slot {slot.hex}: certificate and key do not match; not written")
+        der = cert.public_bytes(DER)
+        ctx.reporter.step(slot, RenewalStep.WRITING)
+        self._authenticate()
+        self.session.put_certificate(slot, der)
+        sj.step = STEP_WRITTEN
+        ctx.journals.save(journal)
+        ctx.reporter.step(slot, RenewalStep.READING_BACK)
+        back = self.session.read_certificate(slot)
+        if back.certificate is None or back.certificate.public_bytes(DER) != der:
+            raise CardError(f"slot {slot.hex}: the certificate read back differs from the one written")
+        ctx.reporter.step(slot, RenewalStep.TEST_SIGNATURE)
+        if self._slot_key_is(slot, [cert.public_key()]) != 0:
+            raise CertificateMismatchError(f"slot {slot.hex}: the test signature does not verify with the new certificate")
+        sj.step = STEP_DONE
+        sj.error = None
+        ctx.journals.save(journal)
+        ctx.reporter.step(slot, RenewalStep.DONE)
+        return cert
+
+
+def _journal_old_certificate(sj: SlotJournal) -> x509.Certificate:
+    if not sj.old_certificate_pem:
+        raise RenewalRefused(f"slot {sj.slot}: the journal does not hold the certificate being renewed")
+    return x509.load_pem_x509_certificate(sj.old_certificate_pem.encode())
+
+
+def renew(session: PivSession, ctx: RenewalContext, pin: str) -> RenewalResult:
+    """Renew every due slot of the card, or resume the card's unfinished journal.
+
+    Args:
+        pin: the PIN entered for this renewal (held in memory for the run; never stored).
+
+    Returns:
+        The per-slot outcome. Errors after the first destructive step are reported per slot
+        in the result (the journal is kept for resume); errors before it are raised.
+
+    Raises:
+        RenewalRefused: nothing due, a certificate expired, preflight failed (nothing changed).
+        InvalidPinError, PinBlockedError, ManagementKeyError, IssuerError, CardRemovedError:
+            before anything destructive happened.
+    """
+    return _Renewal(session, ctx, pin).run()
+
+
+__all__ = [
+    "CardSummary",
+    "IssuerError",
+    "RenewalContext",
+    "RenewalRefused",
+    "RenewalResult",
+    "RenewalStep",
+    "SlotResult",
+    "SlotState",
+    "UpdateCheck",
+    "read_card",
+    "renew",
+    "update_check",
+]
