@@ -273,6 +273,9 @@ class RenewalContext:
     reporter: RenewalReporter = field(default_factory=NullReporter)
     cancel: threading.Event = field(default_factory=threading.Event)
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.timezone.utc))
+    between_slots: Callable[[SlotResult], bool] = field(default=lambda result: True)
+    """Called on the worker thread after each renewed certificate but the last (the portal's
+    *Next*); returning False stops before the next certificate is touched."""
 
 
 class _Renewal:
@@ -372,6 +375,8 @@ class _Renewal:
                 slot_result.new_certificate = self._renew_slot(setting.slot, old, sj, journal)
                 self._audit(journal, setting.slot, old, slot_result.new_certificate, "renewed", None)
                 ctx.reporter.slot_finished(setting.slot, slot_result)
+                if slot_result is not result.slots[-1] and not ctx.between_slots(slot_result):
+                    ctx.cancel.set()
             except CardRemovedError as exc:
                 sj.error = str(exc)
                 slot_result.error = exc

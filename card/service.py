@@ -1,0 +1,144 @@
+"""The card service (DESIGN §2): one worker thread owns the reader connection and runs every
+card operation, whichever pane or command asked for it; plus a card-presence watcher.
+
+Callers submit a function of a :class:`PivSession` and get a ``concurrent.futures.Future``;
+the TUI awaits it with ``asyncio.wrap_future``, the CLI with ``.result()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from card.config import ConfigError, Settings
+from card.enrollment.base import Issuer
+from card.errors import CardRemovedError, ReaderUnavailableError
+from card.journal import AuditLog, JournalStore
+from card.piv import PivSession
+from card.transport import CardTransport
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class CardService:
+    """Runs card operations one at a time on its own thread.
+
+    Args:
+        transport_factory: opens a connection to the card (called on the worker thread).
+        presence: returns whether the card is present (polled by the watcher thread).
+    """
+
+    def __init__(self, transport_factory: Callable[[], CardTransport], presence: Callable[[], bool] | None = None,
+                 poll_interval_s: float = 0.5) -> None:
+        self._factory = transport_factory
+        self._presence = presence
+        self._poll_interval_s = poll_interval_s
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="card-service")
+        self._transport: CardTransport | None = None
+        self._session: PivSession | None = None
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def _run(self, fn: Callable[[PivSession], T]) -> T:
+        if self._session is None:
+            self._transport = self._factory()
+            self._session = PivSession(self._transport)
+        try:
+            with self._transport.transaction():  # type: ignore[union-attr]
+                return fn(self._session)
+        except (CardRemovedError, ReaderUnavailableError):
+            self._disconnect()
+            raise
+
+    def _disconnect(self) -> None:
+        transport, self._transport, self._session = self._transport, None, None
+        if transport is not None:
+            try:
+                transport.close()
+            except Exception:  # noqa: BLE001 - the card is gone; closing may fail too
+                logger.debug("closing the card connection failed", exc_info=True)
+
+    def submit(self, fn: Callable[[PivSession], T]) -> Future[T]:
+        """Queue ``fn(session)`` on the card thread. The future raises what ``fn`` raised."""
+        return self._executor.submit(self._run, fn)
+
+    def disconnect(self) -> Future[None]:
+        """Drop the connection (log off): the card is reset, so the PIN state is gone."""
+        return self._executor.submit(self._disconnect)
+
+    @property
+    def apdu_count(self) -> int:
+        return self._session.protocol.apdus_sent if self._session else 0
+
+    def watch(self, on_change: Callable[[bool], None]) -> None:
+        """Call ``on_change(present)`` from a watcher thread whenever card presence changes."""
+        if self._presence is None or self._watcher is not None:
+            return
+
+        def loop() -> None:
+            last: bool | None = None
+            while not self._watch_stop.wait(self._poll_interval_s if last is not None else 0):
+                try:
+                    present = bool(self._presence())  # type: ignore[misc]
+                except Exception:  # noqa: BLE001 - keep watching whatever happens (F22)
+                    present = False
+                if present != last:
+                    last = present
+                    on_change(present)
+
+        self._watcher = threading.Thread(target=loop, name="card-watcher", daemon=True)
+        self._watcher.start()
+
+    def shutdown(self) -> None:
+        """Stop the watcher, disconnect, and end the worker thread (waits for the current step)."""
+        self._watch_stop.set()
+        try:
+            self._executor.submit(self._disconnect).result(timeout=30)
+        except Exception:  # noqa: BLE001
+            pass
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class Backend:
+    """Everything the UI and CLI need to work on a card: the service, issuer, journal and audit."""
+
+    settings: Settings
+    service: CardService
+    issuer: Issuer
+    journals: JournalStore
+    audit: AuditLog
+    reader_name: str
+    demo: bool = False
+    demo_pin: str | None = None
+
+
+def build_issuer(settings: Settings, window_days: int | None = None) -> Issuer:
+    """The issuer named by the configuration.
+
+    Raises:
+        ConfigError: unknown type or missing directory; IssuerUnavailable: cannot be opened.
+    """
+    if settings.issuer_type == "local":
+        from card.enrollment.local import LocalCA
+
+        if settings.issuer_directory is None:
+            raise ConfigError("issuer.directory is needed for issuer.type = \"local\" (a directory made by `cardrenew ca init`)")
+        return LocalCA(Path(settings.issuer_directory), window_days or settings.window_days)
+    raise ConfigError(f"issuer.type {settings.issuer_type!r} is not available in this version")
+
+
+def pcsc_backend(settings: Settings, reader: str | None = None) -> Backend:
+    """A backend on a PC/SC reader (``reader`` or the one holding the only card)."""
+    from card import pcsc
+
+    name = pcsc.choose_reader(reader or settings.reader)
+    service = CardService(lambda: pcsc.PcscTransport(name), lambda: pcsc.card_present(name))
+    return Backend(settings, service, build_issuer(settings), JournalStore(settings.state_dir),
+                   AuditLog(settings.state_dir / "audit.log"), name)
