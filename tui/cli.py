@@ -1,0 +1,453 @@
+"""The command line (DESIGN §7): argument parsing and the headless subcommands.
+
+Exit codes (stable, documented in the README):
+
+====  =====================================================================
+0     success (renewed; status: nothing due)
+1     unexpected error
+2     usage or configuration error
+3     no reader, no card, card removed, or pcscd not running
+4     wrong PIN (tries left shown) or PIN blocked
+10    nothing to renew: every certificate is valid beyond the window (status: some are due)
+11    refused: a certificate has expired, or preflight failed — contact the RA (status: some expired)
+12    the certificate authority refused or could not be reached; nothing was changed on the card
+13    renewal failed after the card was changed; the journal is kept — run ``renew`` again to resume
+====  =====================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CARD = 3
+EXIT_PIN = 4
+EXIT_NOT_DUE = 10
+EXIT_REFUSED = 11
+EXIT_CA = 12
+EXIT_PARTIAL = 13
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_ERROR: "unexpected error",
+    EXIT_USAGE: "usage or configuration error",
+    EXIT_CARD: "no reader, no card, card removed, or pcscd not running",
+    EXIT_PIN: "wrong PIN or PIN blocked",
+    EXIT_NOT_DUE: "nothing due for renewal (status: some certificates are due)",
+    EXIT_REFUSED: "refused: expired certificate or failed preflight; contact the RA",
+    EXIT_CA: "certificate authority refused or unreachable; card unchanged",
+    EXIT_PARTIAL: "failed after the card was changed; journal kept, run renew again",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", help="configuration file (default: $CARDRENEW_CONFIG, XDG, /etc)")
+    reader = argparse.ArgumentParser(add_help=False)
+    reader.add_argument("--reader", metavar="NAME", help="PC/SC reader (default: the one holding the only card)")
+
+    parser = argparse.ArgumentParser(prog="cardrenew", parents=[common, reader],
+                                     description="Renew the certificates on a PIV smartcard.",
+                                     epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
+    parser.add_argument("--demo", action="store_true", help="the TUI on the built-in virtual card and embedded CA")
+    parser.add_argument("--demo-fault", choices=["none", "pull-card", "ca-refuses"], default="none",
+                        help="with --demo: show the error path")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: APDU trace, secrets redacted)")
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("status", parents=[common, reader], help="certificates, expiry, days left, due or not")
+    p.add_argument("--json", action="store_true", help="machine-readable output (stable; see README)")
+
+    p = sub.add_parser("renew", parents=[common, reader], help="headless renewal with the same engine as the TUI")
+    p.add_argument("--pin-stdin", action="store_true", help="read the PIN from the first line of standard input")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--json", action="store_true", help="machine-readable output (stable; see README)")
+
+    p = sub.add_parser("audit", parents=[common], help="print the recent audit log entries")
+    p.add_argument("-n", type=int, default=20, help="how many entries (default 20)")
+
+    ca = sub.add_parser("ca", parents=[common], help="embedded certificate authority")
+    ca_sub = ca.add_subparsers(dest="ca_command", required=True)
+    p = ca_sub.add_parser("init", parents=[common], help="create DIR/ca.pem and DIR/ca.key (PKCS#8 PEM, 0600)")
+    p.add_argument("directory", metavar="DIR")
+    p.add_argument("--name", default="cardrenew Demo CA", help="the CA's common name")
+
+    emu = sub.add_parser("emulator", parents=[common], help="the software PIV card")
+    emu_sub = emu.add_subparsers(dest="emulator_command", required=True)
+    p = emu_sub.add_parser("create", parents=[common], help="make a card whose 9A/9C certificates come from a CA")
+    p.add_argument("state", metavar="STATE")
+    p.add_argument("--ca", required=True, metavar="DIR", help="an embedded CA made by `cardrenew ca init`")
+    p.add_argument("--expires-in-days", type=int, default=30, metavar="N")
+    p.add_argument("--pin", default="123456")
+    p.add_argument("--key-type", choices=["RSA2048", "ECCP256", "ECCP384"], default="RSA2048")
+    p.add_argument("--holder", default="Alex Example", help="the cardholder's name (certificate CN)")
+    p = emu_sub.add_parser("serve", parents=[common], help="serve the card to pcscd through vpcd")
+    p.add_argument("state", metavar="STATE")
+    p.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT",
+                   help="vpcd address (35963 = 'Virtual PCD 00 00', 35964 = '00 01')")
+    p.add_argument("--drop-after-apdus", type=int, metavar="N", help="fault: the card is pulled after N commands")
+    p.add_argument("--reinsert-after", type=float, metavar="SECONDS", help="after a pull, re-insert after this long")
+    return parser
+
+
+def _out(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(payload, indent=2, sort_keys=True))
+    else:
+        print(text)
+
+
+def _error_payload(exc: BaseException) -> dict[str, Any]:
+    from card.errors import CardError
+
+    if isinstance(exc, CardError):
+        return {"error": {"code": exc.code, "title": exc.title, "message": str(exc), "next_step": exc.next_step}}
+    return {"error": {"code": "INTERNAL", "title": "Unexpected error", "message": str(exc), "next_step": None}}
+
+
+def _exit_code_for(exc: BaseException) -> int:
+    from card.config import ConfigError
+    from card.enrollment.base import IssuerError
+    from card.errors import InvalidPinError, NoCardError, PinBlockedError, PinFormatError, ReaderUnavailableError
+    from card.errors import CardRemovedError
+    from card.renewal import RenewalRefused
+
+    if isinstance(exc, ConfigError):
+        return EXIT_USAGE
+    if isinstance(exc, (InvalidPinError, PinBlockedError, PinFormatError)):
+        return EXIT_PIN
+    if isinstance(exc, (ReaderUnavailableError, NoCardError, CardRemovedError)):
+        return EXIT_CARD
+    if isinstance(exc, IssuerError):
+        return EXIT_CA
+    if isinstance(exc, RenewalRefused):
+        return EXIT_REFUSED
+    return EXIT_ERROR
+
+
+def _fail(args: argparse.Namespace, exc: BaseException) -> int:
+    from card.errors import CardError
+
+    code = _exit_code_for(exc)
+    payload = _error_payload(exc) | {"exit_code": code}
+    if getattr(args, "json", False):
+        print(json.dumps(payload, indent=2, sort_keys=True))
+    else:
+        title = exc.title if isinstance(exc, CardError) else "Error"
+        print(f"cardrenew: {title}: {exc}", file=sys.stderr)
+        if isinstance(exc, CardError) and exc.next_step:
+            print(f"Next step: {exc.next_step}", file=sys.stderr)
+    return code
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from card.config import load_settings
+
+    return load_settings(args.config, reader=getattr(args, "reader", None))
+
+
+# -- status ---------------------------------------------------------------------------------
+def summary_json(summary: Any, window_days: int) -> dict[str, Any]:
+    from card.certificates import fingerprint
+    from card.renewal import update_check
+
+    nxt = summary.next_renewal_date(window_days)
+    return {
+        "reader": summary.reader,
+        "card_guid": summary.guid_text,
+        "holder": summary.holder,
+        "pin_retries": summary.pin_retries,
+        "window_days": window_days,
+        "update": update_check(summary).name.lower(),
+        "next_renewal_date": nxt.isoformat() if nxt else None,
+        "pending_reference": summary.pending_journal.reference if summary.pending_journal else None,
+        "slots": [
+            {
+                "slot": s.slot.hex,
+                "label": s.setting.label,
+                "state": s.state.name.lower(),
+                "subject": s.certificate.subject.rfc4514_string() if s.certificate else None,
+                "issuer": s.certificate.issuer.rfc4514_string() if s.certificate else None,
+                "serial": f"{s.certificate.serial_number:X}" if s.certificate else None,
+                "not_after": s.certificate.not_valid_after_utc.isoformat() if s.certificate else None,
+                "days_left": s.days_left,
+                "sha256": fingerprint(s.certificate) if s.certificate else None,
+                "error": s.error,
+            }
+            for s in summary.slots
+        ],
+    }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from card.renewal import SlotState, read_card
+    from card.service import pcsc_backend
+
+    settings = _settings(args)
+    backend = pcsc_backend(settings, args.reader)
+    try:
+        summary = backend.service.submit(
+            lambda s: read_card(s, settings, journals=backend.journals, reader=backend.reader_name)).result()
+    finally:
+        backend.service.shutdown()
+    payload = summary_json(summary, settings.window_days)
+    code = EXIT_OK
+    if any(s.state is SlotState.EXPIRED for s in summary.slots):
+        code = EXIT_REFUSED
+    elif any(s.state is SlotState.DUE for s in summary.slots):
+        code = EXIT_NOT_DUE
+    payload["exit_code"] = code
+    lines = [f"Reader:  {summary.reader}", f"Card:    {summary.guid_text or 'no CHUID'}",
+             f"Holder:  {summary.holder or 'unknown'}",
+             f"PIN:     {'verified' if summary.pin_retries is None else str(summary.pin_retries) + ' tries left'}"]
+    for s in summary.slots:
+        if s.certificate is not None:
+            lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}, expires "
+                         f"{s.certificate.not_valid_after_utc.date().isoformat()} ({s.days_left} days left)")
+        else:
+            lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}" + (f" — {s.error}" if s.error else ""))
+    if summary.pending_journal:
+        lines.append(f"An unfinished update (reference {summary.pending_journal.reference}) will be resumed by `cardrenew renew`.")
+    _out(args, payload, "\n".join(lines))
+    return code
+
+
+# -- renew ----------------------------------------------------------------------------------
+class _PrintReporter:
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def step(self, slot: Any, step: Any, detail: str = "") -> None:
+        if not self.quiet:
+            where = f"[{slot.hex}] " if slot is not None else ""
+            print(f"  {where}{step.value}" + (f": {detail}" if detail else ""), file=sys.stderr)
+
+    def slot_finished(self, slot: Any, result: Any) -> None:
+        pass
+
+
+def _read_pin(args: argparse.Namespace) -> str:
+    from card.config import ConfigError
+
+    if args.pin_stdin:
+        line = sys.stdin.readline()
+        pin = line.rstrip("\r\n")
+        if not pin:
+            raise ConfigError("--pin-stdin: no PIN on standard input")
+        return pin
+    if not sys.stdin.isatty():
+        raise ConfigError("no terminal to ask for the PIN: use --pin-stdin")
+    return getpass.getpass("PIN: ")
+
+
+def cmd_renew(args: argparse.Namespace) -> int:
+    from card.renewal import RenewalContext, UpdateCheck, read_card, renew, update_check
+    from card.service import pcsc_backend
+
+    settings = _settings(args)
+    backend = pcsc_backend(settings, args.reader)
+    cancel = threading.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+    def on_signal(signum: int, frame: Any) -> None:  # finish the current card step, then stop
+        cancel.set()
+
+    for sig in previous:
+        signal.signal(sig, on_signal)
+    try:
+        summary = backend.service.submit(
+            lambda s: read_card(s, settings, journals=backend.journals, reader=backend.reader_name)).result()
+        check = update_check(summary)
+        if check is UpdateCheck.UP_TO_DATE or check is UpdateCheck.NOTHING_TO_RENEW:
+            nxt = summary.next_renewal_date(settings.window_days)
+            msg = "Your card is up to date." + (f" Next renewal from {nxt.isoformat()}." if nxt else "")
+            _out(args, {"outcome": "up_to_date", "message": msg, "next_renewal_date": nxt.isoformat() if nxt else None,
+                        "slots": [], "reference": None, "exit_code": EXIT_NOT_DUE}, msg)
+            return EXIT_NOT_DUE
+        if check is UpdateCheck.EXPIRED:
+            from card.renewal import RenewalRefused
+
+            names = ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in summary.expired)
+            raise RenewalRefused(f"the certificate {names} has expired; self-service renewal is not allowed",
+                                 next_step=f"Contact {settings.ra_contact}.")
+        pin = _read_pin(args)
+        if not args.yes:
+            what = ("resume the unfinished update " + summary.pending_journal.reference) if summary.pending_journal \
+                else "renew " + ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in summary.due)
+            if not sys.stdin.isatty():
+                from card.config import ConfigError
+
+                raise ConfigError("confirmation needed: run with --yes")
+            answer = input(f"About to {what}. Do not remove your card. Continue? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("Cancelled; nothing was changed.")
+                return EXIT_OK
+        if settings.uses_default_management_key and not args.json:
+            print("Warning: using the well-known default management key (allowed by the configuration).", file=sys.stderr)
+        ctx = RenewalContext(settings, backend.issuer, backend.journals, backend.audit,
+                             reporter=_PrintReporter(args.json), cancel=cancel)
+        result = backend.service.submit(lambda s: renew(s, ctx, pin)).result()
+        del pin
+    except Exception as exc:  # noqa: BLE001 - mapped to documented exit codes
+        return _fail(args, exc)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        backend.service.shutdown()
+    return _report_renewal(args, result)
+
+
+def _report_renewal(args: argparse.Namespace, result: Any) -> int:
+    from card.errors import CardRemovedError
+
+    slots = []
+    for r in result.slots:
+        slots.append({
+            "slot": r.slot.hex,
+            "label": r.label,
+            "renewed": r.renewed,
+            "old_serial": f"{r.old_certificate.serial_number:X}" if r.old_certificate else None,
+            "new_serial": f"{r.new_certificate.serial_number:X}" if r.new_certificate else None,
+            "new_not_after": r.new_certificate.not_valid_after_utc.isoformat() if r.new_certificate else None,
+            "error": str(r.error) if r.error else None,
+        })
+    if result.ok:
+        code, outcome = EXIT_OK, "renewed"
+        message = "Your certificates have been renewed. Log off, remove your card, and log back on to test it."
+        next_step = None
+    else:
+        code, outcome = EXIT_PARTIAL, "completed_with_errors"
+        message = "The operation was completed with errors."
+        err = result.error
+        if isinstance(err, CardRemovedError):
+            next_step = "Re-insert your card and run `cardrenew renew` again: the update resumes where it stopped."
+        else:
+            next_step = (f"Run `cardrenew renew` again. If the error persists, contact your Registration Authority "
+                         f"with reference {result.reference}.")
+    payload = {"outcome": outcome, "reference": result.reference, "slots": slots, "message": message,
+               "next_step": next_step, "journal_kept": result.journal_kept, "exit_code": code}
+    lines = [message]
+    for s in slots:
+        if s["renewed"]:
+            lines.append(f"  {s['label']} ({s['slot']}): renewed, new expiry {s['new_not_after'][:10]}")
+        else:
+            lines.append(f"  {s['label']} ({s['slot']}): NOT renewed — {s['error']}")
+    lines.append(f"Reference: {result.reference}")
+    if next_step:
+        lines.append(f"Next step: {next_step}")
+    _out(args, payload, "\n".join(lines))
+    return code
+
+
+# -- the rest -------------------------------------------------------------------------------
+def cmd_audit(args: argparse.Namespace) -> int:
+    from card.journal import AuditLog
+
+    settings = _settings(args)
+    for entry in AuditLog(settings.state_dir / "audit.log").recent(args.n):
+        print(json.dumps(entry, sort_keys=True))
+    return EXIT_OK
+
+
+def cmd_ca_init(args: argparse.Namespace) -> int:
+    from card.certificates import fingerprint
+    from card.enrollment.local import init_ca
+
+    try:
+        cert = init_ca(Path(args.directory), args.name)
+    except FileExistsError as exc:
+        print(f"cardrenew: {exc}; not overwritten", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"Created {Path(args.directory) / 'ca.pem'} and ca.key (0600).")
+    print(f"CA certificate SHA-256: {fingerprint(cert)}")
+    return EXIT_OK
+
+
+def cmd_emulator_create(args: argparse.Namespace) -> int:
+    from card.emulator.create import create_card_file
+    from card.enrollment.local import LocalCA
+    from card.piv import KeyType
+
+    state = create_card_file(Path(args.state), LocalCA(Path(args.ca)), expires_in_days=args.expires_in_days,
+                             pin=args.pin, key_type=KeyType[args.key_type], holder=args.holder)
+    print(f"Created virtual card {args.state} ({args.key_type}, certificates in 9A and 9C expiring in "
+          f"{args.expires_in_days} days, {len(state.objects)} objects).")
+    return EXIT_OK
+
+
+def cmd_emulator_serve(args: argparse.Namespace) -> int:
+    from card.emulator.card import CardFaults, SoftPivCard
+    from card.emulator.vpcd import serve
+
+    host, _, port = args.vpcd.rpartition(":")
+    faults = CardFaults(drop_after_apdus=args.drop_after_apdus)
+    card = SoftPivCard.from_file(Path(args.state), faults)
+    card.name = f"vpcd {args.vpcd}"
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"Serving {args.state} to vpcd at {host}:{port} (Ctrl-C to stop).", flush=True)
+    serve(card, host or "127.0.0.1", int(port), stop, reinsert_after_s=args.reinsert_after)
+    return EXIT_OK
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from card.config import load_settings
+
+    settings = load_settings(args.config, reader=args.reader)
+    if args.demo:
+        from card.demo import demo_backend
+
+        backend, _card = demo_backend(settings, fault=args.demo_fault)
+    else:
+        from card.service import pcsc_backend
+
+        backend = pcsc_backend(settings, args.reader)
+    from tui.app import make_app
+
+    app = make_app(backend)
+    try:
+        app.run()
+    finally:
+        backend.service.shutdown()
+    return int(app.return_code or 0)
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verbose:
+        from card.apdu import TRAFFIC
+
+        logging.basicConfig(level=TRAFFIC if args.verbose > 1 else logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handlers = {
+        "status": cmd_status,
+        "renew": cmd_renew,
+        "audit": cmd_audit,
+    }
+    try:
+        if args.command in handlers:
+            return handlers[args.command](args)
+        if args.command == "ca":
+            return cmd_ca_init(args)
+        if args.command == "emulator":
+            return cmd_emulator_create(args) if args.emulator_command == "create" else cmd_emulator_serve(args)
+        return cmd_tui(args)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one funnel to exit codes
+        return _fail(args, exc)
+
+
