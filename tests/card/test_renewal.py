@@ -1,0 +1,225 @@
+"""The renewal engine on the in-process card: the safety rule, refusals, journal and resume."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from card.certificates import key_matches
+from card.config import Settings
+from card.emulator.card import CardFaults, SoftPivCard
+from card.emulator.create import create_card_state
+from card.enrollment.base import IssuedCertificate, IssuerRejected
+from card.enrollment.local import LocalCA
+from card.errors import CardRemovedError, InvalidPinError
+from card.journal import AuditLog, JournalStore
+from card.piv import DEFAULT_MANAGEMENT_KEY, KeyType, PivSession, Slot
+from card.renewal import (
+    CertificateMismatchError,
+    RenewalContext,
+    RenewalRefused,
+    UpdateCheck,
+    read_card,
+    renew,
+    update_check,
+)
+
+PIN = "123456"
+
+
+def context(tmp_path: Path, issuer: object) -> RenewalContext:
+    settings = Settings(state_dir=tmp_path / "state")
+    return RenewalContext(settings, issuer, JournalStore(settings.state_dir), AuditLog(settings.state_dir / "audit.log"))  # type: ignore[arg-type]
+
+
+def card_public_key(card: SoftPivCard, slot: Slot) -> object:
+    key = serialization.load_pem_private_key(card.state.keys[slot.hex].private_pem.encode(), None)
+    return key.public_key()
+
+
+def snapshot(card: SoftPivCard) -> tuple[dict[str, str], dict[str, str]]:
+    return ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects))
+
+
+def certificate_on(card: SoftPivCard, slot: Slot) -> x509.Certificate:
+    cert = PivSession(card).read_certificate(slot).certificate
+    assert cert is not None
+    return cert
+
+
+@pytest.mark.parametrize("key_type", [KeyType.RSA2048, KeyType.ECCP256])
+def test_renews_both_slots_with_new_keys_from_the_ca(make_card, ca: LocalCA, tmp_path: Path, key_type: KeyType) -> None:  # type: ignore[no-untyped-def]
+    card = make_card(key_type=key_type)
+    old = {slot: certificate_on(card, slot) for slot in (Slot.AUTHENTICATION, Slot.SIGNATURE)}
+    result = renew(PivSession(card), context(tmp_path, ca), PIN)
+    assert result.ok, result
+    now = dt.datetime.now(dt.timezone.utc)
+    for slot in (Slot.AUTHENTICATION, Slot.SIGNATURE):
+        new = certificate_on(card, slot)
+        assert new.serial_number != old[slot].serial_number
+        assert new.public_key() != old[slot].public_key()
+        assert key_matches(new, card_public_key(card, slot))  # certificate matches the key in the slot
+        assert new.subject == old[slot].subject
+        new.verify_directly_issued_by(ca.cert)
+        assert 728 <= (new.not_valid_after_utc - now).days <= 730
+    # nothing left to resume, and an audit line per slot with no secret in it
+    assert not list((tmp_path / "state").glob("journal-*.json"))
+    audit = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
+    assert [a["outcome"] for a in audit] == ["renewed", "renewed"]
+
+
+def test_wrong_pin_shows_tries_left_and_changes_nothing(make_card, ca: LocalCA, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    card = make_card()
+    before = snapshot(card)
+    with pytest.raises(InvalidPinError) as exc:
+        renew(PivSession(card), context(tmp_path, ca), "654321")
+    assert exc.value.attempts_remaining == 2
+    assert snapshot(card) == before
+
+
+def test_not_due_changes_nothing_and_names_the_next_date(make_card, ca: LocalCA, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    card = make_card(expires_in_days=200)
+    before = snapshot(card)
+    summary = read_card(PivSession(card), Settings())
+    assert update_check(summary) is UpdateCheck.UP_TO_DATE
+    expected = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=200 - 90)).date()
+    assert abs((summary.next_renewal_date(90) - expected).days) <= 1
+    with pytest.raises(RenewalRefused) as exc:
+        renew(PivSession(card), context(tmp_path, ca), PIN)
+    assert "up to date" in str(exc.value) and "next renewal from" in str(exc.value)
+    assert snapshot(card) == before
+
+
+def test_expired_certificate_is_refused_with_ra_contact(make_card, ca: LocalCA, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    card = make_card(expires_in_days=-1)
+    before = snapshot(card)
+    assert update_check(read_card(PivSession(card), Settings())) is UpdateCheck.EXPIRED
+    with pytest.raises(RenewalRefused) as exc:
+        renew(PivSession(card), context(tmp_path, ca), PIN)
+    assert "expired" in str(exc.value)
+    assert "Registration Authority" in exc.value.next_step
+    assert snapshot(card) == before
+
+
+def test_ca_that_refuses_changes_nothing(make_card, ca_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    card = make_card()
+    before = snapshot(card)
+    refusing = LocalCA(ca_dir, refuse_reason="renewals suspended by the RA")
+    with pytest.raises(IssuerRejected) as exc:
+        renew(PivSession(card), context(tmp_path, refusing), PIN)
+    assert "renewals suspended" in str(exc.value)
+    assert snapshot(card) == before  # no key generated, no object written
+
+
+class WrongKeyCA:
+    """Wraps the CA and returns a certificate for some other key (a misbehaving CA)."""
+
+    def __init__(self, ca: LocalCA) -> None:
+        self.ca, self.name = ca, "wrong-key CA"
+
+    def ca_certificates(self):  # type: ignore[no-untyped-def]
+        return self.ca.ca_certificates()
+
+    def supported_key_types(self):  # type: ignore[no-untyped-def]
+        return self.ca.supported_key_types()
+
+    def authorize_renewal(self, *args):  # type: ignore[no-untyped-def]
+        return self.ca.authorize_renewal(*args)
+
+    def issue(self, grant, csr, new_key):  # type: ignore[no-untyped-def]
+        other = ec.generate_private_key(ec.SECP256R1()).public_key()
+        now = dt.datetime.now(dt.timezone.utc)
+        cert = self.ca.issue_initial(csr.subject, other, grant.slot, now, now + dt.timedelta(days=700))
+        return IssuedCertificate(cert, (self.ca.cert,))
+
+
+def test_certificate_for_the_wrong_key_is_never_written(make_card, ca: LocalCA, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    card = make_card(key_type=KeyType.ECCP256)
+    before_objects = dict(card.state.objects)
+    result = renew(PivSession(card), context(tmp_path, WrongKeyCA(ca)), PIN)
+    assert not result.ok
+    assert all(isinstance(r.error, CertificateMismatchError) for r in result.slots)
+    assert "different key" in str(result.slots[0].error)
+    assert card.state.objects == before_objects  # no certificate object was written
+    assert result.journal_kept
+
+
+def test_card_pulled_mid_write_leaves_a_journal_that_resumes(make_card, ca: LocalCA, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    card = make_card(faults=CardFaults(drop_at_put_data=2))  # pulled while 9C's certificate is written
+    ctx = context(tmp_path, ca)
+    result = renew(PivSession(card), ctx, PIN)
+    assert result.slots[0].renewed
+    assert isinstance(result.slots[1].error, CardRemovedError)
+    assert result.journal_kept
+    journal = json.loads(next((tmp_path / "state").glob("journal-*.json")).read_text())
+    assert journal["slots"]["9C"]["step"] == "issued" and journal["slots"]["9C"]["certificate_pem"]
+    issued_9c = x509.load_pem_x509_certificate(journal["slots"]["9C"]["certificate_pem"].encode())
+
+    with pytest.raises(CardRemovedError):
+        read_card(PivSession(card), ctx.settings)
+    card.insert()
+    summary = read_card(PivSession(card), ctx.settings, journals=ctx.journals)
+    assert update_check(summary) is UpdateCheck.RESUME
+    resumed = renew(PivSession(card), ctx, PIN)
+    assert resumed.ok and resumed.reference == result.reference
+    # the certificate already issued was written without asking the CA again
+    assert certificate_on(card, Slot.SIGNATURE) == issued_9c
+    for slot in (Slot.AUTHENTICATION, Slot.SIGNATURE):
+        assert key_matches(certificate_on(card, slot), card_public_key(card, slot))
+    assert not list((tmp_path / "state").glob("journal-*.json"))
+
+
+def test_pull_sweep_every_apdu_index_ends_renewed(ca: LocalCA, tmp_path: Path) -> None:
+    """Pull the card before each command of a full renewal; after re-insertion and resume,
+    both slots hold a certificate matching their key, and finally both are renewed."""
+    reference = SoftPivCard(create_card_state(ca, key_type=KeyType.ECCP256))
+    assert renew(PivSession(reference), context(tmp_path / "ref", ca), PIN).ok
+    total = reference.apdu_count
+    assert total > 20
+    outcomes: dict[str, int] = {}
+    for index in range(total):
+        card = SoftPivCard(create_card_state(ca, key_type=KeyType.ECCP256), faults=CardFaults(drop_after_apdus=index))
+        ctx = context(tmp_path / f"run{index}", ca)
+        try:
+            first = renew(PivSession(card), ctx, PIN)
+            outcomes["reported"] = outcomes.get("reported", 0) + (0 if first.ok else 1)
+        except CardRemovedError:
+            outcomes["raised"] = outcomes.get("raised", 0) + 1
+        card.insert()
+        for slot in (Slot.AUTHENTICATION, Slot.SIGNATURE):
+            s = PivSession(card)
+            s.select()
+            cert = s.read_certificate(slot).certificate
+            assert cert is not None
+            # every slot either still matches its certificate, or is mid-renewal with a journal
+            if not key_matches(cert, card_public_key(card, slot)):
+                assert list(ctx.journals.directory.glob("journal-*.json")), f"index {index}: slot {slot.hex} broken, no journal"
+        final = renew(PivSession(card), ctx, PIN)
+        assert final.ok, f"index {index}: {final}"
+        for slot in (Slot.AUTHENTICATION, Slot.SIGNATURE):
+            assert key_matches(certificate_on(card, slot), card_public_key(card, slot))
+    assert sum(outcomes.values()) == total
+
+
+def test_no_secret_reaches_journal_audit_or_trace(ca: LocalCA, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+
+    from card.apdu import TRAFFIC
+
+    pin = "739146"
+    card = SoftPivCard(create_card_state(ca, pin=pin), faults=CardFaults(drop_at_put_data=2))
+    ctx = context(tmp_path, ca)
+    with caplog.at_level(TRAFFIC):
+        result = renew(PivSession(card), ctx, pin)
+    assert result.journal_kept
+    texts = [p.read_text() for p in (tmp_path / "state").iterdir() if p.is_file()] + [caplog.text]
+    assert "APDU" in caplog.text or "> 00 A4" in caplog.text
+    for text in texts:
+        for secret in (pin, pin.encode().hex(), pin.encode().hex(" ").upper(), DEFAULT_MANAGEMENT_KEY.hex(),
+                       DEFAULT_MANAGEMENT_KEY.hex(" ").upper()):
+            assert secret not in text
