@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT",
                    help="vpcd address (35963 = 'Virtual PCD 00 00', 35964 = '00 01')")
     p.add_argument("--drop-after-apdus", type=int, metavar="N", help="fault: the card is pulled after N commands")
+    p.add_argument("--drop-at-put-data", type=int, metavar="N",
+                   help="fault: the card is pulled when the N-th PUT DATA arrives (2 = the second certificate)")
     p.add_argument("--reinsert-after", type=float, metavar="SECONDS", help="after a pull, re-insert after this long")
     return parser
 
@@ -390,7 +392,7 @@ def cmd_emulator_serve(args: argparse.Namespace) -> int:
     from card.emulator.vpcd import serve
 
     host, _, port = args.vpcd.rpartition(":")
-    faults = CardFaults(drop_after_apdus=args.drop_after_apdus)
+    faults = CardFaults(drop_after_apdus=args.drop_after_apdus, drop_at_put_data=args.drop_at_put_data)
     card = SoftPivCard.from_file(Path(args.state), faults)
     card.name = f"vpcd {args.vpcd}"
     stop = threading.Event()

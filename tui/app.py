@@ -1,0 +1,209 @@
+"""The cardrenew Textual app: panes, the card-presence policy, and the one error funnel.
+
+Public entry point: :func:`make_app`. All card I/O runs on the card service thread
+(``backend.service``); panes await it with :meth:`CardRenewApp.card_call`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from textual import on
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import Screen
+
+from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError
+from card.piv import PivSession
+from card.renewal import CardSummary, RenewalResult, read_card
+from card.service import Backend
+from tui.messages import CardInserted, CardRead, CardRemoved
+from tui.screens.card import CardScreen
+from tui.screens.dialogs import ErrorDialog
+from tui.screens.done import CompletedWithErrorsScreen, LoggedOffScreen
+from tui.screens.logon import LogonScreen
+from tui.screens.write_certificates import WriteCertificatesScreen
+
+T = TypeVar("T")
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class CardRenewApp(App[int]):
+    """Renew the certificates on a PIV smartcard, following the portal's panes.
+
+    Args:
+        backend: the card service, issuer, journal and audit log (``card.service.Backend``).
+        now: the clock used for expiry arithmetic (aware UTC); tests inject a fixed one.
+    """
+
+    CSS_PATH = ["app.tcss"]
+    TITLE = "cardrenew"
+    SUB_TITLE = "Smartcard Management"
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="quit", show=False, tooltip="Leave cardrenew")]
+
+    def __init__(self, backend: Backend, *, now: Callable[[], dt.datetime] | None = None) -> None:
+        super().__init__()
+        self.backend = backend
+        self.now: Callable[[], dt.datetime] = now or _utc_now
+        self.summary: CardSummary | None = None
+        """The card as last read (None before the first read and after log off)."""
+        self.is_logged_on = False
+        self.renewing = False
+        """True while the renewal engine runs: a card removal is then the engine's to report."""
+        self.card_present: bool | None = None
+        self.shutdown_event = threading.Event()
+        """Set when the app closes; a card-thread question waiting for the holder then gives up."""
+        self.last_result: RenewalResult | None = None
+        if backend.demo:
+            self.sub_title = "Smartcard Management (demo card)"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.push_screen(LogonScreen())
+        self.backend.service.watch(self._presence_changed)
+
+    def on_unmount(self) -> None:
+        self.shutdown_event.set()
+        self.backend.service.shutdown()
+
+    def _presence_changed(self, present: bool) -> None:
+        """Called by the card watcher thread."""
+        self.post_message(CardInserted() if present else CardRemoved())
+
+    # -- card access -------------------------------------------------------------------------
+    async def card_call(self, fn: Callable[[PivSession], T]) -> T:
+        """Run ``fn(session)`` on the card thread and await its result (raises what ``fn`` raised)."""
+        return await asyncio.wrap_future(self.backend.service.submit(fn))
+
+    async def read_summary(self) -> CardSummary:
+        """Read the card (no PIN needed); remembers and announces the result.
+
+        Raises:
+            CardRemovedError, NoCardError, PinBlockedError, CardError.
+        """
+        backend, now = self.backend, self.now()
+        summary = await self.card_call(lambda session: read_card(
+            session, backend.settings, now=now, journals=backend.journals, reader=backend.reader_name))
+        self.summary = summary
+        self.post_message(CardRead(summary))
+        return summary
+
+    # -- the one error funnel ----------------------------------------------------------------
+    def explain_error(self, error: BaseException) -> tuple[str, str, str]:
+        """(title, message, next step) for any error, in the holder's words."""
+        ra = self.backend.settings.ra_contact
+        if isinstance(error, CardError):
+            next_step = error.next_step.replace("your Registration Authority (RA)", ra)
+            if isinstance(error, InvalidPinError):
+                next_step = "Nothing was changed on your card. Select Update My Card to try again, entering the PIN carefully."
+            return error.title, str(error), next_step
+        return ("Unexpected error", f"{error.__class__.__name__}: {error}",
+                f"Try again. If the problem persists, contact {ra}.")
+
+    def show_error(self, error: BaseException, *, then: Callable[[], object] | None = None) -> None:
+        """Show ``error`` in an :class:`ErrorDialog`; call ``then()`` when it is closed."""
+        title, message, next_step = self.explain_error(error)
+        self.push_screen(ErrorDialog(title, message, next_step, id="error-dialog"),
+                         (lambda _: then()) if then is not None else None)
+        if isinstance(error, (CardRemovedError, NoCardError)) and self.is_logged_on and not self.renewing:
+            self.log_off(removed=True)
+
+    # -- navigation --------------------------------------------------------------------------
+    def goto(self, screen: Screen[object]) -> None:
+        """Replace the current pane (and any dialogs over it) with ``screen``."""
+        async def switch() -> None:
+            while len(self.screen_stack) > 2:
+                await self.pop_screen()
+            await self.switch_screen(screen)
+
+        self.call_later(switch)
+
+    def goto_logon(self) -> None:
+        self.goto(LogonScreen())
+
+    def log_on_succeeded(self) -> None:
+        self.is_logged_on = True
+        self.goto(CardScreen())
+
+    def back_to_card(self, renewed: RenewalResult | None = None) -> None:
+        """Show the Card tab (re-read); ``renewed`` lists what the last renewal did."""
+        if not self.is_logged_on:
+            self.goto_logon()
+            return
+        self.goto(CardScreen(renewed))
+
+    def start_renewal(self, pin: str, summary: CardSummary) -> None:
+        self.goto(WriteCertificatesScreen(pin, summary))
+
+    def renewal_finished(self, result: RenewalResult) -> None:
+        self.last_result = result
+        if isinstance(result.error, CardRemovedError):
+            # The service keeps its session when the engine returns normally: drop it (log off).
+            self.backend.service.disconnect()
+            self.is_logged_on = False
+            self.summary = None
+
+    def show_completed_with_errors(self, result: RenewalResult) -> None:
+        self.goto(CompletedWithErrorsScreen(result, self.backend.settings.ra_contact))
+
+    def log_off(self, *, removed: bool = False) -> None:
+        """Disconnect (the card forgets the PIN) and show the logged-off pane."""
+        self.backend.service.disconnect()
+        self.is_logged_on = False
+        self.summary = None
+        self.goto(LoggedOffScreen(removed=removed))
+
+    # -- card presence -------------------------------------------------------------------------
+    @on(CardRemoved)
+    def _card_removed(self) -> None:
+        self.card_present = False
+        if self.renewing:
+            return  # the engine reports it and keeps the journal for resume
+        pane = self._pane()
+        if isinstance(pane, LoggedOffScreen):
+            pane.card_removed()
+        elif isinstance(pane, LogonScreen):
+            pane.action_reread_card()
+        elif isinstance(pane, CompletedWithErrorsScreen):
+            self.backend.service.disconnect()
+            self.is_logged_on = False
+        elif self.is_logged_on:
+            policy = self.backend.settings.removal_policy
+            if policy == "logoff":
+                self.log_off(removed=True)
+            elif policy == "lock":
+                self.backend.service.disconnect()
+                self.is_logged_on = False
+                self.goto_logon()
+
+    @on(CardInserted)
+    def _card_inserted(self) -> None:
+        was_absent = self.card_present is False
+        self.card_present = True
+        if not was_absent or self.renewing:
+            return
+        pane = self._pane()
+        if isinstance(pane, LogonScreen):
+            pane.action_reread_card()
+        elif isinstance(pane, (LoggedOffScreen, CompletedWithErrorsScreen)) and not self.is_logged_on:
+            self.goto_logon()
+
+    def _pane(self) -> Screen[object] | None:
+        """The pane under any dialogs."""
+        return self.screen_stack[1] if len(self.screen_stack) > 1 else None
+
+
+def make_app(backend: Backend, *, now: Callable[[], dt.datetime] | None = None) -> CardRenewApp:
+    """The cardrenew TUI on ``backend`` (``card.demo.demo_backend`` or ``card.service.pcsc_backend``).
+
+    Args:
+        now: the clock for expiry arithmetic (aware UTC); None uses the system clock.
+    """
+    return CardRenewApp(backend, now=now)

@@ -1,0 +1,216 @@
+"""The Card pane (after logon): a ``TabbedContent`` whose *Card* tab shows the card and its
+certificates, with *Update My Card* and *Log off*."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.widgets import Button, Footer, Header, Label, Markdown, Static, TabbedContent, TabPane
+
+from card.renewal import CardSummary, RenewalResult, SlotState, SlotStatus, UpdateCheck, update_check
+from tui.screens.base import Pane
+from tui.screens.dialogs import ErrorDialog, MessageDialog, PinDialog, format_date
+
+STATUS_WORDS = {
+    SlotState.OK: ("Valid", "-ok"),
+    SlotState.DUE: ("Due for renewal", "-due"),
+    SlotState.EXPIRED: ("Expired", "-expired"),
+    SlotState.EMPTY: ("Empty", "-empty"),
+    SlotState.UNREADABLE: ("Unreadable", "-unreadable"),
+}
+
+HELP = """\
+## Renewing your certificates
+
+Your smartcard holds two certificates. They must be renewed before they expire;
+you can renew them here once they are within the renewal window.
+
+1. On the **Card** tab select **Update My Card** (key `u`).
+2. Enter your PIN again and select **OK** (Cancel aborts; nothing is changed).
+3. **Do not remove your smartcard** while the certificates are written.
+4. Select **Next** after each certificate, then **OK**.
+5. **Log off** (key `l`), remove your card, insert it and log on again to test it.
+
+If something goes wrong you get a reference code: quote it to your Registration Authority.
+"""
+
+
+def status_text(status: SlotStatus) -> tuple[str, str]:
+    """The words and the CSS class for a slot's state."""
+    words, css = STATUS_WORDS[status.state]
+    if status.state is SlotState.UNREADABLE and status.error:
+        words = f"Unreadable: {status.error}"
+    return words, css
+
+
+class CardTab(TabPane):
+    """A tab of the Card pane; ``activate()`` shows it and ``set_focus_within()`` focuses its first control."""
+
+    def activate(self) -> None:
+        tabs = self.screen.query_one(TabbedContent)
+        if self.id:
+            tabs.active = self.id
+
+    def set_focus_within(self) -> None:
+        focusable = [w for w in self.query("*") if w.can_focus]
+        if focusable:
+            focusable[0].focus()
+
+
+class CardSummaryTab(CardTab):
+    """The *Card* tab: holder, card GUID, and one row per certificate."""
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="card-details"):
+            with Grid(id="card-facts"):
+                yield Label("Holder", classes="fact-name")
+                yield Label("–", id="holder", classes="fact-value")
+                yield Label("Card GUID", classes="fact-name")
+                yield Label("–", id="card-guid", classes="fact-value")
+                yield Label("Reader", classes="fact-name")
+                yield Label("–", id="reader", classes="fact-value")
+            yield Grid(id="slot-grid")
+            yield Static("", id="card-notice")
+            with Horizontal(id="card-buttons"):
+                yield Button("Update My Card", id="update-button", variant="primary")
+                yield Button("Log off", id="logoff-button")
+
+    async def show(self, summary: CardSummary, renewed: RenewalResult | None = None) -> None:
+        """Show ``summary``; ``renewed`` adds what the last renewal did."""
+        self.query_one("#holder", Label).update(summary.holder or "(no name on the card)")
+        self.query_one("#card-guid", Label).update(summary.guid_text or summary.card_id or "(none)")
+        self.query_one("#reader", Label).update(summary.reader)
+        grid = self.query_one("#slot-grid", Grid)
+        await grid.remove_children()
+        cells: list[Label] = [Label(text, classes="slot-header") for text in
+                              ("Certificate", "Slot", "Expires", "Days left", "Status")]
+        for status in summary.slots:
+            words, css = status_text(status)
+            cert = status.certificate
+            cells += [
+                Label(status.setting.label, classes="slot-label"),
+                Label(status.slot.hex, classes="slot-id"),
+                Label(format_date(cert.not_valid_after_utc) if cert else "–", classes="slot-expiry"),
+                Label(str(status.days_left) if status.days_left is not None else "–", classes="slot-days"),
+                Label(words, classes=f"slot-status {css}", id=f"status-{status.slot.hex.lower()}"),
+            ]
+        await grid.mount_all(cells)
+        notice = self.query_one("#card-notice", Static)
+        if renewed is not None and renewed.ok:
+            lines = ["Your certificates have been renewed:"] + [
+                f"  {s.label} ({s.slot.hex}): valid until {format_date(s.new_certificate.not_valid_after_utc)}"
+                for s in renewed.slots if s.new_certificate is not None]
+            notice.update("\n".join(lines))
+            notice.set_class(True, "-success")
+        elif summary.pending_journal is not None:
+            notice.update(f"An unfinished update was found (reference {summary.pending_journal.reference}). "
+                          "Select Update My Card to resume it.")
+            notice.set_class(True, "-warning")
+        else:
+            notice.update("")
+
+
+class CardScreen(Pane):
+    """The connected pane: the *Card* tab (and a *Help* tab)."""
+
+    BINDINGS = [
+        Binding("u", "update_card", "Update My Card", id="update", tooltip="Check the certificates and renew those due"),
+        Binding("l", "log_off", "Log off", id="log-off", tooltip="Log off; then remove the card"),
+        Binding("ctrl+r", "reread_card", "Re-read", id="reread", tooltip="Read the card again"),
+        Binding("ctrl+q", "app.quit", "Quit", id="quit", tooltip="Leave cardrenew"),
+    ]
+
+    def __init__(self, renewed: RenewalResult | None = None) -> None:
+        super().__init__()
+        self.renewed = renewed
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with TabbedContent(initial="card-tab", id="card-tabs"):
+            yield CardSummaryTab("Card", id="card-tab")
+            with CardTab("Help", id="help-tab"):
+                yield Markdown(HELP)
+        yield Footer()
+
+    @property
+    def card_tab(self) -> CardSummaryTab:
+        return self.query_one("#card-tab", CardSummaryTab)
+
+    async def on_mount(self) -> None:
+        if self.card_app.summary is not None:
+            await self.card_tab.show(self.card_app.summary, self.renewed)
+        self.query_one("#update-button", Button).focus()
+        self.action_reread_card()
+
+    def action_reread_card(self) -> None:
+        self.refresh_card()
+
+    @work(exclusive=True, group="card", exit_on_error=False, description="Reading the card")
+    async def refresh_card(self) -> CardSummary | None:
+        summary = await self.card_app.read_summary()
+        await self.card_tab.show(summary, self.renewed)
+        return summary
+
+    @on(Button.Pressed, "#update-button")
+    def _update_pressed(self) -> None:
+        self.action_update_card()
+
+    @on(Button.Pressed, "#logoff-button")
+    def _logoff_pressed(self) -> None:
+        self.action_log_off()
+
+    def action_log_off(self) -> None:
+        self.card_app.log_off()
+
+    def action_update_card(self) -> None:
+        self.card_tab.activate()
+        self.check_for_updates()
+
+    @work(exclusive=True, group="card", exit_on_error=False, description="Checking for updates")
+    async def check_for_updates(self) -> None:
+        app = self.card_app
+        summary = await app.read_summary()
+        self.renewed = None
+        await self.card_tab.show(summary)
+        check = update_check(summary)
+        settings = app.backend.settings
+        if check is UpdateCheck.AVAILABLE:
+            due = "\n".join(f"  {s.setting.label} ({s.slot.hex}): expires {format_date(s.certificate.not_valid_after_utc)}"
+                            for s in summary.due if s.certificate is not None)
+            app.push_screen(MessageDialog("Updates are available for your card",
+                                          f"These certificates are due for renewal:\n{due}",
+                                          ok="OK", cancel="Cancel", id="updates-available-dialog"),
+                            lambda ok: self._ask_pin(summary) if ok else None)
+        elif check is UpdateCheck.RESUME:
+            assert summary.pending_journal is not None
+            app.push_screen(MessageDialog(
+                "An unfinished update was found",
+                f"An earlier update of this card did not finish (reference {summary.pending_journal.reference}). "
+                "Resume update to complete it.", ok="Resume update", cancel="Cancel", id="resume-dialog"),
+                lambda ok: self._ask_pin(summary) if ok else None)
+        elif check is UpdateCheck.UP_TO_DATE:
+            nxt = summary.next_renewal_date(settings.window_days)
+            app.push_screen(MessageDialog("Your card is up to date",
+                                          "Your card is up to date" + (f"; next renewal from {nxt.isoformat()}." if nxt else "."),
+                                          id="up-to-date-dialog"))
+        elif check is UpdateCheck.EXPIRED:
+            names = ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in summary.expired)
+            app.push_screen(ErrorDialog(
+                "Renewal not possible",
+                f"The certificate {names} has expired. Self-service renewal of an expired certificate is not allowed; "
+                "nothing was changed on your card.",
+                f"Contact {settings.ra_contact}.", id="expired-dialog"))
+        else:
+            app.push_screen(ErrorDialog("Nothing to renew", "Your card holds no certificate that can be renewed here.",
+                                        f"Contact {settings.ra_contact}.", id="nothing-dialog"))
+
+    def _ask_pin(self, summary: CardSummary) -> None:
+        def entered(pin: str | None) -> None:
+            if pin:
+                self.card_app.start_renewal(pin, summary)
+            else:
+                self.notify("Update cancelled. Nothing was changed on your card.", title="Cancelled")
+
+        self.app.push_screen(PinDialog(), entered)

@@ -1,0 +1,190 @@
+"""Dialogs: the reusable :class:`TextDialog` base and the portal's messages.
+
+Enter accepts the default (focused) button of every dialog. Escape only ever cancels something
+harmless (a message, the PIN-again dialog before anything changed); it never aborts an issuance.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from card.renewal import SlotResult
+
+T = TypeVar("T")
+
+
+def format_date(value: object) -> str:
+    """An aware datetime or a date as ``YYYY-MM-DD``."""
+    date = getattr(value, "date", None)
+    return (date() if callable(date) else value).isoformat()  # type: ignore[union-attr]
+
+
+class TextDialog(ModalScreen[T]):
+    """A centred dialog with a title, a body and a row of buttons; the first button is the default."""
+
+    DEFAULT_CSS = """
+    TextDialog {
+        align: center middle;
+        background: $background 60%;
+    }
+    TextDialog > #dialog {
+        width: 64;
+        max-width: 95%;
+        height: auto;
+        max-height: 90%;
+        border: thick $primary;
+        background: $surface;
+        padding: 1 2;
+    }
+    TextDialog #dialog-title {
+        text-style: bold;
+        width: 100%;
+        margin-bottom: 1;
+    }
+    TextDialog .dialog-body {
+        width: 100%;
+        margin-bottom: 1;
+    }
+    TextDialog #dialog-buttons {
+        width: 100%;
+        height: auto;
+        align: right middle;
+    }
+    TextDialog #dialog-buttons Button {
+        margin-left: 2;
+    }
+    """
+
+    def __init__(self, title: str, body: str = "", *, buttons: tuple[tuple[str, str], ...] = (("ok", "OK"),),
+                 variant: str = "primary", name: str | None = None, id: str | None = None) -> None:
+        super().__init__(name=name, id=id)
+        self.dialog_title = title
+        self.body = body
+        self.buttons = buttons
+        self.variant = variant
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.dialog_title, id="dialog-title")
+            if self.body:
+                yield Static(self.body, classes="dialog-body", id="dialog-body")
+            yield from self.compose_body()
+            with Horizontal(id="dialog-buttons"):
+                for index, (button_id, label) in enumerate(self.buttons):
+                    yield Button(label, id=f"{button_id}-button",
+                                 variant=self.variant if index == 0 else "default")  # type: ignore[arg-type]
+
+    def compose_body(self) -> ComposeResult:
+        """Extra widgets between the body and the buttons."""
+        yield from ()
+
+    def on_mount(self) -> None:
+        self.focus_default()
+
+    def focus_default(self) -> None:
+        button_id = self.buttons[0][0]
+        self.query_one(f"#{button_id}-button", Button).focus()
+
+    @on(Button.Pressed)
+    def _button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        button_id = (event.button.id or "").removesuffix("-button")
+        self.answer(button_id)
+
+    def answer(self, button_id: str) -> None:
+        """Dismiss with the result for ``button_id``."""
+        raise NotImplementedError
+
+
+class MessageDialog(TextDialog[bool]):
+    """A message with *OK* (result True) and optionally *Cancel* (False; also Escape)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel", tooltip="Close this message without going on")]
+
+    def __init__(self, title: str, body: str = "", *, ok: str = "OK", cancel: str | None = None,
+                 id: str | None = None) -> None:
+        buttons = (("ok", ok),) + ((("cancel", cancel),) if cancel else ())
+        super().__init__(title, body, buttons=buttons, id=id)
+
+    def answer(self, button_id: str) -> None:
+        self.dismiss(button_id == "ok")
+
+    def action_cancel(self) -> None:
+        self.dismiss(False if len(self.buttons) > 1 else True)
+
+
+class ErrorDialog(TextDialog[None]):
+    """An error: what happened and the next step. ``button`` is *OK* or *Abort this issuance*.
+
+    Escape closes a plain error; it does nothing when the only button aborts an issuance.
+    """
+
+    BINDINGS = [Binding("escape", "close", "Close", id="close", show=False, tooltip="Close this message")]
+
+    def __init__(self, title: str, message: str, next_step: str = "", *, button: str = "OK",
+                 id: str | None = None) -> None:
+        body = message + (f"\n\nNext step: {next_step}" if next_step else "")
+        super().__init__(title, body, buttons=(("abort" if button != "OK" else "ok", button),), variant="error", id=id)
+        self.add_class("-error")
+
+    def answer(self, button_id: str) -> None:
+        self.dismiss(None)
+
+    def action_close(self) -> None:
+        if self.buttons[0][0] == "ok":
+            self.dismiss(None)
+
+
+class PinDialog(TextDialog["str | None"]):
+    """The portal's *PIN again*: the PIN (OK; Enter) or None (Cancel; Escape): nothing changed."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel", tooltip="Abort: nothing is changed on the card")]
+
+    def __init__(self, title: str = "Enter your Passcode (PIN) again", *, id: str | None = None) -> None:
+        super().__init__(title, "For security reasons, enter your Passcode (PIN) again and select OK. "
+                                "If you select Cancel the process will be aborted and nothing is changed.",
+                         buttons=(("ok", "OK"), ("cancel", "Cancel")), id=id or "pin-dialog")
+
+    def compose_body(self) -> ComposeResult:
+        yield Input(password=True, placeholder="PIN", max_length=16, id="pin-again-input")
+        yield Static("Do not remove your Smartcard during this process.", id="do-not-remove", classes="-warning")
+
+    def focus_default(self) -> None:
+        self.query_one("#pin-again-input", Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.answer("ok")
+
+    def answer(self, button_id: str) -> None:
+        pin = self.query_one("#pin-again-input", Input).value
+        if button_id == "ok" and not pin:
+            self.notify("Enter your PIN, or select Cancel.", severity="warning")
+            return
+        self.dismiss(pin if button_id == "ok" else None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class NextDialog(TextDialog[bool]):
+    """ "Certificate N of M renewed" with *Next* (Enter)."""
+
+    def __init__(self, result: SlotResult, number: int, total: int, *, id: str | None = None) -> None:
+        cert = result.new_certificate
+        valid = f"\nNew certificate valid until {format_date(cert.not_valid_after_utc)}." if cert is not None else ""
+        super().__init__(f"Certificate {number} of {total} renewed",
+                         f"{result.label} ({result.slot.hex}) has been renewed and written to your card.{valid}",
+                         buttons=(("next", "Next"),), variant="success", id=id or "next-dialog")
+        self.result_number = number
+
+    def answer(self, button_id: str) -> None:
+        self.dismiss(True)

@@ -1,0 +1,115 @@
+"""End panes: "completed with errors" and "logged off"."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Footer, Header, Label, Static
+
+from card.errors import CardRemovedError
+from card.renewal import RenewalResult
+from tui.screens.base import Pane
+from tui.screens.dialogs import format_date
+
+
+class CompletedWithErrorsScreen(Pane):
+    """What was and was not renewed, the reference code and the next step."""
+
+    BINDINGS = [
+        Binding("c", "back_to_card", "Card tab", id="card-tab", tooltip="Back to the Card tab to try again"),
+        Binding("l", "log_off", "Log off", id="log-off", tooltip="Log off; then remove the card"),
+        Binding("ctrl+q", "app.quit", "Quit", id="quit", tooltip="Leave cardrenew"),
+    ]
+
+    def __init__(self, result: RenewalResult, ra_contact: str) -> None:
+        super().__init__()
+        self.result = result
+        self.ra_contact = ra_contact
+
+    @property
+    def card_removed(self) -> bool:
+        return isinstance(self.result.error, CardRemovedError)
+
+    def compose(self) -> ComposeResult:
+        result = self.result
+        yield Header()
+        with Vertical(id="errors-panel", classes="panel"):
+            yield Label("The operation was completed with errors", id="errors-title", classes="pane-title -error")
+            for slot in result.slots:
+                if slot.renewed and slot.new_certificate is not None:
+                    text = f"Renewed      {slot.label} ({slot.slot.hex}): valid until {format_date(slot.new_certificate.not_valid_after_utc)}"
+                    css = "-ok"
+                else:
+                    reason = str(slot.error) if slot.error else "not attempted"
+                    text = f"Not renewed  {slot.label} ({slot.slot.hex}): {reason}"
+                    css = "-failed"
+                yield Static(text, classes=f"outcome {css}", id=f"outcome-{slot.slot.hex.lower()}")
+            yield Static(f"Reference: {result.reference}", id="reference")
+            yield Static(self.next_step(), id="next-step")
+            with Horizontal(id="errors-buttons"):
+                yield Button("Back to Card tab", id="card-button", variant="primary")
+                yield Button("Log off", id="logoff-button")
+        yield Footer()
+
+    def next_step(self) -> str:
+        ref = self.result.reference
+        if self.card_removed:
+            return ("Next step: the card was removed during the update. Re-insert your card and log on again: "
+                    f"the update resumes where it stopped. If it does not, contact {self.ra_contact} "
+                    f"and quote reference {ref}.")
+        return ("Next step: repeat the process from the Card tab (Update My Card). If the error persists, "
+                f"contact {self.ra_contact} and quote reference {ref}.")
+
+    def on_mount(self) -> None:
+        self.query_one("#card-button", Button).focus()
+
+    @on(Button.Pressed, "#card-button")
+    def _card_pressed(self) -> None:
+        self.action_back_to_card()
+
+    @on(Button.Pressed, "#logoff-button")
+    def _logoff_pressed(self) -> None:
+        self.action_log_off()
+
+    def action_back_to_card(self) -> None:
+        if self.card_app.is_logged_on:
+            self.card_app.back_to_card()
+        else:
+            self.card_app.goto_logon()
+
+    def action_log_off(self) -> None:
+        self.card_app.log_off()
+
+
+class LoggedOffScreen(Pane):
+    """ "You are logged off": remove the card, insert it and log on again to test it."""
+
+    BINDINGS = [
+        Binding("enter", "log_on", "Log on", id="log-on", tooltip="Back to the logon pane"),
+        Binding("ctrl+q", "app.quit", "Quit", id="quit", tooltip="Leave cardrenew"),
+    ]
+
+    def __init__(self, removed: bool = False) -> None:
+        super().__init__()
+        self.removed = removed
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="logged-off-panel", classes="panel"):
+            yield Label("You are logged off", classes="pane-title")
+            if self.removed:
+                yield Static("The card was removed, so you were logged off.", id="removed-note", classes="-warning")
+            yield Static("You are logged off. Remove your card, then insert it and log on again to test it.",
+                         id="logged-off-text")
+            yield Static("If you have any problem logging back on, contact your Registration Authority.",
+                         id="logged-off-help")
+            yield Static("Waiting for the card to be inserted… (Enter: log on now)", id="waiting")
+        yield Footer()
+
+    def card_removed(self) -> None:
+        self.query_one("#waiting", Static).update("Card removed. Insert it again to log on. (Enter: log on now)")
+
+    def action_log_on(self) -> None:
+        self.card_app.goto_logon()

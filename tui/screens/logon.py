@@ -1,0 +1,158 @@
+"""The Logon pane: reader, card detected, the holder's name, masked PIN, *Logon*."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Footer, Header, Input, Label, Static
+
+from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError, PinBlockedError, PinFormatError
+from card.piv import PivSession
+from tui.screens.base import Pane
+from tui.screens.dialogs import MessageDialog
+
+
+class LogonScreen(Pane):
+    """Confirms the holder's name from the card and logs on with the PIN."""
+
+    BINDINGS = [
+        Binding("ctrl+r", "reread_card", "Re-read card", id="reread", tooltip="Look for the card again"),
+        Binding("ctrl+q", "app.quit", "Quit", id="quit", tooltip="Leave cardrenew"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        settings = self.card_app.backend.settings
+        backend = self.card_app.backend
+        yield Header()
+        with Vertical(id="logon-panel", classes="panel"):
+            yield Label("Smartcard logon", classes="pane-title")
+            yield Label(f"Reader: {backend.reader_name}", id="reader-name")
+            yield Label("Looking for your card…", id="card-status")
+            yield Label("The system will confirm your name:", id="confirm-name-label")
+            yield Label("–", id="holder-name")
+            yield Label("Enter your Passcode (PIN):", id="pin-label")
+            with Horizontal(id="pin-row"):
+                yield Input(password=True, placeholder="PIN", max_length=16, id="pin-input")
+                yield Button("Logon", id="logon-button", variant="primary")
+            yield Static("", id="logon-message")
+            if backend.demo_pin:
+                yield Static(f"Demo card: the PIN is {backend.demo_pin}", id="demo-hint")
+            if settings.uses_default_management_key:
+                yield Static("Warning: the well-known default card management key is in use. "
+                             "Anyone can write to this card; use it for demonstrations and tests only.",
+                             id="management-key-warning", classes="-warning")
+        yield Footer()
+
+    @property
+    def pin_input(self) -> Input:
+        return self.query_one("#pin-input", Input)
+
+    @property
+    def message(self) -> Static:
+        return self.query_one("#logon-message", Static)
+
+    def on_mount(self) -> None:
+        self.pin_input.focus()
+        self.action_reread_card()
+
+    def show_message(self, text: str, kind: str = "error") -> None:
+        """Show ``text`` under the PIN (``kind``: error, warning or info)."""
+        self.message.update(text)
+        self.message.set_class(kind == "error", "-error")
+        self.message.set_class(kind == "warning", "-warning")
+
+    def action_reread_card(self) -> None:
+        self.read_card()
+
+    @work(exclusive=True, group="card", exit_on_error=False, description="Reading the card")
+    async def read_card(self) -> None:
+        status = self.query_one("#card-status", Label)
+        try:
+            summary = await self.card_app.read_summary()
+        except (CardRemovedError, NoCardError):
+            status.update("No card in the reader: insert your smartcard.")
+            status.set_class(True, "-warning")
+            return
+        except PinBlockedError:
+            status.update("Card detected.")
+            self.show_message(f"Your card is blocked. Contact {self.card_app.backend.settings.ra_contact} to unlock it.")
+            return
+        status.update("Card detected.")
+        status.set_class(False, "-warning")
+        self.query_one("#holder-name", Label).update(summary.holder or "(no name on the card)")
+        if summary.pin_retries == 1:
+            self.show_message("1 try left before your card is blocked.", "warning")
+
+    @on(Input.Submitted, "#pin-input")
+    @on(Button.Pressed, "#logon-button")
+    def _logon_requested(self) -> None:
+        self.action_logon()
+
+    def action_logon(self) -> None:
+        pin = self.pin_input.value
+        if not pin:
+            self.show_message("Enter your PIN, then select Logon.", "warning")
+            return
+        summary = self.card_app.summary
+        if summary is not None and summary.pin_retries == 1:
+            def confirmed(answer: bool | None) -> None:
+                if answer:
+                    self.logon(pin)
+                else:
+                    self.pin_input.clear()
+                    self.show_message("PIN not sent. 1 try left before your card is blocked.", "warning")
+
+            self.app.push_screen(MessageDialog(
+                "Last try before the card is blocked",
+                "Only 1 try is left. If this PIN is wrong, your card is blocked and only your "
+                "Registration Authority can unlock it. Send this PIN?", ok="Send PIN", cancel="Cancel",
+                id="last-try-dialog"), confirmed)
+            return
+        self.logon(pin)
+
+    @work(exclusive=True, group="card", exit_on_error=False, description="Logging on")
+    async def logon(self, pin: str) -> None:
+        app = self.card_app
+        button = self.query_one("#logon-button", Button)
+        button.disabled = True
+        self.show_message("Checking your PIN…", "info")
+
+        def verify(session: PivSession) -> None:
+            session.select()
+            session.verify_pin(pin)
+
+        try:
+            await app.card_call(verify)
+        except InvalidPinError as exc:
+            self.pin_input.clear()
+            left = exc.attempts_remaining
+            if app.summary is not None:
+                app.summary = dataclasses.replace(app.summary, pin_retries=left)
+            if left is None:
+                self.show_message("Wrong PIN.")
+            else:
+                self.show_message(f"Wrong PIN: {left} {'try' if left == 1 else 'tries'} left"
+                                  + (" before your card is blocked." if left == 1 else "."))
+            return
+        except PinFormatError as exc:
+            self.show_message(f"{exc} {exc.next_step}")
+            return
+        except PinBlockedError:
+            self.pin_input.clear()
+            self.show_message(f"Your card is blocked. Contact {app.backend.settings.ra_contact} to unlock it.")
+            return
+        except (CardRemovedError, NoCardError):
+            self.show_message("The card was removed. Insert your smartcard and log on again.")
+            return
+        except CardError as exc:
+            app.show_error(exc)
+            return
+        finally:
+            button.disabled = False
+        self.pin_input.clear()
+        app.log_on_succeeded()
+
