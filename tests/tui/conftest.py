@@ -40,6 +40,7 @@ async def wait_for(pilot: Pilot[object], condition: Callable[[], object], timeou
             raise AssertionError(f"timed out waiting for {getattr(condition, '__name__', condition)}; "
                                  f"screen is {pilot.app.screen!r}")
         await pilot.pause(0.05)
+    await pilot.pause()  # let the screen that satisfied the condition finish mounting
 
 
 def screen_text(app) -> str:  # type: ignore[no-untyped-def]

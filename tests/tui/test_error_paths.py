@@ -1,0 +1,203 @@
+"""Pilot tests of the error paths: wrong PIN, Cancel, card pulled, CA refuses, not due, expired, log off."""
+
+from __future__ import annotations
+
+import copy
+
+from textual.widgets import Input
+
+from card.piv import Slot
+from tests.tui.conftest import screen_text, wait_for
+from tests.tui.test_renewal_flow import PIN, log_on, read_certs, renew_to_end
+from tui.app import make_app
+from tui.screens import (CardScreen, CompletedWithErrorsScreen, ErrorDialog, LoggedOffScreen, LogonScreen,
+                         MessageDialog, NextDialog, PinDialog)
+
+
+def snapshot(card):  # type: ignore[no-untyped-def]
+    return copy.deepcopy(card.state.keys), copy.deepcopy(card.state.objects)
+
+
+async def open_update(pilot) -> None:  # type: ignore[no-untyped-def]
+    app = pilot.app
+    await log_on(pilot)
+    await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
+    await pilot.press("u")
+
+
+async def test_wrong_pin_shows_tries_left_and_changes_nothing(make_demo) -> None:  # type: ignore[no-untyped-def]
+    backend, card = make_demo()
+    before = snapshot(card)
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await log_on(pilot, "654321")
+        await wait_for(pilot, lambda: "2 tries left" in screen_text(app))
+        assert isinstance(app.screen, LogonScreen)
+        assert app.screen.query_one("#pin-input", Input).value == ""
+        await pilot.press(*"654321", "enter")
+        await wait_for(pilot, lambda: "1 try left" in screen_text(app))
+        # One try left: an explicit confirmation before the PIN is sent; Cancel sends nothing.
+        await pilot.press(*"654321", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+        assert app.screen.id == "last-try-dialog"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen) and "PIN not sent" in screen_text(app))
+        assert card.state.pin_retries == 1
+        # The right PIN, confirmed, logs on.
+        await pilot.press(*PIN, "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))
+    assert snapshot(card) == before
+
+
+async def test_blocked_pin_says_contact_ra(make_demo) -> None:  # type: ignore[no-untyped-def]
+    backend, card = make_demo()
+    card.state.pin_retries = 0
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await wait_for(pilot, lambda: "blocked" in screen_text(app))
+        assert "Registration Authority" in screen_text(app)
+
+
+async def test_pin_format_error_uses_no_try(make_demo) -> None:  # type: ignore[no-untyped-def]
+    backend, card = make_demo()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await log_on(pilot, "12")
+        await wait_for(pilot, lambda: "No try was used" in screen_text(app))
+    assert card.state.pin_retries == 3
+
+
+async def test_pin_again_cancel_changes_nothing(make_demo) -> None:  # type: ignore[no-untyped-def]
+    backend, card = make_demo()
+    before = snapshot(card)
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await open_update(pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
+        await pilot.press(*PIN)
+        await pilot.click("#cancel-button")
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))
+        await pilot.pause()
+    assert snapshot(card) == before
+
+
+async def test_card_pulled_then_resume(make_demo) -> None:  # type: ignore[no-untyped-def]
+    backend, card = make_demo(fault="pull-card")
+    before = read_certs(card)
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await open_update(pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
+        await pilot.press(*PIN, "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NextDialog))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog))
+        assert "Abort this issuance" in str(app.screen.query_one("#abort-button").label)
+        await pilot.press("escape")  # never aborts on a bare Escape
+        await pilot.pause()
+        assert isinstance(app.screen, ErrorDialog)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompletedWithErrorsScreen))
+        text = screen_text(app)
+        assert "The operation was completed with errors" in text
+        result = app.screen.result
+        assert result.journal_kept
+        assert [s.renewed for s in result.slots] == [True, False]
+        assert f"Reference: {result.reference}" in text
+        assert "Re-insert your card and log on again" in text
+        # Re-insert: back to logon; log on; the update resumes and completes both.
+        card.insert()
+        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen))
+        await log_on(pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
+        assert "unfinished update" in screen_text(app)
+        await renew_to_end(pilot)
+    card.insert()
+    after = read_certs(card)
+    for slot in (Slot.AUTHENTICATION, Slot.SIGNATURE):
+        assert after[slot].serial_number != before[slot].serial_number
+        assert (after[slot].not_valid_after_utc - before[slot].not_valid_after_utc).days > 600
+    assert backend.journals.load(_card_id(backend, card)) is None
+
+
+def _card_id(backend, card) -> str:  # type: ignore[no-untyped-def]
+    from card.piv import PivSession
+    from card.renewal import read_card
+
+    session = PivSession(card)
+    summary = read_card(session, backend.settings)
+    assert summary.card_id is not None
+    return summary.card_id
+
+
+async def test_ca_refuses_changes_nothing(make_demo) -> None:  # type: ignore[no-untyped-def]
+    backend, card = make_demo(fault="ca-refuses")
+    before = snapshot(card)
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await open_update(pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
+        await pilot.press(*PIN, "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog))
+        text = screen_text(app)
+        assert "refused" in text and "Nothing was changed" in text
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))
+    assert snapshot(card) == before
+
+
+async def test_not_due_is_up_to_date(make_demo) -> None:  # type: ignore[no-untyped-def]
+    backend, card = make_demo(expires_in_days=200)
+    before = snapshot(card)
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await open_update(pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+        summary = app.summary
+        nxt = summary.next_renewal_date(backend.settings.window_days)
+        assert f"Your card is up to date; next renewal from {nxt.isoformat()}" in screen_text(app)
+    assert snapshot(card) == before
+
+
+async def test_expired_says_contact_ra(make_demo) -> None:  # type: ignore[no-untyped-def]
+    backend, card = make_demo(expires_in_days=-1)
+    before = snapshot(card)
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await log_on(pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and "Expired" in screen_text(app))
+        await pilot.press("u")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog))
+        assert "Contact your local Registration Authority" in screen_text(app)
+    assert snapshot(card) == before
+
+
+async def test_log_off_and_card_removal(make_demo) -> None:  # type: ignore[no-untyped-def]
+    backend, card = make_demo()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await log_on(pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LoggedOffScreen))
+        assert "You are logged off. Remove your card, then insert it and log on again to test it." in screen_text(app)
+        assert not card.pin_verified
+        card.remove()
+        await wait_for(pilot, lambda: "Card removed" in screen_text(app))
+        card.insert()
+        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen))
+        # Removal while logged on logs off (policy "logoff").
+        await log_on(pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
+        card.remove()
+        await wait_for(pilot, lambda: isinstance(app.screen, LoggedOffScreen))
+        assert "The card was removed" in screen_text(app)
+        await pilot.pause()
