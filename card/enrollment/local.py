@@ -124,7 +124,7 @@ class LocalCA:
             .issuer_name(self.cert.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
-            .not_valid_before(max(not_before, self.cert.not_valid_before_utc))
+            .not_valid_before(min(max(not_before, self.cert.not_valid_before_utc), not_after - dt.timedelta(days=1)))
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         )

@@ -1,0 +1,112 @@
+"""Real PC/SC: pcscd (started here if it is not running) and our card served through vpcd."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+VPCD_PORT = 35963
+READER = "Virtual PCD 00 00"
+CARDRENEW = [sys.executable, "-m", "tui"]
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def pcscd() -> Iterator[None]:
+    """A pcscd without --auto-exit (F21). Started (and later stopped, by PID) only if none runs."""
+    if shutil.which("pcscd") is None:
+        pytest.fail("pcscd is not installed: run scripts/setup.sh (CI installs it in .ci/run)")
+    proc = None
+    if not _port_open(VPCD_PORT):
+        proc = subprocess.Popen(["pcscd", "--foreground"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while not _port_open(VPCD_PORT):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail("pcscd did not open the vpcd port 35963 (is vsmartcard-vpcd installed?)")
+            time.sleep(0.1)
+    yield
+    if proc is not None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def reader_has_card(present: bool = True, timeout_s: float = 15) -> None:
+    from card import pcsc
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if dict(pcsc.list_readers()).get(READER, False) == present:
+                return
+        except Exception:  # noqa: BLE001 - pcscd may still be starting
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"reader {READER} did not show card present={present}")
+
+
+class ServedCard:
+    """``cardrenew emulator serve`` as a subprocess, stopped by PID."""
+
+    def __init__(self, state: Path, extra: list[str] | None = None) -> None:
+        self.state = state
+        reader_has_card(False, timeout_s=5)  # another card on this reader would be renewed instead
+        self.proc = subprocess.Popen(CARDRENEW + ["emulator", "serve", str(state), *(extra or [])],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        reader_has_card(True)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            reader_has_card(False)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    subprocess.run(CARDRENEW + ["ca", "init", str(tmp_path / "ca")], check=True, capture_output=True)
+    (tmp_path / "config.toml").write_text(
+        "[renewal]\nwindow_days = 90\n\n[issuer]\ntype = \"local\"\ndirectory = \"ca\"\n\n"
+        "[management_key]\nsource = \"default\"\n")
+    return tmp_path
+
+
+@pytest.fixture
+def serve_card(pcscd: None, workdir: Path) -> Iterator:  # type: ignore[type-arg]
+    served: list[ServedCard] = []
+
+    def _serve(expires_in_days: int = 30, key_type: str = "RSA2048", extra: list[str] | None = None) -> ServedCard:
+        state = workdir / f"card{len(served)}.json"
+        subprocess.run(CARDRENEW + ["emulator", "create", str(state), "--ca", str(workdir / "ca"),
+                                    "--expires-in-days", str(expires_in_days), "--key-type", key_type],
+                       check=True, capture_output=True)
+        card = ServedCard(state, extra)
+        served.append(card)
+        return card
+
+    yield _serve
+    for card in reversed(served):
+        card.stop()
+
+
+def run_cardrenew(workdir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, CARDRENEW_CONFIG=str(workdir / "config.toml"))
+    return subprocess.run(CARDRENEW + list(args), input=stdin, capture_output=True, text=True, env=env, timeout=120,
+                          cwd=workdir)
