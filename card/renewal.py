@@ -25,7 +25,7 @@ from card.certificates import days_left, fingerprint, holder_name, key_matches, 
 from card.config import Settings, SlotSetting
 from card.csr import build_csr
 from card.enrollment.base import IssuedCertificate, Issuer, IssuerError, RenewalGrant
-from card.errors import ApduError, CardError, CardRemovedError, NotSupportedError
+from card.errors import ApduError, CardError, CardRemovedError, NotSupportedError, PinBlockedError
 from card.journal import (
     STEP_AUTHORISED,
     STEP_DONE,
@@ -225,8 +225,10 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
 
     A slot that cannot be decoded becomes ``SlotState.UNREADABLE`` with its error text (F15).
 
+    ``pin_retries`` is None when the PIN is already verified and 0 when it is blocked.
+
     Raises:
-        CardRemovedError, ApduError (no PIV application), PinBlockedError (PIN blocked).
+        CardRemovedError, ApduError (no PIV application).
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     session.select()
@@ -250,7 +252,10 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
             state = SlotState.OK
         statuses.append(SlotStatus(setting, sc.certificate, None, state, left))
     card_id, guid_text, expiry = card_id_for(session, certs)
-    pin_retries = session.get_pin_retries()
+    try:
+        pin_retries = session.get_pin_retries()
+    except PinBlockedError:
+        pin_retries = 0  # blocked: the card is still shown, logon says whom to contact
     holder = None
     for status in statuses:
         if status.certificate is not None:

@@ -223,3 +223,15 @@ def test_no_secret_reaches_journal_audit_or_trace(ca: LocalCA, tmp_path: Path, c
         for secret in (pin, pin.encode().hex(), pin.encode().hex(" ").upper(), DEFAULT_MANAGEMENT_KEY.hex(),
                        DEFAULT_MANAGEMENT_KEY.hex(" ").upper()):
             assert secret not in text
+
+
+def test_blocked_card_is_still_read_and_renewal_says_whom_to_contact(make_card, ca: LocalCA, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from card.errors import PinBlockedError
+
+    card = make_card()
+    card.state.pin_retries = 0
+    summary = read_card(PivSession(card), Settings())
+    assert summary.pin_retries == 0 and summary.holder == "Alex Example"
+    with pytest.raises(PinBlockedError) as exc:
+        renew(PivSession(card), context(tmp_path, ca), PIN)
+    assert "Registration Authority" in exc.value.next_step
