@@ -11,10 +11,11 @@ import datetime as dt
 import json
 import os
 import secrets
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from card.atomic import write_atomic
 
 JOURNAL_VERSION = 1
 
@@ -102,26 +103,7 @@ class JournalStore:
         """Write atomically (temp file, fsync, rename, fsync of the directory)."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.path_for(journal.card_id)
-        fd, tmp = tempfile.mkstemp(prefix=".journal-", dir=self.directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(journal.to_json())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        try:
-            dfd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
+        write_atomic(path, journal.to_json())
         return path
 
     def clear(self, card_id: str) -> None:

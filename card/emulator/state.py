@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from card.atomic import write_atomic
 
 STATE_VERSION = 1
 
@@ -67,17 +67,5 @@ class CardState:
         return cls.from_json(path.read_text(encoding="utf-8"))
 
     def save(self, path: Path) -> None:
-        """Write atomically: temp file in the same directory, fsync, rename (mode 0600)."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=".card-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(self.to_json())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        """Write atomically (mode 0600): after any crash the file is the old state or the new one."""
+        write_atomic(Path(path), self.to_json())
