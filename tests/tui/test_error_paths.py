@@ -57,7 +57,11 @@ async def test_blocked_pin_says_contact_ra(make_demo) -> None:  # type: ignore[n
     app = make_app(backend)
     async with app.run_test(size=(100, 32)) as pilot:
         await wait_for(pilot, lambda: "blocked" in screen_text(app))
-        assert "Registration Authority" in screen_text(app)
+        assert "Contact your local Registration Authority" in screen_text(app)
+        assert "Alex Example" in screen_text(app)  # the holder is still confirmed
+        await pilot.press(*PIN, "enter")  # nothing is sent to a blocked card
+        await pilot.pause()
+        assert isinstance(app.screen, LogonScreen) and "blocked" in screen_text(app)
 
 
 async def test_pin_format_error_uses_no_try(make_demo) -> None:  # type: ignore[no-untyped-def]

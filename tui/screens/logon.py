@@ -79,13 +79,18 @@ class LogonScreen(Pane):
             return
         except PinBlockedError:
             status.update("Card detected.")
-            self.show_message(f"Your card is blocked. Contact {self.card_app.backend.settings.ra_contact} to unlock it.")
+            self.show_blocked()
             return
         status.update("Card detected.")
         status.set_class(False, "-warning")
         self.query_one("#holder-name", Label).update(summary.holder or "(no name on the card)")
-        if summary.pin_retries == 1:
+        if summary.pin_retries == 0:
+            self.show_blocked()
+        elif summary.pin_retries == 1:
             self.show_message("1 try left before your card is blocked.", "warning")
+
+    def show_blocked(self) -> None:
+        self.show_message(f"Your card is blocked. Contact {self.card_app.backend.settings.ra_contact} to unlock it.")
 
     @on(Input.Submitted, "#pin-input")
     @on(Button.Pressed, "#logon-button")
@@ -98,6 +103,10 @@ class LogonScreen(Pane):
             self.show_message("Enter your PIN, then select Logon.", "warning")
             return
         summary = self.card_app.summary
+        if summary is not None and summary.pin_retries == 0:
+            self.pin_input.clear()
+            self.show_blocked()
+            return
         if summary is not None and summary.pin_retries == 1:
             def confirmed(answer: bool | None) -> None:
                 if answer:
@@ -143,7 +152,7 @@ class LogonScreen(Pane):
             return
         except PinBlockedError:
             self.pin_input.clear()
-            self.show_message(f"Your card is blocked. Contact {app.backend.settings.ra_contact} to unlock it.")
+            self.show_blocked()
             return
         except (CardRemovedError, NoCardError):
             self.show_message("The card was removed. Insert your smartcard and log on again.")

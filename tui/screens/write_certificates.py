@@ -64,6 +64,7 @@ class WriteCertificatesScreen(Pane):
         table.add_column("Old expiry", key="old")
         table.add_column("Status", key="status", width=9)
         table.add_column("New expiry", key="new")
+        self.running = True
         self._ticker = self.set_interval(1.0, self._tick)
         self._tick()
         self.run_renewal()
@@ -156,9 +157,13 @@ class WriteCertificatesScreen(Pane):
             return
         step_text.update("The update stopped with an error.")
         self.query_one("#elapsed", Static).update("Stopped.")
-        error = result.error or CardError("a certificate was not renewed")
+        failed = next((s for s in result.slots if s.error is not None), None)
+        error = result.error or (failed.error if failed else None) or CardError("a certificate was not renewed")
         title, message, _ = self.card_app.explain_error(error)
-        self.app.push_screen(ErrorDialog(title, f"{message}\n\nSelect Abort this issuance to see what was renewed.",
+        if failed is not None:
+            message = f"{failed.label} ({failed.slot.hex}) could not be renewed: {failed.error}."
+        self.app.push_screen(ErrorDialog(title, f"{message}\n\nSelect Abort this issuance to see what was and was "
+                                         "not renewed, and what to do next.",
                                          button="Abort this issuance", id="issuance-error-dialog"),
                              lambda _: self.card_app.show_completed_with_errors(result))
 
