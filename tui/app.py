@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from textual import on
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
@@ -76,6 +76,17 @@ class CardRenewApp(App[int]):
     def _presence_changed(self, present: bool) -> None:
         """Called by the card watcher thread."""
         self.post_message(CardInserted() if present else CardRemoved())
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """The palette offers only the card commands valid on the current pane."""
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, CardScreen):
+            yield SystemCommand("Card: Update My Card", "Check the certificates and renew those due",
+                                screen.action_update_card)
+            yield SystemCommand("Card: Re-read", "Read the card again", screen.action_reread_card)
+            yield SystemCommand("Card: Log off", "Log off; then remove the card", screen.action_log_off)
+        elif isinstance(screen, LogonScreen):
+            yield SystemCommand("Card: Re-read", "Look for the card again", screen.action_reread_card)
 
     # -- card access -------------------------------------------------------------------------
     async def card_call(self, fn: Callable[[PivSession], T]) -> T:

@@ -121,6 +121,13 @@ async def test_card_pulled_then_resume(make_demo) -> None:  # type: ignore[no-un
         await log_on(pilot)
         await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
         assert "unfinished update" in screen_text(app)
+        await pilot.press("u")
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+        assert app.screen.id == "resume-dialog"
+        assert f"An unfinished update was found (reference {result.reference})" in str(
+            app.screen.query_one("#dialog-title").render())
+        await pilot.press("escape")  # Cancel: nothing happens
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))
         await renew_to_end(pilot)
     card.insert()
     after = read_certs(card)

@@ -185,10 +185,11 @@ class CardScreen(Pane):
                             lambda ok: self._ask_pin(summary) if ok else None)
         elif check is UpdateCheck.RESUME:
             assert summary.pending_journal is not None
+            reference = summary.pending_journal.reference
             app.push_screen(MessageDialog(
-                "An unfinished update was found",
-                f"An earlier update of this card did not finish (reference {summary.pending_journal.reference}). "
-                "Resume update to complete it.", ok="Resume update", cancel="Cancel", id="resume-dialog"),
+                f"An unfinished update was found (reference {reference})",
+                f"An earlier update of this card (reference {reference}) did not finish. "
+                "Select Resume update to complete it.", ok="Resume update", cancel="Cancel", id="resume-dialog"),
                 lambda ok: self._ask_pin(summary) if ok else None)
         elif check is UpdateCheck.UP_TO_DATE:
             nxt = summary.next_renewal_date(settings.window_days)
