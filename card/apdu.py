@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from card.errors import BadResponseError
+from card.errors import BadResponseError, CardRemovedError
 from card.transport import CardTransport
 
 logger = logging.getLogger(__name__)
@@ -84,10 +84,16 @@ class ApduProtocol:
         self.apdus_sent = 0
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.card_removed = False
+        """Set once the transport reported the card removed; the connection is then dead."""
 
     def _exchange(self, raw: bytes) -> tuple[bytes, int]:
         logger.log(TRAFFIC, "> %s", redact(raw))
-        data, sw = self.transport.transmit(raw)
+        try:
+            data, sw = self.transport.transmit(raw)
+        except CardRemovedError:
+            self.card_removed = True
+            raise
         self.apdus_sent += 1
         self.bytes_sent += len(raw)
         self.bytes_received += len(data) + 2

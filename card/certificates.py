@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import hashlib
+import math
 import zlib
 from dataclasses import dataclass
 
@@ -101,9 +102,10 @@ def key_matches(cert: x509.Certificate, key: PublicKeyTypes) -> bool:
 
 
 def days_left(cert: x509.Certificate, now: dt.datetime) -> int:
-    """Whole days (floor) from ``now`` (aware UTC) until notAfter; negative once expired."""
-    delta = cert.not_valid_after_utc - now
-    return delta.days
+    """Days from ``now`` (aware UTC) until notAfter, counting a started day as a day
+    (a certificate issued "for 30 days" shows 30, not 29); 0 or negative once expired."""
+    seconds = (cert.not_valid_after_utc - now).total_seconds()
+    return math.ceil(seconds / 86400) if seconds > 0 else math.floor(seconds / 86400)
 
 
 def holder_name(cert: x509.Certificate) -> str:

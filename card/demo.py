@@ -4,7 +4,9 @@ issued by an embedded CA kept under the XDG data directory, PIN ``123456``."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
@@ -27,8 +29,11 @@ def demo_ca_dir() -> Path:
 
 
 def demo_backend(settings: Settings | None = None, fault: str = "none", state_dir: Path | None = None,
-                 expires_in_days: int = 30) -> tuple[Backend, SoftPivCard]:
+                 expires_in_days: int = 30, now: Callable[[], dt.datetime] | None = None,
+                 guid: bytes | None = None) -> tuple[Backend, SoftPivCard]:
     """Build the demo backend: in-process SoftPivCard + embedded CA.
+
+    ``now`` (a clock, aware UTC) and ``guid`` make the card deterministic (snapshots, screenshots).
 
     Raises:
         ValueError: unknown ``fault``.
@@ -43,9 +48,10 @@ def demo_backend(settings: Settings | None = None, fault: str = "none", state_di
     settings = dataclasses.replace(base, issuer_type="local", issuer_directory=ca_dir, management_key_source="default",
                                    state_dir=state_dir or workdir / "state")
     ca = LocalCA(ca_dir, settings.window_days, refuse_reason=(
-        "the Registration Authority has suspended renewals for this card (demo fault)" if fault == "ca-refuses" else None))
+        "the Registration Authority has suspended renewals for this card (demo fault)" if fault == "ca-refuses" else None),
+        **({"now": now} if now else {}))
     faults = CardFaults(drop_at_put_data=2) if fault == "pull-card" else CardFaults()
-    state = create_card_state(ca, expires_in_days=expires_in_days, pin=DEMO_PIN)
+    state = create_card_state(ca, expires_in_days=expires_in_days, pin=DEMO_PIN, now=now() if now else None, guid=guid)
     card = SoftPivCard(state, workdir / "card.json", faults, name="Virtual card (demo)")
     state.save(workdir / "card.json")
     service = CardService(lambda: card, lambda: card.present)

@@ -49,12 +49,16 @@ class CardService:
         if self._session is None:
             self._transport = self._factory()
             self._session = PivSession(self._transport)
+        session = self._session
         try:
             with self._transport.transaction():  # type: ignore[union-attr]
-                return fn(self._session)
+                return fn(session)
         except (CardRemovedError, ReaderUnavailableError):
             self._disconnect()
             raise
+        finally:
+            if session.protocol.card_removed:  # e.g. renew() reported a pull in its result
+                self._disconnect()
 
     def _disconnect(self) -> None:
         transport, self._transport, self._session = self._transport, None, None

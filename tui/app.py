@@ -156,8 +156,7 @@ class CardRenewApp(App[int]):
     def renewal_finished(self, result: RenewalResult) -> None:
         self.last_result = result
         if isinstance(result.error, CardRemovedError):
-            # The service keeps its session when the engine returns normally: drop it (log off).
-            self.backend.service.disconnect()
+            # The service has already dropped the dead connection; the holder must log on again.
             self.is_logged_on = False
             self.summary = None
 

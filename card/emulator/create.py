@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from card.certificates import encode_certificate_object
@@ -24,10 +25,11 @@ def create_card_state(ca: LocalCA, *, expires_in_days: int = 30, pin: str = "123
                       key_type: KeyType = KeyType.RSA2048, holder: str = "Alex Example",
                       organisation: str = "Example Health Trust", email: str | None = "alex.example@example.org",
                       slots: tuple[Slot, ...] = (Slot.AUTHENTICATION, Slot.SIGNATURE),
-                      now: dt.datetime | None = None) -> CardState:
+                      now: dt.datetime | None = None, guid: bytes | None = None) -> CardState:
     """A card state with keys and CA-issued certificates in ``slots`` expiring in ``expires_in_days`` days.
 
     The certificates were issued two years before they expire (clamped to the CA's start).
+    ``guid`` (16 bytes) fixes the CHUID GUID (default: random), ``now`` the clock (aware UTC).
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     state = CardState(pin=pin)
@@ -47,10 +49,8 @@ def create_card_state(ca: LocalCA, *, expires_in_days: int = 30, pin: str = "123
             key = ec.generate_private_key(ec.SECP384R1())
         install_key(state, slot, key, key_type)
         cert = ca.issue_initial(subject, key.public_key(), slot.hex, not_before, not_after, email)
-        from cryptography.hazmat.primitives.serialization import Encoding
-
         state.objects[slot.object_id.hex().upper()] = encode_certificate_object(cert.public_bytes(Encoding.DER)).hex().upper()
-    chuid = build_chuid(os.urandom(16), (now + dt.timedelta(days=5 * 365)).date())
+    chuid = build_chuid(guid or os.urandom(16), (now + dt.timedelta(days=5 * 365)).date())
     state.objects[OBJECT_CHUID.hex().upper()] = chuid.hex().upper()
     state.objects[OBJECT_DISCOVERY.hex().upper()] = DISCOVERY_VALUE.hex().upper()
     return state

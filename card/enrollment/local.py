@@ -13,6 +13,7 @@ import os
 import secrets
 import sqlite3
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
@@ -79,15 +80,16 @@ class LocalCA:
 
     Args:
         directory: made by :func:`init_ca`. ``window_days``: how many days before expiry a
-            renewal is allowed. ``refuse_reason``: when set, every request is refused with it
+            renewal is allowed. ``now``: the CA's clock (aware UTC; injectable for tests). ``refuse_reason``: when set, every request is refused with it
             (a test and demo switch for the error path).
     """
 
     name = "embedded CA"
 
     def __init__(self, directory: Path, window_days: int = 90, refuse_reason: str | None = None,
-                 validity_days: int = CERT_VALIDITY_DAYS) -> None:
+                 validity_days: int = CERT_VALIDITY_DAYS, now: Callable[[], dt.datetime] = _now) -> None:
         self.directory = Path(directory)
+        self._now = now
         self.window_days = window_days
         self.refuse_reason = refuse_reason
         self.validity_days = validity_days
@@ -152,7 +154,7 @@ class LocalCA:
             old_certificate.verify_directly_issued_by(self.cert)
         except (ValueError, TypeError, Exception) as exc:
             raise IssuerRejected(f"the certificate in slot {slot} was not issued by this CA ({exc.__class__.__name__})") from exc
-        now = _now()
+        now = self._now()
         if old_certificate.not_valid_after_utc <= now:
             raise IssuerRejected(f"the certificate in slot {slot} has expired; self-service renewal is not allowed")
         if old_certificate.not_valid_after_utc - now > dt.timedelta(days=self.window_days):
@@ -188,7 +190,7 @@ class LocalCA:
             if used_key == new_key_der and issued:
                 return IssuedCertificate(x509.load_der_x509_certificate(issued), (self.cert,))
             raise IssuerRejected("this renewal grant has already been used for another key")
-        if dt.datetime.fromisoformat(expires) < _now():
+        if dt.datetime.fromisoformat(expires) < self._now():
             raise IssuerRejected("the renewal grant has expired")
         if not csr.is_signature_valid:
             raise IssuerRejected("the certificate request's signature does not verify")
@@ -197,7 +199,7 @@ class LocalCA:
         if csr.subject.public_bytes() != subject_der:
             raise IssuerRejected("the certificate request's subject differs from the certificate being renewed")
         old = x509.load_der_x509_certificate(old_der)
-        now = _now()
+        now = self._now()
         builder = (
             x509.CertificateBuilder()
             .subject_name(old.subject)

@@ -235,3 +235,24 @@ def test_blocked_card_is_still_read_and_renewal_says_whom_to_contact(make_card, 
     with pytest.raises(PinBlockedError) as exc:
         renew(PivSession(card), context(tmp_path, ca), PIN)
     assert "Registration Authority" in exc.value.next_step
+
+
+def test_service_drops_the_connection_after_a_renewal_that_saw_the_card_pulled(ca: LocalCA, tmp_path: Path) -> None:
+    from card.service import CardService
+
+    card = SoftPivCard(create_card_state(ca, key_type=KeyType.ECCP256), faults=CardFaults(drop_at_put_data=2))
+    opened: list[SoftPivCard] = []
+
+    def factory() -> SoftPivCard:
+        opened.append(card)
+        return card
+
+    service = CardService(factory)
+    try:
+        result = service.submit(lambda s: renew(s, context(tmp_path, ca), PIN)).result()
+        assert isinstance(result.slots[1].error, CardRemovedError)
+        card.insert()
+        assert service.submit(lambda s: read_card(s, Settings()).holder).result() == "Alex Example"
+        assert len(opened) == 2  # a fresh connection after the pull, not the dead one
+    finally:
+        service.shutdown()

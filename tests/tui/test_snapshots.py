@@ -42,7 +42,7 @@ def fixed_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignor
         init_ca(ca_dir, "cardrenew Demo CA")
         settings = dataclasses.replace(Settings(), issuer_type="local", issuer_directory=ca_dir,
                                        management_key_source="default", state_dir=tmp_path / f"state-{fault}")
-        ca = LocalCA(ca_dir, settings.window_days)
+        ca = LocalCA(ca_dir, settings.window_days, now=lambda: FIXED_NOW)
         state = create_card_state(ca, expires_in_days=30, pin=PIN, now=FIXED_NOW)
         state.objects[OBJECT_CHUID.hex().upper()] = build_chuid(bytes(range(16)), dt.date(2030, 1, 1)).hex().upper()
         faults = CardFaults(drop_at_put_data=2) if fault == "pull-card" else CardFaults()
