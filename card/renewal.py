@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from card.certificates import days_left, fingerprint, holder_name, key_matches, public_key_der, verify_signature
 from card.config import Settings, SlotSetting
 from card.csr import build_csr
-from card.enrollment.base import IssuedCertificate, Issuer, IssuerError, RenewalGrant
+from card.enrollment.base import IssuedCertificate, Issuer, IssuerError, IssuerUnavailable, RenewalGrant
 from card.errors import ApduError, CardError, CardRemovedError, NotSupportedError, PinBlockedError
 from card.journal import (
     STEP_AUTHORISED,
@@ -42,6 +42,7 @@ from card.journal import (
 from card.piv import KeyType, PivSession, Slot
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DER = serialization.Encoding.DER
 PEM = serialization.Encoding.PEM
@@ -278,6 +279,8 @@ class RenewalContext:
     reporter: RenewalReporter = field(default_factory=NullReporter)
     cancel: threading.Event = field(default_factory=threading.Event)
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.timezone.utc))
+    issuer_retry_delays_s: tuple[float, ...] = (1.0, 3.0, 9.0)
+    """Back-off between retries when the CA is unavailable (seconds); then the error path."""
     between_slots: Callable[[SlotResult], bool] = field(default=lambda result: True)
     """Called on the worker thread after each renewed certificate but the last (the portal's
     *Next*); returning False stops before the next certificate is touched."""
@@ -315,6 +318,17 @@ class _Renewal:
             if verify_signature(key, signature, challenge):
                 return i
         return None
+
+    def _ca(self, call: Callable[[], T]) -> T:
+        """Call the issuer; retry ``IssuerUnavailable`` with back-off (bounded, cancel-aware)."""
+        delays = self.ctx.issuer_retry_delays_s
+        for attempt in range(len(delays) + 1):
+            try:
+                return call()
+            except IssuerUnavailable:
+                if attempt == len(delays) or self.ctx.cancel.wait(delays[attempt]):
+                    raise
+        raise AssertionError("unreachable")
 
     def _authenticate(self) -> None:
         s = self.ctx.settings
@@ -367,7 +381,8 @@ class _Renewal:
         for setting, old, sj in plan:
             if sj.step == STEP_PLANNED and old is not None:
                 ctx.reporter.step(setting.slot, RenewalStep.AUTHORISING)
-                grant = ctx.issuer.authorize_renewal(setting.slot.hex, old, lambda m, s=setting.slot: self.sign(s, m))
+                grant = self._ca(lambda: ctx.issuer.authorize_renewal(setting.slot.hex, old,
+                                                                     lambda m, s=setting.slot: self.sign(s, m)))
                 sj.grant = grant.to_dict()
                 sj.step = STEP_AUTHORISED
         ctx.journals.save(journal)
@@ -399,8 +414,10 @@ class _Renewal:
                 ctx.reporter.step(setting.slot, RenewalStep.FAILED, str(exc))
                 ctx.reporter.slot_finished(setting.slot, slot_result)
                 result.error = result.error or exc
-                if ctx.cancel.is_set():
-                    break
+                break  # never destroy another slot's working key after a failure
+        for slot_result in result.slots:
+            if slot_result.new_certificate is None and slot_result.error is None:
+                slot_result.error = RenewalRefused("not attempted after the previous failure; nothing was changed in this slot")
         if journal.finished:
             ctx.journals.clear(journal.card_id)
         else:
@@ -446,7 +463,7 @@ class _Renewal:
         return kt
 
     def _check_issuer(self) -> None:
-        cas = self.ctx.issuer.ca_certificates()
+        cas = self._ca(self.ctx.issuer.ca_certificates)
         pinned = self.ctx.settings.ca_fingerprint
         if pinned and not any(fingerprint(ca) == pinned for ca in cas):
             raise RenewalRefused("the certificate authority's certificate does not match the pinned fingerprint; "
@@ -478,7 +495,7 @@ class _Renewal:
             if current is not None and key_matches(journal_old, current):
                 sj.step = STEP_PLANNED  # the old key is intact: start this slot over
                 ctx.reporter.step(slot, RenewalStep.AUTHORISING)
-                grant = ctx.issuer.authorize_renewal(slot.hex, journal_old, lambda m: self.sign(slot, m))
+                grant = self._ca(lambda: ctx.issuer.authorize_renewal(slot.hex, journal_old, lambda m: self.sign(slot, m)))
                 sj.grant, sj.step = grant.to_dict(), STEP_AUTHORISED
                 sj.public_key_pem = sj.csr_pem = sj.certificate_pem = None
                 ctx.journals.save(journal)
@@ -509,7 +526,7 @@ class _Renewal:
         csr = build_csr(subject, new_key, lambda m: self.sign(slot, m))
         sj.csr_pem = csr.public_bytes(PEM).decode()
         ctx.reporter.step(slot, RenewalStep.ISSUING)
-        issued = ctx.issuer.issue(grant, csr, new_key)
+        issued = self._ca(lambda: ctx.issuer.issue(grant, csr, new_key))
         ctx.reporter.step(slot, RenewalStep.VERIFYING)
         self._check_issued(slot, issued, new_key, subject)
         sj.certificate_pem = issued.certificate.public_bytes(PEM).decode()

@@ -142,11 +142,14 @@ class WrongKeyCA:
 def test_certificate_for_the_wrong_key_is_never_written(make_card, ca: LocalCA, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     card = make_card(key_type=KeyType.ECCP256)
     before_objects = dict(card.state.objects)
+    before_9c_key = card.state.keys["9C"].private_pem
     result = renew(PivSession(card), context(tmp_path, WrongKeyCA(ca)), PIN)
     assert not result.ok
-    assert all(isinstance(r.error, CertificateMismatchError) for r in result.slots)
+    assert isinstance(result.slots[0].error, CertificateMismatchError)
     assert "different key" in str(result.slots[0].error)
+    assert "not attempted" in str(result.slots[1].error)
     assert card.state.objects == before_objects  # no certificate object was written
+    assert card.state.keys["9C"].private_pem == before_9c_key  # the second slot's key was not touched
     assert result.journal_kept
 
 
@@ -256,3 +259,39 @@ def test_service_drops_the_connection_after_a_renewal_that_saw_the_card_pulled(c
         assert len(opened) == 2  # a fresh connection after the pull, not the dead one
     finally:
         service.shutdown()
+
+
+class FlakyCA(WrongKeyCA):
+    """The CA is unreachable for the first ``failures`` issue calls, then works."""
+
+    def __init__(self, ca: LocalCA, failures: int) -> None:
+        super().__init__(ca)
+        self.failures, self.calls = failures, 0
+
+    def issue(self, grant, csr, new_key):  # type: ignore[no-untyped-def]
+        from card.enrollment.base import IssuerUnavailable
+
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise IssuerUnavailable("connection refused")
+        return self.ca.issue(grant, csr, new_key)
+
+
+def test_unavailable_ca_is_retried_with_back_off_then_resumable(make_card, ca: LocalCA, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from card.enrollment.base import IssuerUnavailable
+
+    card = make_card(key_type=KeyType.ECCP256)
+    ctx = dataclasses.replace(context(tmp_path, FlakyCA(ca, failures=2)), issuer_retry_delays_s=(0.01, 0.01))
+    assert renew(PivSession(card), ctx, PIN).ok  # two failures absorbed by the retries
+
+    card = make_card(key_type=KeyType.ECCP256)
+    down = FlakyCA(ca, failures=10**6)
+    ctx = dataclasses.replace(context(tmp_path / "down", down), issuer_retry_delays_s=(0.01, 0.01))
+    result = renew(PivSession(card), ctx, PIN)
+    assert down.calls == 3  # first try + two retries, then the error path
+    assert isinstance(result.slots[0].error, IssuerUnavailable) and result.journal_kept
+    assert "not attempted" in str(result.slots[1].error)  # 9C's working key was left alone
+    down.failures = 0  # the CA is back: the next run finishes with the grants it already holds
+    assert renew(PivSession(card), ctx, PIN).ok

@@ -108,5 +108,7 @@ def serve_card(pcscd: None, workdir: Path) -> Iterator:  # type: ignore[type-arg
 
 def run_cardrenew(workdir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, CARDRENEW_CONFIG=str(workdir / "config.toml"))
+    if args and args[0] in ("status", "renew"):  # name the reader: a card in another reader must not matter
+        args = (args[0], "--reader", READER, *args[1:])
     return subprocess.run(CARDRENEW + list(args), input=stdin, capture_output=True, text=True, env=env, timeout=120,
                           cwd=workdir)
