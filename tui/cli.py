@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-after-apdus", type=int, metavar="N", help="fault: the card is pulled after N commands")
     p.add_argument("--drop-at-put-data", type=int, metavar="N",
                    help="fault: the card is pulled when the N-th PUT DATA arrives (2 = the second certificate)")
+    p.add_argument("--drop-at", action="append", default=[], metavar="STEP:N",
+                   help="fault: pull the card at the N-th command of STEP (select, verify, mgmt-auth, generate, "
+                        "sign, put-data, get-data); repeatable")
+    p.add_argument("--delay", action="append", default=[], metavar="INS=SECONDS",
+                   help="answer instruction INS (hex, e.g. 47 for GENERATE) after SECONDS; repeatable")
     p.add_argument("--reinsert-after", type=float, metavar="SECONDS", help="after a pull, re-insert after this long")
     return parser
 
@@ -392,7 +397,15 @@ def cmd_emulator_serve(args: argparse.Namespace) -> int:
     from card.emulator.vpcd import serve
 
     host, _, port = args.vpcd.rpartition(":")
-    faults = CardFaults(drop_after_apdus=args.drop_after_apdus, drop_at_put_data=args.drop_at_put_data)
+    from card.config import ConfigError
+
+    try:
+        drop_at = {step: int(n) for step, _, n in (item.partition(":") for item in args.drop_at)}
+        delays = {int(ins, 16): float(sec) for ins, _, sec in (item.partition("=") for item in args.delay)}
+        faults = CardFaults(drop_after_apdus=args.drop_after_apdus, drop_at_put_data=args.drop_at_put_data,
+                            drop_at=drop_at, delays_s=delays)
+    except ValueError as exc:
+        raise ConfigError(f"bad fault option: {exc}") from exc
     card = SoftPivCard.from_file(Path(args.state), faults)
     card.name = f"vpcd {args.vpcd}"
     stop = threading.Event()

@@ -52,14 +52,36 @@ class CardFaults:
 
     Attributes:
         drop_after_apdus: process this many commands, then the card is gone (None: never).
-        drop_at_put_data: drop when the N-th PUT DATA command (counting final blocks) arrives,
-            before it is applied (None: never).
-        delays_s: seconds to sleep before answering, per INS byte.
+        drop_at: pull the card when the N-th command of a named renewal step arrives, before
+            it is applied: ``{"generate": 2}`` pulls it at the second GENERATE. Step names are
+            :data:`FAULT_STEPS` (a chained command counts once).
+        drop_at_put_data: shorthand for ``drop_at={"put-data": N}``.
+        delays_s: seconds to sleep before answering, per INS byte (e.g. ``{0x47: 10.0}``).
     """
 
     drop_after_apdus: int | None = None
+    drop_at: dict[str, int] = field(default_factory=dict)
     drop_at_put_data: int | None = None
     delays_s: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.drop_at_put_data is not None:
+            self.drop_at.setdefault("put-data", self.drop_at_put_data)
+        unknown = set(self.drop_at) - set(FAULT_STEPS)
+        if unknown:
+            raise ValueError(f"unknown fault step(s) {sorted(unknown)}; choose from {', '.join(FAULT_STEPS)}")
+
+
+FAULT_STEPS = ("select", "verify", "mgmt-auth", "generate", "sign", "put-data", "get-data")
+"""Named renewal steps at which the card can be pulled (see :attr:`CardFaults.drop_at`)."""
+
+
+def fault_step(ins: int, p2: int, data: bytes) -> str | None:
+    """The :data:`FAULT_STEPS` name of a (reassembled) command, or None."""
+    if ins == 0x87:
+        return "mgmt-auth" if p2 == 0x9B else "sign"
+    return {0xA4: "select", 0x20: "verify" if data else None, 0x47: "generate", 0xDB: "put-data",
+            0xCB: "get-data"}.get(ins)
 
 
 class SoftPivCard:
@@ -77,7 +99,8 @@ class SoftPivCard:
         self.faults = faults or CardFaults()
         self.name = name
         self.apdu_count = 0
-        self.put_data_count = 0
+        self.step_counts: dict[str, int] = {}
+        """How many commands of each :data:`FAULT_STEPS` step the card has received."""
         self.present = True
         self.trace: list[tuple[bytes, int]] = []
         """(command APDU, SW) of every command processed; used by tests and benchmarks."""
@@ -121,6 +144,7 @@ class SoftPivCard:
         with self._lock:
             self.present = True
             self.faults = CardFaults(delays_s=self.faults.delays_s)
+            self.step_counts = {}
             self._power_reset()
 
     # -- CardTransport -----------------------------------------------------------------
@@ -221,6 +245,13 @@ class SoftPivCard:
             if self._chain[:3] == (ins, p1, p2):
                 data = self._chain[3] + data
             self._chain = None
+        step = fault_step(ins, p2, data)
+        if step is not None:
+            self.step_counts[step] = self.step_counts.get(step, 0) + 1
+            limit = self.faults.drop_at.get(step)
+            if limit is not None and self.step_counts[step] >= limit:
+                self.remove()
+                raise CardDropped()
         handler: Callable[[int, int, bytes, int | None, bool], tuple[bytes, int]] | None = {
             0xA4: self._select,
             0xCB: self._get_data,
@@ -275,10 +306,6 @@ class SoftPivCard:
         return tlv.tlv(wrap, bytes.fromhex(value)), 0x9000
 
     def _put_data(self, p1: int, p2: int, data: bytes, le: int | None, _pv: bool) -> tuple[bytes, int]:
-        self.put_data_count += 1
-        if self.faults.drop_at_put_data is not None and self.put_data_count >= self.faults.drop_at_put_data:
-            self.remove()
-            raise CardDropped()
         if (p1, p2) != (0x3F, 0xFF):
             raise CardStatus(0x6A86)
         if not self.mgmt_authenticated:

@@ -122,3 +122,25 @@ def test_gzip_compressed_certificate_is_read(make_card) -> None:  # type: ignore
     assert s.read_certificate(Slot.AUTHENTICATION).certificate == cert
     card.state.objects["5FC105"] = obj.replace(b"\x71\x01\x01", b"\x71\x01\x80").hex()
     assert s.read_certificate(Slot.AUTHENTICATION).certificate == cert
+
+
+def test_fault_injection_at_a_named_step_and_reinsertion(make_card) -> None:  # type: ignore[no-untyped-def]
+    from card.emulator.card import CardFaults
+    from card.errors import CardRemovedError
+    from card.piv import KeyType
+
+    card = make_card(faults=CardFaults(drop_at={"generate": 1}))
+    s = PivSession(card)
+    s.select()
+    s.authenticate(DEFAULT_MANAGEMENT_KEY)
+    before = card.state.keys["9A"].private_pem
+    with pytest.raises(CardRemovedError):
+        s.generate_key(Slot.AUTHENTICATION, KeyType.RSA2048)
+    assert card.state.keys["9A"].private_pem == before  # pulled before the command was applied
+    with pytest.raises(CardRemovedError):
+        s.select()
+    card.insert()
+    s.select()
+    assert s.get_pin_retries() == 3
+    with pytest.raises(ValueError):
+        CardFaults(drop_at={"lunch": 1})

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-VPCD_PORT = 35963
-READER = "Virtual PCD 00 00"
+VPCD_PORT = int(os.environ.get("CARDRENEW_TEST_VPCD_PORT", "35963"))
+"""vpcd port of the reader the tests use: 35963 is "Virtual PCD 00 00", 35964 "Virtual PCD 00 01"."""
+READER = f"Virtual PCD 00 {VPCD_PORT - 35963:02d}"
 CARDRENEW = [sys.executable, "-m", "tui"]
 
 
@@ -31,10 +32,10 @@ def pcscd() -> Iterator[None]:
     if shutil.which("pcscd") is None:
         pytest.fail("pcscd is not installed: run scripts/setup.sh (CI installs it in .ci/run)")
     proc = None
-    if not _port_open(VPCD_PORT):
+    if not _port_open(35963):
         proc = subprocess.Popen(["pcscd", "--foreground"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
-        while not _port_open(VPCD_PORT):
+        while not _port_open(35963):
             if time.monotonic() > deadline or proc.poll() is not None:
                 pytest.fail("pcscd did not open the vpcd port 35963 (is vsmartcard-vpcd installed?)")
             time.sleep(0.1)
@@ -64,7 +65,8 @@ class ServedCard:
     def __init__(self, state: Path, extra: list[str] | None = None) -> None:
         self.state = state
         reader_has_card(False, timeout_s=5)  # another card on this reader would be renewed instead
-        self.proc = subprocess.Popen(CARDRENEW + ["emulator", "serve", str(state), *(extra or [])],
+        self.proc = subprocess.Popen(CARDRENEW + ["emulator", "serve", str(state), "--vpcd", f"127.0.0.1:{VPCD_PORT}",
+                                                  *(extra or [])],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         reader_has_card(True)
 

@@ -39,7 +39,7 @@ def sign_with_pkcs11(workdir: Path, key_id: str, mechanism: str, cert: x509.Cert
 
     pub.write_bytes(cert.public_key().public_bytes(serialization.Encoding.PEM,
                                                    serialization.PublicFormat.SubjectPublicKeyInfo))
-    opensc("pkcs11-tool", "--module", OPENSC_PKCS11, "--slot-index", "0", "--login", "--pin", "123456",
+    opensc("pkcs11-tool", "--module", OPENSC_PKCS11, "--slot-description", READER, "--login", "--pin", "123456",
            "--sign", "--id", key_id, "-m", mechanism, "--input-file", str(msg), "--output-file", str(sig),
            *(["--signature-format", "openssl"] if "ECDSA" in mechanism else []))
     verify = subprocess.run(["openssl", "dgst", "-sha256", "-verify", str(pub), "-signature", str(sig), str(msg)],
