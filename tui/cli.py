@@ -431,9 +431,19 @@ def cmd_tui(args: argparse.Namespace) -> int:
     from tui.app import make_app
 
     app = make_app(backend)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        # SIGTERM, or SIGHUP when the SSH session drops: let the current card step finish
+        # (the engine journals it), stop before the next certificate, restore the terminal.
+        app.shutdown_event.set()
+        app.exit(return_code=128 + signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         app.run()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         backend.service.shutdown()
     return int(app.return_code or 0)
 
