@@ -505,8 +505,8 @@ class _Renewal:
             # else: unknown key in the slot (generation interrupted): generate again with the grant.
         if sj.grant is None:
             raise RenewalRefused(f"slot {slot.hex}: no renewal grant")
-        # GENERATE (destructive): journal before and after.
-        self._authenticate()
+        # GENERATE (destructive): journal before and after. (The management key was
+        # authenticated in preflight and stays so for this connection.)
         sj.step = STEP_GENERATING
         sj.public_key_pem = sj.csr_pem = sj.certificate_pem = None
         ctx.journals.save(journal)
@@ -558,7 +558,6 @@ class _Renewal:
             raise CertificateMismatchError(f"slot {slot.hex}: certificate and key do not match; not written")
         der = cert.public_bytes(DER)
         ctx.reporter.step(slot, RenewalStep.WRITING)
-        self._authenticate()
         self.session.put_certificate(slot, der)
         sj.step = STEP_WRITTEN
         ctx.journals.save(journal)

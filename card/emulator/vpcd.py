@@ -61,6 +61,7 @@ def serve_connection(card: SoftPivCard, sock: socket.socket, stop: threading.Eve
             return "closed"
         if not header:
             return "closed"
+        _quickack(sock)  # vpcd sends the length and the body separately: ACK each at once
         if len(header) == 1:
             rest = _recv_exact(sock, 1)
             if rest is None:
