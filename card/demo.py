@@ -54,7 +54,7 @@ def demo_backend(settings: Settings | None = None, fault: str = "none", state_di
     state = create_card_state(ca, expires_in_days=expires_in_days, pin=DEMO_PIN, now=now() if now else None, guid=guid)
     card = SoftPivCard(state, workdir / "card.json", faults, name="Virtual card (demo)")
     state.save(workdir / "card.json")
-    service = CardService(lambda: card, lambda: card.present)
+    service = CardService(lambda: card, card.presence)
     backend = Backend(settings, service, ca, JournalStore(settings.state_dir), AuditLog(settings.state_dir / "audit.log"),
                       card.name, demo=True, demo_pin=DEMO_PIN)
     return backend, card

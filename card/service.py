@@ -34,7 +34,8 @@ class CardService:
         presence: returns whether the card is present (polled by the watcher thread).
     """
 
-    def __init__(self, transport_factory: Callable[[], CardTransport], presence: Callable[[], bool] | None = None,
+    def __init__(self, transport_factory: Callable[[], CardTransport],
+                 presence: Callable[[], bool | tuple[bool, int]] | None = None,
                  poll_interval_s: float = 0.5) -> None:
         self._factory = transport_factory
         self._presence = presence
@@ -81,20 +82,33 @@ class CardService:
         return self._session.protocol.apdus_sent if self._session else 0
 
     def watch(self, on_change: Callable[[bool], None]) -> None:
-        """Call ``on_change(present)`` from a watcher thread whenever card presence changes."""
+        """Call ``on_change(present)`` from a watcher thread whenever card presence changes.
+
+        ``presence`` may return a bool, or ``(present, insertions)``: a re-insertion between two
+        polls (the card was out for less than the poll interval) is then still reported, as a
+        removal followed by an insertion.
+        """
         if self._presence is None or self._watcher is not None:
             return
 
+        def poll() -> tuple[bool, int]:
+            try:
+                state = self._presence()  # type: ignore[misc]
+            except Exception:  # noqa: BLE001 - keep watching whatever happens (F22)
+                return False, -1
+            return (bool(state[0]), int(state[1])) if isinstance(state, tuple) else (bool(state), 0)
+
         def loop() -> None:
-            last: bool | None = None
+            last: tuple[bool, int] | None = None
             while not self._watch_stop.wait(self._poll_interval_s if last is not None else 0):
-                try:
-                    present = bool(self._presence())  # type: ignore[misc]
-                except Exception:  # noqa: BLE001 - keep watching whatever happens (F22)
-                    present = False
-                if present != last:
-                    last = present
-                    on_change(present)
+                current = poll()
+                if current == last:
+                    continue
+                if last is not None and last[0] and current[0]:  # pulled and put back between polls
+                    on_change(False)
+                if last is None or current[0] != last[0] or current[0]:
+                    on_change(current[0])
+                last = current
 
         self._watcher = threading.Thread(target=loop, name="card-watcher", daemon=True)
         self._watcher.start()

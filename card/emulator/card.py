@@ -99,6 +99,8 @@ class SoftPivCard:
         self.faults = faults or CardFaults()
         self.name = name
         self.apdu_count = 0
+        self.insertions = 0
+        """How many times the card was (re-)inserted; lets a watcher see a quick pull-and-reinsert."""
         self.step_counts: dict[str, int] = {}
         """How many commands of each :data:`FAULT_STEPS` step the card has received."""
         self.present = True
@@ -143,9 +145,14 @@ class SoftPivCard:
         """Put the card back (powered up fresh; fault counters cleared)."""
         with self._lock:
             self.present = True
+            self.insertions += 1
             self.faults = CardFaults(delays_s=self.faults.delays_s)
             self.step_counts = {}
             self._power_reset()
+
+    def presence(self) -> tuple[bool, int]:
+        """(present, insertions), for :meth:`card.service.CardService.watch`."""
+        return self.present, self.insertions
 
     # -- CardTransport -----------------------------------------------------------------
     def transmit(self, apdu: bytes) -> tuple[bytes, int]:

@@ -295,3 +295,33 @@ def test_unavailable_ca_is_retried_with_back_off_then_resumable(make_card, ca: L
     assert "not attempted" in str(result.slots[1].error)  # 9C's working key was left alone
     down.failures = 0  # the CA is back: the next run finishes with the grants it already holds
     assert renew(PivSession(card), ctx, PIN).ok
+
+
+def test_watcher_reports_a_pull_and_reinsert_shorter_than_its_poll(make_card) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from card.service import CardService
+
+    card = make_card()
+    events: list[bool] = []
+    seen = threading.Event()
+    service = CardService(lambda: card, card.presence, poll_interval_s=0.05)
+
+    def record(present: bool) -> None:
+        events.append(present)
+        seen.set()
+
+    try:
+        service.watch(record)
+        assert seen.wait(2) and events == [True]
+        seen.clear()
+        card.remove()
+        card.insert()  # out and back in between two polls
+        assert seen.wait(2)
+        for _ in range(40):
+            if len(events) >= 3:
+                break
+            threading.Event().wait(0.05)
+        assert events == [True, False, True]
+    finally:
+        service.shutdown()
