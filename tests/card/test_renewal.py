@@ -325,3 +325,62 @@ def test_watcher_reports_a_pull_and_reinsert_shorter_than_its_poll(make_card) ->
         assert events == [True, False, True]
     finally:
         service.shutdown()
+
+
+class BadCertificateCA(WrongKeyCA):
+    """Issues for the right key but gets one other thing wrong: ``subject``, ``issuer`` or ``expired``."""
+
+    def __init__(self, ca: LocalCA, fault: str, other_ca: LocalCA | None = None) -> None:
+        super().__init__(ca)
+        self.fault, self.other_ca = fault, other_ca
+
+    def issue(self, grant, csr, new_key):  # type: ignore[no-untyped-def]
+        from cryptography.x509.oid import NameOID
+
+        now = dt.datetime.now(dt.timezone.utc)
+        subject, signer, not_after = csr.subject, self.ca, now + dt.timedelta(days=700)
+        if self.fault == "subject":
+            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Somebody Else")])
+        elif self.fault == "issuer":
+            signer = self.other_ca
+        elif self.fault == "expired":
+            not_after = now - dt.timedelta(days=1)
+        cert = signer.issue_initial(subject, new_key, grant.slot, now - dt.timedelta(days=30), not_after)
+        return IssuedCertificate(cert, (self.ca.cert,))
+
+
+@pytest.mark.parametrize("fault,message", [("subject", "another subject"), ("issuer", "does not chain"),
+                                           ("expired", "not valid now")])
+def test_bad_certificates_from_the_ca_are_never_written(make_card, ca: LocalCA, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                        fault: str, message: str) -> None:
+    from card.enrollment.local import init_ca
+
+    init_ca(tmp_path / "rogue", "Rogue CA")
+    card = make_card(key_type=KeyType.ECCP256)
+    before_objects = dict(card.state.objects)
+    ctx = context(tmp_path, BadCertificateCA(ca, fault, LocalCA(tmp_path / "rogue")))
+    result = renew(PivSession(card), ctx, PIN)
+    assert isinstance(result.slots[0].error, CertificateMismatchError)
+    assert message in str(result.slots[0].error)
+    assert "contact your Registration Authority" in result.slots[0].error.next_step
+    assert card.state.objects == before_objects
+    journal = json.loads(next((tmp_path / "state").glob("journal-*.json")).read_text())
+    assert journal["slots"]["9A"]["grant"] and journal["slots"]["9A"]["step"] == "generated"
+    # once the CA behaves, the same grant and key finish the job
+    assert renew(PivSession(card), context(tmp_path, ca), PIN).ok
+
+
+def test_audit_log_is_private_and_listed_by_the_cli(make_card, ca: LocalCA, capsys) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import stat
+
+    from tui.cli import main
+
+    settings = Settings()  # state under $XDG_STATE_HOME/cardrenew (a temp dir in tests), as the CLI uses
+    ctx = RenewalContext(settings, ca, JournalStore(settings.state_dir), AuditLog(settings.state_dir / "audit.log"))
+    assert renew(PivSession(make_card(key_type=KeyType.ECCP256)), ctx, PIN).ok
+    assert stat.S_IMODE(os.stat(settings.state_dir / "audit.log").st_mode) == 0o600
+    assert main(["audit"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["slot"] for e in lines] == ["9A", "9C"] and all(e["reference"].startswith("CR-") for e in lines)
+    assert {e["outcome"] for e in lines} == {"renewed"}
