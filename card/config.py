@@ -23,6 +23,14 @@ class ConfigError(CardError):
     next_step = "Fix the configuration file named in the message, or ask your administrator."
 
 
+class UsageError(ConfigError):
+    """The command was called wrongly (no PIN on standard input, confirmation needed)."""
+
+    title = "Usage error"
+    code = "USAGE"
+    next_step = "See cardrenew --help."
+
+
 DEFAULT_SLOTS = ((Slot.AUTHENTICATION, "PIV Authentication"), (Slot.SIGNATURE, "Digital Signature"))
 DEFAULT_RA_CONTACT = "your local Registration Authority (RA)"
 
@@ -106,8 +114,9 @@ def find_config(explicit: str | os.PathLike[str] | None) -> Path | None:
 
 def _get(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
     value = table.get(key)
-    if value is not None and not isinstance(value, kind):
-        raise ConfigError(f"{where}.{key} must be a {kind.__name__}")
+    if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+        names = {int: "a whole number", str: "a string", list: "a list"}
+        raise ConfigError(f"{where}.{key} must be {names.get(kind, kind.__name__)}")
     return value
 
 
@@ -122,19 +131,22 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
     if path is not None:
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: {exc}") from exc
+        for table in ("renewal", "issuer", "management_key", "ui", "card"):
+            if table in raw and not isinstance(raw[table], dict):
+                raise ConfigError(f"{path}: [{table}] must be a table")
     values: dict[str, Any] = {"source": path}
     renewal = raw.get("renewal", {})
     if (days := _get(renewal, "window_days", int, "renewal")) is not None:
         if not 1 <= days <= 3650:
             raise ConfigError("renewal.window_days must be between 1 and 3650")
         values["window_days"] = days
-    if (slots := renewal.get("slots")) is not None:
+    if (slots := _get(renewal, "slots", list, "renewal")) is not None:
         parsed = []
         for entry in slots:
             try:
-                slot = Slot.parse(str(entry["slot"]))
+                slot = Slot.parse(str(entry["slot"]))  # entry must be a table: { slot = "9A", label = "…" }
             except (KeyError, ValueError, TypeError) as exc:
                 raise ConfigError(f"renewal.slots: bad slot entry {entry!r}") from exc
             parsed.append(SlotSetting(slot, str(entry.get("label", slot.name.replace("_", " ").title()))))

@@ -3,7 +3,9 @@ issued by an embedded CA kept under the XDG data directory, PIN ``123456``."""
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import shutil
 import datetime as dt
 import tempfile
 from collections.abc import Callable
@@ -30,7 +32,7 @@ def demo_ca_dir() -> Path:
 
 def demo_backend(settings: Settings | None = None, fault: str = "none", state_dir: Path | None = None,
                  expires_in_days: int = 30, now: Callable[[], dt.datetime] | None = None,
-                 guid: bytes | None = None) -> tuple[Backend, SoftPivCard]:
+                 guid: bytes | None = None, reinsert_after_s: float | None = 5.0) -> tuple[Backend, SoftPivCard]:
     """Build the demo backend: in-process SoftPivCard + embedded CA.
 
     ``now`` (a clock, aware UTC) and ``guid`` make the card deterministic (snapshots, screenshots).
@@ -44,13 +46,16 @@ def demo_backend(settings: Settings | None = None, fault: str = "none", state_di
     if not (ca_dir / "ca.pem").exists():
         init_ca(ca_dir, "cardrenew Demo CA")
     workdir = Path(tempfile.mkdtemp(prefix="cardrenew-demo-"))
+    atexit.register(shutil.rmtree, workdir, True)  # the demo card's state holds its private keys
     base = settings or Settings()
     settings = dataclasses.replace(base, issuer_type="local", issuer_directory=ca_dir, management_key_source="default",
                                    state_dir=state_dir or workdir / "state")
     ca = LocalCA(ca_dir, settings.window_days, refuse_reason=(
         "the Registration Authority has suspended renewals for this card (demo fault)" if fault == "ca-refuses" else None),
         **({"now": now} if now else {}))
-    faults = CardFaults(drop_at_put_data=2) if fault == "pull-card" else CardFaults()
+    # pull-card: the card is pulled while the 2nd certificate is written, and "the holder puts it
+    # back" a few seconds later, so the demo can show the resume at the next logon.
+    faults = CardFaults(drop_at_put_data=2, reinsert_after_s=reinsert_after_s) if fault == "pull-card" else CardFaults()
     state = create_card_state(ca, expires_in_days=expires_in_days, pin=DEMO_PIN, now=now() if now else None, guid=guid)
     card = SoftPivCard(state, workdir / "card.json", faults, name="Virtual card (demo)")
     state.save(workdir / "card.json")

@@ -13,6 +13,8 @@ class CardError(Exception):
     title = "Card error"
     next_step = "Try again. If the problem persists, contact your Registration Authority (RA)."
     code = "CARD"
+    reference: str | None = None
+    """The renewal reference to quote to the RA, when one was made."""
 
     def __init__(self, message: str = "", *, next_step: str | None = None) -> None:
         super().__init__(message or self.title)
@@ -106,7 +108,7 @@ class PinFormatError(CardError):
 
     title = "PIN not valid"
     code = "PINFORMAT"
-    next_step = "Enter a PIN of 6 to 8 characters. No try was used."
+    next_step = "Enter your PIN again: it has 6 to 8 characters. No try was used."
 
 
 class ManagementKeyError(CardError):

@@ -17,7 +17,8 @@ try:
 except ImportError:  # pragma: no cover - reported when used
     _scard = None  # type: ignore[assignment]
 
-_REMOVED = {"SCARD_W_REMOVED_CARD", "SCARD_W_RESET_CARD", "SCARD_E_NO_SMARTCARD", "SCARD_W_UNPOWERED_CARD"}
+_REMOVED = {"SCARD_W_REMOVED_CARD", "SCARD_W_RESET_CARD", "SCARD_E_NO_SMARTCARD", "SCARD_W_UNPOWERED_CARD",
+            "SCARD_E_NOT_TRANSACTED"}  # NOT_TRANSACTED: seen right after an insertion while pcscd powers the card
 _NO_SERVICE = {"SCARD_E_NO_SERVICE", "SCARD_E_SERVICE_STOPPED"}
 
 
@@ -122,8 +123,11 @@ class PcscTransport:
                 raise NoCardError(f"no card in {reader}")
             raise _fail(f"connecting to {reader}", rc)
         self._in_transaction = False
+        self._secured = False  # a PIN or the management key was presented on this connection
 
     def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+        if len(apdu) > 5 and (apdu[1] == 0x20 or (apdu[1] == 0x87 and apdu[3] == 0x9B)):
+            self._secured = True
         rc, response = _scard.SCardTransmit(self._card, self._protocol, list(apdu))
         if rc != _scard.SCARD_S_SUCCESS:
             raise _fail("sending a command to the card", rc)
@@ -148,9 +152,12 @@ class PcscTransport:
             _scard.SCardEndTransaction(self._card, _scard.SCARD_LEAVE_CARD)
 
     def close(self) -> None:
-        """Disconnect with SCARD_RESET_CARD so no PIN or management-key state survives us."""
+        """Disconnect. After a PIN or management key was presented, reset the card
+        (SCARD_RESET_CARD) so that state never outlives us; a read-only session leaves the
+        card as it is, so that other programs using it are not disturbed (F19)."""
+        disposition = _scard.SCARD_RESET_CARD if self._secured else _scard.SCARD_LEAVE_CARD
         try:
-            _scard.SCardDisconnect(self._card, _scard.SCARD_RESET_CARD)
+            _scard.SCardDisconnect(self._card, disposition)
         finally:
             _scard.SCardReleaseContext(self._ctx)
 

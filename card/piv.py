@@ -157,9 +157,13 @@ def encode_pin(pin: str) -> bytes:
     Raises:
         PinFormatError: fewer than 6 or more than 8 bytes after encoding; never truncated (F07).
     """
-    raw = pin.encode("utf-8")
+    try:
+        raw = pin.encode("utf-8")
+    except UnicodeEncodeError:  # e.g. undecodable bytes read from a pipe
+        raise PinFormatError("The PIN contains bytes that are not valid text.") from None
     if not 6 <= len(raw) <= 8:
-        raise PinFormatError(f"A PIN must be 6 to 8 characters; this one is {len(raw)} bytes. No try was used.")
+        raise PinFormatError(f"A PIN is 6 to 8 bytes long (a digit or plain letter is 1 byte, an accented "
+                             f"letter 2 or more); this one is {len(raw)} bytes.")
     return raw.ljust(8, b"\xff")
 
 

@@ -349,6 +349,11 @@ class _Renewal:
                 names = ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in summary.expired)
                 raise RenewalRefused(f"the certificate {names} has expired; self-service renewal of an expired "
                                      "certificate is not allowed", next_step=f"Contact {settings.ra_contact}.")
+            unreadable = [s for s in summary.slots if s.state is SlotState.UNREADABLE]
+            if not summary.due and unreadable:
+                names = ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in unreadable)
+                raise RenewalRefused(f"{names} holds an unreadable object, not a certificate; it cannot be renewed here",
+                                     next_step=f"Contact {settings.ra_contact}: the slot must be re-issued.")
             if not summary.due:
                 nxt = summary.next_renewal_date(settings.window_days)
                 raise RenewalRefused("your card is up to date" + (f"; next renewal from {nxt.isoformat()}" if nxt else ""),
@@ -362,6 +367,27 @@ class _Renewal:
         # Preflight continued: PIN, management key, issuer, algorithms, sizes.
         self._verify_pin()
         self._authenticate()
+        try:
+            plan = self._prepare(journal, by_slot, result)
+        except CardRemovedError:
+            raise
+        except CardError as exc:  # refused before anything was changed: give the RA a reference
+            exc.reference = journal.reference
+            self.ctx.audit.write(reference=journal.reference, card_guid=journal.card_id, slot=None,
+                                 outcome="refused", error_code=exc.code)
+            raise
+        self._run_slots(journal, plan, result)
+        for status in summary.slots:  # F15: a slot with junk is reported, never silently skipped
+            if status.state is SlotState.UNREADABLE and status.slot.hex not in journal.slots:
+                result.slots.append(SlotResult(status.slot, status.setting.label, None, None, RenewalRefused(
+                    f"holds an unreadable object ({status.error}); it cannot be renewed here",
+                    next_step=f"Contact {settings.ra_contact}: the slot must be re-issued.")))
+        return result
+
+    def _prepare(self, journal: Journal, by_slot: dict[Slot, SlotStatus],
+                 result: RenewalResult) -> list[tuple[SlotSetting, x509.Certificate | None, SlotJournal]]:
+        """Preflight against the CA and authorise every due slot while the old keys exist."""
+        ctx, settings = self.ctx, self.ctx.settings
         self._check_issuer()
         plan: list[tuple[SlotSetting, x509.Certificate | None, SlotJournal]] = []
         for name, sj in journal.slots.items():
@@ -375,7 +401,7 @@ class _Renewal:
                                      f"({settings.max_certificate_bytes} bytes)")
             plan.append((setting, old, sj))
             result.slots.append(SlotResult(slot, setting.label, old))
-        for (setting, _, sj), slot_result in zip(plan, result.slots, strict=True):
+        for setting, _, sj in plan:
             ctx.reporter.step(setting.slot, RenewalStep.DONE if sj.step == STEP_DONE else RenewalStep.PENDING)
         # Authorise every due slot while the old keys still exist.
         for setting, old, sj in plan:
@@ -386,7 +412,12 @@ class _Renewal:
                 sj.grant = grant.to_dict()
                 sj.step = STEP_AUTHORISED
         ctx.journals.save(journal)
-        # Per slot.
+        return plan
+
+    def _run_slots(self, journal: Journal, plan: list[tuple[SlotSetting, x509.Certificate | None, SlotJournal]],
+                   result: RenewalResult) -> None:
+        """Renew the authorised slots in order; stop at the first failure."""
+        ctx = self.ctx
         for (setting, old, sj), slot_result in zip(plan, result.slots, strict=True):
             if ctx.cancel.is_set():
                 slot_result.error = RenewalRefused("cancelled before this certificate was started; nothing was changed in this slot")
@@ -422,7 +453,6 @@ class _Renewal:
             ctx.journals.clear(journal.card_id)
         else:
             result.journal_kept = True
-        return result
 
     def _save_quietly(self, journal: Journal) -> None:
         try:

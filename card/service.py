@@ -148,15 +148,22 @@ def build_issuer(settings: Settings, window_days: int | None = None) -> Issuer:
 
         if settings.issuer_directory is None:
             raise ConfigError("issuer.directory is needed for issuer.type = \"local\" (a directory made by `cardrenew ca init`)")
+        if not (Path(settings.issuer_directory) / "ca.pem").is_file():
+            raise ConfigError(f"issuer.directory {settings.issuer_directory} holds no CA (ca.pem); "
+                              "make one with `cardrenew ca init DIR`")
         return LocalCA(Path(settings.issuer_directory), window_days or settings.window_days)
     raise ConfigError(f"issuer.type {settings.issuer_type!r} is not available in this version")
 
 
-def pcsc_backend(settings: Settings, reader: str | None = None) -> Backend:
-    """A backend on a PC/SC reader (``reader`` or the one holding the only card)."""
+def pcsc_backend(settings: Settings, reader: str | None = None, *, with_issuer: bool = True) -> Backend:
+    """A backend on a PC/SC reader (``reader`` or the one holding the only card).
+
+    ``with_issuer=False`` (read-only use such as ``status``) does not open the CA; ``issuer`` is then None.
+    """
     from card import pcsc
 
     name = pcsc.choose_reader(reader or settings.reader)
     service = CardService(lambda: pcsc.PcscTransport(name), lambda: pcsc.card_present(name))
-    return Backend(settings, service, build_issuer(settings), JournalStore(settings.state_dir),
+    issuer = build_issuer(settings) if with_issuer else None
+    return Backend(settings, service, issuer, JournalStore(settings.state_dir),  # type: ignore[arg-type]
                    AuditLog(settings.state_dir / "audit.log"), name)

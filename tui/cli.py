@@ -9,9 +9,11 @@ Exit codes (stable, documented in the README):
 3     no reader, no card, card removed, or pcscd not running
 4     wrong PIN (tries left shown) or PIN blocked
 10    nothing to renew: every certificate is valid beyond the window (status: some are due)
-11    refused: a certificate has expired, or preflight failed — contact the RA (status: some expired)
+11    refused: expired certificate, junk in a slot, or failed preflight — contact the RA
+      (status: a certificate expired, a slot is unreadable, or the PIN is blocked)
 12    the certificate authority refused or could not be reached; nothing was changed on the card
-13    renewal failed after the card was changed; the journal is kept — run ``renew`` again to resume
+13    not every certificate was renewed; if the card was changed the journal is kept — run
+      ``renew`` again to resume
 ====  =====================================================================
 """
 
@@ -46,17 +48,25 @@ EXIT_CODES = {
     EXIT_NOT_DUE: "nothing due for renewal (status: some certificates are due)",
     EXIT_REFUSED: "refused: expired certificate or failed preflight; contact the RA",
     EXIT_CA: "certificate authority refused or unreachable; card unchanged",
-    EXIT_PARTIAL: "failed after the card was changed; journal kept, run renew again",
+    EXIT_PARTIAL: "not every certificate was renewed; run renew again (it resumes) or contact the RA",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The same options may stand before or after the subcommand. Subcommands default them to
+    # SUPPRESS so that a value given before the subcommand is never overwritten by None.
+    top_common = argparse.ArgumentParser(add_help=False)
+    top_common.add_argument("--config", metavar="PATH", help="configuration file (default: $CARDRENEW_CONFIG, XDG, /etc)")
+    top_reader = argparse.ArgumentParser(add_help=False)
+    top_reader.add_argument("--reader", metavar="NAME", help="PC/SC reader (default: the one holding the only card)")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH", help="configuration file (default: $CARDRENEW_CONFIG, XDG, /etc)")
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="configuration file (default: $CARDRENEW_CONFIG, XDG, /etc)")
     reader = argparse.ArgumentParser(add_help=False)
-    reader.add_argument("--reader", metavar="NAME", help="PC/SC reader (default: the one holding the only card)")
+    reader.add_argument("--reader", metavar="NAME", default=argparse.SUPPRESS,
+                        help="PC/SC reader (default: the one holding the only card)")
 
-    parser = argparse.ArgumentParser(prog="cardrenew", parents=[common, reader],
+    parser = argparse.ArgumentParser(prog="cardrenew", parents=[top_common, top_reader],
                                      description="Renew the certificates on a PIV smartcard.",
                                      epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
     parser.add_argument("--demo", action="store_true", help="the TUI on the built-in virtual card and embedded CA")
@@ -118,7 +128,8 @@ def _error_payload(exc: BaseException) -> dict[str, Any]:
     from card.errors import CardError
 
     if isinstance(exc, CardError):
-        return {"error": {"code": exc.code, "title": exc.title, "message": str(exc), "next_step": exc.next_step}}
+        return {"error": {"code": exc.code, "title": exc.title, "message": str(exc), "next_step": exc.next_step,
+                          "reference": exc.reference}}
     return {"error": {"code": "INTERNAL", "title": "Unexpected error", "message": str(exc), "next_step": None}}
 
 
@@ -154,6 +165,8 @@ def _fail(args: argparse.Namespace, exc: BaseException) -> int:
         print(f"cardrenew: {title}: {exc}", file=sys.stderr)
         if isinstance(exc, CardError) and exc.next_step:
             print(f"Next step: {exc.next_step}", file=sys.stderr)
+        if isinstance(exc, CardError) and exc.reference:
+            print(f"Reference: {exc.reference}", file=sys.stderr)
     return code
 
 
@@ -201,7 +214,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from card.service import pcsc_backend
 
     settings = _settings(args)
-    backend = pcsc_backend(settings, args.reader)
+    backend = pcsc_backend(settings, args.reader, with_issuer=False)
     try:
         summary = backend.service.submit(
             lambda s: read_card(s, settings, journals=backend.journals, reader=backend.reader_name)).result()
@@ -209,14 +222,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         backend.service.shutdown()
     payload = summary_json(summary, settings.window_days)
     code = EXIT_OK
-    if any(s.state is SlotState.EXPIRED for s in summary.slots):
+    if any(s.state in (SlotState.EXPIRED, SlotState.UNREADABLE) for s in summary.slots) or summary.pin_retries == 0:
         code = EXIT_REFUSED
     elif any(s.state is SlotState.DUE for s in summary.slots):
         code = EXIT_NOT_DUE
     payload["exit_code"] = code
     lines = [f"Reader:  {summary.reader}", f"Card:    {summary.guid_text or 'no CHUID'}",
              f"Holder:  {summary.holder or 'unknown'}",
-             f"PIN:     {'verified' if summary.pin_retries is None else str(summary.pin_retries) + ' tries left'}"]
+             "PIN:     " + ("verified" if summary.pin_retries is None else
+                              f"BLOCKED — contact {settings.ra_contact}" if summary.pin_retries == 0 else
+                              f"{summary.pin_retries} tries left")]
     for s in summary.slots:
         if s.certificate is not None:
             lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}, expires "
@@ -244,16 +259,17 @@ class _PrintReporter:
 
 
 def _read_pin(args: argparse.Namespace) -> str:
-    from card.config import ConfigError
+    from card.config import UsageError
 
     if args.pin_stdin:
         line = sys.stdin.readline()
         pin = line.rstrip("\r\n")
         if not pin:
-            raise ConfigError("--pin-stdin: no PIN on standard input")
+            raise UsageError("--pin-stdin: no PIN on standard input",
+                             next_step="Give the PIN as the first line of standard input. No try was used.")
         return pin
     if not sys.stdin.isatty():
-        raise ConfigError("no terminal to ask for the PIN: use --pin-stdin")
+        raise UsageError("no terminal to ask for the PIN", next_step="Run with --pin-stdin and give the PIN on standard input.")
     return getpass.getpass("PIN: ")
 
 
@@ -264,9 +280,11 @@ def cmd_renew(args: argparse.Namespace) -> int:
     settings = _settings(args)
     backend = pcsc_backend(settings, args.reader)
     cancel = threading.Event()
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
 
     def on_signal(signum: int, frame: Any) -> None:  # finish the current card step, then stop
+        if not cancel.is_set():
+            print("Stopping after the current card step; the journal keeps what was done.", file=sys.stderr)
         cancel.set()
 
     for sig in previous:
@@ -292,9 +310,9 @@ def cmd_renew(args: argparse.Namespace) -> int:
             what = ("resume the unfinished update " + summary.pending_journal.reference) if summary.pending_journal \
                 else "renew " + ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in summary.due)
             if not sys.stdin.isatty():
-                from card.config import ConfigError
+                from card.config import UsageError
 
-                raise ConfigError("confirmation needed: run with --yes")
+                raise UsageError("confirmation needed", next_step="Run with --yes to renew without asking.")
             answer = input(f"About to {what}. Do not remove your card. Continue? [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
                 print("Cancelled; nothing was changed.")

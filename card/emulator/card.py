@@ -57,12 +57,15 @@ class CardFaults:
             :data:`FAULT_STEPS` (a chained command counts once).
         drop_at_put_data: shorthand for ``drop_at={"put-data": N}``.
         delays_s: seconds to sleep before answering, per INS byte (e.g. ``{0x47: 10.0}``).
+        reinsert_after_s: after a fault-injected pull, put the card back after this many seconds
+            unless it was re-inserted meanwhile (the demo's "the holder puts the card back").
     """
 
     drop_after_apdus: int | None = None
     drop_at: dict[str, int] = field(default_factory=dict)
     drop_at_put_data: int | None = None
     delays_s: dict[int, float] = field(default_factory=dict)
+    reinsert_after_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.drop_at_put_data is not None:
@@ -140,6 +143,18 @@ class SoftPivCard:
         with self._lock:
             self.present = False
             self._power_reset()
+            delay = self.faults.reinsert_after_s
+            if delay is not None:
+                expected = self.insertions
+
+                def put_back() -> None:
+                    with self._lock:
+                        if not self.present and self.insertions == expected:
+                            self.insert()
+
+                timer = threading.Timer(delay, put_back)
+                timer.daemon = True
+                timer.start()
 
     def insert(self) -> None:
         """Put the card back (powered up fresh; fault counters cleared)."""

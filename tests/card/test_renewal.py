@@ -384,3 +384,24 @@ def test_audit_log_is_private_and_listed_by_the_cli(make_card, ca: LocalCA, caps
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [e["slot"] for e in lines] == ["9A", "9C"] and all(e["reference"].startswith("CR-") for e in lines)
     assert {e["outcome"] for e in lines} == {"renewed"}
+
+
+def test_slot_with_junk_is_reported_not_renewed_never_skipped(make_card, ca: LocalCA, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    card = make_card(key_type=KeyType.ECCP256)
+    card.state.objects["5FC105"] = "700468656A0A710100"  # F15: 9A holds junk, 9C is due
+    result = renew(PivSession(card), context(tmp_path, ca), PIN)
+    assert not result.ok
+    by_slot = {r.slot: r for r in result.slots}
+    assert by_slot[Slot.SIGNATURE].renewed
+    assert not by_slot[Slot.AUTHENTICATION].renewed
+    assert "unreadable object" in str(by_slot[Slot.AUTHENTICATION].error)
+    assert "Registration Authority" in by_slot[Slot.AUTHENTICATION].error.next_step
+
+
+def test_ca_refusal_carries_a_reference_for_the_ra(make_card, ca_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ctx = context(tmp_path, LocalCA(ca_dir, refuse_reason="suspended"))
+    with pytest.raises(IssuerRejected) as exc:
+        renew(PivSession(make_card()), ctx, PIN)
+    assert exc.value.reference and exc.value.reference.startswith("CR-")
+    audit = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
+    assert audit[-1]["outcome"] == "refused" and audit[-1]["reference"] == exc.value.reference

@@ -27,8 +27,10 @@ def private_xdg(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
 @pytest.fixture
 def make_demo(tmp_path: Path):  # type: ignore[no-untyped-def]
     """``make_demo(fault="none", expires_in_days=30) -> (backend, card)`` with state under tmp_path."""
-    def make(fault: str = "none", expires_in_days: int = 30):  # type: ignore[no-untyped-def]
-        return demo_backend(fault=fault, state_dir=tmp_path / "state", expires_in_days=expires_in_days)
+    def make(fault: str = "none", expires_in_days: int = 30, reinsert_after_s: float | None = None):  # type: ignore[no-untyped-def]
+        # Tests put the card back themselves unless they ask for the demo's automatic re-insertion.
+        return demo_backend(fault=fault, state_dir=tmp_path / "state", expires_in_days=expires_in_days,
+                            reinsert_after_s=reinsert_after_s)
     return make
 
 

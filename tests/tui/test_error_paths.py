@@ -212,3 +212,27 @@ async def test_log_off_and_card_removal(make_demo) -> None:  # type: ignore[no-u
         await wait_for(pilot, lambda: isinstance(app.screen, LoggedOffScreen))
         assert "The card was removed" in screen_text(app)
         await pilot.pause()
+
+
+async def test_demo_pull_card_puts_the_card_back_and_resumes(make_demo) -> None:  # type: ignore[no-untyped-def]
+    """The demo's pull-card fault is no dead end: the card comes back by itself, logon resumes."""
+    backend, card = make_demo(fault="pull-card", reinsert_after_s=1.0)
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await open_update(pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
+        await pilot.press(*PIN, "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NextDialog))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompletedWithErrorsScreen))
+        # nobody calls card.insert(): the demo card returns, and the holder is asked to log on
+        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen) and card.present, timeout_s=15)
+        await log_on(pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
+        assert "unfinished update" in screen_text(app)
+        await renew_to_end(pilot)
+    assert backend.journals.load(_card_id(backend, card)) is None
