@@ -102,6 +102,7 @@ class WriteCertificatesScreen(Pane):
             self._set_status(event.slot, "Pending")
         elif event.step is RenewalStep.DONE:
             self._set_status(event.slot, "Done")
+            step_text.update(f"{label} ({event.slot.hex}): renewed and checked.")
         elif event.step is RenewalStep.FAILED:
             self._set_status(event.slot, "Failed")
             step_text.update(f"{label} ({event.slot.hex}): failed")
