@@ -51,6 +51,11 @@ INS_CHANGE_REFERENCE = 0x24
 INS_RESET_RETRY = 0x2C
 INS_GENERAL_AUTHENTICATE = 0x87
 INS_GENERATE_ASYMMETRIC = 0x47
+INS_GET_METADATA = 0xF7
+"""Yubico extension (YubiKey 5.3+); other cards answer ``6D 00`` (piv-protocol.md §3.2)."""
+INS_GET_VERSION = 0xFD
+"""Yubico extension: 3-byte firmware version; other cards answer ``6D 00``."""
+
 
 KEY_REF_PIN = 0x80
 KEY_REF_PUK = 0x81
@@ -391,18 +396,64 @@ class PivSession:
             raise InvalidPinError(retries)
         raise ApduError(sw)
 
+    # -- Yubico extensions -------------------------------------------------------------------
+    def get_version(self) -> tuple[int, int, int] | None:
+        """GET VERSION (Yubico ``00 FD 00 00``, piv-protocol.md §3.2): firmware major, minor, patch.
+
+        Returns:
+            The 3-byte version, or None when the card does not implement the command
+            (``6D 00``, ``6E 00``, ``6A 81``) or answers something other than 3 bytes.
+
+        Raises:
+            CardRemovedError / transport errors only; no status word raises.
+        """
+        resp, sw = self._send(INS_GET_VERSION, 0x00, 0x00)
+        if sw != SW_OK or len(resp) != 3:
+            return None
+        return resp[0], resp[1], resp[2]
+
+    def get_management_key_algorithm(self) -> ManagementKeyAlgorithm | None:
+        """The ``9B`` key's algorithm from GET METADATA (Yubico ``00 F7 00 9B``, piv-protocol.md §3.2, F14).
+
+        Returns:
+            The algorithm of tag ``01``; TDES when the metadata has no tag ``01`` (older firmware);
+            None when the card does not answer metadata (``6D 00`` and any other non-``90 00``
+            status): then the configured algorithm applies.
+
+        Raises:
+            BadResponseError: ``90 00`` with malformed TLV or an unknown algorithm byte.
+        """
+        resp, sw = self._send(INS_GET_METADATA, 0x00, KEY_REF_MANAGEMENT)
+        if sw != SW_OK:
+            return None
+        items = tlv.parse_dict(resp)
+        alg = items.get(b"\x01")
+        if alg is None:
+            return ManagementKeyAlgorithm.TDES
+        if len(alg) != 1:
+            raise BadResponseError("management key metadata: algorithm (tag 01) must be 1 byte")
+        try:
+            return ManagementKeyAlgorithm(alg[0])
+        except ValueError:
+            raise BadResponseError(f"management key metadata: unknown algorithm {alg[0]:02X}") from None
+
     # -- management key ----------------------------------------------------------------------
     def authenticate(self, key: bytes, algorithm: ManagementKeyAlgorithm = ManagementKeyAlgorithm.TDES) -> None:
         """Mutual authentication with the card management key ``9B`` (SP 800-73-4 Part 2 §3.2.4, Appendix A.1).
 
         Args:
             key: the management key (24 bytes for 3DES/AES-192, 16 AES-128, 32 AES-256).
+            algorithm: P1, ``03`` 3DES (8-byte blocks), ``08``/``0A``/``0C`` AES-128/192/256 (16-byte blocks).
 
         Raises:
-            ManagementKeyError: wrong key, or ``6A 80``/``6A 86`` (algorithm does not match, F14).
+            ManagementKeyError: wrong key, a key length that does not fit ``algorithm``, or
+                ``6A 80``/``6A 86`` (algorithm does not match, F14).
         """
         block = algorithm.block_bytes
-        cipher = algorithm.cipher(key)
+        try:
+            cipher = algorithm.cipher(key)
+        except ValueError as exc:
+            raise ManagementKeyError(f"the management key does not fit {algorithm.name}: {exc}") from None
         resp, sw = self._send(INS_GENERAL_AUTHENTICATE, algorithm, KEY_REF_MANAGEMENT,
                               tlv.tlv(TAG_DYNAMIC_AUTH, tlv.tlv(TAG_WITNESS, b"")))
         if sw in (0x6A80, 0x6A86):

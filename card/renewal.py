@@ -8,6 +8,8 @@ management key; it never writes a certificate that does not match the key in the
 
 from __future__ import annotations
 
+import dataclasses
+
 import datetime as dt
 import enum
 import logging
@@ -331,7 +333,11 @@ class _Renewal:
         raise AssertionError("unreachable")
 
     def _authenticate(self) -> None:
+        """Management-key authentication; the card's own answer (``F7`` metadata) beats the configured algorithm (F14)."""
         s = self.ctx.settings
+        card_alg = self.session.get_management_key_algorithm()
+        if card_alg is not None and card_alg is not s.management_key_algorithm:
+            s = dataclasses.replace(s, management_key_algorithm=card_alg)
         self.session.authenticate(s.management_key(), s.management_key_algorithm)
 
     # -- the run -------------------------------------------------------------------------

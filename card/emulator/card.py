@@ -284,6 +284,8 @@ class SoftPivCard:
             0x87: self._general_authenticate,
             0x47: self._generate,
         }.get(ins)
+        if handler is None and self.state.yubico_version is not None:
+            handler = {0xF7: self._get_metadata, 0xFD: self._get_version, 0xF8: self._get_serial}.get(ins)
         if handler is None:
             raise CardStatus(0x6D00)
         if cla & ~0x10 not in (0x00,):
@@ -307,6 +309,36 @@ class SoftPivCard:
         algs = b"".join(tlv.tlv(0x80, bytes([a])) for a in self.state.supported_key_types) + tlv.tlv(0x06, b"\x00")
         apt += tlv.tlv(0xAC, algs)
         return tlv.tlv(0x61, apt), 0x9000
+
+    # -- Yubico extensions (profile yubikey5) -----------------------------------------------
+    def _get_version(self, p1: int, p2: int, data: bytes, le: int | None, _pv: bool) -> tuple[bytes, int]:
+        assert self.state.yubico_version is not None
+        return bytes(self.state.yubico_version), 0x9000
+
+    def _get_serial(self, p1: int, p2: int, data: bytes, le: int | None, _pv: bool) -> tuple[bytes, int]:
+        return self.state.serial.to_bytes(4, "big"), 0x9000
+
+    def _get_metadata(self, p1: int, p2: int, data: bytes, le: int | None, _pv: bool) -> tuple[bytes, int]:
+        """``F7`` metadata (piv-protocol.md §3.2): 01 algorithm, 02 policy, 03 origin, 04 public key, 05 default, 06 retries."""
+        if p2 == 0x9B:
+            return (tlv.tlv(0x01, bytes([self.state.management_key_algorithm])) + tlv.tlv(0x02, b"\x00\x01")
+                    + tlv.tlv(0x05, bytes([int(self.state.management_key_is_default)]))), 0x9000
+        if p2 in (0x80, 0x81):
+            is_pin = p2 == 0x80
+            default = (self.state.pin == "123456") if is_pin else (self.state.puk == "12345678")
+            total = self.state.pin_max_retries if is_pin else self.state.puk_max_retries
+            left = self.state.pin_retries if is_pin else self.state.puk_retries
+            return tlv.tlv(0x05, bytes([int(default)])) + tlv.tlv(0x06, bytes([total, left])), 0x9000
+        if p2 in _KEY_SLOTS:
+            entry = self.state.keys.get(f"{p2:02X}")
+            if entry is None:
+                raise CardStatus(0x6A88)
+            key_type, key = self._private_key(p2)
+            policy = {"never": 1, "once": 2, "always": 3}[self.state.pin_policy.get(f"{p2:02X}", "once")]
+            pub = tlv.unwrap(encode_public_key(key.public_key()), b"\x7f\x49")
+            return (tlv.tlv(0x01, bytes([key_type])) + tlv.tlv(0x02, bytes([policy, 1])) + tlv.tlv(0x03, b"\x01")
+                    + tlv.tlv(0x04, pub)), 0x9000
+        raise CardStatus(0x6A88)
 
     # -- objects -----------------------------------------------------------------------
     def _object_tag(self, data: bytes) -> str:

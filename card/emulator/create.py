@@ -13,26 +13,70 @@ from cryptography.x509.oid import NameOID
 
 from card.certificates import encode_certificate_object
 from card.emulator.card import install_key
-from card.emulator.state import CardState
+from card.emulator.state import YUBIKEY5_ATR, CardState
 from card.enrollment.local import LocalCA
-from card.piv import OBJECT_CHUID, OBJECT_DISCOVERY, KeyType, Slot, build_chuid
+from card.piv import OBJECT_CHUID, OBJECT_DISCOVERY, KeyType, ManagementKeyAlgorithm, Slot, build_chuid
 
 DISCOVERY_VALUE = bytes.fromhex("4F0BA0000003080000100001005F2F024000")
 """Discovery object: PIV AID, PIN usage policy "PIV PIN only" (SP 800-73-4 Part 1 §3.3.2)."""
+
+
+PROFILES: dict[str, dict[str, object]] = {
+    # A plain SP 800-73-4 card: 3DES management key, no vendor extensions (F7/FD/F8 → 6D 00).
+    "piv": {"management_key_algorithm": ManagementKeyAlgorithm.TDES, "max_object_bytes": 3052,
+            "supported_key_types": [KeyType.RSA2048, KeyType.ECCP256, KeyType.ECCP384]},
+    # YubiKey 5.7: AES-192 default management key, F7 metadata, FD version, F8 serial, 3052-byte objects.
+    "yubikey5": {"management_key_algorithm": ManagementKeyAlgorithm.AES192, "max_object_bytes": 3052,
+                 "supported_key_types": [KeyType.RSA2048, KeyType.ECCP256, KeyType.ECCP384],
+                 "atr": YUBIKEY5_ATR, "yubico_version": [5, 7, 1]},
+    # An older PIV card: 1856-byte objects (SP 800-73 certificate cap), 3DES only, RSA-2048 only.
+    "legacy": {"management_key_algorithm": ManagementKeyAlgorithm.TDES, "max_object_bytes": 1856,
+               "supported_key_types": [KeyType.RSA2048]},
+}
+"""Emulator profiles for ``cardrenew emulator create --profile NAME`` (issue 3 item 2)."""
+
+
+def profile_state(profile: str = "piv", *, management_key: bytes | None = None, pin: str = "123456") -> CardState:
+    """An empty card state configured as ``profile``, with the default (or the given) management key.
+
+    Raises:
+        ValueError: unknown profile, or a management key whose length does not fit the profile's algorithm.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown emulator profile {profile!r}; choose from {', '.join(PROFILES)}")
+    spec = dict(PROFILES[profile])
+    alg = ManagementKeyAlgorithm(spec.pop("management_key_algorithm"))  # type: ignore[call-overload]
+    state = CardState(pin=pin, profile=profile, management_key_algorithm=int(alg),
+                      supported_key_types=[int(k) for k in spec.pop("supported_key_types")],  # type: ignore[attr-defined]
+                      **spec)  # type: ignore[arg-type]
+    if management_key is not None:
+        if len(management_key) != alg.key_bytes:
+            raise ValueError(f"a {alg.name} management key is {alg.key_bytes} bytes, got {len(management_key)}")
+        state.management_key = management_key.hex().upper()
+        state.management_key_is_default = False
+    return state
 
 
 def create_card_state(ca: LocalCA, *, expires_in_days: int = 30, pin: str = "123456",
                       key_type: KeyType = KeyType.RSA2048, holder: str = "Alex Example",
                       organisation: str = "Example Health Trust", email: str | None = "alex.example@example.org",
                       slots: tuple[Slot, ...] = (Slot.AUTHENTICATION, Slot.SIGNATURE),
-                      now: dt.datetime | None = None, guid: bytes | None = None) -> CardState:
+                      now: dt.datetime | None = None, guid: bytes | None = None, profile: str = "piv",
+                      management_key: bytes | None = None) -> CardState:
     """A card state with keys and CA-issued certificates in ``slots`` expiring in ``expires_in_days`` days.
 
     The certificates were issued two years before they expire (clamped to the CA's start).
     ``guid`` (16 bytes) fixes the CHUID GUID (default: random), ``now`` the clock (aware UTC).
+    ``profile`` is one of :data:`PROFILES`; ``management_key`` replaces the default key (in the
+    profile's algorithm).
+
+    Raises:
+        ValueError: unknown profile, a key type the profile does not support, a wrong-length key.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
-    state = CardState(pin=pin)
+    state = profile_state(profile, management_key=management_key, pin=pin)
+    if int(key_type) not in state.supported_key_types:
+        raise ValueError(f"profile {profile!r} does not support {key_type.name}")
     not_after = now + dt.timedelta(days=expires_in_days)
     not_before = not_after - dt.timedelta(days=730)
     subject = x509.Name([

@@ -18,6 +18,9 @@ def _atr_with_tck(body: bytes) -> bytes:
     return body + bytes([tck])
 
 
+YUBIKEY5_ATR = "3BFD1300008131FE158073C021C057597562694B657940"
+"""YubiKey 5 (NFC) ATR (piv-protocol.md §8): OpenSC takes its Yubico path and sends ``FD``."""
+
 DEFAULT_ATR = _atr_with_tck(bytes.fromhex("3BF81300008131FE15") + b"SoftPIV1").hex().upper()
 """A T=1 ATR in no OpenSC table (so OpenSC takes its generic PIV path); ends with TCK."""
 
@@ -47,6 +50,12 @@ class CardState:
     max_object_bytes: int = 3052
     pin_policy: dict[str, str] = field(default_factory=lambda: {"9A": "once", "9C": "always", "9D": "once", "9E": "never"})
     supported_key_types: list[int] = field(default_factory=lambda: [0x07, 0x11, 0x14])
+    yubico_version: list[int] | None = None
+    """Firmware version answered to the Yubico ``FD``/``F7``/``F8`` extensions (None: ``6D 00``, a non-Yubico card)."""
+    serial: int = 0x009AE9C8
+    """Answered to Yubico GET SERIAL (``F8``) when :attr:`yubico_version` is set."""
+    management_key_is_default: bool = True
+    """Metadata tag ``05`` of the ``9B`` key (the factory key is still in place)."""
     keys: dict[str, SlotKey] = field(default_factory=dict)
     objects: dict[str, str] = field(default_factory=dict)
     """Object tag (hex, upper) → value inside ``53`` (hex)."""
