@@ -61,6 +61,8 @@ class Settings:
     max_certificate_bytes: int = 3052
     removal_policy: str = "logoff"
     ra_contact: str = DEFAULT_RA_CONTACT
+    allow_unlock: bool = False
+    """The Card tab offers *Unlock card* (PUK → new PIN); for support staff's hosts."""
     reader: str | None = None
     state_dir: Path = field(default_factory=lambda: Path(platformdirs.user_state_dir("cardrenew")))
     source: Path | None = None
@@ -115,7 +117,7 @@ def find_config(explicit: str | os.PathLike[str] | None) -> Path | None:
 def _get(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
     value = table.get(key)
     if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
-        names = {int: "a whole number", str: "a string", list: "a list"}
+        names = {int: "a whole number", str: "a string", list: "a list", bool: "true or false"}
         raise ConfigError(f"{where}.{key} must be {names.get(kind, kind.__name__)}")
     return value
 
@@ -187,6 +189,8 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
         values["removal_policy"] = policy
     if (contact := _get(ui, "ra_contact", str, "ui")) is not None:
         values["ra_contact"] = contact
+    if (allow := _get(ui, "allow_unlock", bool, "ui")) is not None:
+        values["allow_unlock"] = allow
     if (limit := _get(raw.get("card", {}), "max_certificate_bytes", int, "card")) is not None:
         values["max_certificate_bytes"] = limit
     values.update({k: v for k, v in overrides.items() if v is not None})

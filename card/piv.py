@@ -56,7 +56,6 @@ INS_GET_METADATA = 0xF7
 INS_GET_VERSION = 0xFD
 """Yubico extension: 3-byte firmware version; other cards answer ``6D 00``."""
 
-
 KEY_REF_PIN = 0x80
 KEY_REF_PUK = 0x81
 KEY_REF_MANAGEMENT = 0x9B
@@ -393,6 +392,45 @@ class PivSession:
         if retries is not None:
             if retries == 0:
                 raise PinBlockedError("The PIN is blocked.")
+            raise InvalidPinError(retries)
+        raise ApduError(sw)
+
+    def change_pin(self, old: str, new: str) -> None:
+        """CHANGE REFERENCE DATA for the PIV PIN (SP 800-73-4 Part 2 §3.2.2). Neither PIN is logged.
+
+        Sends ``00 24 00 80 10`` + the old PIN block (8 bytes) + the new PIN block (8 bytes),
+        each made by :func:`encode_pin` (UTF-8, right-padded with ``FF``).
+
+        Raises:
+            PinFormatError: either PIN is not 6–8 bytes (no APDU sent, no try used).
+            InvalidPinError: ``63 CX``, the old PIN was wrong, with ``attempts_remaining``.
+            PinBlockedError: ``69 83`` (or ``63 C0``).
+        """
+        self._change_reference_data(KEY_REF_PIN, encode_pin(old) + encode_pin(new), INS_CHANGE_REFERENCE)
+
+    def reset_retry(self, puk: str, new_pin: str) -> None:
+        """RESET RETRY COUNTER: unblock the PIN with the PUK and set ``new_pin`` (SP 800-73-4 Part 2 §3.2.3).
+
+        Sends ``00 2C 00 80 10`` + the PUK block (8 bytes) + the new PIN block (8 bytes), each
+        made by :func:`encode_pin`. Neither value is logged.
+
+        Raises:
+            PinFormatError: the PUK or the new PIN is not 6–8 bytes (no APDU sent).
+            InvalidPinError: ``63 CX``, the PUK was wrong, with ``attempts_remaining`` (PUK tries).
+            PinBlockedError: ``69 83`` (or ``63 C0``): the PUK is blocked.
+        """
+        self._change_reference_data(KEY_REF_PIN, encode_pin(puk) + encode_pin(new_pin), INS_RESET_RETRY)
+
+    def _change_reference_data(self, key_ref: int, data: bytes, ins: int) -> None:
+        _, sw = self._send(ins, 0x00, key_ref, data, le=None)
+        if sw == SW_OK:
+            return
+        if sw == 0x6983:
+            raise PinBlockedError("The PUK is blocked." if ins == INS_RESET_RETRY else "The PIN is blocked.")
+        retries = retries_from_sw(sw)
+        if retries is not None:
+            if retries == 0:
+                raise PinBlockedError("The PUK is blocked." if ins == INS_RESET_RETRY else "The PIN is blocked.")
             raise InvalidPinError(retries)
         raise ApduError(sw)
 

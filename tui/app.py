@@ -84,6 +84,10 @@ class CardRenewApp(App[int]):
             yield SystemCommand("Card: Update My Card", "Check the certificates and renew those due",
                                 screen.action_update_card)
             yield SystemCommand("Card: Re-read", "Read the card again", screen.action_reread_card)
+            yield SystemCommand("Card: Certificates", "Details of each certificate", screen.action_show_certificates)
+            yield SystemCommand("Card: Change passcode", "Change the card's PIN", screen.action_change_pin)
+            if self.backend.settings.allow_unlock:
+                yield SystemCommand("Card: Unlock card", "Set a new PIN with the PUK", screen.action_unlock_card)
             yield SystemCommand("Card: Log off", "Log off; then remove the card", screen.action_log_off)
         elif isinstance(screen, LogonScreen):
             yield SystemCommand("Card: Re-read", "Look for the card again", screen.action_reread_card)

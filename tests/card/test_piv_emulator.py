@@ -144,3 +144,54 @@ def test_fault_injection_at_a_named_step_and_reinsertion(make_card) -> None:  # 
     assert s.get_pin_retries() == 3
     with pytest.raises(ValueError):
         CardFaults(drop_at={"lunch": 1})
+
+
+def test_change_pin_sends_both_blocks_and_counts_wrong_tries(make_card) -> None:  # type: ignore[no-untyped-def]
+    card = make_card()
+    s = PivSession(card)
+    s.select()
+    with pytest.raises(InvalidPinError) as wrong:
+        s.change_pin("000000", "654321")
+    assert wrong.value.attempts_remaining == 2
+    with pytest.raises(PinFormatError):
+        s.change_pin("123456", "12")  # no APDU, no try used
+    assert card.state.pin_retries == 2
+    s.change_pin("123456", "654321")
+    assert card.state.pin == "654321" and card.state.pin_retries == 3
+    s.verify_pin("654321")
+    for _ in range(3):
+        with pytest.raises((InvalidPinError, PinBlockedError)):
+            s.change_pin("000000", "111111")
+    with pytest.raises(PinBlockedError):
+        s.change_pin("654321", "111111")
+
+
+def test_change_pin_apdu_bytes() -> None:
+    sent: list[bytes] = []
+
+    class Recorder:
+        def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+            sent.append(bytes(apdu))
+            return b"", 0x9000
+
+    s = PivSession(Recorder())  # type: ignore[arg-type]
+    s.change_pin("123456", "87654321")
+    assert sent[-1] == bytes.fromhex("00240080 10") + b"123456\xff\xff" + b"87654321"
+    s.reset_retry("12345678", "123456")
+    assert sent[-1] == bytes.fromhex("002C0080 10") + b"12345678" + b"123456\xff\xff"
+
+
+def test_reset_retry_unblocks_with_the_puk(make_card) -> None:  # type: ignore[no-untyped-def]
+    card = make_card()
+    card.state.pin_retries = 0
+    s = PivSession(card)
+    s.select()
+    with pytest.raises(InvalidPinError) as wrong:
+        s.reset_retry("00000000", "654321")
+    assert wrong.value.attempts_remaining == 2
+    s.reset_retry(card.state.puk, "654321")
+    assert card.state.pin_retries == 3 and card.state.puk_retries == 3
+    s.verify_pin("654321")
+    card.state.puk_retries = 0
+    with pytest.raises(PinBlockedError):
+        s.reset_retry("12345678", "123456")

@@ -1,14 +1,21 @@
-"""The base of every pane: typed access to the app, and the worker-error funnel."""
+"""The base of every pane: typed access to the app, the worker-error funnel, and the PIN changes
+(*Change passcode*, *Unlock card*) that both the Logon and the Card pane offer."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Literal, cast
 
+from textual import work
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError, PinBlockedError
+
 if TYPE_CHECKING:
+    from card.piv import PivSession
     from tui.app import CardRenewApp
+
+PinChange = Literal["change", "unlock"]
 
 
 class Pane(Screen[None]):
@@ -23,3 +30,76 @@ class Pane(Screen[None]):
         """Send a failed worker's error to :meth:`CardRenewApp.show_error` (the one funnel)."""
         if event.state is WorkerState.ERROR and event.worker.error is not None:
             self.card_app.show_error(event.worker.error)
+
+    # -- Change passcode / Unlock card ------------------------------------------------------
+    def offer_pin_change(self, kind: PinChange) -> None:
+        """Ask for the current PIN (``change``) or the PUK (``unlock``) and a new PIN, then send it."""
+        from tui.screens.dialogs import change_pin_dialog, unlock_dialog
+
+        def entered(values: tuple[str, str] | None) -> None:
+            if values is None:
+                self.notify("Nothing was changed on your card.", title="Cancelled")
+            else:
+                self.apply_pin_change(kind, *values)
+
+        self.app.push_screen(change_pin_dialog() if kind == "change" else unlock_dialog(), entered)
+
+    @work(exclusive=True, group="card", exit_on_error=False, description="Changing the PIN")
+    async def apply_pin_change(self, kind: PinChange, secret: str, new_pin: str) -> None:
+        """Send CHANGE REFERENCE DATA or RESET RETRY COUNTER on the card thread and report the outcome."""
+        from tui.screens.dialogs import ErrorDialog, MessageDialog
+
+        app = self.card_app
+
+        def send(session: PivSession) -> None:
+            session.select()
+            if kind == "change":
+                session.change_pin(secret, new_pin)
+            else:
+                session.reset_retry(secret, new_pin)
+
+        what = "PIN" if kind == "change" else "PUK"
+        try:
+            await app.card_call(send)
+        except InvalidPinError as exc:
+            left = exc.attempts_remaining
+            tries = "" if left is None else f" {left} {'try' if left == 1 else 'tries'} left."
+            outcome = "Your PIN was not changed." if kind == "change" else "The card is still blocked."
+            app.push_screen(ErrorDialog(f"Wrong {what}", f"The {what} was not accepted.{tries} {outcome}",
+                                        "Select the button again and enter it carefully.", id="pin-change-error-dialog"))
+            self._audit(kind, "wrong_" + what.lower())
+            return
+        except PinBlockedError:
+            self._audit(kind, "blocked")
+            ra = app.backend.settings.ra_contact
+            message = ("The PIN is now blocked." if kind == "change"
+                       else "The PUK is blocked: this card can no longer be unlocked here.")
+            dialog = ErrorDialog("Card blocked", message, f"Contact {ra}.", id="pin-change-error-dialog")
+            if kind == "change" and app.is_logged_on:
+                app.log_off()  # a blocked PIN ends the session; the message shows over the logged-off pane
+                app.call_later(app.push_screen, dialog)
+            else:
+                app.push_screen(dialog)
+            return
+        except (CardRemovedError, NoCardError, CardError) as exc:
+            app.show_error(exc)
+            return
+        self._audit(kind, "changed")
+        if kind == "change":
+            app.push_screen(MessageDialog("Your passcode (PIN) has been changed",
+                                          "Use the new PIN from now on.", id="pin-changed-dialog"))
+        else:
+            app.push_screen(MessageDialog("Your card is unlocked",
+                                          "The PIN has been reset. Log on with the new PIN.", id="unlocked-dialog"))
+        self.pin_changed()
+
+    def pin_changed(self) -> None:
+        """Called after a successful change or unlock (panes re-read the card)."""
+
+    def _audit(self, kind: PinChange, outcome: str) -> None:
+        summary = self.card_app.summary
+        try:
+            self.card_app.backend.audit.write(event="change_pin" if kind == "change" else "unlock_card",
+                                              card_guid=summary.card_id if summary else None, outcome=outcome)
+        except OSError:  # the audit log is best effort here; the card operation already happened
+            self.log.warning("could not write the audit log")

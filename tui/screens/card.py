@@ -1,5 +1,6 @@
 """The Card pane (after logon): a ``TabbedContent`` whose *Card* tab shows the card and its
-certificates, with *Update My Card* and *Log off*."""
+certificates, with *Update My Card*, *Change passcode*, *Unlock card* (when configured) and *Log off*;
+the *Certificates* tab shows the details of the selected certificate."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
-from textual.widgets import Button, Footer, Header, Label, Markdown, Static, TabbedContent, TabPane
+from textual.widgets import Button, DataTable, Footer, Header, Label, Markdown, Static, TabbedContent, TabPane
 
+from card.certificates import fingerprint
+from card.piv import KeyType
 from card.renewal import CardSummary, RenewalResult, SlotState, SlotStatus, UpdateCheck, update_check
 from tui.screens.base import Pane
 from tui.screens.dialogs import ErrorDialog, MessageDialog, PinDialog, format_date
@@ -32,6 +35,9 @@ you can renew them here once they are within the renewal window.
 3. **Do not remove your smartcard** while the certificates are written.
 4. Select **Next** after each certificate, then **OK**.
 5. **Log off** (key `l`), remove your card, insert it and log on again to test it.
+
+The **Certificates** tab (key `d`) shows each certificate's subject, issuer, serial number,
+validity, key type and SHA-256 fingerprint. **Change passcode** (key `p`) changes your PIN.
 
 If something goes wrong you get a reference code: quote it to your Registration Authority.
 """
@@ -75,6 +81,9 @@ class CardSummaryTab(CardTab):
             yield Static("", id="card-notice")
             with Horizontal(id="card-buttons"):
                 yield Button("Update My Card", id="update-button", variant="primary")
+                yield Button("Change passcode", id="change-pin-button")
+                if self.app.backend.settings.allow_unlock:  # type: ignore[attr-defined]
+                    yield Button("Unlock card", id="unlock-button")
                 yield Button("Log off", id="logoff-button")
 
     async def show(self, summary: CardSummary, renewed: RenewalResult | None = None) -> None:
@@ -112,11 +121,98 @@ class CardSummaryTab(CardTab):
             notice.update("")
 
 
+def key_type_text(status: SlotStatus) -> str:
+    """The certificate's key type as PIV names it (``RSA2048``, ``ECCP256``), or a description."""
+    cert = status.certificate
+    if cert is None:
+        return "–"
+    key = cert.public_key()
+    try:
+        return KeyType.of(key).name
+    except Exception:  # noqa: BLE001 - a key type PIV does not name: describe it
+        return f"{key.__class__.__name__.lstrip('_')} ({getattr(key, 'key_size', '?')} bits)"
+
+
+def certificate_details(status: SlotStatus) -> str:
+    """Subject, issuer, serial, validity, key type and SHA-256 fingerprint of one slot, as text."""
+    cert = status.certificate
+    words, _ = status_text(status)
+    head = f"{status.setting.label} ({status.slot.hex}) — {words}"
+    if cert is None:
+        return f"{head}\nNo certificate in this slot."
+    sha = fingerprint(cert).upper()
+    sha_text = ":".join(sha[i:i + 2] for i in range(0, len(sha), 2))
+    return "\n".join([
+        head,
+        f"Subject      {cert.subject.rfc4514_string()}",
+        f"Issuer       {cert.issuer.rfc4514_string()}",
+        f"Serial       {cert.serial_number:X}",
+        f"Valid from   {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
+        f"Valid until  {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+        + (f" ({status.days_left} days left)" if status.days_left is not None else ""),
+        f"Key type     {key_type_text(status)}",
+        f"SHA-256      {sha_text}",
+    ])
+
+
+class CertificatesTab(CardTab):
+    """The *Certificates* tab: pick a certificate (arrow keys), its details below."""
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="certificates-details"):
+            yield DataTable(id="certificate-list", cursor_type="row", zebra_stripes=False)
+            yield Static("Select a certificate to see its details.", id="certificate-details")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#certificate-list", DataTable)
+        table.add_column("Certificate", key="label")
+        table.add_column("Slot", key="slot")
+        table.add_column("Expires", key="expires")
+        table.add_column("Status", key="status")
+        self.statuses: dict[str, SlotStatus] = {}
+
+    def show(self, summary: CardSummary) -> None:
+        table = self.query_one("#certificate-list", DataTable)
+        selected = None
+        if table.row_count and table.cursor_row < table.row_count:
+            selected = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        table.clear()
+        self.statuses = {}
+        for status in summary.slots:
+            cert = status.certificate
+            self.statuses[status.slot.hex] = status
+            table.add_row(status.setting.label, status.slot.hex,
+                          format_date(cert.not_valid_after_utc) if cert else "–", status_text(status)[0],
+                          key=status.slot.hex)
+        if selected in self.statuses:
+            table.move_cursor(row=table.get_row_index(selected))
+        self.show_details()
+
+    @on(DataTable.RowHighlighted, "#certificate-list")
+    def _highlighted(self) -> None:
+        self.show_details()
+
+    def show_details(self) -> None:
+        table = self.query_one("#certificate-list", DataTable)
+        details = self.query_one("#certificate-details", Static)
+        if not table.row_count:
+            details.update("No certificate to show.")
+            return
+        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        status = self.statuses.get(key or "")
+        details.update(certificate_details(status) if status else "")
+
+
 class CardScreen(Pane):
     """The connected pane: the *Card* tab (and a *Help* tab)."""
 
     BINDINGS = [
         Binding("u", "update_card", "Update My Card", id="update", tooltip="Check the certificates and renew those due"),
+        Binding("d", "show_certificates", "Certificates", id="certificates",
+                tooltip="The details of each certificate (subject, issuer, serial, validity, key, fingerprint)"),
+        Binding("p", "change_pin", "Change passcode", id="change-pin", tooltip="Change the card's PIN"),
+        Binding("k", "unlock_card", "Unlock card", id="unlock",
+                tooltip="Set a new PIN with the PUK (support staff)"),
         Binding("l", "log_off", "Log off", id="log-off", tooltip="Log off; then remove the card"),
         Binding("ctrl+r", "reread_card", "Re-read", id="reread", tooltip="Read the card again"),
         Binding("ctrl+q", "app.quit", "Quit", id="quit", tooltip="Leave cardrenew"),
@@ -130,6 +226,7 @@ class CardScreen(Pane):
         yield Header()
         with TabbedContent(initial="card-tab", id="card-tabs"):
             yield CardSummaryTab("Card", id="card-tab")
+            yield CertificatesTab("Certificates", id="certificates-tab")
             with CardTab("Help", id="help-tab"):
                 yield Markdown(HELP)
         yield Footer()
@@ -138,9 +235,19 @@ class CardScreen(Pane):
     def card_tab(self) -> CardSummaryTab:
         return self.query_one("#card-tab", CardSummaryTab)
 
+    @property
+    def certificates_tab(self) -> CertificatesTab:
+        return self.query_one("#certificates-tab", CertificatesTab)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "unlock_card" and not self.card_app.backend.settings.allow_unlock:
+            return False
+        return True
+
     async def on_mount(self) -> None:
         if self.card_app.summary is not None:
             await self.card_tab.show(self.card_app.summary, self.renewed)
+            self.certificates_tab.show(self.card_app.summary)
         self.query_one("#update-button", Button).focus()
         self.action_reread_card()
 
@@ -151,6 +258,7 @@ class CardScreen(Pane):
     async def refresh_card(self) -> CardSummary | None:
         summary = await self.card_app.read_summary()
         await self.card_tab.show(summary, self.renewed)
+        self.certificates_tab.show(summary)
         return summary
 
     @on(Button.Pressed, "#update-button")
@@ -160,6 +268,28 @@ class CardScreen(Pane):
     @on(Button.Pressed, "#logoff-button")
     def _logoff_pressed(self) -> None:
         self.action_log_off()
+
+    @on(Button.Pressed, "#change-pin-button")
+    def _change_pin_pressed(self) -> None:
+        self.action_change_pin()
+
+    @on(Button.Pressed, "#unlock-button")
+    def _unlock_pressed(self) -> None:
+        self.action_unlock_card()
+
+    def action_show_certificates(self) -> None:
+        self.certificates_tab.activate()
+        self.query_one("#certificate-list", DataTable).focus()
+
+    def action_change_pin(self) -> None:
+        self.offer_pin_change("change")
+
+    def action_unlock_card(self) -> None:
+        if self.card_app.backend.settings.allow_unlock:
+            self.offer_pin_change("unlock")
+
+    def pin_changed(self) -> None:
+        self.action_reread_card()
 
     def action_log_off(self) -> None:
         self.card_app.log_off()
@@ -174,6 +304,7 @@ class CardScreen(Pane):
         summary = await app.read_summary()
         self.renewed = None
         await self.card_tab.show(summary)
+        self.certificates_tab.show(summary)
         check = update_check(summary)
         settings = app.backend.settings
         if check is UpdateCheck.AVAILABLE:

@@ -188,3 +188,85 @@ class NextDialog(TextDialog[bool]):
 
     def answer(self, button_id: str) -> None:
         self.dismiss(True)
+
+
+class NewPinDialog(TextDialog["tuple[str, str] | None"]):
+    """Asks for a secret (the current PIN, or the PUK) and a new PIN twice.
+
+    OK (Enter in the last field) returns ``(secret, new_pin)``; Cancel or Escape returns None and
+    nothing is sent to the card. The PINs are checked here (6–8 bytes, both entries equal) so a
+    typing slip never costs a try.
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel", tooltip="Close: nothing is changed on the card")]
+
+    def __init__(self, title: str, body: str, secret_label: str, *, ok: str, id: str) -> None:
+        super().__init__(title, body, buttons=(("ok", ok), ("cancel", "Cancel")), id=id)
+        self.secret_label = secret_label
+
+    def compose_body(self) -> ComposeResult:
+        yield Label(self.secret_label, classes="field-label")
+        yield Input(password=True, max_length=16, id="secret-input")
+        yield Label("New Passcode (PIN), 6 to 8 characters:", classes="field-label")
+        yield Input(password=True, max_length=16, id="new-pin-input")
+        yield Label("New Passcode (PIN) again:", classes="field-label")
+        yield Input(password=True, max_length=16, id="new-pin-again-input")
+        yield Static("", id="pin-problem", classes="-error")
+
+    def focus_default(self) -> None:
+        self.query_one("#secret-input", Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.input.id == "new-pin-again-input":
+            self.answer("ok")
+        else:
+            self.focus_next()
+
+    def problem(self) -> str | None:
+        """Why the entries cannot be sent, or None."""
+        from card.errors import PinFormatError
+        from card.piv import encode_pin
+
+        secret = self.query_one("#secret-input", Input).value
+        new = self.query_one("#new-pin-input", Input).value
+        again = self.query_one("#new-pin-again-input", Input).value
+        if not secret:
+            return f"Enter the {self.secret_label.rstrip(':').lower()}."
+        if new != again:
+            return "The two new PINs differ. Enter the new PIN twice."
+        try:
+            encode_pin(secret)
+            encode_pin(new)
+        except PinFormatError as exc:
+            return str(exc)
+        return None
+
+    def answer(self, button_id: str) -> None:
+        if button_id != "ok":
+            self.dismiss(None)
+            return
+        problem = self.problem()
+        if problem is not None:
+            self.query_one("#pin-problem", Static).update(f"{problem} Nothing was sent to the card.")
+            return
+        self.dismiss((self.query_one("#secret-input", Input).value, self.query_one("#new-pin-input", Input).value))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def change_pin_dialog() -> NewPinDialog:
+    """The *Change passcode* dialog (current PIN, new PIN twice)."""
+    return NewPinDialog("Change passcode (PIN)",
+                        "Enter your current PIN, then the new PIN twice. Select Change PIN; Cancel changes nothing.",
+                        "Current Passcode (PIN):", ok="Change PIN", id="change-pin-dialog")
+
+
+def unlock_dialog() -> NewPinDialog:
+    """The *Unlock card* dialog (PUK, new PIN twice) for support staff."""
+    return NewPinDialog("Unlock card",
+                        "Enter the card's PUK (unblocking key), then a new PIN twice. Select Unlock; "
+                        "Cancel changes nothing. A wrong PUK uses one of its tries.",
+                        "PUK (unblocking key):", ok="Unlock", id="unlock-dialog")

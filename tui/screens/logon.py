@@ -21,8 +21,20 @@ class LogonScreen(Pane):
 
     BINDINGS = [
         Binding("ctrl+r", "reread_card", "Re-read card", id="reread", tooltip="Look for the card again"),
+        Binding("f4", "unlock_card", "Unlock card", id="unlock", tooltip="Set a new PIN with the PUK (support staff)"),
         Binding("ctrl+q", "app.quit", "Quit", id="quit", tooltip="Leave cardrenew"),
     ]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "unlock_card":
+            return self.unlock_offered
+        return True
+
+    @property
+    def unlock_offered(self) -> bool:
+        """*Unlock card* is offered when the configuration allows it and the PIN is blocked."""
+        summary = self.card_app.summary
+        return self.card_app.backend.settings.allow_unlock and summary is not None and summary.pin_retries == 0
 
     def compose(self) -> ComposeResult:
         settings = self.card_app.backend.settings
@@ -39,6 +51,8 @@ class LogonScreen(Pane):
                 yield Input(password=True, placeholder="PIN", max_length=16, id="pin-input")
                 yield Button("Logon", id="logon-button", variant="primary")
             yield Static("", id="logon-message")
+            if settings.allow_unlock:
+                yield Button("Unlock card", id="unlock-button", classes="-hidden")
             if backend.demo_pin:
                 yield Static(f"Demo card: the PIN is {backend.demo_pin}", id="demo-hint")
             if settings.uses_default_management_key:
@@ -84,6 +98,7 @@ class LogonScreen(Pane):
         status.update("Card detected.")
         status.set_class(False, "-warning")
         self.query_one("#holder-name", Label).update(summary.holder or "(no name on the card)")
+        self._show_unlock()
         if summary.pin_retries == 0:
             self.show_blocked()
         elif summary.pin_retries == 1:
@@ -91,6 +106,24 @@ class LogonScreen(Pane):
 
     def show_blocked(self) -> None:
         self.show_message(f"Your card is blocked. Contact {self.card_app.backend.settings.ra_contact} to unlock it.")
+        self._show_unlock()
+
+    def _show_unlock(self) -> None:
+        for button in self.query("#unlock-button"):
+            button.set_class(not self.unlock_offered, "-hidden")
+        self.refresh_bindings()
+
+    @on(Button.Pressed, "#unlock-button")
+    def _unlock_pressed(self) -> None:
+        self.action_unlock_card()
+
+    def action_unlock_card(self) -> None:
+        if self.unlock_offered:
+            self.offer_pin_change("unlock")
+
+    def pin_changed(self) -> None:
+        self.show_message("Your card is unlocked. Log on with the new PIN.", "info")
+        self.action_reread_card()
 
     @on(Input.Submitted, "#pin-input")
     @on(Button.Pressed, "#logon-button")
