@@ -63,6 +63,10 @@ class Settings:
     ra_contact: str = DEFAULT_RA_CONTACT
     allow_unlock: bool = False
     """The Card tab offers *Unlock card* (PUK → new PIN); for support staff's hosts."""
+    inactivity_timeout_s: int = 300
+    """The TUI logs off after this many seconds without a key press or click; 0 = never."""
+    kiosk: bool = False
+    """Kiosk mode: no quit key, no command palette, back to the logon pane after log off."""
     reader: str | None = None
     state_dir: Path = field(default_factory=lambda: Path(platformdirs.user_state_dir("cardrenew")))
     source: Path | None = None
@@ -191,6 +195,12 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
         values["ra_contact"] = contact
     if (allow := _get(ui, "allow_unlock", bool, "ui")) is not None:
         values["allow_unlock"] = allow
+    if (idle := _get(ui, "inactivity_timeout_s", int, "ui")) is not None:
+        if not 0 <= idle <= 86400:
+            raise ConfigError("ui.inactivity_timeout_s must be between 0 (off) and 86400 seconds")
+        values["inactivity_timeout_s"] = idle
+    if (kiosk := _get(ui, "kiosk", bool, "ui")) is not None:
+        values["kiosk"] = kiosk
     if (limit := _get(raw.get("card", {}), "max_certificate_bytes", int, "card")) is not None:
         values["max_certificate_bytes"] = limit
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from textual import on
+from textual import events, on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -47,10 +48,20 @@ class CardRenewApp(App[int]):
     TITLE = "cardrenew"
     SUB_TITLE = "Smartcard Management"
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="quit", show=False, tooltip="Leave cardrenew")]
+    KIOSK_BLOCKED_ACTIONS = frozenset({"quit", "help_quit", "command_palette", "suspend_process"})
+    """Actions a kiosk never runs: leaving the app, the command palette, suspending to the shell."""
+    ACTIVITY_EVENTS = (events.Key, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp, events.Paste)
 
     def __init__(self, backend: Backend, *, now: Callable[[], dt.datetime] | None = None) -> None:
+        self.kiosk = backend.settings.kiosk
+        """Kiosk mode: no quit key, no command palette, back to the logon pane after log off."""
+        if self.kiosk:
+            self.ENABLE_COMMAND_PALETTE = False
         super().__init__()
         self.backend = backend
+        self.inactivity_timeout_s = backend.settings.inactivity_timeout_s
+        """Log off after this many seconds without a key press or click (0: never)."""
+        self.last_activity = time.monotonic()
         self.now: Callable[[], dt.datetime] = now or _utc_now
         self.summary: CardSummary | None = None
         """The card as last read (None before the first read and after log off)."""
@@ -68,6 +79,30 @@ class CardRenewApp(App[int]):
     def on_mount(self) -> None:
         self.push_screen(LogonScreen())
         self.backend.service.watch(self._presence_changed)
+        if self.inactivity_timeout_s > 0:
+            self.set_interval(min(1.0, self.inactivity_timeout_s / 4), self._check_inactivity, name="inactivity")
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, self.ACTIVITY_EVENTS):
+            self.last_activity = time.monotonic()
+        await super().on_event(event)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.kiosk and action in self.KIOSK_BLOCKED_ACTIONS:
+            return False
+        return super().check_action(action, parameters)
+
+    def _check_inactivity(self) -> None:
+        """Log off after ``inactivity_timeout_s`` without input; never while certificates are written."""
+        if self.renewing or time.monotonic() - self.last_activity < self.inactivity_timeout_s:
+            return
+        self.last_activity = time.monotonic()
+        if self.is_logged_on:
+            self.log_off(idle=True)
+            return
+        pane = self._pane()
+        if isinstance(pane, LogonScreen) and pane.pin_input.value:
+            pane.pin_input.clear()  # a half-typed PIN is not left at an unattended kiosk
 
     def on_unmount(self) -> None:
         self.shutdown_event.set()
@@ -167,12 +202,21 @@ class CardRenewApp(App[int]):
     def show_completed_with_errors(self, result: RenewalResult) -> None:
         self.goto(CompletedWithErrorsScreen(result, self.backend.settings.ra_contact))
 
-    def log_off(self, *, removed: bool = False) -> None:
-        """Disconnect (the card forgets the PIN) and show the logged-off pane."""
+    def log_off(self, *, removed: bool = False, idle: bool = False) -> None:
+        """Disconnect (the card forgets the PIN) and show the logged-off pane (kiosk: the logon pane).
+
+        Args:
+            removed: the card was removed. idle: the inactivity timeout ran out.
+        """
         self.backend.service.disconnect()
         self.is_logged_on = False
         self.summary = None
-        self.goto(LoggedOffScreen(removed=removed))
+        if self.kiosk:
+            reason = ("The card was removed, so you were logged off. " if removed else
+                      "You were logged off after a period without activity. " if idle else "You are logged off. ")
+            self.goto(LogonScreen(notice=reason + "Remove your card, then insert it and log on again to test it."))
+        else:
+            self.goto(LoggedOffScreen(removed=removed, idle=idle))
 
     # -- card presence -------------------------------------------------------------------------
     @on(CardRemoved)

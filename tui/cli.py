@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true", help="the TUI on the built-in virtual card and embedded CA")
     parser.add_argument("--demo-fault", choices=["none", "pull-card", "ca-refuses"], default="none",
                         help="with --demo: show the error path")
+    parser.add_argument("--kiosk", action="store_true", default=None,
+                        help="kiosk mode: no quit key, no command palette, back to the logon pane after log off")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: APDU trace, secrets redacted)")
     sub = parser.add_subparsers(dest="command")
 
@@ -437,7 +439,7 @@ def cmd_emulator_serve(args: argparse.Namespace) -> int:
 def cmd_tui(args: argparse.Namespace) -> int:
     from card.config import load_settings
 
-    settings = load_settings(args.config, reader=args.reader)
+    settings = load_settings(args.config, reader=args.reader, kiosk=args.kiosk)
     if args.demo:
         from card.demo import demo_backend
 

@@ -30,3 +30,18 @@ def test_wrong_ui_settings_name_the_key(tmp_path: Path, content: str, message: s
     with pytest.raises(ConfigError) as exc:
         load_settings(path)
     assert message in str(exc.value)
+
+
+def test_inactivity_and_kiosk_settings(tmp_path: Path) -> None:
+    assert Settings().inactivity_timeout_s == 300 and Settings().kiosk is False
+    path = tmp_path / "config.toml"
+    path.write_text("[ui]\ninactivity_timeout_s = 0\nkiosk = true\n")
+    settings = load_settings(path)
+    assert settings.inactivity_timeout_s == 0 and settings.kiosk is True
+    assert load_settings(path, kiosk=None).kiosk is True  # --kiosk absent keeps the file's value
+    path.write_text("[ui]\ninactivity_timeout_s = -1\n")
+    with pytest.raises(ConfigError, match="inactivity_timeout_s"):
+        load_settings(path)
+    path.write_text("[ui]\nkiosk = 1\n")
+    with pytest.raises(ConfigError, match="ui.kiosk must be true or false"):
+        load_settings(path)

@@ -91,9 +91,10 @@ class LoggedOffScreen(Pane):
         Binding("ctrl+q", "app.quit", "Quit", id="quit", tooltip="Leave cardrenew"),
     ]
 
-    def __init__(self, removed: bool = False) -> None:
+    def __init__(self, removed: bool = False, idle: bool = False) -> None:
         super().__init__()
         self.removed = removed
+        self.idle = idle
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -101,6 +102,9 @@ class LoggedOffScreen(Pane):
             yield Label("You are logged off", classes="pane-title")
             if self.removed:
                 yield Static("The card was removed, so you were logged off.", id="removed-note", classes="-warning")
+            elif self.idle:
+                yield Static("You were logged off after a period without activity.", id="idle-note",
+                             classes="-warning")
             yield Static("You are logged off. Remove your card, then insert it and log on again to test it.",
                          id="logged-off-text")
             yield Static("If you have any problem logging back on, contact your Registration Authority.",

@@ -36,6 +36,11 @@ class LogonScreen(Pane):
         summary = self.card_app.summary
         return self.card_app.backend.settings.allow_unlock and summary is not None and summary.pin_retries == 0
 
+    def __init__(self, notice: str | None = None) -> None:
+        super().__init__()
+        self.notice = notice
+        """Shown under the PIN when the pane opens (kiosk: why the holder is back here)."""
+
     def compose(self) -> ComposeResult:
         settings = self.card_app.backend.settings
         backend = self.card_app.backend
@@ -70,6 +75,8 @@ class LogonScreen(Pane):
         return self.query_one("#logon-message", Static)
 
     def on_mount(self) -> None:
+        if self.notice:
+            self.show_message(self.notice, "warning")
         self.pin_input.focus()
         self.action_reread_card()
 
