@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from card import tlv
-from card.errors import BadResponseError, CertificateObjectError
+from card.errors import BadResponseError, CertificateObjectError, CertificateTooLargeError
 
 MAX_DECOMPRESSED_BYTES = 65536
 """Cap on an inflated certificate (F01: stop zip bombs)."""
@@ -37,6 +37,24 @@ def encode_certificate_object(der: bytes, *, compress: bool = False) -> bytes:
     else:
         body, info = der, b"\x00"
     return tlv.tlv(TAG_CERTIFICATE, body) + tlv.tlv(TAG_CERTINFO, info) + tlv.tlv(TAG_ERROR_DETECTION, b"")
+
+
+def fit_certificate_object(der: bytes, max_certificate_bytes: int) -> bytes:
+    """The ``53`` value to write for ``der`` on a card that stores certificates of up to
+    ``max_certificate_bytes`` bytes (YubiKey 3052, SP 800-73 1856): uncompressed when it fits,
+    else gzip (CertInfo ``01``) when that fits (issue 3: "write uncompressed unless it does not fit").
+
+    Raises:
+        CertificateTooLargeError: neither form fits (F05); the message gives both sizes.
+    """
+    if len(der) <= max_certificate_bytes:
+        return encode_certificate_object(der)
+    packed = gzip.compress(der, mtime=0)
+    if len(packed) <= max_certificate_bytes:
+        return encode_certificate_object(der, compress=True)
+    raise CertificateTooLargeError(
+        f"certificate too large for this card: {len(der)} bytes ({len(packed)} compressed), "
+        f"the card stores at most {max_certificate_bytes}")
 
 
 def _inflate(body: bytes) -> bytes:

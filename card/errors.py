@@ -138,3 +138,12 @@ class CertificateObjectError(CardError):
 
     title = "Unreadable certificate"
     code = "CERTOBJ"
+
+
+class CertificateTooLargeError(CardError):
+    """The certificate does not fit the card's certificate object (F05): checked before writing,
+    and the card's ``6A 84`` / ``67 00`` to PUT DATA mean the same."""
+
+    title = "Certificate too large for this card"
+    code = "TOOLARGE"
+    next_step = "Nothing was written to the certificate object. Ask the RA for a shorter certificate profile."

@@ -23,11 +23,26 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from card.certificates import days_left, fingerprint, holder_name, key_matches, public_key_der, verify_signature
+from card.certificates import (
+    days_left,
+    fingerprint,
+    fit_certificate_object,
+    holder_name,
+    key_matches,
+    public_key_der,
+    verify_signature,
+)
 from card.config import Settings, SlotSetting
 from card.csr import build_csr
 from card.enrollment.base import IssuedCertificate, Issuer, IssuerError, IssuerUnavailable, RenewalGrant
-from card.errors import ApduError, CardError, CardRemovedError, NotSupportedError, PinBlockedError
+from card.errors import (
+    ApduError,
+    CardError,
+    CardRemovedError,
+    CertificateTooLargeError,
+    NotSupportedError,
+    PinBlockedError,
+)
 from card.journal import (
     STEP_AUTHORISED,
     STEP_DONE,
@@ -296,29 +311,37 @@ class _Renewal:
         self.ctx = ctx
         self._pin = pin
         self.key_types: dict[Slot, KeyType] = {}
+        """Key type each slot gets at GENERATE (configured, or the old key's type)."""
+        self.slot_key_types: dict[Slot, KeyType] = {}
+        """Key type of the key the slot holds now: signatures use it (it differs from :attr:`key_types`
+        until GENERATE when the configuration changes the type, F13)."""
 
     # -- card helpers --------------------------------------------------------------------
     def _verify_pin(self) -> None:
         self.session.verify_pin(self._pin)
 
-    def sign(self, slot: Slot, message: bytes) -> bytes:
-        """Sign with the slot key; VERIFY right before each 9C signature (PIN always, F08)."""
+    def sign(self, slot: Slot, message: bytes, key_type: KeyType | None = None) -> bytes:
+        """Sign with the slot key (of ``key_type``, default: the key the slot holds now); VERIFY right
+        before each 9C signature (PIN always, F08)."""
         if slot == Slot.SIGNATURE:
             self._verify_pin()
-        return self.session.sign(slot, self.key_types[slot], message)
+        kt = key_type or self.slot_key_types.get(slot) or self.key_types[slot]
+        return self.session.sign(slot, kt, message)
 
     def _slot_key_is(self, slot: Slot, candidates: list[PublicKeyTypes]) -> int | None:
         """Index of the candidate public key the slot's private key matches (test signature), or None."""
         challenge = os.urandom(32)
-        try:
-            signature = self.sign(slot, challenge)
-        except ApduError as exc:
-            if exc.sw in (0x6A88, 0x6A80, 0x6A82):
-                return None
-            raise
-        for i, key in enumerate(candidates):
-            if verify_signature(key, signature, challenge):
-                return i
+        for kt in dict.fromkeys(KeyType.of(key) for key in candidates):  # one signature per key type in play
+            try:
+                signature = self.sign(slot, challenge, kt)
+            except ApduError as exc:
+                if exc.sw in (0x6A88, 0x6A80, 0x6A82):
+                    continue
+                raise
+            for i, key in enumerate(candidates):
+                if KeyType.of(key) is kt and verify_signature(key, signature, challenge):
+                    self.slot_key_types[slot] = kt
+                    return i
         return None
 
     def _ca(self, call: Callable[[], T]) -> T:
@@ -402,6 +425,8 @@ class _Renewal:
             setting = status.setting if status else SlotSetting(slot, slot.name.title())
             old = self._old_certificate(status, sj)
             self.key_types[slot] = self._key_type_for(slot, old, sj)
+            if old is not None:
+                self.slot_key_types[slot] = KeyType.of(old.public_key())
             if old is not None and len(old.public_bytes(DER)) + 256 > settings.max_certificate_bytes:
                 raise RenewalRefused(f"slot {slot.hex}: a renewed certificate may not fit the card "
                                      f"({settings.max_certificate_bytes} bytes)")
@@ -548,6 +573,7 @@ class _Renewal:
         ctx.journals.save(journal)
         ctx.reporter.step(slot, RenewalStep.GENERATING)
         new_key = self.session.generate_key(slot, self.key_types[slot])
+        self.slot_key_types[slot] = self.key_types[slot]
         sj.public_key_pem = new_key.public_bytes(PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
         sj.step = STEP_GENERATED
         ctx.journals.save(journal)
@@ -593,8 +619,16 @@ class _Renewal:
         if not key_matches(cert, key):  # never write a certificate that does not match the slot's key
             raise CertificateMismatchError(f"slot {slot.hex}: certificate and key do not match; not written")
         der = cert.public_bytes(DER)
+        value = fit_certificate_object(der, ctx.settings.max_certificate_bytes)  # F05: before writing
         ctx.reporter.step(slot, RenewalStep.WRITING)
-        self.session.put_certificate(slot, der)
+        try:
+            self.session.put_data(slot.object_id, value)
+        except ApduError as exc:
+            if exc.sw in (0x6A84, 0x6700):  # the card's own capacity is smaller than configured
+                raise CertificateTooLargeError(
+                    f"slot {slot.hex}: certificate too large for this card ({len(der)} bytes; the card answered "
+                    f"{exc.sw:04X})") from exc
+            raise
         sj.step = STEP_WRITTEN
         ctx.journals.save(journal)
         ctx.reporter.step(slot, RenewalStep.READING_BACK)

@@ -31,6 +31,8 @@ from card.piv import PIV_AID, ManagementKeyAlgorithm, encode_public_key
 logger = logging.getLogger(__name__)
 
 _KEY_SLOTS = {0x9A, 0x9C, 0x9D, 0x9E}
+_CERT_OBJECT_OVERHEAD = 9
+"""``70 82 LL LL`` + ``71 01 00`` + ``FE 00``: a certificate of ``max_object_bytes`` fits with its tags."""
 _OBJECT_READ_NEEDS_PIN = {"5FC103", "5FC108", "5FC109", "5FC121"}
 
 
@@ -369,7 +371,7 @@ class SoftPivCard:
             raise CardStatus(0x6A80)
         tag = items[0][1].hex().upper()
         value = items[1][1]
-        if len(data) > self.state.max_object_bytes:
+        if len(value) > self.state.max_object_bytes + _CERT_OBJECT_OVERHEAD:  # F05: capacity
             raise CardStatus(0x6A84)
         if value:
             self.state.objects[tag] = value.hex().upper()
