@@ -67,6 +67,8 @@ class Settings:
     """The TUI logs off after this many seconds without a key press or click; 0 = never."""
     kiosk: bool = False
     """Kiosk mode: no quit key, no command palette, back to the logon pane after log off."""
+    theme: str = "default"
+    """The TUI's colours: ``default`` or ``high-contrast``."""
     reader: str | None = None
     state_dir: Path = field(default_factory=lambda: Path(platformdirs.user_state_dir("cardrenew")))
     source: Path | None = None
@@ -201,6 +203,10 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
         values["inactivity_timeout_s"] = idle
     if (kiosk := _get(ui, "kiosk", bool, "ui")) is not None:
         values["kiosk"] = kiosk
+    if (theme := _get(ui, "theme", str, "ui")) is not None:
+        if theme not in ("default", "high-contrast"):
+            raise ConfigError("ui.theme must be \"default\" or \"high-contrast\"")
+        values["theme"] = theme
     if (limit := _get(raw.get("card", {}), "max_certificate_bytes", int, "card")) is not None:
         values["max_certificate_bytes"] = limit
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -17,6 +17,7 @@ from textual import events, on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.theme import Theme
 
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError
 from card.piv import PivSession
@@ -30,6 +31,21 @@ from tui.screens.logon import LogonScreen
 from tui.screens.write_certificates import WriteCertificatesScreen
 
 T = TypeVar("T")
+
+
+HIGH_CONTRAST = Theme(
+    name="high-contrast",
+    primary="#FFFF00", secondary="#00FFFF", accent="#00FFFF", foreground="#FFFFFF",
+    background="#000000", surface="#000000", panel="#1A1A1A", boost="#333333",
+    success="#00FF00", warning="#FFFF00", error="#FF4040", dark=True,
+    luminosity_spread=0.0, text_alpha=1.0,
+    variables={"text-muted": "#FFFFFF", "footer-key-foreground": "#FFFF00", "footer-description-foreground": "#FFFFFF",
+               "input-selection-background": "#FFFF00 50%", "block-cursor-foreground": "#000000",
+               "block-cursor-background": "#FFFF00", "border": "#FFFFFF"},
+)
+"""White and pure colours on black; nothing dimmed (``ui.theme = "high-contrast"`` or ``--theme``)."""
+
+THEMES = {"default": "textual-dark", "high-contrast": HIGH_CONTRAST.name}
 
 
 def _utc_now() -> dt.datetime:
@@ -58,6 +74,8 @@ class CardRenewApp(App[int]):
         if self.kiosk:
             self.ENABLE_COMMAND_PALETTE = False
         super().__init__()
+        self.register_theme(HIGH_CONTRAST)
+        self.theme = THEMES.get(backend.settings.theme, "textual-dark")
         self.backend = backend
         self.inactivity_timeout_s = backend.settings.inactivity_timeout_s
         """Log off after this many seconds without a key press or click (0: never)."""

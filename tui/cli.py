@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --demo: show the error path")
     parser.add_argument("--kiosk", action="store_true", default=None,
                         help="kiosk mode: no quit key, no command palette, back to the logon pane after log off")
+    parser.add_argument("--theme", choices=["default", "high-contrast"], default=None,
+                        help="the TUI's colours (default: ui.theme, else default); NO_COLOR is honoured too")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: APDU trace, secrets redacted)")
     sub = parser.add_subparsers(dest="command")
 
@@ -439,7 +441,7 @@ def cmd_emulator_serve(args: argparse.Namespace) -> int:
 def cmd_tui(args: argparse.Namespace) -> int:
     from card.config import load_settings
 
-    settings = load_settings(args.config, reader=args.reader, kiosk=args.kiosk)
+    settings = load_settings(args.config, reader=args.reader, kiosk=args.kiosk, theme=args.theme)
     if args.demo:
         from card.demo import demo_backend
 

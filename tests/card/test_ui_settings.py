@@ -45,3 +45,14 @@ def test_inactivity_and_kiosk_settings(tmp_path: Path) -> None:
     path.write_text("[ui]\nkiosk = 1\n")
     with pytest.raises(ConfigError, match="ui.kiosk must be true or false"):
         load_settings(path)
+
+
+def test_theme_setting(tmp_path: Path) -> None:
+    assert Settings().theme == "default"
+    path = tmp_path / "config.toml"
+    path.write_text("[ui]\ntheme = \"high-contrast\"\n")
+    assert load_settings(path).theme == "high-contrast"
+    assert load_settings(path, theme="default").theme == "default"  # --theme wins
+    path.write_text("[ui]\ntheme = \"neon\"\n")
+    with pytest.raises(ConfigError, match="ui.theme"):
+        load_settings(path)

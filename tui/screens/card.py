@@ -208,10 +208,10 @@ class CardScreen(Pane):
 
     BINDINGS = [
         Binding("u", "update_card", "Update My Card", id="update", tooltip="Check the certificates and renew those due"),
-        Binding("d", "show_certificates", "Certificates", id="certificates",
+        Binding("d", "show_certificates", "Details", id="certificates",
                 tooltip="The details of each certificate (subject, issuer, serial, validity, key, fingerprint)"),
-        Binding("p", "change_pin", "Change passcode", id="change-pin", tooltip="Change the card's PIN"),
-        Binding("k", "unlock_card", "Unlock card", id="unlock",
+        Binding("p", "change_pin", "Passcode", id="change-pin", tooltip="Change passcode: change the card's PIN"),
+        Binding("k", "unlock_card", "Unlock", id="unlock",
                 tooltip="Set a new PIN with the PUK (support staff)"),
         Binding("l", "log_off", "Log off", id="log-off", tooltip="Log off; then remove the card"),
         Binding("ctrl+r", "reread_card", "Re-read", id="reread", tooltip="Read the card again"),
@@ -229,7 +229,7 @@ class CardScreen(Pane):
             yield CertificatesTab("Certificates", id="certificates-tab")
             with CardTab("Help", id="help-tab"):
                 yield Markdown(HELP)
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
     def card_tab(self) -> CardSummaryTab:

@@ -51,7 +51,7 @@ class CompletedWithErrorsScreen(Pane):
             with Horizontal(id="errors-buttons"):
                 yield Button("Back to Card tab", id="card-button", variant="primary")
                 yield Button("Log off", id="logoff-button")
-        yield Footer()
+        yield Footer(compact=True)
 
     def next_step(self) -> str:
         ref = self.result.reference
@@ -110,7 +110,7 @@ class LoggedOffScreen(Pane):
             yield Static("If you have any problem logging back on, contact your Registration Authority.",
                          id="logged-off-help")
             yield Static("Waiting for the card to be inserted… (Enter: log on now)", id="waiting")
-        yield Footer()
+        yield Footer(compact=True)
 
     def card_removed(self) -> None:
         self.query_one("#waiting", Static).update("Card removed. Insert it again to log on. (Enter: log on now)")

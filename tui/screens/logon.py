@@ -64,7 +64,7 @@ class LogonScreen(Pane):
                 yield Static("Warning: the well-known default card management key is in use. "
                              "Anyone can write to this card; use it for demonstrations and tests only.",
                              id="management-key-warning", classes="-warning")
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
     def pin_input(self) -> Input:

@@ -51,7 +51,7 @@ class WriteCertificatesScreen(Pane):
             yield Static("", id="elapsed")
             yield DataTable(id="certificate-table", cursor_type="none", zebra_stripes=False)
             yield Static("Do not remove your Smartcard during this process.", id="do-not-remove", classes="-warning")
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
     def certificate_table(self) -> DataTable[Text | str]:
