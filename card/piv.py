@@ -122,6 +122,7 @@ class KeyType(IntEnum):
 
     @property
     def is_rsa(self) -> bool:
+        """True for RSA key types (host-side PKCS#1 v1.5 padding, raw RSA on the card, SP 800-73-4 Part 2 §3.2.4)."""
         return self is KeyType.RSA2048
 
     @property
@@ -141,10 +142,12 @@ class ManagementKeyAlgorithm(IntEnum):
 
     @property
     def key_bytes(self) -> int:
+        """Key length in bytes: 24 (3DES, AES-192), 16 (AES-128), 32 (AES-256) (SP 800-78-4 Table 6-1)."""
         return {0x03: 24, 0x08: 16, 0x0A: 24, 0x0C: 32}[self.value]
 
     @property
     def block_bytes(self) -> int:
+        """Witness/challenge block in bytes: 8 for 3DES, 16 for AES (SP 800-73-4 Part 2 Appendix A.1)."""
         return 8 if self is ManagementKeyAlgorithm.TDES else 16
 
     def cipher(self, key: bytes) -> Cipher[modes.ECB]:
@@ -209,6 +212,7 @@ class Chuid:
 
     @property
     def guid_hex(self) -> str:
+        """The 16-byte GUID (CHUID tag 34, SP 800-73-4 Part 1 Table 9) as 32 upper-case hex digits."""
         return self.guid.hex().upper()
 
     @property

@@ -254,3 +254,32 @@ def test_f13_a_configured_key_type_change_signs_the_ca_nonce_with_the_old_key(ca
         assert card.state.keys[slot.hex].key_type == KeyType.ECCP256
         cert = PivSession(card).read_certificate(slot).certificate
         assert cert is not None and isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
+
+
+# -- F03: a compressed object over 61 00 chunks next to a junk slot: one decoder, per-slot errors -----
+def test_f03_compressed_object_over_get_response_and_a_bad_slot_do_not_stop_the_others(ca: LocalCA, tmp_path: Path) -> None:
+    from card.renewal import SlotState
+
+    state = create_card_state(ca)
+    padded = certificate_of_size(1300)  # a 1.3 KB DER, as the report
+    state.objects["5FC105"] = encode_certificate_object(padded, compress=True).hex()
+    assert bytes.fromhex(state.objects["5FC105"])[4:6] == b"\x1f\x8b"  # 70 82 LL LL 1F 8B
+    state.objects["5FC10A"] = "700468656A0A710100"  # junk in 9C
+    card = SoftPivCard(state)
+    summary = read_card(PivSession(card), Settings(state_dir=tmp_path / "state"), now=dt.datetime.now(dt.timezone.utc))
+    by = {s.slot: s for s in summary.slots}
+    assert by[Slot.AUTHENTICATION].certificate is not None
+    assert by[Slot.AUTHENTICATION].certificate.public_bytes(serialization.Encoding.DER) == padded
+    assert by[Slot.SIGNATURE].state is SlotState.UNREADABLE and by[Slot.SIGNATURE].error
+
+
+# -- F19: another program holds the card exclusively ------------------------------------------------
+def test_f19_sharing_violation_names_the_usual_culprits(monkeypatch: pytest.MonkeyPatch) -> None:
+    scard = pcsc._scard
+    assert scard is not None
+    monkeypatch.setattr(scard, "SCardEstablishContext", lambda scope: (scard.SCARD_S_SUCCESS, 1))
+    monkeypatch.setattr(scard, "SCardReleaseContext", lambda ctx: scard.SCARD_S_SUCCESS)
+    monkeypatch.setattr(scard, "SCardConnect", lambda *a: (scard.SCARD_E_SHARING_VIOLATION, 0, 0))
+    with pytest.raises(ReaderUnavailableError) as exc:
+        pcsc.PcscTransport("Virtual PCD 00 00")
+    assert "SCARD_E_SHARING_VIOLATION" in str(exc.value) and "scdaemon" in (exc.value.next_step or "")

@@ -16,6 +16,7 @@ import os
 import subprocess
 import threading
 import time
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 
 from card.emulator.create import PROFILES, create_card_file
 from card.enrollment.local import LocalCA
-from card.piv import DEFAULT_MANAGEMENT_KEY, ManagementKeyAlgorithm
+from card.piv import DEFAULT_MANAGEMENT_KEY, KeyType, ManagementKeyAlgorithm
 from tests.integration.conftest import READER, VPCD_PORT, ServedCard, reader_has_card, run_cardrenew
 
 pytestmark = pytest.mark.pcscd
@@ -42,8 +43,9 @@ MECHANISM = {"RSA2048": ("SHA256-RSA-PKCS", "-sha256"), "ECCP256": ("ECDSA-SHA25
              "ECCP384": ("ECDSA-SHA384", "-sha384")}
 
 
-def record(profile: str, key_type: str, phase: str, check: str, ok: bool, detail: str = "") -> None:
-    """Merge one outcome into the results file (tests may run in any order or subset)."""
+def record(profile: str, key_type: str, phase: str, check: str, ok: bool | None, detail: str = "") -> None:
+    """Merge one outcome into the results file (tests may run in any order or subset); ``ok`` None = the
+    tool does not support this card (shown as n/a)."""
     alg = ManagementKeyAlgorithm(PROFILES[profile]["management_key_algorithm"]).name  # type: ignore[call-overload]
     with _lock:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -216,3 +218,65 @@ def test_yubico_piv_tool_request_certificate_never_reaches_the_card(pcscd: None,
         stop.set()
         thread.join(10)
         reader_has_card(False)
+
+
+@contextlib.contextmanager
+def in_process_card(card):  # type: ignore[no-untyped-def]
+    """Serve ``card`` (a SoftPivCard) to pcscd from this process, so the test can read its trace and state."""
+    from card.emulator.vpcd import serve
+
+    reader_has_card(False, timeout_s=30)
+    stop = threading.Event()
+    thread = threading.Thread(target=serve, args=(card, "127.0.0.1", VPCD_PORT, stop), daemon=True)
+    thread.start()
+    try:
+        reader_has_card(True)
+        yield card
+    finally:
+        stop.set()
+        thread.join(10)
+        reader_has_card(False)
+
+
+GENERATE_CASES = CASES
+
+
+@pytest.mark.parametrize("profile,key_type", GENERATE_CASES, ids=[f"{p}-{k}" for p, k in GENERATE_CASES])
+def test_key_generation_with_the_management_key_by_independent_tools(pcscd: None, workdir: Path, profile: str,
+                                                                     key_type: str) -> None:
+    """``piv-tool -A M:9B:<alg> -G 9A:<alg>`` generates on the card (OpenSC 0.23 then exits 255 building the
+    key on OpenSSL 3, piv-protocol.md §14: judged by the card's state); ``yubico-piv-tool -a generate``
+    (3DES profiles; 2.2.0 has no AES) returns the card's new public key; ``pkcs11-tool --keypairgen`` is
+    refused by OpenSC's PIV driver and changes nothing (F25: not an emulator failure)."""
+    from card.emulator.card import SoftPivCard
+    from card.emulator.create import create_card_state
+
+    kt = KeyType[key_type]
+    card = SoftPivCard(create_card_state(LocalCA(workdir / "ca"), key_type=kt, profile=profile))
+    alg = ManagementKeyAlgorithm(card.state.management_key_algorithm)
+    keyfile = workdir / "mgmt.key"
+    keyfile.write_text(DEFAULT_MANAGEMENT_KEY.hex())
+    with in_process_card(card):
+        old_9a = card.state.keys["9A"].private_pem
+        start = len(card.trace)
+        out = run("piv-tool", "-r", READER, "-A", f"M:9B:{int(alg):02X}", "-G", f"9A:{int(kt):02X}",
+                  "-o", str(workdir / "gen.pub"), env={"PIV_EXT_AUTH_KEY": str(keyfile)})
+        generated = [sw for a, sw in card.trace[start:] if a[1] == 0x47]  # 90 00, or 61 XX for RSA's 270 bytes
+        ok = len(generated) == 1 and (generated[0] == 0x9000 or generated[0] >> 8 == 0x61) and card.state.keys["9A"].private_pem != old_9a and card.state.keys["9A"].key_type == kt
+        record(profile, key_type, "generate", "piv-tool -A -G", ok, f"rc={out.returncode} {out.stderr}")
+        assert ok, out.stdout + out.stderr
+
+        if alg is ManagementKeyAlgorithm.TDES:
+            pub = workdir / "yk.pub"
+            out = run("yubico-piv-tool", "-r", READER, "-a", "generate", "-s", "9c", "-A", key_type, "-o", str(pub))
+            card_pub = serialization.load_pem_private_key(card.state.keys["9C"].private_pem.encode(), None).public_key()
+            ok = out.returncode == 0 and serialization.load_pem_public_key(pub.read_bytes()) == card_pub
+            record(profile, key_type, "generate", "yubico-piv-tool -a generate", ok, out.stdout + out.stderr)
+            assert ok, out.stdout + out.stderr
+        else:
+            record(profile, key_type, "generate", "yubico-piv-tool -a generate", None, "2.2.0 has no AES management keys")
+
+        before = {k: v.private_pem for k, v in card.state.keys.items()}
+        out = run("pkcs11-tool", "--module", OPENSC_PKCS11, "--slot-description", READER, "--login", "--pin", PIN,
+                  "--keypairgen", "--key-type", "EC:prime256v1", "--id", "03")
+        assert out.returncode != 0 and {k: v.private_pem for k, v in card.state.keys.items()} == before
