@@ -268,7 +268,10 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
             state = SlotState.DUE
         else:
             state = SlotState.OK
-        statuses.append(SlotStatus(setting, sc.certificate, None, state, left))
+        size = len(sc.certificate.public_bytes(serialization.Encoding.DER))
+        too_long = (f"the certificate is {size} bytes, longer than this card's {settings.max_certificate_bytes}-byte "
+                    "limit (card.max_certificate_bytes)") if size > settings.max_certificate_bytes else None
+        statuses.append(SlotStatus(setting, sc.certificate, too_long, state, left))
     card_id, guid_text, expiry = card_id_for(session, certs)
     try:
         pin_retries = session.get_pin_retries()
