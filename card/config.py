@@ -55,6 +55,15 @@ class Settings:
     issuer_directory: Path | None = None
     ca_fingerprint: str | None = None
     """SHA-256 of the CA certificate DER (hex, colons allowed); checked at preflight."""
+    issuer_url: str | None = None
+    """SCEP: the server's URL, e.g. ``http://127.0.0.1:8080/scep``."""
+    challenge: str | None = field(default=None, repr=False)
+    """SCEP challenge password (a secret: never logged, never journalled)."""
+    challenge_command: tuple[str, ...] | None = None
+    """SCEP: a command printing the challenge (an RA hook); ``{slot}`` is replaced by the slot."""
+    allow_legacy_algorithms: bool = False
+    """SCEP: accept a SHA-1-signed, DES-encrypted reply (scepserver 2.1.0 sends one)."""
+    issuer_timeout_s: float = 15.0
     management_key_source: str = "default"
     management_key_algorithm: ManagementKeyAlgorithm = ManagementKeyAlgorithm.TDES
     management_key_file: Path | None = None
@@ -175,7 +184,21 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
         base = path.parent if path else Path.cwd()
         values["issuer_directory"] = (base / directory).resolve()
     if (fp := _get(issuer, "ca_fingerprint", str, "issuer")) is not None:
-        values["ca_fingerprint"] = fp.replace(":", "").lower()
+        values["ca_fingerprint"] = fp.replace(":", "").replace(" ", "").lower()
+    if (url := _get(issuer, "url", str, "issuer")) is not None:
+        values["issuer_url"] = url
+    if (challenge := _get(issuer, "challenge", str, "issuer")) is not None:
+        values["challenge"] = challenge
+    if (command := _get(issuer, "challenge_command", list, "issuer")) is not None:
+        if not command or not all(isinstance(part, str) for part in command):
+            raise ConfigError("issuer.challenge_command must be a list of strings, e.g. [\"ra-hook\", \"--slot\", \"{slot}\"]")
+        values["challenge_command"] = tuple(command)
+    if (legacy := _get(issuer, "allow_legacy_algorithms", bool, "issuer")) is not None:
+        values["allow_legacy_algorithms"] = legacy
+    if (timeout := issuer.get("timeout_s")) is not None:
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+            raise ConfigError("issuer.timeout_s must be a positive number of seconds")
+        values["issuer_timeout_s"] = float(timeout)
     mk = raw.get("management_key", {})
     if (source := _get(mk, "source", str, "management_key")) is not None:
         if source not in ("default", "pin-protected", "file", "diversified"):

@@ -28,11 +28,13 @@ class CsrError(CardError):
     code = "CSR"
 
 
-def build_csr(subject: x509.Name, public_key: PublicKeyTypes, sign: Callable[[bytes], bytes]) -> x509.CertificateSigningRequest:
+def build_csr(subject: x509.Name, public_key: PublicKeyTypes, sign: Callable[[bytes], bytes],
+              challenge_password: str | None = None) -> x509.CertificateSigningRequest:
     """Build a CSR for ``public_key`` with ``subject``, signed by ``sign`` (SHA-256 on the card).
 
     Args:
         sign: signs the DER CertificationRequestInfo; returns an RSA PKCS#1 v1.5 or DER ECDSA signature.
+        challenge_password: the SCEP challengePassword attribute (PKCS#9), when the CA wants one.
 
     Raises:
         CsrError: the signature does not verify with ``public_key``.
@@ -41,7 +43,9 @@ def build_csr(subject: x509.Name, public_key: PublicKeyTypes, sign: Callable[[by
         "version": "v1",
         "subject": asn1_x509.Name.load(subject.public_bytes()),
         "subject_pk_info": asn1_keys.PublicKeyInfo.load(public_key_der(public_key)),
-        "attributes": [],
+        "attributes": [{"type": "challenge_password",
+                        "values": [asn1_csr.DirectoryString(name="utf8_string", value=challenge_password)]}]
+        if challenge_password else [],
     })
     signature = sign(info.dump())
     algorithm = "sha256_rsa" if isinstance(public_key, rsa.RSAPublicKey) else "sha256_ecdsa"

@@ -553,13 +553,25 @@ class PivSession:
         else:
             block = hashlib.sha256(message).digest()[: key_type.sign_bytes]
             block = block.rjust(key_type.sign_bytes, b"\x00")
+        return self._private_key_operation(slot, key_type, block)
+
+    def rsa_decipher(self, slot: Slot, block: bytes) -> bytes:
+        """Raw RSA private-key operation on a 256-byte block (key transport, SP 800-73-4 Part 2
+        §3.2.4 with tag 81): the caller removes the PKCS#1 v1.5 type-2 padding. Needs the PIN.
+
+        Raises:
+            ApduError: ``69 82`` PIN not verified; ``6A 80`` wrong block size or not an RSA key.
+        """
+        return self._private_key_operation(slot, KeyType.RSA2048, block)
+
+    def _private_key_operation(self, slot: Slot, key_type: KeyType, block: bytes) -> bytes:
         data = tlv.tlv(TAG_DYNAMIC_AUTH, tlv.tlv(TAG_RESPONSE, b"") + tlv.tlv(TAG_CHALLENGE, block))
         resp, sw = self._send(INS_GENERAL_AUTHENTICATE, key_type, slot, data)
         if sw == 0x6982:
-            raise ApduError(sw, f"slot {slot.hex}: signature refused, PIN not verified (SW 6982)")
+            raise ApduError(sw, f"slot {slot.hex}: private-key operation refused, PIN not verified (SW 6982)")
         if sw != SW_OK:
             raise ApduError(sw)
-        signature = tlv.parse_dict(tlv.unwrap(resp, TAG_DYNAMIC_AUTH)).get(bytes([TAG_RESPONSE]))
-        if not signature:
-            raise BadResponseError("signature response has no tag 82")
-        return signature
+        result = tlv.parse_dict(tlv.unwrap(resp, TAG_DYNAMIC_AUTH)).get(bytes([TAG_RESPONSE]))
+        if not result:
+            raise BadResponseError("GENERAL AUTHENTICATE response has no tag 82")
+        return result

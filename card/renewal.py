@@ -34,7 +34,7 @@ from card.certificates import (
 )
 from card.config import Settings, SlotSetting
 from card.csr import build_csr
-from card.enrollment.base import IssuedCertificate, Issuer, IssuerError, IssuerUnavailable, RenewalGrant
+from card.enrollment.base import CardKey, IssuedCertificate, Issuer, IssuerError, IssuerUnavailable, RenewalGrant
 from card.errors import (
     ApduError,
     CardError,
@@ -331,6 +331,11 @@ class _Renewal:
         kt = key_type or self.slot_key_types.get(slot) or self.key_types[slot]
         return self.session.sign(slot, kt, message)
 
+    def _rsa_decipher(self, slot: Slot, block: bytes) -> bytes:
+        if slot == Slot.SIGNATURE:
+            self._verify_pin()
+        return self.session.rsa_decipher(slot, block)
+
     def _slot_key_is(self, slot: Slot, candidates: list[PublicKeyTypes]) -> int | None:
         """Index of the candidate public key the slot's private key matches (test signature), or None."""
         challenge = os.urandom(32)
@@ -471,7 +476,10 @@ class _Renewal:
                 ctx.reporter.slot_finished(setting.slot, slot_result)
                 result.error = exc
                 break  # nothing more can be done without the card
-            except CardError as exc:
+            except Exception as exc:  # noqa: BLE001 - the journal keeps the slot resumable, whatever failed
+                if not isinstance(exc, CardError):
+                    logger.exception("unexpected error while renewing slot %s", setting.slot.hex)
+                    exc = CardError(f"internal error ({exc.__class__.__name__}); the update can be resumed")
                 sj.error = str(exc)
                 slot_result.error = exc
                 ctx.journals.save(journal)
@@ -588,10 +596,15 @@ class _Renewal:
         grant = RenewalGrant.from_dict(sj.grant)
         subject = _journal_old_certificate(sj).subject
         ctx.reporter.step(slot, RenewalStep.REQUESTING)
-        csr = build_csr(subject, new_key, lambda m: self.sign(slot, m))
-        sj.csr_pem = csr.public_bytes(PEM).decode()
+        challenge_for = getattr(ctx.issuer, "challenge_password", None)
+        challenge = challenge_for(grant) if challenge_for is not None else None
+        csr = build_csr(subject, new_key, lambda m: self.sign(slot, m), challenge_password=challenge)
+        if challenge is None:  # a CSR carrying a challenge password is a secret: never journalled
+            sj.csr_pem = csr.public_bytes(PEM).decode()
+        del challenge
         ctx.reporter.step(slot, RenewalStep.ISSUING)
-        issued = self._ca(lambda: ctx.issuer.issue(grant, csr, new_key))
+        card_key = CardKey(new_key, lambda m: self.sign(slot, m), lambda block: self._rsa_decipher(slot, block))
+        issued = self._ca(lambda: ctx.issuer.issue(grant, csr, new_key, card_key=card_key))
         ctx.reporter.step(slot, RenewalStep.VERIFYING)
         self._check_issued(slot, issued, new_key, subject)
         sj.certificate_pem = issued.certificate.public_bytes(PEM).decode()
@@ -603,7 +616,7 @@ class _Renewal:
         cert = issued.certificate
         if not key_matches(cert, new_key):
             raise CertificateMismatchError(f"slot {slot.hex}: the CA returned a certificate for a different key")
-        if cert.subject.public_bytes() != subject.public_bytes():
+        if _name_attributes(cert.subject) != _name_attributes(subject):
             raise CertificateMismatchError(f"slot {slot.hex}: the CA returned a certificate for another subject")
         now = self.ctx.now()
         if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
@@ -646,6 +659,12 @@ class _Renewal:
         ctx.journals.save(journal)
         ctx.reporter.step(slot, RenewalStep.DONE)
         return cert
+
+
+def _name_attributes(name: x509.Name) -> list[tuple[str, str]]:
+    """A name's attributes as sorted (OID, value) pairs: the same subject even when a CA re-encodes
+    the string types or re-orders the RDNs (scepserver 2.1.0 does both)."""
+    return sorted((attr.oid.dotted_string, str(attr.value)) for attr in name)
 
 
 def _journal_old_certificate(sj: SlotJournal) -> x509.Certificate:

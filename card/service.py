@@ -152,6 +152,16 @@ def build_issuer(settings: Settings, window_days: int | None = None) -> Issuer:
             raise ConfigError(f"issuer.directory {settings.issuer_directory} holds no CA (ca.pem); "
                               "make one with `cardrenew ca init DIR`")
         return LocalCA(Path(settings.issuer_directory), window_days or settings.window_days)
+    if settings.issuer_type == "scep":
+        from card.enrollment.scep import ScepIssuer, ScepSettings
+
+        if not settings.issuer_url:
+            raise ConfigError("issuer.url is needed for issuer.type = \"scep\"")
+        if not settings.ca_fingerprint:
+            raise ConfigError("issuer.ca_fingerprint is needed for issuer.type = \"scep\" (GetCACert is unauthenticated)")
+        return ScepIssuer(ScepSettings(settings.issuer_url, settings.ca_fingerprint, settings.challenge,
+                                       settings.challenge_command, settings.allow_legacy_algorithms,
+                                       settings.issuer_timeout_s), window_days or settings.window_days)
     raise ConfigError(f"issuer.type {settings.issuer_type!r} is not available in this version")
 
 

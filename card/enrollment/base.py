@@ -78,6 +78,16 @@ class RenewalGrant:
                    dt.datetime.fromisoformat(raw["expires"]))
 
 
+class CardKey:
+    """The new key in the slot, for protocols that need card operations during issuance (SCEP):
+    ``sign(message)`` (SHA-256) and ``rsa_decipher(block)`` (raw RSA, 256 bytes), both on the card."""
+
+    def __init__(self, public_key: PublicKeyTypes, sign: Signer, rsa_decipher: Callable[[bytes], bytes]) -> None:
+        self.public_key = public_key
+        self.sign = sign
+        self.rsa_decipher = rsa_decipher
+
+
 @dataclass(frozen=True)
 class IssuedCertificate:
     """A certificate the CA issued, with its chain up to (and including) the CA."""
@@ -108,8 +118,11 @@ class Issuer(Protocol):
         """
         ...
 
-    def issue(self, grant: RenewalGrant, csr: x509.CertificateSigningRequest, new_key: PublicKeyTypes) -> IssuedCertificate:
+    def issue(self, grant: RenewalGrant, csr: x509.CertificateSigningRequest, new_key: PublicKeyTypes,
+              card_key: CardKey | None = None) -> IssuedCertificate:
         """Issue a certificate for ``csr`` under ``grant``.
+
+        ``card_key`` gives protocols that need it (SCEP) the new key's card operations.
 
         Idempotent for the same grant and the same ``new_key`` (returns the same certificate),
         so a resumed renewal never costs a second issuance.

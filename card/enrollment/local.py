@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from card.certificates import fingerprint, key_matches, public_key_der, verify_signature
-from card.enrollment.base import IssuedCertificate, IssuerRejected, IssuerUnavailable, RenewalGrant, Signer
+from card.enrollment.base import CardKey, IssuedCertificate, IssuerRejected, IssuerUnavailable, RenewalGrant, Signer
 
 CERT_VALIDITY_DAYS = 730
 """Validity of an issued end-entity certificate (the two-year renewal cycle)."""
@@ -174,7 +174,8 @@ class LocalCA:
             )
         return grant
 
-    def issue(self, grant: RenewalGrant, csr: x509.CertificateSigningRequest, new_key: PublicKeyTypes) -> IssuedCertificate:
+    def issue(self, grant: RenewalGrant, csr: x509.CertificateSigningRequest, new_key: PublicKeyTypes,
+              card_key: CardKey | None = None) -> IssuedCertificate:
         if self.refuse_reason:
             raise IssuerRejected(self.refuse_reason)
         with self._db() as db:

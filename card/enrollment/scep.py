@@ -1,0 +1,404 @@
+"""SCEP issuer (RFC 8894): GetCACaps, GetCACert with fingerprint pinning, PKIOperation over
+POST, CertRep verification and decryption with the card key.
+
+How renewal maps onto SCEP here (see ``reference/enrollment-protocols.md`` §3–4): the old key
+exists only until GENERATE, and a SCEP reply is encrypted to the key that signed the request.
+So ``authorize_renewal`` (old key present) pins the CA and fixes the transaction; ``issue``
+(new key in the slot) sends a PKCSReq whose CSR carries the challenge password, signed by the
+new key under a short-lived self-signed transport certificate, and decrypts the CertRep with
+the new key on the card (RFC 8894 §3.2, §3.3). The challenge is never logged or journalled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from asn1crypto import algos, cms, core, parser
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from card.certificates import fingerprint, key_matches, public_key_der
+from card.enrollment.base import (
+    CardKey,
+    IssuancePending,
+    IssuedCertificate,
+    IssuerRejected,
+    IssuerUnavailable,
+    RenewalGrant,
+    Signer,
+)
+
+try:
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+except ImportError:  # pragma: no cover
+    TripleDES = algorithms.TripleDES  # type: ignore[misc,assignment]
+
+logger = logging.getLogger(__name__)
+
+OID_MESSAGE_TYPE = "2.16.840.1.113733.1.9.2"
+OID_PKI_STATUS = "2.16.840.1.113733.1.9.3"
+OID_FAIL_INFO = "2.16.840.1.113733.1.9.4"
+OID_SENDER_NONCE = "2.16.840.1.113733.1.9.5"
+OID_RECIPIENT_NONCE = "2.16.840.1.113733.1.9.6"
+OID_TRANSACTION_ID = "2.16.840.1.113733.1.9.7"
+
+MESSAGE_CERT_REP = "3"
+MESSAGE_PKCS_REQ = "19"
+STATUS_SUCCESS, STATUS_FAILURE, STATUS_PENDING = "0", "2", "3"
+
+FAIL_INFO = {
+    "0": "badAlg: the CA does not accept the algorithm used",
+    "1": "badMessageCheck: the CA could not verify the request's signature",
+    "2": "badRequest: the CA refused the request (for example a wrong challenge password, or a "
+         "certificate for this name already exists)",
+    "3": "badTime: the request's time is outside the CA's window (check this computer's clock)",
+    "4": "badCertId: the CA does not know the certificate referred to",
+}
+
+
+@dataclass(frozen=True)
+class ScepSettings:
+    """Where the CA is and how to talk to it. ``challenge`` is a secret (never logged)."""
+
+    url: str
+    ca_fingerprint: str | None
+    challenge: str | None = None
+    challenge_command: tuple[str, ...] | None = None
+    allow_legacy_algorithms: bool = False
+    timeout_s: float = 15.0
+    poll_schedule_s: tuple[float, ...] = (2.0, 5.0, 10.0)
+
+
+def _attr(oid: str, value: core.Asn1Value) -> cms.CMSAttribute:
+    return cms.CMSAttribute({"type": oid, "values": [value]})
+
+
+def _attr_values(attrs: cms.CMSAttributes) -> dict[str, bytes]:
+    """Signed attributes by dotted OID → the raw contents of the first value."""
+    out: dict[str, bytes] = {}
+    for attr in attrs:
+        value = attr["values"][0]
+        out[attr["type"].dotted] = value.contents if not isinstance(value, core.Any) else value.parsed.contents
+    return out
+
+
+def _encrypted_content(eci: cms.EncryptedContentInfo) -> bytes:
+    """The ``[0]`` encryptedContent, primitive or constructed (a BER chain of OCTET STRINGs, as Go
+    writes it; asn1crypto accepts only the primitive form)."""
+    data, pos, out = eci.contents, 0, b""
+    while pos < len(data):
+        cls, method, tag, header, contents, trailer = parser.parse(data[pos:])
+        pos += len(header) + len(contents) + len(trailer)
+        if cls == 2 and tag == 0:  # context-specific [0]
+            if method == 0:
+                return contents
+            inner = 0
+            while inner < len(contents):
+                _, _, _, h, c, t = parser.parse(contents[inner:])
+                out += c
+                inner += len(h) + len(c) + len(t)
+            return out
+    raise IssuerRejected("the SCEP reply carries no encrypted content")
+
+
+def _pkcs1_type2_unpad(block: bytes) -> bytes:
+    """Remove EME-PKCS1-v1_5 padding (RFC 8017 §7.2.2) from a decrypted 256-byte block."""
+    if len(block) < 11 or block[0] != 0 or block[1] != 2:
+        raise IssuerRejected("the CA's reply could not be decrypted with the card key")
+    sep = block.find(b"\x00", 2)
+    if sep < 10:
+        raise IssuerRejected("the CA's reply could not be decrypted with the card key")
+    return block[sep + 1 :]
+
+
+class ScepIssuer:
+    """A SCEP CA as an :class:`card.enrollment.Issuer` (RFC 8894)."""
+
+    name = "SCEP CA"
+
+    def __init__(self, settings: ScepSettings, window_days: int = 90) -> None:
+        self.settings = settings
+        self.window_days = window_days
+        self._ca: list[x509.Certificate] | None = None
+        self._caps: set[str] | None = None
+
+    # -- HTTP ------------------------------------------------------------------------------
+    def _http(self, operation: str, body: bytes | None = None) -> tuple[bytes, str]:
+        url = f"{self.settings.url}?{urllib.parse.urlencode({'operation': operation})}"
+        request = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET",
+                                         headers={"Content-Type": "application/x-pki-message"} if body else {})
+        try:
+            with urllib.request.urlopen(request, timeout=self.settings.timeout_s) as resp:
+                return resp.read(), resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            raise IssuerUnavailable(f"the SCEP server answered HTTP {exc.code} to {operation}") from exc
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise IssuerUnavailable(f"the SCEP server at {self.settings.url} cannot be reached ({reason})") from exc
+
+    def capabilities(self) -> set[str]:
+        """GetCACaps (RFC 8894 §3.5.2), upper-cased."""
+        if self._caps is None:
+            body, _ = self._http("GetCACaps")
+            self._caps = {line.strip().upper() for line in body.decode("ascii", "replace").splitlines() if line.strip()}
+        return self._caps
+
+    def ca_certificates(self) -> list[x509.Certificate]:
+        """GetCACert (RFC 8894 §4.2), checked against the pinned SHA-256 fingerprint.
+
+        Raises:
+            IssuerRejected: no fingerprint configured, or it does not match (GetCACert is unauthenticated).
+        """
+        if self._ca is None:
+            body, ctype = self._http("GetCACert")
+            try:
+                if "x-x509-ca-ra-cert" in ctype:
+                    signed = cms.ContentInfo.load(body)["content"]
+                    certs = [x509.load_der_x509_certificate(c.chosen.dump()) for c in signed["certificates"]]
+                else:
+                    certs = [x509.load_der_x509_certificate(body)]
+            except ValueError as exc:
+                raise IssuerUnavailable("the SCEP server's CA certificate does not parse") from exc
+            pinned = self.settings.ca_fingerprint
+            if not pinned:
+                raise IssuerRejected("issuer.ca_fingerprint is not configured: the SCEP CA certificate cannot be trusted")
+            if not any(fingerprint(c) == pinned for c in certs):
+                raise IssuerRejected("the SCEP server's CA certificate does not match the pinned fingerprint; "
+                                     "nothing was changed")
+            self._ca = certs
+        return self._ca
+
+    def supported_key_types(self) -> set[str]:
+        # The reply is encrypted to the requesting key: only RSA keys can read it (RFC 8894 §3.2.1.2);
+        # scepserver 2.1.0 also signs with the CSR's algorithm on an RSA CA key (EC fails).
+        return {"RSA2048"}
+
+    # -- authorisation -------------------------------------------------------------------
+    def _challenge(self, slot: str) -> str | None:
+        if self.settings.challenge_command:
+            argv = [part.replace("{slot}", slot) for part in self.settings.challenge_command]
+            try:
+                out = subprocess.run(argv, capture_output=True, text=True, timeout=self.settings.timeout_s, check=True)
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise IssuerUnavailable(f"the challenge command {argv[0]!r} failed ({exc.__class__.__name__})") from exc
+            return out.stdout.strip() or None
+        return self.settings.challenge
+
+    def challenge_password(self, grant: RenewalGrant) -> str | None:
+        """The challenge password for the CSR of ``grant`` (from configuration or the RA hook)."""
+        return self._challenge(grant.slot)
+
+    def authorize_renewal(self, slot: str, old_certificate: x509.Certificate, sign_with_old_key: Signer) -> RenewalGrant:
+        """Pin the CA and check it can certify this renewal while the old key still exists."""
+        cas = self.ca_certificates()
+        caps = self.capabilities()
+        if "POSTPKIOPERATION" not in caps:
+            raise IssuerRejected("the SCEP server does not accept POST PKIOperation")
+        del cas  # pinned and checked; the old certificate may come from another CA (a CA migration)
+        now = dt.datetime.now(dt.timezone.utc)
+        if old_certificate.not_valid_after_utc <= now:
+            raise IssuerRejected(f"the certificate in slot {slot} has expired; self-service renewal is not allowed")
+        transaction_id = uuid.uuid4().hex.upper()
+        return RenewalGrant(transaction_id, slot, old_certificate.subject.public_bytes().hex(),
+                            fingerprint(old_certificate), now + dt.timedelta(days=1))
+
+    # -- issuance --------------------------------------------------------------------------
+    def issue(self, grant: RenewalGrant, csr: x509.CertificateSigningRequest, new_key: PublicKeyTypes,
+              card_key: CardKey | None = None) -> IssuedCertificate:
+        if card_key is None or not isinstance(new_key, rsa.RSAPublicKey):
+            raise IssuerRejected("SCEP needs the card's RSA key to sign the request and read the reply")
+        ca = self.ca_certificates()[0]
+        transport = self._transport_certificate(card_key)
+        nonce = os.urandom(16)
+        message = self._pki_message(csr.public_bytes(serialization.Encoding.DER), ca, transport, card_key,
+                                    grant.grant_id, nonce)
+        for delay in (*self.settings.poll_schedule_s, None):
+            reply, _ = self._http("PKIOperation", message)
+            status, payload = self._read_cert_rep(reply, ca, grant.grant_id, nonce)
+            if status == STATUS_SUCCESS:
+                return self._certificate_from(payload, transport, card_key, new_key)
+            if status == STATUS_FAILURE:
+                raise IssuerRejected(f"the SCEP CA refused: {FAIL_INFO.get(payload.decode(), 'failInfo ' + payload.decode())}")
+            if delay is None:  # PENDING and the schedule is used up
+                raise IssuancePending(grant.grant_id)
+            time.sleep(delay)  # PENDING: ask again (RFC 8894 §3.3.3, same transaction)
+        raise IssuancePending(grant.grant_id)
+
+    def _transport_certificate(self, card_key: CardKey) -> asn1_x509.Certificate:
+        """A self-signed certificate for the new key, valid one hour, signed on the card (RFC 8894 §2.3)."""
+        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        name = asn1_x509.Name.build({"common_name": "cardrenew SCEP transport"})
+        tbs = asn1_x509.TbsCertificate({
+            "version": "v3",
+            "serial_number": int.from_bytes(os.urandom(8), "big"),
+            "signature": {"algorithm": "sha256_rsa"},
+            "issuer": name,
+            "validity": {"not_before": asn1_x509.Time(name="utc_time", value=now - dt.timedelta(minutes=5)),
+                         "not_after": asn1_x509.Time(name="utc_time", value=now + dt.timedelta(hours=1))},
+            "subject": name,
+            "subject_public_key_info": asn1_keys.PublicKeyInfo.load(public_key_der(card_key.public_key)),
+        })
+        signature = card_key.sign(tbs.dump())
+        return asn1_x509.Certificate({"tbs_certificate": tbs, "signature_algorithm": {"algorithm": "sha256_rsa"},
+                                      "signature_value": signature})
+
+    def _pki_message(self, csr_der: bytes, ca: x509.Certificate, transport: asn1_x509.Certificate,
+                     card_key: CardKey, transaction_id: str, nonce: bytes) -> bytes:
+        caps = self.capabilities()
+        if "AES" in caps:
+            cek, alg = os.urandom(16), "aes128_cbc"
+            iv = os.urandom(16)
+            cipher = Cipher(algorithms.AES(cek), modes.CBC(iv))
+            block_bits = 128
+        elif "DES3" in caps or self.settings.allow_legacy_algorithms:
+            cek, alg = os.urandom(24), "tripledes_3key"
+            iv = os.urandom(8)
+            cipher = Cipher(TripleDES(cek), modes.CBC(iv))
+            block_bits = 64
+        else:
+            raise IssuerRejected("the SCEP server offers neither AES nor 3DES; allow_legacy_algorithms is off")
+        padder = padding.PKCS7(block_bits).padder()
+        enc = cipher.encryptor()
+        ciphertext = enc.update(padder.update(csr_der) + padder.finalize()) + enc.finalize()
+        ca_key = ca.public_key()
+        assert isinstance(ca_key, rsa.RSAPublicKey)
+        asn1_ca = asn1_x509.Certificate.load(ca.public_bytes(serialization.Encoding.DER))
+        enveloped = cms.ContentInfo({"content_type": "enveloped_data", "content": cms.EnvelopedData({
+            "version": "v0",
+            "recipient_infos": [cms.RecipientInfo(name="ktri", value=cms.KeyTransRecipientInfo({
+                "version": "v0",
+                "rid": cms.RecipientIdentifier(name="issuer_and_serial_number", value=cms.IssuerAndSerialNumber({
+                    "issuer": asn1_ca.issuer, "serial_number": asn1_ca.serial_number})),
+                "key_encryption_algorithm": {"algorithm": "rsaes_pkcs1v15"},
+                "encrypted_key": ca_key.encrypt(cek, asym_padding.PKCS1v15()),
+            }))],
+            "encrypted_content_info": {
+                "content_type": "data",
+                "content_encryption_algorithm": {"algorithm": alg, "parameters": core.OctetString(iv)},
+                "encrypted_content": ciphertext,
+            },
+        })}).dump()
+        signed_attrs = cms.CMSAttributes([
+            cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
+            cms.CMSAttribute({"type": "message_digest", "values": [hashlib.sha256(enveloped).digest()]}),
+            _attr(OID_MESSAGE_TYPE, core.PrintableString(MESSAGE_PKCS_REQ)),
+            _attr(OID_TRANSACTION_ID, core.PrintableString(transaction_id)),
+            _attr(OID_SENDER_NONCE, core.OctetString(nonce)),
+        ])
+        signature = card_key.sign(signed_attrs.dump())
+        signer = cms.SignerInfo({
+            "version": "v1",
+            "sid": cms.SignerIdentifier(name="issuer_and_serial_number", value=cms.IssuerAndSerialNumber({
+                "issuer": transport.issuer, "serial_number": transport.serial_number})),
+            "digest_algorithm": {"algorithm": "sha256"},
+            "signed_attrs": signed_attrs,
+            "signature_algorithm": {"algorithm": "rsassa_pkcs1v15"},
+            "signature": signature,
+        })
+        return cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData({
+            "version": "v1",
+            "digest_algorithms": [algos.DigestAlgorithm({"algorithm": "sha256"})],
+            "encap_content_info": {"content_type": "data", "content": enveloped},
+            "certificates": [transport],
+            "signer_infos": [signer],
+        })}).dump()
+
+    def _read_cert_rep(self, reply: bytes, ca: x509.Certificate, transaction_id: str, nonce: bytes) -> tuple[str, bytes]:
+        """Verify a CertRep (RFC 8894 §3.3.2); returns (pkiStatus, enveloped content or failInfo)."""
+        try:
+            signed = cms.ContentInfo.load(reply)["content"]
+            signer = signed["signer_infos"][0]
+            attrs = signer["signed_attrs"]
+            values = _attr_values(attrs)
+            digest_name = signer["digest_algorithm"]["algorithm"].native
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise IssuerUnavailable("the SCEP server's reply is not a SCEP message") from exc
+        if digest_name not in ("sha256", "sha384", "sha512") and not (
+                digest_name == "sha1" and self.settings.allow_legacy_algorithms):
+            raise IssuerRejected(f"the SCEP server signed its reply with {digest_name.upper()}; set "
+                                 "issuer.allow_legacy_algorithms = true to accept this server's SHA-1/DES replies")
+        digest = {"sha1": hashes.SHA1(), "sha256": hashes.SHA256(), "sha384": hashes.SHA384(),
+                  "sha512": hashes.SHA512()}[digest_name]
+        ca_key = ca.public_key()
+        assert isinstance(ca_key, rsa.RSAPublicKey)
+        try:
+            ca_key.verify(signer["signature"].native, b"\x31" + attrs.dump()[1:], asym_padding.PKCS1v15(), digest)
+        except InvalidSignature as exc:
+            raise IssuerRejected("the SCEP reply is not signed by the pinned CA") from exc
+        if values.get(OID_MESSAGE_TYPE, b"").decode() != MESSAGE_CERT_REP:
+            raise IssuerRejected("the SCEP reply is not a CertRep")
+        if values.get(OID_TRANSACTION_ID, b"").decode() != transaction_id:
+            raise IssuerRejected("the SCEP reply belongs to another transaction")
+        if values.get(OID_RECIPIENT_NONCE) != nonce:
+            raise IssuerRejected("the SCEP reply does not answer our request (recipientNonce differs)")
+        status = values.get(OID_PKI_STATUS, b"").decode()
+        if status == STATUS_FAILURE:
+            return status, values.get(OID_FAIL_INFO, b"?")
+        if status != STATUS_SUCCESS:
+            return status, b""
+        content = signed["encap_content_info"]["content"].native
+        h = hashes.Hash(digest)
+        h.update(content)
+        expected = next((a["values"][0].native for a in attrs if a["type"].native == "message_digest"), None)
+        if expected != h.finalize():
+            raise IssuerRejected("the SCEP reply's content does not match its signed digest")
+        return status, content
+
+    def _certificate_from(self, enveloped_der: bytes, transport: asn1_x509.Certificate, card_key: CardKey,
+                          new_key: PublicKeyTypes) -> IssuedCertificate:
+        env = cms.ContentInfo.load(enveloped_der)["content"]
+        ktri = env["recipient_infos"][0].chosen
+        cek = _pkcs1_type2_unpad(card_key.rsa_decipher(ktri["encrypted_key"].native))
+        eci = env["encrypted_content_info"]
+        alg = eci["content_encryption_algorithm"]
+        name = alg["algorithm"].native
+        iv = alg["parameters"].native
+        if name == "des":
+            if not self.settings.allow_legacy_algorithms:
+                raise IssuerRejected("the SCEP server encrypted its reply with single DES; set "
+                                     "issuer.allow_legacy_algorithms = true to accept this server's SHA-1/DES replies")
+            cipher, bits = Cipher(TripleDES(cek * 3), modes.CBC(iv)), 64  # DES = 3DES with K1=K2=K3
+        elif name == "tripledes_3key":
+            cipher, bits = Cipher(TripleDES(cek), modes.CBC(iv)), 64
+        elif name in ("aes128_cbc", "aes192_cbc", "aes256_cbc"):
+            cipher, bits = Cipher(algorithms.AES(cek), modes.CBC(iv)), 128
+        else:
+            raise IssuerRejected(f"the SCEP reply uses an unsupported cipher ({name})")
+        dec = cipher.decryptor()
+        padded = dec.update(_encrypted_content(eci)) + dec.finalize()
+        unpadder = padding.PKCS7(bits).unpadder()
+        try:
+            plain = unpadder.update(padded) + unpadder.finalize()
+        except ValueError as exc:
+            raise IssuerRejected("the SCEP reply could not be decrypted") from exc
+        certs_only = cms.ContentInfo.load(plain)["content"]
+        certs = [x509.load_der_x509_certificate(c.chosen.dump()) for c in certs_only["certificates"]]
+        for cert in certs:
+            if key_matches(cert, new_key):
+                return IssuedCertificate(cert, tuple(self.ca_certificates()))
+        raise IssuerRejected("the SCEP reply holds no certificate for the key generated on the card")
+
+
+def scep_settings_from(url: str, ca_fingerprint: str | None, challenge: str | None,
+                       challenge_command: Sequence[str] | None, allow_legacy: bool, timeout_s: float) -> ScepSettings:
+    """Build :class:`ScepSettings` from configuration values."""
+    return ScepSettings(url, ca_fingerprint, challenge, tuple(challenge_command) if challenge_command else None,
+                        allow_legacy, timeout_s)
