@@ -140,7 +140,14 @@ def _error_payload(exc: BaseException) -> dict[str, Any]:
 def _exit_code_for(exc: BaseException) -> int:
     from card.config import ConfigError
     from card.enrollment.base import IssuerError
-    from card.errors import InvalidPinError, NoCardError, PinBlockedError, PinFormatError, ReaderUnavailableError
+    from card.errors import (
+        InvalidPinError,
+        NoCardError,
+        NotSupportedError,
+        PinBlockedError,
+        PinFormatError,
+        ReaderUnavailableError,
+    )
     from card.errors import CardRemovedError
     from card.renewal import RenewalRefused
 
@@ -152,7 +159,7 @@ def _exit_code_for(exc: BaseException) -> int:
         return EXIT_CARD
     if isinstance(exc, IssuerError):
         return EXIT_CA
-    if isinstance(exc, RenewalRefused):
+    if isinstance(exc, (RenewalRefused, NotSupportedError)):
         return EXIT_REFUSED
     return EXIT_ERROR
 

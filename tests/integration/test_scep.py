@@ -1,0 +1,190 @@
+"""Renewal against a real SCEP CA: Debian's scepserver 2.1.0 in a private network namespace
+(it binds every interface), the card served through pcscd + vpcd, judged by openssl and OpenSC.
+
+pcscd is reached through its Unix socket, so ``cardrenew`` runs inside the namespace with the
+server while the card's vpcd connection stays outside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import CARDRENEW, READER
+
+pytestmark = pytest.mark.pcscd
+CHALLENGE = "s3cret-challenge"
+
+
+class ScepLab:
+    """A network namespace with scepserver (RSA-2048 CA, ``-challenge``, ``-allowrenew 0``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.ns = f"cardrenew-scep-{os.getpid()}"
+        self.root = root
+        self.depot = root / "depot"
+        subprocess.run(["ip", "netns", "add", self.ns], check=True)
+        subprocess.run(["ip", "netns", "exec", self.ns, "ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(["scepserver", "ca", "-init", "-depot", str(self.depot), "-keySize", "2048"],
+                       check=True, capture_output=True)
+        der = subprocess.run(["openssl", "x509", "-in", str(self.depot / "ca.pem"), "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+        self.fingerprint = hashlib.sha256(der).hexdigest()
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, port: int, *extra: str) -> None:
+        proc = subprocess.Popen(["ip", "netns", "exec", self.ns, "scepserver", "-depot", str(self.depot),
+                                 "-port", str(port), "-challenge", CHALLENGE, "-allowrenew", "0", *extra],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        self.wait_http(f"http://127.0.0.1:{port}/scep?operation=GetCACaps")
+
+    def start_http_500(self, port: int) -> None:
+        code = ("import http.server as h\n"
+                "class H(h.BaseHTTPRequestHandler):\n"
+                "    def do_GET(self): self.send_error(500)\n"
+                "    do_POST = do_GET\n"
+                "    def log_message(self, *a): pass\n"
+                f"h.HTTPServer(('127.0.0.1', {port}), H).serve_forever()\n")
+        proc = subprocess.Popen(["ip", "netns", "exec", self.ns, sys.executable, "-c", code])
+        self.procs.append(proc)
+        self.wait_http(f"http://127.0.0.1:{port}/", accept_error=True)
+
+    def wait_http(self, url: str, accept_error: bool = False) -> None:
+        probe = ("import sys, urllib.request, urllib.error\n"
+                 "try: urllib.request.urlopen(sys.argv[1], timeout=1)\n"
+                 "except urllib.error.HTTPError: sys.exit(0 if sys.argv[2] == '1' else 1)\n")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if subprocess.run(["ip", "netns", "exec", self.ns, sys.executable, "-c", probe, url,
+                               "1" if accept_error else "0"], capture_output=True).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"nothing answered {url} in the namespace")
+
+    def config(self, workdir: Path, *, port: int = 8080, fingerprint: str | None = None,
+               challenge: str = CHALLENGE) -> Path:
+        path = workdir / f"scep-{port}.toml"
+        path.write_text(
+            "[issuer]\ntype = \"scep\"\n"
+            f"url = \"http://127.0.0.1:{port}/scep\"\n"
+            f"ca_fingerprint = \"{fingerprint or self.fingerprint}\"\n"
+            f"challenge = \"{challenge}\"\n"
+            "allow_legacy_algorithms = true\n"
+            "timeout_s = 5\n\n[management_key]\nsource = \"default\"\n")
+        return path
+
+    def renew(self, workdir: Path, config: Path) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, CARDRENEW_CONFIG=str(config), XDG_STATE_HOME=str(workdir / "state"))
+        return subprocess.run(["ip", "netns", "exec", self.ns, *CARDRENEW, "renew", "--reader", READER,
+                               "--pin-stdin", "--yes", "--json"], input="123456\n", capture_output=True,
+                              text=True, env=env, timeout=180)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        subprocess.run(["ip", "netns", "del", self.ns], check=False)
+
+
+@pytest.fixture
+def scep(tmp_path: Path) -> Iterator[ScepLab]:
+    if os.geteuid() != 0 or shutil.which("scepserver") is None or shutil.which("ip") is None:
+        pytest.fail("the SCEP tests need root, iproute2 and Debian's 'scep' package (scripts/setup.sh installs it)")
+    lab = ScepLab(tmp_path / "scep")
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+def card_keys(state: Path) -> dict[str, str]:
+    return {slot: key["private_pem"] for slot, key in json.loads(state.read_text())["keys"].items()}
+
+
+def read_and_verify(workdir: Path, lab: ScepLab, pkcs15_id: str) -> Path:
+    pem = subprocess.run(["pkcs15-tool", "--reader", READER, "--read-certificate", pkcs15_id],
+                         capture_output=True, text=True, check=True).stdout
+    path = workdir / f"scep-{pkcs15_id}.pem"
+    path.write_text(pem)
+    out = subprocess.run(["openssl", "verify", "-CAfile", str(lab.depot / "ca.pem"), str(path)],
+                         capture_output=True, text=True)
+    assert ": OK" in out.stdout, out.stdout + out.stderr
+    return path
+
+
+def test_renews_an_rsa_card_against_scepserver(serve_card, workdir: Path, scep: ScepLab) -> None:  # type: ignore[no-untyped-def]
+    scep.start(8080)
+    card = serve_card(key_type="RSA2048")
+    out = scep.renew(workdir, scep.config(workdir))
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads(out.stdout)
+    assert report["outcome"] == "renewed" and [s["renewed"] for s in report["slots"]] == [True, True]
+    cert_9a = read_and_verify(workdir, scep, "01")
+    read_and_verify(workdir, scep, "02")
+    # the new 9A key signs through PKCS#11 and the SCEP-issued certificate verifies it
+    msg, sig, pub = workdir / "m.bin", workdir / "s.bin", workdir / "p.pem"
+    msg.write_bytes(b"scep renewed")
+    subprocess.run(["openssl", "x509", "-in", str(cert_9a), "-pubkey", "-noout", "-out", str(pub)], check=True)
+    subprocess.run(["pkcs11-tool", "--module", "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so", "--slot-description",
+                    READER, "--login", "--pin", "123456", "--sign", "--id", "01", "-m", "SHA256-RSA-PKCS",
+                    "--input-file", str(msg), "--output-file", str(sig)], check=True, capture_output=True)
+    verify = subprocess.run(["openssl", "dgst", "-sha256", "-verify", str(pub), "-signature", str(sig), str(msg)],
+                            capture_output=True, text=True)
+    assert "Verified OK" in verify.stdout
+    assert CHALLENGE not in "".join(p.read_text(errors="replace") for p in (workdir / "state").rglob("*") if p.is_file())
+    card.stop()
+
+
+@pytest.mark.parametrize("case", ["fingerprint", "server-down", "http-500", "ec-card"])
+def test_refusals_before_generation_change_nothing(serve_card, workdir: Path, scep: ScepLab, case: str) -> None:  # type: ignore[no-untyped-def]
+    port = 8080
+    if case == "http-500":
+        scep.start_http_500(port)
+    elif case != "server-down":
+        scep.start(port)
+    card = serve_card(key_type="ECCP256" if case == "ec-card" else "RSA2048")
+    before = card_keys(card.state)
+    config = scep.config(workdir, port=port, fingerprint="00" * 32 if case == "fingerprint" else None)
+    out = scep.renew(workdir, config)
+    error = json.loads(out.stdout)["error"]
+    expected = {"fingerprint": (12, "does not match the pinned fingerprint"),
+                "server-down": (12, "cannot be reached"),
+                "http-500": (12, "HTTP 500"),
+                "ec-card": (11, "cannot certify ECCP256")}[case]
+    assert out.returncode == expected[0], out.stdout + out.stderr
+    assert expected[1] in error["message"]
+    assert error["next_step"]
+    assert card_keys(card.state) == before  # no key was generated
+    card.stop()
+
+
+def test_wrong_challenge_is_explained_and_the_update_resumes(serve_card, workdir: Path, scep: ScepLab) -> None:  # type: ignore[no-untyped-def]
+    scep.start(8080)
+    card = serve_card(key_type="RSA2048")
+    out = scep.renew(workdir, scep.config(workdir, challenge="wrong"))
+    assert out.returncode == 13, out.stdout + out.stderr
+    report = json.loads(out.stdout)
+    assert "badRequest" in report["slots"][0]["error"] and "challenge" in report["slots"][0]["error"]
+    assert report["journal_kept"] and "not attempted" in report["slots"][1]["error"]
+    # with the right challenge the same journal finishes the job
+    out = scep.renew(workdir, scep.config(workdir))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout)["reference"] == report["reference"]
+    read_and_verify(workdir, scep, "01")
+    read_and_verify(workdir, scep, "02")
+    card.stop()
