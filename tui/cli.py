@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expires-in-days", type=int, default=30, metavar="N")
     p.add_argument("--pin", default="123456")
     p.add_argument("--key-type", choices=["RSA2048", "ECCP256", "ECCP384"], default="RSA2048")
+    p.add_argument("--profile", choices=["piv", "yubikey5", "legacy"], default="piv",
+                   help="piv: SP 800-73-4, 3DES; yubikey5: AES-192, F7/FD/F8, 3052-byte objects; "
+                        "legacy: 1856-byte objects, 3DES and RSA-2048 only")
+    p.add_argument("--management-key", metavar="HEX",
+                   help="the 9B key in the profile's algorithm (default: the well-known key)")
     p.add_argument("--holder", default="Alex Example", help="the cardholder's name (certificate CN)")
     p = emu_sub.add_parser("serve", parents=[common], help="serve the card to pcscd through vpcd")
     p.add_argument("state", metavar="STATE")
@@ -414,9 +419,16 @@ def cmd_emulator_create(args: argparse.Namespace) -> int:
     from card.enrollment.local import LocalCA
     from card.piv import KeyType
 
-    state = create_card_file(Path(args.state), LocalCA(Path(args.ca)), expires_in_days=args.expires_in_days,
-                             pin=args.pin, key_type=KeyType[args.key_type], holder=args.holder)
-    print(f"Created virtual card {args.state} ({args.key_type}, certificates in 9A and 9C expiring in "
+    from card.config import UsageError
+
+    try:
+        mgmt = bytes.fromhex(args.management_key) if args.management_key else None
+        state = create_card_file(Path(args.state), LocalCA(Path(args.ca)), expires_in_days=args.expires_in_days,
+                                 pin=args.pin, key_type=KeyType[args.key_type], holder=args.holder,
+                                 profile=args.profile, management_key=mgmt)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    print(f"Created virtual card {args.state} ({args.profile}, {args.key_type}, certificates in 9A and 9C expiring in "
           f"{args.expires_in_days} days, {len(state.objects)} objects).")
     return EXIT_OK
 
