@@ -206,11 +206,11 @@ class NewPinDialog(TextDialog["tuple[str, str] | None"]):
 
     def compose_body(self) -> ComposeResult:
         yield Label(self.secret_label, classes="field-label")
-        yield Input(password=True, max_length=16, id="secret-input")
+        yield Input(password=True, max_length=16, compact=True, id="secret-input")
         yield Label("New Passcode (PIN), 6 to 8 characters:", classes="field-label")
-        yield Input(password=True, max_length=16, id="new-pin-input")
+        yield Input(password=True, max_length=16, compact=True, id="new-pin-input")
         yield Label("New Passcode (PIN) again:", classes="field-label")
-        yield Input(password=True, max_length=16, id="new-pin-again-input")
+        yield Input(password=True, max_length=16, compact=True, id="new-pin-again-input")
         yield Static("", id="pin-problem", classes="-error")
 
     def focus_default(self) -> None:
