@@ -9,6 +9,7 @@ produced by this script only; nobody edits them by hand (style.md item 14).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 import tempfile
@@ -111,6 +112,54 @@ async def main(out: Path) -> None:
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, CompletedWithErrorsScreen))
         shot(app, "10-completed-with-errors")
+
+    # -- the Card tab's other panes: certificate details, Change passcode (Unlock card configured) -----
+    from card.config import Settings
+    from tui.screens.dialogs import NewPinDialog
+
+    async def log_on(app, pilot) -> None:  # type: ignore[no-untyped-def]
+        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen) and app.summary is not None)
+        app.screen.query_one("#pin-input", Input).focus()
+        await pilot.press(*PIN, "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
+
+    backend, card = demo_backend(dataclasses.replace(Settings(), allow_unlock=True), state_dir=state / "details")
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await log_on(app, pilot)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: app.screen.query_one("#certificate-list").has_focus)
+        shot(app, "12-certificates")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewPinDialog))
+        shot(app, "13-change-passcode")
+
+    # -- a blocked card, Unlock card allowed: the PUK and a new PIN ---------------------------------
+    backend, card = demo_backend(dataclasses.replace(Settings(), allow_unlock=True), state_dir=state / "blocked")
+    card.state.pin_retries = 0
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen) and app.summary is not None
+                       and not app.screen.query_one("#unlock-button").has_class("-hidden"))
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewPinDialog))
+        shot(app, "14-unlock-card")
+
+    # -- the high-contrast theme ------------------------------------------------------------------
+    backend, card = demo_backend(dataclasses.replace(Settings(), theme="high-contrast"), state_dir=state / "contrast")
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await log_on(app, pilot)
+        shot(app, "15-high-contrast")
+
+    # -- kiosk mode: log off returns to the logon pane --------------------------------------------
+    backend, card = demo_backend(dataclasses.replace(Settings(), kiosk=True), state_dir=state / "kiosk")
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await log_on(app, pilot)
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen) and app.summary is not None)
+        shot(app, "16-kiosk-logged-off")
 
 
 if __name__ == "__main__":
