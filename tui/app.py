@@ -41,7 +41,9 @@ HIGH_CONTRAST = Theme(
     luminosity_spread=0.0, text_alpha=1.0,
     variables={"text-muted": "#FFFFFF", "footer-key-foreground": "#FFFF00", "footer-description-foreground": "#FFFFFF",
                "input-selection-background": "#FFFF00 50%", "block-cursor-foreground": "#000000",
-               "block-cursor-background": "#FFFF00", "border": "#FFFFFF"},
+               "block-cursor-background": "#FFFF00", "border": "#FFFFFF",
+               "button-color-foreground": "#000000", "button-foreground": "#FFFFFF",
+               "button-focus-text-style": "bold underline"},
 )
 """White and pure colours on black; nothing dimmed (``ui.theme = "high-contrast"`` or ``--theme``)."""
 
@@ -76,6 +78,7 @@ class CardRenewApp(App[int]):
         super().__init__()
         self.register_theme(HIGH_CONTRAST)
         self.theme = THEMES.get(backend.settings.theme, "textual-dark")
+        self.set_class(backend.settings.theme == "high-contrast", "-high-contrast")
         self.backend = backend
         self.inactivity_timeout_s = backend.settings.inactivity_timeout_s
         """Log off after this many seconds without a key press or click (0: never)."""
