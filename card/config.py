@@ -64,6 +64,8 @@ class Settings:
     allow_legacy_algorithms: bool = False
     """SCEP: accept a SHA-1-signed, DES-encrypted reply (scepserver 2.1.0 sends one)."""
     issuer_timeout_s: float = 15.0
+    poll_schedule_s: tuple[float, ...] = (2.0, 5.0, 10.0)
+    """SCEP: waits between polls of a PENDING request (seconds); then the error path."""
     management_key_source: str = "default"
     management_key_algorithm: ManagementKeyAlgorithm = ManagementKeyAlgorithm.TDES
     management_key_file: Path | None = None
@@ -199,6 +201,10 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
             raise ConfigError("issuer.timeout_s must be a positive number of seconds")
         values["issuer_timeout_s"] = float(timeout)
+    if (schedule := _get(issuer, "poll_schedule_s", list, "issuer")) is not None:
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 3600 for x in schedule):
+            raise ConfigError("issuer.poll_schedule_s must be a list of seconds, e.g. [2, 5, 10]")
+        values["poll_schedule_s"] = tuple(float(x) for x in schedule)
     mk = raw.get("management_key", {})
     if (source := _get(mk, "source", str, "management_key")) is not None:
         if source not in ("default", "pin-protected", "file", "diversified"):

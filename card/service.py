@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from card.config import ConfigError, Settings
 from card.enrollment.base import Issuer
-from card.errors import CardRemovedError, ReaderUnavailableError
+from card.errors import CardRemovedError, NoCardError, ReaderUnavailableError
 from card.journal import AuditLog, JournalStore
 from card.piv import PivSession
 from card.transport import CardTransport
@@ -113,14 +113,21 @@ class CardService:
         self._watcher = threading.Thread(target=loop, name="card-watcher", daemon=True)
         self._watcher.start()
 
-    def shutdown(self) -> None:
-        """Stop the watcher, disconnect, and end the worker thread (waits for the current step)."""
+    def shutdown(self, *, wait: bool = True) -> None:
+        """Stop the watcher, disconnect, and end the worker thread.
+
+        Args:
+            wait: wait for the current step and the disconnect (False: queue the disconnect and
+                return at once, e.g. from the UI thread when switching readers).
+        """
         self._watch_stop.set()
         try:
-            self._executor.submit(self._disconnect).result(timeout=30)
-        except Exception:  # noqa: BLE001
+            done = self._executor.submit(self._disconnect)
+            if wait:
+                done.result(timeout=30)
+        except Exception:  # noqa: BLE001 - already shut down, or the card is gone
             pass
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._executor.shutdown(wait=wait, cancel_futures=wait)
 
 
 @dataclass
@@ -135,6 +142,40 @@ class Backend:
     reader_name: str
     demo: bool = False
     demo_pin: str | None = None
+    reader_lister: Callable[[], list[tuple[str, bool]]] | None = None
+    """Lists the PC/SC readers as ``[(name, has_card)]`` (None: one fixed card, e.g. the demo)."""
+    service_factory: Callable[[str], CardService] | None = None
+    """Builds the card service for a reader name (None: the reader cannot be switched)."""
+    reader_fixed: bool = False
+    """The reader was named (``--reader``, ``reader =``, or chosen by the user): never switch on our own."""
+
+    @property
+    def can_switch_reader(self) -> bool:
+        return self.reader_lister is not None and self.service_factory is not None
+
+    def list_readers(self) -> list[tuple[str, bool]]:
+        """The readers and whether each holds a card (blocking: call it off the UI thread).
+
+        Raises:
+            ReaderUnavailableError: pcscd is not running or refuses us.
+        """
+        if self.reader_lister is None:
+            return [(self.reader_name, True)]
+        return self.reader_lister()
+
+    def switch_reader(self, name: str) -> CardService:
+        """Use the reader ``name`` from now on: a new card service; the old one is shut down
+        without waiting (its queued work finishes on its own thread, then it disconnects).
+
+        Returns:
+            The new service (also ``self.service``); its watcher is not started.
+        """
+        if self.service_factory is None:
+            raise ValueError("this backend has one fixed card; its reader cannot be switched")
+        old, self.service = self.service, self.service_factory(name)
+        self.reader_name = name
+        old.shutdown(wait=False)
+        return self.service
 
 
 def build_issuer(settings: Settings, window_days: int | None = None) -> Issuer:
@@ -161,19 +202,52 @@ def build_issuer(settings: Settings, window_days: int | None = None) -> Issuer:
             raise ConfigError("issuer.ca_fingerprint is needed for issuer.type = \"scep\" (GetCACert is unauthenticated)")
         return ScepIssuer(ScepSettings(settings.issuer_url, settings.ca_fingerprint, settings.challenge,
                                        settings.challenge_command, settings.allow_legacy_algorithms,
-                                       settings.issuer_timeout_s), window_days or settings.window_days)
+                                       settings.issuer_timeout_s, settings.poll_schedule_s),
+                          window_days or settings.window_days)
     raise ConfigError(f"issuer.type {settings.issuer_type!r} is not available in this version")
 
 
-def pcsc_backend(settings: Settings, reader: str | None = None, *, with_issuer: bool = True) -> Backend:
+def pcsc_service(name: str) -> CardService:
+    """The card service on the PC/SC reader ``name`` ("" when there is no reader yet: every call
+    then fails with NoCardError and the card is never present)."""
+    from card import pcsc
+
+    if not name:
+        def no_reader() -> CardTransport:
+            raise NoCardError("no card reader is connected")
+
+        return CardService(no_reader, lambda: False)
+    return CardService(lambda: pcsc.PcscTransport(name), lambda: pcsc.card_present(name))
+
+
+def pcsc_backend(settings: Settings, reader: str | None = None, *, with_issuer: bool = True,
+                 wait_for_card: bool = False) -> Backend:
     """A backend on a PC/SC reader (``reader`` or the one holding the only card).
 
     ``with_issuer=False`` (read-only use such as ``status``) does not open the CA; ``issuer`` is then None.
+    ``wait_for_card=True`` (the TUI) does not fail when no reader is named and no card, several
+    cards or no reader at all are found: it takes the first reader holding a card, else the first
+    reader, else none ("") — the logon pane then asks for the card and follows the readers.
+
+    Raises:
+        ReaderUnavailableError: the named reader is not there, or pcscd is not running (unless
+            ``wait_for_card``); NoCardError: no card, or several cards (unless ``wait_for_card``).
     """
     from card import pcsc
 
-    name = pcsc.choose_reader(reader or settings.reader)
-    service = CardService(lambda: pcsc.PcscTransport(name), lambda: pcsc.card_present(name))
+    named = reader or settings.reader
+    try:
+        name = pcsc.choose_reader(named)
+    except (NoCardError, ReaderUnavailableError):
+        if named or not wait_for_card:
+            raise
+        try:
+            readers = pcsc.list_readers()
+        except ReaderUnavailableError:
+            readers = []
+        with_card = [r for r, present in readers if present]
+        name = (with_card or [r for r, _ in readers] or [""])[0]
     issuer = build_issuer(settings) if with_issuer else None
-    return Backend(settings, service, issuer, JournalStore(settings.state_dir),  # type: ignore[arg-type]
-                   AuditLog(settings.state_dir / "audit.log"), name)
+    return Backend(settings, pcsc_service(name), issuer, JournalStore(settings.state_dir),  # type: ignore[arg-type]
+                   AuditLog(settings.state_dir / "audit.log"), name,
+                   reader_lister=pcsc.list_readers, service_factory=pcsc_service, reader_fixed=bool(named))

@@ -44,9 +44,11 @@ class IssuancePending(IssuerError):
 
     title = "Issuance pending"
     code = "CA-PENDING"
+    next_step = ("The certificate authority has not issued the certificate yet (it may need an RA's "
+                 "approval). Run the update again later: it continues the same request.")
 
     def __init__(self, transaction_id: str) -> None:
-        super().__init__(f"issuance pending (transaction {transaction_id})")
+        super().__init__(f"the certificate authority has not issued yet (transaction {transaction_id})")
         self.transaction_id = transaction_id
 
 

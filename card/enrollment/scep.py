@@ -395,10 +395,3 @@ class ScepIssuer:
             if key_matches(cert, new_key):
                 return IssuedCertificate(cert, tuple(self.ca_certificates()))
         raise IssuerRejected("the SCEP reply holds no certificate for the key generated on the card")
-
-
-def scep_settings_from(url: str, ca_fingerprint: str | None, challenge: str | None,
-                       challenge_command: Sequence[str] | None, allow_legacy: bool, timeout_s: float) -> ScepSettings:
-    """Build :class:`ScepSettings` from configuration values."""
-    return ScepSettings(url, ca_fingerprint, challenge, tuple(challenge_command) if challenge_command else None,
-                        allow_legacy, timeout_s)

@@ -26,6 +26,56 @@ pytestmark = pytest.mark.pcscd
 CHALLENGE = "s3cret-challenge"
 
 
+PENDING_SERVER = r"""
+import hashlib, http.server, sys
+from pathlib import Path
+from asn1crypto import cms, core, x509 as ax509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+directory, port = Path(sys.argv[1]), int(sys.argv[2])
+ca_der = (directory / "ca.der").read_bytes()
+key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+ca = ax509.Certificate.load(ca_der)
+def attr(oid, value):
+    return cms.CMSAttribute({"type": oid, "values": [value]})
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def reply(self, body, ctype):
+        self.send_response(200); self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def do_GET(self):
+        if "GetCACaps" in self.path: self.reply(b"POSTPKIOperation\nSHA-256\nAES\n", "text/plain")
+        else: self.reply(ca_der, "application/x-x509-ca-cert")
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with open(directory / "requests", "a") as fh: fh.write("x")
+        req = {a["type"].dotted: a["values"][0] for a in
+               cms.ContentInfo.load(body)["content"]["signer_infos"][0]["signed_attrs"]}
+        get = lambda oid: req[oid].parsed if isinstance(req[oid], core.Any) else req[oid]
+        txid = get("2.16.840.1.113733.1.9.7").native
+        nonce = core.OctetString.load(get("2.16.840.1.113733.1.9.5").dump()).native
+        attrs = cms.CMSAttributes([
+            cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
+            cms.CMSAttribute({"type": "message_digest", "values": [hashlib.sha256(b"").digest()]}),
+            attr("2.16.840.1.113733.1.9.2", core.PrintableString("3")),
+            attr("2.16.840.1.113733.1.9.3", core.PrintableString("3")),
+            attr("2.16.840.1.113733.1.9.7", core.PrintableString(txid)),
+            attr("2.16.840.1.113733.1.9.6", core.OctetString(nonce)),
+            attr("2.16.840.1.113733.1.9.5", core.OctetString(b"0123456789abcdef")),
+        ])
+        sig = key.sign(attrs.dump(), padding.PKCS1v15(), hashes.SHA256())
+        signer = cms.SignerInfo({"version": "v1", "sid": cms.SignerIdentifier(name="issuer_and_serial_number",
+            value=cms.IssuerAndSerialNumber({"issuer": ca.issuer, "serial_number": ca.serial_number})),
+            "digest_algorithm": {"algorithm": "sha256"}, "signed_attrs": attrs,
+            "signature_algorithm": {"algorithm": "rsassa_pkcs1v15"}, "signature": sig})
+        rep = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData({"version": "v1",
+            "digest_algorithms": [{"algorithm": "sha256"}], "encap_content_info": {"content_type": "data"},
+            "certificates": [ca], "signer_infos": [signer]})})
+        self.reply(rep.dump(), "application/x-pki-message")
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+"""
+
+
 class ScepLab:
     """A network namespace with scepserver (RSA-2048 CA, ``-challenge``, ``-allowrenew 0``)."""
 
@@ -60,6 +110,34 @@ class ScepLab:
         self.procs.append(proc)
         self.wait_http(f"http://127.0.0.1:{port}/", accept_error=True)
 
+    def start_pending(self, port: int, directory: Path) -> str:
+        """A SCEP CA of our own that answers every PKIOperation PENDING (RFC 8894 §3.3.2.2),
+        counting the requests in ``directory/requests``; returns its CA fingerprint."""
+        import datetime as dt
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
+        key = rsa.generate_private_key(65537, 2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Pending SCEP CA")])
+        now = dt.datetime.now(dt.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(key, hashes.SHA256()))
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "ca.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+        (directory / "ca.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                             serialization.PrivateFormat.PKCS8,
+                                                             serialization.NoEncryption()))
+        proc = subprocess.Popen(["ip", "netns", "exec", self.ns, sys.executable, "-c", PENDING_SERVER,
+                                 str(directory), str(port)])
+        self.procs.append(proc)
+        self.wait_http(f"http://127.0.0.1:{port}/scep?operation=GetCACaps")
+        return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
     def wait_http(self, url: str, accept_error: bool = False) -> None:
         probe = ("import sys, urllib.request, urllib.error\n"
                  "try: urllib.request.urlopen(sys.argv[1], timeout=1)\n"
@@ -81,7 +159,7 @@ class ScepLab:
             f"ca_fingerprint = \"{fingerprint or self.fingerprint}\"\n"
             f"challenge = \"{challenge}\"\n"
             "allow_legacy_algorithms = true\n"
-            "timeout_s = 5\n\n[management_key]\nsource = \"default\"\n")
+            "timeout_s = 5\npoll_schedule_s = [0.2, 0.2]\n\n[management_key]\nsource = \"default\"\n")
         return path
 
     def renew(self, workdir: Path, config: Path) -> subprocess.CompletedProcess[str]:
@@ -187,4 +265,21 @@ def test_wrong_challenge_is_explained_and_the_update_resumes(serve_card, workdir
     assert json.loads(out.stdout)["reference"] == report["reference"]
     read_and_verify(workdir, scep, "01")
     read_and_verify(workdir, scep, "02")
+    card.stop()
+
+
+def test_pending_that_never_completes_is_bounded_and_keeps_the_transaction(serve_card, workdir: Path,  # type: ignore[no-untyped-def]
+                                                                           scep: ScepLab) -> None:
+    fingerprint = scep.start_pending(8081, workdir / "pending-ca")
+    card = serve_card(key_type="RSA2048")
+    out = scep.renew(workdir, scep.config(workdir, port=8081, fingerprint=fingerprint))
+    assert out.returncode == 13, out.stdout + out.stderr
+    report = json.loads(out.stdout)
+    error = report["slots"][0]["error"]
+    assert "has not issued yet (transaction " in error
+    transaction = error.split("(transaction ")[1].rstrip(")")
+    assert (workdir / "pending-ca" / "requests").read_text() == "xxx"  # the request and two polls, then stop
+    journal = json.loads(next((workdir / "state" / "cardrenew").glob("journal-*.json")).read_text())
+    assert journal["slots"]["9A"]["grant"]["grant_id"] == transaction  # kept for the next run
+    assert "9C" not in journal["slots"] or journal["slots"]["9C"]["step"] == "authorised"
     card.stop()
