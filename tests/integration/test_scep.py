@@ -283,3 +283,40 @@ def test_pending_that_never_completes_is_bounded_and_keeps_the_transaction(serve
     assert journal["slots"]["9A"]["grant"]["grant_id"] == transaction  # kept for the next run
     assert "9C" not in journal["slots"] or journal["slots"]["9C"]["step"] == "authorised"
     card.stop()
+
+
+TUI_SCRIPT = r"""
+import asyncio, os, sys
+sys.path.insert(0, os.getcwd())
+from card.config import load_settings
+from card.service import pcsc_backend
+from tests.tui.test_renewal_flow import log_on, renew_to_end
+from tui.app import make_app
+
+async def main():
+    settings = load_settings(sys.argv[1])
+    backend = pcsc_backend(settings, sys.argv[2])
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await log_on(pilot)
+        await renew_to_end(pilot)
+    backend.service.shutdown()
+
+asyncio.run(main())
+print("TUI renewal finished")
+"""
+
+
+def test_tui_renews_with_the_scep_configuration(serve_card, workdir: Path, scep: ScepLab) -> None:  # type: ignore[no-untyped-def]
+    """The real app, driven by Pilot, on the card through pcscd, against scepserver. It runs inside
+    the server's network namespace, so it is started as a process there."""
+    scep.start(8080)
+    card = serve_card(key_type="RSA2048")
+    env = dict(os.environ, XDG_STATE_HOME=str(workdir / "state"), XDG_DATA_HOME=str(workdir / "data"))
+    out = subprocess.run(["ip", "netns", "exec", scep.ns, sys.executable, "-c", TUI_SCRIPT,
+                          str(scep.config(workdir)), READER], capture_output=True, text=True, env=env, timeout=240,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0 and "TUI renewal finished" in out.stdout, out.stdout[-2000:] + out.stderr[-4000:]
+    read_and_verify(workdir, scep, "01")
+    read_and_verify(workdir, scep, "02")
+    card.stop()
