@@ -89,19 +89,25 @@ async def test_pin_again_cancel_changes_nothing(make_demo) -> None:  # type: ign
     assert snapshot(card) == before
 
 
+async def start_update_until_the_pull(pilot) -> None:  # type: ignore[no-untyped-def]
+    """Logon → Update My Card → PIN again → first certificate → Next → the pull's error dialog."""
+    app = pilot.app
+    await open_update(pilot)
+    await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
+    await pilot.press(*PIN, "enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, NextDialog))
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog))
+
+
 async def test_card_pulled_then_resume(make_demo) -> None:  # type: ignore[no-untyped-def]
     backend, card = make_demo(fault="pull-card")
     before = read_certs(card)
     app = make_app(backend)
     async with app.run_test(size=(100, 32)) as pilot:
-        await open_update(pilot)
-        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
-        await pilot.press(*PIN, "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, NextDialog))
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog))
+        await start_update_until_the_pull(pilot)
         assert "Abort this issuance" in str(app.screen.query_one("#abort-button").label)
         await pilot.press("escape")  # never aborts on a bare Escape
         await pilot.pause()
@@ -219,14 +225,7 @@ async def test_demo_pull_card_puts_the_card_back_and_resumes(make_demo) -> None:
     backend, card = make_demo(fault="pull-card", reinsert_after_s=1.0)
     app = make_app(backend)
     async with app.run_test(size=(100, 32)) as pilot:
-        await open_update(pilot)
-        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
-        await pilot.press(*PIN, "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, NextDialog))
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog))
+        await start_update_until_the_pull(pilot)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, CompletedWithErrorsScreen))
         # nobody calls card.insert(): the demo card returns, and the holder is asked to log on
