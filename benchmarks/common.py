@@ -138,10 +138,10 @@ class TimedIssuer:
         self._clock = clock
         self.name = getattr(inner, "name", "issuer")
 
-    def _timed(self, what: str, fn: Any, *args: Any) -> Any:
+    def _timed(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         card0, t0 = self._clock.card_s, time.perf_counter()
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         finally:
             self._clock.ca_s += (time.perf_counter() - t0) - (self._clock.card_s - card0)
             self._clock.ca_calls[what] += 1
@@ -155,8 +155,8 @@ class TimedIssuer:
     def authorize_renewal(self, *args: Any) -> Any:
         return self._timed("authorize_renewal", self._inner.authorize_renewal, *args)
 
-    def issue(self, *args: Any) -> Any:
-        return self._timed("issue", self._inner.issue, *args)
+    def issue(self, *args: Any, **kwargs: Any) -> Any:
+        return self._timed("issue", self._inner.issue, *args, **kwargs)
 
 
 # -- CA and cards ----------------------------------------------------------------------------
