@@ -10,6 +10,7 @@ import datetime as dt
 import gzip
 import hashlib
 import math
+import warnings
 import zlib
 from dataclasses import dataclass
 
@@ -99,7 +100,14 @@ def decode_certificate_object(value: bytes) -> x509.Certificate | None:
     compressed = bool(info and (info[0] & 0x81)) or body[:2] == b"\x1f\x8b"
     der = _inflate(body) if compressed else body
     try:
-        return x509.load_der_x509_certificate(der)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a negative serial only warns today; we report it below
+            cert = x509.load_der_x509_certificate(der)
+        if cert.serial_number <= 0:
+            raise CertificateObjectError(
+                f"the certificate has a {'negative' if cert.serial_number < 0 else 'zero'} serial number, "
+                "which RFC 5280 §4.1.2.2 forbids; it must be re-issued")
+        return cert
     except ValueError as exc:
         raise CertificateObjectError(f"unreadable object, {len(value)} bytes (not an X.509 certificate)") from exc
 

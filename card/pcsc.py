@@ -42,6 +42,9 @@ def _fail(what: str, code: int) -> CardError:
         return ReaderUnavailableError(f"{what}: the reader is not available ({name})")
     if name == "SCARD_E_NO_READERS_AVAILABLE":
         return ReaderUnavailableError(f"{what}: no card reader is connected ({name})")
+    if name == "SCARD_E_INSUFFICIENT_BUFFER":  # F17: a programming error, never the card's fault
+        return CardError(f"{what}: the receive buffer was rejected by pcsc-lite ({name}); this is a bug in "
+                         "cardrenew, not a card problem", next_step="Report this to the cardrenew maintainers.")
     if name in ("SCARD_E_NO_ACCESS", "SCARD_W_SECURITY_VIOLATION"):  # F20: polkit refusing the session
         return ReaderUnavailableError(
             f"{what}: pcscd refused this session ({name})",

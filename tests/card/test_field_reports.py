@@ -283,3 +283,39 @@ def test_f19_sharing_violation_names_the_usual_culprits(monkeypatch: pytest.Monk
     with pytest.raises(ReaderUnavailableError) as exc:
         pcsc.PcscTransport("Virtual PCD 00 00")
     assert "SCARD_E_SHARING_VIOLATION" in str(exc.value) and "scdaemon" in (exc.value.next_step or "")
+
+
+def test_f17_insufficient_buffer_is_reported_as_our_bug_not_the_cards() -> None:
+    """F17: pcsc-lite rejects a receive buffer above 65548 bytes with SCARD_E_INSUFFICIENT_BUFFER."""
+    from card import pcsc
+    from card.errors import CardRemovedError, ReaderUnavailableError
+
+    error = pcsc._fail("sending a command to the card", pcsc._scard.SCARD_E_INSUFFICIENT_BUFFER)
+    assert not isinstance(error, (CardRemovedError, ReaderUnavailableError))
+    assert "bug in cardrenew, not a card problem" in str(error)
+
+
+def test_negative_serial_is_a_per_slot_error_not_a_crash(make_card) -> None:  # type: ignore[no-untyped-def]
+    """Issue 3: a certificate with a negative serial shows as an unreadable slot with the reason."""
+    from asn1crypto import x509 as asn1_x509
+
+    from card.certificates import encode_certificate_object
+    from card.config import Settings
+    from card.piv import PivSession, Slot
+    from card.renewal import SlotState, read_card
+
+    card = make_card()
+    good = PivSession(card).read_certificate(Slot.AUTHENTICATION).certificate
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    parsed = asn1_x509.Certificate.load(good.public_bytes(Encoding.DER))
+    tbs = parsed["tbs_certificate"].copy()
+    tbs["serial_number"] = -12345
+    bad = asn1_x509.Certificate({"tbs_certificate": tbs, "signature_algorithm": parsed["signature_algorithm"],
+                                 "signature_value": parsed["signature_value"]}).dump()
+    card.state.objects["5FC105"] = encode_certificate_object(bad).hex()
+    summary = read_card(PivSession(card), Settings())
+    by_slot = {s.slot: s for s in summary.slots}
+    assert by_slot[Slot.AUTHENTICATION].state is SlotState.UNREADABLE
+    assert "negative serial number" in by_slot[Slot.AUTHENTICATION].error
+    assert by_slot[Slot.SIGNATURE].state is SlotState.DUE

@@ -151,3 +151,17 @@ async def test_change_passcode_blocking_the_pin_logs_off(make_demo) -> None:  # 
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, LoggedOffScreen))
     assert not app.is_logged_on
+
+
+async def test_card_tab_shows_a_broken_slot_as_an_error_beside_the_good_one(make_demo) -> None:  # type: ignore[no-untyped-def]
+    """Issue 3 / F15: junk in 9A is shown as that slot's error, in words; 9C still renders."""
+    backend, card = make_demo()
+    card.state.objects["5FC105"] = "700468656A0A710100"
+    app = make_app(backend)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await to_card(pilot)
+        text = screen_text(app) + "\n".join(
+            str(cell) for table in app.screen.query(DataTable) for row in range(table.row_count)
+            for cell in table.get_row_at(row))
+        assert "Unreadable" in text and "unreadable object, 9 bytes" in text
+        assert "Due for renewal" in text  # 9C
