@@ -32,7 +32,7 @@ def demo_ca_dir() -> Path:
 
 def demo_backend(settings: Settings | None = None, fault: str = "none", state_dir: Path | None = None,
                  expires_in_days: int = 30, now: Callable[[], dt.datetime] | None = None,
-                 guid: bytes | None = None, reinsert_after_s: float | None = 5.0) -> tuple[Backend, SoftPivCard]:
+                 guid: bytes | None = None, reinsert_after_s: float | None = 15.0) -> tuple[Backend, SoftPivCard]:
     """Build the demo backend: in-process SoftPivCard + embedded CA.
 
     ``now`` (a clock, aware UTC) and ``guid`` make the card deterministic (snapshots, screenshots).
@@ -54,7 +54,7 @@ def demo_backend(settings: Settings | None = None, fault: str = "none", state_di
         "the Registration Authority has suspended renewals for this card (demo fault)" if fault == "ca-refuses" else None),
         **({"now": now} if now else {}))
     # pull-card: the card is pulled while the 2nd certificate is written, and "the holder puts it
-    # back" a few seconds later, so the demo can show the resume at the next logon.
+    # back" 15 s later (time to read *completed with errors*), so the demo can show the resume.
     faults = CardFaults(drop_at_put_data=2, reinsert_after_s=reinsert_after_s) if fault == "pull-card" else CardFaults()
     state = create_card_state(ca, expires_in_days=expires_in_days, pin=DEMO_PIN, now=now() if now else None, guid=guid)
     card = SoftPivCard(state, workdir / "card.json", faults, name="Virtual card (demo)")

@@ -462,9 +462,12 @@ class _Renewal:
                 slot_result.error = RenewalRefused("cancelled before this certificate was started; nothing was changed in this slot")
                 continue
             try:
+                done_before = sj.step == STEP_DONE  # renewed by an earlier, interrupted run
                 slot_result.new_certificate = self._renew_slot(setting.slot, old, sj, journal)
-                self._audit(journal, setting.slot, old, slot_result.new_certificate, "renewed", None)
                 ctx.reporter.slot_finished(setting.slot, slot_result)
+                if done_before:
+                    continue  # already audited and confirmed by the run that renewed it
+                self._audit(journal, setting.slot, old, slot_result.new_certificate, "renewed", None)
                 if slot_result is not result.slots[-1] and not ctx.between_slots(slot_result):
                     ctx.cancel.set()
             except CardRemovedError as exc:
