@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from textual import events, on
+from textual import events, on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -68,6 +68,8 @@ class CardRenewApp(App[int]):
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="quit", show=False, tooltip="Leave cardrenew")]
     KIOSK_BLOCKED_ACTIONS = frozenset({"quit", "help_quit", "command_palette", "suspend_process"})
     """Actions a kiosk never runs: leaving the app, the command palette, suspending to the shell."""
+    READER_POLL_S = 1.0
+    """How often the reader list is refreshed (off the UI thread) while the logon pane shows."""
     ACTIVITY_EVENTS = (events.Key, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp, events.Paste)
 
     def __init__(self, backend: Backend, *, now: Callable[[], dt.datetime] | None = None) -> None:
@@ -93,13 +95,19 @@ class CardRenewApp(App[int]):
         self.shutdown_event = threading.Event()
         """Set when the app closes; a card-thread question waiting for the holder then gives up."""
         self.last_result: RenewalResult | None = None
+        self.readers: list[tuple[str, bool]] | None = None
+        """The PC/SC readers as last listed, ``[(name, has_card)]`` (None: not listed / one fixed card)."""
+        self._listing_readers = False
         if backend.demo:
             self.sub_title = "Smartcard Management (demo card)"
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_mount(self) -> None:
         self.push_screen(LogonScreen())
-        self.backend.service.watch(self._presence_changed)
+        self._watch_service()
+        if self.backend.can_switch_reader:
+            self.set_interval(self.READER_POLL_S, self._poll_readers, name="readers")
+            self._poll_readers()
         if self.inactivity_timeout_s > 0:
             self.set_interval(min(1.0, self.inactivity_timeout_s / 4), self._check_inactivity, name="inactivity")
 
@@ -129,9 +137,69 @@ class CardRenewApp(App[int]):
         self.shutdown_event.set()
         self.backend.service.shutdown()
 
-    def _presence_changed(self, present: bool) -> None:
-        """Called by the card watcher thread."""
-        self.post_message(CardInserted() if present else CardRemoved())
+    def _watch_service(self) -> None:
+        """Start the current card service's presence watcher; a replaced service's late reports are dropped."""
+        service = self.backend.service
+
+        def presence_changed(present: bool) -> None:  # on the card watcher thread
+            if service is self.backend.service:
+                self.post_message(CardInserted() if present else CardRemoved())
+
+        service.watch(presence_changed)
+
+    # -- readers (PC/SC) -----------------------------------------------------------------------
+    def _poll_readers(self) -> None:
+        """List the readers again while the logon pane shows (never while logged on)."""
+        if self._listing_readers or self.is_logged_on or self.renewing or not isinstance(self._pane(), LogonScreen):
+            return
+        self._listing_readers = True
+        self.refresh_readers()
+
+    @work(group="readers", exit_on_error=False, description="Listing the card readers")
+    async def refresh_readers(self) -> None:
+        """List the readers on a thread (pcscd calls never run on the UI thread); announce changes."""
+        try:
+            try:
+                readers = await asyncio.to_thread(self.backend.list_readers)
+            except CardError:  # pcscd stopped or refusing: no readers for now
+                readers = []
+        finally:
+            self._listing_readers = False
+        if readers == self.readers:
+            return
+        self.readers = readers
+        self._follow_card(readers)
+        pane = self._pane()
+        if isinstance(pane, LogonScreen):
+            pane.readers_listed(readers)
+
+    def _follow_card(self, readers: list[tuple[str, bool]]) -> None:
+        """When no reader was named and ours holds no card, move to the (first) reader that does."""
+        if self.backend.reader_fixed or self.is_logged_on or self.renewing:
+            return
+        if dict(readers).get(self.backend.reader_name, False):
+            return
+        with_card = [name for name, present in readers if present]
+        if with_card:
+            self.switch_reader(with_card[0])
+
+    def switch_reader(self, name: str, *, chosen: bool = False) -> None:
+        """Use reader ``name``: a new card service (the old one is shut down off this thread).
+
+        Args:
+            chosen: the user chose it; the app then never switches on its own.
+        """
+        if chosen:
+            self.backend.reader_fixed = True
+        if name == self.backend.reader_name or self.is_logged_on or self.renewing:
+            return
+        self.backend.switch_reader(name)
+        self.summary = None
+        self.card_present = None
+        self._watch_service()
+        pane = self._pane()
+        if isinstance(pane, LogonScreen):
+            pane.reader_switched()
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """The palette offers only the card commands valid on the current pane."""

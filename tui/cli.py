@@ -468,7 +468,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     else:
         from card.service import pcsc_backend
 
-        backend = pcsc_backend(settings, args.reader)
+        backend = pcsc_backend(settings, args.reader, wait_for_card=True)  # no card yet: the logon pane asks for it
     from tui.app import make_app
 
     app = make_app(backend)

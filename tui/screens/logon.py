@@ -8,7 +8,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Footer, Header, Input, Label, Static
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError, PinBlockedError, PinFormatError
 from card.piv import PivSession
@@ -21,6 +21,7 @@ class LogonScreen(Pane):
 
     BINDINGS = [
         Binding("ctrl+r", "reread_card", "Re-read card", id="reread", tooltip="Look for the card again"),
+        Binding("f2", "choose_reader", "Reader", id="reader", tooltip="Choose the card reader (several are connected)"),
         Binding("f4", "unlock_card", "Unlock card", id="unlock", tooltip="Set a new PIN with the PUK (support staff)"),
         Binding("ctrl+q", "app.quit", "Quit", id="quit", tooltip="Leave cardrenew"),
     ]
@@ -28,7 +29,15 @@ class LogonScreen(Pane):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "unlock_card":
             return self.unlock_offered
+        if action == "choose_reader":
+            return self.reader_choice_offered
         return True
+
+    @property
+    def reader_choice_offered(self) -> bool:
+        """The reader list is offered on PC/SC when more than one reader is connected."""
+        readers = self.card_app.readers
+        return self.card_app.backend.can_switch_reader and readers is not None and len(readers) > 1
 
     @property
     def unlock_offered(self) -> bool:
@@ -47,7 +56,9 @@ class LogonScreen(Pane):
         yield Header()
         with Vertical(id="logon-panel", classes="panel"):
             yield Label("Smartcard logon", classes="pane-title")
-            yield Label(f"Reader: {backend.reader_name}", id="reader-name")
+            yield Label(self._reader_text(), id="reader-name")
+            if backend.can_switch_reader:
+                yield Select([], prompt="Choose a reader", id="reader-select", compact=True, classes="-hidden")
             yield Label("Looking for your card…", id="card-status")
             yield Label("The system will confirm your name:", id="confirm-name-label")
             yield Label("–", id="holder-name")
@@ -66,6 +77,43 @@ class LogonScreen(Pane):
                              id="management-key-warning", classes="-warning")
         yield Footer(compact=True)
 
+    def _reader_text(self) -> str:
+        return f"Reader: {self.card_app.backend.reader_name or 'none connected'}"
+
+    # -- readers ------------------------------------------------------------------------------
+    def readers_listed(self, readers: list[tuple[str, bool]]) -> None:
+        """Show the readers (with whether each holds a card) when there are several."""
+        for select in self.query("#reader-select").results(Select):
+            current = self.card_app.backend.reader_name
+            select.set_options([(f"{name} ({'card inserted' if present else 'no card'})", name)
+                                for name, present in readers])
+            if current in dict(readers):
+                select.value = current
+            select.set_class(len(readers) < 2, "-hidden")
+        self.refresh_bindings()
+
+    def reader_switched(self) -> None:
+        """The app now uses another reader: show it and read its card."""
+        self.query_one("#reader-name", Label).update(self._reader_text())
+        self.query_one("#holder-name", Label).update("–")
+        status = self.query_one("#card-status", Label)
+        status.update("Looking for your card…")
+        status.set_class(False, "-warning")
+        self.show_message("", "info")
+        self.pin_input.clear()
+        if self.card_app.readers is not None:
+            self.readers_listed(self.card_app.readers)
+        self.action_reread_card()
+
+    @on(Select.Changed, "#reader-select")
+    def _reader_selected(self, event: Select.Changed) -> None:
+        if isinstance(event.value, str) and event.value != self.card_app.backend.reader_name:
+            self.card_app.switch_reader(event.value, chosen=True)
+
+    def action_choose_reader(self) -> None:
+        if self.reader_choice_offered:
+            self.query_one("#reader-select", Select).focus()
+
     @property
     def pin_input(self) -> Input:
         return self.query_one("#pin-input", Input)
@@ -75,6 +123,8 @@ class LogonScreen(Pane):
         return self.query_one("#logon-message", Static)
 
     def on_mount(self) -> None:
+        if self.card_app.readers is not None:
+            self.readers_listed(self.card_app.readers)
         if self.notice:
             self.show_message(self.notice, "warning")
         self.pin_input.focus()
