@@ -26,23 +26,41 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+STARTED_PCSCD: subprocess.Popen[bytes] | None = None
+"""The pcscd this test session started (None: one was already running, and is never stopped here).
+A test that restarts pcscd replaces it here, so that the session still stops the one running."""
+
+
+def start_pcscd() -> subprocess.Popen[bytes]:
+    """Start ``pcscd --foreground`` and wait for its vpcd port (fails the test if it does not open)."""
+    proc = subprocess.Popen(["pcscd", "--foreground"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while not _port_open(35963):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            pytest.fail("pcscd did not open the vpcd port 35963 (is vsmartcard-vpcd installed?)")
+        time.sleep(0.1)
+    return proc
+
+
+def stop_pcscd(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a pcscd this session started, by its PID."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def pcscd() -> Iterator[None]:
     """A pcscd without --auto-exit (F21). Started (and later stopped, by PID) only if none runs."""
+    global STARTED_PCSCD
     if shutil.which("pcscd") is None:
         pytest.fail("pcscd is not installed: run scripts/setup.sh (CI installs it in .ci/run)")
-    proc = None
     if not _port_open(35963):
-        proc = subprocess.Popen(["pcscd", "--foreground"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while not _port_open(35963):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail("pcscd did not open the vpcd port 35963 (is vsmartcard-vpcd installed?)")
-            time.sleep(0.1)
+        STARTED_PCSCD = start_pcscd()
     yield
-    if proc is not None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
+    if STARTED_PCSCD is not None:
+        stop_pcscd(STARTED_PCSCD)
+        STARTED_PCSCD = None
 
 
 def reader_has_card(present: bool = True, timeout_s: float = 15) -> None:

@@ -1,5 +1,5 @@
-"""The TUI on PC/SC through real pcscd + vpcd: reader selection with two served cards, and
-starting with no card inserted.
+"""The TUI on PC/SC through real pcscd + vpcd: reader selection with two served cards, starting
+with no card inserted, and the card watcher across a pcscd restart (F22, issue 6 item 3).
 
 Both virtual readers are used ("Virtual PCD 00 00" on 35963, "00 01" on 35964); each test checks
 they are empty before serving (a card of someone else's would be read instead)."""
@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +17,12 @@ from pathlib import Path
 import pytest
 from textual.widgets import Select
 
+import tests.integration.conftest as integration
 from card import pcsc
 from card.config import load_settings
 from card.emulator.create import create_card_state
 from card.enrollment.local import LocalCA
-from card.service import pcsc_backend
+from card.service import CardService, pcsc_backend
 from tests.integration.conftest import CARDRENEW
 from tests.tui.conftest import screen_text, wait_for
 from tui.app import make_app
@@ -147,3 +149,39 @@ async def test_no_card_at_start_then_the_card_arrives(cards, workdir: Path) -> N
         await pilot.press(*PIN, "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
         assert shown_guid(app) == guid
+
+
+def test_card_watcher_survives_a_pcscd_restart(cards) -> None:  # type: ignore[no-untyped-def]
+    """Card present → pcscd stopped → absence reported → pcscd started again, the emulator
+    reconnects (its serve loop retries) → presence reported. Only with a pcscd this session started."""
+    served, _guid = cards(35963, "Alice Anders")
+    reader = served.reader
+    events: list[bool] = []
+    changed = threading.Event()
+
+    def record(present: bool) -> None:
+        events.append(present)
+        changed.set()
+
+    def wait_event(value: bool, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not (events and events[-1] == value):
+            assert time.monotonic() < deadline, f"the watcher did not report present={value} (events {events})"
+            changed.wait(0.1)
+            changed.clear()
+
+    service = CardService(lambda: pcsc.PcscTransport(reader), lambda: pcsc.card_present(reader), poll_interval_s=0.2)
+    try:
+        service.watch(record)
+        wait_event(True, 10)
+        if integration.STARTED_PCSCD is None:
+            pytest.skip("restart check skipped: the pcscd running was not started by this test session, "
+                        "and a pcscd we did not start is never stopped (stop it, or run where none runs)")
+        integration.stop_pcscd(integration.STARTED_PCSCD)  # by PID: the one this session started
+        integration.STARTED_PCSCD = None
+        wait_event(False, 15)
+        integration.STARTED_PCSCD = integration.start_pcscd()  # the session stops this one at its end
+        wait_event(True, 30)
+        assert events[-3:] == [True, False, True]
+    finally:
+        service.shutdown()
