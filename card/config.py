@@ -31,6 +31,8 @@ class UsageError(ConfigError):
     next_step = "See cardrenew --help."
 
 
+MANAGEMENT_KEY_SOURCES = ("default", "pin-protected", "file", "diversified")
+
 DEFAULT_SLOTS = ((Slot.AUTHENTICATION, "PIV Authentication"), (Slot.SIGNATURE, "Digital Signature"))
 DEFAULT_RA_CONTACT = "your local Registration Authority (RA)"
 
@@ -69,6 +71,10 @@ class Settings:
     management_key_source: str = "default"
     management_key_algorithm: ManagementKeyAlgorithm = ManagementKeyAlgorithm.TDES
     management_key_file: Path | None = None
+    management_key_sources: tuple[str, ...] = ()
+    """Sources tried in order (DESIGN §5); empty means just ``management_key_source``."""
+    master_key_file: Path | None = None
+    """For the ``diversified`` source: the deployment master key (hex), diversified by card GUID."""
     max_certificate_bytes: int = 3052
     removal_policy: str = "logoff"
     ra_contact: str = DEFAULT_RA_CONTACT
@@ -86,7 +92,9 @@ class Settings:
     """The file these settings came from (None: built-in defaults)."""
 
     def management_key(self) -> bytes:
-        """The management key bytes from the configured source. Never logged.
+        """The management key bytes of the ``default`` or ``file`` source. Never logged.
+
+        (``pin-protected`` and ``diversified`` need the card: :mod:`card.mgmtkey`.)
 
         Raises:
             ConfigError: the source is unknown, not implemented, or its file is unreadable.
@@ -104,11 +112,17 @@ class Settings:
             if len(key) != self.management_key_algorithm.key_bytes:
                 raise ConfigError(f"the management key file must hold {self.management_key_algorithm.key_bytes} bytes")
             return key
-        raise ConfigError(f"management_key.source = {self.management_key_source!r} is not supported yet")
+        raise ConfigError(f"management_key.source = {self.management_key_source!r} needs the card: "
+                          "use card.mgmtkey.authenticate_with_configured_key")
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The management-key sources to try, in order."""
+        return self.management_key_sources or (self.management_key_source,)
 
     @property
     def uses_default_management_key(self) -> bool:
-        return self.management_key_source == "default"
+        return "default" in self.sources
 
 
 def find_config(explicit: str | os.PathLike[str] | None) -> Path | None:
@@ -206,10 +220,17 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
             raise ConfigError("issuer.poll_schedule_s must be a list of seconds, e.g. [2, 5, 10]")
         values["poll_schedule_s"] = tuple(float(x) for x in schedule)
     mk = raw.get("management_key", {})
-    if (source := _get(mk, "source", str, "management_key")) is not None:
-        if source not in ("default", "pin-protected", "file", "diversified"):
-            raise ConfigError(f"management_key.source {source!r} is not one of default, pin-protected, file, diversified")
-        values["management_key_source"] = source
+    if (source := mk.get("source")) is not None:
+        sources = [source] if isinstance(source, str) else source
+        if not isinstance(sources, list) or not sources or not all(isinstance(x, str) for x in sources):
+            raise ConfigError("management_key.source must be a string or a list of strings")
+        for name in sources:
+            if name not in MANAGEMENT_KEY_SOURCES:
+                raise ConfigError(f"management_key.source {name!r} is not one of default, pin-protected, file, diversified")
+        values["management_key_source"] = sources[0]
+        values["management_key_sources"] = tuple(sources)
+    if (master := _get(mk, "master_key_file", str, "management_key")) is not None:
+        values["master_key_file"] = Path(master)
     if (alg := _get(mk, "algorithm", str, "management_key")) is not None:
         names = {"3DES": "TDES", "TDES": "TDES", "AES128": "AES128", "AES192": "AES192", "AES256": "AES256"}
         if alg.upper().replace("-", "") not in names:

@@ -34,6 +34,7 @@ from card.certificates import (
 )
 from card.config import Settings, SlotSetting
 from card.csr import build_csr
+from card.mgmtkey import authenticate_with_configured_key
 from card.enrollment.base import CardKey, IssuedCertificate, Issuer, IssuerError, IssuerUnavailable, RenewalGrant
 from card.errors import (
     ApduError,
@@ -314,6 +315,7 @@ class _Renewal:
         self.ctx = ctx
         self._pin = pin
         self.key_types: dict[Slot, KeyType] = {}
+        self.guid: bytes | None = None
         """Key type each slot gets at GENERATE (configured, or the old key's type)."""
         self.slot_key_types: dict[Slot, KeyType] = {}
         """Key type of the key the slot holds now: signatures use it (it differs from :attr:`key_types`
@@ -369,7 +371,7 @@ class _Renewal:
         card_alg = self.session.get_management_key_algorithm()
         if card_alg is not None and card_alg is not s.management_key_algorithm:
             s = dataclasses.replace(s, management_key_algorithm=card_alg)
-        self.session.authenticate(s.management_key(), s.management_key_algorithm)
+        authenticate_with_configured_key(self.session, s, self.guid, s.management_key_algorithm)
 
     # -- the run -------------------------------------------------------------------------
     def run(self) -> RenewalResult:
@@ -379,6 +381,7 @@ class _Renewal:
         if summary.card_id is None:
             raise RenewalRefused("the card holds no certificate and no CHUID; it cannot be renewed here",
                                  next_step=f"Contact {settings.ra_contact}.")
+        self.guid = bytes.fromhex(summary.card_id) if summary.card_id and not summary.card_id.startswith("cert-") else None
         journal = summary.pending_journal
         by_slot = {s.slot: s for s in summary.slots}
         if journal is None:
