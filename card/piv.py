@@ -237,6 +237,20 @@ def parse_chuid(value: bytes) -> Chuid:
     return Chuid(guid, expiry)
 
 
+def parse_supported_key_types(apt: bytes) -> set[KeyType] | None:
+    """The asymmetric algorithms a card lists in the Application Property Template that SELECT
+    returns (``61 { … AC { 80 <alg> … } }``, SP 800-73-4 Part 2 §3.1.1); None when it lists none.
+    Unknown algorithm identifiers are ignored."""
+    try:
+        listed = tlv.parse_dict(tlv.unwrap(apt, 0x61)).get(b"\xac")
+        items = tlv.parse(listed) if listed is not None else None
+    except BadResponseError:
+        return None
+    if items is None:
+        return None
+    return {KeyType(v[0]) for t, v in items if t == b"\x80" and len(v) == 1 and v[0] in KeyType._value2member_map_}
+
+
 def parse_public_key(key_type: KeyType, template: bytes) -> PublicKeyTypes:
     """Parse the ``7F49`` public-key template that GENERATE returns (SP 800-73-4 Part 2 §3.3.2).
 

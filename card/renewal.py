@@ -57,7 +57,7 @@ from card.journal import (
     JournalStore,
     SlotJournal,
 )
-from card.piv import KeyType, PivSession, Slot
+from card.piv import KeyType, PivSession, Slot, parse_supported_key_types
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -136,6 +136,8 @@ class CardSummary:
     slots: tuple[SlotStatus, ...]
     pin_retries: int | None
     pending_journal: Journal | None = None
+    card_key_types: set[KeyType] | None = None
+    """Algorithms the card says it supports (SELECT's APT); None when it does not say."""
 
     @property
     def due(self) -> list[SlotStatus]:
@@ -250,7 +252,7 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
         CardRemovedError, ApduError (no PIV application).
     """
     now = now or dt.datetime.now(dt.timezone.utc)
-    session.select()
+    card_key_types = parse_supported_key_types(session.select())
     statuses: list[SlotStatus] = []
     certs: dict[Slot, x509.Certificate | None] = {}
     for setting in settings.slots:
@@ -286,7 +288,8 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
     pending = journals.load(card_id) if journals is not None and card_id else None
     if pending is not None and pending.finished:
         pending = None
-    return CardSummary(reader, card_id, guid_text, expiry, holder, tuple(statuses), pin_retries, pending)
+    return CardSummary(reader, card_id, guid_text, expiry, holder, tuple(statuses), pin_retries, pending,
+                       card_key_types)
 
 
 @dataclass
@@ -316,6 +319,7 @@ class _Renewal:
         self._pin = pin
         self.key_types: dict[Slot, KeyType] = {}
         self.guid: bytes | None = None
+        self.card_key_types: set[KeyType] | None = None
         """Key type each slot gets at GENERATE (configured, or the old key's type)."""
         self.slot_key_types: dict[Slot, KeyType] = {}
         """Key type of the key the slot holds now: signatures use it (it differs from :attr:`key_types`
@@ -381,6 +385,7 @@ class _Renewal:
         if summary.card_id is None:
             raise RenewalRefused("the card holds no certificate and no CHUID; it cannot be renewed here",
                                  next_step=f"Contact {settings.ra_contact}.")
+        self.card_key_types = summary.card_key_types
         self.guid = bytes.fromhex(summary.card_id) if summary.card_id and not summary.card_id.startswith("cert-") else None
         journal = summary.pending_journal
         by_slot = {s.slot: s for s in summary.slots}
@@ -536,6 +541,10 @@ class _Renewal:
             kt = KeyType.of(_journal_old_certificate(sj).public_key())
         else:
             raise RenewalRefused(f"slot {slot.hex}: the key type cannot be determined")
+        if self.card_key_types is not None and kt not in self.card_key_types:  # F13: ask the card first
+            raise NotSupportedError(f"this card cannot generate {kt.name} keys (it lists "
+                                    f"{', '.join(sorted(k.name for k in self.card_key_types)) or 'none'}); "
+                                    "nothing was changed")
         if kt.name not in self.ctx.issuer.supported_key_types():
             raise NotSupportedError(f"the certificate authority cannot certify {kt.name} keys; nothing was changed")
         return kt

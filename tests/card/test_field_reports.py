@@ -191,7 +191,12 @@ def test_f11_raw_r_s_from_a_pkcs11_layer_is_refused_before_the_ca_sees_it() -> N
 
 # -- F12: a certificate for another key is never written (covered by test_renewal) ----------------
 # -- F13: GENERATE refused → "cannot generate", nothing destroyed -------------------------------
-def test_f13_generate_6a80_says_cannot_generate_and_nothing_is_destroyed(ca: LocalCA, tmp_path: Path) -> None:
+def test_f13_generate_6a80_says_cannot_generate_and_nothing_is_destroyed(ca: LocalCA, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A card that does not list its algorithms is found out at GENERATE (6A80), still before harm."""
+    import card.renewal
+
+    monkeypatch.setattr(card.renewal, "parse_supported_key_types", lambda apt: None)
     card = SoftPivCard(create_card_state(ca, profile="legacy"))  # RSA-2048 only
     before = {k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects)
     result = renew(PivSession(card), ctx_for(tmp_path, ca, key_type=KeyType.ECCP256), PIN)
@@ -319,3 +324,28 @@ def test_negative_serial_is_a_per_slot_error_not_a_crash(make_card) -> None:  # 
     assert by_slot[Slot.AUTHENTICATION].state is SlotState.UNREADABLE
     assert "negative serial number" in by_slot[Slot.AUTHENTICATION].error
     assert by_slot[Slot.SIGNATURE].state is SlotState.DUE
+
+
+def test_f13_card_algorithm_list_is_checked_before_the_ca_is_asked(ca, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """F13: a key type the card does not list in its APT is refused before authorisation."""
+    import dataclasses
+
+    from card.config import Settings
+    from card.emulator.card import SoftPivCard
+    from card.emulator.create import create_card_state
+    from card.errors import NotSupportedError
+    from card.journal import AuditLog, JournalStore
+    from card.piv import KeyType, PivSession
+    from card.renewal import RenewalContext, renew
+
+    card = SoftPivCard(create_card_state(ca, key_type=KeyType.RSA2048))
+    card.state.supported_key_types = [0x07]  # RSA-2048 only, like the legacy profile
+    settings = dataclasses.replace(Settings(), key_type=KeyType.ECCP256)
+    context = RenewalContext(settings, ca, JournalStore(tmp_path), AuditLog(tmp_path / "audit.log"))
+    before = {k: v.private_pem for k, v in card.state.keys.items()}
+    with pytest.raises(NotSupportedError) as exc:
+        renew(PivSession(card), context, "123456")
+    assert "cannot generate ECCP256" in str(exc.value) and "RSA2048" in str(exc.value)
+    assert "nothing was changed" in str(exc.value)
+    assert {k: v.private_pem for k, v in card.state.keys.items()} == before
+    assert not list(tmp_path.glob("journal-*.json"))
