@@ -77,6 +77,19 @@ def reader_has_card(present: bool = True, timeout_s: float = 15) -> None:
     raise AssertionError(f"reader {READER} did not show card present={present}")
 
 
+def stop_process(proc: subprocess.Popen) -> bool:  # type: ignore[type-arg]
+    """SIGTERM a process we started (then SIGKILL after 10 s); True if it was still running."""
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return True
+
+
 class ServedCard:
     """``cardrenew emulator serve`` as a subprocess, stopped by PID."""
 
@@ -89,13 +102,7 @@ class ServedCard:
         reader_has_card(True)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if stop_process(self.proc):
             reader_has_card(False)
 
 

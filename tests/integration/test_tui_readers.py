@@ -7,7 +7,6 @@ they are empty before serving (a card of someone else's would be read instead)."
 from __future__ import annotations
 
 import dataclasses
-import signal
 import subprocess
 import threading
 import time
@@ -23,7 +22,7 @@ from card.config import load_settings
 from card.emulator.create import create_card_state
 from card.enrollment.local import LocalCA
 from card.service import CardService, pcsc_backend
-from tests.integration.conftest import CARDRENEW
+from tests.integration.conftest import CARDRENEW, stop_process
 from tests.tui.conftest import screen_text, wait_for
 from tui.app import make_app
 from tui.screens import CardScreen, LogonScreen
@@ -53,13 +52,7 @@ class Served:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 @pytest.fixture
