@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ class UsageError(ConfigError):
 
 
 MANAGEMENT_KEY_SOURCES = ("default", "pin-protected", "file", "diversified")
+RA_HOOK_PLACEHOLDERS = frozenset({"slot", "transaction_id", "fingerprint", "serial"})
+"""What ``issuer.challenge_command`` may name in braces (see ``ScepIssuer._ask_ra``)."""
 
 DEFAULT_SLOTS = ((Slot.AUTHENTICATION, "PIV Authentication"), (Slot.SIGNATURE, "Digital Signature"))
 DEFAULT_RA_CONTACT = "your local Registration Authority (RA)"
@@ -62,7 +65,9 @@ class Settings:
     challenge: str | None = field(default=None, repr=False)
     """SCEP challenge password (a secret: never logged, never journalled)."""
     challenge_command: tuple[str, ...] | None = None
-    """SCEP: a command printing the challenge (an RA hook); ``{slot}`` is replaced by the slot."""
+    """SCEP: the RA hook, run while the old key exists; it gets a proof of possession on stdin and
+    prints a one-time challenge. Placeholders: ``{slot}``, ``{transaction_id}``, ``{fingerprint}``,
+    ``{serial}``."""
     allow_legacy_algorithms: bool = False
     """SCEP: accept a SHA-1-signed, DES-encrypted reply (scepserver 2.1.0 sends one)."""
     issuer_timeout_s: float = 15.0
@@ -208,6 +213,16 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
     if (command := _get(issuer, "challenge_command", list, "issuer")) is not None:
         if not command or not all(isinstance(part, str) for part in command):
             raise ConfigError("issuer.challenge_command must be a list of strings, e.g. [\"ra-hook\", \"--slot\", \"{slot}\"]")
+        for part in command:
+            try:
+                names = {field for _, field, _, _ in string.Formatter().parse(part) if field is not None}
+            except ValueError as exc:
+                raise ConfigError(f"issuer.challenge_command {part!r}: {exc}") from exc
+            if unknown := names - RA_HOOK_PLACEHOLDERS:
+                raise ConfigError(f"issuer.challenge_command {part!r}: unknown placeholder "
+                                  f"{{{sorted(unknown)[0]}}}; use {', '.join('{' + n + '}' for n in sorted(RA_HOOK_PLACEHOLDERS))}")
+        if challenge is not None:
+            raise ConfigError("issuer: set either challenge or challenge_command, not both")
         values["challenge_command"] = tuple(command)
     if (legacy := _get(issuer, "allow_legacy_algorithms", bool, "issuer")) is not None:
         values["allow_legacy_algorithms"] = legacy

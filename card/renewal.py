@@ -623,6 +623,7 @@ class _Renewal:
         ctx.reporter.step(slot, RenewalStep.VERIFYING)
         self._check_issued(slot, issued, new_key, subject)
         sj.certificate_pem = issued.certificate.public_bytes(PEM).decode()
+        sj.grant = {k: v for k, v in sj.grant.items() if k != "secret"}  # the RA's one-time challenge is spent
         sj.step = STEP_ISSUED
         ctx.journals.save(journal)
         return self._write_and_check(slot, issued.certificate, new_key, sj, journal)

@@ -7,6 +7,7 @@ from card.enrollment.base import (
     IssuerError,
     IssuerRejected,
     IssuerUnavailable,
+    RaRejected,
     RenewalGrant,
     Signer,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "IssuerError",
     "IssuerRejected",
     "IssuerUnavailable",
+    "RaRejected",
     "RenewalGrant",
     "Signer",
 ]

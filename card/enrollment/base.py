@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from cryptography import x509
@@ -29,6 +29,13 @@ class IssuerRejected(IssuerError):
     title = "The certificate authority refused the renewal"
     code = "CA-REFUSED"
     next_step = "Nothing was changed on your card. Contact your Registration Authority (RA) with the reference shown."
+
+
+class RaRejected(IssuerRejected):
+    """The Registration Authority (the deployment's RA hook) refused to authorise the renewal."""
+
+    title = "The Registration Authority refused the renewal"
+    code = "RA-REFUSED"
 
 
 class IssuerUnavailable(IssuerError):
@@ -56,7 +63,10 @@ class IssuancePending(IssuerError):
 class RenewalGrant:
     """A one-time permission to renew one slot, obtained while the old key still exists.
 
-    ``grant_id`` is opaque to the card layers; ``expires`` is aware UTC.
+    ``grant_id`` is opaque to the card layers; ``expires`` is aware UTC. ``secret`` is a one-time
+    token the RA handed out for this grant (a SCEP challenge password from the RA hook), or None.
+    It is kept in the journal (mode 0600) only until the certificate is issued, because a resumed
+    renewal cannot ask the RA again: the old key that proved who asked is gone by then.
     """
 
     grant_id: str
@@ -64,20 +74,24 @@ class RenewalGrant:
     subject_der_hex: str
     old_certificate_fingerprint: str
     expires: dt.datetime
+    secret: str | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, str]:
-        return {
+        out = {
             "grant_id": self.grant_id,
             "slot": self.slot,
             "subject_der_hex": self.subject_der_hex,
             "old_certificate_fingerprint": self.old_certificate_fingerprint,
             "expires": self.expires.isoformat(),
         }
+        if self.secret is not None:
+            out["secret"] = self.secret
+        return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, str]) -> RenewalGrant:
         return cls(raw["grant_id"], raw["slot"], raw["subject_der_hex"], raw["old_certificate_fingerprint"],
-                   dt.datetime.fromisoformat(raw["expires"]))
+                   dt.datetime.fromisoformat(raw["expires"]), raw.get("secret"))
 
 
 class CardKey:

@@ -11,8 +11,10 @@ the new key on the card (RFC 8894 §3.2, §3.3). The challenge is never logged o
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -42,6 +44,7 @@ from card.enrollment.base import (
     IssuedCertificate,
     IssuerRejected,
     IssuerUnavailable,
+    RaRejected,
     RenewalGrant,
     Signer,
 )
@@ -129,6 +132,17 @@ def _pkcs1_type2_unpad(block: bytes) -> bytes:
     return block[sep + 1 :]
 
 
+def ra_proof_message(slot: str, transaction_id: str, certificate_fingerprint: str, nonce_hex: str,
+                     signed_at: str) -> bytes:
+    """The bytes the old key signs for the RA hook: a fixed label and ``key=value`` lines (UTF-8).
+
+    An RA checks the signature with the old certificate's key, that ``certificate`` is the SHA-256
+    of that certificate, that ``time`` is recent, and that it has not seen the nonce before.
+    """
+    return (f"cardrenew SCEP renewal authorisation v1\nslot={slot}\ntransaction={transaction_id}\n"
+            f"certificate={certificate_fingerprint}\nnonce={nonce_hex}\ntime={signed_at}\n").encode()
+
+
 class ScepIssuer:
     """A SCEP CA as an :class:`card.enrollment.Issuer` (RFC 8894)."""
 
@@ -192,22 +206,81 @@ class ScepIssuer:
         return {"RSA2048"}
 
     # -- authorisation -------------------------------------------------------------------
-    def _challenge(self, slot: str) -> str | None:
-        if self.settings.challenge_command:
-            argv = [part.replace("{slot}", slot) for part in self.settings.challenge_command]
-            try:
-                out = subprocess.run(argv, capture_output=True, text=True, timeout=self.settings.timeout_s, check=True)
-            except (OSError, subprocess.SubprocessError) as exc:
-                raise IssuerUnavailable(f"the challenge command {argv[0]!r} failed ({exc.__class__.__name__})") from exc
-            return out.stdout.strip() or None
-        return self.settings.challenge
+    def _ask_ra(self, slot: str, old_certificate: x509.Certificate, transaction_id: str,
+                sign_with_old_key: Signer) -> str:
+        """Run the RA hook (``issuer.challenge_command``) while the old key exists; return its challenge.
+
+        The hook's argv may use ``{slot}``, ``{transaction_id}``, ``{fingerprint}`` (SHA-256 of the old
+        certificate, hex) and ``{serial}`` (hex). Its stdin is one JSON object, the proof of possession
+        of the old key (see :func:`ra_proof_message`)::
+
+            {"version": 1, "slot": "9A", "transaction_id": "…", "nonce": "<hex, 32 bytes>",
+             "signed_at": "<ISO 8601 UTC>", "old_certificate": "<PEM>",
+             "signed_message": "<base64>", "signature": "<base64>", "hash": "SHA-256"}
+
+        The signature is the old key's (PKCS#1 v1.5 for RSA, DER ECDSA for EC) over ``signed_message``.
+        The hook prints a one-time challenge on its first stdout line and exits 0. Exit 75
+        (EX_TEMPFAIL) means the RA is unavailable now; any other exit is a refusal whose reason is the
+        hook's last stderr line (shown to the user: it must not hold a secret). stdout is never logged.
+
+        Raises:
+            RaRejected: the RA refused (the hook exited non-zero).
+            IssuerRejected: the hook printed no challenge.
+            IssuerUnavailable: the hook cannot be run, timed out, or exited 75.
+        """
+        assert self.settings.challenge_command
+        fp = fingerprint(old_certificate)
+        values = {"slot": slot, "transaction_id": transaction_id, "fingerprint": fp,
+                  "serial": f"{old_certificate.serial_number:X}"}
+        argv = [part.format_map(values) if "{" in part else part for part in self.settings.challenge_command]
+        nonce = os.urandom(32).hex()
+        signed_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+        message = ra_proof_message(slot, transaction_id, fp, nonce, signed_at)
+        proof = {
+            "version": 1, "slot": slot, "transaction_id": transaction_id, "nonce": nonce, "signed_at": signed_at,
+            "old_certificate": old_certificate.public_bytes(serialization.Encoding.PEM).decode(),
+            "signed_message": base64.b64encode(message).decode(),
+            "signature": base64.b64encode(sign_with_old_key(message)).decode(), "hash": "SHA-256",
+        }
+        try:
+            done = subprocess.run(argv, input=json.dumps(proof), capture_output=True, text=True,
+                                  timeout=self.settings.timeout_s, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise IssuerUnavailable(f"the RA hook {argv[0]!r} did not answer within {self.settings.timeout_s:g} s") from exc
+        except OSError as exc:
+            raise IssuerUnavailable(f"the RA hook {argv[0]!r} cannot be run ({exc.strerror or exc})") from exc
+        said = next((line.strip() for line in reversed(done.stderr.splitlines()) if line.strip()), "")[:200]
+        if done.returncode == 75:
+            raise IssuerUnavailable(f"the RA is unavailable for slot {slot}" + (f": {said}" if said else ""))
+        if done.returncode != 0:
+            raise RaRejected(f"the RA refused the renewal of slot {slot}" + (f": {said}" if said else
+                                 f" (its hook exited {done.returncode})") + "; nothing was changed")
+        challenge = done.stdout.strip().splitlines()[0].strip() if done.stdout.strip() else ""
+        if not challenge:
+            raise IssuerRejected(f"the RA hook gave no challenge for slot {slot}; nothing was changed")
+        return challenge
 
     def challenge_password(self, grant: RenewalGrant) -> str | None:
-        """The challenge password for the CSR of ``grant`` (from configuration or the RA hook)."""
-        return self._challenge(grant.slot)
+        """The challenge password for the CSR of ``grant``: the RA's one-time challenge carried by the
+        grant, else the configured static ``challenge`` (RFC 8894 §2.2)."""
+        if grant.secret is not None:
+            return grant.secret
+        if self.settings.challenge_command:
+            raise IssuerRejected(f"the RA's one-time challenge for slot {grant.slot} is no longer known "
+                                 f"(transaction {grant.grant_id})")
+        return self.settings.challenge
 
     def authorize_renewal(self, slot: str, old_certificate: x509.Certificate, sign_with_old_key: Signer) -> RenewalGrant:
-        """Pin the CA and check it can certify this renewal while the old key still exists."""
+        """Pin the CA, check it can certify this renewal and, with an RA hook, obtain the one-time
+        challenge, all while the old key still exists (DESIGN §3 step 2).
+
+        A static ``challenge`` cannot be checked here: scepserver (like RFC 8894 §2.2 servers in
+        general) reads it only inside a PKIOperation, whose CSR must be signed by the new key.
+
+        Raises:
+            IssuerRejected: CA fingerprint mismatch, no POST PKIOperation, expired certificate, RA refusal.
+            IssuerUnavailable: the CA or the RA cannot be reached.
+        """
         cas = self.ca_certificates()
         caps = self.capabilities()
         if "POSTPKIOPERATION" not in caps:
@@ -217,8 +290,10 @@ class ScepIssuer:
         if old_certificate.not_valid_after_utc <= now:
             raise IssuerRejected(f"the certificate in slot {slot} has expired; self-service renewal is not allowed")
         transaction_id = uuid.uuid4().hex.upper()
+        secret = (self._ask_ra(slot, old_certificate, transaction_id, sign_with_old_key)
+                  if self.settings.challenge_command else None)
         return RenewalGrant(transaction_id, slot, old_certificate.subject.public_bytes().hex(),
-                            fingerprint(old_certificate), now + dt.timedelta(days=1))
+                            fingerprint(old_certificate), now + dt.timedelta(days=1), secret)
 
     # -- issuance --------------------------------------------------------------------------
     def issue(self, grant: RenewalGrant, csr: x509.CertificateSigningRequest, new_key: PublicKeyTypes,

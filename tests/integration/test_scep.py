@@ -92,9 +92,10 @@ class ScepLab:
         self.fingerprint = hashlib.sha256(der).hexdigest()
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, port: int, *extra: str) -> None:
+    def start(self, port: int, *extra: str, challenge: str | None = CHALLENGE) -> None:
+        static = ["-challenge", challenge] if challenge else []
         proc = subprocess.Popen(["ip", "netns", "exec", self.ns, "scepserver", "-depot", str(self.depot),
-                                 "-port", str(port), "-challenge", CHALLENGE, "-allowrenew", "0", *extra],
+                                 "-port", str(port), *static, "-allowrenew", "0", *extra],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs.append(proc)
         self.wait_http(f"http://127.0.0.1:{port}/scep?operation=GetCACaps")
@@ -151,13 +152,15 @@ class ScepLab:
         raise AssertionError(f"nothing answered {url} in the namespace")
 
     def config(self, workdir: Path, *, port: int = 8080, fingerprint: str | None = None,
-               challenge: str = CHALLENGE) -> Path:
+               challenge: str = CHALLENGE, challenge_command: list[str] | None = None) -> Path:
         path = workdir / f"scep-{port}.toml"
+        source = (f"challenge_command = {json.dumps(challenge_command)}\n" if challenge_command
+                  else f"challenge = \"{challenge}\"\n")
         path.write_text(
             "[issuer]\ntype = \"scep\"\n"
             f"url = \"http://127.0.0.1:{port}/scep\"\n"
             f"ca_fingerprint = \"{fingerprint or self.fingerprint}\"\n"
-            f"challenge = \"{challenge}\"\n"
+            + source +
             "allow_legacy_algorithms = true\n"
             "timeout_s = 5\npoll_schedule_s = [0.2, 0.2]\n\n[management_key]\nsource = \"default\"\n")
         return path
@@ -265,6 +268,57 @@ def test_wrong_challenge_is_explained_and_the_update_resumes(serve_card, workdir
     assert json.loads(out.stdout)["reference"] == report["reference"]
     read_and_verify(workdir, scep, "01")
     read_and_verify(workdir, scep, "02")
+    card.stop()
+
+
+RA = Path(__file__).with_name("scep_ra.py")
+
+
+def ra_deployment(scep: ScepLab, workdir: Path, *hook_extra: str, trusted_ca: Path | None = None) -> tuple[Path, list[str]]:
+    """scepserver without a static challenge, its ``-csrverifierexec`` accepting only one-time
+    challenges our test RA handed out; returns the token store and the RA hook command."""
+    tokens = workdir / "ra-tokens"
+    verifier = workdir / "csr-verifier"
+    verifier.write_text(f"#!/bin/sh\nexec {sys.executable} {RA} verify {tokens}\n")
+    verifier.chmod(0o755)
+    scep.start(8080, "-csrverifierexec", str(verifier), challenge=None)
+    hook = [sys.executable, str(RA), "hook", str(tokens), str(trusted_ca or workdir / "ca" / "ca.pem"), *hook_extra]
+    return tokens, hook
+
+
+def test_ra_hook_grants_one_time_challenges_before_generation(serve_card, workdir: Path, scep: ScepLab) -> None:  # type: ignore[no-untyped-def]
+    card = serve_card(key_type="RSA2048")
+    tokens, hook = ra_deployment(scep, workdir)
+    out = scep.renew(workdir, scep.config(workdir, challenge_command=hook))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert [s["renewed"] for s in json.loads(out.stdout)["slots"]] == [True, True]
+    read_and_verify(workdir, scep, "01")
+    read_and_verify(workdir, scep, "02")
+    spent = sorted(p.stem for p in tokens.glob("*.spent"))
+    assert len(spent) == 2 and not [p for p in tokens.iterdir() if p.suffix != ".spent"]  # each used once
+    state = "".join(p.read_text(errors="replace") for p in (workdir / "state").rglob("*") if p.is_file())
+    assert not any(token in state + out.stdout + out.stderr for token in spent)  # never logged, not left behind
+    card.stop()
+
+
+@pytest.mark.parametrize("case", ["ra-refuses", "card-from-another-ca"])
+def test_ra_refusal_is_explained_and_changes_nothing(serve_card, workdir: Path, scep: ScepLab, case: str) -> None:  # type: ignore[no-untyped-def]
+    card = serve_card(key_type="RSA2048")
+    before = card_keys(card.state)
+    if case == "ra-refuses":
+        _, hook = ra_deployment(scep, workdir, "--refuse", "this card was reported lost")
+        reason = "this card was reported lost"
+    else:  # the RA trusts only the SCEP CA, not the CA that issued this card's certificates
+        _, hook = ra_deployment(scep, workdir, trusted_ca=scep.depot / "ca.pem")
+        reason = "this card's certificate was not issued by our CA"
+    out = scep.renew(workdir, scep.config(workdir, challenge_command=hook))
+    assert out.returncode == 12, out.stdout + out.stderr  # the CA/RA refused (DESIGN §7 exit codes)
+    error = json.loads(out.stdout)["error"]
+    assert error["code"] == "RA-REFUSED" and error["title"] == "The Registration Authority refused the renewal"
+    assert f"the RA refused the renewal of slot 9A: {reason}; nothing was changed" in error["message"]
+    assert error["next_step"] and error["reference"]
+    assert card_keys(card.state) == before  # no key was generated
+    assert not list((workdir / "state").rglob("journal-*.json"))  # nothing to resume
     card.stop()
 
 
