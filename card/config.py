@@ -69,6 +69,10 @@ class Settings:
     prints a one-time challenge. Placeholders: ``{slot}``, ``{transaction_id}``, ``{fingerprint}``,
     ``{serial}``."""
     allow_legacy_algorithms: bool = False
+    message_type: str = "PKCSReq"
+    """SCEP request type (RFC 8894 §3.3.1): ``PKCSReq`` (signed by the new key under a self-signed
+    transport certificate) or ``RenewalReq`` (signed by the card's other slot's certificate and key,
+    which the CA issued: 9C signs for 9A, 9A for the rest)."""
     """SCEP: accept a SHA-1-signed, DES-encrypted reply (scepserver 2.1.0 sends one)."""
     issuer_timeout_s: float = 15.0
     poll_schedule_s: tuple[float, ...] = (2.0, 5.0, 10.0)
@@ -224,6 +228,10 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
         if challenge is not None:
             raise ConfigError("issuer: set either challenge or challenge_command, not both")
         values["challenge_command"] = tuple(command)
+    if (mtype := _get(issuer, "message_type", str, "issuer")) is not None:
+        if mtype not in ("PKCSReq", "RenewalReq"):
+            raise ConfigError(f"issuer.message_type {mtype!r}: use \"PKCSReq\" or \"RenewalReq\"")
+        values["message_type"] = mtype
     if (legacy := _get(issuer, "allow_legacy_algorithms", bool, "issuer")) is not None:
         values["allow_legacy_algorithms"] = legacy
     if (timeout := issuer.get("timeout_s")) is not None:

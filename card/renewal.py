@@ -21,6 +21,7 @@ from typing import Protocol, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from card.certificates import (
@@ -35,7 +36,8 @@ from card.certificates import (
 from card.config import Settings, SlotSetting
 from card.csr import build_csr
 from card.mgmtkey import authenticate_with_configured_key
-from card.enrollment.base import CardKey, IssuedCertificate, Issuer, IssuerError, IssuerUnavailable, RenewalGrant
+from card.enrollment.base import (CardKey, IssuedCertificate, Issuer, IssuerError, IssuerUnavailable, RenewalGrant,
+                                   RequestSigner)
 from card.errors import (
     ApduError,
     CardError,
@@ -447,7 +449,14 @@ class _Renewal:
                 raise RenewalRefused(f"slot {slot.hex}: a renewed certificate may not fit the card "
                                      f"({settings.max_certificate_bytes} bytes)")
             plan.append((setting, old, sj))
-            result.slots.append(SlotResult(slot, setting.label, old))
+        signer_for = getattr(ctx.issuer, "request_signer_slot", None)
+        if signer_for is not None:
+            # Any order works: a signer slot is either untouched, already renewed in this run (new key
+            # and certificate on the card), or not yet started (old key and certificate intact); the
+            # engine stops at the first failure, so it is never caught between GENERATE and PUT DATA.
+            self._check_request_signers(plan, by_slot, signer_for)
+        for setting, old, _ in plan:
+            result.slots.append(SlotResult(setting.slot, setting.label, old))
         for setting, _, sj in plan:
             ctx.reporter.step(setting.slot, RenewalStep.DONE if sj.step == STEP_DONE else RenewalStep.PENDING)
         # Authorise every due slot while the old keys still exist.
@@ -460,6 +469,45 @@ class _Renewal:
                 sj.step = STEP_AUTHORISED
         ctx.journals.save(journal)
         return plan
+
+    def _check_request_signers(self, plan: list[tuple[SlotSetting, x509.Certificate | None, SlotJournal]],
+                               by_slot: dict[Slot, SlotStatus], signer_for: Callable[[str], str | None]) -> None:
+        """Before anything changes: every slot's request signer (SCEP RenewalReq) holds a valid RSA
+        certificate now, or is renewed in this run before it has to sign."""
+        planned = {setting.slot for setting, _, _ in plan}
+        now = self.ctx.now()
+        for setting, _, _ in plan:
+            name = signer_for(setting.slot.hex)
+            if name is None:
+                continue
+            signer = Slot.parse(name)
+            status = by_slot.get(signer)
+            cert = status.certificate if status is not None else None
+            why = None
+            if cert is None:
+                why = f"slot {signer.hex} holds no certificate"
+            elif not isinstance(cert.public_key(), rsa.RSAPublicKey):
+                why = f"slot {signer.hex} holds an {KeyType.of(cert.public_key()).name} key and the CA's reply is encrypted to the signer (RSA only)"
+            elif not cert.not_valid_before_utc <= now < cert.not_valid_after_utc and signer not in planned:
+                why = f"the certificate in slot {signer.hex} is not valid now"
+            if why:
+                raise NotSupportedError(f"a renewal request for slot {setting.slot.hex} is signed with the "
+                                        f"certificate in slot {signer.hex}, but {why}; nothing was changed")
+
+    def _request_signer(self, slot: Slot) -> RequestSigner | None:
+        """The other slot's current certificate and card key, when the issuer signs renewal requests
+        with them (read from the card now: it may have been renewed earlier in this run)."""
+        signer_for = getattr(self.ctx.issuer, "request_signer_slot", None)
+        name = signer_for(slot.hex) if signer_for is not None else None
+        if name is None:
+            return None
+        signer = Slot.parse(name)
+        cert = self.session.read_certificate(signer).certificate
+        if cert is None:
+            raise RenewalRefused(f"slot {signer.hex} holds no certificate to sign the renewal request for slot {slot.hex}")
+        kt = KeyType.of(cert.public_key())
+        return RequestSigner(cert, CardKey(cert.public_key(), lambda m: self.sign(signer, m, kt),
+                                           lambda block: self._rsa_decipher(signer, block)))
 
     def _run_slots(self, journal: Journal, plan: list[tuple[SlotSetting, x509.Certificate | None, SlotJournal]],
                    result: RenewalResult) -> None:
@@ -619,7 +667,9 @@ class _Renewal:
         del challenge
         ctx.reporter.step(slot, RenewalStep.ISSUING)
         card_key = CardKey(new_key, lambda m: self.sign(slot, m), lambda block: self._rsa_decipher(slot, block))
-        issued = self._ca(lambda: ctx.issuer.issue(grant, csr, new_key, card_key=card_key))
+        request_signer = self._request_signer(slot)
+        extra = {"request_signer": request_signer} if request_signer is not None else {}
+        issued = self._ca(lambda: ctx.issuer.issue(grant, csr, new_key, card_key=card_key, **extra))
         ctx.reporter.step(slot, RenewalStep.VERIFYING)
         self._check_issued(slot, issued, new_key, subject)
         sj.certificate_pem = issued.certificate.public_bytes(PEM).decode()

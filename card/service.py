@@ -202,7 +202,8 @@ def build_issuer(settings: Settings, window_days: int | None = None) -> Issuer:
             raise ConfigError("issuer.ca_fingerprint is needed for issuer.type = \"scep\" (GetCACert is unauthenticated)")
         return ScepIssuer(ScepSettings(settings.issuer_url, settings.ca_fingerprint, settings.challenge,
                                        settings.challenge_command, settings.allow_legacy_algorithms,
-                                       settings.issuer_timeout_s, settings.poll_schedule_s),
+                                       settings.issuer_timeout_s, settings.poll_schedule_s,
+                                       settings.message_type),
                           window_days or settings.window_days)
     raise ConfigError(f"issuer.type {settings.issuer_type!r} is not available in this version")
 

@@ -9,6 +9,7 @@ from card.enrollment.base import (
     IssuerUnavailable,
     RaRejected,
     RenewalGrant,
+    RequestSigner,
     Signer,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "IssuerUnavailable",
     "RaRejected",
     "RenewalGrant",
+    "RequestSigner",
     "Signer",
 ]

@@ -105,6 +105,16 @@ class CardKey:
 
 
 @dataclass(frozen=True)
+class RequestSigner:
+    """A certificate the CA issued earlier and its key on the card, signing a renewal request
+    (SCEP RenewalReq, RFC 8894 §3.3.1): the CA recognises its own certificate, and its reply is
+    encrypted to that key."""
+
+    certificate: x509.Certificate
+    key: CardKey
+
+
+@dataclass(frozen=True)
 class IssuedCertificate:
     """A certificate the CA issued, with its chain up to (and including) the CA."""
 

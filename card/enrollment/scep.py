@@ -3,10 +3,12 @@ POST, CertRep verification and decryption with the card key.
 
 How renewal maps onto SCEP here (see ``reference/enrollment-protocols.md`` §3–4): the old key
 exists only until GENERATE, and a SCEP reply is encrypted to the key that signed the request.
-So ``authorize_renewal`` (old key present) pins the CA and fixes the transaction; ``issue``
-(new key in the slot) sends a PKCSReq whose CSR carries the challenge password, signed by the
-new key under a short-lived self-signed transport certificate, and decrypts the CertRep with
-the new key on the card (RFC 8894 §3.2, §3.3). The challenge is never logged or journalled.
+So ``authorize_renewal`` (old key present) pins the CA, fixes the transaction and, with an RA hook
+(``challenge_command``), obtains a one-time challenge against a proof of possession of the old
+key. ``issue`` (new key in the slot) sends the CSR with the challenge password (§2.2), either as a
+PKCSReq signed by the new key under a short-lived self-signed transport certificate, or as a
+RenewalReq signed by the card's other slot's certificate (``message_type = "RenewalReq"``), and
+decrypts the CertRep on the card (§3.2, §3.3). The challenge is never logged.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from card.enrollment.base import (
     IssuerUnavailable,
     RaRejected,
     RenewalGrant,
+    RequestSigner,
     Signer,
 )
 
@@ -65,6 +68,7 @@ OID_TRANSACTION_ID = "2.16.840.1.113733.1.9.7"
 
 MESSAGE_CERT_REP = "3"
 MESSAGE_PKCS_REQ = "19"
+MESSAGE_RENEWAL_REQ = "17"
 STATUS_SUCCESS, STATUS_FAILURE, STATUS_PENDING = "0", "2", "3"
 
 FAIL_INFO = {
@@ -88,6 +92,9 @@ class ScepSettings:
     allow_legacy_algorithms: bool = False
     timeout_s: float = 15.0
     poll_schedule_s: tuple[float, ...] = (2.0, 5.0, 10.0)
+    message_type: str = "PKCSReq"
+    """``PKCSReq`` or ``RenewalReq`` (signed by another slot's CA-issued certificate, see
+    :meth:`ScepIssuer.request_signer_slot`)."""
 
 
 def _attr(oid: str, value: core.Asn1Value) -> cms.CMSAttribute:
@@ -296,20 +303,49 @@ class ScepIssuer:
                             fingerprint(old_certificate), now + dt.timedelta(days=1), secret)
 
     # -- issuance --------------------------------------------------------------------------
+    def request_signer_slot(self, slot: str) -> str | None:
+        """The slot whose certificate and key sign the request for ``slot``, or None (PKCSReq).
+
+        With ``RenewalReq`` a slot cannot sign its own renewal: PIV GENERATE has destroyed the old
+        key before the CSR exists (enrollment-protocols.md T7). So 9C signs for 9A and 9A for every
+        other slot ("leapfrog"): when both are renewed, the first is signed by the other's old key,
+        the second by the first's new key. The signer must hold an RSA key: the CA encrypts its
+        reply to it (RFC 8894 §3.3.2).
+        """
+        if self.settings.message_type != "RenewalReq":
+            return None
+        return "9C" if slot.upper() == "9A" else "9A"
+
     def issue(self, grant: RenewalGrant, csr: x509.CertificateSigningRequest, new_key: PublicKeyTypes,
-              card_key: CardKey | None = None) -> IssuedCertificate:
+              card_key: CardKey | None = None, request_signer: RequestSigner | None = None) -> IssuedCertificate:
+        """PKIOperation (RFC 8894 §3.3.1): PKCSReq signed by the new key under a self-signed transport
+        certificate, or RenewalReq signed by ``request_signer``; PENDING is polled on the configured
+        schedule (§3.3.3).
+
+        Raises:
+            IssuerRejected: FAILURE (failInfo in words), a reply that fails its checks.
+            IssuerUnavailable: HTTP errors, no connection.
+            IssuancePending: still PENDING when the schedule is used up (the transaction ID is the grant's).
+        """
         if card_key is None or not isinstance(new_key, rsa.RSAPublicKey):
             raise IssuerRejected("SCEP needs the card's RSA key to sign the request and read the reply")
         ca = self.ca_certificates()[0]
-        transport = self._transport_certificate(card_key)
+        if self.settings.message_type == "RenewalReq":
+            if request_signer is None or not isinstance(request_signer.certificate.public_key(), rsa.RSAPublicKey):
+                raise IssuerRejected("a SCEP RenewalReq needs an RSA certificate of this card, issued by the CA, "
+                                     "to sign the request")
+            signer_cert = asn1_x509.Certificate.load(request_signer.certificate.public_bytes(serialization.Encoding.DER))
+            signer_key, message_type = request_signer.key, MESSAGE_RENEWAL_REQ
+        else:
+            signer_cert, signer_key, message_type = self._transport_certificate(card_key), card_key, MESSAGE_PKCS_REQ
         nonce = os.urandom(16)
-        message = self._pki_message(csr.public_bytes(serialization.Encoding.DER), ca, transport, card_key,
-                                    grant.grant_id, nonce)
+        message = self._pki_message(csr.public_bytes(serialization.Encoding.DER), ca, signer_cert, signer_key,
+                                    grant.grant_id, nonce, message_type)
         for delay in (*self.settings.poll_schedule_s, None):
             reply, _ = self._http("PKIOperation", message)
             status, payload = self._read_cert_rep(reply, ca, grant.grant_id, nonce)
             if status == STATUS_SUCCESS:
-                return self._certificate_from(payload, transport, card_key, new_key)
+                return self._certificate_from(payload, signer_key, new_key)
             if status == STATUS_FAILURE:
                 raise IssuerRejected(f"the SCEP CA refused: {FAIL_INFO.get(payload.decode(), 'failInfo ' + payload.decode())}")
             if delay is None:  # PENDING and the schedule is used up
@@ -335,8 +371,10 @@ class ScepIssuer:
         return asn1_x509.Certificate({"tbs_certificate": tbs, "signature_algorithm": {"algorithm": "sha256_rsa"},
                                       "signature_value": signature})
 
-    def _pki_message(self, csr_der: bytes, ca: x509.Certificate, transport: asn1_x509.Certificate,
-                     card_key: CardKey, transaction_id: str, nonce: bytes) -> bytes:
+    def _pki_message(self, csr_der: bytes, ca: x509.Certificate, signer_cert: asn1_x509.Certificate,
+                     signer_key: CardKey, transaction_id: str, nonce: bytes, message_type: str) -> bytes:
+        """SignedData (signed on the card by ``signer_key``, RFC 8894 §3.2.1) around EnvelopedData to
+        the CA (§3.2.2) holding the CSR."""
         caps = self.capabilities()
         if "AES" in caps:
             cek, alg = os.urandom(16), "aes128_cbc"
@@ -374,15 +412,15 @@ class ScepIssuer:
         signed_attrs = cms.CMSAttributes([
             cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
             cms.CMSAttribute({"type": "message_digest", "values": [hashlib.sha256(enveloped).digest()]}),
-            _attr(OID_MESSAGE_TYPE, core.PrintableString(MESSAGE_PKCS_REQ)),
+            _attr(OID_MESSAGE_TYPE, core.PrintableString(message_type)),
             _attr(OID_TRANSACTION_ID, core.PrintableString(transaction_id)),
             _attr(OID_SENDER_NONCE, core.OctetString(nonce)),
         ])
-        signature = card_key.sign(signed_attrs.dump())
+        signature = signer_key.sign(signed_attrs.dump())
         signer = cms.SignerInfo({
             "version": "v1",
             "sid": cms.SignerIdentifier(name="issuer_and_serial_number", value=cms.IssuerAndSerialNumber({
-                "issuer": transport.issuer, "serial_number": transport.serial_number})),
+                "issuer": signer_cert.issuer, "serial_number": signer_cert.serial_number})),
             "digest_algorithm": {"algorithm": "sha256"},
             "signed_attrs": signed_attrs,
             "signature_algorithm": {"algorithm": "rsassa_pkcs1v15"},
@@ -392,7 +430,7 @@ class ScepIssuer:
             "version": "v1",
             "digest_algorithms": [algos.DigestAlgorithm({"algorithm": "sha256"})],
             "encap_content_info": {"content_type": "data", "content": enveloped},
-            "certificates": [transport],
+            "certificates": [signer_cert],
             "signer_infos": [signer],
         })}).dump()
 
@@ -437,11 +475,13 @@ class ScepIssuer:
             raise IssuerRejected("the SCEP reply's content does not match its signed digest")
         return status, content
 
-    def _certificate_from(self, enveloped_der: bytes, transport: asn1_x509.Certificate, card_key: CardKey,
+    def _certificate_from(self, enveloped_der: bytes, recipient_key: CardKey,
                           new_key: PublicKeyTypes) -> IssuedCertificate:
+        """Decrypt the CertRep's EnvelopedData with the key that signed the request (on the card) and
+        pick the certificate for ``new_key`` from its degenerate certs-only SignedData (§3.3.2)."""
         env = cms.ContentInfo.load(enveloped_der)["content"]
         ktri = env["recipient_infos"][0].chosen
-        cek = _pkcs1_type2_unpad(card_key.rsa_decipher(ktri["encrypted_key"].native))
+        cek = _pkcs1_type2_unpad(recipient_key.rsa_decipher(ktri["encrypted_key"].native))
         eci = env["encrypted_content_info"]
         alg = eci["content_encryption_algorithm"]
         name = alg["algorithm"].native

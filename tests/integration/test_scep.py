@@ -94,9 +94,11 @@ class ScepLab:
 
     def start(self, port: int, *extra: str, challenge: str | None = CHALLENGE) -> None:
         static = ["-challenge", challenge] if challenge else []
-        proc = subprocess.Popen(["ip", "netns", "exec", self.ns, "scepserver", "-depot", str(self.depot),
-                                 "-port", str(port), *static, "-allowrenew", "0", *extra],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.log = self.root / f"scepserver-{port}.log"
+        with self.log.open("wb") as log:
+            proc = subprocess.Popen(["ip", "netns", "exec", self.ns, "scepserver", "-depot", str(self.depot),
+                                     "-port", str(port), *static, "-allowrenew", "0", "-debug", *extra],
+                                    stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         self.wait_http(f"http://127.0.0.1:{port}/scep?operation=GetCACaps")
 
@@ -152,10 +154,11 @@ class ScepLab:
         raise AssertionError(f"nothing answered {url} in the namespace")
 
     def config(self, workdir: Path, *, port: int = 8080, fingerprint: str | None = None,
-               challenge: str = CHALLENGE, challenge_command: list[str] | None = None) -> Path:
+               challenge: str = CHALLENGE, challenge_command: list[str] | None = None,
+               message_type: str = "PKCSReq") -> Path:
         path = workdir / f"scep-{port}.toml"
         source = (f"challenge_command = {json.dumps(challenge_command)}\n" if challenge_command
-                  else f"challenge = \"{challenge}\"\n")
+                  else f"challenge = \"{challenge}\"\n") + f"message_type = \"{message_type}\"\n"
         path.write_text(
             "[issuer]\ntype = \"scep\"\n"
             f"url = \"http://127.0.0.1:{port}/scep\"\n"
@@ -319,6 +322,22 @@ def test_ra_refusal_is_explained_and_changes_nothing(serve_card, workdir: Path, 
     assert error["next_step"] and error["reference"]
     assert card_keys(card.state) == before  # no key was generated
     assert not list((workdir / "state").rglob("journal-*.json"))  # nothing to resume
+    card.stop()
+
+
+def test_renewal_req_is_signed_by_the_other_slots_certificate(serve_card, workdir: Path, scep: ScepLab) -> None:  # type: ignore[no-untyped-def]
+    """RFC 8894 RenewalReq: each slot's request is signed with the card's other certificate (9C for
+    9A, 9A for 9C; the first by the other's old key, the second by the first's new key) and the
+    reply is decrypted with that key on the card."""
+    scep.start(8080)
+    card = serve_card(key_type="RSA2048")
+    out = scep.renew(workdir, scep.config(workdir, message_type="RenewalReq"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert [s["renewed"] for s in json.loads(out.stdout)["slots"]] == [True, True]
+    read_and_verify(workdir, scep, "01")
+    read_and_verify(workdir, scep, "02")
+    log = scep.log.read_text()  # the server names the message type only in its debug log
+    assert log.count('scep_message_type="RenewalReq (17)"') == 2 and "PKCSReq" not in log
     card.stop()
 
 

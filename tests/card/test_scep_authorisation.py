@@ -1,6 +1,7 @@
-"""The SCEP RA hook (``issuer.challenge_command``): run at authorisation, while the old key exists,
-with a proof of possession on stdin; its one-time challenge rides in the grant. Every way the hook
-can fail is an error raised before any key is generated."""
+"""SCEP authorisation before anything changes on the card: the RA hook (``issuer.challenge_command``)
+runs at authorisation, while the old key exists, with a proof of possession on stdin, and its
+one-time challenge rides in the grant; every way the hook can fail is an error raised before any
+key is generated. With ``message_type = "RenewalReq"`` the signing slot is checked in preflight."""
 
 from __future__ import annotations
 
@@ -15,9 +16,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from card.config import ConfigError, load_settings
+from card.config import ConfigError, Settings, load_settings
+from card.emulator.card import SoftPivCard
+from card.emulator.create import create_card_state
 from card.enrollment.base import IssuerRejected, IssuerUnavailable, RenewalGrant
 from card.enrollment.scep import ScepIssuer, ScepSettings
+from card.errors import NotSupportedError
+from card.journal import AuditLog, JournalStore
+from card.piv import KeyType, PivSession, Slot
+from card.renewal import RenewalContext, renew
 
 RA = Path(__file__).parents[1] / "integration" / "scep_ra.py"
 
@@ -119,3 +126,26 @@ def test_bad_ra_hook_configuration_is_refused(tmp_path: Path, body: str, text: s
     path.write_text(f'[issuer]\ntype = "scep"\nurl = "http://x/scep"\n{body}\n')
     with pytest.raises(ConfigError, match=text.replace("{", r"\{").replace("}", r"\}")):
         load_settings(path)
+
+
+@pytest.mark.parametrize(("slots", "key_type", "why"), [
+    ((Slot.AUTHENTICATION,), KeyType.RSA2048, "slot 9C holds no certificate"),
+    ((Slot.AUTHENTICATION, Slot.SIGNATURE), KeyType.ECCP256, "slot 9C holds an ECCP256 key"),
+])
+def test_renewal_req_without_a_usable_signer_slot_is_refused_before_generation(
+        ca, tmp_path: Path, slots: tuple, key_type: KeyType, why: str) -> None:  # type: ignore[no-untyped-def]
+    """With message_type = "RenewalReq" slot 9A's request is signed by slot 9C's certificate and key:
+    a card without one (or with an EC key, which cannot read the CA's encrypted reply) is refused
+    while nothing has changed."""
+    card = SoftPivCard(create_card_state(ca, slots=slots, key_type=key_type), tmp_path / "card.json")
+    before = ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects))
+    scep = ScepIssuer(ScepSettings("http://127.0.0.1:9/scep", None, challenge="x", message_type="RenewalReq"))
+    scep._ca, scep._caps = [], {"POSTPKIOPERATION", "AES"}  # GetCACert/GetCACaps answered (tested in integration)
+    scep.supported_key_types = lambda: {"RSA2048", "ECCP256"}  # type: ignore[method-assign]  # reach the signer check
+    settings = Settings(state_dir=tmp_path / "state")
+    ctx = RenewalContext(settings, scep, JournalStore(settings.state_dir), AuditLog(settings.state_dir / "audit.log"))
+    with pytest.raises(NotSupportedError) as exc:
+        renew(PivSession(card), ctx, "123456")
+    assert f"a renewal request for slot 9A is signed with the certificate in slot 9C, but {why}" in str(exc.value)
+    assert "nothing was changed" in str(exc.value)
+    assert ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects)) == before
