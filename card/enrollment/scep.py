@@ -69,6 +69,7 @@ OID_TRANSACTION_ID = "2.16.840.1.113733.1.9.7"
 MESSAGE_CERT_REP = "3"
 MESSAGE_PKCS_REQ = "19"
 MESSAGE_RENEWAL_REQ = "17"
+MESSAGE_CERT_POLL = "20"
 STATUS_SUCCESS, STATUS_FAILURE, STATUS_PENDING = "0", "2", "3"
 
 FAIL_INFO = {
@@ -137,6 +138,17 @@ def _pkcs1_type2_unpad(block: bytes) -> bytes:
     if sep < 10:
         raise IssuerRejected("the CA's reply could not be decrypted with the card key")
     return block[sep + 1 :]
+
+
+class IssuerAndSubject(core.Sequence):
+    """The content of a CertPoll (RFC 8894 §3.3.3): the CA's name and the requested subject."""
+
+    _fields = [("issuer", asn1_x509.Name), ("subject", asn1_x509.Name)]
+
+
+def _issuer_and_subject(ca: x509.Certificate, subject: x509.Name) -> bytes:
+    return IssuerAndSubject({"issuer": asn1_x509.Name.load(ca.subject.public_bytes()),
+                             "subject": asn1_x509.Name.load(subject.public_bytes())}).dump()
 
 
 def ra_proof_message(slot: str, transaction_id: str, certificate_fingerprint: str, nonce_hex: str,
@@ -319,8 +331,8 @@ class ScepIssuer:
     def issue(self, grant: RenewalGrant, csr: x509.CertificateSigningRequest, new_key: PublicKeyTypes,
               card_key: CardKey | None = None, request_signer: RequestSigner | None = None) -> IssuedCertificate:
         """PKIOperation (RFC 8894 §3.3.1): PKCSReq signed by the new key under a self-signed transport
-        certificate, or RenewalReq signed by ``request_signer``; PENDING is polled on the configured
-        schedule (§3.3.3).
+        certificate, or RenewalReq signed by ``request_signer``; while the CA answers PENDING, a
+        CertPoll (§3.3.3) after each delay of ``poll_schedule_s`` (seconds), then IssuancePending.
 
         Raises:
             IssuerRejected: FAILURE (failInfo in words), a reply that fails its checks.
@@ -341,17 +353,20 @@ class ScepIssuer:
         nonce = os.urandom(16)
         message = self._pki_message(csr.public_bytes(serialization.Encoding.DER), ca, signer_cert, signer_key,
                                     grant.grant_id, nonce, message_type)
-        for delay in (*self.settings.poll_schedule_s, None):
-            reply, _ = self._http("PKIOperation", message)
-            status, payload = self._read_cert_rep(reply, ca, grant.grant_id, nonce)
-            if status == STATUS_SUCCESS:
-                return self._certificate_from(payload, signer_key, new_key)
-            if status == STATUS_FAILURE:
-                raise IssuerRejected(f"the SCEP CA refused: {FAIL_INFO.get(payload.decode(), 'failInfo ' + payload.decode())}")
-            if delay is None:  # PENDING and the schedule is used up
-                raise IssuancePending(grant.grant_id)
-            time.sleep(delay)  # PENDING: ask again (RFC 8894 §3.3.3, same transaction)
-        raise IssuancePending(grant.grant_id)
+        status, payload = self._read_cert_rep(self._http("PKIOperation", message)[0], ca, grant.grant_id, nonce)
+        for delay in self.settings.poll_schedule_s:
+            if status != STATUS_PENDING:
+                break
+            time.sleep(delay)  # PENDING: CertPoll in the same transaction (RFC 8894 §3.3.3)
+            nonce = os.urandom(16)
+            poll = self._pki_message(_issuer_and_subject(ca, csr.subject), ca, signer_cert, signer_key,
+                                     grant.grant_id, nonce, MESSAGE_CERT_POLL)
+            status, payload = self._read_cert_rep(self._http("PKIOperation", poll)[0], ca, grant.grant_id, nonce)
+        if status == STATUS_SUCCESS:
+            return self._certificate_from(payload, signer_key, new_key)
+        if status == STATUS_FAILURE:
+            raise IssuerRejected(f"the SCEP CA refused: {FAIL_INFO.get(payload.decode(), 'failInfo ' + payload.decode())}")
+        raise IssuancePending(grant.grant_id)  # still PENDING when the schedule is used up
 
     def _transport_certificate(self, card_key: CardKey) -> asn1_x509.Certificate:
         """A self-signed certificate for the new key, valid one hour, signed on the card (RFC 8894 §2.3)."""
@@ -371,10 +386,10 @@ class ScepIssuer:
         return asn1_x509.Certificate({"tbs_certificate": tbs, "signature_algorithm": {"algorithm": "sha256_rsa"},
                                       "signature_value": signature})
 
-    def _pki_message(self, csr_der: bytes, ca: x509.Certificate, signer_cert: asn1_x509.Certificate,
+    def _pki_message(self, content: bytes, ca: x509.Certificate, signer_cert: asn1_x509.Certificate,
                      signer_key: CardKey, transaction_id: str, nonce: bytes, message_type: str) -> bytes:
         """SignedData (signed on the card by ``signer_key``, RFC 8894 §3.2.1) around EnvelopedData to
-        the CA (§3.2.2) holding the CSR."""
+        the CA (§3.2.2) holding ``content`` (DER: the CSR, or IssuerAndSubject for a CertPoll)."""
         caps = self.capabilities()
         if "AES" in caps:
             cek, alg = os.urandom(16), "aes128_cbc"
@@ -390,7 +405,7 @@ class ScepIssuer:
             raise IssuerRejected("the SCEP server offers neither AES nor 3DES; allow_legacy_algorithms is off")
         padder = padding.PKCS7(block_bits).padder()
         enc = cipher.encryptor()
-        ciphertext = enc.update(padder.update(csr_der) + padder.finalize()) + enc.finalize()
+        ciphertext = enc.update(padder.update(content) + padder.finalize()) + enc.finalize()
         ca_key = ca.public_key()
         assert isinstance(ca_key, rsa.RSAPublicKey)
         asn1_ca = asn1_x509.Certificate.load(ca.public_bytes(serialization.Encoding.DER))
@@ -465,8 +480,10 @@ class ScepIssuer:
         status = values.get(OID_PKI_STATUS, b"").decode()
         if status == STATUS_FAILURE:
             return status, values.get(OID_FAIL_INFO, b"?")
-        if status != STATUS_SUCCESS:
+        if status == STATUS_PENDING:
             return status, b""
+        if status != STATUS_SUCCESS:
+            raise IssuerRejected(f"the SCEP reply has an unknown pkiStatus {status!r}")
         content = signed["encap_content_info"]["content"].native
         h = hashes.Hash(digest)
         h.update(content)

@@ -26,54 +26,6 @@ pytestmark = pytest.mark.pcscd
 CHALLENGE = "s3cret-challenge"
 
 
-PENDING_SERVER = r"""
-import hashlib, http.server, sys
-from pathlib import Path
-from asn1crypto import cms, core, x509 as ax509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
-directory, port = Path(sys.argv[1]), int(sys.argv[2])
-ca_der = (directory / "ca.der").read_bytes()
-key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
-ca = ax509.Certificate.load(ca_der)
-def attr(oid, value):
-    return cms.CMSAttribute({"type": oid, "values": [value]})
-class H(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *a): pass
-    def reply(self, body, ctype):
-        self.send_response(200); self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
-    def do_GET(self):
-        if "GetCACaps" in self.path: self.reply(b"POSTPKIOperation\nSHA-256\nAES\n", "text/plain")
-        else: self.reply(ca_der, "application/x-x509-ca-cert")
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        with open(directory / "requests", "a") as fh: fh.write("x")
-        req = {a["type"].dotted: a["values"][0] for a in
-               cms.ContentInfo.load(body)["content"]["signer_infos"][0]["signed_attrs"]}
-        get = lambda oid: req[oid].parsed if isinstance(req[oid], core.Any) else req[oid]
-        txid = get("2.16.840.1.113733.1.9.7").native
-        nonce = core.OctetString.load(get("2.16.840.1.113733.1.9.5").dump()).native
-        attrs = cms.CMSAttributes([
-            cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
-            cms.CMSAttribute({"type": "message_digest", "values": [hashlib.sha256(b"").digest()]}),
-            attr("2.16.840.1.113733.1.9.2", core.PrintableString("3")),
-            attr("2.16.840.1.113733.1.9.3", core.PrintableString("3")),
-            attr("2.16.840.1.113733.1.9.7", core.PrintableString(txid)),
-            attr("2.16.840.1.113733.1.9.6", core.OctetString(nonce)),
-            attr("2.16.840.1.113733.1.9.5", core.OctetString(b"0123456789abcdef")),
-        ])
-        sig = key.sign(attrs.dump(), padding.PKCS1v15(), hashes.SHA256())
-        signer = cms.SignerInfo({"version": "v1", "sid": cms.SignerIdentifier(name="issuer_and_serial_number",
-            value=cms.IssuerAndSerialNumber({"issuer": ca.issuer, "serial_number": ca.serial_number})),
-            "digest_algorithm": {"algorithm": "sha256"}, "signed_attrs": attrs,
-            "signature_algorithm": {"algorithm": "rsassa_pkcs1v15"}, "signature": sig})
-        rep = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData({"version": "v1",
-            "digest_algorithms": [{"algorithm": "sha256"}], "encap_content_info": {"content_type": "data"},
-            "certificates": [ca], "signer_infos": [signer]})})
-        self.reply(rep.dump(), "application/x-pki-message")
-http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
-"""
 
 
 class ScepLab:
@@ -113,9 +65,10 @@ class ScepLab:
         self.procs.append(proc)
         self.wait_http(f"http://127.0.0.1:{port}/", accept_error=True)
 
-    def start_pending(self, port: int, directory: Path) -> str:
-        """A SCEP CA of our own that answers every PKIOperation PENDING (RFC 8894 §3.3.2.2),
-        counting the requests in ``directory/requests``; returns its CA fingerprint."""
+    def start_pending(self, port: int, directory: Path, approve_after: int = -1) -> str:
+        """A SCEP CA of our own (``scep_pending_ca.py``) that answers PENDING until ``approve_after``
+        CertPolls arrived (-1: never), logging message types in ``directory/requests``; returns its
+        CA fingerprint."""
         import datetime as dt
 
         from cryptography import x509
@@ -135,8 +88,9 @@ class ScepLab:
         (directory / "ca.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                                              serialization.PrivateFormat.PKCS8,
                                                              serialization.NoEncryption()))
-        proc = subprocess.Popen(["ip", "netns", "exec", self.ns, sys.executable, "-c", PENDING_SERVER,
-                                 str(directory), str(port)])
+        proc = subprocess.Popen(["ip", "netns", "exec", self.ns, sys.executable,
+                                 str(Path(__file__).with_name("scep_pending_ca.py")), str(directory), str(port),
+                                 str(approve_after)])
         self.procs.append(proc)
         self.wait_http(f"http://127.0.0.1:{port}/scep?operation=GetCACaps")
         return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
@@ -351,10 +305,33 @@ def test_pending_that_never_completes_is_bounded_and_keeps_the_transaction(serve
     error = report["slots"][0]["error"]
     assert "has not issued yet (transaction " in error
     transaction = error.split("(transaction ")[1].rstrip(")")
-    assert (workdir / "pending-ca" / "requests").read_text() == "xxx"  # the request and two polls, then stop
+    # the PKCSReq, then a CertPoll after each of the two delays of the schedule, then stop
+    assert (workdir / "pending-ca" / "requests").read_text().split() == ["19", "20", "20"]
     journal = json.loads(next((workdir / "state" / "cardrenew").glob("journal-*.json")).read_text())
     assert journal["slots"]["9A"]["grant"]["grant_id"] == transaction  # kept for the next run
     assert "9C" not in journal["slots"] or journal["slots"]["9C"]["step"] == "authorised"
+    card.stop()
+
+
+def test_pending_then_approved_is_polled_with_certpoll_and_renews(serve_card, workdir: Path,  # type: ignore[no-untyped-def]
+                                                                  scep: ScepLab) -> None:
+    """RFC 8894 §3.3.3: PENDING, then CertPoll (IssuerAndSubject, same transaction) until the CA
+    issues; the certificate is decrypted on the card and written."""
+    fingerprint = scep.start_pending(8081, workdir / "pending-ca", approve_after=2)
+    card = serve_card(key_type="RSA2048")
+    out = scep.renew(workdir, scep.config(workdir, port=8081, fingerprint=fingerprint))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert [s["renewed"] for s in json.loads(out.stdout)["slots"]] == [True, True]
+    assert (workdir / "pending-ca" / "requests").read_text().split() == ["19", "20", "20"] * 2
+    pem = subprocess.run(["pkcs15-tool", "--reader", READER, "--read-certificate", "01"],
+                         capture_output=True, text=True, check=True).stdout
+    (workdir / "pending-01.pem").write_text(pem)
+    (workdir / "pending-ca.pem").write_bytes(subprocess.run(
+        ["openssl", "x509", "-inform", "DER", "-in", str(workdir / "pending-ca" / "ca.der")],
+        capture_output=True, check=True).stdout)
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(workdir / "pending-ca.pem"),
+                             str(workdir / "pending-01.pem")], capture_output=True, text=True)
+    assert ": OK" in verify.stdout, verify.stdout + verify.stderr
     card.stop()
 
 
