@@ -219,9 +219,13 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
             raise ConfigError("issuer.challenge_command must be a list of strings, e.g. [\"ra-hook\", \"--slot\", \"{slot}\"]")
         for part in command:
             try:
-                names = {field for _, field, _, _ in string.Formatter().parse(part) if field is not None}
+                parsed = list(string.Formatter().parse(part))
             except ValueError as exc:
                 raise ConfigError(f"issuer.challenge_command {part!r}: {exc}") from exc
+            names = {field for _, field, _, _ in parsed if field is not None}
+            if any(spec or conversion for _, field, spec, conversion in parsed if field is not None):
+                raise ConfigError(f"issuer.challenge_command {part!r}: placeholders take no format or conversion "
+                                  "(write {slot}, not {slot:…} or {slot!r}); a literal brace is {{ or }}")
             if unknown := names - RA_HOOK_PLACEHOLDERS:
                 raise ConfigError(f"issuer.challenge_command {part!r}: unknown placeholder "
                                   f"{{{sorted(unknown)[0]}}}; use {', '.join('{' + n + '}' for n in sorted(RA_HOOK_PLACEHOLDERS))}")

@@ -36,8 +36,8 @@ from card.certificates import (
 from card.config import Settings, SlotSetting
 from card.csr import build_csr
 from card.mgmtkey import authenticate_with_configured_key
-from card.enrollment.base import (CardKey, IssuedCertificate, Issuer, IssuerError, IssuerUnavailable, RenewalGrant,
-                                   RequestSigner)
+from card.enrollment.base import (CardKey, IssuedCertificate, Issuer, IssuerError, IssuerRejected, IssuerUnavailable,
+                                   RenewalGrant, RequestSigner, RetryRefused)
 from card.errors import (
     ApduError,
     CardError,
@@ -461,7 +461,9 @@ class _Renewal:
             ctx.reporter.step(setting.slot, RenewalStep.DONE if sj.step == STEP_DONE else RenewalStep.PENDING)
         # Authorise every due slot while the old keys still exist.
         for setting, old, sj in plan:
-            if sj.step == STEP_PLANNED and old is not None:
+            # STEP_AUTHORISED too: GENERATE never started, so the old key is intact and a grant left
+            # by an interrupted run (perhaps expired at the RA) is replaced by a fresh one.
+            if sj.step in (STEP_PLANNED, STEP_AUTHORISED) and old is not None:
                 ctx.reporter.step(setting.slot, RenewalStep.AUTHORISING)
                 grant = self._ca(lambda: ctx.issuer.authorize_renewal(setting.slot.hex, old,
                                                                      lambda m, s=setting.slot: self.sign(s, m)))
@@ -472,27 +474,40 @@ class _Renewal:
 
     def _check_request_signers(self, plan: list[tuple[SlotSetting, x509.Certificate | None, SlotJournal]],
                                by_slot: dict[Slot, SlotStatus], signer_for: Callable[[str], str | None]) -> None:
-        """Before anything changes: every slot's request signer (SCEP RenewalReq) holds a valid RSA
-        certificate now, or is renewed in this run before it has to sign."""
+        """Before anything changes: every slot's request signer (SCEP RenewalReq) holds an RSA
+        certificate that is valid now (or is renewed in this run before it has to sign) and the
+        key in that slot matches it (a test signature).
+
+        Raises:
+            RenewalRefused: naming the signer slot and what is wrong with it.
+        """
         planned = {setting.slot for setting, _, _ in plan}
         now = self.ctx.now()
+        checked: set[Slot] = set()
         for setting, _, _ in plan:
             name = signer_for(setting.slot.hex)
             if name is None:
                 continue
             signer = Slot.parse(name)
             status = by_slot.get(signer)
-            cert = status.certificate if status is not None else None
+            # a slot outside renewal.slots is not in the summary: read it from the card
+            cert = status.certificate if status is not None else self.session.read_certificate(signer).certificate
             why = None
             if cert is None:
                 why = f"slot {signer.hex} holds no certificate"
             elif not isinstance(cert.public_key(), rsa.RSAPublicKey):
-                why = f"slot {signer.hex} holds an {KeyType.of(cert.public_key()).name} key and the CA's reply is encrypted to the signer (RSA only)"
+                why = (f"slot {signer.hex} holds an {KeyType.of(cert.public_key()).name} key and the CA's reply "
+                       "is encrypted to the signer (RSA only)")
             elif not cert.not_valid_before_utc <= now < cert.not_valid_after_utc and signer not in planned:
                 why = f"the certificate in slot {signer.hex} is not valid now"
+            elif signer not in checked and self._slot_key_is(signer, [cert.public_key()]) != 0:
+                why = f"the key in slot {signer.hex} does not match its certificate"
+            checked.add(signer)
             if why:
-                raise NotSupportedError(f"a renewal request for slot {setting.slot.hex} is signed with the "
-                                        f"certificate in slot {signer.hex}, but {why}; nothing was changed")
+                raise RenewalRefused(f"a renewal request for slot {setting.slot.hex} is signed with the "
+                                     f"certificate in slot {signer.hex}, but {why}; nothing was changed",
+                                     next_step=f"Contact {self.ctx.settings.ra_contact}: slot {signer.hex} must hold "
+                                               "a working RSA certificate, or the CA must be set to PKCSReq.")
 
     def _request_signer(self, slot: Slot) -> RequestSigner | None:
         """The other slot's current certificate and card key, when the issuer signs renewal requests
@@ -669,7 +684,15 @@ class _Renewal:
         card_key = CardKey(new_key, lambda m: self.sign(slot, m), lambda block: self._rsa_decipher(slot, block))
         request_signer = self._request_signer(slot)
         extra = {"request_signer": request_signer} if request_signer is not None else {}
-        issued = self._ca(lambda: ctx.issuer.issue(grant, csr, new_key, card_key=card_key, **extra))
+        if not grant.request_sent:  # from here on the CA may issue before we hear back: say so for a resume
+            sj.grant = {**sj.grant, "request_sent": "1"}
+            ctx.journals.save(journal)
+        try:
+            issued = self._ca(lambda: ctx.issuer.issue(grant, csr, new_key, card_key=card_key, **extra))
+        except IssuerRejected as exc:
+            if not isinstance(exc, RetryRefused):  # the CA answered this request: nothing is waiting there
+                sj.grant = {k: v for k, v in sj.grant.items() if k != "request_sent"}
+            raise
         ctx.reporter.step(slot, RenewalStep.VERIFYING)
         self._check_issued(slot, issued, new_key, subject)
         sj.certificate_pem = issued.certificate.public_bytes(PEM).decode()

@@ -242,6 +242,9 @@ class CardRenewApp(App[int]):
             next_step = error.next_step.replace("your Registration Authority (RA)", ra)
             if isinstance(error, InvalidPinError):
                 next_step = "Nothing was changed on your card. Select Update My Card to try again, entering the PIN carefully."
+            reference = getattr(error, "reference", None)
+            if reference and reference not in next_step:  # the code the RA asks for
+                next_step = f"{next_step} Reference: {reference}."
             return error.title, str(error), next_step
         return ("Unexpected error", f"{error.__class__.__name__}: {error}",
                 f"Try again. If the problem persists, contact {ra}.")

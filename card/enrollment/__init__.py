@@ -8,8 +8,10 @@ from card.enrollment.base import (
     IssuerRejected,
     IssuerUnavailable,
     RaRejected,
+    RaUnavailable,
     RenewalGrant,
     RequestSigner,
+    RetryRefused,
     Signer,
 )
 
@@ -21,7 +23,9 @@ __all__ = [
     "IssuerRejected",
     "IssuerUnavailable",
     "RaRejected",
+    "RaUnavailable",
     "RenewalGrant",
     "RequestSigner",
+    "RetryRefused",
     "Signer",
 ]

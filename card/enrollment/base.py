@@ -31,6 +31,17 @@ class IssuerRejected(IssuerError):
     next_step = "Nothing was changed on your card. Contact your Registration Authority (RA) with the reference shown."
 
 
+class RetryRefused(IssuerRejected):
+    """The CA refused a request it was sent before under the same grant, whose answer never arrived:
+    it has probably issued already, and the one-time authorisation is spent."""
+
+    title = "The certificate authority refused to issue again"
+    code = "CA-RETRY-REFUSED"
+    next_step = ("This certificate's new key has no certificate yet, and the certificate authority will not "
+                 "issue a second one under the same request. Contact your Registration Authority (RA) with the "
+                 "reference shown: they can release the certificate already issued, or re-issue this slot.")
+
+
 class RaRejected(IssuerRejected):
     """The Registration Authority (the deployment's RA hook) refused to authorise the renewal."""
 
@@ -44,6 +55,13 @@ class IssuerUnavailable(IssuerError):
     title = "The certificate authority cannot be reached"
     code = "CA-DOWN"
     next_step = "Try again later from the Card tab. If it keeps failing, contact your Registration Authority (RA)."
+
+
+class RaUnavailable(IssuerUnavailable):
+    """The Registration Authority (the deployment's RA hook) cannot answer now; retryable."""
+
+    title = "The Registration Authority cannot be reached"
+    code = "RA-DOWN"
 
 
 class IssuancePending(IssuerError):
@@ -75,6 +93,9 @@ class RenewalGrant:
     old_certificate_fingerprint: str
     expires: dt.datetime
     secret: str | None = field(default=None, repr=False)
+    request_sent: bool = False
+    """An earlier run sent the CA a request under this grant and recorded no answer: the CA may
+    have issued already (the reply was lost), so ``issue`` first asks for that result."""
 
     def to_dict(self) -> dict[str, str]:
         out = {
@@ -86,12 +107,14 @@ class RenewalGrant:
         }
         if self.secret is not None:
             out["secret"] = self.secret
+        if self.request_sent:
+            out["request_sent"] = "1"
         return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, str]) -> RenewalGrant:
         return cls(raw["grant_id"], raw["slot"], raw["subject_der_hex"], raw["old_certificate_fingerprint"],
-                   dt.datetime.fromisoformat(raw["expires"]), raw.get("secret"))
+                   dt.datetime.fromisoformat(raw["expires"]), raw.get("secret"), raw.get("request_sent") == "1")
 
 
 class CardKey:

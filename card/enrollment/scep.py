@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import time
 import urllib.error
@@ -40,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from card.certificates import fingerprint, key_matches, public_key_der
+from card.config import ConfigError
 from card.enrollment.base import (
     CardKey,
     IssuancePending,
@@ -47,8 +49,10 @@ from card.enrollment.base import (
     IssuerRejected,
     IssuerUnavailable,
     RaRejected,
+    RaUnavailable,
     RenewalGrant,
     RequestSigner,
+    RetryRefused,
     Signer,
 )
 
@@ -244,14 +248,15 @@ class ScepIssuer:
 
         Raises:
             RaRejected: the RA refused (the hook exited non-zero).
-            IssuerRejected: the hook printed no challenge.
-            IssuerUnavailable: the hook cannot be run, timed out, or exited 75.
+            IssuerRejected: the hook printed no challenge, or one that is not 1–255 printable characters.
+            RaUnavailable: the hook timed out, was ended by a signal, or exited 75.
+            ConfigError: the hook cannot be run.
         """
         assert self.settings.challenge_command
         fp = fingerprint(old_certificate)
         values = {"slot": slot, "transaction_id": transaction_id, "fingerprint": fp,
                   "serial": f"{old_certificate.serial_number:X}"}
-        argv = [part.format_map(values) if "{" in part else part for part in self.settings.challenge_command]
+        argv = [part.format_map(values) for part in self.settings.challenge_command]
         nonce = os.urandom(32).hex()
         signed_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
         message = ra_proof_message(slot, transaction_id, fp, nonce, signed_at)
@@ -261,23 +266,48 @@ class ScepIssuer:
             "signed_message": base64.b64encode(message).decode(),
             "signature": base64.b64encode(sign_with_old_key(message)).decode(), "hash": "SHA-256",
         }
-        try:
-            done = subprocess.run(argv, input=json.dumps(proof), capture_output=True, text=True,
-                                  timeout=self.settings.timeout_s, check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise IssuerUnavailable(f"the RA hook {argv[0]!r} did not answer within {self.settings.timeout_s:g} s") from exc
-        except OSError as exc:
-            raise IssuerUnavailable(f"the RA hook {argv[0]!r} cannot be run ({exc.strerror or exc})") from exc
-        said = next((line.strip() for line in reversed(done.stderr.splitlines()) if line.strip()), "")[:200]
-        if done.returncode == 75:
-            raise IssuerUnavailable(f"the RA is unavailable for slot {slot}" + (f": {said}" if said else ""))
-        if done.returncode != 0:
+        returncode, stdout, stderr = self._run_hook(argv, json.dumps(proof))
+        said = "".join(ch for ch in next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+                       if ch.isprintable())[:200]  # shown to the user: no terminal control sequences
+        if returncode == 75:
+            raise RaUnavailable(f"the RA is unavailable for slot {slot}" + (f": {said}" if said else ""))
+        if returncode < 0:
+            raise RaUnavailable(f"the RA hook {argv[0]!r} was ended by signal {-returncode}" +
+                                (f": {said}" if said else ""))
+        if returncode != 0:
             raise RaRejected(f"the RA refused the renewal of slot {slot}" + (f": {said}" if said else
-                                 f" (its hook exited {done.returncode})") + "; nothing was changed")
-        challenge = done.stdout.strip().splitlines()[0].strip() if done.stdout.strip() else ""
+                             f" (its hook exited {returncode})") + "; nothing was changed")
+        challenge = stdout.split("\n", 1)[0].removesuffix("\r").strip(" \t")
         if not challenge:
             raise IssuerRejected(f"the RA hook gave no challenge for slot {slot}; nothing was changed")
+        if len(challenge) > 255 or not challenge.isprintable():  # PKCS#9 challengePassword: ub 255
+            raise IssuerRejected(f"the RA hook gave an unusable challenge for slot {slot} (more than 255 characters, "
+                                 "or control characters); nothing was changed")
         return challenge
+
+    def _run_hook(self, argv: list[str], stdin: str) -> tuple[int, str, str]:
+        """Run the RA hook in its own process group (a timeout ends the hook and its children);
+        returns (exit status, stdout, stderr), undecodable bytes replaced.
+
+        Raises:
+            ConfigError: the hook cannot be run (missing, not executable).
+            RaUnavailable: it did not finish within ``timeout_s``.
+        """
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True)  # bytes: no newline translation of the challenge
+        except OSError as exc:
+            raise ConfigError(f"issuer.challenge_command: {argv[0]!r} cannot be run ({exc.strerror or exc})") from exc
+        try:
+            out, err = proc.communicate(stdin.encode(), timeout=self.settings.timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.communicate()
+            raise RaUnavailable(f"the RA hook {argv[0]!r} did not answer within {self.settings.timeout_s:g} s") from exc
+        return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
     def challenge_password(self, grant: RenewalGrant) -> str | None:
         """The challenge password for the CSR of ``grant``: the RA's one-time challenge carried by the
@@ -344,29 +374,47 @@ class ScepIssuer:
         ca = self.ca_certificates()[0]
         if self.settings.message_type == "RenewalReq":
             if request_signer is None or not isinstance(request_signer.certificate.public_key(), rsa.RSAPublicKey):
-                raise IssuerRejected("a SCEP RenewalReq needs an RSA certificate of this card, issued by the CA, "
-                                     "to sign the request")
+                raise IssuerRejected("a SCEP RenewalReq needs another RSA certificate of this card to sign the request")
             signer_cert = asn1_x509.Certificate.load(request_signer.certificate.public_bytes(serialization.Encoding.DER))
             signer_key, message_type = request_signer.key, MESSAGE_RENEWAL_REQ
         else:
             signer_cert, signer_key, message_type = self._transport_certificate(card_key), card_key, MESSAGE_PKCS_REQ
-        nonce = os.urandom(16)
-        message = self._pki_message(csr.public_bytes(serialization.Encoding.DER), ca, signer_cert, signer_key,
-                                    grant.grant_id, nonce, message_type)
-        status, payload = self._read_cert_rep(self._http("PKIOperation", message)[0], ca, grant.grant_id, nonce)
+        status, payload = STATUS_FAILURE, b""
+        if grant.request_sent:  # an earlier run's request may have been issued and its reply lost
+            try:
+                status, payload = self._cert_poll(ca, csr.subject, signer_cert, signer_key, grant.grant_id)
+            except (IssuerRejected, IssuerUnavailable) as exc:  # not known, or no CertPoll here: send it again
+                logger.info("CertPoll for transaction %s gave no result (%s); sending the request again",
+                            grant.grant_id, exc)
+                status = STATUS_FAILURE
+        if status == STATUS_FAILURE:
+            nonce = os.urandom(16)
+            message = self._pki_message(csr.public_bytes(serialization.Encoding.DER), ca, signer_cert, signer_key,
+                                        grant.grant_id, nonce, message_type)
+            status, payload = self._read_cert_rep(self._http("PKIOperation", message)[0], ca, grant.grant_id, nonce)
+            if status == STATUS_FAILURE and grant.request_sent:
+                raise RetryRefused(f"the SCEP CA refused the request for slot {grant.slot} when it was sent again "
+                                   f"(transaction {grant.grant_id}; "
+                                   f"{FAIL_INFO.get(payload.decode(), 'failInfo ' + payload.decode()).split(':')[0]}); "
+                                   "it may have issued a certificate for the first attempt, whose answer was lost")
         for delay in self.settings.poll_schedule_s:
             if status != STATUS_PENDING:
                 break
             time.sleep(delay)  # PENDING: CertPoll in the same transaction (RFC 8894 §3.3.3)
-            nonce = os.urandom(16)
-            poll = self._pki_message(_issuer_and_subject(ca, csr.subject), ca, signer_cert, signer_key,
-                                     grant.grant_id, nonce, MESSAGE_CERT_POLL)
-            status, payload = self._read_cert_rep(self._http("PKIOperation", poll)[0], ca, grant.grant_id, nonce)
+            status, payload = self._cert_poll(ca, csr.subject, signer_cert, signer_key, grant.grant_id)
         if status == STATUS_SUCCESS:
             return self._certificate_from(payload, signer_key, new_key)
         if status == STATUS_FAILURE:
             raise IssuerRejected(f"the SCEP CA refused: {FAIL_INFO.get(payload.decode(), 'failInfo ' + payload.decode())}")
         raise IssuancePending(grant.grant_id)  # still PENDING when the schedule is used up
+
+    def _cert_poll(self, ca: x509.Certificate, subject: x509.Name, signer_cert: asn1_x509.Certificate,
+                   signer_key: CardKey, transaction_id: str) -> tuple[str, bytes]:
+        """One CertPoll (RFC 8894 §3.3.3): IssuerAndSubject in the transaction, a fresh senderNonce."""
+        nonce = os.urandom(16)
+        poll = self._pki_message(_issuer_and_subject(ca, subject), ca, signer_cert, signer_key, transaction_id,
+                                 nonce, MESSAGE_CERT_POLL)
+        return self._read_cert_rep(self._http("PKIOperation", poll)[0], ca, transaction_id, nonce)
 
     def _transport_certificate(self, card_key: CardKey) -> asn1_x509.Certificate:
         """A self-signed certificate for the new key, valid one hour, signed on the card (RFC 8894 §2.3)."""

@@ -16,15 +16,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from card.config import ConfigError, Settings, load_settings
-from card.emulator.card import SoftPivCard
+from card.config import ConfigError, Settings, SlotSetting, load_settings
+from card.emulator.card import SoftPivCard, install_key
 from card.emulator.create import create_card_state
-from card.enrollment.base import IssuerRejected, IssuerUnavailable, RenewalGrant
+from card.enrollment.base import IssuerRejected, RaRejected, RaUnavailable, RenewalGrant
 from card.enrollment.scep import ScepIssuer, ScepSettings
-from card.errors import NotSupportedError
 from card.journal import AuditLog, JournalStore
 from card.piv import KeyType, PivSession, Slot
-from card.renewal import RenewalContext, renew
+from card.renewal import RenewalContext, RenewalRefused, renew
 
 RA = Path(__file__).parents[1] / "integration" / "scep_ra.py"
 
@@ -90,11 +89,17 @@ def test_placeholders_name_the_slot_transaction_and_certificate(pki: dict, tmp_p
 
 
 @pytest.mark.parametrize(("code", "error", "text"), [
-    ("import sys; print('busy, try later', file=sys.stderr); sys.exit(75)", IssuerUnavailable,
+    ("import sys; print('busy, try later', file=sys.stderr); sys.exit(75)", RaUnavailable,
      "the RA is unavailable for slot 9A: busy, try later"),
     ("import sys; sys.exit(3)", IssuerRejected, "the RA refused the renewal of slot 9A (its hook exited 3)"),
     ("print('')", IssuerRejected, "the RA hook gave no challenge for slot 9A"),
-    ("import time; time.sleep(5)", IssuerUnavailable, "did not answer within 0.5 s"),
+    ("import time; time.sleep(5)", RaUnavailable, "did not answer within 0.5 s"),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", RaUnavailable, "was ended by signal 9"),
+    ("import sys; sys.stderr.buffer.write(b'Karte gesperrt \\xe4\\xf6 [ticket 4711]\\x1b]0;x\\x07\\n'); sys.exit(1)", RaRejected,
+     "the RA refused the renewal of slot 9A: Karte gesperrt \ufffd\ufffd [ticket 4711]]0;x; nothing was changed"),
+    ("print('a\\rb')", IssuerRejected, "the RA hook gave an unusable challenge for slot 9A"),
+    ("print('x' * 256)", IssuerRejected, "the RA hook gave an unusable challenge for slot 9A"),
+    ("print('tok\\x00')", IssuerRejected, "the RA hook gave an unusable challenge for slot 9A"),
 ])
 def test_a_failing_hook_is_an_error_before_generation(pki: dict, code: str, error: type, text: str) -> None:
     scep = issuer([sys.executable, "-c", code], timeout_s=0.5)
@@ -103,10 +108,20 @@ def test_a_failing_hook_is_an_error_before_generation(pki: dict, code: str, erro
     assert text in str(exc.value)
 
 
-def test_a_missing_hook_program_is_reported(pki: dict) -> None:
-    with pytest.raises(IssuerUnavailable) as exc:
+def test_a_missing_hook_program_is_a_configuration_error(pki: dict) -> None:
+    with pytest.raises(ConfigError) as exc:
         issuer(["/nonexistent/ra-hook"]).authorize_renewal("9A", pki["cert"], pki["sign"])
-    assert "the RA hook '/nonexistent/ra-hook' cannot be run" in str(exc.value)
+    assert "issuer.challenge_command: '/nonexistent/ra-hook' cannot be run (No such file or directory)" in str(exc.value)
+
+
+def test_a_timed_out_hook_is_ended_with_its_children(pki: dict, tmp_path: Path) -> None:
+    marker = tmp_path / "child-survived"
+    script = f"sleep 3 && touch {marker} & wait"
+    with pytest.raises(RaUnavailable):
+        issuer(["sh", "-c", script], timeout_s=0.5).authorize_renewal("9A", pki["cert"], pki["sign"])
+    import time
+    time.sleep(3.5)
+    assert not marker.exists()
 
 
 def test_a_grant_without_its_one_time_challenge_is_refused(pki: dict) -> None:
@@ -120,6 +135,8 @@ def test_a_grant_without_its_one_time_challenge_is_refused(pki: dict) -> None:
     ('challenge_command = ["ra", "{slot}", "{user}"]', "unknown placeholder {user}"),
     ('challenge = "x"\nchallenge_command = ["ra"]', "set either challenge or challenge_command, not both"),
     ('challenge_command = []', "must be a list of strings"),
+    ('challenge_command = ["ra", "{slot:d}"]', "placeholders take no format or conversion"),
+    ('challenge_command = ["ra", "{serial!r}"]', "placeholders take no format or conversion"),
 ])
 def test_bad_ra_hook_configuration_is_refused(tmp_path: Path, body: str, text: str) -> None:
     path = tmp_path / "c.toml"
@@ -144,8 +161,40 @@ def test_renewal_req_without_a_usable_signer_slot_is_refused_before_generation(
     scep.supported_key_types = lambda: {"RSA2048", "ECCP256"}  # type: ignore[method-assign]  # reach the signer check
     settings = Settings(state_dir=tmp_path / "state")
     ctx = RenewalContext(settings, scep, JournalStore(settings.state_dir), AuditLog(settings.state_dir / "audit.log"))
-    with pytest.raises(NotSupportedError) as exc:
+    with pytest.raises(RenewalRefused) as exc:
         renew(PivSession(card), ctx, "123456")
     assert f"a renewal request for slot 9A is signed with the certificate in slot 9C, but {why}" in str(exc.value)
     assert "nothing was changed" in str(exc.value)
     assert ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects)) == before
+
+
+def _renewal_req_run(scep_ca: x509.Certificate, tmp_path: Path, card: SoftPivCard, **settings_kw):  # type: ignore[no-untyped-def]
+    scep = ScepIssuer(ScepSettings("http://127.0.0.1:9/scep", None, challenge="x", message_type="RenewalReq",
+                                   timeout_s=2))
+    scep._ca, scep._caps = [scep_ca], {"POSTPKIOPERATION", "AES"}  # GetCACert/GetCACaps answered (tested in integration)
+    settings = Settings(state_dir=tmp_path / "state", **settings_kw)
+    ctx = RenewalContext(settings, scep, JournalStore(settings.state_dir), AuditLog(settings.state_dir / "audit.log"),
+                         issuer_retry_delays_s=())
+    return renew(PivSession(card), ctx, "123456")
+
+
+def test_renewal_req_signer_whose_key_does_not_match_its_certificate_is_refused_first(ca, pki: dict, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """9C's key was replaced (by another tool, say) without a certificate: signing 9A's request with
+    it would fail at the CA only after 9A's key was generated. A test signature finds it first."""
+    state = create_card_state(ca)
+    install_key(state, Slot.SIGNATURE, rsa.generate_private_key(65537, 2048), KeyType.RSA2048)
+    card = SoftPivCard(state, tmp_path / "card.json")
+    before = ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects))
+    with pytest.raises(RenewalRefused) as exc:
+        _renewal_req_run(pki["ca"], tmp_path, card)
+    assert "signed with the certificate in slot 9C, but the key in slot 9C does not match its certificate" in str(exc.value)
+    assert ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects)) == before
+
+
+def test_renewal_req_signer_outside_the_configured_slots_is_read_from_the_card(ca, pki: dict, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Only 9A is configured; 9C's certificate still signs its request (here the CA is unreachable,
+    so the run ends at the CA, after the signer checks passed)."""
+    card = SoftPivCard(create_card_state(ca), tmp_path / "card.json")
+    result = _renewal_req_run(pki["ca"], tmp_path, card, slots=(SlotSetting(Slot.AUTHENTICATION, "PIV Authentication"),))
+    assert [s.slot for s in result.slots] == [Slot.AUTHENTICATION]
+    assert "cannot be reached" in str(result.slots[0].error)

@@ -335,6 +335,48 @@ def test_pending_then_approved_is_polled_with_certpoll_and_renews(serve_card, wo
     card.stop()
 
 
+def test_lost_reply_with_a_spent_one_time_challenge_says_the_ra_must_act(serve_card, workdir: Path,  # type: ignore[no-untyped-def]
+                                                                         scep: ScepLab) -> None:
+    """The card is pulled while 9A's CertRep is decrypted: scepserver has issued and the RA's one-time
+    challenge is spent. The next run asks for that result first (CertPoll; scepserver has none), sends
+    the request again, is refused, and says so, pointing at the RA, instead of "run it again"."""
+    # the two RA proofs at authorisation, then 9A's CSR, transport certificate, request signature, and
+    # decrypting the reply (6th card operation)
+    card = serve_card(key_type="RSA2048", extra=["--drop-at", "sign:6", "--reinsert-after", "1"])
+    tokens, hook = ra_deployment(scep, workdir)
+    config = scep.config(workdir, challenge_command=hook)
+    first = scep.renew(workdir, config)
+    assert first.returncode in (3, 13), first.stdout + first.stderr
+    assert len(list(tokens.glob("*.spent"))) == 1  # the CA issued 9A's certificate; the answer was lost
+    time.sleep(1.5)
+    second = scep.renew(workdir, config)
+    assert second.returncode == 13, second.stdout + second.stderr
+    report = json.loads(second.stdout)
+    error = report["slots"][0]["error"]
+    assert "refused the request for slot 9A when it was sent again" in error and "answer was lost" in error
+    assert report["slots"][1]["renewed"] is False and "nothing was changed" in report["slots"][1]["error"]
+    assert report["journal_kept"]
+    card.stop()
+
+
+def test_lost_reply_is_fetched_with_certpoll_on_resume(serve_card, workdir: Path, scep: ScepLab) -> None:  # type: ignore[no-untyped-def]
+    """Against a CA that answers CertPoll for an issued transaction, the resumed run gets the
+    certificate without a second request (RFC 8894 §3.3.3) and finishes."""
+    fingerprint = scep.start_pending(8081, workdir / "pending-ca", approve_after=0)
+    # 9A's card operations: CSR, transport certificate, request signature, then decrypting the reply (4th)
+    card = serve_card(key_type="RSA2048", extra=["--drop-at", "sign:4", "--reinsert-after", "1"])
+    config = scep.config(workdir, port=8081, fingerprint=fingerprint)
+    first = scep.renew(workdir, config)
+    assert first.returncode in (3, 13), first.stdout + first.stderr
+    time.sleep(1.5)
+    second = scep.renew(workdir, config)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert json.loads(second.stdout)["reference"] == json.loads(first.stdout)["reference"]
+    # 9A: request (reply lost), then CertPoll on resume; 9C: one request
+    assert (workdir / "pending-ca" / "requests").read_text().split() == ["19", "20", "19"]
+    card.stop()
+
+
 TUI_SCRIPT = r"""
 import asyncio, os, sys
 sys.path.insert(0, os.getcwd())

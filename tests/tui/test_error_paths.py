@@ -235,3 +235,25 @@ async def test_demo_pull_card_puts_the_card_back_and_resumes(make_demo) -> None:
         assert "unfinished update" in screen_text(app)
         await renew_to_end(pilot)
     assert backend.journals.load(_card_id(backend, card)) is None
+
+
+async def test_an_ra_reason_with_brackets_is_shown_literally_with_the_reference(make_demo) -> None:  # type: ignore[no-untyped-def]
+    """Text from outside (an RA's reason, a CA's message) is never read as Textual markup: square
+    brackets neither crash the app nor vanish, and the reference the next step mentions is shown."""
+    from card.enrollment.base import RaRejected
+
+    backend, _ = make_demo()
+    app = make_app(backend)
+    error = RaRejected("the RA refused the renewal of slot 9A: see [/help] or [ticket=4711] call 4321")
+    error.reference = "CR-ABC123"
+    async with app.run_test(size=(100, 32)) as pilot:
+        await log_on(pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))
+        app.show_error(error)
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog))
+        text = " ".join(screen_text(app).split())
+        assert "The Registration Authority refused the renewal" in text
+        assert "see [/help] or [ticket=4711] call 4321" in text
+        assert "Reference: CR-ABC123" in text
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))

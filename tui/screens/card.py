@@ -4,6 +4,8 @@ the *Certificates* tab shows the details of the selected certificate."""
 
 from __future__ import annotations
 
+from rich.text import Text
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -71,14 +73,14 @@ class CardSummaryTab(CardTab):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="card-details"):
             with Grid(id="card-facts"):
-                yield Label("Holder", classes="fact-name")
-                yield Label("–", id="holder", classes="fact-value")
-                yield Label("Card GUID", classes="fact-name")
-                yield Label("–", id="card-guid", classes="fact-value")
-                yield Label("Reader", classes="fact-name")
-                yield Label("–", id="reader", classes="fact-value")
+                yield Label("Holder", classes="fact-name", markup=False)
+                yield Label("–", id="holder", classes="fact-value", markup=False)
+                yield Label("Card GUID", classes="fact-name", markup=False)
+                yield Label("–", id="card-guid", classes="fact-value", markup=False)
+                yield Label("Reader", classes="fact-name", markup=False)
+                yield Label("–", id="reader", classes="fact-value", markup=False)
             yield Grid(id="slot-grid")
-            yield Static("", id="card-notice")
+            yield Static("", id="card-notice", markup=False)
             with Horizontal(id="card-buttons"):
                 yield Button("Update My Card", id="update-button", variant="primary")
                 yield Button("Change passcode", id="change-pin-button")
@@ -93,17 +95,17 @@ class CardSummaryTab(CardTab):
         self.query_one("#reader", Label).update(summary.reader)
         grid = self.query_one("#slot-grid", Grid)
         await grid.remove_children()
-        cells: list[Label] = [Label(text, classes="slot-header") for text in
+        cells: list[Label] = [Label(text, classes="slot-header", markup=False) for text in
                               ("Certificate", "Slot", "Expires", "Days left", "Status")]
         for status in summary.slots:
             words, css = status_text(status)
             cert = status.certificate
             cells += [
-                Label(status.setting.label, classes="slot-label"),
-                Label(status.slot.hex, classes="slot-id"),
-                Label(format_date(cert.not_valid_after_utc) if cert else "–", classes="slot-expiry"),
-                Label(str(status.days_left) if status.days_left is not None else "–", classes="slot-days"),
-                Label(words, classes=f"slot-status {css}", id=f"status-{status.slot.hex.lower()}"),
+                Label(status.setting.label, classes="slot-label", markup=False),
+                Label(status.slot.hex, classes="slot-id", markup=False),
+                Label(format_date(cert.not_valid_after_utc) if cert else "–", classes="slot-expiry", markup=False),
+                Label(str(status.days_left) if status.days_left is not None else "–", classes="slot-days", markup=False),
+                Label(words, classes=f"slot-status {css}", id=f"status-{status.slot.hex.lower()}", markup=False),
             ]
         await grid.mount_all(cells)
         notice = self.query_one("#card-notice", Static)
@@ -161,7 +163,7 @@ class CertificatesTab(CardTab):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="certificates-details"):
             yield DataTable(id="certificate-list", cursor_type="row", zebra_stripes=False)
-            yield Static("Select a certificate to see its details.", id="certificate-details")
+            yield Static("Select a certificate to see its details.", id="certificate-details", markup=False)
 
     def on_mount(self) -> None:
         table = self.query_one("#certificate-list", DataTable)
@@ -181,7 +183,7 @@ class CertificatesTab(CardTab):
         for status in summary.slots:
             cert = status.certificate
             self.statuses[status.slot.hex] = status
-            table.add_row(status.setting.label, status.slot.hex,
+            table.add_row(Text(status.setting.label), status.slot.hex,  # Text: a label is never markup
                           format_date(cert.not_valid_after_utc) if cert else "–", status_text(status)[0],
                           key=status.slot.hex)
         if selected in self.statuses:

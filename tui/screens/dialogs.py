@@ -72,9 +72,9 @@ class TextDialog(ModalScreen[T]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.dialog_title, id="dialog-title")
+            yield Label(self.dialog_title, id="dialog-title", markup=False)
             if self.body:
-                yield Static(self.body, classes="dialog-body", id="dialog-body")
+                yield Static(self.body, classes="dialog-body", id="dialog-body", markup=False)
             yield from self.compose_body()
             with Horizontal(id="dialog-buttons"):
                 for index, (button_id, label) in enumerate(self.buttons):
@@ -154,7 +154,7 @@ class PinDialog(TextDialog["str | None"]):
 
     def compose_body(self) -> ComposeResult:
         yield Input(password=True, placeholder="PIN", max_length=16, id="pin-again-input")
-        yield Static("Do not remove your Smartcard during this process.", id="do-not-remove", classes="-warning")
+        yield Static("Do not remove your Smartcard during this process.", id="do-not-remove", classes="-warning", markup=False)
 
     def focus_default(self) -> None:
         self.query_one("#pin-again-input", Input).focus()
@@ -205,13 +205,13 @@ class NewPinDialog(TextDialog["tuple[str, str] | None"]):
         self.secret_label = secret_label
 
     def compose_body(self) -> ComposeResult:
-        yield Label(self.secret_label, classes="field-label")
+        yield Label(self.secret_label, classes="field-label", markup=False)
         yield Input(password=True, max_length=16, compact=True, id="secret-input")
-        yield Label("New Passcode (PIN), 6 to 8 characters:", classes="field-label")
+        yield Label("New Passcode (PIN), 6 to 8 characters:", classes="field-label", markup=False)
         yield Input(password=True, max_length=16, compact=True, id="new-pin-input")
-        yield Label("New Passcode (PIN) again:", classes="field-label")
+        yield Label("New Passcode (PIN) again:", classes="field-label", markup=False)
         yield Input(password=True, max_length=16, compact=True, id="new-pin-again-input")
-        yield Static("", id="pin-problem", classes="-error")
+        yield Static("", id="pin-problem", classes="-error", markup=False)
 
     def focus_default(self) -> None:
         self.query_one("#secret-input", Input).focus()

@@ -36,7 +36,7 @@ class CompletedWithErrorsScreen(Pane):
         result = self.result
         yield Header()
         with Vertical(id="errors-panel", classes="panel"):
-            yield Label("The operation was completed with errors", id="errors-title", classes="pane-title -error")
+            yield Label("The operation was completed with errors", id="errors-title", classes="pane-title -error", markup=False)
             for slot in result.slots:
                 if slot.renewed and slot.new_certificate is not None:
                     text = f"Renewed      {slot.label} ({slot.slot.hex}): valid until {format_date(slot.new_certificate.not_valid_after_utc)}"
@@ -45,9 +45,9 @@ class CompletedWithErrorsScreen(Pane):
                     reason = str(slot.error) if slot.error else "not attempted"
                     text = f"Not renewed  {slot.label} ({slot.slot.hex}): {reason}"
                     css = "-failed"
-                yield Static(text, classes=f"outcome {css}", id=f"outcome-{slot.slot.hex.lower()}")
-            yield Static(f"Reference: {result.reference}", id="reference")
-            yield Static(self.next_step(), id="next-step")
+                yield Static(text, classes=f"outcome {css}", id=f"outcome-{slot.slot.hex.lower()}", markup=False)
+            yield Static(f"Reference: {result.reference}", id="reference", markup=False)
+            yield Static(self.next_step(), id="next-step", markup=False)
             with Horizontal(id="errors-buttons"):
                 yield Button("Back to Card tab", id="card-button", variant="primary")
                 yield Button("Log off", id="logoff-button")
@@ -99,17 +99,17 @@ class LoggedOffScreen(Pane):
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="logged-off-panel", classes="panel"):
-            yield Label("You are logged off", classes="pane-title")
+            yield Label("You are logged off", classes="pane-title", markup=False)
             if self.removed:
-                yield Static("The card was removed, so you were logged off.", id="removed-note", classes="-warning")
+                yield Static("The card was removed, so you were logged off.", id="removed-note", classes="-warning", markup=False)
             elif self.idle:
                 yield Static("You were logged off after a period without activity.", id="idle-note",
-                             classes="-warning")
+                             classes="-warning", markup=False)
             yield Static("You are logged off. Remove your card, then insert it and log on again to test it.",
-                         id="logged-off-text")
+                         id="logged-off-text", markup=False)
             yield Static("If you have any problem logging back on, contact your Registration Authority.",
-                         id="logged-off-help")
-            yield Static("Waiting for the card to be inserted… (Enter: log on now)", id="waiting")
+                         id="logged-off-help", markup=False)
+            yield Static("Waiting for the card to be inserted… (Enter: log on now)", id="waiting", markup=False)
         yield Footer(compact=True)
 
     def card_removed(self) -> None:

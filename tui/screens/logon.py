@@ -55,26 +55,26 @@ class LogonScreen(Pane):
         backend = self.card_app.backend
         yield Header()
         with Vertical(id="logon-panel", classes="panel"):
-            yield Label("Smartcard logon", classes="pane-title")
-            yield Label(self._reader_text(), id="reader-name")
+            yield Label("Smartcard logon", classes="pane-title", markup=False)
+            yield Label(self._reader_text(), id="reader-name", markup=False)
             if backend.can_switch_reader:
                 yield Select([], prompt="Choose a reader", id="reader-select", compact=True, classes="-hidden")
-            yield Label("Looking for your card…", id="card-status")
-            yield Label("The system will confirm your name:", id="confirm-name-label")
-            yield Label("–", id="holder-name")
-            yield Label("Enter your Passcode (PIN):", id="pin-label")
+            yield Label("Looking for your card…", id="card-status", markup=False)
+            yield Label("The system will confirm your name:", id="confirm-name-label", markup=False)
+            yield Label("–", id="holder-name", markup=False)
+            yield Label("Enter your Passcode (PIN):", id="pin-label", markup=False)
             with Horizontal(id="pin-row"):
                 yield Input(password=True, placeholder="PIN", max_length=16, id="pin-input")
                 yield Button("Logon", id="logon-button", variant="primary")
-            yield Static("", id="logon-message")
+            yield Static("", id="logon-message", markup=False)
             if settings.allow_unlock:
                 yield Button("Unlock card", id="unlock-button", classes="-hidden")
             if backend.demo_pin:
-                yield Static(f"Demo card: the PIN is {backend.demo_pin}", id="demo-hint")
+                yield Static(f"Demo card: the PIN is {backend.demo_pin}", id="demo-hint", markup=False)
             if settings.uses_default_management_key:
                 yield Static("Warning: the well-known default card management key is in use. "
                              "Anyone can write to this card; use it for demonstrations and tests only.",
-                             id="management-key-warning", classes="-warning")
+                             id="management-key-warning", classes="-warning", markup=False)
         yield Footer(compact=True)
 
     def _reader_text(self) -> str:

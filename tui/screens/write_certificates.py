@@ -46,11 +46,11 @@ class WriteCertificatesScreen(Pane):
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="write-panel", classes="panel"):
-            yield Label("Creating card", id="write-title", classes="pane-title")
-            yield Static("Preparing the update…", id="step-text")
-            yield Static("", id="elapsed")
+            yield Label("Creating card", id="write-title", classes="pane-title", markup=False)
+            yield Static("Preparing the update…", id="step-text", markup=False)
+            yield Static("", id="elapsed", markup=False)
             yield DataTable(id="certificate-table", cursor_type="none", zebra_stripes=False)
-            yield Static("Do not remove your Smartcard during this process.", id="do-not-remove", classes="-warning")
+            yield Static("Do not remove your Smartcard during this process.", id="do-not-remove", classes="-warning", markup=False)
         yield Footer(compact=True)
 
     @property
@@ -82,7 +82,7 @@ class WriteCertificatesScreen(Pane):
         label = status.setting.label if status else next(
             (s.label for s in self.card_app.backend.settings.slots if s.slot == slot), slot.name.title())
         old = status.certificate if status else None
-        table.add_row(label, slot.hex, format_date(old.not_valid_after_utc) if old else "–",
+        table.add_row(Text(label), slot.hex, format_date(old.not_valid_after_utc) if old else "–",
                       Text("Pending", STATUS_STYLE["Pending"]), "", key=slot.hex)
         self.query_one("#write-title", Label).update("Write Certificates")
 
