@@ -405,3 +405,25 @@ def test_ca_refusal_carries_a_reference_for_the_ra(make_card, ca_dir: Path, tmp_
     assert exc.value.reference and exc.value.reference.startswith("CR-")
     audit = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
     assert audit[-1]["outcome"] == "refused" and audit[-1]["reference"] == exc.value.reference
+
+
+def test_renewal_sends_each_command_once_and_verifies_right_before_every_9c_operation(
+        ca: LocalCA, tmp_path: Path) -> None:
+    """Issue 7: one 9B login per renewal, no empty VERIFY, a VERIFY directly before each of the three
+    9C private-key operations and no other VERIFY (the preflight PIN check is the first of them);
+    a summary read in the same transaction is not read again."""
+    card = SoftPivCard(create_card_state(ca))
+    session = PivSession(card)
+    summary = read_card(session, Settings(), pin_retries=False)
+    start = len(card.trace)
+    assert renew(session, context(tmp_path, ca), PIN, summary=summary).ok
+    trace = [apdu for apdu, _ in card.trace[start:]]
+    assert not [a for a in trace if a[1] == 0xA4 or (a[1] == 0xCB and a[5:10] == bytes.fromhex("5C035FC102"))], \
+        "the card was read again"
+    assert sum(1 for a in trace if a[1] == 0x87 and a[3] == 0x9B) == 2  # witness + challenge, once
+    verifies = [i for i, a in enumerate(trace) if a[1] == 0x20]
+    assert all(len(trace[i]) > 5 for i in verifies), "an empty VERIFY (tries left) was sent"
+    ops_9c = [i for i, a in enumerate(trace) if a[1] == 0x87 and a[3] == 0x9C and not a[0] & 0x10]
+    first_blocks = [i for i in range(len(trace)) if trace[i][1] == 0x87 and trace[i][3] == 0x9C
+                    and (i == 0 or not (trace[i - 1][1] == 0x87 and trace[i - 1][0] & 0x10))]
+    assert len(ops_9c) == 3 and [i - 1 for i in first_blocks] == verifies
