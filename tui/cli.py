@@ -483,9 +483,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config, reader=args.reader, kiosk=args.kiosk, theme=args.theme)
     if args.demo:
-        from card.demo import demo_backend
+        from card.demo import lazy_demo_backend
 
-        backend, _card = demo_backend(settings, fault=args.demo_fault)
+        backend = lazy_demo_backend(settings, fault=args.demo_fault)  # the card is made after the first frame
     else:
         from card.service import pcsc_backend
 
