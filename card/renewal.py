@@ -397,6 +397,22 @@ class _Renewal:
             s = dataclasses.replace(s, management_key_algorithm=card_alg)
         authenticate_with_configured_key(self.session, s, self.guid, s.management_key_algorithm)
 
+    def _as_administrator(self, command: Callable[[], T]) -> T:
+        """Send a command that needs the management key (GENERATE, PUT DATA). The authentication of
+        preflight lasts for the card session, so it is not repeated before each such command; only
+        when the card answers ``69 82`` (security status not satisfied: it has forgotten it) is the
+        key authenticated once more and the command sent again. A refused command changed nothing
+        on the card, so sending it again is safe. A reconnect ends the run (CardRemovedError), and
+        the resumed run authenticates in its own preflight."""
+        try:
+            return command()
+        except ApduError as exc:
+            if exc.sw != 0x6982:
+                raise
+        logger.info("the card asked for the management key again (69 82); authenticating once more")
+        self._authenticate()
+        return command()
+
     # -- the run -------------------------------------------------------------------------
     def run(self) -> RenewalResult:
         ctx, session, settings = self.ctx, self.session, self.ctx.settings
@@ -631,7 +647,7 @@ class _Renewal:
         sj.public_key_pem = sj.csr_pem = sj.certificate_pem = None
         ctx.journals.save(journal)
         ctx.reporter.step(slot, RenewalStep.GENERATING)
-        new_key = self.session.generate_key(slot, self.key_types[slot])
+        new_key = self._as_administrator(lambda: self.session.generate_key(slot, self.key_types[slot]))
         self.slot_key_types[slot] = self.key_types[slot]
         sj.public_key_pem = new_key.public_bytes(PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
         sj.step = STEP_GENERATED
@@ -686,7 +702,7 @@ class _Renewal:
         value = fit_certificate_object(der, ctx.settings.max_certificate_bytes)  # F05: before writing
         ctx.reporter.step(slot, RenewalStep.WRITING)
         try:
-            self.session.put_data(slot.object_id, value)
+            self._as_administrator(lambda: self.session.put_data(slot.object_id, value))
         except ApduError as exc:
             if exc.sw in (0x6A84, 0x6700):  # the card's own capacity is smaller than configured
                 raise CertificateTooLargeError(
