@@ -24,7 +24,7 @@ def _child(mode: str, *args: str) -> tuple[float, dict[str, Any]]:
     return t0, json.loads(line[7:])
 
 
-def run(workdir: Path, repeats: int = 3) -> dict[str, Any]:
+def run(workdir: Path, repeats: int = 5) -> dict[str, Any]:
     workdir.mkdir(parents=True)
     ca_dir = workdir / "ca"
     ca = make_ca(ca_dir)
