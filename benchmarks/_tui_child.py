@@ -31,19 +31,30 @@ async def _until(pilot, cond, timeout=60.0, step=0.002):  # type: ignore[no-unty
 
 
 def _backend(state: str, ca_dir: str, state_dir: str):  # type: ignore[no-untyped-def]
+    """The backend on the card in ``state``, built as ``cardrenew --demo`` builds its own
+    (card.demo.lazy_demo_backend): the card is loaded and the CA opened on first use, on the card
+    thread after the first frame, not before it."""
     from pathlib import Path
 
     from card.config import Settings
-    from card.emulator.card import SoftPivCard
-    from card.enrollment.local import LocalCA
+    from card.demo import in_process_service
     from card.journal import AuditLog, JournalStore
-    from card.service import Backend, CardService
+    from card.service import Backend, LazyIssuer, Once
+
+    def load_card():  # type: ignore[no-untyped-def]
+        from card.emulator.card import SoftPivCard
+
+        return SoftPivCard.from_file(Path(state))
+
+    def open_ca():  # type: ignore[no-untyped-def]
+        from card.enrollment.local import LocalCA
+
+        return LocalCA(Path(ca_dir))
 
     settings = Settings(issuer_type="local", issuer_directory=Path(ca_dir), management_key_source="default",
                         state_dir=Path(state_dir))
-    card = SoftPivCard.from_file(Path(state))
-    service = CardService(lambda: card, lambda: card.present)
-    return Backend(settings, service, LocalCA(Path(ca_dir)), JournalStore(settings.state_dir),
+    card = Once(load_card)
+    return Backend(settings, in_process_service(card), LazyIssuer(open_ca), JournalStore(settings.state_dir),
                    AuditLog(settings.state_dir / "audit.log"), "Virtual PCD 00 00"), card
 
 
@@ -61,6 +72,8 @@ async def startup(args: list[str]) -> dict[str, float]:
         ready = time.monotonic()
         await _until(pilot, lambda: app.summary is not None)
         card_read = time.monotonic()
+        await pilot.press("1")  # it really accepts input (checked after the measured point)
+        assert app.focused.value == "1", "the PIN field did not take the key"
     return {"ready": ready, "card_read": card_read}
 
 
@@ -82,6 +95,8 @@ async def bare() -> dict[str, float]:
     async with app.run_test(size=(100, 32)) as pilot:
         await _until(pilot, lambda: isinstance(app.focused, Input))
         ready = time.monotonic()
+        await pilot.press("1")
+        assert app.focused.value == "1", "the PIN field did not take the key"
     return {"ready": ready}
 
 

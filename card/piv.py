@@ -13,15 +13,10 @@ import os
 import uuid
 from dataclasses import dataclass
 from enum import IntEnum, unique
-
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from typing import TYPE_CHECKING
 
 from card import tlv
 from card.apdu import SW_OK, ApduProtocol, CommandApdu
-from card.certificates import SlotCertificate, decode_certificate_object, encode_certificate_object
 from card.errors import (
     ApduError,
     BadResponseError,
@@ -34,10 +29,14 @@ from card.errors import (
 )
 from card.transport import CardTransport
 
-try:  # cryptography ≥ 43 keeps 3DES in the "decrepit" module
-    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-except ImportError:  # pragma: no cover - older cryptography
-    TripleDES = algorithms.TripleDES  # type: ignore[misc,assignment]
+# ``cryptography`` (and card.certificates, which needs it) is imported where it is used, not here:
+# the names below (Slot, KeyType, ManagementKeyAlgorithm, …) are needed by the configuration and the
+# TUI before its first frame, and importing cryptography costs about 50 ms of a 0.3 s start (issue 7).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    from card.certificates import SlotCertificate
 
 PIV_AID = bytes.fromhex("A000000308000010000100")
 """Full PIV application AID (SP 800-73-4 Part 1 §2.2); SELECT sends the 9-byte prefix."""
@@ -112,6 +111,8 @@ class KeyType(IntEnum):
     @classmethod
     def of(cls, key: PublicKeyTypes) -> KeyType:
         """The key type of a public key. Raises NotSupportedError for others."""
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
         if isinstance(key, rsa.RSAPublicKey) and key.key_size == 2048:
             return cls.RSA2048
         if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
@@ -154,6 +155,12 @@ class ManagementKeyAlgorithm(IntEnum):
         """ECB cipher for the challenge/response blocks. Raises ValueError on a wrong key length."""
         if len(key) != self.key_bytes:
             raise ValueError(f"{self.name} management key must be {self.key_bytes} bytes, got {len(key)}")
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        try:  # cryptography ≥ 43 keeps 3DES in the "decrepit" module
+            from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+        except ImportError:  # pragma: no cover - older cryptography
+            TripleDES = algorithms.TripleDES  # type: ignore[misc,assignment]
         alg = TripleDES(key) if self is ManagementKeyAlgorithm.TDES else algorithms.AES(key)
         return Cipher(alg, modes.ECB())
 
@@ -257,6 +264,8 @@ def parse_public_key(key_type: KeyType, template: bytes) -> PublicKeyTypes:
     Raises:
         BadResponseError: truncated or inconsistent template (a card can send one with 90 00).
     """
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     inner = tlv.unwrap(template, b"\x7f\x49")
     items = tlv.parse_dict(inner)
     if key_type.is_rsa:
@@ -277,6 +286,8 @@ def parse_public_key(key_type: KeyType, template: bytes) -> PublicKeyTypes:
 
 def encode_public_key(key: PublicKeyTypes) -> bytes:
     """The ``7F49`` template for a public key (emulator side of GENERATE)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     if isinstance(key, rsa.RSAPublicKey):
         nums = key.public_numbers()
         inner = tlv.tlv(0x81, nums.n.to_bytes(256, "big")) + tlv.tlv(0x82, nums.e.to_bytes(3, "big"))
@@ -357,6 +368,8 @@ class PivSession:
 
     def read_certificate(self, slot: Slot) -> SlotCertificate:
         """Read one slot's certificate object; a broken slot yields an error text, never an exception (F15)."""
+        from card.certificates import SlotCertificate, decode_certificate_object
+
         try:
             value = self.get_data(slot.object_id)
         except (ApduError, BadResponseError) as exc:
@@ -370,6 +383,8 @@ class PivSession:
 
     def put_certificate(self, slot: Slot, der: bytes, *, compress: bool = False) -> None:
         """Write a DER certificate into the slot's object (``70``/``71``/``FE``). Needs the management key."""
+        from card.certificates import encode_certificate_object
+
         self.put_data(slot.object_id, encode_certificate_object(der, compress=compress))
 
     # -- PIN ---------------------------------------------------------------------------------

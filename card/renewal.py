@@ -243,12 +243,17 @@ def card_id_for(session: PivSession, certificates: dict[Slot, x509.Certificate |
 
 
 def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | None = None,
-              journals: JournalStore | None = None, reader: str = "") -> CardSummary:
+              journals: JournalStore | None = None, reader: str = "", pin_retries: bool = True) -> CardSummary:
     """SELECT PIV and read CHUID, the configured slots and the PIN tries left (no PIN needed).
 
     A slot that cannot be decoded becomes ``SlotState.UNREADABLE`` with its error text (F15).
 
     ``pin_retries`` is None when the PIN is already verified and 0 when it is blocked.
+
+    Args:
+        pin_retries: ask the card for the PIN tries left (an empty VERIFY, 1 APDU). The renewal
+            engine passes False: it sends the PIN itself right after, and a blocked PIN answers
+            that VERIFY with ``69 83`` without spending a try; the summary's ``pin_retries`` is then None.
 
     Raises:
         CardRemovedError, ApduError (no PIV application).
@@ -278,10 +283,12 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
                     "limit (card.max_certificate_bytes)") if size > settings.max_certificate_bytes else None
         statuses.append(SlotStatus(setting, sc.certificate, too_long, state, left))
     card_id, guid_text, expiry = card_id_for(session, certs)
-    try:
-        pin_retries = session.get_pin_retries()
-    except PinBlockedError:
-        pin_retries = 0  # blocked: the card is still shown, logon says whom to contact
+    retries: int | None = None
+    if pin_retries:
+        try:
+            retries = session.get_pin_retries()
+        except PinBlockedError:
+            retries = 0  # blocked: the card is still shown, logon says whom to contact
     holder = None
     for status in statuses:
         if status.certificate is not None:
@@ -290,7 +297,7 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
     pending = journals.load(card_id) if journals is not None and card_id else None
     if pending is not None and pending.finished:
         pending = None
-    return CardSummary(reader, card_id, guid_text, expiry, holder, tuple(statuses), pin_retries, pending,
+    return CardSummary(reader, card_id, guid_text, expiry, holder, tuple(statuses), retries, pending,
                        card_key_types)
 
 
@@ -315,10 +322,15 @@ class RenewalContext:
 class _Renewal:
     """One run of the engine on one card (state kept across the steps of that run)."""
 
-    def __init__(self, session: PivSession, ctx: RenewalContext, pin: str) -> None:
+    def __init__(self, session: PivSession, ctx: RenewalContext, pin: str, summary: CardSummary | None = None) -> None:
         self.session = session
         self.ctx = ctx
         self._pin = pin
+        self._summary = summary
+        """The card as the caller read it in this same card transaction (None: read it here)."""
+        self._verified_at: int | None = None
+        """``apdus_sent`` right after our last successful VERIFY: while no other command has been
+        sent since, that VERIFY is still the one "immediately before" a PIN-always operation."""
         self.key_types: dict[Slot, KeyType] = {}
         self.guid: bytes | None = None
         self.card_key_types: set[KeyType] | None = None
@@ -330,18 +342,26 @@ class _Renewal:
     # -- card helpers --------------------------------------------------------------------
     def _verify_pin(self) -> None:
         self.session.verify_pin(self._pin)
+        self._verified_at = self.session.protocol.apdus_sent
+
+    def _verify_pin_always(self) -> None:
+        """VERIFY for a PIN-always (9C) operation, unless our VERIFY was the very last command sent
+        (piv-protocol.md §3.4, F08): the preflight VERIFY then serves the first such operation."""
+        if self._verified_at is None or self._verified_at != self.session.protocol.apdus_sent:
+            self._verify_pin()
+        self._verified_at = None  # the operation that follows uses it up
 
     def sign(self, slot: Slot, message: bytes, key_type: KeyType | None = None) -> bytes:
         """Sign with the slot key (of ``key_type``, default: the key the slot holds now); VERIFY right
         before each 9C signature (PIN always, F08)."""
         if slot == Slot.SIGNATURE:
-            self._verify_pin()
+            self._verify_pin_always()
         kt = key_type or self.slot_key_types.get(slot) or self.key_types[slot]
         return self.session.sign(slot, kt, message)
 
     def _rsa_decipher(self, slot: Slot, block: bytes) -> bytes:
         if slot == Slot.SIGNATURE:
-            self._verify_pin()
+            self._verify_pin_always()
         return self.session.rsa_decipher(slot, block)
 
     def _slot_key_is(self, slot: Slot, candidates: list[PublicKeyTypes]) -> int | None:
@@ -379,11 +399,30 @@ class _Renewal:
             s = dataclasses.replace(s, management_key_algorithm=card_alg)
         authenticate_with_configured_key(self.session, s, self.guid, s.management_key_algorithm)
 
+    def _as_administrator(self, command: Callable[[], T]) -> T:
+        """Send a command that needs the management key (GENERATE, PUT DATA). The authentication of
+        preflight lasts for the card session, so it is not repeated before each such command; only
+        when the card answers ``69 82`` (security status not satisfied: it has forgotten it) is the
+        key authenticated once more and the command sent again. A refused command changed nothing
+        on the card, so sending it again is safe. A reconnect ends the run (CardRemovedError), and
+        the resumed run authenticates in its own preflight."""
+        try:
+            return command()
+        except ApduError as exc:
+            if exc.sw != 0x6982:
+                raise
+        logger.info("the card asked for the management key again (69 82); authenticating once more")
+        self._authenticate()
+        return command()
+
     # -- the run -------------------------------------------------------------------------
     def run(self) -> RenewalResult:
         ctx, session, settings = self.ctx, self.session, self.ctx.settings
         ctx.reporter.step(None, RenewalStep.PREFLIGHT)
-        summary = read_card(session, settings, now=ctx.now(), journals=ctx.journals, reader=session.transport.name)
+        summary = self._summary
+        if summary is None:
+            summary = read_card(session, settings, now=ctx.now(), journals=ctx.journals, reader=session.transport.name,
+                                pin_retries=False)
         if summary.card_id is None:
             raise RenewalRefused("the card holds no certificate and no CHUID; it cannot be renewed here",
                                  next_step=f"Contact {settings.ra_contact}.")
@@ -411,9 +450,17 @@ class _Renewal:
                 journal.slots[status.slot.hex] = SlotJournal(
                     status.slot.hex, fingerprint(status.certificate), old_certificate_pem=status.certificate.public_bytes(PEM).decode())
         result = RenewalResult(journal.reference)
-        # Preflight continued: PIN, management key, issuer, algorithms, sizes.
-        self._verify_pin()
-        self._authenticate()
+        # Preflight continued: PIN, management key, issuer, algorithms, sizes. The management key
+        # goes first, so that the PIN's VERIFY is the command right before the first 9C signature
+        # (F08: management-key work first, then VERIFY immediately followed by the signature) and
+        # also serves as its PIN-always VERIFY. A PIN-protected management key (DESIGN §5) is read
+        # with the PIN verified, so that source keeps the PIN first.
+        if "pin-protected" in settings.sources:
+            self._verify_pin()
+            self._authenticate()
+        else:
+            self._authenticate()
+            self._verify_pin()
         try:
             plan = self._prepare(journal, by_slot, result)
         except CardRemovedError:
@@ -459,8 +506,10 @@ class _Renewal:
             result.slots.append(SlotResult(setting.slot, setting.label, old))
         for setting, _, sj in plan:
             ctx.reporter.step(setting.slot, RenewalStep.DONE if sj.step == STEP_DONE else RenewalStep.PENDING)
-        # Authorise every due slot while the old keys still exist.
-        for setting, old, sj in plan:
+        # Authorise every due slot while the old keys still exist; PIN-always 9C first, so that its
+        # proof of possession follows the preflight VERIFY directly (the other slots need only a
+        # verified PIN). The grants are journalled together below, whatever the order.
+        for setting, old, sj in sorted(plan, key=lambda entry: entry[0].slot != Slot.SIGNATURE):
             # STEP_AUTHORISED too: GENERATE never started, so the old key is intact and a grant left
             # by an interrupted run (perhaps expired at the RA) is replaced by a fresh one.
             if sj.step in (STEP_PLANNED, STEP_AUTHORISED) and old is not None:
@@ -661,7 +710,7 @@ class _Renewal:
         sj.public_key_pem = sj.csr_pem = sj.certificate_pem = None
         ctx.journals.save(journal)
         ctx.reporter.step(slot, RenewalStep.GENERATING)
-        new_key = self.session.generate_key(slot, self.key_types[slot])
+        new_key = self._as_administrator(lambda: self.session.generate_key(slot, self.key_types[slot]))
         self.slot_key_types[slot] = self.key_types[slot]
         sj.public_key_pem = new_key.public_bytes(PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
         sj.step = STEP_GENERATED
@@ -727,7 +776,7 @@ class _Renewal:
         value = fit_certificate_object(der, ctx.settings.max_certificate_bytes)  # F05: before writing
         ctx.reporter.step(slot, RenewalStep.WRITING)
         try:
-            self.session.put_data(slot.object_id, value)
+            self._as_administrator(lambda: self.session.put_data(slot.object_id, value))
         except ApduError as exc:
             if exc.sw in (0x6A84, 0x6700):  # the card's own capacity is smaller than configured
                 raise CertificateTooLargeError(
@@ -762,11 +811,15 @@ def _journal_old_certificate(sj: SlotJournal) -> x509.Certificate:
     return x509.load_pem_x509_certificate(sj.old_certificate_pem.encode())
 
 
-def renew(session: PivSession, ctx: RenewalContext, pin: str) -> RenewalResult:
+def renew(session: PivSession, ctx: RenewalContext, pin: str, *, summary: CardSummary | None = None) -> RenewalResult:
     """Renew every due slot of the card, or resume the card's unfinished journal.
 
     Args:
         pin: the PIN entered for this renewal (held in memory for the run; never stored).
+        summary: what :func:`read_card` returned for this card *in the same card transaction*
+            (e.g. the caller's update check; with ``journals=ctx.journals``): the engine then
+            does not read the card again. Never pass a summary from an earlier transaction:
+            another program may have changed the card in between. None: the engine reads the card.
 
     Returns:
         The per-slot outcome. Errors after the first destructive step are reported per slot
@@ -777,7 +830,7 @@ def renew(session: PivSession, ctx: RenewalContext, pin: str) -> RenewalResult:
         InvalidPinError, PinBlockedError, ManagementKeyError, IssuerError, CardRemovedError:
             before anything destructive happened.
     """
-    return _Renewal(session, ctx, pin).run()
+    return _Renewal(session, ctx, pin, summary).run()
 
 
 __all__ = [

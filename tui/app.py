@@ -11,7 +11,7 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from textual import events, on, work
 from textual.app import App, SystemCommand
@@ -20,15 +20,18 @@ from textual.screen import Screen
 from textual.theme import Theme
 
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError
-from card.piv import PivSession
-from card.renewal import CardSummary, RenewalResult, read_card
-from card.service import Backend
 from tui.messages import CardInserted, CardRead, CardRemoved
-from tui.screens.card import CardScreen
 from tui.screens.dialogs import ErrorDialog
 from tui.screens.done import CompletedWithErrorsScreen, LoggedOffScreen
 from tui.screens.logon import LogonScreen
-from tui.screens.write_certificates import WriteCertificatesScreen
+
+# Only what the logon pane needs is imported before the first frame (issue 7: start-up). The Card
+# tab, Write Certificates and the renewal engine (with ``cryptography``) are imported where they are
+# first used; by then the card thread has usually imported them already, reading the card.
+if TYPE_CHECKING:
+    from card.piv import PivSession
+    from card.renewal import CardSummary, RenewalResult
+    from card.service import Backend
 
 T = TypeVar("T")
 
@@ -104,10 +107,12 @@ class CardRenewApp(App[int]):
     # -- lifecycle ---------------------------------------------------------------------------
     def on_mount(self) -> None:
         self.push_screen(LogonScreen())
-        self._watch_service()
+        # The card watcher and the reader list start after the first frame: their threads (and the
+        # demo card they may make) would otherwise compete with it for the interpreter (issue 7).
+        self.call_after_refresh(self._watch_service)
         if self.backend.can_switch_reader:
             self.set_interval(self.READER_POLL_S, self._poll_readers, name="readers")
-            self._poll_readers()
+            self.call_after_refresh(self._poll_readers)
         if self.inactivity_timeout_s > 0:
             self.set_interval(min(1.0, self.inactivity_timeout_s / 4), self._check_inactivity, name="inactivity")
 
@@ -203,6 +208,8 @@ class CardRenewApp(App[int]):
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """The palette offers only the card commands valid on the current pane."""
+        from tui.screens.card import CardScreen
+
         yield from super().get_system_commands(screen)
         if isinstance(screen, CardScreen):
             yield SystemCommand("Card: Update My Card", "Check the certificates and renew those due",
@@ -228,8 +235,13 @@ class CardRenewApp(App[int]):
             CardRemovedError, NoCardError, PinBlockedError, CardError.
         """
         backend, now = self.backend, self.now()
-        summary = await self.card_call(lambda session: read_card(
-            session, backend.settings, now=now, journals=backend.journals, reader=backend.reader_name))
+
+        def read(session: PivSession) -> CardSummary:
+            from card.renewal import read_card  # on the card thread: the UI thread never waits for the import
+
+            return read_card(session, backend.settings, now=now, journals=backend.journals, reader=backend.reader_name)
+
+        summary = await self.card_call(read)
         self.summary = summary
         self.post_message(CardRead(summary))
         return summary
@@ -271,6 +283,8 @@ class CardRenewApp(App[int]):
         self.goto(LogonScreen())
 
     def log_on_succeeded(self) -> None:
+        from tui.screens.card import CardScreen
+
         self.is_logged_on = True
         self.goto(CardScreen())
 
@@ -279,9 +293,13 @@ class CardRenewApp(App[int]):
         if not self.is_logged_on:
             self.goto_logon()
             return
+        from tui.screens.card import CardScreen
+
         self.goto(CardScreen(renewed))
 
     def start_renewal(self, pin: str, summary: CardSummary) -> None:
+        from tui.screens.write_certificates import WriteCertificatesScreen
+
         self.goto(WriteCertificatesScreen(pin, summary))
 
     def renewal_finished(self, result: RenewalResult) -> None:

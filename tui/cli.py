@@ -305,9 +305,30 @@ def cmd_renew(args: argparse.Namespace) -> int:
 
     for sig in previous:
         signal.signal(sig, on_signal)
+    ctx = RenewalContext(settings, backend.issuer, backend.journals, backend.audit,
+                         reporter=_PrintReporter(args.json), cancel=cancel)
+    unattended = args.yes and args.pin_stdin
     try:
-        summary = backend.service.submit(
-            lambda s: read_card(s, settings, journals=backend.journals, reader=backend.reader_name)).result()
+        if unattended:
+            # Nothing is asked between the update check and the renewal, so both run in one card
+            # transaction and the engine renews from the check's reading instead of reading the
+            # card again (the PIN is read from stdin in between, as before: after the check).
+            def check_then_renew(session: Any) -> tuple[Any, Any]:
+                summary = read_card(session, settings, journals=backend.journals, reader=backend.reader_name,
+                                    pin_retries=False)  # not shown; the engine sends the PIN next
+                if update_check(summary) not in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
+                    return summary, None
+                pin = _read_pin(args)
+                if settings.uses_default_management_key and not args.json:
+                    print("Warning: using the well-known default management key (allowed by the configuration).",
+                          file=sys.stderr)
+                return summary, renew(session, ctx, pin, summary=summary)
+
+            summary, result = backend.service.submit(check_then_renew).result()
+        else:
+            summary = backend.service.submit(
+                lambda s: read_card(s, settings, journals=backend.journals, reader=backend.reader_name)).result()
+            result = None
         check = update_check(summary)
         if check is UpdateCheck.UP_TO_DATE or check is UpdateCheck.NOTHING_TO_RENEW:
             nxt = summary.next_renewal_date(settings.window_days)
@@ -321,6 +342,8 @@ def cmd_renew(args: argparse.Namespace) -> int:
             names = ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in summary.expired)
             raise RenewalRefused(f"the certificate {names} has expired; self-service renewal is not allowed",
                                  next_step=f"Contact {settings.ra_contact}.")
+        if result is not None:
+            return _report_renewal(args, result)
         pin = _read_pin(args)
         if not args.yes:
             what = ("resume the unfinished update " + summary.pending_journal.reference) if summary.pending_journal \
@@ -335,8 +358,6 @@ def cmd_renew(args: argparse.Namespace) -> int:
                 return EXIT_OK
         if settings.uses_default_management_key and not args.json:
             print("Warning: using the well-known default management key (allowed by the configuration).", file=sys.stderr)
-        ctx = RenewalContext(settings, backend.issuer, backend.journals, backend.audit,
-                             reporter=_PrintReporter(args.json), cancel=cancel)
         result = backend.service.submit(lambda s: renew(s, ctx, pin)).result()
         del pin
     except Exception as exc:  # noqa: BLE001 - mapped to documented exit codes
@@ -462,9 +483,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config, reader=args.reader, kiosk=args.kiosk, theme=args.theme)
     if args.demo:
-        from card.demo import demo_backend
+        from card.demo import lazy_demo_backend
 
-        backend, _card = demo_backend(settings, fault=args.demo_fault)
+        backend = lazy_demo_backend(settings, fault=args.demo_fault)  # the card is made after the first frame
     else:
         from card.service import pcsc_backend
 

@@ -7,11 +7,13 @@ messages are posted from the card thread by :mod:`tui.bridge`; ``post_message`` 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from card.piv import Slot
-from card.renewal import CardSummary, RenewalResult, RenewalStep, SlotResult
+if TYPE_CHECKING:  # annotations only: the renewal engine is not imported before the first frame
+    from card.piv import Slot
+    from card.renewal import CardSummary, RenewalResult, RenewalStep, SlotResult
 
 
 @dataclass

@@ -405,3 +405,50 @@ def test_ca_refusal_carries_a_reference_for_the_ra(make_card, ca_dir: Path, tmp_
     assert exc.value.reference and exc.value.reference.startswith("CR-")
     audit = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
     assert audit[-1]["outcome"] == "refused" and audit[-1]["reference"] == exc.value.reference
+
+
+def test_renewal_sends_each_command_once_and_verifies_right_before_every_9c_operation(
+        ca: LocalCA, tmp_path: Path) -> None:
+    """Issue 7: one 9B login per renewal, no empty VERIFY, a VERIFY directly before each of the three
+    9C private-key operations and no other VERIFY (the preflight PIN check is the first of them);
+    a summary read in the same transaction is not read again."""
+    card = SoftPivCard(create_card_state(ca))
+    session = PivSession(card)
+    summary = read_card(session, Settings(), pin_retries=False)
+    start = len(card.trace)
+    assert renew(session, context(tmp_path, ca), PIN, summary=summary).ok
+    trace = [apdu for apdu, _ in card.trace[start:]]
+    assert not [a for a in trace if a[1] == 0xA4 or (a[1] == 0xCB and a[5:10] == bytes.fromhex("5C035FC102"))], \
+        "the card was read again"
+    assert sum(1 for a in trace if a[1] == 0x87 and a[3] == 0x9B) == 2  # witness + challenge, once
+    verifies = [i for i, a in enumerate(trace) if a[1] == 0x20]
+    assert all(len(trace[i]) > 5 for i in verifies), "an empty VERIFY (tries left) was sent"
+    ops_9c = [i for i, a in enumerate(trace) if a[1] == 0x87 and a[3] == 0x9C and not a[0] & 0x10]
+    first_blocks = [i for i in range(len(trace)) if trace[i][1] == 0x87 and trace[i][3] == 0x9C
+                    and (i == 0 or not (trace[i - 1][1] == 0x87 and trace[i - 1][0] & 0x10))]
+    assert len(ops_9c) == 3 and [i - 1 for i in first_blocks] == verifies
+
+
+def test_management_key_is_authenticated_again_only_when_the_card_asks(ca: LocalCA, tmp_path: Path) -> None:
+    """A card that forgets the 9B authentication answers GENERATE / PUT DATA with 69 82: the engine
+    authenticates once more and sends the command again (it changed nothing); otherwise never."""
+    card = SoftPivCard(create_card_state(ca))
+    forget_before = {0x47: 1, 0xDB: 2}  # the first GENERATE and the second certificate's PUT DATA
+    seen: dict[int, int] = {}
+    inner = card.process_apdu
+
+    def process(apdu: bytes) -> bytes:
+        ins = apdu[1]
+        if ins in forget_before:
+            first_block = ins == 0x47 or not card.trace or card.trace[-1][0][1] != 0xDB  # not a chain's next block
+            if first_block:
+                seen[ins] = seen.get(ins, 0) + 1
+                if seen[ins] == forget_before[ins]:
+                    card.mgmt_authenticated = False
+        return inner(apdu)
+
+    card.process_apdu = process  # type: ignore[method-assign]
+    assert renew(PivSession(card), context(tmp_path, ca), PIN).ok
+    logins = [i for i, (apdu, _) in enumerate(card.trace) if apdu[1] == 0x87 and apdu[3] == 0x9B]
+    assert len(logins) == 3 * 2  # preflight, after the refused GENERATE, after the refused PUT DATA
+    assert sum(1 for apdu, sw in card.trace if sw == 0x6982) == 2

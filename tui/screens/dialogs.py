@@ -6,7 +6,7 @@ harmless (a message, the PIN-again dialog before anything changed); it never abo
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -15,7 +15,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from card.renewal import SlotResult
+if TYPE_CHECKING:  # the logon pane uses these dialogs before the renewal engine is imported
+    from card.renewal import SlotResult
 
 T = TypeVar("T")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -9,9 +11,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Footer, Header, Label, Static
 
 from card.errors import CardRemovedError
-from card.renewal import RenewalResult
 from tui.screens.base import Pane
 from tui.screens.dialogs import format_date
+
+if TYPE_CHECKING:
+    from card.renewal import RenewalResult
 
 
 class CompletedWithErrorsScreen(Pane):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -11,9 +12,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError, PinBlockedError, PinFormatError
-from card.piv import PivSession
 from tui.screens.base import Pane
 from tui.screens.dialogs import MessageDialog
+
+if TYPE_CHECKING:
+    from card.piv import PivSession
 
 
 class LogonScreen(Pane):
@@ -128,7 +131,7 @@ class LogonScreen(Pane):
         if self.notice:
             self.show_message(self.notice, "warning")
         self.pin_input.focus()
-        self.action_reread_card()
+        self.call_after_refresh(self.action_reread_card)  # after the first frame: the PIN is typed meanwhile
 
     def show_message(self, text: str, kind: str = "error") -> None:
         """Show ``text`` under the PIN (``kind``: error, warning or info)."""
