@@ -272,7 +272,7 @@ def test_ra_refusal_is_explained_and_changes_nothing(serve_card, workdir: Path, 
     assert out.returncode == 12, out.stdout + out.stderr  # the CA/RA refused (DESIGN §7 exit codes)
     error = json.loads(out.stdout)["error"]
     assert error["code"] == "RA-REFUSED" and error["title"] == "The Registration Authority refused the renewal"
-    assert f"the RA refused the renewal of slot 9A: {reason}; nothing was changed" in error["message"]
+    assert f"the RA refused the renewal of slot 9C: {reason}; nothing was changed" in error["message"]  # 9C is asked first
     assert error["next_step"] and error["reference"]
     assert card_keys(card.state) == before  # no key was generated
     assert not list((workdir / "state").rglob("journal-*.json"))  # nothing to resume
