@@ -382,81 +382,64 @@ import asyncio, os, sys
 sys.path.insert(0, os.getcwd())
 from card.config import load_settings
 from card.service import pcsc_backend
-from tests.tui.test_renewal_flow import log_on, renew_to_end
-from tui.app import make_app
-
-async def main():
-    settings = load_settings(sys.argv[1])
-    backend = pcsc_backend(settings, sys.argv[2])
-    app = make_app(backend)
-    async with app.run_test(size=(100, 32)) as pilot:
-        await log_on(pilot)
-        await renew_to_end(pilot)
-    backend.service.shutdown()
-
-asyncio.run(main())
-print("TUI renewal finished")
-"""
-
-
-def test_tui_renews_with_the_scep_configuration(serve_card, workdir: Path, scep: ScepLab) -> None:  # type: ignore[no-untyped-def]
-    """The real app, driven by Pilot, on the card through pcscd, against scepserver. It runs inside
-    the server's network namespace, so it is started as a process there."""
-    scep.start(8080)
-    card = serve_card(key_type="RSA2048")
-    env = dict(os.environ, XDG_STATE_HOME=str(workdir / "state"), XDG_DATA_HOME=str(workdir / "data"))
-    out = subprocess.run(["ip", "netns", "exec", scep.ns, sys.executable, "-c", TUI_SCRIPT,
-                          str(scep.config(workdir)), READER], capture_output=True, text=True, env=env, timeout=240,
-                         cwd=Path(__file__).resolve().parents[2])
-    assert out.returncode == 0 and "TUI renewal finished" in out.stdout, out.stdout[-2000:] + out.stderr[-4000:]
-    read_and_verify(workdir, scep, "01")
-    read_and_verify(workdir, scep, "02")
-    card.stop()
-
-
-TUI_RA_REFUSAL_SCRIPT = r"""
-import asyncio, os, sys
-sys.path.insert(0, os.getcwd())
-from card.config import load_settings
-from card.service import pcsc_backend
 from tests.tui.conftest import screen_text, wait_for
-from tests.tui.test_renewal_flow import PIN, log_on
+from tests.tui.test_renewal_flow import PIN, log_on, renew_to_end
 from tui.app import make_app
 from tui.screens import CardScreen, ErrorDialog, MessageDialog, PinDialog
 
+async def refused(pilot):
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
+    await pilot.press("u")
+    await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
+    await pilot.press(*PIN, "enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog), timeout_s=60)
+    print(screen_text(app))
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))
+
 async def main():
-    settings = load_settings(sys.argv[1])
-    backend = pcsc_backend(settings, sys.argv[2])
+    backend = pcsc_backend(load_settings(sys.argv[1]), sys.argv[2])
     app = make_app(backend)
     async with app.run_test(size=(100, 32)) as pilot:
         await log_on(pilot)
-        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
-        await pilot.press("u")
-        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
-        await pilot.press(*PIN, "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog), timeout_s=60)
-        print(screen_text(app))
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))
+        await (renew_to_end(pilot) if sys.argv[3] == "renew" else refused(pilot))
     backend.service.shutdown()
 
 asyncio.run(main())
+print("TUI run finished")
 """
+
+
+def run_tui(scep: ScepLab, workdir: Path, config: Path, flow: str) -> subprocess.CompletedProcess[str]:
+    """The real app, driven by Pilot (``flow``: "renew" to the end, or "refused" at the first error),
+    on the card through pcscd. It runs inside the server's network namespace, so as a process there."""
+    env = dict(os.environ, XDG_STATE_HOME=str(workdir / "state"), XDG_DATA_HOME=str(workdir / "data"))
+    out = subprocess.run(["ip", "netns", "exec", scep.ns, sys.executable, "-c", TUI_SCRIPT, str(config), READER, flow],
+                         capture_output=True, text=True, env=env, timeout=240, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0 and "TUI run finished" in out.stdout, out.stdout[-2000:] + out.stderr[-4000:]
+    return out
+
+
+def test_tui_renews_with_the_scep_configuration(serve_card, workdir: Path, scep: ScepLab) -> None:  # type: ignore[no-untyped-def]
+    scep.start(8080)
+    card = serve_card(key_type="RSA2048")
+    run_tui(scep, workdir, scep.config(workdir), "renew")
+    read_and_verify(workdir, scep, "01")
+    read_and_verify(workdir, scep, "02")
+    card.stop()
 
 
 def test_tui_shows_an_ra_refusal_and_the_card_is_unchanged(serve_card, workdir: Path, scep: ScepLab) -> None:  # type: ignore[no-untyped-def]
     card = serve_card(key_type="RSA2048")
     before = card_keys(card.state)
     _, hook = ra_deployment(scep, workdir, "--refuse", "this card was reported lost")
-    env = dict(os.environ, XDG_STATE_HOME=str(workdir / "state"), XDG_DATA_HOME=str(workdir / "data"))
-    out = subprocess.run(["ip", "netns", "exec", scep.ns, sys.executable, "-c", TUI_RA_REFUSAL_SCRIPT,
-                          str(scep.config(workdir, challenge_command=hook)), READER], capture_output=True, text=True,
-                         env=env, timeout=240, cwd=Path(__file__).resolve().parents[2])
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    out = run_tui(scep, workdir, scep.config(workdir, challenge_command=hook), "refused")
     text = " ".join(out.stdout.split())
     assert "The Registration Authority refused the renewal" in text
     assert "this card was reported lost" in text and "Nothing was changed on your card" in text
+    assert "Reference: CR-" in text
     assert card_keys(card.state) == before
     card.stop()
