@@ -104,6 +104,15 @@ class CardRenewApp(App[int]):
         if backend.demo:
             self.sub_title = "Smartcard Management (demo card)"
 
+    async def action_quit(self) -> None:
+        """Ctrl+Q: leave, except while a renewal writes to the card (it would be left unfinished:
+        the engine finishes its current card step only on SIGTERM/SIGHUP)."""
+        if self.renewing:
+            self.notify("Your card is being updated. Wait until it has finished, then quit.",
+                        title="Update in progress", severity="warning", markup=False)
+            return
+        await super().action_quit()
+
     # -- lifecycle ---------------------------------------------------------------------------
     def on_mount(self) -> None:
         self.push_screen(LogonScreen())

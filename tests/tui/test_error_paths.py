@@ -257,3 +257,34 @@ async def test_an_ra_reason_with_brackets_is_shown_literally_with_the_reference(
         assert "Reference: CR-ABC123" in text
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))
+
+
+async def test_a_too_short_pin_is_cleared_so_the_next_one_is_sent_alone(make_demo) -> None:  # type: ignore[no-untyped-def]
+    """'12' Enter is refused before any APDU (F07); the field is emptied, so typing the right PIN
+    next sends just that PIN (not '12123456', which would spend a try)."""
+    backend, card = make_demo()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await log_on(pilot, "12")
+        await wait_for(pilot, lambda: "No try was used" in screen_text(app))
+        assert app.screen.query_one("#pin-input", Input).value == ""
+        await pilot.press(*PIN, "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))
+    assert card.state.pin_retries == card.state.pin_max_retries  # no try spent
+
+
+async def test_ctrl_q_during_a_renewal_does_not_leave_it_unfinished(make_demo) -> None:  # type: ignore[no-untyped-def]
+    backend, _ = make_demo()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await log_on(pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))
+        app.renewing = True  # as while the engine writes (the demo card is too fast to catch mid-write)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert app.is_running and app.return_code is None
+        assert any("being updated" in str(n.message) for n in app._notifications)
+        app.renewing = False
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    assert app.return_code == 0

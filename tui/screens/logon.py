@@ -241,6 +241,7 @@ class LogonScreen(Pane):
                                   + (" before your card is blocked." if left == 1 else "."))
             return
         except PinFormatError as exc:
+            self.pin_input.clear()  # typing on after a short PIN would send both as one and spend a try
             self.show_message(f"{exc} {exc.next_step}")
             return
         except PinBlockedError:
