@@ -496,12 +496,10 @@ class _Renewal:
                 raise RenewalRefused(f"slot {slot.hex}: a renewed certificate may not fit the card "
                                      f"({settings.max_certificate_bytes} bytes)")
             plan.append((setting, old, sj))
-        signer_for = getattr(ctx.issuer, "request_signer_slot", None)
-        if signer_for is not None:
-            # Any order works: a signer slot is either untouched, already renewed in this run (new key
-            # and certificate on the card), or not yet started (old key and certificate intact); the
-            # engine stops at the first failure, so it is never caught between GENERATE and PUT DATA.
-            self._check_request_signers(plan, by_slot, signer_for)
+        # Any order works for request signers: a signer slot is either untouched, already renewed in
+        # this run (new key and certificate on the card), or not yet started (old key and certificate
+        # intact); the engine stops at the first failure, so it is never caught between GENERATE and PUT DATA.
+        self._check_request_signers(plan, by_slot)
         for setting, old, _ in plan:
             result.slots.append(SlotResult(setting.slot, setting.label, old))
         for setting, _, sj in plan:
@@ -521,8 +519,15 @@ class _Renewal:
         ctx.journals.save(journal)
         return plan
 
+    def _request_signer_slot(self, slot: Slot) -> Slot | None:
+        """The slot whose certificate and key sign the CA request for ``slot`` (SCEP RenewalReq), or
+        None when the issuer has the new key sign its own request."""
+        signer_for = getattr(self.ctx.issuer, "request_signer_slot", None)
+        name = signer_for(slot.hex) if signer_for is not None else None
+        return Slot.parse(name) if name is not None else None
+
     def _check_request_signers(self, plan: list[tuple[SlotSetting, x509.Certificate | None, SlotJournal]],
-                               by_slot: dict[Slot, SlotStatus], signer_for: Callable[[str], str | None]) -> None:
+                               by_slot: dict[Slot, SlotStatus]) -> None:
         """Before anything changes: every slot's request signer (SCEP RenewalReq) holds an RSA
         certificate that is valid now (or is renewed in this run before it has to sign) and the
         key in that slot matches it (a test signature).
@@ -534,10 +539,9 @@ class _Renewal:
         now = self.ctx.now()
         checked: set[Slot] = set()
         for setting, _, _ in plan:
-            name = signer_for(setting.slot.hex)
-            if name is None:
+            signer = self._request_signer_slot(setting.slot)
+            if signer is None:
                 continue
-            signer = Slot.parse(name)
             status = by_slot.get(signer)
             # a slot outside renewal.slots is not in the summary: read it from the card
             cert = status.certificate if status is not None else self.session.read_certificate(signer).certificate
@@ -561,11 +565,9 @@ class _Renewal:
     def _request_signer(self, slot: Slot) -> RequestSigner | None:
         """The other slot's current certificate and card key, when the issuer signs renewal requests
         with them (read from the card now: it may have been renewed earlier in this run)."""
-        signer_for = getattr(self.ctx.issuer, "request_signer_slot", None)
-        name = signer_for(slot.hex) if signer_for is not None else None
-        if name is None:
+        signer = self._request_signer_slot(slot)
+        if signer is None:
             return None
-        signer = Slot.parse(name)
         cert = self.session.read_certificate(signer).certificate
         if cert is None:
             raise RenewalRefused(f"slot {signer.hex} holds no certificate to sign the renewal request for slot {slot.hex}")

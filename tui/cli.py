@@ -27,7 +27,10 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from card.config import Settings
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -289,6 +292,11 @@ def _read_pin(args: argparse.Namespace) -> str:
     return getpass.getpass("PIN: ")
 
 
+def _warn_default_management_key(settings: Settings, args: argparse.Namespace) -> None:
+    if settings.uses_default_management_key and not args.json:
+        print("Warning: using the well-known default management key (allowed by the configuration).", file=sys.stderr)
+
+
 def cmd_renew(args: argparse.Namespace) -> int:
     from card.renewal import RenewalContext, UpdateCheck, read_card, renew, update_check
     from card.service import pcsc_backend
@@ -319,9 +327,7 @@ def cmd_renew(args: argparse.Namespace) -> int:
                 if update_check(summary) not in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
                     return summary, None
                 pin = _read_pin(args)
-                if settings.uses_default_management_key and not args.json:
-                    print("Warning: using the well-known default management key (allowed by the configuration).",
-                          file=sys.stderr)
+                _warn_default_management_key(settings, args)
                 return summary, renew(session, ctx, pin, summary=summary)
 
             summary, result = backend.service.submit(check_then_renew).result()
@@ -356,8 +362,7 @@ def cmd_renew(args: argparse.Namespace) -> int:
             if answer.strip().lower() not in ("y", "yes"):
                 print("Cancelled; nothing was changed.")
                 return EXIT_OK
-        if settings.uses_default_management_key and not args.json:
-            print("Warning: using the well-known default management key (allowed by the configuration).", file=sys.stderr)
+        _warn_default_management_key(settings, args)
         result = backend.service.submit(lambda s: renew(s, ctx, pin)).result()
         del pin
     except Exception as exc:  # noqa: BLE001 - mapped to documented exit codes

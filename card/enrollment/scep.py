@@ -144,6 +144,12 @@ def _pkcs1_type2_unpad(block: bytes) -> bytes:
     return block[sep + 1 :]
 
 
+def _fail_text(fail_info: bytes) -> str:
+    """A CertRep's failInfo (RFC 8894 §3.2.1.4.5) in words."""
+    code = fail_info.decode("ascii", "replace")
+    return FAIL_INFO.get(code, f"failInfo {code}")
+
+
 class IssuerAndSubject(core.Sequence):
     """The content of a CertPoll (RFC 8894 §3.3.3): the CA's name and the requested subject."""
 
@@ -379,23 +385,20 @@ class ScepIssuer:
             signer_key, message_type = request_signer.key, MESSAGE_RENEWAL_REQ
         else:
             signer_cert, signer_key, message_type = self._transport_certificate(card_key), card_key, MESSAGE_PKCS_REQ
-        status, payload = STATUS_FAILURE, b""
+        status: str | None = None
         if grant.request_sent:  # an earlier run's request may have been issued and its reply lost
             try:
                 status, payload = self._cert_poll(ca, csr.subject, signer_cert, signer_key, grant.grant_id)
-            except (IssuerRejected, IssuerUnavailable) as exc:  # not known, or no CertPoll here: send it again
-                logger.info("CertPoll for transaction %s gave no result (%s); sending the request again",
-                            grant.grant_id, exc)
-                status = STATUS_FAILURE
-        if status == STATUS_FAILURE:
+            except (IssuerRejected, IssuerUnavailable) as exc:
+                logger.info("CertPoll for transaction %s gave no result (%s)", grant.grant_id, exc)
+        if status in (None, STATUS_FAILURE):  # never sent, or the CA holds no result for it: send the request
             nonce = os.urandom(16)
             message = self._pki_message(csr.public_bytes(serialization.Encoding.DER), ca, signer_cert, signer_key,
                                         grant.grant_id, nonce, message_type)
             status, payload = self._read_cert_rep(self._http("PKIOperation", message)[0], ca, grant.grant_id, nonce)
             if status == STATUS_FAILURE and grant.request_sent:
                 raise RetryRefused(f"the SCEP CA refused the request for slot {grant.slot} when it was sent again "
-                                   f"(transaction {grant.grant_id}; "
-                                   f"{FAIL_INFO.get(payload.decode(), 'failInfo ' + payload.decode()).split(':')[0]}); "
+                                   f"(transaction {grant.grant_id}; {_fail_text(payload).split(':')[0]}); "
                                    "it may have issued a certificate for the first attempt, whose answer was lost")
         for delay in self.settings.poll_schedule_s:
             if status != STATUS_PENDING:
@@ -405,7 +408,7 @@ class ScepIssuer:
         if status == STATUS_SUCCESS:
             return self._certificate_from(payload, signer_key, new_key)
         if status == STATUS_FAILURE:
-            raise IssuerRejected(f"the SCEP CA refused: {FAIL_INFO.get(payload.decode(), 'failInfo ' + payload.decode())}")
+            raise IssuerRejected(f"the SCEP CA refused: {_fail_text(payload)}")
         raise IssuancePending(grant.grant_id)  # still PENDING when the schedule is used up
 
     def _cert_poll(self, ca: x509.Certificate, subject: x509.Name, signer_cert: asn1_x509.Certificate,
