@@ -75,6 +75,10 @@ class Settings:
     which the CA issued: 9C signs for 9A, 9A for the rest)."""
     """SCEP: accept a SHA-1-signed, DES-encrypted reply (scepserver 2.1.0 sends one)."""
     issuer_timeout_s: float = 15.0
+    """Total deadline of one request to the CA or RA hook (seconds): connect, send and the whole
+    reply, however slowly it arrives."""
+    issuer_max_response_bytes: int = 4 * 1024 * 1024
+    """Largest reply accepted from the CA (bytes); a longer one is refused unread."""
     poll_schedule_s: tuple[float, ...] = (2.0, 5.0, 10.0)
     """SCEP: waits between polls of a PENDING request (seconds); then the error path."""
     management_key_source: str = "default"
@@ -239,9 +243,13 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
     if (legacy := _get(issuer, "allow_legacy_algorithms", bool, "issuer")) is not None:
         values["allow_legacy_algorithms"] = legacy
     if (timeout := issuer.get("timeout_s")) is not None:
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-            raise ConfigError("issuer.timeout_s must be a positive number of seconds")
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 3600:
+            raise ConfigError("issuer.timeout_s must be a number of seconds above 0 and at most 3600")
         values["issuer_timeout_s"] = float(timeout)
+    if (cap := _get(issuer, "max_response_bytes", int, "issuer")) is not None:
+        if not 1024 <= cap <= 256 * 1024 * 1024:
+            raise ConfigError("issuer.max_response_bytes must be between 1024 and 268435456 (256 MiB)")
+        values["issuer_max_response_bytes"] = cap
     if (schedule := _get(issuer, "poll_schedule_s", list, "issuer")) is not None:
         if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 3600 for x in schedule):
             raise ConfigError("issuer.poll_schedule_s must be a list of seconds, e.g. [2, 5, 10]")
