@@ -32,7 +32,7 @@ from asn1crypto import algos, cms, core, parser
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -159,7 +159,7 @@ def _fail_text(fail_info: bytes) -> str:
 
 
 PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, UnicodeError,
-                RecursionError)
+                RecursionError, UnsupportedAlgorithm)
 """What asn1crypto and cryptography raise on malformed DER (asn1crypto parses lazily, so a field's
 first access can raise any of these): turned into IssuerReplyInvalid at the parsers below."""
 
