@@ -229,6 +229,7 @@ def summary_json(summary: Any, window_days: int) -> dict[str, Any]:
                 "days_left": s.days_left,
                 "sha256": fingerprint(s.certificate) if s.certificate else None,
                 "error": s.error,
+                "note": s.note,
             }
             for s in summary.slots
         ],
@@ -261,7 +262,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for s in summary.slots:
         if s.certificate is not None:
             lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}, expires "
-                         f"{s.certificate.not_valid_after_utc.date().isoformat()} ({s.days_left} days left)")
+                         f"{s.certificate.not_valid_after_utc.date().isoformat()} ({s.days_left} days left)"
+                         + (f" — note: {s.note}" if s.note else ""))
         else:
             lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}" + (f" — {s.error}" if s.error else ""))
     if summary.pending_journal:
