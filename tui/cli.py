@@ -180,8 +180,14 @@ def _exit_code_for(exc: BaseException) -> int:
 
 
 def _fail(args: argparse.Namespace, exc: BaseException, code: int | None = None) -> int:
+    from card.config import ConfigError, find_config
     from card.errors import CardError
 
+    if isinstance(exc, ConfigError):  # every configuration error names the file (issue 12, point 9)
+        try:
+            exc = exc.naming(find_config(getattr(args, "config", None)))
+        except ConfigError:
+            pass
     code = _exit_code_for(exc) if code is None else code
     payload = _error_payload(exc) | {"exit_code": code}
     if getattr(args, "json", False):
@@ -515,7 +521,7 @@ def cmd_emulator_serve(args: argparse.Namespace) -> int:
     from card.emulator.vpcd import serve
 
     host, _, port = args.vpcd.rpartition(":")
-    from card.config import ConfigError
+    from card.config import UsageError
 
     try:
         drop_at = {step: int(n) for step, _, n in (item.partition(":") for item in args.drop_at)}
@@ -523,7 +529,7 @@ def cmd_emulator_serve(args: argparse.Namespace) -> int:
         faults = CardFaults(drop_after_apdus=args.drop_after_apdus, drop_at_put_data=args.drop_at_put_data,
                             drop_at=drop_at, delays_s=delays)
     except ValueError as exc:
-        raise ConfigError(f"bad fault option: {exc}") from exc
+        raise UsageError(f"bad fault option: {exc}") from exc
     card = SoftPivCard.from_file(Path(args.state), faults)
     card.name = f"vpcd {args.vpcd}"
     stop = threading.Event()
