@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from card.config import Settings
+    from card.secret import Secret
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -277,19 +278,21 @@ class _PrintReporter:
         pass
 
 
-def _read_pin(args: argparse.Namespace) -> str:
+def _read_pin(args: argparse.Namespace) -> Secret:
+    """The PIN from the first line of stdin (``--pin-stdin``) or the terminal, as a Secret; the
+    caller's renewal wipes it. Raises UsageError when there is none (no try used)."""
     from card.config import UsageError
+    from card.secret import Secret
 
     if args.pin_stdin:
-        line = sys.stdin.readline()
-        pin = line.rstrip("\r\n")
+        pin = Secret(sys.stdin.readline().rstrip("\r\n"))
         if not pin:
             raise UsageError("--pin-stdin: no PIN on standard input",
                              next_step="Give the PIN as the first line of standard input. No try was used.")
         return pin
     if not sys.stdin.isatty():
         raise UsageError("no terminal to ask for the PIN", next_step="Run with --pin-stdin and give the PIN on standard input.")
-    return getpass.getpass("PIN: ")
+    return Secret(getpass.getpass("PIN: "))
 
 
 def _warn_default_management_key(settings: Settings, args: argparse.Namespace) -> None:
@@ -360,11 +363,11 @@ def cmd_renew(args: argparse.Namespace) -> int:
                 raise UsageError("confirmation needed", next_step="Run with --yes to renew without asking.")
             answer = input(f"About to {what}. Do not remove your card. Continue? [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
+                pin.wipe()
                 print("Cancelled; nothing was changed.")
                 return EXIT_OK
         _warn_default_management_key(settings, args)
-        result = backend.service.submit(lambda s: renew(s, ctx, pin)).result()
-        del pin
+        result = backend.service.submit(lambda s: renew(s, ctx, pin)).result()  # renew wipes the PIN
     except Exception as exc:  # noqa: BLE001 - mapped to documented exit codes
         return _fail(args, exc)
     finally:
@@ -516,6 +519,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
+    from card.secret import harden_process
+
+    harden_process()  # before any secret is read: no core dump, no ptrace by others (issue 12)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verbose:
