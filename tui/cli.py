@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from card.config import Settings
+    from card.secret import Secret
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -292,19 +293,21 @@ class _PrintReporter:
         pass
 
 
-def _read_pin(args: argparse.Namespace) -> str:
+def _read_pin(args: argparse.Namespace) -> Secret:
+    """The PIN from the first line of stdin (``--pin-stdin``) or the terminal, as a Secret; the
+    caller's renewal wipes it. Raises UsageError when there is none (no try used)."""
     from card.config import UsageError
+    from card.secret import Secret
 
     if args.pin_stdin:
-        line = sys.stdin.readline()
-        pin = line.rstrip("\r\n")
+        pin = Secret(sys.stdin.readline().rstrip("\r\n"))
         if not pin:
             raise UsageError("--pin-stdin: no PIN on standard input",
                              next_step="Give the PIN as the first line of standard input. No try was used.")
         return pin
     if not sys.stdin.isatty():
         raise UsageError("no terminal to ask for the PIN", next_step="Run with --pin-stdin and give the PIN on standard input.")
-    return getpass.getpass("PIN: ")
+    return Secret(getpass.getpass("PIN: "))
 
 
 def _guard_last_pin_try(session: Any, allowed: bool) -> None:
@@ -407,15 +410,19 @@ def cmd_renew(args: argparse.Namespace) -> int:
                 raise UsageError("confirmation needed", next_step="Run with --yes to renew without asking.")
             answer = input(f"About to {what}. Do not remove your card. Continue? [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
+                pin.wipe()
                 print("Cancelled; nothing was changed.")
                 return EXIT_OK
         _warn_default_management_key(settings, args)
+
         def guard_then_renew(session: Any) -> Any:
-            _guard_last_pin_try(session, allow_last_try)  # in the renewal's own card transaction
-            return renew(session, ctx, pin)
+            try:
+                _guard_last_pin_try(session, allow_last_try)  # in the renewal's own card transaction
+                return renew(session, ctx, pin)
+            finally:
+                pin.wipe()  # (renew wipes it too; the guard may refuse before)
 
         result = backend.service.submit(guard_then_renew).result()
-        del pin
     except Exception as exc:  # noqa: BLE001 - mapped to documented exit codes
         from card.errors import OperationCancelled
 
@@ -576,6 +583,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
+    from card.secret import harden_process
+
+    harden_process()  # before any secret is read: no core dump, no ptrace by others (issue 12)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verbose:
