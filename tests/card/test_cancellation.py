@@ -21,6 +21,7 @@ from card.errors import LastPinTryError, OperationCancelled, PinBlockedError
 from card.journal import AuditLog, JournalStore
 from card.piv import PivSession, Slot
 from card.renewal import RenewalContext, renew
+from card.secret import Secret
 from tui.cli import EXIT_PIN, _exit_code_for, _guard_last_pin_try
 
 PIN = "123456"
@@ -63,7 +64,7 @@ def test_cancelled_before_anything_changed_leaves_the_card_as_it_was(make_card, 
     before = keys(card), dict(card.state.objects)
     cancel = threading.Event()
     with pytest.raises(OperationCancelled):
-        renew(PivSession(card), context(tmp_path, CancelledAt(ca, where, cancel), cancel), PIN)
+        renew(PivSession(card), context(tmp_path, CancelledAt(ca, where, cancel), cancel), Secret(PIN))
     assert (keys(card), dict(card.state.objects)) == before
 
 
@@ -71,10 +72,10 @@ def test_cancelled_after_generate_keeps_the_journal_and_the_next_run_finishes(ma
                                                                              tmp_path: Path) -> None:
     card = make_card()
     cancel = threading.Event()
-    result = renew(PivSession(card), context(tmp_path, CancelledAt(ca, "issue", cancel), cancel), PIN)
+    result = renew(PivSession(card), context(tmp_path, CancelledAt(ca, "issue", cancel), cancel), Secret(PIN))
     assert not result.ok and result.journal_kept
     assert isinstance(result.error, OperationCancelled)
-    result = renew(PivSession(card), context(tmp_path, ca, threading.Event()), PIN)  # a later run, not cancelled
+    result = renew(PivSession(card), context(tmp_path, ca, threading.Event()), Secret(PIN))  # a later run, not cancelled
     assert result.ok, [str(s.error) for s in result.slots]
     for slot in (Slot.AUTHENTICATION, Slot.SIGNATURE):
         cert = PivSession(card).read_certificate(slot).certificate
