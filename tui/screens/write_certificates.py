@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Label, Static
 from card.errors import CardError
 from card.piv import Slot
 from card.renewal import CardSummary, RenewalContext, RenewalResult, RenewalStep, renew
+from card.secret import Secret
 from tui.bridge import TuiReporter
 from tui.messages import CertificateWritten, RenewalFinished, RenewalProgressed, SlotRenewalFailed
 from tui.screens.base import Pane
@@ -74,7 +75,8 @@ class WriteCertificatesScreen(Pane):
     """Runs the renewal on the card thread and shows its progress.
 
     Args:
-        pin: the PIN entered again (handed to the engine; the pane forgets it once started).
+        pin: the PIN entered again (handed to the engine, which wipes it when the run ends; the
+            pane forgets it once started).
         summary: the card as read by the update check (labels and old expiry for the rows).
     """
 
@@ -83,9 +85,9 @@ class WriteCertificatesScreen(Pane):
     NARROW_BELOW = 80
     """Below this many columns the table leaves out the old expiry and shows the slot with the label."""
 
-    def __init__(self, pin: str, summary: CardSummary) -> None:
+    def __init__(self, pin: Secret, summary: CardSummary) -> None:
         super().__init__()
-        self._pin: str | None = pin
+        self._pin: Secret | None = pin
         self.summary = summary
         self.clock = Stopwatch()
         """The whole update's working time; it stops while a dialog (Next) waits for the holder."""
