@@ -69,11 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     reader = argparse.ArgumentParser(add_help=False)
     reader.add_argument("--reader", metavar="NAME", default=argparse.SUPPRESS,
                         help="PC/SC reader (default: the one holding the only card)")
+    demo = argparse.ArgumentParser(add_help=False)
+    demo.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
+                      help="the built-in virtual card and embedded CA (a fresh card each run, PIN 123456)")
+    demo.add_argument("--demo-fault", choices=["none", "pull-card", "ca-refuses"], default=argparse.SUPPRESS,
+                      help="with --demo: show the error path")
 
     parser = argparse.ArgumentParser(prog="cardrenew", parents=[top_common, top_reader],
                                      description="Renew the certificates on a PIV smartcard.",
                                      epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
-    parser.add_argument("--demo", action="store_true", help="the TUI on the built-in virtual card and embedded CA")
+    parser.add_argument("--demo", action="store_true",
+                        help="the built-in virtual card and embedded CA (the TUI, status and renew)")
     parser.add_argument("--demo-fault", choices=["none", "pull-card", "ca-refuses"], default="none",
                         help="with --demo: show the error path")
     parser.add_argument("--kiosk", action="store_true", default=None,
@@ -83,10 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: APDU trace, secrets redacted)")
     sub = parser.add_subparsers(dest="command")
 
-    p = sub.add_parser("status", parents=[common, reader], help="certificates, expiry, days left, due or not")
+    p = sub.add_parser("status", parents=[common, reader, demo], help="certificates, expiry, days left, due or not")
     p.add_argument("--json", action="store_true", help="machine-readable output (stable; see README)")
 
-    p = sub.add_parser("renew", parents=[common, reader], help="headless renewal with the same engine as the TUI")
+    p = sub.add_parser("renew", parents=[common, reader, demo], help="headless renewal with the same engine as the TUI")
     p.add_argument("--pin-stdin", action="store_true", help="read the PIN from the first line of standard input")
     p.add_argument("--allow-last-pin-try", action="store_true",
                    help="send the PIN even when only one try is left (a wrong PIN then blocks the card)")
@@ -243,12 +249,27 @@ def summary_json(summary: Any, window_days: int) -> dict[str, Any]:
     }
 
 
+def _demo_backend(args: argparse.Namespace, settings: Settings) -> Any:
+    """``--demo`` for ``status`` and ``renew``: the demo's virtual card and embedded CA, as in the TUI
+    (a fresh card each run, certificates due in 30 days, PIN 123456; nothing of it is kept)."""
+    from card.demo import DEMO_PIN, demo_backend
+
+    backend, _ = demo_backend(settings, fault=args.demo_fault, reinsert_after_s=None)
+    print(f"Demo: a fresh virtual card (PIN {DEMO_PIN}) and the embedded demo CA; "
+          "nothing of it is kept after this run.", file=sys.stderr)  # stderr: --json output stays clean
+    return backend
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from card.renewal import SlotState, read_card
     from card.service import pcsc_backend
 
     settings = _settings(args)
-    backend = pcsc_backend(settings, args.reader, with_issuer=False)
+    if args.demo:
+        backend = _demo_backend(args, settings)
+        settings = backend.settings
+    else:
+        backend = pcsc_backend(settings, args.reader, with_issuer=False)
     try:
         summary = backend.service.submit(
             lambda s: read_card(s, settings, journals=backend.journals, reader=backend.reader_name)).result()
@@ -353,7 +374,11 @@ def cmd_renew(args: argparse.Namespace) -> int:
     for sig in previous:
         signal.signal(sig, on_signal)
     try:
-        backend = pcsc_backend(settings, args.reader, cancel=cancel)
+        if args.demo:
+            backend = _demo_backend(args, settings)
+            settings = backend.settings
+        else:
+            backend = pcsc_backend(settings, args.reader, cancel=cancel)
     except BaseException:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -599,6 +624,11 @@ def main(argv: list[str]) -> int:
         "audit": cmd_audit,
     }
     try:
+        if args.demo and (args.reader or args.command not in (None, "status", "renew")):
+            from card.config import UsageError
+
+            raise UsageError("--demo uses the built-in virtual card: it goes with the TUI, status and renew, "
+                             "and not with --reader", next_step="Leave out --demo, or --reader.")
         if args.command in handlers:
             return handlers[args.command](args)
         if args.command == "ca":
