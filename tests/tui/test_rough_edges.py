@@ -136,6 +136,10 @@ async def test_header_icon_is_a_common_glyph(make_demo) -> None:  # type: ignore
         assert "\u2b58" not in app.export_screenshot()  # ⭘ HEAVY LARGE CIRCLE: no glyph in many fonts
         await to_card_tab(pilot)
         assert "\u2b58" not in app.export_screenshot()
+        await pilot.press("u")
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+        shot = app.export_screenshot()
+        assert "\u2b58" not in shot and "\u23ce" not in shot  # nor ⏎ RETURN SYMBOL for Enter in the footer
 
 
 # -- 8. "Do not remove your Smartcard" goes once the writing is done -------------------------------

@@ -31,9 +31,10 @@ def format_date(value: object) -> str:
 
 
 class DialogButton(Button):
-    """A dialog's button; the footer shows that Enter presses the focused one."""
+    """A dialog's button; the footer shows that Enter presses the focused one (spelt ``Enter``:
+    Textual's ``⏎``, U+23CE, is missing from some browser and SVG fonts, like the header's ``⭘``)."""
 
-    BINDINGS = [Binding("enter", "press", "Select", key_display="⏎", tooltip="Press the highlighted button")]
+    BINDINGS = [Binding("enter", "press", "Select", key_display="Enter", tooltip="Press the highlighted button")]
 
 
 class TextDialog(ModalScreen[T]):

@@ -93,7 +93,7 @@ class LoggedOffScreen(Pane):
     """ "You are logged off": remove the card, insert it and log on again to test it."""
 
     BINDINGS = [
-        Binding("enter", "log_on", "Log on", id="log-on", tooltip="Back to the logon pane"),
+        Binding("enter", "log_on", "Log on", id="log-on", key_display="Enter", tooltip="Back to the logon pane"),
         Binding("ctrl+q", "app.quit", "Quit", id="quit", tooltip="Leave cardrenew"),
     ]
 
