@@ -6,6 +6,7 @@ its logs and its state, data and config directories is searched for the PIN (ASC
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import select
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -133,35 +135,43 @@ def _drain(fd: int, proc: subprocess.Popen[bytes], timeout_s: float) -> bytes:
     return buf
 
 
-@pytest.mark.parametrize("extra", [[], ["--kiosk"]], ids=["tui", "kiosk"])
-def test_the_real_program_crashing_with_the_pin_in_hand_writes_it_nowhere(tmp_path: Path, extra: list[str]) -> None:
-    script = tmp_path / "crashing_cardrenew.py"
-    script.write_text(CHILD)
-    home = tmp_path / "home"
+@contextlib.contextmanager
+def tui_in_pty(argv: list[str], home: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, bytearray]]:
+    """The program ``argv`` under a pseudo-terminal with its XDG directories under ``home``, once it
+    shows the logon pane: ``(process, pty master, what it wrote so far)``; killed by PID at the end."""
     env = dict(os.environ, TERM="xterm-256color", COLUMNS="80", LINES="24", HOME=str(home),
                XDG_STATE_HOME=str(home / "state"), XDG_DATA_HOME=str(home / "data"),
                XDG_CONFIG_HOME=str(home / "config"), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     env.pop("CARDRENEW_CONFIG", None)
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, str(script), "-vv", "--demo", *extra], stdin=slave, stdout=slave,
-                            stderr=slave, env=env, start_new_session=True, cwd=tmp_path)
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+                            cwd=home.parent)
     os.close(slave)
     try:
-        shown = b""
+        shown = bytearray()
         deadline = time.monotonic() + 60
         while b"Logon" not in shown and time.monotonic() < deadline and proc.poll() is None:
             shown += _drain(master, proc, 0.2)
-        assert b"Logon" in shown, shown[-500:]
-        os.write(master, WRONG_PIN.encode() + b"\r")
-        shown += _drain(master, proc, 60)
-        assert proc.wait(timeout=30) != 0  # a crash exits non-zero
+        assert b"Logon" in shown, bytes(shown[-500:])
+        yield proc, master, shown
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         os.close(master)
+
+
+@pytest.mark.parametrize("extra", [[], ["--kiosk"]], ids=["tui", "kiosk"])
+def test_the_real_program_crashing_with_the_pin_in_hand_writes_it_nowhere(tmp_path: Path, extra: list[str]) -> None:
+    script = tmp_path / "crashing_cardrenew.py"
+    script.write_text(CHILD)
+    home = tmp_path / "home"
+    with tui_in_pty([sys.executable, str(script), "-vv", "--demo", *extra], home) as (proc, master, shown):
+        os.write(master, WRONG_PIN.encode() + b"\r")
+        shown += _drain(master, proc, 60)
+        assert proc.wait(timeout=30) != 0  # a crash exits non-zero
     assert b"injected crash while the PIN is held" in shown  # the traceback reached the terminal
-    assert leaks(shown, WRONG_PIN) == []
+    assert leaks(bytes(shown), WRONG_PIN) == []
     written = {p: p.read_bytes() for p in home.rglob("*") if p.is_file()}
     assert [str(p) for p, blob in written.items() if leaks(blob, WRONG_PIN)] == []
 
@@ -170,29 +180,12 @@ def test_the_running_tui_cannot_dump_core(tmp_path: Path) -> None:
     """Read from outside: the running TUI's core-file limit is 0 (soft and hard)."""
     import signal
 
-    env = dict(os.environ, TERM="xterm-256color", COLUMNS="80", LINES="24", XDG_STATE_HOME=str(tmp_path / "state"),
-               XDG_DATA_HOME=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
-    env.pop("CARDRENEW_CONFIG", None)
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "tui", "--demo"], stdin=slave, stdout=slave, stderr=slave,
-                            env=env, start_new_session=True, cwd=tmp_path)
-    os.close(slave)
-    try:
-        shown = b""
-        deadline = time.monotonic() + 60
-        while b"Logon" not in shown and time.monotonic() < deadline and proc.poll() is None:
-            shown += _drain(master, proc, 0.2)
-        assert b"Logon" in shown, shown[-500:]
+    with tui_in_pty([sys.executable, "-m", "tui", "--demo"], tmp_path / "home") as (proc, _master, _shown):
         limits = Path(f"/proc/{proc.pid}/limits").read_text()
         core = next(line for line in limits.splitlines() if line.startswith("Max core file size"))
         assert core.split()[4:6] == ["0", "0"], core
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
 
 
 async def test_logon_and_pin_again_hand_over_one_secret_empty_the_field_and_wipe_it(make_demo, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
