@@ -161,3 +161,38 @@ def test_renew_wipes_the_pin_whatever_the_outcome(ca, tmp_path: Path, pin: str, 
         with pytest.raises(InvalidPinError):
             renew(PivSession(card), ctx, secret)
     assert secret.wiped
+
+
+@SETTINGS
+@given(st.binary(max_size=24))
+def test_utf8_validity_is_judged_like_python_without_decoding(raw: bytes) -> None:
+    try:
+        raw.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    assert Secret(raw).is_text is valid
+
+
+@SETTINGS
+@given(st.text(max_size=12))
+def test_utf8_validity_of_every_text(text: str) -> None:
+    assert Secret(text.encode("utf-8", "surrogatepass")).is_text is (not any(0xD800 <= ord(c) <= 0xDFFF for c in text))
+
+
+@pytest.mark.parametrize("fed, expected", [(b"123456\n", b"123456"), (b"123456\r\nrest\n", b"123456"),
+                                           (b"654321", b"654321"), (b"\n", b""), (b"12345\xe9\n", b"12345\xe9")])
+def test_a_secret_line_is_read_from_a_descriptor(fed: bytes, expected: bytes) -> None:
+    import os
+
+    from card.secret import read_secret_line
+
+    r, w = os.pipe()
+    os.write(w, fed)
+    os.close(w)
+    try:
+        secret = read_secret_line(r)
+    finally:
+        os.close(r)
+    assert secret.reveal() == expected
+    assert secret.is_text is (b"\xe9" not in expected)

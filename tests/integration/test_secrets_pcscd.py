@@ -136,3 +136,16 @@ def test_renew_waiting_for_a_card_another_program_holds_ends_on_a_signal(
     status = subprocess.run(CARDRENEW + ["status", "--reader", READER, "--json"], capture_output=True, text=True,
                             env=env_for(workdir), cwd=workdir, timeout=60)
     assert json.loads(status.stdout)["update"] == "available"  # nothing was changed on the card
+
+
+def test_a_pin_on_stdin_that_is_not_text_is_refused_without_a_try(serve_card, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    """``--pin-stdin`` reads bytes (a byte at a time, into the Secret): a Latin-1 byte is a PIN-format
+    error (exit 4, no APDU), not a decoding crash."""
+    serve_card(key_type="ECCP256")
+    out = subprocess.run(CARDRENEW + ["renew", "--reader", READER, "--pin-stdin", "--yes"], input=b"12345\xe9\n",
+                         capture_output=True, env=env_for(workdir), cwd=workdir, timeout=120)
+    assert out.returncode == 4, out.stderr
+    assert b"not valid text" in out.stderr and b"No try was used" in out.stderr
+    status = subprocess.run(CARDRENEW + ["status", "--reader", READER, "--json"], capture_output=True, text=True,
+                            env=env_for(workdir), cwd=workdir, timeout=60)
+    assert json.loads(status.stdout)["pin_retries"] == 3
