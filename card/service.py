@@ -296,6 +296,7 @@ def pcsc_backend(settings: Settings, reader: str | None = None, *, with_issuer: 
         with_card = [r for r, present in readers if present]
         name = (with_card or [r for r, _ in readers] or [""])[0]
     issuer = build_issuer(settings) if with_issuer else None
-    return Backend(settings, pcsc_service(name), issuer, JournalStore(settings.state_dir),  # type: ignore[arg-type]
-                   AuditLog(settings.state_dir / "audit.log"), name,
+    audit = AuditLog(settings.state_dir / "audit.log")
+    return Backend(settings, pcsc_service(name), issuer, JournalStore(settings.state_dir, audit),  # type: ignore[arg-type]
+                   audit, name,
                    reader_lister=pcsc.list_readers, service_factory=pcsc_service, reader_fixed=bool(named))
