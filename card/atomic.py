@@ -46,7 +46,8 @@ class FileTooLargeError(OSError):
 @dataclass
 class WriteFault:
     """Test-only fault hook: the ``at``-th change under ``under`` (1-based; 0 = never) fails with
-    ``error`` (an errno number); so does every later one unless ``once``. ``count`` counts changes.
+    ``error`` (an errno number); so does every later one unless ``once``. ``count`` counts changes,
+    ``operations`` lists them as ``(operation, path)``.
 
     ``log`` (a path) receives one line per change: ``<n> <operation> <path>``.
     """
@@ -56,12 +57,17 @@ class WriteFault:
     once: bool = False
     under: Path | None = None
     log: Path | None = None
+    only: tuple[str, ...] = ()
+    """Count only these operations (``write``, ``append``, ``remove``, ``rename``, ``mkdir``,
+    ``probe``); empty: all."""
     count: int = 0
     operations: list[tuple[str, str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def check(self, operation: str, path: Path) -> None:
         """Count this change; raise ``OSError(error)`` when it is due to fail."""
+        if self.only and operation not in self.only:
+            return
         if self.under is not None:
             try:
                 Path(os.path.abspath(path)).relative_to(os.path.abspath(self.under))

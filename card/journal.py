@@ -605,6 +605,19 @@ class JournalStore:
                 self.clear(journal.card_id)
 
 
+def flush_kept_audit(journals: JournalStore, audit: AuditLog) -> StateFileError | None:
+    """Best effort, at the start of every run: write the audit records an earlier run could not
+    write (side file and journals), each once. Returns the error instead of raising it (the
+    renewal's preflight insists; a status read or the TUI's start does not)."""
+    try:
+        audit.flush_side_file()
+        journals.flush_audit(audit, changed=True)
+    except StateFileError as exc:
+        logger.warning("audit records kept from an earlier run are still not written: %s", exc)
+        return exc
+    return None
+
+
 def prepare_state_files(journals: JournalStore, audit: AuditLog, card_id: str) -> None:
     """Preflight of every file a renewal writes (DESIGN §3.1), before anything is asked of the
     card or the CA: the state directory (and the audit log's, if another) exists or can be made,
@@ -648,9 +661,9 @@ def check_directory(directory: Path) -> None:
     except OSError as exc:
         raise state_file_error(exc, "the state directory", directory) from exc
     if free < STATE_FREE_BYTES or (inodes is not None and inodes < STATE_FREE_INODES):
-        have = f"{free // 1024} KiB" + (f" and {inodes} inodes" if inodes is not None else "")
+        have = f"{free // 1024} KiB free" + (f" ({inodes} inodes)" if inodes is not None else "")
         raise StateFileError(
-            f"could not write the state directory {directory}: the disk holding it has {have} free, less than the "
+            f"could not write the state directory {directory}: the disk holding it has {have}, less than the "
             f"{STATE_FREE_BYTES // 1024} KiB and {STATE_FREE_INODES} inodes a renewal needs; nothing was changed on the card",
             path=directory, errno=errno_module.ENOSPC,
             next_step=f"Free space on the disk holding {directory} (ask your IT support), then run `cardrenew renew` again.")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from card.config import ConfigError, Settings
 from card.errors import CardRemovedError, NoCardError, ReaderUnavailableError
-from card.journal import AuditLog, JournalStore
+from card.journal import AuditLog, JournalStore, flush_kept_audit
 from card.piv import PivSession
 from card.transport import CardTransport
 
@@ -297,6 +297,8 @@ def pcsc_backend(settings: Settings, reader: str | None = None, *, with_issuer: 
         name = (with_card or [r for r, _ in readers] or [""])[0]
     issuer = build_issuer(settings) if with_issuer else None
     audit = AuditLog(settings.state_dir / "audit.log")
-    return Backend(settings, pcsc_service(name), issuer, JournalStore(settings.state_dir, audit),  # type: ignore[arg-type]
+    journals = JournalStore(settings.state_dir, audit)
+    flush_kept_audit(journals, audit)  # records an earlier run could not write go in first
+    return Backend(settings, pcsc_service(name), issuer, journals,  # type: ignore[arg-type]
                    audit, name,
                    reader_lister=pcsc.list_readers, service_factory=pcsc_service, reader_fixed=bool(named))

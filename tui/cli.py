@@ -206,6 +206,13 @@ def _fail(args: argparse.Namespace, exc: BaseException) -> int:
     return code
 
 
+def _print_notices(backend: Any) -> None:
+    """Say in words what happened to files on the way (a journal set aside), on stderr."""
+    journals = getattr(backend, "journals", None)
+    for notice in journals.take_notices() if journals is not None else []:
+        print(f"cardrenew: note: {notice}", file=sys.stderr)
+
+
 def _settings(args: argparse.Namespace) -> Any:
     from card.config import load_settings
 
@@ -256,6 +263,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             lambda s: read_card(s, settings, journals=backend.journals, reader=backend.reader_name)).result()
     finally:
         backend.service.shutdown()
+        _print_notices(backend)
     payload = summary_json(summary, settings.window_days)
     code = EXIT_OK
     if any(s.state in (SlotState.EXPIRED, SlotState.UNREADABLE) for s in summary.slots) or summary.pin_retries == 0:
@@ -388,6 +396,7 @@ def cmd_renew(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         backend.service.shutdown()
+        _print_notices(backend)
     return _report_renewal(args, result)
 
 
@@ -440,8 +449,7 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     """Print the newest ``-n`` audit records as JSON lines (stdout); what is not a record (a torn or
     foreign line) is skipped with a warning, and an absent or empty log is said in words (stderr)."""
-    from card.errors import StateFileError
-    from card.journal import AuditLog, JournalStore
+    from card.journal import AuditLog, JournalStore, flush_kept_audit
 
     if getattr(args, "demo", False):
         from card.demo import demo_state_dir
@@ -450,11 +458,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     else:
         state_dir = _settings(args).state_dir
     log = AuditLog(state_dir / "audit.log")
-    try:  # records an earlier run could not write go in first
-        log.flush_side_file()
-        JournalStore(state_dir).flush_audit(log, changed=True)
-    except StateFileError as exc:
-        print(f"cardrenew: warning: {exc}", file=sys.stderr)
+    kept = flush_kept_audit(JournalStore(state_dir), log)  # records an earlier run could not write
+    if kept is not None:
+        print(f"cardrenew: warning: {kept}", file=sys.stderr)
     reading = log.read(args.n)
     for number, why in reading.skipped:
         where = f"line {number}" if number is not None else "a line"
