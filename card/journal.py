@@ -172,7 +172,10 @@ def parse_journal(data: bytes, card_id: str | None = None) -> Journal:
     if card_id is not None and journal.card_id != card_id:
         raise JournalFileError(f"the journal of another card ({journal.card_id[:40]})")
     for record in journal.audit_pending:
-        _check_audit_record(record)
+        try:
+            _check_audit_record(record)
+        except AuditLineError as exc:
+            raise JournalFileError(f"a kept audit record is {exc}") from None
     return journal
 
 

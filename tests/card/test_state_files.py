@@ -370,3 +370,75 @@ def test_a_journal_is_saved_and_loaded_back_the_same(tmp_path: Path) -> None:
     store.save(journal)
     assert store.load(journal.card_id) == journal
     assert parse_journal(journal.to_json().encode()) == journal
+
+
+# -- cardrenew audit ----------------------------------------------------------------------------
+GOOD = json.dumps({"time": "2026-12-01T10:00:00+00:00", "event_id": "e1", "slot": "9A", "outcome": "renewed"})
+GOOD2 = json.dumps({"time": "2026-12-02T10:00:00+00:00", "event_id": "e2", "slot": "9C", "outcome": "renewed"})
+
+
+def _audit(capsys, *args: str) -> tuple[int, list[str], str]:  # type: ignore[no-untyped-def]
+    from tui.cli import main
+
+    code = main(["audit", *args])
+    captured = capsys.readouterr()
+    return code, captured.out.splitlines(), captured.err
+
+
+def test_audit_skips_torn_and_foreign_lines_with_a_warning(capsys) -> None:  # type: ignore[no-untyped-def]
+    """Field failure: one torn line made `cardrenew audit` exit 1."""
+    state_dir().mkdir(parents=True)
+    (state_dir() / "audit.log").write_bytes(
+        GOOD.encode() + b"\n" + GOOD2.encode()[:30] + b"\n[1, 2]\n\xff\xfe\n" + GOOD2.encode() + b"\n")
+    code, out, err = _audit(capsys)
+    assert code == 0
+    assert [json.loads(line)["event_id"] for line in out] == ["e1", "e2"]
+    assert "line 2 of" in err and "line 3 of" in err and "line 4 of" in err and "skipped" in err
+
+
+def test_audit_n_0_prints_nothing_and_negative_n_is_a_usage_error(capsys) -> None:  # type: ignore[no-untyped-def]
+    """Field failure: `audit -n 0` printed everything."""
+    state_dir().mkdir(parents=True)
+    (state_dir() / "audit.log").write_text(GOOD + "\n" + GOOD2 + "\n")
+    assert _audit(capsys, "-n", "0")[:2] == (0, [])
+    code, out, _ = _audit(capsys, "-n", "1")
+    assert code == 0 and [json.loads(line)["event_id"] for line in out] == ["e2"]
+    with pytest.raises(SystemExit) as exc:
+        _audit(capsys, "-n", "-1")
+    assert exc.value.code == 2 and "negative" in capsys.readouterr().err
+
+
+def test_audit_says_in_words_when_the_log_is_empty_or_absent(capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = _audit(capsys)
+    assert (code, out) == (0, []) and "No audit log" in err and "yet" in err
+    state_dir().mkdir(parents=True)
+    (state_dir() / "audit.log").write_text("")
+    code, out, err = _audit(capsys)
+    assert (code, out) == (0, []) and "holds no records" in err and "empty" in err
+
+
+def test_a_torn_last_line_does_not_swallow_the_next_record(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.log")
+    (tmp_path / "audit.log").write_bytes(GOOD.encode() + b"\n" + GOOD2.encode()[:20])  # a torn append, no newline
+    log.write(outcome="renewed", slot="9A")
+    reading = log.read(None)
+    assert [e.get("outcome") for e in reading.entries] == ["renewed", "renewed"] and len(reading.skipped) == 1
+
+
+def test_demo_runs_are_audited_in_the_demos_own_state_directory(capsys) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12 item 9: demo runs were never audited (their state lived in a throw-away directory)."""
+    from card.demo import DEMO_PIN, demo_backend, demo_state_dir
+
+    backend, _ = demo_backend()
+    ctx = RenewalContext(backend.settings, backend.issuer, backend.journals, backend.audit)
+    result = backend.service.submit(lambda s: renew(s, ctx, DEMO_PIN)).result()
+    backend.service.shutdown()
+    assert result.ok
+    assert backend.audit.path == demo_state_dir() / "audit.log"
+    for args in (["audit", "--demo"], ["--demo", "audit"]):
+        from tui.cli import main
+
+        assert main(args) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert sorted(json.loads(line)["slot"] for line in out) == ["9A", "9C"]
+    assert not (state_dir() / "audit.log").exists()  # never the real audit log
