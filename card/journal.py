@@ -215,9 +215,11 @@ def _check_pem(sj: SlotJournal, name: str) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
+    from card.certificates import load_certificate_pem  # also a negative serial (an old CA's), as the engine reads it
+
     loaders = {
-        "old_certificate_pem": x509.load_pem_x509_certificate,
-        "certificate_pem": x509.load_pem_x509_certificate,
+        "old_certificate_pem": load_certificate_pem,
+        "certificate_pem": load_certificate_pem,
         "public_key_pem": serialization.load_pem_public_key,
         "csr_pem": x509.load_pem_x509_csr,
     }
@@ -227,7 +229,7 @@ def _check_pem(sj: SlotJournal, name: str) -> None:
             continue
         try:
             loaded = load(text.encode("utf-8"))
-            if isinstance(loaded, x509.Certificate):
+            if attr.endswith("certificate_pem"):
                 loaded.public_key()  # an unsupported or broken key fails here, not in the engine
                 loaded.not_valid_after_utc  # noqa: B018 - a broken validity fails here
                 _ = loaded.subject.rfc4514_string()

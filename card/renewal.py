@@ -30,6 +30,7 @@ from card.certificates import (
     fit_certificate_object,
     holder_name,
     key_matches,
+    load_certificate_pem,
     public_key_der,
     verify_signature,
 )
@@ -62,6 +63,7 @@ from card.journal import (
     prepare_state_files,
 )
 from card.piv import KeyType, PivSession, Slot, parse_supported_key_types
+from card.secret import Secret, require_secret
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -122,6 +124,8 @@ class SlotStatus:
     error: str | None
     state: SlotState
     days_left: int | None
+    note: str | None = None
+    """Something to know about a readable certificate, e.g. a negative serial number (it is renewed as usual)."""
 
     @property
     def slot(self) -> Slot:
@@ -283,7 +287,7 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
         size = len(sc.certificate.public_bytes(serialization.Encoding.DER))
         too_long = (f"the certificate is {size} bytes, longer than this card's {settings.max_certificate_bytes}-byte "
                     "limit (card.max_certificate_bytes)") if size > settings.max_certificate_bytes else None
-        statuses.append(SlotStatus(setting, sc.certificate, too_long, state, left))
+        statuses.append(SlotStatus(setting, sc.certificate, too_long, state, left, sc.note))
     card_id, guid_text, expiry = card_id_for(session, certs)
     retries: int | None = None
     if pin_retries:
@@ -324,10 +328,10 @@ class RenewalContext:
 class _Renewal:
     """One run of the engine on one card (state kept across the steps of that run)."""
 
-    def __init__(self, session: PivSession, ctx: RenewalContext, pin: str, summary: CardSummary | None = None) -> None:
+    def __init__(self, session: PivSession, ctx: RenewalContext, pin: Secret, summary: CardSummary | None = None) -> None:
         self.session = session
         self.ctx = ctx
-        self._pin = pin
+        self._pin = require_secret(pin, "PIN")
         self._summary = summary
         """The card as the caller read it in this same card transaction (None: read it here)."""
         self._verified_at: int | None = None
@@ -888,14 +892,16 @@ def _name_attributes(name: x509.Name) -> list[tuple[str, str]]:
 def _journal_old_certificate(sj: SlotJournal) -> x509.Certificate:
     if not sj.old_certificate_pem:
         raise RenewalRefused(f"slot {sj.slot}: the journal does not hold the certificate being renewed")
-    return x509.load_pem_x509_certificate(sj.old_certificate_pem.encode())
+    return load_certificate_pem(sj.old_certificate_pem)  # a negative serial loads too
 
 
-def renew(session: PivSession, ctx: RenewalContext, pin: str, *, summary: CardSummary | None = None) -> RenewalResult:
+def renew(session: PivSession, ctx: RenewalContext, pin: Secret, *, summary: CardSummary | None = None) -> RenewalResult:
     """Renew every due slot of the card, or resume the card's unfinished journal.
 
     Args:
-        pin: the PIN entered for this renewal (held in memory for the run; never stored).
+        pin: the PIN entered for this renewal, as a :class:`~card.secret.Secret`: held in memory for
+            the run, never stored, and wiped when the run ends whatever the outcome (pass a new
+            Secret for each run).
         summary: what :func:`read_card` returned for this card *in the same card transaction*
             (e.g. the caller's update check; with ``journals=ctx.journals``): the engine then
             does not read the card again. Never pass a summary from an earlier transaction:
@@ -909,8 +915,13 @@ def renew(session: PivSession, ctx: RenewalContext, pin: str, *, summary: CardSu
         RenewalRefused: nothing due, a certificate expired, preflight failed (nothing changed).
         InvalidPinError, PinBlockedError, ManagementKeyError, IssuerError, CardRemovedError:
             before anything destructive happened.
+        TypeError: ``pin`` is not a Secret.
     """
-    return _Renewal(session, ctx, pin, summary).run()
+    require_secret(pin, "PIN")
+    try:
+        return _Renewal(session, ctx, pin, summary).run()
+    finally:
+        pin.wipe()
 
 
 __all__ = [

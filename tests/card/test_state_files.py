@@ -31,6 +31,7 @@ from card.errors import StateFileError
 from card.journal import AuditLog, JournalStore, parse_journal
 from card.piv import KeyType, PivSession, Slot
 from card.renewal import RenewalContext, read_card, renew
+from card.secret import Secret
 from card.service import CardService
 
 PIN = "123456"
@@ -70,8 +71,8 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 
     # the real pcsc_backend, on the in-process card instead of a PC/SC reader
     monkeypatch.setattr("card.pcsc.choose_reader", lambda named=None: "Virtual card")
-    monkeypatch.setattr("card.service.pcsc_service", lambda name: CardService(lambda: card, lambda: True))
-    monkeypatch.setattr("card.service.build_issuer", lambda settings, window_days=None: issuer)
+    monkeypatch.setattr("card.service.pcsc_service", lambda name, *_, **__: CardService(lambda: card, lambda: True))
+    monkeypatch.setattr("card.service.build_issuer", lambda settings, *_, **__: issuer)
     monkeypatch.setattr("sys.stdin", io.StringIO(PIN + "\n"))
     code = main(["renew", "--pin-stdin", "--yes", "--json", *extra])
     captured = capsys.readouterr()
@@ -222,10 +223,10 @@ def test_without_a_fallback_directory_a_failed_save_after_generate_stops_and_res
     sd = tmp_path / "state"
     ctx = RenewalContext(Settings(state_dir=sd), ca, JournalStore(sd, fallback=None), AuditLog(sd / "audit.log"))
     fault(atomic.WriteFault(at=5, error=errno.ENOSPC, under=sd))  # probe, authorised, generating, generated ← here
-    result = renew(PivSession(card), ctx, PIN)
+    result = renew(PivSession(card), ctx, Secret(PIN))
     assert isinstance(result.error, StateFileError) and result.journal_kept
     atomic.set_write_fault(None)
-    assert renew(PivSession(card), ctx, PIN).ok
+    assert renew(PivSession(card), ctx, Secret(PIN)).ok
     assert_every_slot_matches_its_key(card)
     assert sorted(a["slot"] for a in audit_lines(sd / "audit.log") if a["outcome"] == "renewed") == ["9A", "9C"]
 
@@ -344,7 +345,7 @@ def test_a_journal_that_is_not_a_journal_is_set_aside_reported_and_the_run_goes_
     assert len(notices) == 1 and "could not be used" in str(notices[0]) and "set aside" in str(notices[0])
     assert [a["outcome"] for a in audit_lines(sd / "audit.log")] == ["journal_set_aside"]
     assert elsewhere.read_text() == "precious"
-    result = renew(PivSession(card), RenewalContext(settings, ca, journals, audit), PIN)
+    result = renew(PivSession(card), RenewalContext(settings, ca, journals, audit), Secret(PIN))
     assert result.ok, result
 
 
@@ -431,7 +432,7 @@ def test_demo_runs_are_audited_in_the_demos_own_state_directory(capsys) -> None:
 
     backend, _ = demo_backend()
     ctx = RenewalContext(backend.settings, backend.issuer, backend.journals, backend.audit)
-    result = backend.service.submit(lambda s: renew(s, ctx, DEMO_PIN)).result()
+    result = backend.service.submit(lambda s: renew(s, ctx, Secret(DEMO_PIN))).result()
     backend.service.shutdown()
     assert result.ok
     assert backend.audit.path == demo_state_dir() / "audit.log"
