@@ -322,10 +322,15 @@ def _read_pin(args: argparse.Namespace) -> Secret:
     """The PIN from the first line of stdin (``--pin-stdin``) or the terminal, as a Secret; the
     caller's renewal wipes it. Raises UsageError when there is none (no try used)."""
     from card.config import UsageError
-    from card.secret import Secret
+    from card.secret import Secret, read_secret_line
 
     if args.pin_stdin:
-        pin = Secret(sys.stdin.readline().rstrip("\r\n"))
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, OSError, ValueError):  # stdin replaced by a text object (in-process callers)
+            pin = Secret(sys.stdin.readline().rstrip("\r\n"))
+        else:
+            pin = read_secret_line(fd)  # byte by byte: no buffer or string keeps a copy
         if not pin:
             raise UsageError("--pin-stdin: no PIN on standard input",
                              next_step="Give the PIN as the first line of standard input. No try was used.")
