@@ -275,12 +275,12 @@ def summary_json(summary: Any, window_days: int) -> dict[str, Any]:
 
 def _demo_backend(args: argparse.Namespace, settings: Settings) -> Any:
     """``--demo`` for ``status`` and ``renew``: the demo's virtual card and embedded CA, as in the TUI
-    (a fresh card each run, certificates due in 30 days, PIN 123456; nothing of it is kept)."""
+    (a fresh card each run, certificates due in 30 days, PIN 123456; the card is not kept)."""
     from card.demo import DEMO_PIN, demo_backend
 
     backend, _ = demo_backend(settings, fault=args.demo_fault, reinsert_after_s=None)
     print(f"Demo: a fresh virtual card (PIN {DEMO_PIN}) and the embedded demo CA; "
-          "nothing of it is kept after this run.", file=sys.stderr)  # stderr: --json output stays clean
+          "the card is not kept after this run.", file=sys.stderr)  # stderr: --json output stays clean
     return backend
 
 
@@ -679,11 +679,11 @@ def main(argv: list[str]) -> int:
         "audit": cmd_audit,
     }
     try:
-        if args.demo and (args.reader or args.command not in (None, "status", "renew")):
+        if getattr(args, "demo", False) and (args.reader or args.command not in (None, "status", "renew", "audit")):
             from card.config import UsageError
 
-            raise UsageError("--demo uses the built-in virtual card: it goes with the TUI, status and renew, "
-                             "and not with --reader", next_step="Leave out --demo, or --reader.")
+            raise UsageError("--demo uses the built-in virtual card: it goes with the TUI, status, renew and "
+                             "audit, and not with --reader", next_step="Leave out --demo, or --reader.")
         if args.command in handlers:
             return handlers[args.command](args)
         if args.command == "ca":
