@@ -16,6 +16,7 @@ import platformdirs
 
 from card.errors import CardError
 from card.piv import DEFAULT_MANAGEMENT_KEY, KeyType, ManagementKeyAlgorithm, Slot
+from card.secret import Secret
 
 
 class ConfigError(CardError):
@@ -59,6 +60,30 @@ class ConfigError(CardError):
         return named
 
 
+def read_hex_key_file(path: Path, what: str) -> Secret:
+    """A key file's hex digits (``:`` and white space allowed between them) as a Secret.
+
+    Raises:
+        ConfigError: unreadable, or not hex (the message names the file, never its content).
+    """
+    try:
+        raw = bytearray(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc.__class__.__name__}") from exc
+    digits = bytearray(b for b in raw if b not in b": \t\r\n")
+    raw[:] = bytes(len(raw))
+    try:
+        if len(digits) % 2 or any(b not in b"0123456789abcdefABCDEF" for b in digits):
+            raise ConfigError(f"cannot read the {what} {path}: ValueError (not hex digits)")
+        key = bytearray(int(digits[i : i + 2], 16) for i in range(0, len(digits), 2))
+        try:
+            return Secret(key)
+        finally:
+            key[:] = bytes(len(key))
+    finally:
+        digits[:] = bytes(len(digits))
+
+
 class UsageError(ConfigError):
     """The command was called wrongly (no PIN on standard input, confirmation needed)."""
 
@@ -97,7 +122,7 @@ class Settings:
     """SHA-256 of the CA certificate DER (hex, colons allowed); checked at preflight."""
     issuer_url: str | None = None
     """SCEP: the server's URL, e.g. ``http://127.0.0.1:8080/scep``."""
-    challenge: str | None = field(default=None, repr=False)
+    challenge: Secret | None = field(default=None, repr=False)
     """SCEP challenge password (a secret: never logged, never journalled)."""
     challenge_command: tuple[str, ...] | None = None
     """SCEP: the RA hook, run while the old key exists; it gets a proof of possession on stdin and
@@ -110,6 +135,10 @@ class Settings:
     which the CA issued: 9C signs for 9A, 9A for the rest)."""
     """SCEP: accept a SHA-1-signed, DES-encrypted reply (scepserver 2.1.0 sends one)."""
     issuer_timeout_s: float = 15.0
+    """Total deadline of one request to the CA or RA hook (seconds): connect, send and the whole
+    reply, however slowly it arrives."""
+    issuer_max_response_bytes: int = 4 * 1024 * 1024
+    """Largest reply accepted from the CA (bytes); a longer one is refused unread."""
     poll_schedule_s: tuple[float, ...] = (2.0, 5.0, 10.0)
     """SCEP: waits between polls of a PENDING request (seconds); then the error path."""
     management_key_source: str = "default"
@@ -135,8 +164,9 @@ class Settings:
     source: Path | None = None
     """The file these settings came from (None: built-in defaults)."""
 
-    def management_key(self) -> bytes:
-        """The management key bytes of the ``default`` or ``file`` source. Never logged.
+    def management_key(self) -> Secret:
+        """The management key of the ``default`` or ``file`` source, as a new Secret (the caller
+        wipes it after GENERAL AUTHENTICATE). Never logged.
 
         (``pin-protected`` and ``diversified`` need the card: :mod:`card.mgmtkey`.)
 
@@ -144,16 +174,13 @@ class Settings:
             ConfigError: the source is unknown, not implemented, or its file is unreadable.
         """
         if self.management_key_source == "default":
-            return DEFAULT_MANAGEMENT_KEY
+            return Secret(DEFAULT_MANAGEMENT_KEY)
         if self.management_key_source == "file":
             if self.management_key_file is None:
                 raise ConfigError("management_key.source = \"file\" needs management_key.file")
-            try:
-                text = self.management_key_file.read_text().strip().replace(":", "").replace(" ", "")
-                key = bytes.fromhex(text)
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"cannot read the management key file {self.management_key_file}: {exc.__class__.__name__}") from exc
+            key = read_hex_key_file(self.management_key_file, "management key file")
             if len(key) != self.management_key_algorithm.key_bytes:
+                key.wipe()
                 raise ConfigError(f"the management key file must hold {self.management_key_algorithm.key_bytes} bytes")
             return key
         raise ConfigError(f"management_key.source = {self.management_key_source!r} needs the card: "
@@ -178,7 +205,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "renewal": {"window_days": (int,), "slots": (list,), "key_type": (str,)},
     "issuer": {"type": (str,), "directory": (str,), "ca_fingerprint": (str,), "url": (str,), "challenge": (str,),
                "challenge_command": (list,), "message_type": (str,), "allow_legacy_algorithms": (bool,),
-               "timeout_s": _NUMBER, "poll_schedule_s": (list,)},
+               "timeout_s": _NUMBER, "max_response_bytes": (int,), "poll_schedule_s": (list,)},
     "management_key": {"source": (str, list), "algorithm": (str,), "file": (str,), "master_key_file": (str,)},
     "ui": {"removal_policy": (str,), "ra_contact": (str,), "allow_unlock": (bool,), "inactivity_timeout_s": (int,),
            "kiosk": (bool,), "theme": (str,)},
@@ -360,7 +387,7 @@ def _settings_from(raw: dict[str, Any], path: Path | None, overrides: dict[str, 
     if (url := _get(issuer, "url", str, "issuer")) is not None:
         values["issuer_url"] = url
     if (challenge := _get(issuer, "challenge", str, "issuer")) is not None:
-        values["challenge"] = challenge
+        values["challenge"] = Secret(challenge)
     if (command := _get(issuer, "challenge_command", list, "issuer")) is not None:
         if not command or not all(isinstance(part, str) for part in command):
             raise ConfigError("issuer.challenge_command must be a list of strings, e.g. [\"ra-hook\", \"--slot\", \"{slot}\"]")
@@ -390,6 +417,10 @@ def _settings_from(raw: dict[str, Any], path: Path | None, overrides: dict[str, 
                 or not 0 < timeout <= 3600:
             raise ConfigError(f"issuer.timeout_s must be a number of seconds above 0 and at most 3600, not {timeout!r}")
         values["issuer_timeout_s"] = float(timeout)
+    if (cap := _get(issuer, "max_response_bytes", int, "issuer")) is not None:
+        if not 1024 <= cap <= 256 * 1024 * 1024:
+            raise ConfigError("issuer.max_response_bytes must be between 1024 and 268435456 (256 MiB)")
+        values["issuer_max_response_bytes"] = cap
     if (schedule := _get(issuer, "poll_schedule_s", list, "issuer")) is not None:
         if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 3600 for x in schedule):
             raise ConfigError("issuer.poll_schedule_s must be a list of seconds, e.g. [2, 5, 10]")

@@ -61,6 +61,7 @@ from card.journal import (
     SlotJournal,
 )
 from card.piv import KeyType, PivSession, Slot, parse_supported_key_types
+from card.secret import Secret, require_secret
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -325,10 +326,10 @@ class RenewalContext:
 class _Renewal:
     """One run of the engine on one card (state kept across the steps of that run)."""
 
-    def __init__(self, session: PivSession, ctx: RenewalContext, pin: str, summary: CardSummary | None = None) -> None:
+    def __init__(self, session: PivSession, ctx: RenewalContext, pin: Secret, summary: CardSummary | None = None) -> None:
         self.session = session
         self.ctx = ctx
-        self._pin = pin
+        self._pin = require_secret(pin, "PIN")
         self._summary = summary
         """The card as the caller read it in this same card transaction (None: read it here)."""
         self._verified_at: int | None = None
@@ -816,11 +817,13 @@ def _journal_old_certificate(sj: SlotJournal) -> x509.Certificate:
     return load_certificate_pem(sj.old_certificate_pem)  # a negative serial loads too
 
 
-def renew(session: PivSession, ctx: RenewalContext, pin: str, *, summary: CardSummary | None = None) -> RenewalResult:
+def renew(session: PivSession, ctx: RenewalContext, pin: Secret, *, summary: CardSummary | None = None) -> RenewalResult:
     """Renew every due slot of the card, or resume the card's unfinished journal.
 
     Args:
-        pin: the PIN entered for this renewal (held in memory for the run; never stored).
+        pin: the PIN entered for this renewal, as a :class:`~card.secret.Secret`: held in memory for
+            the run, never stored, and wiped when the run ends whatever the outcome (pass a new
+            Secret for each run).
         summary: what :func:`read_card` returned for this card *in the same card transaction*
             (e.g. the caller's update check; with ``journals=ctx.journals``): the engine then
             does not read the card again. Never pass a summary from an earlier transaction:
@@ -834,8 +837,13 @@ def renew(session: PivSession, ctx: RenewalContext, pin: str, *, summary: CardSu
         RenewalRefused: nothing due, a certificate expired, preflight failed (nothing changed).
         InvalidPinError, PinBlockedError, ManagementKeyError, IssuerError, CardRemovedError:
             before anything destructive happened.
+        TypeError: ``pin`` is not a Secret.
     """
-    return _Renewal(session, ctx, pin, summary).run()
+    require_secret(pin, "PIN")
+    try:
+        return _Renewal(session, ctx, pin, summary).run()
+    finally:
+        pin.wipe()
 
 
 __all__ = [

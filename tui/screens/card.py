@@ -15,6 +15,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Label, Markdown, 
 from card.certificates import fingerprint
 from card.piv import KeyType
 from card.renewal import CardSummary, RenewalResult, SlotState, SlotStatus, UpdateCheck, update_check
+from card.secret import Secret
 from tui.screens.base import Pane
 from tui.screens.dialogs import ErrorDialog, MessageDialog, PinDialog, format_date
 
@@ -343,7 +344,7 @@ class CardScreen(Pane):
                                         f"Contact {settings.ra_contact}.", id="nothing-dialog"))
 
     def _ask_pin(self, summary: CardSummary) -> None:
-        def entered(pin: str | None) -> None:
+        def entered(pin: Secret | None) -> None:
             if pin:
                 self.card_app.start_renewal(pin, summary)
             else:
