@@ -53,6 +53,7 @@ from card.piv import (
     parse_public_key,
     parse_supported_key_types,
 )
+from card.secret import Secret
 
 QUICK = 300
 SWEEP = 10_000
@@ -124,12 +125,12 @@ def corpus() -> dict[str, list[bytes]]:
         algorithm = session.get_management_key_algorithm() or ManagementKeyAlgorithm.TDES
         if session.replies[-1][1]:
             keep("metadata", session.replies[-1][1])
-        session.authenticate(DEFAULT_MANAGEMENT_KEY, algorithm)
+        session.authenticate(Secret(DEFAULT_MANAGEMENT_KEY), algorithm)
         keep("auth", session.replies[-2][1])
         keep("auth", session.replies[-1][1])
         session.generate_key(Slot.KEY_MANAGEMENT, key_type)
         keep(f"template-{key_type.name}", session.replies[-1][1])
-        session.verify_pin("123456")
+        session.verify_pin(Secret("123456"))
         session.sign(Slot.KEY_MANAGEMENT, key_type, b"fuzz")
         keep("auth", session.replies[-1][1])
     return out
@@ -377,17 +378,17 @@ def piv_operations(session: PivSession) -> list[Callable[[], object]]:
         lambda: session.get_data(b"\x7e"),
         lambda: session.read_certificate(Slot.AUTHENTICATION),
         session.get_pin_retries,
-        lambda: session.verify_pin("123456"),
+        lambda: session.verify_pin(Secret("123456")),
         session.get_version,
         session.get_management_key_algorithm,
-        lambda: session.authenticate(DEFAULT_MANAGEMENT_KEY, ManagementKeyAlgorithm.TDES),
-        lambda: session.authenticate(DEFAULT_MANAGEMENT_KEY, ManagementKeyAlgorithm.AES192),
+        lambda: session.authenticate(Secret(DEFAULT_MANAGEMENT_KEY), ManagementKeyAlgorithm.TDES),
+        lambda: session.authenticate(Secret(DEFAULT_MANAGEMENT_KEY), ManagementKeyAlgorithm.AES192),
         lambda: session.generate_key(Slot.AUTHENTICATION, KeyType.RSA2048),
         lambda: session.generate_key(Slot.SIGNATURE, KeyType.ECCP256),
         lambda: session.generate_key(Slot.SIGNATURE, KeyType.ECCP384),
         lambda: session.sign(Slot.SIGNATURE, KeyType.ECCP256, b"m"),
         lambda: session.rsa_decipher(Slot.AUTHENTICATION, b"\x00" * 256),
-        lambda: session.change_pin("123456", "654321"),
+        lambda: session.change_pin(Secret("123456"), Secret("654321")),
         lambda: session.put_data(b"\x5f\xc1\x05", b"\x70\x00"),
     ]
 
