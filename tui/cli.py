@@ -9,11 +9,13 @@ Exit codes (stable, documented in the README):
 3     no reader, no card, card removed, or pcscd not running
 4     wrong PIN (tries left shown) or PIN blocked
 10    nothing to renew: every certificate is valid beyond the window (status: some are due)
-11    refused: expired certificate, junk in a slot, or failed preflight — contact the RA
-      (status: a certificate expired, a slot is unreadable, or the PIN is blocked)
+11    refused: expired certificate, junk in a slot, or failed preflight — contact the RA; or a
+      file cardrenew must write (state directory, journal, audit log) is not writable or the
+      disk is full — nothing was changed (status: a certificate expired, a slot is unreadable,
+      or the PIN is blocked)
 12    the certificate authority refused or could not be reached; nothing was changed on the card
-13    not every certificate was renewed; if the card was changed the journal is kept — run
-      ``renew`` again to resume
+13    not every certificate was renewed, or a journal/audit file could not be written after the
+      card changed; if the card was changed the journal is kept — run ``renew`` again to resume
 ====  =====================================================================
 """
 
@@ -94,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output (stable; see README)")
 
     p = sub.add_parser("audit", parents=[common], help="print the recent audit log entries")
-    p.add_argument("-n", type=int, default=20, help="how many entries (default 20)")
+    p.add_argument("-n", type=_entry_count, default=20, metavar="N",
+                   help="how many of the newest entries (default 20; 0 prints none)")
+    p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
+                   help="the audit log of the --demo runs (kept in the demo's own state directory)")
 
     ca = sub.add_parser("ca", parents=[common], help="embedded certificate authority")
     ca_sub = ca.add_subparsers(dest="ca_command", required=True)
@@ -132,6 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _entry_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more entries")
+    return value
+
+
 def _out(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
     if getattr(args, "json", False):
         print(json.dumps(payload, indent=2, sort_keys=True))
@@ -160,11 +175,13 @@ def _exit_code_for(exc: BaseException) -> int:
         PinFormatError,
         ReaderUnavailableError,
     )
-    from card.errors import CardRemovedError
+    from card.errors import CardRemovedError, StateFileError
     from card.renewal import RenewalRefused
 
     from card.errors import OperationCancelled
 
+    if isinstance(exc, StateFileError):  # raised (not reported per slot): nothing was changed on the card
+        return EXIT_REFUSED
     if isinstance(exc, ConfigError):
         return EXIT_USAGE
     if isinstance(exc, OperationCancelled):  # the CLI passes 128 + the signal when it knows it
@@ -201,6 +218,13 @@ def _fail(args: argparse.Namespace, exc: BaseException, code: int | None = None)
         if isinstance(exc, CardError) and exc.reference:
             print(f"Reference: {exc.reference}", file=sys.stderr)
     return code
+
+
+def _print_notices(backend: Any) -> None:
+    """Say in words what happened to files on the way (a journal set aside), on stderr."""
+    journals = getattr(backend, "journals", None)
+    for notice in journals.take_notices() if journals is not None else []:
+        print(f"cardrenew: note: {notice}", file=sys.stderr)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -254,6 +278,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             lambda s: read_card(s, settings, journals=backend.journals, reader=backend.reader_name)).result()
     finally:
         backend.service.shutdown()
+        _print_notices(backend)
     payload = summary_json(summary, settings.window_days)
     code = EXIT_OK
     if any(s.state in (SlotState.EXPIRED, SlotState.UNREADABLE) for s in summary.slots) or summary.pin_retries == 0:
@@ -297,10 +322,15 @@ def _read_pin(args: argparse.Namespace) -> Secret:
     """The PIN from the first line of stdin (``--pin-stdin``) or the terminal, as a Secret; the
     caller's renewal wipes it. Raises UsageError when there is none (no try used)."""
     from card.config import UsageError
-    from card.secret import Secret
+    from card.secret import Secret, read_secret_line
 
     if args.pin_stdin:
-        pin = Secret(sys.stdin.readline().rstrip("\r\n"))
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, OSError, ValueError):  # stdin replaced by a text object (in-process callers)
+            pin = Secret(sys.stdin.readline().rstrip("\r\n"))
+        else:
+            pin = read_secret_line(fd)  # byte by byte: no buffer or string keeps a copy
         if not pin:
             raise UsageError("--pin-stdin: no PIN on standard input",
                              next_step="Give the PIN as the first line of standard input. No try was used.")
@@ -433,11 +463,12 @@ def cmd_renew(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         backend.service.shutdown()
+        _print_notices(backend)
     return _report_renewal(args, result)
 
 
 def _report_renewal(args: argparse.Namespace, result: Any) -> int:
-    from card.errors import CardRemovedError, CardResetByOtherError
+    from card.errors import CardRemovedError, CardResetByOtherError, StateFileError
 
     slots = []
     for r in result.slots:
@@ -462,6 +493,9 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
             next_step = err.next_step
         elif isinstance(err, CardRemovedError):
             next_step = "Re-insert your card and run `cardrenew renew` again: the update resumes where it stopped."
+        elif isinstance(err, StateFileError):
+            message = f"The operation was completed with errors: {err}."
+            next_step = err.next_step
         else:
             next_step = (f"Run `cardrenew renew` again. If the error persists, contact your Registration Authority "
                          f"with reference {result.reference}.")
@@ -482,11 +516,32 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
 
 # -- the rest -------------------------------------------------------------------------------
 def cmd_audit(args: argparse.Namespace) -> int:
-    from card.journal import AuditLog
+    """Print the newest ``-n`` audit records as JSON lines (stdout); what is not a record (a torn or
+    foreign line) is skipped with a warning, and an absent or empty log is said in words (stderr)."""
+    from card.journal import AuditLog, JournalStore, flush_kept_audit
 
-    settings = _settings(args)
-    for entry in AuditLog(settings.state_dir / "audit.log").recent(args.n):
+    if getattr(args, "demo", False):
+        from card.demo import demo_state_dir
+
+        state_dir = demo_state_dir()
+    else:
+        state_dir = _settings(args).state_dir
+    log = AuditLog(state_dir / "audit.log")
+    kept = flush_kept_audit(JournalStore(state_dir), log)  # records an earlier run could not write
+    if kept is not None:
+        print(f"cardrenew: warning: {kept}", file=sys.stderr)
+    reading = log.read(args.n)
+    for number, why in reading.skipped:
+        where = f"line {number}" if number is not None else "a line"
+        print(f"cardrenew: warning: {where} of {log.path} is not an audit record ({why}); skipped", file=sys.stderr)
+    for entry in reading.entries:
         print(json.dumps(entry, sort_keys=True))
+    if not reading.exists:
+        print(f"No audit log at {log.path} yet: no renewal has been recorded there.", file=sys.stderr)
+    elif not reading.entries and args.n != 0:
+        print(f"The audit log {log.path} holds no records" + (" (only lines that are not records)."
+                                                              if reading.skipped else " (it is empty)."),
+              file=sys.stderr)
     return EXIT_OK
 
 

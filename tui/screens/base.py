@@ -103,8 +103,9 @@ class Pane(Screen[None]):
 
     def _audit(self, kind: PinChange, outcome: str) -> None:
         summary = self.card_app.summary
-        try:
-            self.card_app.backend.audit.write(event="change_pin" if kind == "change" else "unlock_card",
-                                              card_guid=summary.card_id if summary else None, outcome=outcome)
-        except OSError:  # the audit log is best effort here; the card operation already happened
+        # best effort here (the card operation already happened): a record the log cannot take is
+        # kept beside it and written by the next write
+        if self.card_app.backend.audit.write_quietly(event="change_pin" if kind == "change" else "unlock_card",
+                                                     card_guid=summary.card_id if summary else None,
+                                                     outcome=outcome) is not None:
             self.log.warning("could not write the audit log")
