@@ -95,6 +95,9 @@ class Settings:
     """Kiosk mode: no quit key, no command palette, back to the logon pane after log off."""
     theme: str = "default"
     """The TUI's colours: ``default`` or ``high-contrast``."""
+    pin_characters: str = string.digits
+    """What the TUI's PIN and PUK fields accept (``ui.pin_characters``): PIV PINs are digits
+    (SP 800-73-4 Part 2 §2.4.3); cards that take letters may list more. Printable, no spaces."""
     reader: str | None = None
     state_dir: Path = field(default_factory=lambda: Path(platformdirs.user_state_dir("cardrenew")))
     source: Path | None = None
@@ -284,6 +287,11 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
         if theme not in ("default", "high-contrast"):
             raise ConfigError("ui.theme must be \"default\" or \"high-contrast\"")
         values["theme"] = theme
+    if (chars := _get(ui, "pin_characters", str, "ui")) is not None:
+        if not chars or any(not c.isprintable() or c.isspace() for c in chars):
+            raise ConfigError("ui.pin_characters must list the characters a PIN may contain "
+                              "(printable, no spaces), e.g. \"0123456789\"")
+        values["pin_characters"] = "".join(sorted(set(chars)))
     if (limit := _get(raw.get("card", {}), "max_certificate_bytes", int, "card")) is not None:
         values["max_certificate_bytes"] = limit
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -484,8 +484,14 @@ def cmd_emulator_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    from card.config import load_settings
+    import os
 
+    from card.config import load_settings
+    from tui.driver import driver_class, terminal_problem
+
+    if (problem := terminal_problem(sys.stdin, os.environ)) is not None:
+        print(f"cardrenew: {problem}", file=sys.stderr)
+        return EXIT_USAGE  # nothing was started, nothing spins
     settings = load_settings(args.config, reader=args.reader, kiosk=args.kiosk, theme=args.theme)
     if args.demo:
         from card.demo import lazy_demo_backend
@@ -498,6 +504,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     from tui.app import make_app
 
     app = make_app(backend)
+    app.driver_class = driver_class() or app.driver_class  # undecodable input never ends the app
 
     def on_signal(signum: int, frame: Any) -> None:
         # SIGTERM, or SIGHUP when the SSH session drops: let the current card step finish
@@ -512,7 +519,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         backend.service.shutdown()
-    return int(app.return_code or 0)
+    # None: the app ended without App.exit() — Textual's panic path (a crash in a driver thread)
+    # leaves no return code, and a crash must never look like success to a script or a kiosk.
+    return EXIT_ERROR if app.return_code is None else int(app.return_code)
 
 
 def main(argv: list[str]) -> int:

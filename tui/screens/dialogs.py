@@ -14,6 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
+from tui.pin_input import PinInput
 
 if TYPE_CHECKING:  # the logon pane uses these dialogs before the renewal engine is imported
     from card.renewal import SlotResult
@@ -154,7 +155,7 @@ class PinDialog(TextDialog["str | None"]):
                          buttons=(("ok", "OK"), ("cancel", "Cancel")), id=id or "pin-dialog")
 
     def compose_body(self) -> ComposeResult:
-        yield Input(password=True, placeholder="PIN", max_length=16, id="pin-again-input")
+        yield PinInput(placeholder="PIN", id="pin-again-input")
         yield Static("Do not remove your Smartcard during this process.", id="do-not-remove", classes="-warning", markup=False)
 
     def focus_default(self) -> None:
@@ -207,11 +208,11 @@ class NewPinDialog(TextDialog["tuple[str, str] | None"]):
 
     def compose_body(self) -> ComposeResult:
         yield Label(self.secret_label, classes="field-label", markup=False)
-        yield Input(password=True, max_length=16, compact=True, id="secret-input")
+        yield PinInput(compact=True, id="secret-input")
         yield Label("New Passcode (PIN), 6 to 8 characters:", classes="field-label", markup=False)
-        yield Input(password=True, max_length=16, compact=True, id="new-pin-input")
+        yield PinInput(compact=True, id="new-pin-input")
         yield Label("New Passcode (PIN) again:", classes="field-label", markup=False)
-        yield Input(password=True, max_length=16, compact=True, id="new-pin-again-input")
+        yield PinInput(compact=True, id="new-pin-again-input")
         yield Static("", id="pin-problem", classes="-error", markup=False)
 
     def focus_default(self) -> None:
