@@ -104,6 +104,10 @@ class ApduProtocol:
     def send(self, cmd: CommandApdu) -> tuple[bytes, int]:
         """Send a command (chained if needed) and collect the whole response.
 
+        Total and bounded: at most one ``6C XX`` resend and :data:`MAX_GET_RESPONSE_ROUNDS`
+        GET RESPONSE rounds, and never more than :data:`MAX_RESPONSE_BYTES` of data kept, whatever
+        the card answers (F06).
+
         Returns:
             (response data, final SW1SW2). Intermediate chain blocks that fail stop the
             chain and their SW is returned.
@@ -119,17 +123,19 @@ class ApduProtocol:
             data, sw = self._exchange(raw)
             if raw is not blocks[-1] and sw != SW_OK:
                 return data, sw
-        if sw >> 8 == 0x6C:  # wrong Le: resend the same command with the card's Le
+        if sw >> 8 == 0x6C:  # wrong Le: resend the same command with the card's Le, once
             last = blocks[-1]
             resend = last[:-1] + bytes([sw & 0xFF]) if cmd.le is not None else last + bytes([sw & 0xFF])
             data, sw = self._exchange(resend)
+        collected = bytearray(data)
         rounds = 0
-        while sw >> 8 == 0x61:
+        while True:
+            if len(collected) > MAX_RESPONSE_BYTES:
+                raise BadResponseError(f"the card's response is longer than {MAX_RESPONSE_BYTES} bytes; refused")
+            if sw >> 8 != 0x61:
+                return bytes(collected), sw
             rounds += 1
-            if rounds > MAX_GET_RESPONSE_ROUNDS or len(data) > MAX_RESPONSE_BYTES:
+            if rounds > MAX_GET_RESPONSE_ROUNDS:
                 raise BadResponseError("card keeps sending 61XX: response too long")
             more, sw = self._exchange(bytes([0x00, INS_GET_RESPONSE, 0x00, 0x00, sw & 0xFF]))
-            data += more
-        return data, sw
-
-
+            collected += more

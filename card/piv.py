@@ -259,10 +259,15 @@ def parse_supported_key_types(apt: bytes) -> set[KeyType] | None:
 
 
 def parse_public_key(key_type: KeyType, template: bytes) -> PublicKeyTypes:
-    """Parse the ``7F49`` public-key template that GENERATE returns (SP 800-73-4 Part 2 §3.3.2).
+    """Parse the ``7F49`` public-key template that GENERATE returns (SP 800-73-4 Part 2 §3.3.2,
+    Table 11: RSA ``81`` modulus and ``82`` public exponent; EC ``86`` uncompressed point).
+
+    Total: any bytes either give a key of ``key_type`` or raise BadResponseError.
 
     Raises:
-        BadResponseError: truncated or inconsistent template (a card can send one with 90 00).
+        BadResponseError: truncated or inconsistent template, a modulus that is not 2048 bits, an
+            exponent cryptography refuses (even, 1, too large), or a point not on the curve (a card
+            can send any of these with ``90 00``).
     """
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -271,17 +276,26 @@ def parse_public_key(key_type: KeyType, template: bytes) -> PublicKeyTypes:
     if key_type.is_rsa:
         n, e = items.get(b"\x81"), items.get(b"\x82")
         if not n or not e or len(n) != 256:
-            raise BadResponseError("RSA public key template is incomplete")
-        return rsa.RSAPublicNumbers(int.from_bytes(e, "big"), int.from_bytes(n, "big")).public_key()
+            raise BadResponseError("RSA public key template is incomplete (needs an 81 modulus of 256 bytes and 82)")
+        if not n[0] & 0x80:
+            raise BadResponseError("RSA public key from the card is not 2048 bits (modulus has a leading zero bit)")
+        if not n[-1] & 1:
+            raise BadResponseError("RSA modulus from the card is even; refused")
+        if len(e) > 8:
+            raise BadResponseError(f"RSA public exponent from the card is {len(e)} bytes long; refused")
+        try:
+            return rsa.RSAPublicNumbers(int.from_bytes(e, "big"), int.from_bytes(n, "big")).public_key()
+        except ValueError as exc:
+            raise BadResponseError(f"RSA public key from the card is not valid ({exc})") from exc
     point = items.get(b"\x86")
     curve: ec.EllipticCurve = ec.SECP256R1() if key_type is KeyType.ECCP256 else ec.SECP384R1()
     size = 1 + 2 * key_type.sign_bytes
     if not point or len(point) != size or point[0] != 0x04:
-        raise BadResponseError("EC public key template is incomplete")
+        raise BadResponseError(f"EC public key template is incomplete (needs an 86 point of {size} bytes, 04 …)")
     try:
         return ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
     except ValueError as exc:
-        raise BadResponseError("EC point is not on the curve") from exc
+        raise BadResponseError("EC point from the card is not on the curve") from exc
 
 
 def encode_public_key(key: PublicKeyTypes) -> bytes:
@@ -368,7 +382,7 @@ class PivSession:
 
     def read_certificate(self, slot: Slot) -> SlotCertificate:
         """Read one slot's certificate object; a broken slot yields an error text, never an exception (F15)."""
-        from card.certificates import SlotCertificate, decode_certificate_object
+        from card.certificates import SlotCertificate, decode_certificate_object, serial_note
 
         try:
             value = self.get_data(slot.object_id)
@@ -377,9 +391,10 @@ class PivSession:
         if value is None:
             return SlotCertificate(None, None, 0)
         try:
-            return SlotCertificate(decode_certificate_object(value), None, len(value))
+            cert = decode_certificate_object(value)
         except CertificateObjectError as exc:
             return SlotCertificate(None, str(exc), len(value))
+        return SlotCertificate(cert, None, len(value), serial_note(cert) if cert is not None else None)
 
     def put_certificate(self, slot: Slot, der: bytes, *, compress: bool = False) -> None:
         """Write a DER certificate into the slot's object (``70``/``71``/``FE``). Needs the management key."""

@@ -30,6 +30,7 @@ from card.certificates import (
     fit_certificate_object,
     holder_name,
     key_matches,
+    load_certificate_pem,
     public_key_der,
     verify_signature,
 )
@@ -120,6 +121,8 @@ class SlotStatus:
     error: str | None
     state: SlotState
     days_left: int | None
+    note: str | None = None
+    """Something to know about a readable certificate, e.g. a negative serial number (it is renewed as usual)."""
 
     @property
     def slot(self) -> Slot:
@@ -281,7 +284,7 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
         size = len(sc.certificate.public_bytes(serialization.Encoding.DER))
         too_long = (f"the certificate is {size} bytes, longer than this card's {settings.max_certificate_bytes}-byte "
                     "limit (card.max_certificate_bytes)") if size > settings.max_certificate_bytes else None
-        statuses.append(SlotStatus(setting, sc.certificate, too_long, state, left))
+        statuses.append(SlotStatus(setting, sc.certificate, too_long, state, left, sc.note))
     card_id, guid_text, expiry = card_id_for(session, certs)
     retries: int | None = None
     if pin_retries:
@@ -810,7 +813,7 @@ def _name_attributes(name: x509.Name) -> list[tuple[str, str]]:
 def _journal_old_certificate(sj: SlotJournal) -> x509.Certificate:
     if not sj.old_certificate_pem:
         raise RenewalRefused(f"slot {sj.slot}: the journal does not hold the certificate being renewed")
-    return x509.load_pem_x509_certificate(sj.old_certificate_pem.encode())
+    return load_certificate_pem(sj.old_certificate_pem)  # a negative serial loads too
 
 
 def renew(session: PivSession, ctx: RenewalContext, pin: str, *, summary: CardSummary | None = None) -> RenewalResult:

@@ -19,6 +19,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.theme import Theme
 
+from card.config import ConfigError
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError
 from tui.messages import CardInserted, CardRead, CardRemoved
 from tui.screens.dialogs import ErrorDialog
@@ -259,6 +260,8 @@ class CardRenewApp(App[int]):
     def explain_error(self, error: BaseException) -> tuple[str, str, str]:
         """(title, message, next step) for any error, in the holder's words."""
         ra = self.backend.settings.ra_contact
+        if isinstance(error, ConfigError):  # name the file to fix (issue 12, point 9)
+            error = error.naming(self.backend.settings.source)
         if isinstance(error, CardError):
             next_step = error.next_step.replace("your Registration Authority (RA)", ra)
             if isinstance(error, InvalidPinError):

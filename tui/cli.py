@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("renew", parents=[common, reader], help="headless renewal with the same engine as the TUI")
     p.add_argument("--pin-stdin", action="store_true", help="read the PIN from the first line of standard input")
+    p.add_argument("--allow-last-pin-try", action="store_true",
+                   help="send the PIN even when only one try is left (a wrong PIN then blocks the card)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--json", action="store_true", help="machine-readable output (stable; see README)")
 
@@ -150,6 +152,7 @@ def _exit_code_for(exc: BaseException) -> int:
     from card.enrollment.base import IssuerError
     from card.errors import (
         InvalidPinError,
+        LastPinTryError,
         NoCardError,
         NotSupportedError,
         PinBlockedError,
@@ -159,9 +162,13 @@ def _exit_code_for(exc: BaseException) -> int:
     from card.errors import CardRemovedError
     from card.renewal import RenewalRefused
 
+    from card.errors import OperationCancelled
+
     if isinstance(exc, ConfigError):
         return EXIT_USAGE
-    if isinstance(exc, (InvalidPinError, PinBlockedError, PinFormatError)):
+    if isinstance(exc, OperationCancelled):  # the CLI passes 128 + the signal when it knows it
+        return 128 + signal.SIGINT
+    if isinstance(exc, (InvalidPinError, PinBlockedError, PinFormatError, LastPinTryError)):
         return EXIT_PIN
     if isinstance(exc, (ReaderUnavailableError, NoCardError, CardRemovedError)):
         return EXIT_CARD
@@ -172,10 +179,16 @@ def _exit_code_for(exc: BaseException) -> int:
     return EXIT_ERROR
 
 
-def _fail(args: argparse.Namespace, exc: BaseException) -> int:
+def _fail(args: argparse.Namespace, exc: BaseException, code: int | None = None) -> int:
+    from card.config import ConfigError, find_config
     from card.errors import CardError
 
-    code = _exit_code_for(exc)
+    if isinstance(exc, ConfigError):  # every configuration error names the file (issue 12, point 9)
+        try:
+            exc = exc.naming(find_config(getattr(args, "config", None)))
+        except ConfigError:
+            pass
+    code = _exit_code_for(exc) if code is None else code
     payload = _error_payload(exc) | {"exit_code": code}
     if getattr(args, "json", False):
         print(json.dumps(payload, indent=2, sort_keys=True))
@@ -222,6 +235,7 @@ def summary_json(summary: Any, window_days: int) -> dict[str, Any]:
                 "days_left": s.days_left,
                 "sha256": fingerprint(s.certificate) if s.certificate else None,
                 "error": s.error,
+                "note": s.note,
             }
             for s in summary.slots
         ],
@@ -254,7 +268,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for s in summary.slots:
         if s.certificate is not None:
             lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}, expires "
-                         f"{s.certificate.not_valid_after_utc.date().isoformat()} ({s.days_left} days left)")
+                         f"{s.certificate.not_valid_after_utc.date().isoformat()} ({s.days_left} days left)"
+                         + (f" — note: {s.note}" if s.note else ""))
         else:
             lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}" + (f" — {s.error}" if s.error else ""))
     if summary.pending_journal:
@@ -292,6 +307,26 @@ def _read_pin(args: argparse.Namespace) -> str:
     return getpass.getpass("PIN: ")
 
 
+def _guard_last_pin_try(session: Any, allowed: bool) -> None:
+    """Before the engine sends the PIN, in the same card transaction: refuse when one try is left
+    and spending it was not allowed. The count comes from an empty VERIFY (no try spent, SP 800-73-4
+    Part 2 §3.2.1); a blocked PIN is reported without sending it.
+
+    Raises:
+        LastPinTryError: one try left, not allowed; PinBlockedError: no try left.
+    """
+    from card.errors import LastPinTryError, PinBlockedError
+
+    if allowed:
+        return
+    retries = session.get_pin_retries()  # raises PinBlockedError on 69 83
+    if retries == 0:
+        raise PinBlockedError("The PIN is blocked.")
+    if retries == 1:
+        raise LastPinTryError("only 1 PIN try is left; a wrong PIN would block the card; run again with "
+                              "--allow-last-pin-try or use the TUI")
+
+
 def _warn_default_management_key(settings: Settings, args: argparse.Namespace) -> None:
     if settings.uses_default_management_key and not args.json:
         print("Warning: using the well-known default management key (allowed by the configuration).", file=sys.stderr)
@@ -302,17 +337,25 @@ def cmd_renew(args: argparse.Namespace) -> int:
     from card.service import pcsc_backend
 
     settings = _settings(args)
-    backend = pcsc_backend(settings, args.reader)
     cancel = threading.Event()
+    stopped_by: list[int] = []
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
 
     def on_signal(signum: int, frame: Any) -> None:  # finish the current card step, then stop
         if not cancel.is_set():
             print("Stopping after the current card step; the journal keeps what was done.", file=sys.stderr)
-        cancel.set()
+            stopped_by.append(signum)
+        cancel.set()  # also ends any wait at once: the CA's reply, the RA hook, a back-off, a poll
 
     for sig in previous:
         signal.signal(sig, on_signal)
+    try:
+        backend = pcsc_backend(settings, args.reader, cancel=cancel)
+    except BaseException:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        raise
+    allow_last_try = args.allow_last_pin_try
     ctx = RenewalContext(settings, backend.issuer, backend.journals, backend.audit,
                          reporter=_PrintReporter(args.json), cancel=cancel)
     unattended = args.yes and args.pin_stdin
@@ -326,6 +369,7 @@ def cmd_renew(args: argparse.Namespace) -> int:
                                     pin_retries=False)  # not shown; the engine sends the PIN next
                 if update_check(summary) not in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
                     return summary, None
+                _guard_last_pin_try(session, allow_last_try)  # before the PIN is even read
                 pin = _read_pin(args)
                 _warn_default_management_key(settings, args)
                 return summary, renew(session, ctx, pin, summary=summary)
@@ -350,6 +394,9 @@ def cmd_renew(args: argparse.Namespace) -> int:
                                  next_step=f"Contact {settings.ra_contact}.")
         if result is not None:
             return _report_renewal(args, result)
+        if summary.pin_retries == 1 and not allow_last_try and not args.pin_stdin and sys.stdin.isatty():
+            answer = input("Only 1 PIN try is left: a wrong PIN would block the card. Send the PIN? [y/N] ")
+            allow_last_try = answer.strip().lower() in ("y", "yes")
         pin = _read_pin(args)
         if not args.yes:
             what = ("resume the unfinished update " + summary.pending_journal.reference) if summary.pending_journal \
@@ -363,9 +410,17 @@ def cmd_renew(args: argparse.Namespace) -> int:
                 print("Cancelled; nothing was changed.")
                 return EXIT_OK
         _warn_default_management_key(settings, args)
-        result = backend.service.submit(lambda s: renew(s, ctx, pin)).result()
+        def guard_then_renew(session: Any) -> Any:
+            _guard_last_pin_try(session, allow_last_try)  # in the renewal's own card transaction
+            return renew(session, ctx, pin)
+
+        result = backend.service.submit(guard_then_renew).result()
         del pin
     except Exception as exc:  # noqa: BLE001 - mapped to documented exit codes
+        from card.errors import OperationCancelled
+
+        if isinstance(exc, OperationCancelled) and stopped_by:
+            return _fail(args, exc, code=128 + stopped_by[0])
         return _fail(args, exc)
     finally:
         for sig, handler in previous.items():
@@ -375,7 +430,7 @@ def cmd_renew(args: argparse.Namespace) -> int:
 
 
 def _report_renewal(args: argparse.Namespace, result: Any) -> int:
-    from card.errors import CardRemovedError
+    from card.errors import CardRemovedError, CardResetByOtherError
 
     slots = []
     for r in result.slots:
@@ -396,7 +451,9 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
         code, outcome = EXIT_PARTIAL, "completed_with_errors"
         message = "The operation was completed with errors."
         err = result.error
-        if isinstance(err, CardRemovedError):
+        if isinstance(err, CardResetByOtherError):
+            next_step = err.next_step
+        elif isinstance(err, CardRemovedError):
             next_step = "Re-insert your card and run `cardrenew renew` again: the update resumes where it stopped."
         else:
             next_step = (f"Run `cardrenew renew` again. If the error persists, contact your Registration Authority "
@@ -464,7 +521,7 @@ def cmd_emulator_serve(args: argparse.Namespace) -> int:
     from card.emulator.vpcd import serve
 
     host, _, port = args.vpcd.rpartition(":")
-    from card.config import ConfigError
+    from card.config import UsageError
 
     try:
         drop_at = {step: int(n) for step, _, n in (item.partition(":") for item in args.drop_at)}
@@ -472,7 +529,7 @@ def cmd_emulator_serve(args: argparse.Namespace) -> int:
         faults = CardFaults(drop_after_apdus=args.drop_after_apdus, drop_at_put_data=args.drop_at_put_data,
                             drop_at=drop_at, delays_s=delays)
     except ValueError as exc:
-        raise ConfigError(f"bad fault option: {exc}") from exc
+        raise UsageError(f"bad fault option: {exc}") from exc
     card = SoftPivCard.from_file(Path(args.state), faults)
     card.name = f"vpcd {args.vpcd}"
     stop = threading.Event()
@@ -500,7 +557,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
     else:
         from card.service import pcsc_backend
 
-        backend = pcsc_backend(settings, args.reader, wait_for_card=True)  # no card yet: the logon pane asks for it
+        backend = pcsc_backend(settings, args.reader, wait_for_card=True,  # no card yet: the logon pane asks for it
+                               cancel=(stop := threading.Event()))
     from tui.app import make_app
 
     app = make_app(backend)
@@ -510,6 +568,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
         # SIGTERM, or SIGHUP when the SSH session drops: let the current card step finish
         # (the engine journals it), stop before the next certificate, restore the terminal.
         app.shutdown_event.set()
+        if not args.demo:
+            stop.set()  # a wait for the CA, the RA hook or another program's hold on the card ends now
         app.exit(return_code=128 + signum)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}

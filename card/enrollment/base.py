@@ -57,6 +57,15 @@ class IssuerUnavailable(IssuerError):
     next_step = "Try again later from the Card tab. If it keeps failing, contact your Registration Authority (RA)."
 
 
+class IssuerReplyInvalid(IssuerUnavailable):
+    """The CA (or something in between, a proxy's error page) answered with data that is not what
+    the protocol allows: not a certificate, not a SCEP message, a reply that does not decrypt or
+    parse. Nothing was changed by reading it; retryable like any unavailability."""
+
+    title = "The certificate authority's answer could not be read"
+    code = "CA-BAD-REPLY"
+
+
 class RaUnavailable(IssuerUnavailable):
     """The Registration Authority (the deployment's RA hook) cannot answer now; retryable."""
 

@@ -28,7 +28,7 @@ def test_a_missing_config_file_is_an_error_wherever_it_is_named(where: str, caps
 
 
 @pytest.mark.parametrize("content,message", [
-    (b"\xff\xfe garbage", "codec"),
+    (b"\xff\xfe garbage", "not UTF-8"),
     (b"renewal = 5", "[renewal] must be a table"),
     (b"[renewal]\nslots = \"9A\"", "renewal.slots must be a list"),
     (b"[renewal]\nwindow_days = \"90\"", "renewal.window_days must be a whole number"),

@@ -300,32 +300,6 @@ def test_f17_insufficient_buffer_is_reported_as_our_bug_not_the_cards() -> None:
     assert "bug in cardrenew, not a card problem" in str(error)
 
 
-def test_negative_serial_is_a_per_slot_error_not_a_crash(make_card) -> None:  # type: ignore[no-untyped-def]
-    """Issue 3: a certificate with a negative serial shows as an unreadable slot with the reason."""
-    from asn1crypto import x509 as asn1_x509
-
-    from card.certificates import encode_certificate_object
-    from card.config import Settings
-    from card.piv import PivSession, Slot
-    from card.renewal import SlotState, read_card
-
-    card = make_card()
-    good = PivSession(card).read_certificate(Slot.AUTHENTICATION).certificate
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    parsed = asn1_x509.Certificate.load(good.public_bytes(Encoding.DER))
-    tbs = parsed["tbs_certificate"].copy()
-    tbs["serial_number"] = -12345
-    bad = asn1_x509.Certificate({"tbs_certificate": tbs, "signature_algorithm": parsed["signature_algorithm"],
-                                 "signature_value": parsed["signature_value"]}).dump()
-    card.state.objects["5FC105"] = encode_certificate_object(bad).hex()
-    summary = read_card(PivSession(card), Settings())
-    by_slot = {s.slot: s for s in summary.slots}
-    assert by_slot[Slot.AUTHENTICATION].state is SlotState.UNREADABLE
-    assert "negative serial number" in by_slot[Slot.AUTHENTICATION].error
-    assert by_slot[Slot.SIGNATURE].state is SlotState.DUE
-
-
 def test_f13_card_algorithm_list_is_checked_before_the_ca_is_asked(ca, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """F13: a key type the card does not list in its APT is refused before authorisation."""
     import dataclasses

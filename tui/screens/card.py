@@ -119,6 +119,8 @@ class CardSummaryTab(CardTab):
             notice.update(f"An unfinished update was found (reference {summary.pending_journal.reference}). "
                           "Select Update My Card to resume it.")
             notice.set_class(True, "-warning")
+        elif notes := [f"{s.setting.label} ({s.slot.hex}): {s.note}" for s in summary.slots if s.note]:
+            notice.update("\n".join(notes))
         else:
             notice.update("")
 
@@ -154,7 +156,7 @@ def certificate_details(status: SlotStatus) -> str:
         + (f" ({status.days_left} days left)" if status.days_left is not None else ""),
         f"Key type     {key_type_text(status)}",
         f"SHA-256      {sha_text}",
-    ])
+    ] + ([f"Note         {status.note}"] if status.note else []))
 
 
 class CertificatesTab(CardTab):
