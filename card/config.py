@@ -188,7 +188,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
                "timeout_s": _NUMBER, "max_response_bytes": (int,), "poll_schedule_s": (list,)},
     "management_key": {"source": (str, list), "algorithm": (str,), "file": (str,), "master_key_file": (str,)},
     "ui": {"removal_policy": (str,), "ra_contact": (str,), "allow_unlock": (bool,), "inactivity_timeout_s": (int,),
-           "kiosk": (bool,), "theme": (str,)},
+           "kiosk": (bool,), "theme": (str,), "pin_characters": (str,)},
     "card": {"max_certificate_bytes": (int,)},
 }
 """Every key the configuration may hold, by table ("" = top level), with the TOML types it takes.
