@@ -55,6 +55,21 @@ EXIT_CODES = {
 }
 
 
+SERVE_HELP = """\
+Serve the cardrenew TUI to a browser (a kiosk or thin client): the page at http://HOST:PORT/ starts
+one `cardrenew` for the browser that opens it, on this host's card reader.
+
+Protects against: other web pages in the kiosk browser driving the card (a websocket whose Origin
+is not this page's own is refused with 403, as is a Host that is not ours: DNS rebinding); a second
+browser taking over or blocking the reader (one live session; others get 409 "in use"); the page
+being framed by another site (clickjacking); a shell in between (the app is started directly).
+
+Does NOT protect against: anyone who can reach the port. There is no authentication. Keep it on
+loopback (the default: the kiosk browser on the same host) or behind a reverse proxy that
+authenticates, and give that proxy's URL as --public-url. Local users of the host can connect too.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     # The same options may stand before or after the subcommand. Subcommands default them to
     # SUPPRESS so that a value given before the subcommand is never overwritten by None.
@@ -94,6 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", parents=[common], help="print the recent audit log entries")
     p.add_argument("-n", type=int, default=20, help="how many entries (default 20)")
+
+    p = sub.add_parser("serve", parents=[common, reader], help="the TUI in a browser (kiosk), one session at a time",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description=SERVE_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--public-url", metavar="URL",
+                   help="the URL browsers use when an authenticating proxy stands in front; only its origin may connect")
+    p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS, help="serve the demo card")
+    p.add_argument("--demo-fault", choices=["none", "pull-card", "ca-refuses"], default=argparse.SUPPRESS,
+                   help="with --demo: show the error path")
+    p.add_argument("--kiosk", action="store_true", default=argparse.SUPPRESS, help="serve the TUI in kiosk mode")
+    p.add_argument("--theme", choices=["default", "high-contrast"], default=argparse.SUPPRESS, help="the TUI's colours")
 
     ca = sub.add_parser("ca", parents=[common], help="embedded certificate authority")
     ca_sub = ca.add_subparsers(dest="ca_command", required=True)
@@ -473,6 +500,31 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
     return code
 
 
+# -- serve ----------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``cardrenew serve``: the browser kiosk (see ``SERVE_HELP`` and :mod:`tui.serve`)."""
+    from tui.serve import serve
+
+    app_args: list[str] = []
+    if args.config:
+        app_args += ["--config", str(Path(args.config).resolve())]
+    if getattr(args, "reader", None):
+        app_args += ["--reader", args.reader]
+    if args.demo:
+        app_args.append("--demo")
+        if args.demo_fault != "none":
+            app_args += ["--demo-fault", args.demo_fault]
+    if args.kiosk:
+        app_args.append("--kiosk")
+    if args.theme:
+        app_args += ["--theme", args.theme]
+    if not 0 < args.port < 65536:
+        from card.config import UsageError
+
+        raise UsageError(f"--port {args.port}: not a TCP port")
+    return serve(app_args, host=args.host, port=args.port, public_url=args.public_url)
+
+
 # -- the rest -------------------------------------------------------------------------------
 def cmd_audit(args: argparse.Namespace) -> int:
     from card.journal import AuditLog
@@ -596,6 +648,7 @@ def main(argv: list[str]) -> int:
         "status": cmd_status,
         "renew": cmd_renew,
         "audit": cmd_audit,
+        "serve": cmd_serve,
     }
     try:
         if args.command in handlers:
