@@ -16,6 +16,7 @@ import platformdirs
 
 from card.errors import CardError
 from card.piv import DEFAULT_MANAGEMENT_KEY, KeyType, ManagementKeyAlgorithm, Slot
+from card.secret import Secret
 
 
 class ConfigError(CardError):
@@ -59,6 +60,30 @@ class ConfigError(CardError):
         return named
 
 
+def read_hex_key_file(path: Path, what: str) -> Secret:
+    """A key file's hex digits (``:`` and white space allowed between them) as a Secret.
+
+    Raises:
+        ConfigError: unreadable, or not hex (the message names the file, never its content).
+    """
+    try:
+        raw = bytearray(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc.__class__.__name__}") from exc
+    digits = bytearray(b for b in raw if b not in b": \t\r\n")
+    raw[:] = bytes(len(raw))
+    try:
+        if len(digits) % 2 or any(b not in b"0123456789abcdefABCDEF" for b in digits):
+            raise ConfigError(f"cannot read the {what} {path}: ValueError (not hex digits)")
+        key = bytearray(int(digits[i : i + 2], 16) for i in range(0, len(digits), 2))
+        try:
+            return Secret(key)
+        finally:
+            key[:] = bytes(len(key))
+    finally:
+        digits[:] = bytes(len(digits))
+
+
 class UsageError(ConfigError):
     """The command was called wrongly (no PIN on standard input, confirmation needed)."""
 
@@ -97,7 +122,7 @@ class Settings:
     """SHA-256 of the CA certificate DER (hex, colons allowed); checked at preflight."""
     issuer_url: str | None = None
     """SCEP: the server's URL, e.g. ``http://127.0.0.1:8080/scep``."""
-    challenge: str | None = field(default=None, repr=False)
+    challenge: Secret | None = field(default=None, repr=False)
     """SCEP challenge password (a secret: never logged, never journalled)."""
     challenge_command: tuple[str, ...] | None = None
     """SCEP: the RA hook, run while the old key exists; it gets a proof of possession on stdin and
@@ -142,8 +167,9 @@ class Settings:
     source: Path | None = None
     """The file these settings came from (None: built-in defaults)."""
 
-    def management_key(self) -> bytes:
-        """The management key bytes of the ``default`` or ``file`` source. Never logged.
+    def management_key(self) -> Secret:
+        """The management key of the ``default`` or ``file`` source, as a new Secret (the caller
+        wipes it after GENERAL AUTHENTICATE). Never logged.
 
         (``pin-protected`` and ``diversified`` need the card: :mod:`card.mgmtkey`.)
 
@@ -151,16 +177,13 @@ class Settings:
             ConfigError: the source is unknown, not implemented, or its file is unreadable.
         """
         if self.management_key_source == "default":
-            return DEFAULT_MANAGEMENT_KEY
+            return Secret(DEFAULT_MANAGEMENT_KEY)
         if self.management_key_source == "file":
             if self.management_key_file is None:
                 raise ConfigError("management_key.source = \"file\" needs management_key.file")
-            try:
-                text = self.management_key_file.read_text().strip().replace(":", "").replace(" ", "")
-                key = bytes.fromhex(text)
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"cannot read the management key file {self.management_key_file}: {exc.__class__.__name__}") from exc
+            key = read_hex_key_file(self.management_key_file, "management key file")
             if len(key) != self.management_key_algorithm.key_bytes:
+                key.wipe()
                 raise ConfigError(f"the management key file must hold {self.management_key_algorithm.key_bytes} bytes")
             return key
         raise ConfigError(f"management_key.source = {self.management_key_source!r} needs the card: "
@@ -367,7 +390,7 @@ def _settings_from(raw: dict[str, Any], path: Path | None, overrides: dict[str, 
     if (url := _get(issuer, "url", str, "issuer")) is not None:
         values["issuer_url"] = url
     if (challenge := _get(issuer, "challenge", str, "issuer")) is not None:
-        values["challenge"] = challenge
+        values["challenge"] = Secret(challenge)
     if (command := _get(issuer, "challenge_command", list, "issuer")) is not None:
         if not command or not all(isinstance(part, str) for part in command):
             raise ConfigError("issuer.challenge_command must be a list of strings, e.g. [\"ra-hook\", \"--slot\", \"{slot}\"]")

@@ -32,6 +32,7 @@ from tui.screens.logon import LogonScreen
 if TYPE_CHECKING:
     from card.piv import PivSession
     from card.renewal import CardSummary, RenewalResult
+    from card.secret import Secret
     from card.service import Backend
 
 T = TypeVar("T")
@@ -113,6 +114,19 @@ class CardRenewApp(App[int]):
                         title="Update in progress", severity="warning", markup=False)
             return
         await super().action_quit()
+
+    def _fatal_error(self) -> None:
+        """An unhandled exception ends the app (exit code 1, set by Textual): print its traceback
+        WITHOUT local variables. Textual's own draws ``show_locals=True``, which printed the PIN a
+        handler held (issue 12). Overrides ``App._fatal_error`` (Textual 8; a test pins the hook)."""
+        import rich
+        from rich.segment import Segments
+        from rich.traceback import Traceback
+
+        self.bell()
+        traceback = Traceback(show_locals=False, width=None, suppress=[rich])
+        self._exit_renderables.append(Segments(self.console.render(traceback, self.console.options)))
+        self._close_messages_no_wait()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -300,16 +314,17 @@ class CardRenewApp(App[int]):
         self.is_logged_on = True
         self.goto(CardScreen())
 
-    def back_to_card(self, renewed: RenewalResult | None = None) -> None:
-        """Show the Card tab (re-read); ``renewed`` lists what the last renewal did."""
+    def back_to_card(self, renewed: RenewalResult | None = None, *, stopped: str | None = None) -> None:
+        """Show the Card tab (re-read); ``renewed`` lists what the last renewal did, ``stopped`` says
+        why the last update stopped, with its reference (kept visible on the Card tab)."""
         if not self.is_logged_on:
             self.goto_logon()
             return
         from tui.screens.card import CardScreen
 
-        self.goto(CardScreen(renewed))
+        self.goto(CardScreen(renewed, stopped))
 
-    def start_renewal(self, pin: str, summary: CardSummary) -> None:
+    def start_renewal(self, pin: Secret, summary: CardSummary) -> None:
         from tui.screens.write_certificates import WriteCertificatesScreen
 
         self.goto(WriteCertificatesScreen(pin, summary))

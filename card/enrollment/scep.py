@@ -26,7 +26,7 @@ import threading
 import urllib.parse
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from asn1crypto import algos, cms, core, parser
 from asn1crypto import keys as asn1_keys
@@ -57,6 +57,7 @@ from card.enrollment.base import (
     Signer,
 )
 from card.errors import OperationCancelled
+from card.secret import Secret
 
 try:
     from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
@@ -94,7 +95,7 @@ class ScepSettings:
 
     url: str
     ca_fingerprint: str | None
-    challenge: str | None = None
+    challenge: Secret | None = field(default=None, repr=False)
     challenge_command: tuple[str, ...] | None = None
     allow_legacy_algorithms: bool = False
     timeout_s: float = 15.0
@@ -333,7 +334,7 @@ class ScepIssuer:
 
     # -- authorisation -------------------------------------------------------------------
     def _ask_ra(self, slot: str, old_certificate: x509.Certificate, transaction_id: str,
-                sign_with_old_key: Signer) -> str:
+                sign_with_old_key: Signer) -> Secret:
         """Run the RA hook (``issuer.challenge_command``) while the old key exists; return its challenge.
 
         The hook's argv may use ``{slot}``, ``{transaction_id}``, ``{fingerprint}`` (SHA-256 of the old
@@ -386,7 +387,7 @@ class ScepIssuer:
         if len(challenge) > 255 or not challenge.isprintable():  # PKCS#9 challengePassword: ub 255
             raise IssuerRejected(f"the RA hook gave an unusable challenge for slot {slot} (more than 255 characters, "
                                  "or control characters); nothing was changed")
-        return challenge
+        return Secret(challenge)
 
     def _run_hook(self, argv: list[str], stdin: str) -> tuple[int, str, str]:
         """Run the RA hook in its own process group; returns (exit status, stdout, stderr),
@@ -419,7 +420,7 @@ class ScepIssuer:
             raise RaUnavailable(f"the RA hook {argv[0]!r} did not answer within {self.settings.timeout_s:g} s")
         return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
-    def challenge_password(self, grant: RenewalGrant) -> str | None:
+    def challenge_password(self, grant: RenewalGrant) -> Secret | None:
         """The challenge password for the CSR of ``grant``: the RA's one-time challenge carried by the
         grant, else the configured static ``challenge`` (RFC 8894 §2.2)."""
         if grant.secret is not None:

@@ -36,6 +36,7 @@ from card.errors import BadResponseError, CardError, CertificateObjectError
 from card.journal import AuditLog, JournalStore
 from card.piv import KeyType, PivSession, Slot, parse_public_key
 from card.renewal import RenewalContext, SlotState, read_card, renew
+from card.secret import Secret
 
 PIN = "123456"
 DER = serialization.Encoding.DER
@@ -113,7 +114,7 @@ def test_a_corrupted_subject_makes_that_slot_unreadable_and_status_exits_11(make
 def test_a_corrupted_subject_slot_is_renewed_only_by_the_ra_the_other_is_renewed(make_card, ca, tmp_path) -> None:  # type: ignore[no-untyped-def]
     card = make_card(key_type=KeyType.ECCP256)
     card.state.objects["5FC105"] = encode_certificate_object(corrupt_subject(der_of(card, Slot.AUTHENTICATION))).hex()
-    result = renew(PivSession(card), context(tmp_path, ca), PIN)
+    result = renew(PivSession(card), context(tmp_path, ca), Secret(PIN))
     by_slot = {r.slot: r for r in result.slots}
     assert by_slot[Slot.SIGNATURE].renewed
     assert not by_slot[Slot.AUTHENTICATION].renewed and "subject name does not decode" in str(by_slot[Slot.AUTHENTICATION].error)
@@ -182,7 +183,7 @@ def test_a_negative_serial_is_shown_with_a_note_and_renewed(make_card, ca, tmp_p
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no deprecation warning escapes to the user
-        result = renew(PivSession(card), context(tmp_path, ca), PIN)
+        result = renew(PivSession(card), context(tmp_path, ca), Secret(PIN))
     assert result.ok, result.error or [str(s.error) for s in result.slots]
     renewed = {r.slot: r for r in result.slots}
     assert renewed[Slot.AUTHENTICATION].old_certificate.serial_number == serial
@@ -203,12 +204,12 @@ def test_a_renewal_stopped_after_generate_resumes_from_the_journalled_negative_s
     card.state.objects["5FC10A"] = encode_certificate_object(resigned(der_of(card, Slot.SIGNATURE), ca, -8)).hex()
     card.faults = CardFaults(drop_at={"put-data": 1})
     try:
-        first = renew(PivSession(card), context(tmp_path, ca), PIN)
+        first = renew(PivSession(card), context(tmp_path, ca), Secret(PIN))
         assert not first.ok and first.journal_kept
     except CardRemovedError:
         pass
     card.insert()
-    second = renew(PivSession(card), context(tmp_path, ca), PIN)
+    second = renew(PivSession(card), context(tmp_path, ca), Secret(PIN))
     assert second.ok, [str(s.error) for s in second.slots]
 
 
@@ -285,7 +286,7 @@ class RewriteGenerate:
 def test_a_bad_generate_reply_ends_the_slot_with_the_documented_error(make_card, ca, tmp_path) -> None:  # type: ignore[no-untyped-def]
     card = make_card(key_type=KeyType.RSA2048)
     bad = template(tlv.tlv(0x81, GOOD_MODULUS), tlv.tlv(0x82, b"\x02"))
-    result = renew(PivSession(RewriteGenerate(card, bad)), context(tmp_path, ca), PIN)  # type: ignore[arg-type]
+    result = renew(PivSession(RewriteGenerate(card, bad)), context(tmp_path, ca), Secret(PIN))  # type: ignore[arg-type]
     assert not result.ok
     failed = [r for r in result.slots if r.error is not None]
     assert failed and isinstance(failed[0].error, BadResponseError), failed[0].error

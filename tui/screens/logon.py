@@ -9,11 +9,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError, PinBlockedError, PinFormatError
+from card.secret import Secret
 from tui.pin_input import PinInput
 from tui.screens.base import Pane
+from tui.widgets import PaneFooter, app_header
 from tui.screens.dialogs import MessageDialog
 
 if TYPE_CHECKING:
@@ -57,7 +59,7 @@ class LogonScreen(Pane):
     def compose(self) -> ComposeResult:
         settings = self.card_app.backend.settings
         backend = self.card_app.backend
-        yield Header()
+        yield app_header()
         with Vertical(id="logon-panel", classes="panel"):
             yield Label("Smartcard logon", classes="pane-title", markup=False)
             yield Label(self._reader_text(), id="reader-name", markup=False)
@@ -79,7 +81,7 @@ class LogonScreen(Pane):
                 yield Static("Warning: the well-known default card management key is in use. "
                              "Anyone can write to this card; use it for demonstrations and tests only.",
                              id="management-key-warning", classes="-warning", markup=False)
-        yield Footer(compact=True)
+        yield PaneFooter()
 
     def _reader_text(self) -> str:
         return f"Reader: {self.card_app.backend.reader_name or 'none connected'}"
@@ -192,13 +194,14 @@ class LogonScreen(Pane):
         self.action_logon()
 
     def action_logon(self) -> None:
-        pin = self.pin_input.value
-        if not pin:
+        if not self.pin_input.value:
             self.show_message("Enter your PIN, then select Logon.", "warning")
             return
+        pin = Secret(self.pin_input.value)  # the one holder of the PIN from here on; the field is emptied
+        self.pin_input.clear()
         summary = self.card_app.summary
         if summary is not None and summary.pin_retries == 0:
-            self.pin_input.clear()
+            pin.wipe()
             self.show_blocked()
             return
         if summary is not None and summary.pin_retries == 1:
@@ -206,7 +209,7 @@ class LogonScreen(Pane):
                 if answer:
                     self.logon(pin)
                 else:
-                    self.pin_input.clear()
+                    pin.wipe()
                     self.show_message("PIN not sent. 1 try left before your card is blocked.", "warning")
 
             self.app.push_screen(MessageDialog(
@@ -218,7 +221,8 @@ class LogonScreen(Pane):
         self.logon(pin)
 
     @work(exclusive=True, group="card", exit_on_error=False, description="Logging on")
-    async def logon(self, pin: str) -> None:
+    async def logon(self, pin: Secret) -> None:
+        """VERIFY ``pin`` on the card thread and report the outcome; the PIN is wiped afterwards."""
         app = self.card_app
         button = self.query_one("#logon-button", Button)
         button.disabled = True
@@ -257,6 +261,7 @@ class LogonScreen(Pane):
             return
         finally:
             button.disabled = False
+            pin.wipe()
         self.pin_input.clear()
         app.log_on_succeeded()
 
