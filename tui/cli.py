@@ -741,10 +741,10 @@ def main(argv: list[str]) -> int:
         "serve": cmd_serve,
     }
     try:
-        if getattr(args, "demo", False) and (args.reader or args.command not in (None, "status", "renew", "audit")):
+        if getattr(args, "demo", False) and (args.reader or args.command not in (None, "status", "renew", "audit", "serve")):
             from card.config import UsageError
 
-            raise UsageError("--demo uses the built-in virtual card: it goes with the TUI, status, renew and "
+            raise UsageError("--demo uses the built-in virtual card: it goes with the TUI, status, renew, serve and "
                              "audit, and not with --reader", next_step="Leave out --demo, or --reader.")
         if args.command in handlers:
             return handlers[args.command](args)
