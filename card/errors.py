@@ -149,6 +149,31 @@ class CertificateTooLargeError(CardError):
     next_step = "Nothing was written to the certificate object. Ask the RA for a shorter certificate profile."
 
 
+class StateFileError(CardError):
+    """A file cardrenew keeps (state directory, journal, audit log) cannot be written or read
+    safely: no space (``ENOSPC``), no permission (``EACCES``), a read-only file system (``EROFS``),
+    a disk error (``EIO``), or something other than a regular file in its place.
+
+    Raised by preflight before anything is asked of the card or the CA (nothing changed), and
+    reported per slot when it happens after the card changed (the journal keeps what it can and
+    the update resumes once the file can be written again).
+
+    Attributes:
+        path: the file or directory concerned; errno: the ``errno`` number, or None.
+    """
+
+    title = "A file cardrenew keeps could not be written"
+    code = "STATEFILE"
+
+    def __init__(self, message: str, *, path: object = None, errno: int | None = None,
+                 next_step: str | None = None) -> None:
+        super().__init__(message, next_step=next_step)
+        self.path = path
+        self.errno = errno
+        self.kept_at: object = None
+        """Where the journal was written instead (the fallback directory), or None."""
+
+
 class OperationCancelled(CardError):
     """A wait (the CA's reply, the RA hook, a back-off, a PENDING poll, another program's hold on
     the card) was ended by the caller's cancellation token: SIGTERM, SIGINT, SIGHUP or the app

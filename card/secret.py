@@ -42,8 +42,8 @@ class Secret:
     Args:
         value: ``str`` (stored UTF-8 encoded; a string with lone surrogates, e.g. undecodable bytes
             read from a pipe, is kept as its ``surrogatepass`` bytes and :attr:`is_text` is False),
-            or ``bytes``/``bytearray``/``memoryview`` (copied; a ``bytearray`` given here is not
-            zeroed: its owner wipes it).
+            or ``bytes``/``bytearray``/``memoryview`` (copied; :attr:`is_text` says whether they
+            are valid UTF-8; a ``bytearray`` given here is not zeroed: its owner wipes it).
 
     Raises:
         TypeError: any other type (in particular another Secret: there is one holder per value).
@@ -61,6 +61,7 @@ class Secret:
                 self._is_text = False
         elif isinstance(value, (bytes, bytearray, memoryview)):
             self._value = bytearray(value)
+            self._is_text = _valid_utf8(self._value)
         else:
             raise TypeError(f"a Secret is made from str or bytes, not {type(value).__name__}")
         self._wiped = False
@@ -143,6 +144,57 @@ class Secret:
         raise TypeError("a Secret cannot be copied, pickled or serialised")
 
     __reduce__ = __reduce_ex__ = __getstate__ = __copy__ = __deepcopy__ = _refuse  # type: ignore[assignment]
+
+
+def _valid_utf8(data: bytearray) -> bool:
+    """Whether ``data`` is well-formed UTF-8 (RFC 3629 §4), checked in place: decoding would leave
+    an immutable copy of the secret behind."""
+    i, n = 0, len(data)
+    while i < n:
+        lead = data[i]
+        if lead < 0x80:
+            i += 1
+            continue
+        if 0xC2 <= lead <= 0xDF:
+            follow, low, high = 1, 0x80, 0xBF
+        elif 0xE0 <= lead <= 0xEF:
+            follow = 2
+            low, high = (0xA0, 0xBF) if lead == 0xE0 else (0x80, 0x9F) if lead == 0xED else (0x80, 0xBF)
+        elif 0xF0 <= lead <= 0xF4:
+            follow = 3
+            low, high = (0x90, 0xBF) if lead == 0xF0 else (0x80, 0x8F) if lead == 0xF4 else (0x80, 0xBF)
+        else:
+            return False
+        if i + follow >= n:  # truncated sequence
+            return False
+        if not low <= data[i + 1] <= high or any(not 0x80 <= data[i + k] <= 0xBF for k in range(2, follow + 1)):
+            return False
+        i += follow + 1
+    return True
+
+
+def read_secret_line(fd: int) -> Secret:
+    """One line from the file descriptor ``fd`` (e.g. standard input) as a Secret, read a byte at a
+    time so that no buffer or string holds a copy of it; the line end (``\n`` or ``\r\n``) is
+    dropped. At end of input without a newline, what was read is the line.
+
+    Raises:
+        OSError: ``fd`` cannot be read.
+    """
+    import os
+
+    line = bytearray()
+    try:
+        while True:
+            byte = os.read(fd, 1)  # 1-byte bytes objects are shared singletons in CPython: no copy
+            if not byte or byte == b"\n":
+                break
+            line += byte
+        if line.endswith(b"\r"):
+            del line[-1]
+        return Secret(line)
+    finally:
+        line[:] = bytes(len(line))
 
 
 def require_secret(value: object, what: str) -> Secret:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from card.config import ConfigError, Settings
 from card.errors import CardRemovedError, NoCardError, ReaderUnavailableError
-from card.journal import AuditLog, JournalStore
+from card.journal import AuditLog, JournalStore, flush_kept_audit
 from card.piv import PivSession
 from card.transport import CardTransport
 
@@ -299,7 +299,9 @@ def pcsc_backend(settings: Settings, reader: str | None = None, *, with_issuer: 
         with_card = [r for r, present in readers if present]
         name = (with_card or [r for r, _ in readers] or [""])[0]
     issuer = build_issuer(settings, cancel=cancel) if with_issuer else None
-    return Backend(settings, pcsc_service(name, cancel), issuer, JournalStore(settings.state_dir),  # type: ignore[arg-type]
-                   AuditLog(settings.state_dir / "audit.log"), name,
+    audit = AuditLog(settings.state_dir / "audit.log")
+    journals = JournalStore(settings.state_dir, audit)
+    flush_kept_audit(journals, audit)  # records an earlier run could not write go in first
+    return Backend(settings, pcsc_service(name, cancel), issuer, journals, audit, name,  # type: ignore[arg-type]
                    reader_lister=pcsc.list_readers, service_factory=lambda n: pcsc_service(n, cancel),
                    reader_fixed=bool(named))

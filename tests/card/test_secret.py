@@ -113,3 +113,86 @@ def test_no_secret_is_typed_as_a_plain_string_in_card_or_tui() -> None:
                  for folder in ("card", "tui") for path in sorted((REPO / folder).rglob("*.py"))
                  for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
     assert offenders == []
+
+
+def test_the_real_entry_point_disables_core_dumps_and_ptrace_before_anything_else(tmp_path: Path) -> None:
+    """A core dump of a running ``renew`` held the PIN twice (issue 12 item 8). The process that
+    ran ``cardrenew``'s main() reports on itself: RLIMIT_CORE (0, 0) and PR_GET_DUMPABLE 0."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom tui import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+             "from card.secret import process_dumpable\nimport resource\n"
+             "print('DUMPABLE', process_dumpable())\nprint('CORE', *resource.getrlimit(resource.RLIMIT_CORE))\n"
+             "print(open('/proc/self/limits').read())\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                         env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr
+    assert "DUMPABLE 0" in out.stdout and "CORE 0 0" in out.stdout
+    core_line = next(line for line in out.stdout.splitlines() if line.startswith("Max core file size"))
+    assert core_line.split()[4:6] == ["0", "0"]
+
+
+def test_harden_process_reports_what_it_did() -> None:
+    import subprocess
+    import sys
+
+    probe = ("from card.secret import harden_process, process_dumpable\n"
+             "print(process_dumpable()); print(harden_process()); print(process_dumpable())")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                         env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    assert out.stdout.split("\n")[:3] == ["1", "{'core_limit': True, 'not_dumpable': True}", "0"]
+
+
+@pytest.mark.parametrize("pin, ok", [("123456", True), ("000000", False)])
+def test_renew_wipes_the_pin_whatever_the_outcome(ca, tmp_path: Path, pin: str, ok: bool) -> None:  # type: ignore[no-untyped-def]
+    from card.config import Settings
+    from card.emulator.create import create_card_state
+    from card.errors import InvalidPinError
+    from card.journal import AuditLog, JournalStore
+    from card.renewal import RenewalContext, renew
+
+    card = SoftPivCard(create_card_state(ca))
+    ctx = RenewalContext(Settings(), ca, JournalStore(tmp_path / "state"), AuditLog(tmp_path / "state" / "audit.log"))
+    secret = Secret(pin)
+    if ok:
+        assert renew(PivSession(card), ctx, secret).ok
+    else:
+        with pytest.raises(InvalidPinError):
+            renew(PivSession(card), ctx, secret)
+    assert secret.wiped
+
+
+@SETTINGS
+@given(st.binary(max_size=24))
+def test_utf8_validity_is_judged_like_python_without_decoding(raw: bytes) -> None:
+    try:
+        raw.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    assert Secret(raw).is_text is valid
+
+
+@SETTINGS
+@given(st.text(max_size=12))
+def test_utf8_validity_of_every_text(text: str) -> None:
+    assert Secret(text.encode("utf-8", "surrogatepass")).is_text is (not any(0xD800 <= ord(c) <= 0xDFFF for c in text))
+
+
+@pytest.mark.parametrize("fed, expected", [(b"123456\n", b"123456"), (b"123456\r\nrest\n", b"123456"),
+                                           (b"654321", b"654321"), (b"\n", b""), (b"12345\xe9\n", b"12345\xe9")])
+def test_a_secret_line_is_read_from_a_descriptor(fed: bytes, expected: bytes) -> None:
+    import os
+
+    from card.secret import read_secret_line
+
+    r, w = os.pipe()
+    os.write(w, fed)
+    os.close(w)
+    try:
+        secret = read_secret_line(r)
+    finally:
+        os.close(r)
+    assert secret.reveal() == expected
+    assert secret.is_text is (b"\xe9" not in expected)

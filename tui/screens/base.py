@@ -20,7 +20,14 @@ PinChange = Literal["change", "unlock"]
 
 
 class Pane(Screen[None]):
-    """A full-screen pane. Worker errors are not handled here but sent to the app's one funnel."""
+    """A full-screen pane. Worker errors are not handled here but sent to the app's one funnel.
+
+    Below 80×24 the pane has the class ``-narrow`` and/or ``-short``; app.tcss tightens the layout
+    with them so that every pane works at 60×20.
+    """
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (24, "-tall")]
 
     @property
     def card_app(self) -> CardRenewApp:
@@ -103,8 +110,9 @@ class Pane(Screen[None]):
 
     def _audit(self, kind: PinChange, outcome: str) -> None:
         summary = self.card_app.summary
-        try:
-            self.card_app.backend.audit.write(event="change_pin" if kind == "change" else "unlock_card",
-                                              card_guid=summary.card_id if summary else None, outcome=outcome)
-        except OSError:  # the audit log is best effort here; the card operation already happened
+        # best effort here (the card operation already happened): a record the log cannot take is
+        # kept beside it and written by the next write
+        if self.card_app.backend.audit.write_quietly(event="change_pin" if kind == "change" else "unlock_card",
+                                                     card_guid=summary.card_id if summary else None,
+                                                     outcome=outcome) is not None:
             self.log.warning("could not write the audit log")
