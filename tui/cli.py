@@ -52,10 +52,25 @@ EXIT_CODES = {
     EXIT_CARD: "no reader, no card, card removed, or pcscd not running",
     EXIT_PIN: "wrong PIN or PIN blocked",
     EXIT_NOT_DUE: "nothing due for renewal (status: some certificates are due)",
-    EXIT_REFUSED: "refused: expired certificate or failed preflight; contact the RA",
+    EXIT_REFUSED: "refused: expired certificate or failed preflight (contact the RA), or an unwritable state directory",
     EXIT_CA: "certificate authority refused or unreachable; card unchanged",
     EXIT_PARTIAL: "not every certificate was renewed; run renew again (it resumes) or contact the RA",
 }
+
+
+SERVE_HELP = """\
+Serve the cardrenew TUI to a browser (a kiosk or thin client): the page at http://HOST:PORT/ starts
+one `cardrenew` for the browser that opens it, on this host's card reader.
+
+Protects against: other web pages in the kiosk browser driving the card (a websocket whose Origin
+is not this page's own is refused with 403, as is a Host that is not ours: DNS rebinding); a second
+browser taking over or blocking the reader (one live session; others get 409 "in use"); the page
+being framed by another site (clickjacking); a shell in between (the app is started directly).
+
+Does NOT protect against: anyone who can reach the port. There is no authentication. Keep it on
+loopback (the default: the kiosk browser on the same host) or behind a reverse proxy that
+authenticates, and give that proxy's URL as --public-url. Local users of the host can connect too.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how many of the newest entries (default 20; 0 prints none)")
     p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
                    help="the audit log of the --demo runs (kept in the demo's own state directory)")
+
+    p = sub.add_parser("serve", parents=[common, reader], help="the TUI in a browser (kiosk), one session at a time",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description=SERVE_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--public-url", metavar="URL",
+                   help="the URL browsers use when an authenticating proxy stands in front; only its origin may connect")
+    p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS, help="serve the demo card")
+    p.add_argument("--demo-fault", choices=["none", "pull-card", "ca-refuses"], default=argparse.SUPPRESS,
+                   help="with --demo: show the error path")
+    p.add_argument("--kiosk", action="store_true", default=argparse.SUPPRESS, help="serve the TUI in kiosk mode")
+    p.add_argument("--theme", choices=["default", "high-contrast"], default=argparse.SUPPRESS, help="the TUI's colours")
 
     ca = sub.add_parser("ca", parents=[common], help="embedded certificate authority")
     ca_sub = ca.add_subparsers(dest="ca_command", required=True)
@@ -539,6 +566,31 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
     return code
 
 
+# -- serve ----------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``cardrenew serve``: the browser kiosk (see ``SERVE_HELP`` and :mod:`tui.serve`)."""
+    from tui.serve import serve
+
+    app_args: list[str] = []
+    if args.config:
+        app_args += ["--config", str(Path(args.config).resolve())]
+    if getattr(args, "reader", None):
+        app_args += ["--reader", args.reader]
+    if args.demo:
+        app_args.append("--demo")
+        if args.demo_fault != "none":
+            app_args += ["--demo-fault", args.demo_fault]
+    if args.kiosk:
+        app_args.append("--kiosk")
+    if args.theme:
+        app_args += ["--theme", args.theme]
+    if not 0 < args.port < 65536:
+        from card.config import UsageError
+
+        raise UsageError(f"--port {args.port}: not a TCP port")
+    return serve(app_args, host=args.host, port=args.port, public_url=args.public_url)
+
+
 # -- the rest -------------------------------------------------------------------------------
 def cmd_audit(args: argparse.Namespace) -> int:
     """Print the newest ``-n`` audit records as JSON lines (stdout); what is not a record (a torn or
@@ -628,8 +680,14 @@ def cmd_emulator_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    from card.config import load_settings
+    import os
 
+    from card.config import load_settings
+    from tui.driver import driver_class, terminal_problem
+
+    if (problem := terminal_problem(sys.stdin, os.environ)) is not None:
+        print(f"cardrenew: {problem}", file=sys.stderr)
+        return EXIT_USAGE  # nothing was started, nothing spins
     settings = load_settings(args.config, reader=args.reader, kiosk=args.kiosk, theme=args.theme)
     if args.demo:
         from card.demo import lazy_demo_backend
@@ -643,6 +701,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     from tui.app import make_app
 
     app = make_app(backend)
+    app.driver_class = driver_class() or app.driver_class  # undecodable input never ends the app
 
     def on_signal(signum: int, frame: Any) -> None:
         # SIGTERM, or SIGHUP when the SSH session drops: let the current card step finish
@@ -659,7 +718,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         backend.service.shutdown()
-    return int(app.return_code or 0)
+    # None: the app ended without App.exit() — Textual's panic path (a crash in a driver thread)
+    # leaves no return code, and a crash must never look like success to a script or a kiosk.
+    return EXIT_ERROR if app.return_code is None else int(app.return_code)
 
 
 def main(argv: list[str]) -> int:
@@ -677,12 +738,13 @@ def main(argv: list[str]) -> int:
         "status": cmd_status,
         "renew": cmd_renew,
         "audit": cmd_audit,
+        "serve": cmd_serve,
     }
     try:
-        if getattr(args, "demo", False) and (args.reader or args.command not in (None, "status", "renew", "audit")):
+        if getattr(args, "demo", False) and (args.reader or args.command not in (None, "status", "renew", "audit", "serve")):
             from card.config import UsageError
 
-            raise UsageError("--demo uses the built-in virtual card: it goes with the TUI, status, renew and "
+            raise UsageError("--demo uses the built-in virtual card: it goes with the TUI, status, renew, serve and "
                              "audit, and not with --reader", next_step="Leave out --demo, or --reader.")
         if args.command in handlers:
             return handlers[args.command](args)
