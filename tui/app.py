@@ -20,7 +20,6 @@ from textual import events, on, work
 from textual.app import App, SystemCommand
 from textual.await_complete import AwaitComplete
 from textual.binding import Binding
-from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.theme import Theme
 
@@ -152,7 +151,26 @@ class CardRenewApp(App[int]):
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, self.ACTIVITY_EVENTS):
             self.last_activity = time.monotonic()
+        if self._answers_too_early(event):
+            return
         await super().on_event(event)
+
+    ANSWER_KEYS = frozenset({"enter", "space", "escape"})
+    """Keys that answer a dialog (press its focused button, or cancel it)."""
+
+    def _answers_too_early(self, event: events.Event) -> bool:
+        """An Enter, Space, Escape or click made before the dialog now on top appeared (a second
+        Enter typed in a hurry, a double click): it was meant for what was there before and must
+        not answer this dialog. Typed characters are kept (a PIN typed ahead)."""
+        if isinstance(event, events.Key):
+            if event.key not in self.ANSWER_KEYS:
+                return False
+        elif not isinstance(event, (events.MouseDown, events.MouseUp, events.Click)):
+            return False
+        if getattr(event, "is_forwarded", False) or not self.screen_stack:
+            return False
+        opened_at = getattr(self.screen, "opened_at", None)
+        return opened_at is not None and event.time < opened_at
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.kiosk and action in self.KIOSK_BLOCKED_ACTIONS:
@@ -229,14 +247,17 @@ class CardRenewApp(App[int]):
             self.run_worker(self._open_when_free(dialog, callback), group="dialogs", exit_on_error=False,
                             description=f"Waiting to show {dialog.id}")
             return AwaitComplete.nothing()
+        dialog.opened_at = time.monotonic()
         return super().push_screen(dialog, callback)
 
     def _id_taken(self, node_id: str) -> bool:
-        try:
-            self.get_child_by_id(node_id)
-        except NoMatches:
-            return False
-        return True
+        """A screen with this id is registered (on the stack, or dismissed and not yet removed).
+
+        Textual keeps every screen's id in the app's node list until the screen is removed, and
+        raises ``DuplicateIds`` on a second; ``App.children`` shows only the active screen, so
+        the node list is asked (Textual 8; tests/tui/test_dialog_safety.py notices a change).
+        """
+        return self._nodes._get_by_id(node_id) is not None
 
     async def _open_when_free(self, dialog: TextDialog[T], callback: Callable[[T | None], object] | None) -> None:
         try:
@@ -244,6 +265,7 @@ class CardRenewApp(App[int]):
                 await asyncio.sleep(0.02)
         finally:
             self._dialogs_waiting.discard(dialog.dedupe_key)
+        dialog.opened_at = time.monotonic()
         super().push_screen(dialog, callback)
 
     @on(NextRequested)

@@ -10,6 +10,7 @@ the same dialog twice (``CardRenewApp.open_dialog``, keyed by :attr:`TextDialog.
 
 from __future__ import annotations
 
+from time import monotonic
 from typing import TYPE_CHECKING, TypeVar
 
 from textual import on
@@ -109,7 +110,13 @@ class TextDialog(ModalScreen[T]):
         """Extra widgets between the body and the buttons."""
         yield from ()
 
+    opened_at: float | None = None
+    """When the dialog was put on the screen (``time.monotonic``): an Enter, Space, Escape or click
+    made before then was meant for what was there before and never answers it (the app drops it)."""
+
     def on_mount(self) -> None:
+        if self.opened_at is None:
+            self.opened_at = monotonic()
         self.focus_default()
 
     def focus_default(self) -> None:
