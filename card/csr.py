@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from card.certificates import public_key_der
 from card.errors import CardError
+from card.secret import Secret, require_secret
 
 
 class CsrError(CardError):
@@ -29,12 +30,13 @@ class CsrError(CardError):
 
 
 def build_csr(subject: x509.Name, public_key: PublicKeyTypes, sign: Callable[[bytes], bytes],
-              challenge_password: str | None = None) -> x509.CertificateSigningRequest:
+              challenge_password: Secret | None = None) -> x509.CertificateSigningRequest:
     """Build a CSR for ``public_key`` with ``subject``, signed by ``sign`` (SHA-256 on the card).
 
     Args:
         sign: signs the DER CertificationRequestInfo; returns an RSA PKCS#1 v1.5 or DER ECDSA signature.
-        challenge_password: the SCEP challengePassword attribute (PKCS#9), when the CA wants one.
+        challenge_password: the SCEP challengePassword attribute (PKCS#9, RFC 8894 §3.2.1.4.1), when
+            the CA wants one; revealed here only, into the request's DER.
 
     Raises:
         CsrError: the signature does not verify with ``public_key``.
@@ -44,7 +46,8 @@ def build_csr(subject: x509.Name, public_key: PublicKeyTypes, sign: Callable[[by
         "subject": asn1_x509.Name.load(subject.public_bytes()),
         "subject_pk_info": asn1_keys.PublicKeyInfo.load(public_key_der(public_key)),
         "attributes": [{"type": "challenge_password",
-                        "values": [asn1_csr.DirectoryString(name="utf8_string", value=challenge_password)]}]
+                        "values": [asn1_csr.DirectoryString(name="utf8_string",
+                                                       value=require_secret(challenge_password, "challenge password").reveal_text())]}]
         if challenge_password else [],
     })
     signature = sign(info.dump())

@@ -23,6 +23,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.theme import Theme
 
+from card.config import ConfigError
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError
 from tui.messages import CardInserted, CardRead, CardRemoved, NextRequested
 from tui.screens.dialogs import ErrorDialog, NextDialog, TextDialog
@@ -35,6 +36,7 @@ from tui.screens.logon import LogonScreen
 if TYPE_CHECKING:
     from card.piv import PivSession
     from card.renewal import CardSummary, RenewalResult
+    from card.secret import Secret
     from card.service import Backend
 
 T = TypeVar("T")
@@ -132,6 +134,19 @@ class CardRenewApp(App[int]):
                         title="Update in progress", severity="warning", markup=False)
             return
         await super().action_quit()
+
+    def _fatal_error(self) -> None:
+        """An unhandled exception ends the app (exit code 1, set by Textual): print its traceback
+        WITHOUT local variables. Textual's own draws ``show_locals=True``, which printed the PIN a
+        handler held (issue 12). Overrides ``App._fatal_error`` (Textual 8; a test pins the hook)."""
+        import rich
+        from rich.segment import Segments
+        from rich.traceback import Traceback
+
+        self.bell()
+        traceback = Traceback(show_locals=False, width=None, suppress=[rich])
+        self._exit_renderables.append(Segments(self.console.render(traceback, self.console.options)))
+        self._close_messages_no_wait()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -430,6 +445,8 @@ class CardRenewApp(App[int]):
     def explain_error(self, error: BaseException) -> tuple[str, str, str]:
         """(title, message, next step) for any error, in the holder's words."""
         ra = self.backend.settings.ra_contact
+        if isinstance(error, ConfigError):  # name the file to fix (issue 12, point 9)
+            error = error.naming(self.backend.settings.source)
         if isinstance(error, CardError):
             next_step = error.next_step.replace("your Registration Authority (RA)", ra)
             if isinstance(error, InvalidPinError):
@@ -468,18 +485,20 @@ class CardRenewApp(App[int]):
         self.is_logged_on = True
         self.goto(CardScreen())
 
-    def back_to_card(self, renewed: RenewalResult | None = None) -> None:
-        """Show the Card tab (re-read); ``renewed`` lists what the last renewal did."""
+    def back_to_card(self, renewed: RenewalResult | None = None, *, stopped: str | None = None) -> None:
+        """Show the Card tab (re-read); ``renewed`` lists what the last renewal did, ``stopped`` says
+        why the last update stopped, with its reference (kept visible on the Card tab)."""
         if not self.is_logged_on:
             self.goto_logon()
             return
         from tui.screens.card import CardScreen
 
-        self.goto(CardScreen(renewed))
+        self.goto(CardScreen(renewed, stopped))
 
-    def start_renewal(self, pin: str, summary: CardSummary) -> bool:
+    def start_renewal(self, pin: Secret, summary: CardSummary) -> bool:
         """Show Write Certificates, which runs the renewal with ``pin``; once: while a renewal is
-        starting or running, another request (a PIN submitted twice) is ignored.
+        starting or running, another request (a PIN submitted twice) is ignored (and its
+        ``pin`` wiped).
 
         Returns:
             True when this call started it.
@@ -487,6 +506,7 @@ class CardRenewApp(App[int]):
         from tui.screens.write_certificates import WriteCertificatesScreen
 
         if self.renewing or self.shutdown_event.is_set():
+            pin.wipe()
             return False
         self.renewing = True  # from now on: Ctrl+Q waits, card removal is the engine's to report
         self.goto(WriteCertificatesScreen(pin, summary))
@@ -567,7 +587,8 @@ def make_app(backend: Backend, *, now: Callable[[], dt.datetime] | None = None) 
     return CardRenewApp(backend, now=now)
 
 
-def run_app(app: CardRenewApp, *, card_step_wait_s: float = CARD_STEP_WAIT_S) -> int:
+def run_app(app: CardRenewApp, *, cancel: threading.Event | None = None,
+            card_step_wait_s: float = CARD_STEP_WAIT_S) -> int:
     """Run ``app`` in this terminal and return the process exit code.
 
     SIGTERM, SIGHUP and SIGINT end the UI at once (terminal restored) with ``128 + signal``;
@@ -575,10 +596,16 @@ def run_app(app: CardRenewApp, *, card_step_wait_s: float = CARD_STEP_WAIT_S) ->
     the next certificate), then the reader is released. The wait for that step is bounded by
     ``card_step_wait_s``; nothing here ever waits for the UI from the card thread.
 
+    Args:
+        cancel: also set by a signal (the backend's token: a wait for the CA, the RA hook or
+            another program's hold on the card ends at once).
+
     Returns:
         The app's return code: 0, 1 (crash), or 128 + the signal that ended it.
     """
     def on_signal(signum: int, frame: object) -> None:
+        if cancel is not None:
+            cancel.set()
         app.exit_on_signal(signum)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in EXIT_SIGNALS}

@@ -9,11 +9,13 @@ Exit codes (stable, documented in the README):
 3     no reader, no card, card removed, or pcscd not running
 4     wrong PIN (tries left shown) or PIN blocked
 10    nothing to renew: every certificate is valid beyond the window (status: some are due)
-11    refused: expired certificate, junk in a slot, or failed preflight — contact the RA
-      (status: a certificate expired, a slot is unreadable, or the PIN is blocked)
+11    refused: expired certificate, junk in a slot, or failed preflight — contact the RA; or a
+      file cardrenew must write (state directory, journal, audit log) is not writable or the
+      disk is full — nothing was changed (status: a certificate expired, a slot is unreadable,
+      or the PIN is blocked)
 12    the certificate authority refused or could not be reached; nothing was changed on the card
-13    not every certificate was renewed; if the card was changed the journal is kept — run
-      ``renew`` again to resume
+13    not every certificate was renewed, or a journal/audit file could not be written after the
+      card changed; if the card was changed the journal is kept — run ``renew`` again to resume
 ====  =====================================================================
 """
 
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from card.config import Settings
+    from card.secret import Secret
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -68,11 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     reader = argparse.ArgumentParser(add_help=False)
     reader.add_argument("--reader", metavar="NAME", default=argparse.SUPPRESS,
                         help="PC/SC reader (default: the one holding the only card)")
+    demo = argparse.ArgumentParser(add_help=False)
+    demo.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
+                      help="the built-in virtual card and embedded CA (a fresh card each run, PIN 123456)")
+    demo.add_argument("--demo-fault", choices=["none", "pull-card", "ca-refuses"], default=argparse.SUPPRESS,
+                      help="with --demo: show the error path")
 
     parser = argparse.ArgumentParser(prog="cardrenew", parents=[top_common, top_reader],
                                      description="Renew the certificates on a PIV smartcard.",
                                      epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
-    parser.add_argument("--demo", action="store_true", help="the TUI on the built-in virtual card and embedded CA")
+    parser.add_argument("--demo", action="store_true",
+                        help="the built-in virtual card and embedded CA (the TUI, status and renew)")
     parser.add_argument("--demo-fault", choices=["none", "pull-card", "ca-refuses"], default="none",
                         help="with --demo: show the error path")
     parser.add_argument("--kiosk", action="store_true", default=None,
@@ -82,16 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: APDU trace, secrets redacted)")
     sub = parser.add_subparsers(dest="command")
 
-    p = sub.add_parser("status", parents=[common, reader], help="certificates, expiry, days left, due or not")
+    p = sub.add_parser("status", parents=[common, reader, demo], help="certificates, expiry, days left, due or not")
     p.add_argument("--json", action="store_true", help="machine-readable output (stable; see README)")
 
-    p = sub.add_parser("renew", parents=[common, reader], help="headless renewal with the same engine as the TUI")
+    p = sub.add_parser("renew", parents=[common, reader, demo], help="headless renewal with the same engine as the TUI")
     p.add_argument("--pin-stdin", action="store_true", help="read the PIN from the first line of standard input")
+    p.add_argument("--allow-last-pin-try", action="store_true",
+                   help="send the PIN even when only one try is left (a wrong PIN then blocks the card)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--json", action="store_true", help="machine-readable output (stable; see README)")
 
     p = sub.add_parser("audit", parents=[common], help="print the recent audit log entries")
-    p.add_argument("-n", type=int, default=20, help="how many entries (default 20)")
+    p.add_argument("-n", type=_entry_count, default=20, metavar="N",
+                   help="how many of the newest entries (default 20; 0 prints none)")
+    p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
+                   help="the audit log of the --demo runs (kept in the demo's own state directory)")
 
     ca = sub.add_parser("ca", parents=[common], help="embedded certificate authority")
     ca_sub = ca.add_subparsers(dest="ca_command", required=True)
@@ -129,6 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _entry_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more entries")
+    return value
+
+
 def _out(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
     if getattr(args, "json", False):
         print(json.dumps(payload, indent=2, sort_keys=True))
@@ -150,18 +174,25 @@ def _exit_code_for(exc: BaseException) -> int:
     from card.enrollment.base import IssuerError
     from card.errors import (
         InvalidPinError,
+        LastPinTryError,
         NoCardError,
         NotSupportedError,
         PinBlockedError,
         PinFormatError,
         ReaderUnavailableError,
     )
-    from card.errors import CardRemovedError
+    from card.errors import CardRemovedError, StateFileError
     from card.renewal import RenewalRefused
 
+    from card.errors import OperationCancelled
+
+    if isinstance(exc, StateFileError):  # raised (not reported per slot): nothing was changed on the card
+        return EXIT_REFUSED
     if isinstance(exc, ConfigError):
         return EXIT_USAGE
-    if isinstance(exc, (InvalidPinError, PinBlockedError, PinFormatError)):
+    if isinstance(exc, OperationCancelled):  # the CLI passes 128 + the signal when it knows it
+        return 128 + signal.SIGINT
+    if isinstance(exc, (InvalidPinError, PinBlockedError, PinFormatError, LastPinTryError)):
         return EXIT_PIN
     if isinstance(exc, (ReaderUnavailableError, NoCardError, CardRemovedError)):
         return EXIT_CARD
@@ -172,10 +203,16 @@ def _exit_code_for(exc: BaseException) -> int:
     return EXIT_ERROR
 
 
-def _fail(args: argparse.Namespace, exc: BaseException) -> int:
+def _fail(args: argparse.Namespace, exc: BaseException, code: int | None = None) -> int:
+    from card.config import ConfigError, find_config
     from card.errors import CardError
 
-    code = _exit_code_for(exc)
+    if isinstance(exc, ConfigError):  # every configuration error names the file (issue 12, point 9)
+        try:
+            exc = exc.naming(find_config(getattr(args, "config", None)))
+        except ConfigError:
+            pass
+    code = _exit_code_for(exc) if code is None else code
     payload = _error_payload(exc) | {"exit_code": code}
     if getattr(args, "json", False):
         print(json.dumps(payload, indent=2, sort_keys=True))
@@ -187,6 +224,13 @@ def _fail(args: argparse.Namespace, exc: BaseException) -> int:
         if isinstance(exc, CardError) and exc.reference:
             print(f"Reference: {exc.reference}", file=sys.stderr)
     return code
+
+
+def _print_notices(backend: Any) -> None:
+    """Say in words what happened to files on the way (a journal set aside), on stderr."""
+    journals = getattr(backend, "journals", None)
+    for notice in journals.take_notices() if journals is not None else []:
+        print(f"cardrenew: note: {notice}", file=sys.stderr)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -222,10 +266,22 @@ def summary_json(summary: Any, window_days: int) -> dict[str, Any]:
                 "days_left": s.days_left,
                 "sha256": fingerprint(s.certificate) if s.certificate else None,
                 "error": s.error,
+                "note": s.note,
             }
             for s in summary.slots
         ],
     }
+
+
+def _demo_backend(args: argparse.Namespace, settings: Settings) -> Any:
+    """``--demo`` for ``status`` and ``renew``: the demo's virtual card and embedded CA, as in the TUI
+    (a fresh card each run, certificates due in 30 days, PIN 123456; the card is not kept)."""
+    from card.demo import DEMO_PIN, demo_backend
+
+    backend, _ = demo_backend(settings, fault=args.demo_fault, reinsert_after_s=None)
+    print(f"Demo: a fresh virtual card (PIN {DEMO_PIN}) and the embedded demo CA; "
+          "the card is not kept after this run.", file=sys.stderr)  # stderr: --json output stays clean
+    return backend
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -233,12 +289,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     from card.service import pcsc_backend
 
     settings = _settings(args)
-    backend = pcsc_backend(settings, args.reader, with_issuer=False)
+    if args.demo:
+        backend = _demo_backend(args, settings)
+        settings = backend.settings
+    else:
+        backend = pcsc_backend(settings, args.reader, with_issuer=False)
     try:
         summary = backend.service.submit(
             lambda s: read_card(s, settings, journals=backend.journals, reader=backend.reader_name)).result()
     finally:
         backend.service.shutdown()
+        _print_notices(backend)
     payload = summary_json(summary, settings.window_days)
     code = EXIT_OK
     if any(s.state in (SlotState.EXPIRED, SlotState.UNREADABLE) for s in summary.slots) or summary.pin_retries == 0:
@@ -254,7 +315,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for s in summary.slots:
         if s.certificate is not None:
             lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}, expires "
-                         f"{s.certificate.not_valid_after_utc.date().isoformat()} ({s.days_left} days left)")
+                         f"{s.certificate.not_valid_after_utc.date().isoformat()} ({s.days_left} days left)"
+                         + (f" — note: {s.note}" if s.note else ""))
         else:
             lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}" + (f" — {s.error}" if s.error else ""))
     if summary.pending_journal:
@@ -277,19 +339,46 @@ class _PrintReporter:
         pass
 
 
-def _read_pin(args: argparse.Namespace) -> str:
+def _read_pin(args: argparse.Namespace) -> Secret:
+    """The PIN from the first line of stdin (``--pin-stdin``) or the terminal, as a Secret; the
+    caller's renewal wipes it. Raises UsageError when there is none (no try used)."""
     from card.config import UsageError
+    from card.secret import Secret, read_secret_line
 
     if args.pin_stdin:
-        line = sys.stdin.readline()
-        pin = line.rstrip("\r\n")
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, OSError, ValueError):  # stdin replaced by a text object (in-process callers)
+            pin = Secret(sys.stdin.readline().rstrip("\r\n"))
+        else:
+            pin = read_secret_line(fd)  # byte by byte: no buffer or string keeps a copy
         if not pin:
             raise UsageError("--pin-stdin: no PIN on standard input",
                              next_step="Give the PIN as the first line of standard input. No try was used.")
         return pin
     if not sys.stdin.isatty():
         raise UsageError("no terminal to ask for the PIN", next_step="Run with --pin-stdin and give the PIN on standard input.")
-    return getpass.getpass("PIN: ")
+    return Secret(getpass.getpass("PIN: "))
+
+
+def _guard_last_pin_try(session: Any, allowed: bool) -> None:
+    """Before the engine sends the PIN, in the same card transaction: refuse when one try is left
+    and spending it was not allowed. The count comes from an empty VERIFY (no try spent, SP 800-73-4
+    Part 2 §3.2.1); a blocked PIN is reported without sending it.
+
+    Raises:
+        LastPinTryError: one try left, not allowed; PinBlockedError: no try left.
+    """
+    from card.errors import LastPinTryError, PinBlockedError
+
+    if allowed:
+        return
+    retries = session.get_pin_retries()  # raises PinBlockedError on 69 83
+    if retries == 0:
+        raise PinBlockedError("The PIN is blocked.")
+    if retries == 1:
+        raise LastPinTryError("only 1 PIN try is left; a wrong PIN would block the card; run again with "
+                              "--allow-last-pin-try or use the TUI")
 
 
 def _warn_default_management_key(settings: Settings, args: argparse.Namespace) -> None:
@@ -302,17 +391,29 @@ def cmd_renew(args: argparse.Namespace) -> int:
     from card.service import pcsc_backend
 
     settings = _settings(args)
-    backend = pcsc_backend(settings, args.reader)
     cancel = threading.Event()
+    stopped_by: list[int] = []
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
 
     def on_signal(signum: int, frame: Any) -> None:  # finish the current card step, then stop
         if not cancel.is_set():
             print("Stopping after the current card step; the journal keeps what was done.", file=sys.stderr)
-        cancel.set()
+            stopped_by.append(signum)
+        cancel.set()  # also ends any wait at once: the CA's reply, the RA hook, a back-off, a poll
 
     for sig in previous:
         signal.signal(sig, on_signal)
+    try:
+        if args.demo:
+            backend = _demo_backend(args, settings)
+            settings = backend.settings
+        else:
+            backend = pcsc_backend(settings, args.reader, cancel=cancel)
+    except BaseException:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        raise
+    allow_last_try = args.allow_last_pin_try
     ctx = RenewalContext(settings, backend.issuer, backend.journals, backend.audit,
                          reporter=_PrintReporter(args.json), cancel=cancel)
     unattended = args.yes and args.pin_stdin
@@ -326,6 +427,7 @@ def cmd_renew(args: argparse.Namespace) -> int:
                                     pin_retries=False)  # not shown; the engine sends the PIN next
                 if update_check(summary) not in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
                     return summary, None
+                _guard_last_pin_try(session, allow_last_try)  # before the PIN is even read
                 pin = _read_pin(args)
                 _warn_default_management_key(settings, args)
                 return summary, renew(session, ctx, pin, summary=summary)
@@ -350,6 +452,9 @@ def cmd_renew(args: argparse.Namespace) -> int:
                                  next_step=f"Contact {settings.ra_contact}.")
         if result is not None:
             return _report_renewal(args, result)
+        if summary.pin_retries == 1 and not allow_last_try and not args.pin_stdin and sys.stdin.isatty():
+            answer = input("Only 1 PIN try is left: a wrong PIN would block the card. Send the PIN? [y/N] ")
+            allow_last_try = answer.strip().lower() in ("y", "yes")
         pin = _read_pin(args)
         if not args.yes:
             what = ("resume the unfinished update " + summary.pending_journal.reference) if summary.pending_journal \
@@ -360,22 +465,35 @@ def cmd_renew(args: argparse.Namespace) -> int:
                 raise UsageError("confirmation needed", next_step="Run with --yes to renew without asking.")
             answer = input(f"About to {what}. Do not remove your card. Continue? [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
+                pin.wipe()
                 print("Cancelled; nothing was changed.")
                 return EXIT_OK
         _warn_default_management_key(settings, args)
-        result = backend.service.submit(lambda s: renew(s, ctx, pin)).result()
-        del pin
+
+        def guard_then_renew(session: Any) -> Any:
+            try:
+                _guard_last_pin_try(session, allow_last_try)  # in the renewal's own card transaction
+                return renew(session, ctx, pin)
+            finally:
+                pin.wipe()  # (renew wipes it too; the guard may refuse before)
+
+        result = backend.service.submit(guard_then_renew).result()
     except Exception as exc:  # noqa: BLE001 - mapped to documented exit codes
+        from card.errors import OperationCancelled
+
+        if isinstance(exc, OperationCancelled) and stopped_by:
+            return _fail(args, exc, code=128 + stopped_by[0])
         return _fail(args, exc)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         backend.service.shutdown()
+        _print_notices(backend)
     return _report_renewal(args, result)
 
 
 def _report_renewal(args: argparse.Namespace, result: Any) -> int:
-    from card.errors import CardRemovedError
+    from card.errors import CardRemovedError, CardResetByOtherError, StateFileError
 
     slots = []
     for r in result.slots:
@@ -396,8 +514,13 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
         code, outcome = EXIT_PARTIAL, "completed_with_errors"
         message = "The operation was completed with errors."
         err = result.error
-        if isinstance(err, CardRemovedError):
+        if isinstance(err, CardResetByOtherError):
+            next_step = err.next_step
+        elif isinstance(err, CardRemovedError):
             next_step = "Re-insert your card and run `cardrenew renew` again: the update resumes where it stopped."
+        elif isinstance(err, StateFileError):
+            message = f"The operation was completed with errors: {err}."
+            next_step = err.next_step
         else:
             next_step = (f"Run `cardrenew renew` again. If the error persists, contact your Registration Authority "
                          f"with reference {result.reference}.")
@@ -418,11 +541,32 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
 
 # -- the rest -------------------------------------------------------------------------------
 def cmd_audit(args: argparse.Namespace) -> int:
-    from card.journal import AuditLog
+    """Print the newest ``-n`` audit records as JSON lines (stdout); what is not a record (a torn or
+    foreign line) is skipped with a warning, and an absent or empty log is said in words (stderr)."""
+    from card.journal import AuditLog, JournalStore, flush_kept_audit
 
-    settings = _settings(args)
-    for entry in AuditLog(settings.state_dir / "audit.log").recent(args.n):
+    if getattr(args, "demo", False):
+        from card.demo import demo_state_dir
+
+        state_dir = demo_state_dir()
+    else:
+        state_dir = _settings(args).state_dir
+    log = AuditLog(state_dir / "audit.log")
+    kept = flush_kept_audit(JournalStore(state_dir), log)  # records an earlier run could not write
+    if kept is not None:
+        print(f"cardrenew: warning: {kept}", file=sys.stderr)
+    reading = log.read(args.n)
+    for number, why in reading.skipped:
+        where = f"line {number}" if number is not None else "a line"
+        print(f"cardrenew: warning: {where} of {log.path} is not an audit record ({why}); skipped", file=sys.stderr)
+    for entry in reading.entries:
         print(json.dumps(entry, sort_keys=True))
+    if not reading.exists:
+        print(f"No audit log at {log.path} yet: no renewal has been recorded there.", file=sys.stderr)
+    elif not reading.entries and args.n != 0:
+        print(f"The audit log {log.path} holds no records" + (" (only lines that are not records)."
+                                                              if reading.skipped else " (it is empty)."),
+              file=sys.stderr)
     return EXIT_OK
 
 
@@ -464,7 +608,7 @@ def cmd_emulator_serve(args: argparse.Namespace) -> int:
     from card.emulator.vpcd import serve
 
     host, _, port = args.vpcd.rpartition(":")
-    from card.config import ConfigError
+    from card.config import UsageError
 
     try:
         drop_at = {step: int(n) for step, _, n in (item.partition(":") for item in args.drop_at)}
@@ -472,7 +616,7 @@ def cmd_emulator_serve(args: argparse.Namespace) -> int:
         faults = CardFaults(drop_after_apdus=args.drop_after_apdus, drop_at_put_data=args.drop_at_put_data,
                             drop_at=drop_at, delays_s=delays)
     except ValueError as exc:
-        raise ConfigError(f"bad fault option: {exc}") from exc
+        raise UsageError(f"bad fault option: {exc}") from exc
     card = SoftPivCard.from_file(Path(args.state), faults)
     card.name = f"vpcd {args.vpcd}"
     stop = threading.Event()
@@ -494,28 +638,19 @@ def cmd_tui(args: argparse.Namespace) -> int:
     else:
         from card.service import pcsc_backend
 
-        backend = pcsc_backend(settings, args.reader, wait_for_card=True)  # no card yet: the logon pane asks for it
-    from tui.app import make_app
+        backend = pcsc_backend(settings, args.reader, wait_for_card=True,  # no card yet: the logon pane asks for it
+                               cancel=(stop := threading.Event()))
+    from tui.app import make_app, run_app
 
-    app = make_app(backend)
-
-    def on_signal(signum: int, frame: Any) -> None:
-        # SIGTERM, or SIGHUP when the SSH session drops: let the current card step finish
-        # (the engine journals it), stop before the next certificate, restore the terminal.
-        app.shutdown_event.set()
-        app.exit(return_code=128 + signum)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        app.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        backend.service.shutdown()
-    return int(app.return_code or 0)
+    # SIGTERM, SIGHUP (an SSH session dropped) and SIGINT: the UI ends at once, the current card
+    # step finishes (journalled), waits for the CA or another program's hold end (``stop``); 128 + signal.
+    return run_app(make_app(backend), cancel=None if args.demo else stop)
 
 
 def main(argv: list[str]) -> int:
+    from card.secret import harden_process
+
+    harden_process()  # before any secret is read: no core dump, no ptrace by others (issue 12)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verbose:
@@ -529,6 +664,11 @@ def main(argv: list[str]) -> int:
         "audit": cmd_audit,
     }
     try:
+        if getattr(args, "demo", False) and (args.reader or args.command not in (None, "status", "renew", "audit")):
+            from card.config import UsageError
+
+            raise UsageError("--demo uses the built-in virtual card: it goes with the TUI, status, renew and "
+                             "audit, and not with --reader", next_step="Leave out --demo, or --reader.")
         if args.command in handlers:
             return handlers[args.command](args)
         if args.command == "ca":

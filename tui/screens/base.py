@@ -14,13 +14,21 @@ from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardErro
 
 if TYPE_CHECKING:
     from card.piv import PivSession
+    from card.secret import Secret
     from tui.app import CardRenewApp
 
 PinChange = Literal["change", "unlock"]
 
 
 class Pane(Screen[None]):
-    """A full-screen pane. Worker errors are not handled here but sent to the app's one funnel."""
+    """A full-screen pane. Worker errors are not handled here but sent to the app's one funnel.
+
+    Below 80×24 the pane has the class ``-narrow`` and/or ``-short``; app.tcss tightens the layout
+    with them so that every pane works at 60×20.
+    """
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (24, "-tall")]
 
     @property
     def card_app(self) -> CardRenewApp:
@@ -70,7 +78,7 @@ class Pane(Screen[None]):
         if self.pin_change_running:
             return  # one PIN change at a time: the one under way reports its outcome
 
-        def entered(values: tuple[str, str] | None) -> None:
+        def entered(values: tuple[Secret, Secret] | None) -> None:
             if values is None:
                 self.notify("Nothing was changed on your card.", title="Cancelled")
             elif not self.pin_change_running:
@@ -86,8 +94,9 @@ class Pane(Screen[None]):
         return self._pin_change_worker is not None and not self._pin_change_worker.is_finished
 
     @work(exclusive=True, group="card", exit_on_error=False, description="Changing the PIN")
-    async def apply_pin_change(self, kind: PinChange, secret: str, new_pin: str) -> None:
-        """Send CHANGE REFERENCE DATA or RESET RETRY COUNTER on the card thread and report the outcome."""
+    async def apply_pin_change(self, kind: PinChange, secret: Secret, new_pin: Secret) -> None:
+        """Send CHANGE REFERENCE DATA or RESET RETRY COUNTER on the card thread and report the outcome.
+        Both secrets are wiped once the card answered."""
         from tui.screens.dialogs import ErrorDialog, MessageDialog
 
         app = self.card_app
@@ -130,6 +139,9 @@ class Pane(Screen[None]):
         except (CardRemovedError, NoCardError, CardError) as exc:
             app.show_error(exc)
             return
+        finally:
+            secret.wipe()
+            new_pin.wipe()
         app.note_tries(what, None)
         self._audit(kind, "changed")
         if kind == "change":
@@ -145,8 +157,9 @@ class Pane(Screen[None]):
 
     def _audit(self, kind: PinChange, outcome: str) -> None:
         summary = self.card_app.summary
-        try:
-            self.card_app.backend.audit.write(event="change_pin" if kind == "change" else "unlock_card",
-                                              card_guid=summary.card_id if summary else None, outcome=outcome)
-        except OSError:  # the audit log is best effort here; the card operation already happened
+        # best effort here (the card operation already happened): a record the log cannot take is
+        # kept beside it and written by the next write
+        if self.card_app.backend.audit.write_quietly(event="change_pin" if kind == "change" else "unlock_card",
+                                                     card_guid=summary.card_id if summary else None,
+                                                     outcome=outcome) is not None:
             self.log.warning("could not write the audit log")

@@ -21,6 +21,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from card.secret import Secret
+from tui.widgets import PaneFooter
+
 if TYPE_CHECKING:  # the logon pane uses these dialogs before the renewal engine is imported
     from card.renewal import SlotResult
 
@@ -33,8 +36,23 @@ def format_date(value: object) -> str:
     return (date() if callable(date) else value).isoformat()  # type: ignore[union-attr]
 
 
+class DialogButton(Button):
+    """A dialog's button; the footer shows that Enter presses the focused one (spelt ``Enter``:
+    Textual's ``⏎``, U+23CE, is missing from some browser and SVG fonts, like the header's ``⭘``)."""
+
+    BINDINGS = [Binding("enter", "press", "Select", key_display="Enter", tooltip="Press the highlighted button")]
+
+
 class TextDialog(ModalScreen[T]):
-    """A centred dialog with a title, a body and a row of buttons; the first button is the default."""
+    """A centred dialog with a title, a body and a row of buttons; the first button is the default.
+
+    It has its own footer, over the pane's: it shows the dialog's keys, not the pane's (which do
+    nothing while the dialog is open). Below 80×24 (classes ``-narrow``/``-short``) it is drawn
+    more tightly, so that the pane under it stays readable at 60×20.
+    """
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (24, "-tall")]
 
     DEFAULT_CSS = """
     TextDialog {
@@ -103,8 +121,9 @@ class TextDialog(ModalScreen[T]):
             yield from self.compose_body()
             with Horizontal(id="dialog-buttons"):
                 for index, (button_id, label) in enumerate(self.buttons):
-                    yield Button(label, id=f"{button_id}-button",
-                                 variant=self.variant if index == 0 else "default")  # type: ignore[arg-type]
+                    yield DialogButton(label, id=f"{button_id}-button",
+                                       variant=self.variant if index == 0 else "default")  # type: ignore[arg-type]
+        yield PaneFooter()
 
     def compose_body(self) -> ComposeResult:
         """Extra widgets between the body and the buttons."""
@@ -156,7 +175,7 @@ class ErrorDialog(TextDialog[None]):
     Escape closes a plain error; it does nothing when the only button aborts an issuance.
     """
 
-    BINDINGS = [Binding("escape", "close", "Close", id="close", show=False, tooltip="Close this message")]
+    BINDINGS = [Binding("escape", "close", "Close", id="close", tooltip="Close this message")]
 
     def __init__(self, title: str, message: str, next_step: str = "", *, button: str = "OK",
                  id: str | None = None) -> None:
@@ -167,13 +186,19 @@ class ErrorDialog(TextDialog[None]):
     def answer(self, button_id: str) -> None:
         self.dismiss(None)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "close":
+            return self.buttons[0][0] == "ok"  # not offered when the only button aborts an issuance
+        return True
+
     def action_close(self) -> None:
         if self.buttons[0][0] == "ok":
             self.dismiss(None)
 
 
-class PinDialog(TextDialog["str | None"]):
-    """The portal's *PIN again*: the PIN (OK; Enter) or None (Cancel; Escape): nothing changed."""
+class PinDialog(TextDialog["Secret | None"]):
+    """The portal's *PIN again*: the PIN as a :class:`~card.secret.Secret` (OK; Enter; the field is
+    cleared at once) or None (Cancel; Escape): nothing changed."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel", tooltip="Abort: nothing is changed on the card")]
 
@@ -195,11 +220,15 @@ class PinDialog(TextDialog["str | None"]):
         self.answer("ok")
 
     def answer(self, button_id: str) -> None:
-        pin = self.query_one("#pin-again-input", Input).value
-        if button_id == "ok" and not pin:
+        if self.answered:
+            return
+        field = self.query_one("#pin-again-input", Input)
+        if button_id == "ok" and not field.value:
             self.notify("Enter your PIN, or select Cancel.", severity="warning")
             return
-        self.dismiss(pin if button_id == "ok" else None)
+        pin = Secret(field.value) if button_id == "ok" else None
+        field.clear()
+        self.dismiss(pin)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -220,10 +249,11 @@ class NextDialog(TextDialog[bool]):
         self.dismiss(True)
 
 
-class NewPinDialog(TextDialog["tuple[str, str] | None"]):
+class NewPinDialog(TextDialog["tuple[Secret, Secret] | None"]):
     """Asks for a secret (the current PIN, or the PUK) and a new PIN twice.
 
-    OK (Enter in the last field) returns ``(secret, new_pin)``; Cancel or Escape returns None and
+    OK (Enter in the last field) returns ``(secret, new_pin)`` as :class:`~card.secret.Secret`
+    values (the fields are cleared at once); Cancel or Escape returns None and
     nothing is sent to the card. The PINs are checked here (6–8 bytes, both entries equal) so a
     typing slip never costs a try.
     """
@@ -257,23 +287,28 @@ class NewPinDialog(TextDialog["tuple[str, str] | None"]):
     def problem(self) -> str | None:
         """Why the entries cannot be sent, or None."""
         from card.errors import PinFormatError
-        from card.piv import encode_pin
+        from card.piv import check_pin_format
 
-        secret = self.query_one("#secret-input", Input).value
-        new = self.query_one("#new-pin-input", Input).value
-        again = self.query_one("#new-pin-again-input", Input).value
-        if not secret:
+        fields = self._fields()
+        if not fields[0].value:
             return f"Enter the {self.secret_label.rstrip(':').lower()}."
-        if new != again:
+        if fields[1].value != fields[2].value:
             return "The two new PINs differ. Enter the new PIN twice."
         try:
-            encode_pin(secret)
-            encode_pin(new)
+            with Secret(fields[0].value) as secret, Secret(fields[1].value) as new:
+                check_pin_format(secret)
+                check_pin_format(new)
         except PinFormatError as exc:
             return str(exc)
         return None
 
+    def _fields(self) -> tuple[Input, Input, Input]:
+        return (self.query_one("#secret-input", Input), self.query_one("#new-pin-input", Input),
+                self.query_one("#new-pin-again-input", Input))
+
     def answer(self, button_id: str) -> None:
+        if self.answered:
+            return
         if button_id != "ok":
             self.dismiss(None)
             return
@@ -281,7 +316,11 @@ class NewPinDialog(TextDialog["tuple[str, str] | None"]):
         if problem is not None:
             self.query_one("#pin-problem", Static).update(f"{problem} Nothing was sent to the card.")
             return
-        self.dismiss((self.query_one("#secret-input", Input).value, self.query_one("#new-pin-input", Input).value))
+        fields = self._fields()
+        values = (Secret(fields[0].value), Secret(fields[1].value))
+        for field in fields:
+            field.clear()
+        self.dismiss(values)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

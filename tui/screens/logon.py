@@ -8,16 +8,17 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError, PinBlockedError, PinFormatError
+from card.secret import Secret
+from tui.screens.base import Pane
+from tui.screens.dialogs import last_try_dialog
+from tui.widgets import PaneFooter, app_header
 
 if TYPE_CHECKING:
     from textual.worker import Worker
-from tui.screens.base import Pane
-from tui.screens.dialogs import last_try_dialog
 
-if TYPE_CHECKING:
     from card.piv import PivSession
 
 
@@ -67,7 +68,7 @@ class LogonScreen(Pane):
     def compose(self) -> ComposeResult:
         settings = self.card_app.backend.settings
         backend = self.card_app.backend
-        yield Header()
+        yield app_header()
         with Vertical(id="logon-panel", classes="panel"):
             yield Label("Smartcard logon", classes="pane-title", markup=False)
             yield Label(self._reader_text(), id="reader-name", markup=False)
@@ -89,7 +90,7 @@ class LogonScreen(Pane):
                 yield Static("Warning: the well-known default card management key is in use. "
                              "Anyone can write to this card; use it for demonstrations and tests only.",
                              id="management-key-warning", classes="-warning", markup=False)
-        yield Footer(compact=True)
+        yield PaneFooter()
 
     def _reader_text(self) -> str:
         return f"Reader: {self.card_app.backend.reader_name or 'none connected'}"
@@ -210,13 +211,14 @@ class LogonScreen(Pane):
     def action_logon(self) -> None:
         if self.submitting:
             return
-        pin = self.pin_input.value
-        if not pin:
+        if not self.pin_input.value:
             self.show_message("Enter your PIN, then select Logon.", "warning")
             return
+        pin = Secret(self.pin_input.value)  # the one holder of the PIN from here on; the field is emptied
+        self.pin_input.clear()
         summary = self.card_app.summary
         if summary is not None and summary.pin_retries == 0:
-            self.pin_input.clear()
+            pin.wipe()
             self.show_blocked()
             return
         if summary is not None and summary.pin_retries == 1:
@@ -225,7 +227,7 @@ class LogonScreen(Pane):
                 if answer:
                     self._logon_worker = self.logon(pin)
                 else:
-                    self.pin_input.clear()
+                    pin.wipe()
                     self.show_message("PIN not sent. 1 try left before your card is blocked.", "warning")
 
             self._confirming = self.card_app.open_dialog(last_try_dialog("PIN"), confirmed) is not None
@@ -233,7 +235,8 @@ class LogonScreen(Pane):
         self._logon_worker = self.logon(pin)
 
     @work(exclusive=True, group="card", exit_on_error=False, description="Logging on")
-    async def logon(self, pin: str) -> None:
+    async def logon(self, pin: Secret) -> None:
+        """VERIFY ``pin`` on the card thread and report the outcome; the PIN is wiped afterwards."""
         app = self.card_app
         button = self.query_one("#logon-button", Button)
         button.disabled = True
@@ -272,6 +275,7 @@ class LogonScreen(Pane):
             return
         finally:
             button.disabled = False
+            pin.wipe()
         self.pin_input.clear()
         app.note_tries("PIN", None)
         app.log_on_succeeded()
