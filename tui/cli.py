@@ -52,7 +52,7 @@ EXIT_CODES = {
     EXIT_CARD: "no reader, no card, card removed, or pcscd not running",
     EXIT_PIN: "wrong PIN or PIN blocked",
     EXIT_NOT_DUE: "nothing due for renewal (status: some certificates are due)",
-    EXIT_REFUSED: "refused: expired certificate or failed preflight; contact the RA",
+    EXIT_REFUSED: "refused: expired certificate or failed preflight (contact the RA), or an unwritable state directory",
     EXIT_CA: "certificate authority refused or unreachable; card unchanged",
     EXIT_PARTIAL: "not every certificate was renewed; run renew again (it resumes) or contact the RA",
 }
