@@ -133,19 +133,25 @@ class JournalStore:
         write_atomic(path, journal.to_json())
         return path
 
-    def set_aside(self, card_id: str, why: str) -> Path | None:
+    def set_aside(self, card_id: str, why: str, *, copy: bool = False) -> Path | None:
         """Keep this card's journal file under another name (``journal-<id>.json.set-aside-<UTC time>-<why>``),
         so that it is never resumed but stays for the RA to read. Returns the new path (None: no file).
 
+        ``copy``: write a copy and leave the file in place (the caller saves the journal that goes on
+        right after, so that a crash in between never loses a slot that is still in progress).
+
         Raises:
-            OSError: the rename failed.
+            OSError: the rename or the copy failed.
         """
         path = self.path_for(card_id)
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         safe_why = "".join(c for c in why if c.isalnum() or c == "-")[:40]
         target = path.with_name(f"{path.name}.set-aside-{stamp}-{safe_why}")
         try:
-            path.replace(target)
+            if copy:
+                write_atomic(target, path.read_text(encoding="utf-8", errors="replace"))
+            else:
+                path.replace(target)
         except FileNotFoundError:
             return None
         return target

@@ -165,6 +165,8 @@ class CardSummary:
     it expects: every one was changed by someone else. Never resumed; the engine sets it aside."""
     journal_certificates: dict[str, x509.Certificate | None] = field(default_factory=dict)
     """The certificate each slot of the card's journal holds now (None: empty or unreadable)."""
+    finished_journal: bool = False
+    """A journal of this card is on disk with every slot finished (a run stopped before removing it)."""
 
     @property
     def due(self) -> list[SlotStatus]:
@@ -320,7 +322,8 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
             holder = holder_name(status.certificate)
             break
     pending = journals.load(card_id) if journals is not None and card_id else None
-    if pending is not None and pending.finished:
+    finished = pending is not None and pending.finished
+    if finished:
         pending = None
     stale = None
     current: dict[str, x509.Certificate | None] = {}
@@ -336,7 +339,7 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
                    if sj.step not in FINAL_STEPS):
             stale, pending = pending, None
     return CardSummary(reader, card_id, guid_text, expiry, holder, tuple(statuses), retries, pending,
-                       card_key_types, stale, current)
+                       card_key_types, stale, current, finished)
 
 
 def journal_slot_matches(sj: SlotJournal, cert: x509.Certificate | None) -> bool:
@@ -494,6 +497,8 @@ class _Renewal:
                 next_step=f"Contact {settings.ra_contact}: the card must be replaced.")
         journal = summary.pending_journal
         by_slot = {s.slot: s for s in summary.slots}
+        if summary.finished_journal:
+            ctx.journals.clear(summary.card_id)  # every slot done: only the removal was interrupted
         if summary.stale_journal is not None:
             self._set_aside(summary.stale_journal, list(summary.stale_journal.slots), summary.journal_certificates,
                             by_slot)
@@ -574,18 +579,24 @@ class _Renewal:
                     continue  # our generated key, its certificate not (fully) written yet
             changed.append(name)
         if changed:
-            self._set_aside(journal, changed, current, by_slot)
-            for name in changed:
-                del journal.slots[name]
+            self._set_aside(journal, changed, current, by_slot, goes_on=True)
 
     def _set_aside(self, journal: Journal, names: list[str], current: dict[str, x509.Certificate | None],
-                   by_slot: dict[Slot, SlotStatus]) -> None:
+                   by_slot: dict[Slot, SlotStatus], *, goes_on: bool = False) -> None:
         """Slots ``names`` of ``journal`` were changed by someone else: keep the journal file under
-        another name, say so per slot (audit log and the result), touch nothing on the card."""
-        aside = self.ctx.journals.set_aside(journal.card_id, "changed")
+        another name, say so per slot (audit log and the result), touch nothing on the card.
+
+        ``goes_on``: other slots of the journal continue — the file is copied aside and the journal
+        without ``names`` saved at once, so that no crash can lose a slot in progress."""
+        aside = self.ctx.journals.set_aside(journal.card_id, "changed", copy=goes_on)
+        original = {name: journal.slots[name] for name in names}
+        if goes_on:
+            for name in names:
+                del journal.slots[name]
+            self.ctx.journals.save(journal)
         where = f"; its journal was kept as {aside.name}" if aside is not None else ""
         for name in names:
-            sj = journal.slots[name]
+            sj = original[name]
             if sj.step in FINAL_STEPS:
                 continue
             try:
