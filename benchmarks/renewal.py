@@ -94,6 +94,7 @@ def run_inprocess(workdir: Path, key_type: Any, latency: LatencyModel | None) ->
     from card.journal import AuditLog, JournalStore
     from card.piv import PivSession, Slot
     from card.renewal import RenewalContext, renew
+    from card.secret import Secret
 
     workdir.mkdir(parents=True)
     ca_dir = workdir / "ca"
@@ -108,7 +109,7 @@ def run_inprocess(workdir: Path, key_type: Any, latency: LatencyModel | None) ->
                          _TimedJournals(AuditLog(settings.state_dir / "audit.log"), "audit", io))  # type: ignore[arg-type]
     t0 = time.perf_counter()
     session = PivSession(transport)
-    result = renew(session, ctx, PIN)
+    result = renew(session, ctx, Secret(PIN))
     total = time.perf_counter() - t0
     if not result.ok:
         raise RuntimeError(f"renewal failed: {result.error}")
@@ -144,6 +145,7 @@ def run_pcscd(workdir: Path, key_type: Any, port: int = 35963, quickack_fix: boo
     from card.journal import AuditLog, JournalStore
     from card.piv import PivSession
     from card.renewal import RenewalContext, renew
+    from card.secret import Secret
     from benchmarks.common import served
 
     workdir.mkdir(parents=True)
@@ -160,7 +162,7 @@ def run_pcscd(workdir: Path, key_type: Any, port: int = 35963, quickack_fix: boo
         transport = TracingTransport(pcsc.PcscTransport(reader), clock)
         try:
             with transport.transaction():  # as the card service does: no other client in between
-                result = renew(PivSession(transport), ctx, PIN)
+                result = renew(PivSession(transport), ctx, Secret(PIN))
         finally:
             transport.close()
         total = time.perf_counter() - t0

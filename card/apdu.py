@@ -16,7 +16,7 @@ from card.transport import CardTransport
 logger = logging.getLogger(__name__)
 
 TRAFFIC = 5
-"""Logging level of the APDU trace (below DEBUG). Secrets are redacted, never logged."""
+"""Logging level of the APDU trace (below DEBUG). Secrets are redacted, never logged: see :func:`trace_policy`."""
 logging.addLevelName(TRAFFIC, "TRAFFIC")
 
 INS_GET_RESPONSE = 0xC0
@@ -26,9 +26,79 @@ MAX_GET_RESPONSE_ROUNDS = 300
 CHAIN_BLOCK_BYTES = 255
 
 # Commands whose data field holds a secret: VERIFY, CHANGE REFERENCE DATA, RESET RETRY
-# COUNTER, and GENERAL AUTHENTICATE with the management key (witness/challenge values).
-_SECRET_INS = {0x20, 0x24, 0x2C}
+# COUNTER, Yubico IMPORT ASYMMETRIC KEY (FE) and SET MANAGEMENT KEY (FF); and GENERAL
+# AUTHENTICATE with the management key (witness/challenge values), see _command_is_secret.
+_SECRET_INS = {0x20, 0x24, 0x2C, 0xFE, 0xFF}
+INS_VERIFY = 0x20
+INS_GET_DATA = 0xCB
+INS_PUT_DATA = 0xDB
+INS_GENERAL_AUTHENTICATE = 0x87
+KEY_REF_MANAGEMENT = 0x9B
+EC_ALGORITHMS = {0x11, 0x14}
 SW_OK = 0x9000
+
+PIN_PROTECTED_OBJECTS = frozenset(bytes.fromhex(h) for h in (
+    "5FC103",  # Cardholder Fingerprints (SP 800-73-4 Part 1 Table 3: PIN)
+    "5FC108",  # Cardholder Facial Image (PIN)
+    "5FC109",  # Printed Information (PIN); YubiKey: the PIN-protected management key (88 { 89 key })
+    "5FC121",  # Cardholder Iris Images (PIN)
+    "5FFF00",  # YubiKey admin data (flags, the salt of a PIN-derived management key)
+))
+"""Objects whose value is never traced, in either direction (GET DATA replies, PUT DATA data)."""
+
+PUBLIC_OBJECTS = frozenset({bytes.fromhex("5FC1%02X" % n) for n in (0x01, 0x02, 0x05, 0x06, 0x07, 0x0A, 0x0B, 0x0C)}
+                           | {bytes.fromhex("5FC1%02X" % n) for n in range(0x0D, 0x21)} | {b"\x7e"})
+"""Objects readable without the PIN (SP 800-73-4 Part 1 Table 3: certificates, CHUID, CCC, Security
+Object, Key History, retired key certificates, Discovery): the only GET DATA replies traced after a
+successful VERIFY. Any other object read while the PIN is verified may hold key material and is
+redacted."""
+
+
+def _get_data_object(apdu: bytes) -> bytes | None:
+    """The object tag of a GET DATA / PUT DATA command (``5C <len> <tag>`` first in the data), else None."""
+    if len(apdu) >= 7 and apdu[1] in (INS_GET_DATA, INS_PUT_DATA) and apdu[5] == 0x5C:
+        return apdu[7 : 7 + apdu[6]]
+    return None
+
+
+def _command_is_secret(apdu: bytes) -> bool:
+    if len(apdu) < 5:
+        return False
+    if apdu[1] in _SECRET_INS or (apdu[1] == INS_GENERAL_AUTHENTICATE and apdu[3] == KEY_REF_MANAGEMENT):
+        return True
+    return apdu[1] == INS_PUT_DATA and _get_data_object(apdu) in PIN_PROTECTED_OBJECTS
+
+
+def trace_policy(apdu: bytes, *, pin_verified: bool) -> tuple[bool, bool]:
+    """Which parts of one command's exchange the trace hides: ``(command data, reply data)``.
+
+    Hidden: the data of VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER, Yubico IMPORT / SET
+    MANAGEMENT KEY, GENERAL AUTHENTICATE with the management key ``9B`` (and its reply), and PUT DATA
+    of a :data:`PIN_PROTECTED_OBJECTS` object; the reply to GET DATA of such an object always, and
+    of any object outside :data:`PUBLIC_OBJECTS` while the PIN is verified (``pin_verified``); the
+    reply to a private-key GENERAL AUTHENTICATE other than an EC signature (an RSA "signature" and
+    an RSA decipher are the same APDU, and a decipher returns a content-encryption key; tag ``85``
+    is ECDH, whose reply is a shared secret). GET RESPONSE continues the reply it belongs to.
+    """
+    command = _command_is_secret(apdu)
+    reply = command
+    if len(apdu) >= 5 and apdu[1] == INS_GET_DATA:
+        obj = _get_data_object(apdu)
+        reply = obj in PIN_PROTECTED_OBJECTS or (pin_verified and obj not in PUBLIC_OBJECTS)
+    elif len(apdu) >= 5 and apdu[1] == INS_GENERAL_AUTHENTICATE:
+        reply = reply or apdu[2] not in EC_ALGORITHMS or _has_tag_85(apdu)
+    return command, reply
+
+
+def _has_tag_85(apdu: bytes) -> bool:
+    from card import tlv
+    from card.errors import BadResponseError
+
+    try:
+        inner = tlv.unwrap(apdu[5 : 5 + apdu[4]], 0x7C)
+        return any(tag == b"\x85" for tag, _ in tlv.parse(inner))
+    except (BadResponseError, IndexError, ValueError):
+        return True  # cannot tell: hide it
 
 
 @dataclass(frozen=True)
@@ -66,9 +136,12 @@ class CommandApdu:
         return out
 
 
-def redact(apdu: bytes) -> str:
-    """Hex of a command APDU for the trace, with the data field of secret-bearing commands hidden."""
-    if len(apdu) >= 5 and (apdu[1] in _SECRET_INS or (apdu[1] == 0x87 and apdu[3] == 0x9B)):
+def redact(apdu: bytes, *, hide: bool | None = None) -> str:
+    """Hex of a command APDU for the trace, with the data field of secret-bearing commands hidden
+    (``hide``: force the decision, e.g. for every block of a chained secret command)."""
+    if hide is None:
+        hide = _command_is_secret(apdu)
+    if len(apdu) >= 5 and hide:
         return apdu[:5].hex(" ").upper() + f" <{max(0, len(apdu) - 5)} bytes redacted>"
     return apdu.hex(" ").upper()
 
@@ -86,9 +159,13 @@ class ApduProtocol:
         self.bytes_received = 0
         self.card_removed = False
         """Set once the transport reported the card removed; the connection is then dead."""
+        self.pin_verified = False
+        """A VERIFY with a PIN succeeded on this connection (the trace then hides non-public objects)."""
 
-    def _exchange(self, raw: bytes) -> tuple[bytes, int]:
-        logger.log(TRAFFIC, "> %s", redact(raw))
+    def _exchange(self, raw: bytes, hide: tuple[bool, bool]) -> tuple[bytes, int]:
+        tracing = logger.isEnabledFor(TRAFFIC)
+        if tracing:
+            logger.log(TRAFFIC, "> %s", redact(raw, hide=hide[0]))
         try:
             data, sw = self.transport.transmit(raw)
         except CardRemovedError:
@@ -97,12 +174,17 @@ class ApduProtocol:
         self.apdus_sent += 1
         self.bytes_sent += len(raw)
         self.bytes_received += len(data) + 2
-        secret_reply = raw[1] == 0x87 and len(raw) > 3 and raw[3] == 0x9B
-        logger.log(TRAFFIC, "< %s %04X", "<redacted>" if secret_reply else data.hex(" ").upper(), sw)
+        if tracing:
+            shown = f"<{len(data)} bytes redacted>" if hide[1] and data else data.hex(" ").upper()
+            logger.log(TRAFFIC, "< %s %04X", shown, sw)
         return data, sw
 
     def send(self, cmd: CommandApdu) -> tuple[bytes, int]:
         """Send a command (chained if needed) and collect the whole response.
+
+        Total and bounded: at most one ``6C XX`` resend and :data:`MAX_GET_RESPONSE_ROUNDS`
+        GET RESPONSE rounds, and never more than :data:`MAX_RESPONSE_BYTES` of data kept, whatever
+        the card answers (F06).
 
         Returns:
             (response data, final SW1SW2). Intermediate chain blocks that fail stop the
@@ -115,21 +197,28 @@ class ApduProtocol:
         data = b""
         sw = SW_OK
         blocks = cmd.chained()
+        # One decision for the whole exchange: every block of a chain, the 6C resend and each GET
+        # RESPONSE of the reply are traced as the command they belong to.
+        hide = trace_policy(blocks[0], pin_verified=self.pin_verified)
         for raw in blocks:
-            data, sw = self._exchange(raw)
+            data, sw = self._exchange(raw, hide)
             if raw is not blocks[-1] and sw != SW_OK:
                 return data, sw
-        if sw >> 8 == 0x6C:  # wrong Le: resend the same command with the card's Le
+        if sw >> 8 == 0x6C:  # wrong Le: resend the same command with the card's Le, once
             last = blocks[-1]
             resend = last[:-1] + bytes([sw & 0xFF]) if cmd.le is not None else last + bytes([sw & 0xFF])
-            data, sw = self._exchange(resend)
+            data, sw = self._exchange(resend, hide)
+        collected = bytearray(data)
         rounds = 0
-        while sw >> 8 == 0x61:
+        while True:
+            if len(collected) > MAX_RESPONSE_BYTES:
+                raise BadResponseError(f"the card's response is longer than {MAX_RESPONSE_BYTES} bytes; refused")
+            if sw >> 8 != 0x61:
+                if cmd.ins == INS_VERIFY and cmd.data and sw == SW_OK:
+                    self.pin_verified = True
+                return bytes(collected), sw
             rounds += 1
-            if rounds > MAX_GET_RESPONSE_ROUNDS or len(data) > MAX_RESPONSE_BYTES:
+            if rounds > MAX_GET_RESPONSE_ROUNDS:
                 raise BadResponseError("card keeps sending 61XX: response too long")
-            more, sw = self._exchange(bytes([0x00, INS_GET_RESPONSE, 0x00, 0x00, sw & 0xFF]))
-            data += more
-        return data, sw
-
-
+            more, sw = self._exchange(bytes([0x00, INS_GET_RESPONSE, 0x00, 0x00, sw & 0xFF]), (False, hide[1]))
+            collected += more

@@ -6,6 +6,8 @@ The certificate object is ``53 { 70 <cert>, 71 01 <CertInfo>, FE 00 }``
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import gzip
 import hashlib
@@ -14,7 +16,9 @@ import warnings
 import zlib
 from dataclasses import dataclass
 
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -72,18 +76,23 @@ def _inflate(body: bytes) -> bytes:
         raise CertificateObjectError(f"slot holds a compressed certificate that could not be decoded ({exc})") from exc
     if len(out) > MAX_DECOMPRESSED_BYTES:
         raise CertificateObjectError("compressed certificate inflates beyond 64 KiB; refused")
+    if not d.eof:
+        raise CertificateObjectError(f"slot holds a compressed certificate that is cut short ({len(body)} bytes)")
     return out
 
 
 def decode_certificate_object(value: bytes) -> x509.Certificate | None:
     """Decode the value of tag ``53`` of a certificate object (F01, F02, F03, F15).
 
+    Total: any byte string either decodes or raises :class:`CertificateObjectError`.
+
     Returns:
-        The certificate, or None when the object is empty (``53 00`` or an empty ``70``).
+        The certificate (see :func:`load_certificate`), or None when the object is empty
+        (``53 00`` or an empty ``70``).
 
     Raises:
         CertificateObjectError: junk, undecodable compression, or a non-DER certificate;
-            the message says what the slot holds ("unreadable object, N bytes").
+            the message says what the slot holds ("unreadable object, N bytes (…)").
     """
     if not value:
         return None
@@ -100,16 +109,213 @@ def decode_certificate_object(value: bytes) -> x509.Certificate | None:
     compressed = bool(info and (info[0] & 0x81)) or body[:2] == b"\x1f\x8b"
     der = _inflate(body) if compressed else body
     try:
+        return load_certificate(der)
+    except CertificateObjectError as exc:
+        raise CertificateObjectError(f"unreadable object, {len(value)} bytes ({exc})") from exc
+
+
+class _UnreadableField(Exception):
+    """Internal: one field of a parsed certificate did not decode (the reason is the message)."""
+
+
+def _touch(cert: x509.Certificate) -> None:
+    """Decode every field the app reads, so that a certificate handed out is safe to use anywhere
+    (cryptography decodes names and extensions only when they are first read)."""
+    checks = (
+        ("the subject name", lambda: cert.subject.rfc4514_string()),
+        ("the issuer name", lambda: cert.issuer.rfc4514_string()),
+        ("the validity dates", lambda: (cert.not_valid_before_utc, cert.not_valid_after_utc)),
+        ("an extension", lambda: list(cert.extensions)),
+        ("the public key", cert.public_key),
+    )
+    for what, read in checks:
+        try:
+            read()
+        except (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
+                x509.UnsupportedGeneralNameType) as exc:
+            raise _UnreadableField(f"{what} does not decode") from exc
+
+
+def _short(exc: BaseException) -> str:
+    """Why a DER structure did not parse, in words a person can pass on (cryptography's parse
+    errors are Rust debug strings; their text stays in the exception chain for the log)."""
+    text = (str(exc).splitlines() or [""])[0]
+    if not text or text.startswith("error parsing asn1 value") or len(text) > 120:
+        return "the DER encoding does not parse"
+    return text
+
+
+def load_certificate(der: bytes) -> x509.Certificate:
+    """Parse one DER X.509 certificate (RFC 5280 §4.1) read from a card, completely.
+
+    Every field the app reads (names, validity, extensions, public key) is decoded here, so a
+    certificate this returns never raises later. A certificate whose serial number is negative or
+    zero (RFC 5280 §4.1.2.2 forbids both, but old CAs issued them and OpenSSL and OpenSC accept
+    them) is returned as a :class:`NonPositiveSerialCertificate`, which behaves like an
+    ``x509.Certificate`` whatever the installed cryptography thinks of such serials.
+
+    Raises:
+        CertificateObjectError: not a DER certificate, or a field that does not decode (the
+            message names the field).
+    """
+    serial = _asn1_serial(der)
+    if serial is not None and serial <= 0:
+        return NonPositiveSerialCertificate(der)
+    try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a negative serial only warns today; we report it below
+            warnings.simplefilter("ignore")
             cert = x509.load_der_x509_certificate(der)
-        if cert.serial_number <= 0:
-            raise CertificateObjectError(
-                f"the certificate has a {'negative' if cert.serial_number < 0 else 'zero'} serial number, "
-                "which RFC 5280 §4.1.2.2 forbids; it must be re-issued")
-        return cert
     except ValueError as exc:
-        raise CertificateObjectError(f"unreadable object, {len(value)} bytes (not an X.509 certificate)") from exc
+        raise CertificateObjectError(f"not an X.509 certificate: {_short(exc)}") from exc
+    if cert.serial_number <= 0:  # cryptography read a serial that asn1crypto could not: refuse both
+        raise CertificateObjectError("not an X.509 certificate: the serial number does not decode")
+    try:
+        _touch(cert)
+    except _UnreadableField as exc:
+        raise CertificateObjectError(f"not an X.509 certificate: {exc}") from exc
+    return cert
+
+
+def load_certificate_pem(pem: bytes | str) -> x509.Certificate:
+    """:func:`load_certificate` for one PEM certificate (as the journal keeps them).
+
+    Raises:
+        CertificateObjectError: no PEM certificate block, or its DER does not parse.
+    """
+    text = pem.decode("ascii", "replace") if isinstance(pem, bytes) else pem
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise CertificateObjectError("not a PEM certificate")
+    try:
+        der = base64.b64decode("".join(text[start + len(begin):stop].split()), validate=True)
+    except (ValueError, binascii.Error) as exc:
+        raise CertificateObjectError("not a PEM certificate: bad base64") from exc
+    return load_certificate(der)
+
+
+def _asn1_serial(der: bytes) -> int | None:
+    """The serial number as asn1crypto reads it, or None when asn1crypto cannot read it."""
+    try:
+        parsed = asn1_x509.Certificate.load(der, strict=True)
+        serial = parsed["tbs_certificate"]["serial_number"].native
+    except Exception:  # noqa: BLE001 - asn1crypto raises ValueError, TypeError, … on junk; then cryptography decides
+        return None
+    return serial if isinstance(serial, int) else None
+
+
+class NonPositiveSerialCertificate:
+    """A certificate whose serial number is negative or zero (RFC 5280 §4.1.2.2 forbids it; old
+    CAs issued such certificates and OpenSSL and OpenSC read them). It is shown with a note and
+    renewed like any other.
+
+    It answers what ``x509.Certificate`` answers. ``serial_number``, ``public_bytes``,
+    ``tbs_certificate_bytes``, ``fingerprint`` and ``verify_directly_issued_by`` use the
+    certificate's own bytes; names, validity, extensions and the public key come from a copy
+    whose serial is made positive, which cryptography parses in every version (recent versions
+    only warn about such serials, later ones may refuse them).
+
+    Raises (constructor):
+        CertificateObjectError: the certificate does not parse.
+    """
+
+    def __init__(self, der: bytes) -> None:
+        try:
+            parsed = asn1_x509.Certificate.load(der, strict=True)
+            tbs = parsed["tbs_certificate"]
+            serial = tbs["serial_number"].native
+            tbs_der = tbs.dump()
+            signature = parsed["signature_value"].native
+            positive = tbs.copy()
+            positive["serial_number"] = int.from_bytes(tbs["serial_number"].contents, "big") or 1
+            copy = asn1_x509.Certificate({"tbs_certificate": positive,
+                                          "signature_algorithm": parsed["signature_algorithm"],
+                                          "signature_value": parsed["signature_value"]}).dump(force=False)
+        except Exception as exc:  # noqa: BLE001 - asn1crypto's errors on junk vary
+            raise CertificateObjectError(f"not an X.509 certificate: {_short(exc)}") from exc
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                view = x509.load_der_x509_certificate(copy)
+            _touch(view)
+        except (ValueError, _UnreadableField) as exc:
+            raise CertificateObjectError(f"not an X.509 certificate: {_short(exc)}") from exc
+        self._der = bytes(der)
+        self._serial: int = serial
+        self._tbs = tbs_der
+        self._signature: bytes = signature
+        self._view = view
+
+    # -- what differs from the positive-serial copy -------------------------------------------
+    @property
+    def serial_number(self) -> int:
+        """The serial as the certificate holds it (negative or zero)."""
+        return self._serial
+
+    def public_bytes(self, encoding: serialization.Encoding) -> bytes:
+        """The certificate's own DER, or PEM of it."""
+        if encoding is serialization.Encoding.DER:
+            return self._der
+        if encoding is serialization.Encoding.PEM:
+            body = base64.encodebytes(self._der).replace(b"\n", b"")
+            lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+            return b"-----BEGIN CERTIFICATE-----\n" + b"\n".join(lines) + b"\n-----END CERTIFICATE-----\n"
+        raise ValueError("encoding must be DER or PEM")
+
+    @property
+    def tbs_certificate_bytes(self) -> bytes:
+        return self._tbs
+
+    @property
+    def signature(self) -> bytes:
+        return self._signature
+
+    def fingerprint(self, algorithm: hashes.HashAlgorithm) -> bytes:
+        digest = hashes.Hash(algorithm)
+        digest.update(self._der)
+        return digest.finalize()
+
+    def verify_directly_issued_by(self, issuer: x509.Certificate) -> None:
+        """As ``x509.Certificate.verify_directly_issued_by``, over this certificate's own bytes.
+
+        Raises:
+            ValueError: the issuer name does not match; InvalidSignature: the signature does not verify.
+        """
+        if self._view.issuer != issuer.subject:
+            raise ValueError("issuer name does not match the issuer certificate's subject")
+        key = issuer.public_key()
+        params = self._view.signature_algorithm_parameters
+        algorithm = self._view.signature_hash_algorithm
+        if isinstance(key, rsa.RSAPublicKey) and isinstance(params, (padding.PKCS1v15, padding.PSS)) and algorithm:
+            key.verify(self._signature, self._tbs, params, algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and isinstance(params, ec.ECDSA):
+            key.verify(self._signature, self._tbs, params)
+        else:
+            raise ValueError("unsupported issuer key or signature algorithm")
+
+    # -- everything else is the same in the copy --------------------------------------------
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("_"):  # copy/pickle look for dunders before __init__ ran
+            raise AttributeError(name)
+        return getattr(self._view, name)
+
+    def __eq__(self, other: object) -> bool:
+        return hasattr(other, "public_bytes") and other.public_bytes(serialization.Encoding.DER) == self._der  # type: ignore[union-attr]
+
+    def __hash__(self) -> int:
+        return hash(self._der)
+
+    def __repr__(self) -> str:
+        return f"<NonPositiveSerialCertificate(subject={self._view.subject}, serial={self._serial})>"
+
+
+def serial_note(cert: x509.Certificate) -> str | None:
+    """A note for a certificate whose serial number is negative or zero, else None."""
+    if cert.serial_number > 0:
+        return None
+    kind = "negative" if cert.serial_number < 0 else "zero"
+    return (f"this certificate has a {kind} serial number, which RFC 5280 §4.1.2.2 forbids (older CAs issued "
+            "such certificates); it works, and renewing it replaces it with a certificate with a valid serial")
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -164,3 +370,5 @@ class SlotCertificate:
     certificate: x509.Certificate | None
     error: str | None = None
     object_bytes: int = 0
+    note: str | None = None
+    """Something the holder should know about a readable certificate (a negative serial number)."""

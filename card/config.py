@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
 import string
 import tomllib
@@ -14,14 +16,72 @@ import platformdirs
 
 from card.errors import CardError
 from card.piv import DEFAULT_MANAGEMENT_KEY, KeyType, ManagementKeyAlgorithm, Slot
+from card.secret import Secret
 
 
 class ConfigError(CardError):
-    """The configuration file is missing, unreadable or holds a wrong value."""
+    """The configuration file is missing, unreadable or holds a wrong value.
+
+    ``path`` is the file the error is about (None: not known where it was raised); the message
+    then starts with it (``/etc/cardrenew/config.toml: unknown key 'issuer.urll' …``) and the next
+    step names it. :meth:`naming` adds it where it was not known.
+    """
 
     title = "Configuration error"
     code = "CONFIG"
     next_step = "Fix the configuration file named in the message, or ask your administrator."
+
+    def __init__(self, message: str = "", *, path: str | os.PathLike[str] | None = None,
+                 next_step: str | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.detail = message
+        if self.path is not None:
+            message = f"{self.path}: {message}"
+            if next_step is None:
+                next_step = f"Fix the configuration file {self.path}, or ask your administrator."
+        super().__init__(message, next_step=next_step)
+
+    def naming(self, path: str | os.PathLike[str] | None) -> ConfigError:
+        """This error naming the configuration file in use: ``path``, or — None — that no file was
+        found and the built-in defaults apply. An error that names its file already, and a
+        :class:`UsageError` (about the command line, not the file), are returned as they are."""
+        if self.path is not None or isinstance(self, UsageError):
+            return self
+        if path is None:
+            named = ConfigError(f"{self.detail} (no configuration file was found; the built-in defaults apply)",
+                                next_step="Write a configuration file (--config PATH, $CARDRENEW_CONFIG, "
+                                          "$XDG_CONFIG_HOME/cardrenew/config.toml or /etc/cardrenew/config.toml), "
+                                          "or ask your administrator.")
+            named.path = None
+        else:
+            named = ConfigError(self.detail, path=path)
+        named.reference = self.reference
+        named.__cause__ = self.__cause__
+        return named
+
+
+def read_hex_key_file(path: Path, what: str) -> Secret:
+    """A key file's hex digits (``:`` and white space allowed between them) as a Secret.
+
+    Raises:
+        ConfigError: unreadable, or not hex (the message names the file, never its content).
+    """
+    try:
+        raw = bytearray(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc.__class__.__name__}") from exc
+    digits = bytearray(b for b in raw if b not in b": \t\r\n")
+    raw[:] = bytes(len(raw))
+    try:
+        if len(digits) % 2 or any(b not in b"0123456789abcdefABCDEF" for b in digits):
+            raise ConfigError(f"cannot read the {what} {path}: ValueError (not hex digits)")
+        key = bytearray(int(digits[i : i + 2], 16) for i in range(0, len(digits), 2))
+        try:
+            return Secret(key)
+        finally:
+            key[:] = bytes(len(key))
+    finally:
+        digits[:] = bytes(len(digits))
 
 
 class UsageError(ConfigError):
@@ -62,7 +122,7 @@ class Settings:
     """SHA-256 of the CA certificate DER (hex, colons allowed); checked at preflight."""
     issuer_url: str | None = None
     """SCEP: the server's URL, e.g. ``http://127.0.0.1:8080/scep``."""
-    challenge: str | None = field(default=None, repr=False)
+    challenge: Secret | None = field(default=None, repr=False)
     """SCEP challenge password (a secret: never logged, never journalled)."""
     challenge_command: tuple[str, ...] | None = None
     """SCEP: the RA hook, run while the old key exists; it gets a proof of possession on stdin and
@@ -75,6 +135,10 @@ class Settings:
     which the CA issued: 9C signs for 9A, 9A for the rest)."""
     """SCEP: accept a SHA-1-signed, DES-encrypted reply (scepserver 2.1.0 sends one)."""
     issuer_timeout_s: float = 15.0
+    """Total deadline of one request to the CA or RA hook (seconds): connect, send and the whole
+    reply, however slowly it arrives."""
+    issuer_max_response_bytes: int = 4 * 1024 * 1024
+    """Largest reply accepted from the CA (bytes); a longer one is refused unread."""
     poll_schedule_s: tuple[float, ...] = (2.0, 5.0, 10.0)
     """SCEP: waits between polls of a PENDING request (seconds); then the error path."""
     management_key_source: str = "default"
@@ -100,8 +164,9 @@ class Settings:
     source: Path | None = None
     """The file these settings came from (None: built-in defaults)."""
 
-    def management_key(self) -> bytes:
-        """The management key bytes of the ``default`` or ``file`` source. Never logged.
+    def management_key(self) -> Secret:
+        """The management key of the ``default`` or ``file`` source, as a new Secret (the caller
+        wipes it after GENERAL AUTHENTICATE). Never logged.
 
         (``pin-protected`` and ``diversified`` need the card: :mod:`card.mgmtkey`.)
 
@@ -109,16 +174,13 @@ class Settings:
             ConfigError: the source is unknown, not implemented, or its file is unreadable.
         """
         if self.management_key_source == "default":
-            return DEFAULT_MANAGEMENT_KEY
+            return Secret(DEFAULT_MANAGEMENT_KEY)
         if self.management_key_source == "file":
             if self.management_key_file is None:
                 raise ConfigError("management_key.source = \"file\" needs management_key.file")
-            try:
-                text = self.management_key_file.read_text().strip().replace(":", "").replace(" ", "")
-                key = bytes.fromhex(text)
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"cannot read the management key file {self.management_key_file}: {exc.__class__.__name__}") from exc
+            key = read_hex_key_file(self.management_key_file, "management key file")
             if len(key) != self.management_key_algorithm.key_bytes:
+                key.wipe()
                 raise ConfigError(f"the management key file must hold {self.management_key_algorithm.key_bytes} bytes")
             return key
         raise ConfigError(f"management_key.source = {self.management_key_source!r} needs the card: "
@@ -132,6 +194,108 @@ class Settings:
     @property
     def uses_default_management_key(self) -> bool:
         return "default" in self.sources
+
+
+MAX_CONFIG_BYTES = 1 << 20
+"""A configuration file larger than this (1 MiB) is refused unread."""
+
+_NUMBER = (int, float)
+SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
+    "": {"reader": (str,)},
+    "renewal": {"window_days": (int,), "slots": (list,), "key_type": (str,)},
+    "issuer": {"type": (str,), "directory": (str,), "ca_fingerprint": (str,), "url": (str,), "challenge": (str,),
+               "challenge_command": (list,), "message_type": (str,), "allow_legacy_algorithms": (bool,),
+               "timeout_s": _NUMBER, "max_response_bytes": (int,), "poll_schedule_s": (list,)},
+    "management_key": {"source": (str, list), "algorithm": (str,), "file": (str,), "master_key_file": (str,)},
+    "ui": {"removal_policy": (str,), "ra_contact": (str,), "allow_unlock": (bool,), "inactivity_timeout_s": (int,),
+           "kiosk": (bool,), "theme": (str,)},
+    "card": {"max_certificate_bytes": (int,)},
+}
+"""Every key the configuration may hold, by table ("" = top level), with the TOML types it takes.
+A key that is not here is an error naming the file and the key (a misspelt key must never be
+silently ignored). A new setting is added here and read in :func:`load_settings`."""
+SLOT_ENTRY: dict[str, tuple[type, ...]] = {"slot": (str,), "label": (str,)}
+"""The keys of one ``renewal.slots`` entry, e.g. ``{ slot = "9A", label = "PIV Authentication" }``."""
+
+_TYPE_WORDS = {int: "a whole number", float: "a number", str: "a string", list: "a list", bool: "true or false",
+               dict: "a table"}
+
+
+def _type_words(kinds: tuple[type, ...]) -> str:
+    if kinds == _NUMBER:
+        return "a number"
+    return " or ".join(_TYPE_WORDS.get(kind, kind.__name__) for kind in kinds)
+
+
+def _value_words(value: object) -> str:
+    """What a TOML value is, in words (for "must be X, not Y")."""
+    for kind in (bool, int, float, str, list, dict):
+        if isinstance(value, kind):
+            return _TYPE_WORDS[kind]
+    return "a date or time"
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _check_schema(raw: dict[str, Any]) -> None:
+    """Refuse unknown tables and keys, and values of the wrong TOML type, naming the key.
+
+    Raises:
+        ConfigError: the first problem found (the caller adds the file name).
+    """
+    tables = [t for t in SCHEMA if t]
+    for name, value in raw.items():
+        if name in SCHEMA[""]:
+            table, items = "", {name: value}
+        elif name in SCHEMA:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{name}] must be a table")
+            table, items = name, value
+        else:
+            raise ConfigError(f"unknown key '{name}'" + _suggest(name, tables + list(SCHEMA[""])))
+        for key, item in items.items():
+            where = f"{table}.{key}" if table else key
+            kinds = SCHEMA[table].get(key)
+            if kinds is None:
+                raise ConfigError(f"unknown key '{where}'" + _suggest(key, list(SCHEMA[table])))
+            if not isinstance(item, kinds) or (isinstance(item, bool) and bool not in kinds):
+                raise ConfigError(f"{where} must be {_type_words(kinds)}, not {_value_words(item)}")
+    for n, entry in enumerate(raw.get("renewal", {}).get("slots", [])):
+        where = f"renewal.slots[{n}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be a table like {{ slot = \"9A\", label = \"PIV Authentication\" }}, "
+                              f"not {_value_words(entry)}")
+        for key, item in entry.items():
+            if key not in SLOT_ENTRY:
+                raise ConfigError(f"unknown key '{where}.{key}'" + _suggest(key, list(SLOT_ENTRY)))
+            if not isinstance(item, SLOT_ENTRY[key]):
+                raise ConfigError(f"{where}.{key} must be {_type_words(SLOT_ENTRY[key])}, not {_value_words(item)}")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The file parsed as TOML (at most :data:`MAX_CONFIG_BYTES`).
+
+    Raises:
+        ConfigError: unreadable, too large, not UTF-8, not TOML, or nested too deeply (naming the file).
+    """
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot be read ({exc.strerror or exc})", path=path) from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"larger than {MAX_CONFIG_BYTES // 1024} KiB; this is not a cardrenew configuration", path=path)
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start}); {exc.reason}", path=path) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=path) from exc
+    except RecursionError as exc:  # tomllib recurses once per nested array or inline table
+        raise ConfigError("not valid TOML: arrays or inline tables nested too deeply", path=path) from exc
 
 
 def find_config(explicit: str | os.PathLike[str] | None) -> Path | None:
@@ -165,19 +329,25 @@ def _get(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
 def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Read the configuration (see :func:`find_config`) into :class:`Settings`.
 
+    Strict: an unknown table or key (in any table, also in ``renewal.slots`` entries), a value of
+    the wrong type or out of range is an error; every message starts with the file's path.
+
     Raises:
-        ConfigError: unreadable TOML or a wrong value (the message names the key).
+        ConfigError: a missing file named with ``--config``, unreadable or not TOML, nested too
+            deeply, an unknown key ("unknown key 'issuer.urll' (did you mean 'url'?)"), a wrong value.
     """
     path = find_config(explicit)
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
-        for table in ("renewal", "issuer", "management_key", "ui", "card"):
-            if table in raw and not isinstance(raw[table], dict):
-                raise ConfigError(f"{path}: [{table}] must be a table")
+    raw: dict[str, Any] = _read_toml(path) if path is not None else {}
+    try:
+        _check_schema(raw)
+        return _settings_from(raw, path, overrides)
+    except ConfigError as exc:
+        if path is None:
+            raise
+        raise exc.naming(path) from exc
+
+
+def _settings_from(raw: dict[str, Any], path: Path | None, overrides: dict[str, Any]) -> Settings:
     values: dict[str, Any] = {"source": path}
     renewal = raw.get("renewal", {})
     if (days := _get(renewal, "window_days", int, "renewal")) is not None:
@@ -186,12 +356,16 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
         values["window_days"] = days
     if (slots := _get(renewal, "slots", list, "renewal")) is not None:
         parsed = []
-        for entry in slots:
+        for n, entry in enumerate(slots):  # each a table { slot = "9A", label = "…" } (checked by _check_schema)
+            if "slot" not in entry:
+                raise ConfigError(f"renewal.slots[{n}] needs slot = \"9A\", \"9C\", \"9D\" or \"9E\"")
             try:
-                slot = Slot.parse(str(entry["slot"]))  # entry must be a table: { slot = "9A", label = "…" }
-            except (KeyError, ValueError, TypeError) as exc:
-                raise ConfigError(f"renewal.slots: bad slot entry {entry!r}") from exc
-            parsed.append(SlotSetting(slot, str(entry.get("label", slot.name.replace("_", " ").title()))))
+                slot = Slot.parse(entry["slot"])
+            except ValueError as exc:
+                raise ConfigError(f"renewal.slots[{n}].slot {entry['slot']!r}: use \"9A\", \"9C\", \"9D\" or \"9E\"") from exc
+            if any(s.slot is slot for s in parsed):
+                raise ConfigError(f"renewal.slots names slot {slot.hex} twice")
+            parsed.append(SlotSetting(slot, entry.get("label", slot.name.replace("_", " ").title())))
         if not parsed:
             raise ConfigError("renewal.slots is empty")
         values["slots"] = tuple(parsed)
@@ -213,7 +387,7 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
     if (url := _get(issuer, "url", str, "issuer")) is not None:
         values["issuer_url"] = url
     if (challenge := _get(issuer, "challenge", str, "issuer")) is not None:
-        values["challenge"] = challenge
+        values["challenge"] = Secret(challenge)
     if (command := _get(issuer, "challenge_command", list, "issuer")) is not None:
         if not command or not all(isinstance(part, str) for part in command):
             raise ConfigError("issuer.challenge_command must be a list of strings, e.g. [\"ra-hook\", \"--slot\", \"{slot}\"]")
@@ -239,9 +413,14 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
     if (legacy := _get(issuer, "allow_legacy_algorithms", bool, "issuer")) is not None:
         values["allow_legacy_algorithms"] = legacy
     if (timeout := issuer.get("timeout_s")) is not None:
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-            raise ConfigError("issuer.timeout_s must be a positive number of seconds")
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not math.isfinite(timeout) \
+                or not 0 < timeout <= 3600:
+            raise ConfigError(f"issuer.timeout_s must be a number of seconds above 0 and at most 3600, not {timeout!r}")
         values["issuer_timeout_s"] = float(timeout)
+    if (cap := _get(issuer, "max_response_bytes", int, "issuer")) is not None:
+        if not 1024 <= cap <= 256 * 1024 * 1024:
+            raise ConfigError("issuer.max_response_bytes must be between 1024 and 268435456 (256 MiB)")
+        values["issuer_max_response_bytes"] = cap
     if (schedule := _get(issuer, "poll_schedule_s", list, "issuer")) is not None:
         if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 3600 for x in schedule):
             raise ConfigError("issuer.poll_schedule_s must be a list of seconds, e.g. [2, 5, 10]")
@@ -285,6 +464,10 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
             raise ConfigError("ui.theme must be \"default\" or \"high-contrast\"")
         values["theme"] = theme
     if (limit := _get(raw.get("card", {}), "max_certificate_bytes", int, "card")) is not None:
+        if not 256 <= limit <= 65535:
+            raise ConfigError("card.max_certificate_bytes must be between 256 and 65535")
         values["max_certificate_bytes"] = limit
+    if (reader := _get(raw, "reader", str, "")) is not None:
+        values["reader"] = reader
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from card.certificates import public_key_der
 from card.errors import CardError
+from card.secret import Secret, require_secret
 
 
 class CsrError(CardError):
@@ -29,13 +30,14 @@ class CsrError(CardError):
 
 
 def build_csr(subject: x509.Name, public_key: PublicKeyTypes, sign: Callable[[bytes], bytes],
-              challenge_password: str | None = None,
+              challenge_password: Secret | None = None,
               alternative_names: x509.SubjectAlternativeName | None = None) -> x509.CertificateSigningRequest:
     """Build a CSR for ``public_key`` with ``subject``, signed by ``sign`` (SHA-256 on the card).
 
     Args:
         sign: signs the DER CertificationRequestInfo; returns an RSA PKCS#1 v1.5 or DER ECDSA signature.
-        challenge_password: the SCEP challengePassword attribute (PKCS#9), when the CA wants one.
+        challenge_password: the SCEP challengePassword attribute (PKCS#9, RFC 8894 §3.2.1.4.1), when
+            the CA wants one; revealed here only, into the request's DER.
         alternative_names: the old certificate's subjectAltName, asked for again in a PKCS#9
             extensionRequest attribute (RFC 2985 §5.4.2): a CA that copies names from the CSR
             (scepserver does) then keeps the holder's e-mail address and UPN.
@@ -46,7 +48,9 @@ def build_csr(subject: x509.Name, public_key: PublicKeyTypes, sign: Callable[[by
     attributes: list[dict[str, object]] = []
     if challenge_password:
         attributes.append({"type": "challenge_password",
-                           "values": [asn1_csr.DirectoryString(name="utf8_string", value=challenge_password)]})
+                           "values": [asn1_csr.DirectoryString(
+                               name="utf8_string",
+                               value=require_secret(challenge_password, "challenge password").reveal_text())]})
     if alternative_names is not None and len(alternative_names):
         attributes.append({"type": "extension_request", "values": [[{
             "extn_id": "subject_alt_name", "critical": False,

@@ -147,3 +147,73 @@ class CertificateTooLargeError(CardError):
     title = "Certificate too large for this card"
     code = "TOOLARGE"
     next_step = "Nothing was written to the certificate object. Ask the RA for a shorter certificate profile."
+
+
+class StateFileError(CardError):
+    """A file cardrenew keeps (state directory, journal, audit log) cannot be written or read
+    safely: no space (``ENOSPC``), no permission (``EACCES``), a read-only file system (``EROFS``),
+    a disk error (``EIO``), or something other than a regular file in its place.
+
+    Raised by preflight before anything is asked of the card or the CA (nothing changed), and
+    reported per slot when it happens after the card changed (the journal keeps what it can and
+    the update resumes once the file can be written again).
+
+    Attributes:
+        path: the file or directory concerned; errno: the ``errno`` number, or None.
+    """
+
+    title = "A file cardrenew keeps could not be written"
+    code = "STATEFILE"
+
+    def __init__(self, message: str, *, path: object = None, errno: int | None = None,
+                 next_step: str | None = None) -> None:
+        super().__init__(message, next_step=next_step)
+        self.path = path
+        self.errno = errno
+        self.kept_at: object = None
+        """Where the journal was written instead (the fallback directory), or None."""
+
+
+class OperationCancelled(CardError):
+    """A wait (the CA's reply, the RA hook, a back-off, a PENDING poll, another program's hold on
+    the card) was ended by the caller's cancellation token: SIGTERM, SIGINT, SIGHUP or the app
+    closing. Raised before the card was changed, nothing was changed; after it, the engine keeps
+    the journal and the update resumes."""
+
+    title = "Stopped"
+    code = "CANCELLED"
+    next_step = "Nothing more was done after the stop. Run `cardrenew renew` again when you are ready."
+
+
+class CardBusyError(ReaderUnavailableError):
+    """Another program is using the card: it holds a PC/SC transaction (or the card exclusively)
+    longer than we wait (SCARD_E_SHARING_VIOLATION, or SCardBeginTransaction not granted), or it
+    reset the card while we used it (SCARD_W_RESET_CARD with the card still in the reader)."""
+
+    title = "Another program is using the card"
+    code = "BUSY"
+    next_step = ("Wait until the other program (another cardrenew, gpg's scdaemon, a browser or middleware) has "
+                 "finished with the card, then try again. Do not remove the card.")
+
+
+class CardResetByOtherError(CardRemovedError):
+    """Another program reset the card while we used it (SCARD_W_RESET_CARD, the card still in the
+    reader): the card never left the reader, but its PIN and management-key state are gone, so
+    the current run ends as after a removal (journal kept; the update resumes)."""
+
+    title = "Another program reset the card"
+    code = "RESET"
+    next_step = ("The card was not removed: another program reset it while cardrenew used it. Close the other "
+                 "program, then run `cardrenew renew` again (an unfinished update resumes where it stopped).")
+
+
+class LastPinTryError(CardError):
+    """Only one PIN try is left and the caller did not allow spending it (``renew --pin-stdin``
+    without ``--allow-last-pin-try``): the PIN was not sent, no try was used. The count comes from
+    an empty VERIFY, which spends no try (SP 800-73-4 Part 2 §3.2.1, ``63 C1``)."""
+
+    title = "Only one PIN try is left"
+    code = "PIN-LAST-TRY"
+    next_step = ("The PIN was not sent and no try was used. If you are sure of the PIN, run again with "
+                 "--allow-last-pin-try, or use the TUI (it asks before sending); otherwise contact your "
+                 "Registration Authority (RA).")

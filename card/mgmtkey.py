@@ -19,37 +19,41 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.kbkdf import CounterLocation, KBKDFHMAC, Mode
 
 from card import tlv
-from card.config import ConfigError, Settings
+from card.config import ConfigError, Settings, read_hex_key_file
 from card.errors import BadResponseError, CardError, ManagementKeyError
 from card.piv import DEFAULT_MANAGEMENT_KEY, ManagementKeyAlgorithm, PivSession
+from card.secret import Secret, require_secret
 
 OBJECT_PIN_PROTECTED = b"\x5f\xc1\x09"
 DIVERSIFY_LABEL = b"cardrenew PIV card management key"
 
 
-def diversify(master: bytes, guid: bytes, algorithm: ManagementKeyAlgorithm) -> bytes:
+def diversify(master: Secret, guid: bytes, algorithm: ManagementKeyAlgorithm) -> Secret:
     """The card's key: KBKDF in counter mode (NIST SP 800-108r1 §4.1) with HMAC-SHA-256,
     label :data:`DIVERSIFY_LABEL`, context = the 16-byte CHUID GUID; ``algorithm.key_bytes`` long.
 
     Raises:
         ValueError: a master key shorter than 16 bytes or a GUID that is not 16 bytes.
+        TypeError: ``master`` is not a Secret.
     """
+    require_secret(master, "master key")
     if len(master) < 16 or len(guid) != 16:
         raise ValueError("the master key must be at least 16 bytes and the GUID 16 bytes")
     kdf = KBKDFHMAC(algorithm=hashes.SHA256(), mode=Mode.CounterMode, length=algorithm.key_bytes, rlen=4,
                     llen=4, location=CounterLocation.BeforeFixed, label=DIVERSIFY_LABEL, context=guid, fixed=None)
-    return kdf.derive(master)
+    return Secret(kdf.derive(master.reveal()))
 
 
-def encode_pin_protected(key: bytes) -> bytes:
-    """The value of object ``5FC109`` holding a PIN-protected management key."""
-    return tlv.tlv(0x88, tlv.tlv(0x89, key))
+def encode_pin_protected(key: Secret) -> bytes:
+    """The value of object ``5FC109`` holding a PIN-protected management key (``88 { 89 <key> }``)."""
+    return tlv.tlv(0x88, tlv.tlv(0x89, require_secret(key, "management key").reveal()))
 
 
-def read_pin_protected(session: PivSession) -> bytes | None:
+def read_pin_protected(session: PivSession) -> Secret | None:
     """The PIN-protected management key on the card, or None when the card holds none.
 
-    Needs the PIN verified. Raises BadResponseError when the object is malformed.
+    Needs the PIN verified. Raises BadResponseError when the object is malformed. (The APDU
+    trace never shows this object's value: :mod:`card.apdu` redacts it.)
     """
     value = session.get_data(OBJECT_PIN_PROTECTED)
     if not value:
@@ -60,13 +64,13 @@ def read_pin_protected(session: PivSession) -> bytes | None:
     key = tlv.parse_dict(outer).get(b"\x89")
     if not key:
         raise BadResponseError("the PIN-protected data object holds no management key")
-    return key
+    return Secret(key)
 
 
 def _key_from(source: str, settings: Settings, session: PivSession, guid: bytes | None,
-              algorithm: ManagementKeyAlgorithm) -> bytes | None:
+              algorithm: ManagementKeyAlgorithm) -> Secret | None:
     if source == "default":
-        return DEFAULT_MANAGEMENT_KEY
+        return Secret(DEFAULT_MANAGEMENT_KEY)
     if source == "file":
         return dataclasses.replace(settings, management_key_source="file").management_key()
     if source == "pin-protected":
@@ -76,12 +80,8 @@ def _key_from(source: str, settings: Settings, session: PivSession, guid: bytes 
             raise ConfigError("management_key.source \"diversified\" needs management_key.master_key_file")
         if guid is None:
             raise ManagementKeyError("this card has no CHUID GUID, so its management key cannot be diversified")
-        try:
-            master = bytes.fromhex(settings.master_key_file.read_text().strip().replace(":", "").replace(" ", ""))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read the master key file {settings.master_key_file}: "
-                              f"{exc.__class__.__name__}") from exc
-        return diversify(master, guid, algorithm)
+        with read_hex_key_file(settings.master_key_file, "master key file") as master:
+            return diversify(master, guid, algorithm)
     raise ConfigError(f"unknown management key source {source!r}")
 
 
@@ -106,4 +106,6 @@ def authenticate_with_configured_key(session: PivSession, settings: Settings, gu
             tried.append(f"{source} (refused)")
         except CardError:
             raise
+        finally:
+            key.wipe()
     raise ManagementKeyError("the card did not accept the management key from: " + ", ".join(tried))

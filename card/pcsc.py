@@ -7,10 +7,20 @@ on disconnect (reset: the PIN state never outlives us) and status changes are ex
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from card.errors import CardError, CardRemovedError, NoCardError, ReaderUnavailableError
+from card.errors import (
+    CardBusyError,
+    CardError,
+    CardRemovedError,
+    CardResetByOtherError,
+    NoCardError,
+    OperationCancelled,
+    ReaderUnavailableError,
+)
 
 try:
     from smartcard import scard as _scard
@@ -29,15 +39,22 @@ def _name(code: int) -> str:
     return f"0x{code & 0xFFFFFFFF:08X}"
 
 
-def _fail(what: str, code: int) -> CardError:
+BUSY_WAIT_S = 5.0
+"""How long to wait for another program's hold on the card (its PC/SC transaction, during which
+pcscd makes SCardConnect and SCardBeginTransaction wait) before saying the card is busy (seconds).
+Other programs hold it for milliseconds; another ``cardrenew renew`` holds it for its whole run."""
+
+
+def _fail(what: str, code: int, reader: str | None = None) -> CardError:
     name = _name(code)
+    if name == "SCARD_W_RESET_CARD" and reader is not None and card_present(reader):
+        return CardResetByOtherError(f"{what}: another program reset the card; it is still in the reader ({name})")
     if name in _REMOVED:
         return CardRemovedError(f"{what}: the card was removed or reset ({name})")
     if name in _NO_SERVICE:
         return ReaderUnavailableError(f"{what}: the smart card service (pcscd) is not running ({name})")
     if name == "SCARD_E_SHARING_VIOLATION":
-        return ReaderUnavailableError(f"{what}: another program holds the card exclusively ({name})",
-                                      next_step="Close programs that use the card (gpg's scdaemon, gsd-smartcard) and try again.")
+        return CardBusyError(f"{what}: another program is using the card; it holds it exclusively ({name})")
     if name in ("SCARD_E_READER_UNAVAILABLE", "SCARD_E_UNKNOWN_READER"):
         return ReaderUnavailableError(f"{what}: the reader is not available ({name})")
     if name == "SCARD_E_NO_READERS_AVAILABLE":
@@ -112,19 +129,91 @@ def choose_reader(name: str | None) -> str:
     return with_card[0]
 
 
-class PcscTransport:
-    """A shared T=1 connection to the card in one reader (F19: never exclusive)."""
+def _bounded(call: Callable[[], Any], undo: Callable[[Any], None], *, wait_s: float,
+             cancel: threading.Event | None, what: str) -> Any:
+    """Run a PC/SC call that pcscd may hold back while another program holds the card (SCardConnect,
+    SCardBeginTransaction) on a daemon thread, and wait for it at most ``wait_s`` seconds, looking
+    at ``cancel`` every 0.1 s. A call given up on is left to finish on its thread; ``undo(result)``
+    then releases what it got, so that a late grant never holds the card.
 
-    def __init__(self, reader: str) -> None:
+    Raises:
+        CardBusyError: not granted within ``wait_s``; OperationCancelled: ``cancel`` was set.
+    """
+    lock = threading.Lock()
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            result: Any = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            result = exc
+        with lock:
+            if box.get("abandoned"):
+                if not isinstance(result, BaseException):
+                    with contextlib.suppress(Exception):
+                        undo(result)
+                return
+            box["result"] = result
+        done.set()
+
+    threading.Thread(target=run, name=f"pcsc-{what}", daemon=True).start()
+    end = time.monotonic() + wait_s
+    cancel = cancel or threading.Event()
+    while not done.wait(0.1):
+        if cancel.is_set() or time.monotonic() >= end:
+            with lock:
+                if "result" not in box:
+                    box["abandoned"] = True
+                    if cancel.is_set():
+                        raise OperationCancelled(f"stopped while waiting for the card ({what})")
+                    raise CardBusyError(f"another program is using the card: pcscd did not grant {what} within "
+                                        f"{wait_s:g} s (another program holds a card transaction)")
+            break
+    result = box["result"]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+class PcscTransport:
+    """A shared T=1 connection to the card in one reader (F19: never exclusive).
+
+    Args:
+        reader: the PC/SC reader name.
+        cancel: when set, a wait for another program's hold on the card ends (OperationCancelled).
+        busy_wait_s: how long to wait for another program's hold before CardBusyError.
+
+    Raises:
+        CardBusyError: another program holds the card longer than ``busy_wait_s``.
+        NoCardError, ReaderUnavailableError, OperationCancelled.
+    """
+
+    def __init__(self, reader: str, cancel: threading.Event | None = None, busy_wait_s: float = BUSY_WAIT_S) -> None:
         self.name = reader
-        self._ctx = _context()
-        rc, self._card, self._protocol = _scard.SCardConnect(
-            self._ctx, reader, _scard.SCARD_SHARE_SHARED, _scard.SCARD_PROTOCOL_T1 | _scard.SCARD_PROTOCOL_T0)
+        self._cancel = cancel
+        self._busy_wait_s = busy_wait_s
+
+        def connect() -> tuple[int, int, int, int]:
+            ctx = _context()  # its own context: pcsc-lite locks a context while a call on it waits
+            rc, card, protocol = _scard.SCardConnect(
+                ctx, reader, _scard.SCARD_SHARE_SHARED, _scard.SCARD_PROTOCOL_T1 | _scard.SCARD_PROTOCOL_T0)
+            if rc != _scard.SCARD_S_SUCCESS:
+                _scard.SCardReleaseContext(ctx)
+            return rc, ctx, card, protocol
+
+        def release(result: tuple[int, int, int, int]) -> None:
+            rc, ctx, card, _ = result
+            if rc == _scard.SCARD_S_SUCCESS:
+                _scard.SCardDisconnect(card, _scard.SCARD_LEAVE_CARD)
+                _scard.SCardReleaseContext(ctx)
+
+        rc, self._ctx, self._card, self._protocol = _bounded(connect, release, wait_s=busy_wait_s, cancel=cancel,
+                                                             what=f"a connection to {reader}")
         if rc != _scard.SCARD_S_SUCCESS:
-            _scard.SCardReleaseContext(self._ctx)
             if _name(rc) in ("SCARD_E_NO_SMARTCARD", "SCARD_W_REMOVED_CARD"):
                 raise NoCardError(f"no card in {reader}")
-            raise _fail(f"connecting to {reader}", rc)
+            raise _fail(f"connecting to {reader}", rc, reader)
         self._in_transaction = False
         self._secured = False  # a PIN or the management key was presented on this connection
 
@@ -133,7 +222,7 @@ class PcscTransport:
             self._secured = True
         rc, response = _scard.SCardTransmit(self._card, self._protocol, list(apdu))
         if rc != _scard.SCARD_S_SUCCESS:
-            raise _fail("sending a command to the card", rc)
+            raise _fail("sending a command to the card", rc, self.name)
         if len(response) < 2:  # vpcd: a pulled card first shows as an empty response
             raise CardRemovedError("the card gave no status word (removed)")
         return bytes(response[:-2]), (response[-2] << 8) | response[-1]
@@ -144,9 +233,12 @@ class PcscTransport:
         if self._in_transaction:
             yield
             return
-        rc = _scard.SCardBeginTransaction(self._card)
+        card = self._card
+        rc = _bounded(lambda: _scard.SCardBeginTransaction(card),
+                      lambda rc: _scard.SCardEndTransaction(card, _scard.SCARD_LEAVE_CARD) if rc == 0 else None,
+                      wait_s=self._busy_wait_s, cancel=self._cancel, what="a card transaction")
         if rc != _scard.SCARD_S_SUCCESS:
-            raise _fail("starting a card transaction", rc)
+            raise _fail("starting a card transaction", rc, self.name)
         self._in_transaction = True
         try:
             yield

@@ -27,6 +27,7 @@ from card.errors import (
     PinBlockedError,
     PinFormatError,
 )
+from card.secret import Secret, require_secret
 from card.transport import CardTransport
 
 # ``cryptography`` (and card.certificates, which needs it) is imported where it is used, not here:
@@ -165,20 +166,32 @@ class ManagementKeyAlgorithm(IntEnum):
         return Cipher(alg, modes.ECB())
 
 
-def encode_pin(pin: str) -> bytes:
-    """PIN reference data: UTF-8, 6–8 bytes, right-padded with ``FF`` to 8 (SP 800-73-4 Part 2 §3.2.1).
+def check_pin_format(pin: Secret) -> None:
+    """Check a PIN or PUK without sending it: UTF-8 text of 6–8 bytes (SP 800-73-4 Part 2 §3.2.1).
 
     Raises:
-        PinFormatError: fewer than 6 or more than 8 bytes after encoding; never truncated (F07).
+        PinFormatError: not valid text, or fewer than 6 or more than 8 bytes; never truncated (F07).
+        TypeError: ``pin`` is not a :class:`~card.secret.Secret`.
     """
-    try:
-        raw = pin.encode("utf-8")
-    except UnicodeEncodeError:  # e.g. undecodable bytes read from a pipe
-        raise PinFormatError("The PIN contains bytes that are not valid text.") from None
-    if not 6 <= len(raw) <= 8:
+    require_secret(pin, "PIN")
+    if not pin.is_text:  # e.g. undecodable bytes read from a pipe
+        raise PinFormatError("The PIN contains bytes that are not valid text.")
+    if not 6 <= len(pin) <= 8:
         raise PinFormatError(f"A PIN is 6 to 8 bytes long (a digit or plain letter is 1 byte, an accented "
-                             f"letter 2 or more); this one is {len(raw)} bytes.")
-    return raw.ljust(8, b"\xff")
+                             f"letter 2 or more); this one is {len(pin)} bytes.")
+
+
+def encode_pin(pin: Secret) -> bytes:
+    """PIN reference data: UTF-8, 6–8 bytes, right-padded with ``FF`` to 8 (SP 800-73-4 Part 2 §3.2.1).
+
+    One of the few places that reveal a :class:`~card.secret.Secret`: the block goes straight into
+    the VERIFY / CHANGE REFERENCE DATA / RESET RETRY COUNTER APDU (whose trace is redacted).
+
+    Raises:
+        PinFormatError: see :func:`check_pin_format`; TypeError: ``pin`` is not a Secret.
+    """
+    check_pin_format(pin)
+    return pin.reveal().ljust(8, b"\xff")
 
 
 def retries_from_sw(sw: int) -> int | None:
@@ -259,10 +272,15 @@ def parse_supported_key_types(apt: bytes) -> set[KeyType] | None:
 
 
 def parse_public_key(key_type: KeyType, template: bytes) -> PublicKeyTypes:
-    """Parse the ``7F49`` public-key template that GENERATE returns (SP 800-73-4 Part 2 §3.3.2).
+    """Parse the ``7F49`` public-key template that GENERATE returns (SP 800-73-4 Part 2 §3.3.2,
+    Table 11: RSA ``81`` modulus and ``82`` public exponent; EC ``86`` uncompressed point).
+
+    Total: any bytes either give a key of ``key_type`` or raise BadResponseError.
 
     Raises:
-        BadResponseError: truncated or inconsistent template (a card can send one with 90 00).
+        BadResponseError: truncated or inconsistent template, a modulus that is not 2048 bits, an
+            exponent cryptography refuses (even, 1, too large), or a point not on the curve (a card
+            can send any of these with ``90 00``).
     """
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -271,17 +289,26 @@ def parse_public_key(key_type: KeyType, template: bytes) -> PublicKeyTypes:
     if key_type.is_rsa:
         n, e = items.get(b"\x81"), items.get(b"\x82")
         if not n or not e or len(n) != 256:
-            raise BadResponseError("RSA public key template is incomplete")
-        return rsa.RSAPublicNumbers(int.from_bytes(e, "big"), int.from_bytes(n, "big")).public_key()
+            raise BadResponseError("RSA public key template is incomplete (needs an 81 modulus of 256 bytes and 82)")
+        if not n[0] & 0x80:
+            raise BadResponseError("RSA public key from the card is not 2048 bits (modulus has a leading zero bit)")
+        if not n[-1] & 1:
+            raise BadResponseError("RSA modulus from the card is even; refused")
+        if len(e) > 8:
+            raise BadResponseError(f"RSA public exponent from the card is {len(e)} bytes long; refused")
+        try:
+            return rsa.RSAPublicNumbers(int.from_bytes(e, "big"), int.from_bytes(n, "big")).public_key()
+        except ValueError as exc:
+            raise BadResponseError(f"RSA public key from the card is not valid ({exc})") from exc
     point = items.get(b"\x86")
     curve: ec.EllipticCurve = ec.SECP256R1() if key_type is KeyType.ECCP256 else ec.SECP384R1()
     size = 1 + 2 * key_type.sign_bytes
     if not point or len(point) != size or point[0] != 0x04:
-        raise BadResponseError("EC public key template is incomplete")
+        raise BadResponseError(f"EC public key template is incomplete (needs an 86 point of {size} bytes, 04 …)")
     try:
         return ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
     except ValueError as exc:
-        raise BadResponseError("EC point is not on the curve") from exc
+        raise BadResponseError("EC point from the card is not on the curve") from exc
 
 
 def encode_public_key(key: PublicKeyTypes) -> bytes:
@@ -368,7 +395,7 @@ class PivSession:
 
     def read_certificate(self, slot: Slot) -> SlotCertificate:
         """Read one slot's certificate object; a broken slot yields an error text, never an exception (F15)."""
-        from card.certificates import SlotCertificate, decode_certificate_object
+        from card.certificates import SlotCertificate, decode_certificate_object, serial_note
 
         try:
             value = self.get_data(slot.object_id)
@@ -377,9 +404,10 @@ class PivSession:
         if value is None:
             return SlotCertificate(None, None, 0)
         try:
-            return SlotCertificate(decode_certificate_object(value), None, len(value))
+            cert = decode_certificate_object(value)
         except CertificateObjectError as exc:
             return SlotCertificate(None, str(exc), len(value))
+        return SlotCertificate(cert, None, len(value), serial_note(cert) if cert is not None else None)
 
     def put_certificate(self, slot: Slot, der: bytes, *, compress: bool = False) -> None:
         """Write a DER certificate into the slot's object (``70``/``71``/``FE``). Needs the management key."""
@@ -407,8 +435,8 @@ class PivSession:
             raise ApduError(sw)
         return retries
 
-    def verify_pin(self, pin: str) -> None:
-        """VERIFY the PIV PIN (key reference ``80``). The PIN is never logged.
+    def verify_pin(self, pin: Secret) -> None:
+        """VERIFY the PIV PIN (key reference ``80``). The PIN is never logged; the caller wipes it.
 
         Raises:
             PinFormatError: not 6–8 bytes (no APDU sent, no try used).
@@ -428,7 +456,7 @@ class PivSession:
             raise InvalidPinError(retries)
         raise ApduError(sw)
 
-    def change_pin(self, old: str, new: str) -> None:
+    def change_pin(self, old: Secret, new: Secret) -> None:
         """CHANGE REFERENCE DATA for the PIV PIN (SP 800-73-4 Part 2 §3.2.2). Neither PIN is logged.
 
         Sends ``00 24 00 80 10`` + the old PIN block (8 bytes) + the new PIN block (8 bytes),
@@ -441,7 +469,7 @@ class PivSession:
         """
         self._change_reference_data(KEY_REF_PIN, encode_pin(old) + encode_pin(new), INS_CHANGE_REFERENCE)
 
-    def reset_retry(self, puk: str, new_pin: str) -> None:
+    def reset_retry(self, puk: Secret, new_pin: Secret) -> None:
         """RESET RETRY COUNTER: unblock the PIN with the PUK and set ``new_pin`` (SP 800-73-4 Part 2 §3.2.3).
 
         Sends ``00 2C 00 80 10`` + the PUK block (8 bytes) + the new PIN block (8 bytes), each
@@ -509,20 +537,23 @@ class PivSession:
             raise BadResponseError(f"management key metadata: unknown algorithm {alg[0]:02X}") from None
 
     # -- management key ----------------------------------------------------------------------
-    def authenticate(self, key: bytes, algorithm: ManagementKeyAlgorithm = ManagementKeyAlgorithm.TDES) -> None:
+    def authenticate(self, key: Secret, algorithm: ManagementKeyAlgorithm = ManagementKeyAlgorithm.TDES) -> None:
         """Mutual authentication with the card management key ``9B`` (SP 800-73-4 Part 2 §3.2.4, Appendix A.1).
 
         Args:
-            key: the management key (24 bytes for 3DES/AES-192, 16 AES-128, 32 AES-256).
+            key: the management key (24 bytes for 3DES/AES-192, 16 AES-128, 32 AES-256) as a
+                :class:`~card.secret.Secret` (revealed only to build the cipher; the caller wipes it).
             algorithm: P1, ``03`` 3DES (8-byte blocks), ``08``/``0A``/``0C`` AES-128/192/256 (16-byte blocks).
 
         Raises:
+            TypeError: ``key`` is not a Secret.
             ManagementKeyError: wrong key, a key length that does not fit ``algorithm``, or
                 ``6A 80``/``6A 86`` (algorithm does not match, F14).
         """
         block = algorithm.block_bytes
+        require_secret(key, "management key")
         try:
-            cipher = algorithm.cipher(key)
+            cipher = algorithm.cipher(key.reveal())
         except ValueError as exc:
             raise ManagementKeyError(f"the management key does not fit {algorithm.name}: {exc}") from None
         resp, sw = self._send(INS_GENERAL_AUTHENTICATE, algorithm, KEY_REF_MANAGEMENT,

@@ -31,6 +31,7 @@ from card.certificates import (
     fit_certificate_object,
     holder_name,
     key_matches,
+    load_certificate_pem,
     public_key_der,
     verify_signature,
 )
@@ -47,6 +48,7 @@ from card.errors import (
     CertificateTooLargeError,
     NotSupportedError,
     PinBlockedError,
+    StateFileError,
 )
 from card.journal import (
     FINAL_STEPS,
@@ -62,8 +64,10 @@ from card.journal import (
     Journal,
     JournalStore,
     SlotJournal,
+    prepare_state_files,
 )
 from card.piv import KeyType, PivSession, Slot, parse_supported_key_types
+from card.secret import Secret, require_secret
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -140,6 +144,8 @@ class SlotStatus:
     error: str | None
     state: SlotState
     days_left: int | None
+    note: str | None = None
+    """Something to know about a readable certificate, e.g. a negative serial number (it is renewed as usual)."""
 
     @property
     def slot(self) -> Slot:
@@ -308,7 +314,7 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
         size = len(sc.certificate.public_bytes(serialization.Encoding.DER))
         too_long = (f"the certificate is {size} bytes, longer than this card's {settings.max_certificate_bytes}-byte "
                     "limit (card.max_certificate_bytes)") if size > settings.max_certificate_bytes else None
-        statuses.append(SlotStatus(setting, sc.certificate, too_long, state, left))
+        statuses.append(SlotStatus(setting, sc.certificate, too_long, state, left, sc.note))
     card_id, guid_text, expiry = card_id_for(session, certs)
     retries: int | None = None
     if pin_retries:
@@ -372,10 +378,10 @@ class RenewalContext:
 class _Renewal:
     """One run of the engine on one card (state kept across the steps of that run)."""
 
-    def __init__(self, session: PivSession, ctx: RenewalContext, pin: str, summary: CardSummary | None = None) -> None:
+    def __init__(self, session: PivSession, ctx: RenewalContext, pin: Secret, summary: CardSummary | None = None) -> None:
         self.session = session
         self.ctx = ctx
-        self._pin = pin
+        self._pin = require_secret(pin, "PIN")
         self._summary = summary
         """The card as the caller read it in this same card transaction (None: read it here)."""
         self._verified_at: int | None = None
@@ -385,6 +391,8 @@ class _Renewal:
         self.guid: bytes | None = None
         self.card_key_types: set[KeyType] | None = None
         """Key type each slot gets at GENERATE (configured, or the old key's type)."""
+        self._file_error: StateFileError | None = None
+        """A journal save after GENERATE that went to the fallback directory: the run stops after this slot."""
         self.slot_key_types: dict[Slot, KeyType] = {}
         """Key type of the key the slot holds now: signatures use it (it differs from :attr:`key_types`
         until GENERATE when the configuration changes the type, F13)."""
@@ -485,6 +493,7 @@ class _Renewal:
         if summary.card_id is None:
             raise RenewalRefused("the card holds no certificate and no CHUID; it cannot be renewed here",
                                  next_step=f"Contact {settings.ra_contact}.")
+        self._prepare_state_files(summary)
         self.card_key_types = summary.card_key_types
         self.card_expiry = summary.card_expiry
         self.guid = bytes.fromhex(summary.card_id) if summary.card_id and not summary.card_id.startswith("cert-") else None
@@ -498,7 +507,10 @@ class _Renewal:
         journal = summary.pending_journal
         by_slot = {s.slot: s for s in summary.slots}
         if summary.finished_journal:
-            ctx.journals.clear(summary.card_id)  # every slot done: only the removal was interrupted
+            try:
+                ctx.journals.clear(summary.card_id)  # every slot done: only the removal was interrupted
+            except StateFileError as exc:
+                logger.warning("%s", exc)
         if summary.stale_journal is not None:
             self._set_aside(summary.stale_journal, list(summary.stale_journal.slots), summary.journal_certificates,
                             by_slot)
@@ -543,8 +555,8 @@ class _Renewal:
             raise
         except CardError as exc:  # refused before anything was changed: give the RA a reference
             exc.reference = journal.reference
-            self.ctx.audit.write(reference=journal.reference, card_guid=journal.card_id, slot=None,
-                                 outcome="refused", error_code=exc.code)
+            self.ctx.audit.write_quietly(reference=journal.reference, card_guid=journal.card_id, slot=None,
+                                         outcome="refused", error_code=exc.code)  # kept for the next run if need be
             raise
         self._run_slots(journal, plan, result)
         result.slots.extend(self._changed)
@@ -588,12 +600,16 @@ class _Renewal:
 
         ``goes_on``: other slots of the journal continue — the file is copied aside and the journal
         without ``names`` saved at once, so that no crash can lose a slot in progress."""
-        aside = self.ctx.journals.set_aside(journal.card_id, "changed", copy=goes_on)
+        try:
+            aside = self.ctx.journals.set_aside(journal.card_id, "changed", copy=goes_on)
+        except OSError as exc:  # the audit log and the words below still say so
+            logger.warning("could not set the journal aside: %s", exc)
+            aside = None
         original = {name: journal.slots[name] for name in names}
         if goes_on:
             for name in names:
                 del journal.slots[name]
-            self.ctx.journals.save(journal)
+            self.ctx.journals.save(journal, changed=False)  # StateFileError: nothing changed in this run
         where = f"; its journal was kept as {aside.name}" if aside is not None else ""
         for name in names:
             sj = original[name]
@@ -660,14 +676,17 @@ class _Renewal:
                     # Refused while the old key is intact: nothing changed in this slot. Never leave a
                     # journal that would ask again forever (issue 11 item 2); finish what is in progress.
                     if not any(other.in_progress for other in journal.slots.values()):
-                        ctx.journals.clear(journal.card_id)
+                        try:
+                            ctx.journals.clear(journal.card_id)
+                        except StateFileError as file_error:
+                            logger.warning("%s", file_error)
                         raise
                     sj.step, sj.error = STEP_ENDED, str(exc)
                     self._ended[setting.slot] = exc
                     continue
                 sj.grant = grant.to_dict()
                 sj.step = STEP_AUTHORISED
-        ctx.journals.save(journal)
+        ctx.journals.save(journal, changed=False)  # StateFileError: nothing changed on the card yet
         return plan
 
     def _request_signer_slot(self, slot: Slot) -> Slot | None:
@@ -746,7 +765,18 @@ class _Renewal:
                 ctx.reporter.slot_finished(setting.slot, slot_result)
                 if done_before:
                     continue  # already audited and confirmed by the run that renewed it
-                self._audit(journal, setting.slot, old, slot_result.new_certificate, "renewed", None)
+                # The "renewed" record went into the journal with its last save (see _write_and_check):
+                # append it now; if the log cannot be written it stays there for the next run, and
+                # no further destructive step is taken while the audit log cannot be written.
+                try:
+                    self._flush_journal_audit(journal)
+                except StateFileError as exc:
+                    self._save_quietly(journal)
+                    result.error = exc
+                    break
+                if self._file_error is not None:  # the journal went to the fallback directory
+                    result.error = self._file_error
+                    break
                 if slot_result is not result.slots[-1] and not ctx.between_slots(slot_result):
                     ctx.cancel.set()
             except _EndedBeforeChange as ended:
@@ -769,8 +799,8 @@ class _Renewal:
             except CardRemovedError as exc:
                 sj.error = str(exc)
                 slot_result.error = exc
-                self._save_quietly(journal)
                 self._audit(journal, setting.slot, old, None, "interrupted", exc.code)
+                self._save_quietly(journal)
                 ctx.reporter.step(setting.slot, RenewalStep.FAILED, str(exc))
                 ctx.reporter.slot_finished(setting.slot, slot_result)
                 result.error = exc
@@ -781,8 +811,8 @@ class _Renewal:
                     exc = CardError(f"internal error ({exc.__class__.__name__}); the update can be resumed")
                 sj.error = str(exc)
                 slot_result.error = exc
-                ctx.journals.save(journal)
                 self._audit(journal, setting.slot, old, None, "failed", exc.code)
+                self._save_quietly(journal)  # a file error here is the one already reported
                 ctx.reporter.step(setting.slot, RenewalStep.FAILED, str(exc))
                 ctx.reporter.slot_finished(setting.slot, slot_result)
                 result.error = result.error or exc
@@ -790,8 +820,11 @@ class _Renewal:
         for slot_result in result.slots:
             if slot_result.new_certificate is None and slot_result.error is None:
                 slot_result.error = RenewalRefused("not attempted after the previous failure; nothing was changed in this slot")
-        if journal.finished:
-            ctx.journals.clear(journal.card_id)
+        if journal.finished and not journal.audit_pending:
+            try:
+                ctx.journals.clear(journal.card_id)
+            except StateFileError as exc:  # finished: never resumed; the next run's preflight removes it
+                logger.warning("%s", exc)
         else:
             result.journal_kept = True
         refused = self._refused_before_change
@@ -799,21 +832,71 @@ class _Renewal:
                 and not any(r.new_certificate is not None for r in result.slots)):
             raise refused  # nothing at all changed on the card: exit 11 / 12, never "run renew again"
 
+    # -- journal and audit writes (a file error never ends a run as "unexpected") ----------------
+    def _prepare_state_files(self, summary: CardSummary) -> None:
+        """Preflight of the state directory, journal and audit log, and the audit records an
+        earlier run could not write, before anything is asked of the card or the CA.
+
+        Raises:
+            StateFileError: nothing was changed (exit 11).
+        """
+        assert summary.card_id is not None
+        prepare_state_files(self.ctx.journals, self.ctx.audit, summary.card_id)
+        if summary.pending_journal is not None:
+            summary.pending_journal.audit_pending.clear()  # written by prepare_state_files just now
+
+    def _save_progress(self, journal: Journal) -> None:
+        """Journal a step taken after GENERATE. When the state directory cannot take it but the
+        journal was kept in the fallback directory, the slot in hand is finished (the card must
+        not be left with a new key and the old certificate) and the run stops after it.
+
+        Raises:
+            StateFileError: the journal could not be kept anywhere: stop here (the journal on
+                disk still describes a state the next run resumes from).
+        """
+        try:
+            self.ctx.journals.save(journal)
+        except StateFileError as exc:
+            if exc.kept_at is None:
+                raise
+            logger.warning("%s", exc)
+            self._file_error = self._file_error or exc
+
     def _save_quietly(self, journal: Journal) -> None:
         try:
             self.ctx.journals.save(journal)
-        except OSError:  # the card error is what the user must see
-            logger.exception("could not save the journal")
+        except StateFileError as exc:  # the error being reported is what the user must see
+            logger.warning("could not save the journal: %s", exc)
 
-    def _audit(self, journal: Journal, slot: Slot, old: x509.Certificate | None, new: x509.Certificate | None,
-               outcome: str, error_code: str | None) -> None:
-        self.ctx.audit.write(
+    def _audit_record(self, journal: Journal, slot: Slot, old: x509.Certificate | None, new: x509.Certificate | None,
+                      outcome: str, error_code: str | None) -> dict[str, object]:
+        return self.ctx.audit.record(
             reference=journal.reference, card_guid=journal.card_id, slot=slot.hex, outcome=outcome, error_code=error_code,
             old_serial=f"{old.serial_number:X}" if old else None,
             old_not_after=old.not_valid_after_utc.isoformat() if old else None,
             new_serial=f"{new.serial_number:X}" if new else None,
             new_not_after=new.not_valid_after_utc.isoformat() if new else None,
         )
+
+    def _audit(self, journal: Journal, slot: Slot, old: x509.Certificate | None, new: x509.Certificate | None,
+               outcome: str, error_code: str | None) -> None:
+        """Record an event of this renewal; never raises. A record the log cannot take stays in
+        ``journal.audit_pending`` (the caller saves the journal) and is written by the next run."""
+        journal.audit_pending.append(self._audit_record(journal, slot, old, new, outcome, error_code))
+        try:
+            self._flush_journal_audit(journal)
+        except StateFileError as exc:
+            logger.warning("audit record kept in the journal for the next run: %s", exc)
+
+    def _flush_journal_audit(self, journal: Journal) -> None:
+        """Append the journal's pending audit records (made in this run: not in the log yet).
+
+        Raises:
+            StateFileError: the log could not be written; the records stay pending.
+        """
+        while journal.audit_pending:
+            self.ctx.audit.append(journal.audit_pending[0])
+            journal.audit_pending.pop(0)
 
     def _old_certificate(self, status: SlotStatus | None, sj: SlotJournal) -> x509.Certificate | None:
         """The certificate being renewed, if the slot still holds it (else None)."""
@@ -902,7 +985,7 @@ class _Renewal:
         self.slot_key_types[slot] = self.key_types[slot]
         sj.public_key_pem = new_key.public_bytes(PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
         sj.step = STEP_GENERATED
-        ctx.journals.save(journal)
+        self._save_progress(journal)
         return self._issue_write(slot, new_key, sj, journal)
 
     def _end_if_unchanged(self, slot: Slot, sj: SlotJournal, exc: CardError) -> None:
@@ -956,7 +1039,7 @@ class _Renewal:
             extra["not_after_limit"] = limit  # an issuer that can, issues within the card's own life
         if not grant.request_sent:  # from here on the CA may issue before we hear back: say so for a resume
             sj.grant = {**sj.grant, "request_sent": "1"}
-            ctx.journals.save(journal)
+            self._save_progress(journal)
         try:
             issued = self._ca(lambda: ctx.issuer.issue(grant, csr, new_key, card_key=card_key, **extra))
         except IssuerRejected as exc:
@@ -968,7 +1051,7 @@ class _Renewal:
         sj.certificate_pem = issued.certificate.public_bytes(PEM).decode()
         sj.grant = {k: v for k, v in sj.grant.items() if k != "secret"}  # the RA's one-time challenge is spent
         sj.step = STEP_ISSUED
-        ctx.journals.save(journal)
+        self._save_progress(journal)
         return self._write_and_check(slot, issued.certificate, new_key, sj, journal)
 
     def _check_issued(self, slot: Slot, issued: IssuedCertificate, new_key: PublicKeyTypes,
@@ -1008,7 +1091,7 @@ class _Renewal:
                         f"{exc.sw:04X})") from exc
                 raise
             sj.step = STEP_WRITTEN
-            ctx.journals.save(journal)
+            self._save_progress(journal)
         ctx.reporter.step(slot, RenewalStep.READING_BACK)
         back = self.session.read_certificate(slot)
         if back.certificate is None or back.certificate.public_bytes(DER) != der:
@@ -1018,7 +1101,16 @@ class _Renewal:
             raise CertificateMismatchError(f"slot {slot.hex}: the test signature does not verify with the new certificate")
         sj.step = STEP_DONE
         sj.error = None
-        ctx.journals.save(journal)
+        # the audit record rides in the same atomic save: if the log cannot take it, the next run writes it
+        record = self._audit_record(journal, slot, _journal_old_certificate(sj) if sj.old_certificate_pem else None,
+                                    cert, "renewed", None)
+        journal.audit_pending.append(record)
+        try:
+            self._save_progress(journal)
+        except StateFileError:  # the file still says "written": the next run finishes this slot and audits it
+            journal.audit_pending.remove(record)
+            sj.step = STEP_WRITTEN
+            raise
         ctx.reporter.step(slot, RenewalStep.DONE)
         return cert
 
@@ -1034,14 +1126,16 @@ def _accepts(function: Callable[..., object], name: str) -> bool:
 def _journal_old_certificate(sj: SlotJournal) -> x509.Certificate:
     if not sj.old_certificate_pem:
         raise RenewalRefused(f"slot {sj.slot}: the journal does not hold the certificate being renewed")
-    return x509.load_pem_x509_certificate(sj.old_certificate_pem.encode())
+    return load_certificate_pem(sj.old_certificate_pem)  # a negative serial loads too
 
 
-def renew(session: PivSession, ctx: RenewalContext, pin: str, *, summary: CardSummary | None = None) -> RenewalResult:
+def renew(session: PivSession, ctx: RenewalContext, pin: Secret, *, summary: CardSummary | None = None) -> RenewalResult:
     """Renew every due slot of the card, or resume the card's unfinished journal.
 
     Args:
-        pin: the PIN entered for this renewal (held in memory for the run; never stored).
+        pin: the PIN entered for this renewal, as a :class:`~card.secret.Secret`: held in memory for
+            the run, never stored, and wiped when the run ends whatever the outcome (pass a new
+            Secret for each run).
         summary: what :func:`read_card` returned for this card *in the same card transaction*
             (e.g. the caller's update check; with ``journals=ctx.journals``): the engine then
             does not read the card again. Never pass a summary from an earlier transaction:
@@ -1055,8 +1149,13 @@ def renew(session: PivSession, ctx: RenewalContext, pin: str, *, summary: CardSu
         RenewalRefused: nothing due, a certificate expired, preflight failed (nothing changed).
         InvalidPinError, PinBlockedError, ManagementKeyError, IssuerError, CardRemovedError:
             before anything destructive happened.
+        TypeError: ``pin`` is not a Secret.
     """
-    return _Renewal(session, ctx, pin, summary).run()
+    require_secret(pin, "PIN")
+    try:
+        return _Renewal(session, ctx, pin, summary).run()
+    finally:
+        pin.wipe()
 
 
 __all__ = [

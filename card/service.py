@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from card.config import ConfigError, Settings
 from card.errors import CardRemovedError, NoCardError, ReaderUnavailableError
-from card.journal import AuditLog, JournalStore
+from card.journal import AuditLog, JournalStore, flush_kept_audit
 from card.piv import PivSession
 from card.transport import CardTransport
 
@@ -225,8 +225,9 @@ class Backend:
         return self.service
 
 
-def build_issuer(settings: Settings, window_days: int | None = None) -> Issuer:
-    """The issuer named by the configuration.
+def build_issuer(settings: Settings, window_days: int | None = None, cancel: threading.Event | None = None) -> Issuer:
+    """The issuer named by the configuration. ``cancel``, when set, ends the issuer's waits (SCEP:
+    HTTP replies, the RA hook, the PENDING poll) with OperationCancelled.
 
     Raises:
         ConfigError: unknown type or missing directory; IssuerUnavailable: cannot be opened.
@@ -250,14 +251,15 @@ def build_issuer(settings: Settings, window_days: int | None = None) -> Issuer:
         return ScepIssuer(ScepSettings(settings.issuer_url, settings.ca_fingerprint, settings.challenge,
                                        settings.challenge_command, settings.allow_legacy_algorithms,
                                        settings.issuer_timeout_s, settings.poll_schedule_s,
-                                       settings.message_type),
-                          window_days or settings.window_days)
+                                       settings.message_type, settings.issuer_max_response_bytes),
+                          window_days or settings.window_days, cancel=cancel)
     raise ConfigError(f"issuer.type {settings.issuer_type!r} is not available in this version")
 
 
-def pcsc_service(name: str) -> CardService:
+def pcsc_service(name: str, cancel: threading.Event | None = None) -> CardService:
     """The card service on the PC/SC reader ``name`` ("" when there is no reader yet: every call
-    then fails with NoCardError and the card is never present)."""
+    then fails with NoCardError and the card is never present). ``cancel``, when set, ends a wait
+    for another program's hold on the card (OperationCancelled)."""
     from card import pcsc
 
     if not name:
@@ -265,17 +267,18 @@ def pcsc_service(name: str) -> CardService:
             raise NoCardError("no card reader is connected")
 
         return CardService(no_reader, lambda: False)
-    return CardService(lambda: pcsc.PcscTransport(name), lambda: pcsc.card_present(name))
+    return CardService(lambda: pcsc.PcscTransport(name, cancel=cancel), lambda: pcsc.card_present(name))
 
 
 def pcsc_backend(settings: Settings, reader: str | None = None, *, with_issuer: bool = True,
-                 wait_for_card: bool = False) -> Backend:
+                 wait_for_card: bool = False, cancel: threading.Event | None = None) -> Backend:
     """A backend on a PC/SC reader (``reader`` or the one holding the only card).
 
     ``with_issuer=False`` (read-only use such as ``status``) does not open the CA; ``issuer`` is then None.
     ``wait_for_card=True`` (the TUI) does not fail when no reader is named and no card, several
     cards or no reader at all are found: it takes the first reader holding a card, else the first
     reader, else none ("") — the logon pane then asks for the card and follows the readers.
+    ``cancel`` (the CLI's signal handler sets it) ends the issuer's and the card connection's waits.
 
     Raises:
         ReaderUnavailableError: the named reader is not there, or pcscd is not running (unless
@@ -295,7 +298,10 @@ def pcsc_backend(settings: Settings, reader: str | None = None, *, with_issuer: 
             readers = []
         with_card = [r for r, present in readers if present]
         name = (with_card or [r for r, _ in readers] or [""])[0]
-    issuer = build_issuer(settings) if with_issuer else None
-    return Backend(settings, pcsc_service(name), issuer, JournalStore(settings.state_dir),  # type: ignore[arg-type]
-                   AuditLog(settings.state_dir / "audit.log"), name,
-                   reader_lister=pcsc.list_readers, service_factory=pcsc_service, reader_fixed=bool(named))
+    issuer = build_issuer(settings, cancel=cancel) if with_issuer else None
+    audit = AuditLog(settings.state_dir / "audit.log")
+    journals = JournalStore(settings.state_dir, audit)
+    flush_kept_audit(journals, audit)  # records an earlier run could not write go in first
+    return Backend(settings, pcsc_service(name, cancel), issuer, journals, audit, name,  # type: ignore[arg-type]
+                   reader_lister=pcsc.list_readers, service_factory=lambda n: pcsc_service(n, cancel),
+                   reader_fixed=bool(named))

@@ -19,6 +19,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.theme import Theme
 
+from card.config import ConfigError
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError
 from tui.messages import CardInserted, CardRead, CardRemoved
 from tui.screens.dialogs import ErrorDialog
@@ -31,6 +32,7 @@ from tui.screens.logon import LogonScreen
 if TYPE_CHECKING:
     from card.piv import PivSession
     from card.renewal import CardSummary, RenewalResult
+    from card.secret import Secret
     from card.service import Backend
 
 T = TypeVar("T")
@@ -112,6 +114,19 @@ class CardRenewApp(App[int]):
                         title="Update in progress", severity="warning", markup=False)
             return
         await super().action_quit()
+
+    def _fatal_error(self) -> None:
+        """An unhandled exception ends the app (exit code 1, set by Textual): print its traceback
+        WITHOUT local variables. Textual's own draws ``show_locals=True``, which printed the PIN a
+        handler held (issue 12). Overrides ``App._fatal_error`` (Textual 8; a test pins the hook)."""
+        import rich
+        from rich.segment import Segments
+        from rich.traceback import Traceback
+
+        self.bell()
+        traceback = Traceback(show_locals=False, width=None, suppress=[rich])
+        self._exit_renderables.append(Segments(self.console.render(traceback, self.console.options)))
+        self._close_messages_no_wait()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -259,6 +274,8 @@ class CardRenewApp(App[int]):
     def explain_error(self, error: BaseException) -> tuple[str, str, str]:
         """(title, message, next step) for any error, in the holder's words."""
         ra = self.backend.settings.ra_contact
+        if isinstance(error, ConfigError):  # name the file to fix (issue 12, point 9)
+            error = error.naming(self.backend.settings.source)
         if isinstance(error, CardError):
             next_step = error.next_step.replace("your Registration Authority (RA)", ra)
             if isinstance(error, InvalidPinError):
@@ -306,7 +323,7 @@ class CardRenewApp(App[int]):
 
         self.goto(CardScreen(renewed))
 
-    def start_renewal(self, pin: str, summary: CardSummary) -> None:
+    def start_renewal(self, pin: Secret, summary: CardSummary) -> None:
         from tui.screens.write_certificates import WriteCertificatesScreen
 
         self.goto(WriteCertificatesScreen(pin, summary))

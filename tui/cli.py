@@ -9,11 +9,13 @@ Exit codes (stable, documented in the README):
 3     no reader, no card, card removed, or pcscd not running
 4     wrong PIN (tries left shown) or PIN blocked
 10    nothing to renew: every certificate is valid beyond the window (status: some are due)
-11    refused: expired certificate, junk in a slot, or failed preflight — contact the RA
-      (status: a certificate expired, a slot is unreadable, or the PIN is blocked)
+11    refused: expired certificate, junk in a slot, or failed preflight — contact the RA; or a
+      file cardrenew must write (state directory, journal, audit log) is not writable or the
+      disk is full — nothing was changed (status: a certificate expired, a slot is unreadable,
+      or the PIN is blocked)
 12    the certificate authority refused or could not be reached; nothing was changed on the card
-13    not every certificate was renewed; if the card was changed the journal is kept — run
-      ``renew`` again to resume
+13    not every certificate was renewed, or a journal/audit file could not be written after the
+      card changed; if the card was changed the journal is kept — run ``renew`` again to resume
 ====  =====================================================================
 """
 
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from card.config import Settings
+    from card.secret import Secret
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -87,11 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("renew", parents=[common, reader], help="headless renewal with the same engine as the TUI")
     p.add_argument("--pin-stdin", action="store_true", help="read the PIN from the first line of standard input")
+    p.add_argument("--allow-last-pin-try", action="store_true",
+                   help="send the PIN even when only one try is left (a wrong PIN then blocks the card)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--json", action="store_true", help="machine-readable output (stable; see README)")
 
     p = sub.add_parser("audit", parents=[common], help="print the recent audit log entries")
-    p.add_argument("-n", type=int, default=20, help="how many entries (default 20)")
+    p.add_argument("-n", type=_entry_count, default=20, metavar="N",
+                   help="how many of the newest entries (default 20; 0 prints none)")
+    p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
+                   help="the audit log of the --demo runs (kept in the demo's own state directory)")
 
     ca = sub.add_parser("ca", parents=[common], help="embedded certificate authority")
     ca_sub = ca.add_subparsers(dest="ca_command", required=True)
@@ -132,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _entry_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more entries")
+    return value
+
+
 def _out(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
     if getattr(args, "json", False):
         print(json.dumps(payload, indent=2, sort_keys=True))
@@ -153,18 +171,25 @@ def _exit_code_for(exc: BaseException) -> int:
     from card.enrollment.base import IssuerError
     from card.errors import (
         InvalidPinError,
+        LastPinTryError,
         NoCardError,
         NotSupportedError,
         PinBlockedError,
         PinFormatError,
         ReaderUnavailableError,
     )
-    from card.errors import CardRemovedError
+    from card.errors import CardRemovedError, StateFileError
     from card.renewal import RenewalRefused
 
+    from card.errors import OperationCancelled
+
+    if isinstance(exc, StateFileError):  # raised (not reported per slot): nothing was changed on the card
+        return EXIT_REFUSED
     if isinstance(exc, ConfigError):
         return EXIT_USAGE
-    if isinstance(exc, (InvalidPinError, PinBlockedError, PinFormatError)):
+    if isinstance(exc, OperationCancelled):  # the CLI passes 128 + the signal when it knows it
+        return 128 + signal.SIGINT
+    if isinstance(exc, (InvalidPinError, PinBlockedError, PinFormatError, LastPinTryError)):
         return EXIT_PIN
     if isinstance(exc, (ReaderUnavailableError, NoCardError, CardRemovedError)):
         return EXIT_CARD
@@ -175,10 +200,16 @@ def _exit_code_for(exc: BaseException) -> int:
     return EXIT_ERROR
 
 
-def _fail(args: argparse.Namespace, exc: BaseException) -> int:
+def _fail(args: argparse.Namespace, exc: BaseException, code: int | None = None) -> int:
+    from card.config import ConfigError, find_config
     from card.errors import CardError
 
-    code = _exit_code_for(exc)
+    if isinstance(exc, ConfigError):  # every configuration error names the file (issue 12, point 9)
+        try:
+            exc = exc.naming(find_config(getattr(args, "config", None)))
+        except ConfigError:
+            pass
+    code = _exit_code_for(exc) if code is None else code
     payload = _error_payload(exc) | {"exit_code": code}
     if getattr(args, "json", False):
         print(json.dumps(payload, indent=2, sort_keys=True))
@@ -190,6 +221,13 @@ def _fail(args: argparse.Namespace, exc: BaseException) -> int:
         if isinstance(exc, CardError) and exc.reference:
             print(f"Reference: {exc.reference}", file=sys.stderr)
     return code
+
+
+def _print_notices(backend: Any) -> None:
+    """Say in words what happened to files on the way (a journal set aside), on stderr."""
+    journals = getattr(backend, "journals", None)
+    for notice in journals.take_notices() if journals is not None else []:
+        print(f"cardrenew: note: {notice}", file=sys.stderr)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -225,6 +263,7 @@ def summary_json(summary: Any, window_days: int) -> dict[str, Any]:
                 "days_left": s.days_left,
                 "sha256": fingerprint(s.certificate) if s.certificate else None,
                 "error": s.error,
+                "note": s.note,
             }
             for s in summary.slots
         ],
@@ -242,6 +281,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             lambda s: read_card(s, settings, journals=backend.journals, reader=backend.reader_name)).result()
     finally:
         backend.service.shutdown()
+        _print_notices(backend)
     payload = summary_json(summary, settings.window_days)
     code = EXIT_OK
     if any(s.state in (SlotState.EXPIRED, SlotState.UNREADABLE) for s in summary.slots) or summary.pin_retries == 0:
@@ -257,7 +297,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for s in summary.slots:
         if s.certificate is not None:
             lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}, expires "
-                         f"{s.certificate.not_valid_after_utc.date().isoformat()} ({s.days_left} days left)")
+                         f"{s.certificate.not_valid_after_utc.date().isoformat()} ({s.days_left} days left)"
+                         + (f" — note: {s.note}" if s.note else ""))
         else:
             lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}" + (f" — {s.error}" if s.error else ""))
     if summary.pending_journal:
@@ -280,19 +321,46 @@ class _PrintReporter:
         pass
 
 
-def _read_pin(args: argparse.Namespace) -> str:
+def _read_pin(args: argparse.Namespace) -> Secret:
+    """The PIN from the first line of stdin (``--pin-stdin``) or the terminal, as a Secret; the
+    caller's renewal wipes it. Raises UsageError when there is none (no try used)."""
     from card.config import UsageError
+    from card.secret import Secret, read_secret_line
 
     if args.pin_stdin:
-        line = sys.stdin.readline()
-        pin = line.rstrip("\r\n")
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, OSError, ValueError):  # stdin replaced by a text object (in-process callers)
+            pin = Secret(sys.stdin.readline().rstrip("\r\n"))
+        else:
+            pin = read_secret_line(fd)  # byte by byte: no buffer or string keeps a copy
         if not pin:
             raise UsageError("--pin-stdin: no PIN on standard input",
                              next_step="Give the PIN as the first line of standard input. No try was used.")
         return pin
     if not sys.stdin.isatty():
         raise UsageError("no terminal to ask for the PIN", next_step="Run with --pin-stdin and give the PIN on standard input.")
-    return getpass.getpass("PIN: ")
+    return Secret(getpass.getpass("PIN: "))
+
+
+def _guard_last_pin_try(session: Any, allowed: bool) -> None:
+    """Before the engine sends the PIN, in the same card transaction: refuse when one try is left
+    and spending it was not allowed. The count comes from an empty VERIFY (no try spent, SP 800-73-4
+    Part 2 §3.2.1); a blocked PIN is reported without sending it.
+
+    Raises:
+        LastPinTryError: one try left, not allowed; PinBlockedError: no try left.
+    """
+    from card.errors import LastPinTryError, PinBlockedError
+
+    if allowed:
+        return
+    retries = session.get_pin_retries()  # raises PinBlockedError on 69 83
+    if retries == 0:
+        raise PinBlockedError("The PIN is blocked.")
+    if retries == 1:
+        raise LastPinTryError("only 1 PIN try is left; a wrong PIN would block the card; run again with "
+                              "--allow-last-pin-try or use the TUI")
 
 
 def _warn_default_management_key(settings: Settings, args: argparse.Namespace) -> None:
@@ -305,17 +373,25 @@ def cmd_renew(args: argparse.Namespace) -> int:
     from card.service import pcsc_backend
 
     settings = _settings(args)
-    backend = pcsc_backend(settings, args.reader)
     cancel = threading.Event()
+    stopped_by: list[int] = []
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
 
     def on_signal(signum: int, frame: Any) -> None:  # finish the current card step, then stop
         if not cancel.is_set():
             print("Stopping after the current card step; the journal keeps what was done.", file=sys.stderr)
-        cancel.set()
+            stopped_by.append(signum)
+        cancel.set()  # also ends any wait at once: the CA's reply, the RA hook, a back-off, a poll
 
     for sig in previous:
         signal.signal(sig, on_signal)
+    try:
+        backend = pcsc_backend(settings, args.reader, cancel=cancel)
+    except BaseException:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        raise
+    allow_last_try = args.allow_last_pin_try
     ctx = RenewalContext(settings, backend.issuer, backend.journals, backend.audit,
                          reporter=_PrintReporter(args.json), cancel=cancel)
     unattended = args.yes and args.pin_stdin
@@ -329,6 +405,7 @@ def cmd_renew(args: argparse.Namespace) -> int:
                                     pin_retries=False)  # not shown; the engine sends the PIN next
                 if update_check(summary) not in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
                     return summary, None
+                _guard_last_pin_try(session, allow_last_try)  # before the PIN is even read
                 pin = _read_pin(args)
                 _warn_default_management_key(settings, args)
                 return summary, renew(session, ctx, pin, summary=summary)
@@ -353,6 +430,9 @@ def cmd_renew(args: argparse.Namespace) -> int:
                                  next_step=f"Contact {settings.ra_contact}.")
         if result is not None:
             return _report_renewal(args, result)
+        if summary.pin_retries == 1 and not allow_last_try and not args.pin_stdin and sys.stdin.isatty():
+            answer = input("Only 1 PIN try is left: a wrong PIN would block the card. Send the PIN? [y/N] ")
+            allow_last_try = answer.strip().lower() in ("y", "yes")
         pin = _read_pin(args)
         if not args.yes:
             what = ("resume the unfinished update " + summary.pending_journal.reference) if summary.pending_journal \
@@ -363,22 +443,35 @@ def cmd_renew(args: argparse.Namespace) -> int:
                 raise UsageError("confirmation needed", next_step="Run with --yes to renew without asking.")
             answer = input(f"About to {what}. Do not remove your card. Continue? [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
+                pin.wipe()
                 print("Cancelled; nothing was changed.")
                 return EXIT_OK
         _warn_default_management_key(settings, args)
-        result = backend.service.submit(lambda s: renew(s, ctx, pin)).result()
-        del pin
+
+        def guard_then_renew(session: Any) -> Any:
+            try:
+                _guard_last_pin_try(session, allow_last_try)  # in the renewal's own card transaction
+                return renew(session, ctx, pin)
+            finally:
+                pin.wipe()  # (renew wipes it too; the guard may refuse before)
+
+        result = backend.service.submit(guard_then_renew).result()
     except Exception as exc:  # noqa: BLE001 - mapped to documented exit codes
+        from card.errors import OperationCancelled
+
+        if isinstance(exc, OperationCancelled) and stopped_by:
+            return _fail(args, exc, code=128 + stopped_by[0])
         return _fail(args, exc)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         backend.service.shutdown()
+        _print_notices(backend)
     return _report_renewal(args, result)
 
 
 def _report_renewal(args: argparse.Namespace, result: Any) -> int:
-    from card.errors import CardRemovedError
+    from card.errors import CardRemovedError, CardResetByOtherError, StateFileError
 
     slots = []
     for r in result.slots:
@@ -399,8 +492,13 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
         code, outcome = EXIT_PARTIAL, "completed_with_errors"
         message = "The operation was completed with errors."
         err = result.error
-        if isinstance(err, CardRemovedError):
+        if isinstance(err, CardResetByOtherError):
+            next_step = err.next_step
+        elif isinstance(err, CardRemovedError):
             next_step = "Re-insert your card and run `cardrenew renew` again: the update resumes where it stopped."
+        elif isinstance(err, StateFileError):
+            message = f"The operation was completed with errors: {err}."
+            next_step = err.next_step
         elif not result.journal_kept:  # nothing to resume: never send the user round in a loop (issue 11)
             first = err or next((r.error for r in result.slots if r.error is not None), None)
             next_step = (first.next_step if first is not None and first.next_step else
@@ -425,11 +523,32 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
 
 # -- the rest -------------------------------------------------------------------------------
 def cmd_audit(args: argparse.Namespace) -> int:
-    from card.journal import AuditLog
+    """Print the newest ``-n`` audit records as JSON lines (stdout); what is not a record (a torn or
+    foreign line) is skipped with a warning, and an absent or empty log is said in words (stderr)."""
+    from card.journal import AuditLog, JournalStore, flush_kept_audit
 
-    settings = _settings(args)
-    for entry in AuditLog(settings.state_dir / "audit.log").recent(args.n):
+    if getattr(args, "demo", False):
+        from card.demo import demo_state_dir
+
+        state_dir = demo_state_dir()
+    else:
+        state_dir = _settings(args).state_dir
+    log = AuditLog(state_dir / "audit.log")
+    kept = flush_kept_audit(JournalStore(state_dir), log)  # records an earlier run could not write
+    if kept is not None:
+        print(f"cardrenew: warning: {kept}", file=sys.stderr)
+    reading = log.read(args.n)
+    for number, why in reading.skipped:
+        where = f"line {number}" if number is not None else "a line"
+        print(f"cardrenew: warning: {where} of {log.path} is not an audit record ({why}); skipped", file=sys.stderr)
+    for entry in reading.entries:
         print(json.dumps(entry, sort_keys=True))
+    if not reading.exists:
+        print(f"No audit log at {log.path} yet: no renewal has been recorded there.", file=sys.stderr)
+    elif not reading.entries and args.n != 0:
+        print(f"The audit log {log.path} holds no records" + (" (only lines that are not records)."
+                                                              if reading.skipped else " (it is empty)."),
+              file=sys.stderr)
     return EXIT_OK
 
 
@@ -471,7 +590,7 @@ def cmd_emulator_serve(args: argparse.Namespace) -> int:
     from card.emulator.vpcd import serve
 
     host, _, port = args.vpcd.rpartition(":")
-    from card.config import ConfigError
+    from card.config import UsageError
 
     try:
         drop_at = {step: int(n) for step, _, n in (item.partition(":") for item in args.drop_at)}
@@ -479,7 +598,7 @@ def cmd_emulator_serve(args: argparse.Namespace) -> int:
         faults = CardFaults(drop_after_apdus=args.drop_after_apdus, drop_at_put_data=args.drop_at_put_data,
                             drop_at=drop_at, delays_s=delays)
     except ValueError as exc:
-        raise ConfigError(f"bad fault option: {exc}") from exc
+        raise UsageError(f"bad fault option: {exc}") from exc
     card = SoftPivCard.from_file(Path(args.state), faults)
     card.name = f"vpcd {args.vpcd}"
     stop = threading.Event()
@@ -501,7 +620,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
     else:
         from card.service import pcsc_backend
 
-        backend = pcsc_backend(settings, args.reader, wait_for_card=True)  # no card yet: the logon pane asks for it
+        backend = pcsc_backend(settings, args.reader, wait_for_card=True,  # no card yet: the logon pane asks for it
+                               cancel=(stop := threading.Event()))
     from tui.app import make_app
 
     app = make_app(backend)
@@ -510,6 +630,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
         # SIGTERM, or SIGHUP when the SSH session drops: let the current card step finish
         # (the engine journals it), stop before the next certificate, restore the terminal.
         app.shutdown_event.set()
+        if not args.demo:
+            stop.set()  # a wait for the CA, the RA hook or another program's hold on the card ends now
         app.exit(return_code=128 + signum)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
@@ -523,6 +645,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
+    from card.secret import harden_process
+
+    harden_process()  # before any secret is read: no core dump, no ptrace by others (issue 12)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verbose:

@@ -13,7 +13,7 @@ from cryptography.x509.oid import NameOID
 
 from card.certificates import encode_certificate_object
 from card.emulator.card import install_key
-from card.emulator.state import YUBIKEY5_ATR, CardState
+from card.emulator.state import YUBIKEY5_ATR, CardReferenceData, CardState
 from card.enrollment.local import LocalCA
 from card.piv import OBJECT_CHUID, OBJECT_DISCOVERY, KeyType, ManagementKeyAlgorithm, Slot, build_chuid
 
@@ -36,7 +36,8 @@ PROFILES: dict[str, dict[str, object]] = {
 """Emulator profiles for ``cardrenew emulator create --profile NAME`` (issue 3 item 2)."""
 
 
-def profile_state(profile: str = "piv", *, management_key: bytes | None = None, pin: str = "123456") -> CardState:
+def profile_state(profile: str = "piv", *, management_key: bytes | None = None,
+                  pin: CardReferenceData = "123456") -> CardState:
     """An empty card state configured as ``profile``, with the default (or the given) management key.
 
     Raises:
@@ -57,7 +58,7 @@ def profile_state(profile: str = "piv", *, management_key: bytes | None = None, 
     return state
 
 
-def create_card_state(ca: LocalCA, *, expires_in_days: int = 30, pin: str = "123456",
+def create_card_state(ca: LocalCA, *, expires_in_days: int = 30, pin: CardReferenceData = "123456",
                       key_type: KeyType = KeyType.RSA2048, holder: str = "Alex Example",
                       organisation: str = "Example Health Trust", email: str | None = "alex.example@example.org",
                       slots: tuple[Slot, ...] = (Slot.AUTHENTICATION, Slot.SIGNATURE),

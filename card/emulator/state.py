@@ -33,18 +33,24 @@ class SlotKey:
     private_pem: str
 
 
+CardReferenceData = str
+"""What the software card itself stores to check a PIN, PUK or management key (hex for the key):
+the card's side of VERIFY, kept in clear in its state file like its private keys, because this is
+a test card (DESIGN §6). Never a holder's input: that is a :class:`card.secret.Secret`."""
+
+
 @dataclass
 class CardState:
     """Everything the card remembers across power cycles."""
 
-    pin: str = "123456"
-    puk: str = "12345678"
+    pin: CardReferenceData = "123456"
+    puk: CardReferenceData = "12345678"
     pin_retries: int = 3
     pin_max_retries: int = 3
     puk_retries: int = 3
     puk_max_retries: int = 3
     management_key_algorithm: int = 0x03
-    management_key: str = "010203040506070801020304050607080102030405060708"
+    management_key: CardReferenceData = "010203040506070801020304050607080102030405060708"
     atr: str = DEFAULT_ATR
     profile: str = "piv"
     max_object_bytes: int = 3052

@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from card.errors import CardError
+from card.secret import Secret
 
 Signer = Callable[[bytes], bytes]
 """Signs a message with a card key (SHA-256; PKCS#1 v1.5 for RSA, DER ECDSA for EC)."""
@@ -57,6 +58,15 @@ class IssuerUnavailable(IssuerError):
     next_step = "Try again later from the Card tab. If it keeps failing, contact your Registration Authority (RA)."
 
 
+class IssuerReplyInvalid(IssuerUnavailable):
+    """The CA (or something in between, a proxy's error page) answered with data that is not what
+    the protocol allows: not a certificate, not a SCEP message, a reply that does not decrypt or
+    parse. Nothing was changed by reading it; retryable like any unavailability."""
+
+    title = "The certificate authority's answer could not be read"
+    code = "CA-BAD-REPLY"
+
+
 class RaUnavailable(IssuerUnavailable):
     """The Registration Authority (the deployment's RA hook) cannot answer now; retryable."""
 
@@ -92,7 +102,7 @@ class RenewalGrant:
     subject_der_hex: str
     old_certificate_fingerprint: str
     expires: dt.datetime
-    secret: str | None = field(default=None, repr=False)
+    secret: Secret | None = field(default=None, repr=False, compare=False)
     request_sent: bool = False
     """An earlier run sent the CA a request under this grant and recorded no answer: the CA may
     have issued already (the reply was lost), so ``issue`` first asks for that result."""
@@ -105,8 +115,8 @@ class RenewalGrant:
             "old_certificate_fingerprint": self.old_certificate_fingerprint,
             "expires": self.expires.isoformat(),
         }
-        if self.secret is not None:
-            out["secret"] = self.secret
+        if self.secret is not None:  # the journal (0600) keeps it until issuance: see above
+            out["secret"] = self.secret.reveal_text()
         if self.request_sent:
             out["request_sent"] = "1"
         return out
@@ -114,7 +124,8 @@ class RenewalGrant:
     @classmethod
     def from_dict(cls, raw: dict[str, str]) -> RenewalGrant:
         return cls(raw["grant_id"], raw["slot"], raw["subject_der_hex"], raw["old_certificate_fingerprint"],
-                   dt.datetime.fromisoformat(raw["expires"]), raw.get("secret"), raw.get("request_sent") == "1")
+                   dt.datetime.fromisoformat(raw["expires"]),
+                   Secret(raw["secret"]) if raw.get("secret") is not None else None, raw.get("request_sent") == "1")
 
 
 class CardKey:

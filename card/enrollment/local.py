@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from card.certificates import fingerprint, key_matches, public_key_der, verify_signature
+from card.certificates import fingerprint, key_matches, load_certificate, public_key_der, verify_signature
 from card.enrollment.base import CardKey, IssuedCertificate, IssuerRejected, IssuerUnavailable, RenewalGrant, Signer
 
 CERT_VALIDITY_DAYS = 730
@@ -208,7 +208,7 @@ class LocalCA:
             raise IssuerRejected("the certificate request is not for the key generated on the card")
         if csr.subject.public_bytes() != subject_der:
             raise IssuerRejected("the certificate request's subject differs from the certificate being renewed")
-        old = x509.load_der_x509_certificate(old_der)
+        old = load_certificate(old_der)  # the certificate being renewed, negative serial or not
         now = self._now()
         builder = (
             x509.CertificateBuilder()

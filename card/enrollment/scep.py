@@ -14,6 +14,7 @@ decrypts the CertRep on the card (§3.2, §3.3). The challenge is never logged.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -21,19 +22,17 @@ import logging
 import os
 import signal
 import subprocess
-import time
-import urllib.error
+import threading
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from asn1crypto import algos, cms, core, parser
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -42,11 +41,13 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from card.certificates import fingerprint, key_matches, public_key_der
 from card.config import ConfigError
+from card.enrollment import http
 from card.enrollment.base import (
     CardKey,
     IssuancePending,
     IssuedCertificate,
     IssuerRejected,
+    IssuerReplyInvalid,
     IssuerUnavailable,
     RaRejected,
     RaUnavailable,
@@ -55,6 +56,8 @@ from card.enrollment.base import (
     RetryRefused,
     Signer,
 )
+from card.errors import OperationCancelled
+from card.secret import Secret
 
 try:
     from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
@@ -92,14 +95,17 @@ class ScepSettings:
 
     url: str
     ca_fingerprint: str | None
-    challenge: str | None = None
+    challenge: Secret | None = field(default=None, repr=False)
     challenge_command: tuple[str, ...] | None = None
     allow_legacy_algorithms: bool = False
     timeout_s: float = 15.0
+    """Total deadline of one HTTP request or one run of the RA hook (seconds)."""
     poll_schedule_s: tuple[float, ...] = (2.0, 5.0, 10.0)
     message_type: str = "PKCSReq"
     """``PKCSReq`` or ``RenewalReq`` (signed by another slot's CA-issued certificate, see
     :meth:`ScepIssuer.request_signer_slot`)."""
+    max_response_bytes: int = http.DEFAULT_MAX_RESPONSE_BYTES
+    """Largest HTTP reply accepted (bytes)."""
 
 
 def _attr(oid: str, value: core.Asn1Value) -> cms.CMSAttribute:
@@ -110,8 +116,11 @@ def _attr_values(attrs: cms.CMSAttributes) -> dict[str, bytes]:
     """Signed attributes by dotted OID → the raw contents of the first value."""
     out: dict[str, bytes] = {}
     for attr in attrs:
+        if len(attr["values"]) == 0:
+            continue
         value = attr["values"][0]
-        out[attr["type"].dotted] = value.contents if not isinstance(value, core.Any) else value.parsed.contents
+        contents = value.contents if not isinstance(value, core.Any) else value.parsed.contents
+        out[attr["type"].dotted] = contents if isinstance(contents, bytes) else b""
     return out
 
 
@@ -131,7 +140,7 @@ def _encrypted_content(eci: cms.EncryptedContentInfo) -> bytes:
                 out += c
                 inner += len(h) + len(c) + len(t)
             return out
-    raise IssuerRejected("the SCEP reply carries no encrypted content")
+    raise ValueError("the SCEP reply carries no encrypted content")
 
 
 def _pkcs1_type2_unpad(block: bytes) -> bytes:
@@ -148,6 +157,94 @@ def _fail_text(fail_info: bytes) -> str:
     """A CertRep's failInfo (RFC 8894 §3.2.1.4.5) in words."""
     code = fail_info.decode("ascii", "replace")
     return FAIL_INFO.get(code, f"failInfo {code}")
+
+
+PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, UnicodeError,
+                RecursionError, UnsupportedAlgorithm)
+"""What asn1crypto and cryptography raise on malformed DER (asn1crypto parses lazily, so a field's
+first access can raise any of these): turned into IssuerReplyInvalid at the parsers below."""
+
+
+def parse_ca_caps(body: bytes) -> set[str]:
+    """A GetCACaps reply (RFC 8894 §3.5.2): one capability per line, upper-cased; anything else in
+    the body (binary junk, an HTML page) is simply not a capability. Never raises."""
+    text = body.decode("ascii", "replace")
+    return {token for line in text.splitlines()
+            if (token := line.strip().upper()) and len(token) <= 64 and token.isascii() and token.isprintable()}
+
+
+def parse_ca_certificates(body: bytes, content_type: str) -> list[x509.Certificate]:
+    """A GetCACert reply (RFC 8894 §4.2.1): one DER certificate (``application/x-x509-ca-cert``),
+    or a degenerate certs-only PKCS#7 SignedData (``application/x-x509-ca-ra-cert``, §4.2.1.2).
+
+    Returns:
+        The certificates in the order sent (at least one); the first one's public key parses.
+
+    Raises:
+        IssuerReplyInvalid: anything else.
+    """
+    try:
+        if "x-x509-ca-ra-cert" in content_type.lower():
+            info = cms.ContentInfo.load(body)
+            if info["content_type"].native != "signed_data":
+                raise ValueError("not a PKCS#7 SignedData")
+            choices = info["content"]["certificates"]
+            certs = [x509.load_der_x509_certificate(c.chosen.dump()) for c in choices] if choices.native else []
+        else:
+            certs = [x509.load_der_x509_certificate(body)]
+        if not certs:
+            raise ValueError("no certificate")
+        certs[0].public_key()
+    except PARSE_ERRORS as exc:
+        raise IssuerReplyInvalid("the SCEP server's CA certificate (GetCACert) does not parse; nothing was changed") from exc
+    return certs
+
+
+@dataclass(frozen=True)
+class CertRep:
+    """The parts of a CertRep (RFC 8894 §3.3.2) that the client checks, as parsed from the reply.
+
+    ``signed_attributes`` are the DER bytes the signature covers (the SET OF, RFC 5652 §5.4);
+    ``attributes`` map dotted OIDs to the contents octets of their first value.
+    """
+
+    digest_algorithm: str
+    signature: bytes
+    signed_attributes: bytes
+    attributes: dict[str, bytes]
+    message_digest: bytes | None
+    content: bytes | None
+
+
+def parse_cert_rep(reply: bytes) -> CertRep:
+    """Parse a PKIOperation reply as SignedData (RFC 8894 §3.3.2, RFC 5652 §5) without checking it.
+
+    Raises:
+        IssuerReplyInvalid: not a SignedData with a signer and signed attributes.
+    """
+    try:
+        info = cms.ContentInfo.load(reply)
+        if info["content_type"].native != "signed_data":
+            raise ValueError("not a SignedData")
+        signed = info["content"]
+        signer = signed["signer_infos"][0]
+        attrs = signer["signed_attrs"]
+        if not isinstance(attrs, cms.CMSAttributes) or len(attrs) == 0:
+            raise ValueError("no signed attributes")
+        values = _attr_values(attrs)
+        digest = signer["digest_algorithm"]["algorithm"].native
+        signature = signer["signature"].native
+        message_digest = next((a["values"][0].native for a in attrs if a["type"].native == "message_digest"), None)
+        content = signed["encap_content_info"]["content"].native
+        if not isinstance(digest, str) or not isinstance(signature, bytes):
+            raise ValueError("no digest algorithm or signature")
+        if message_digest is not None and not isinstance(message_digest, bytes):
+            raise ValueError("messageDigest is not an OCTET STRING")
+        if content is not None and not isinstance(content, bytes):
+            raise ValueError("the content is not an OCTET STRING")
+        return CertRep(digest, signature, b"\x31" + attrs.dump()[1:], values, message_digest, content)
+    except PARSE_ERRORS as exc:
+        raise IssuerReplyInvalid("the SCEP server's reply is not a SCEP message") from exc
 
 
 class IssuerAndSubject(core.Sequence):
@@ -177,31 +274,35 @@ class ScepIssuer:
 
     name = "SCEP CA"
 
-    def __init__(self, settings: ScepSettings, window_days: int = 90) -> None:
+    def __init__(self, settings: ScepSettings, window_days: int = 90, cancel: threading.Event | None = None) -> None:
         self.settings = settings
         self.window_days = window_days
+        self.cancel = cancel if cancel is not None else threading.Event()
+        """Set by the owner (the CLI on SIGTERM/SIGINT/SIGHUP, the app closing) to end every wait
+        here within a second: HTTP replies, the RA hook, the PENDING poll (OperationCancelled)."""
         self._ca: list[x509.Certificate] | None = None
         self._caps: set[str] | None = None
 
     # -- HTTP ------------------------------------------------------------------------------
     def _http(self, operation: str, body: bytes | None = None) -> tuple[bytes, str]:
+        """One SCEP HTTP request (RFC 8894 §4.1) with the total deadline ``timeout_s``, the size cap
+        ``max_response_bytes`` and the cancellation token; returns (body, Content-Type).
+
+        Raises:
+            IssuerUnavailable: no connection, HTTP status other than 200, the deadline passed, too large.
+            OperationCancelled: :attr:`cancel` was set.
+        """
         url = f"{self.settings.url}?{urllib.parse.urlencode({'operation': operation})}"
-        request = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET",
-                                         headers={"Content-Type": "application/x-pki-message"} if body else {})
-        try:
-            with urllib.request.urlopen(request, timeout=self.settings.timeout_s) as resp:
-                return resp.read(), resp.headers.get("Content-Type", "")
-        except urllib.error.HTTPError as exc:
-            raise IssuerUnavailable(f"the SCEP server answered HTTP {exc.code} to {operation}") from exc
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise IssuerUnavailable(f"the SCEP server at {self.settings.url} cannot be reached ({reason})") from exc
+        reply = http.request(url, body=body, content_type="application/x-pki-message" if body is not None else None,
+                             timeout_s=self.settings.timeout_s, max_bytes=self.settings.max_response_bytes,
+                             cancel=self.cancel, what=f"the SCEP server ({operation})")
+        return reply.body, reply.content_type
 
     def capabilities(self) -> set[str]:
         """GetCACaps (RFC 8894 §3.5.2), upper-cased."""
         if self._caps is None:
             body, _ = self._http("GetCACaps")
-            self._caps = {line.strip().upper() for line in body.decode("ascii", "replace").splitlines() if line.strip()}
+            self._caps = parse_ca_caps(body)
         return self._caps
 
     def ca_certificates(self) -> list[x509.Certificate]:
@@ -209,23 +310,20 @@ class ScepIssuer:
 
         Raises:
             IssuerRejected: no fingerprint configured, or it does not match (GetCACert is unauthenticated).
+            IssuerReplyInvalid: the reply is not a certificate or a certs-only PKCS#7.
         """
         if self._ca is None:
             body, ctype = self._http("GetCACert")
-            try:
-                if "x-x509-ca-ra-cert" in ctype:
-                    signed = cms.ContentInfo.load(body)["content"]
-                    certs = [x509.load_der_x509_certificate(c.chosen.dump()) for c in signed["certificates"]]
-                else:
-                    certs = [x509.load_der_x509_certificate(body)]
-            except ValueError as exc:
-                raise IssuerUnavailable("the SCEP server's CA certificate does not parse") from exc
+            certs = parse_ca_certificates(body, ctype)
             pinned = self.settings.ca_fingerprint
             if not pinned:
                 raise IssuerRejected("issuer.ca_fingerprint is not configured: the SCEP CA certificate cannot be trusted")
             if not any(fingerprint(c) == pinned for c in certs):
                 raise IssuerRejected("the SCEP server's CA certificate does not match the pinned fingerprint; "
                                      "nothing was changed")
+            if not isinstance(certs[0].public_key(), rsa.RSAPublicKey):
+                raise IssuerRejected("the SCEP CA certificate holds no RSA key; this SCEP client needs an RSA CA "
+                                     "(requests are encrypted to it, RFC 8894 §3.2.2); nothing was changed")
             self._ca = certs
         return self._ca
 
@@ -236,7 +334,7 @@ class ScepIssuer:
 
     # -- authorisation -------------------------------------------------------------------
     def _ask_ra(self, slot: str, old_certificate: x509.Certificate, transaction_id: str,
-                sign_with_old_key: Signer) -> str:
+                sign_with_old_key: Signer) -> Secret:
         """Run the RA hook (``issuer.challenge_command``) while the old key exists; return its challenge.
 
         The hook's argv may use ``{slot}``, ``{transaction_id}``, ``{fingerprint}`` (SHA-256 of the old
@@ -289,33 +387,40 @@ class ScepIssuer:
         if len(challenge) > 255 or not challenge.isprintable():  # PKCS#9 challengePassword: ub 255
             raise IssuerRejected(f"the RA hook gave an unusable challenge for slot {slot} (more than 255 characters, "
                                  "or control characters); nothing was changed")
-        return challenge
+        return Secret(challenge)
 
     def _run_hook(self, argv: list[str], stdin: str) -> tuple[int, str, str]:
-        """Run the RA hook in its own process group (a timeout ends the hook and its children);
-        returns (exit status, stdout, stderr), undecodable bytes replaced.
+        """Run the RA hook in its own process group; returns (exit status, stdout, stderr),
+        undecodable bytes replaced. When ``timeout_s`` passes or :attr:`cancel` is set, the whole
+        process group (the hook and its children) is killed at once (SIGKILL).
 
         Raises:
             ConfigError: the hook cannot be run (missing, not executable).
             RaUnavailable: it did not finish within ``timeout_s``.
+            OperationCancelled: :attr:`cancel` was set while it ran.
         """
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     start_new_session=True)  # bytes: no newline translation of the challenge
         except OSError as exc:
             raise ConfigError(f"issuer.challenge_command: {argv[0]!r} cannot be run ({exc.strerror or exc})") from exc
-        try:
-            out, err = proc.communicate(stdin.encode(), timeout=self.settings.timeout_s)
-        except subprocess.TimeoutExpired as exc:
+        deadline = http.Deadline(self.settings.timeout_s, self.cancel)
+        with http.Watchdog(deadline, lambda _reason: os.killpg(proc.pid, signal.SIGKILL)) as dog:
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.communicate()
-            raise RaUnavailable(f"the RA hook {argv[0]!r} did not answer within {self.settings.timeout_s:g} s") from exc
+                out, err = proc.communicate(stdin.encode())
+            finally:
+                dog.stop()
+                if proc.poll() is None:  # an exception in between: never leave the hook running
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        if dog.fired == "cancelled":
+            raise OperationCancelled(f"stopped while the RA hook {argv[0]!r} ran; it was ended")
+        if dog.fired == "deadline":
+            raise RaUnavailable(f"the RA hook {argv[0]!r} did not answer within {self.settings.timeout_s:g} s")
         return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
-    def challenge_password(self, grant: RenewalGrant) -> str | None:
+    def challenge_password(self, grant: RenewalGrant) -> Secret | None:
         """The challenge password for the CSR of ``grant``: the RA's one-time challenge carried by the
         grant, else the configured static ``challenge`` (RFC 8894 §2.2)."""
         if grant.secret is not None:
@@ -374,6 +479,7 @@ class ScepIssuer:
             IssuerRejected: FAILURE (failInfo in words), a reply that fails its checks.
             IssuerUnavailable: HTTP errors, no connection.
             IssuancePending: still PENDING when the schedule is used up (the transaction ID is the grant's).
+            OperationCancelled: :attr:`cancel` was set during a wait (HTTP, or between polls).
         """
         if card_key is None or not isinstance(new_key, rsa.RSAPublicKey):
             raise IssuerRejected("SCEP needs the card's RSA key to sign the request and read the reply")
@@ -403,7 +509,8 @@ class ScepIssuer:
         for delay in self.settings.poll_schedule_s:
             if status != STATUS_PENDING:
                 break
-            time.sleep(delay)  # PENDING: CertPoll in the same transaction (RFC 8894 §3.3.3)
+            if self.cancel.wait(delay):  # PENDING: CertPoll in the same transaction (RFC 8894 §3.3.3)
+                raise OperationCancelled(f"stopped while the SCEP CA had not issued yet (transaction {grant.grant_id})")
             status, payload = self._cert_poll(ca, csr.subject, signer_cert, signer_key, grant.grant_id)
         if status == STATUS_SUCCESS:
             return self._certificate_from(payload, signer_key, new_key)
@@ -501,80 +608,141 @@ class ScepIssuer:
         })}).dump()
 
     def _read_cert_rep(self, reply: bytes, ca: x509.Certificate, transaction_id: str, nonce: bytes) -> tuple[str, bytes]:
-        """Verify a CertRep (RFC 8894 §3.3.2); returns (pkiStatus, enveloped content or failInfo)."""
-        try:
-            signed = cms.ContentInfo.load(reply)["content"]
-            signer = signed["signer_infos"][0]
-            attrs = signer["signed_attrs"]
-            values = _attr_values(attrs)
-            digest_name = signer["digest_algorithm"]["algorithm"].native
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise IssuerUnavailable("the SCEP server's reply is not a SCEP message") from exc
+        """Verify a CertRep (RFC 8894 §3.3.2); returns (pkiStatus, enveloped content or failInfo).
+
+        Raises:
+            IssuerReplyInvalid: not a SCEP message, or SUCCESS without content.
+            IssuerRejected: a check failed (signer, type, transaction, nonce, digest, algorithm).
+        """
+        rep = parse_cert_rep(reply)
+        digest_name = rep.digest_algorithm
         if digest_name not in ("sha256", "sha384", "sha512") and not (
                 digest_name == "sha1" and self.settings.allow_legacy_algorithms):
-            raise IssuerRejected(f"the SCEP server signed its reply with {digest_name.upper()}; set "
+            raise IssuerRejected(f"the SCEP server signed its reply with {digest_name.upper()[:40]}; set "
                                  "issuer.allow_legacy_algorithms = true to accept this server's SHA-1/DES replies")
         digest = {"sha1": hashes.SHA1(), "sha256": hashes.SHA256(), "sha384": hashes.SHA384(),
                   "sha512": hashes.SHA512()}[digest_name]
         ca_key = ca.public_key()
-        assert isinstance(ca_key, rsa.RSAPublicKey)
+        if not isinstance(ca_key, rsa.RSAPublicKey):
+            raise IssuerRejected("the SCEP CA certificate holds no RSA key")
         try:
-            ca_key.verify(signer["signature"].native, b"\x31" + attrs.dump()[1:], asym_padding.PKCS1v15(), digest)
-        except InvalidSignature as exc:
+            ca_key.verify(rep.signature, rep.signed_attributes, asym_padding.PKCS1v15(), digest)
+        except (InvalidSignature, ValueError) as exc:
             raise IssuerRejected("the SCEP reply is not signed by the pinned CA") from exc
-        if values.get(OID_MESSAGE_TYPE, b"").decode() != MESSAGE_CERT_REP:
+        values = rep.attributes
+        if values.get(OID_MESSAGE_TYPE, b"") != MESSAGE_CERT_REP.encode():
             raise IssuerRejected("the SCEP reply is not a CertRep")
-        if values.get(OID_TRANSACTION_ID, b"").decode() != transaction_id:
+        if values.get(OID_TRANSACTION_ID, b"") != transaction_id.encode():
             raise IssuerRejected("the SCEP reply belongs to another transaction")
         if values.get(OID_RECIPIENT_NONCE) != nonce:
             raise IssuerRejected("the SCEP reply does not answer our request (recipientNonce differs)")
-        status = values.get(OID_PKI_STATUS, b"").decode()
+        status = values.get(OID_PKI_STATUS, b"").decode("ascii", "replace")
         if status == STATUS_FAILURE:
             return status, values.get(OID_FAIL_INFO, b"?")
         if status == STATUS_PENDING:
             return status, b""
         if status != STATUS_SUCCESS:
-            raise IssuerRejected(f"the SCEP reply has an unknown pkiStatus {status!r}")
-        content = signed["encap_content_info"]["content"].native
+            raise IssuerRejected(f"the SCEP reply has an unknown pkiStatus {status[:20]!r}")
+        if rep.content is None:
+            raise IssuerReplyInvalid("the SCEP server's SUCCESS reply carries no content")
         h = hashes.Hash(digest)
-        h.update(content)
-        expected = next((a["values"][0].native for a in attrs if a["type"].native == "message_digest"), None)
-        if expected != h.finalize():
+        h.update(rep.content)
+        if rep.message_digest != h.finalize():
             raise IssuerRejected("the SCEP reply's content does not match its signed digest")
-        return status, content
+        return status, rep.content
 
     def _certificate_from(self, enveloped_der: bytes, recipient_key: CardKey,
                           new_key: PublicKeyTypes) -> IssuedCertificate:
         """Decrypt the CertRep's EnvelopedData with the key that signed the request (on the card) and
-        pick the certificate for ``new_key`` from its degenerate certs-only SignedData (§3.3.2)."""
-        env = cms.ContentInfo.load(enveloped_der)["content"]
-        ktri = env["recipient_infos"][0].chosen
-        cek = _pkcs1_type2_unpad(recipient_key.rsa_decipher(ktri["encrypted_key"].native))
-        eci = env["encrypted_content_info"]
-        alg = eci["content_encryption_algorithm"]
-        name = alg["algorithm"].native
-        iv = alg["parameters"].native
+        pick the certificate for ``new_key`` from its degenerate certs-only SignedData (§3.3.2).
+
+        Nothing reaches the card unless the envelope parses and its encrypted key is exactly one RSA
+        block of the card key.
+
+        Raises:
+            IssuerReplyInvalid: the envelope or the decrypted certificates do not parse.
+            IssuerRejected: a cipher not allowed, a block that does not decrypt, no certificate for the key.
+        """
+        env = parse_envelope(enveloped_der)
+        key_size = getattr(recipient_key.public_key, "key_size", 0)
+        if len(env.encrypted_key) != (key_size + 7) // 8:
+            raise IssuerReplyInvalid("the SCEP reply's encrypted key is not one block of the card key")
+        name = env.cipher
+        if name == "des" and not self.settings.allow_legacy_algorithms:
+            raise IssuerRejected("the SCEP server encrypted its reply with single DES; set "
+                                 "issuer.allow_legacy_algorithms = true to accept this server's SHA-1/DES replies")
+        if name not in _CIPHERS:
+            raise IssuerRejected(f"the SCEP reply uses an unsupported cipher ({name[:40]})")
+        key_len, iv_len = _CIPHERS[name]
+        if len(env.iv) != iv_len:
+            raise IssuerReplyInvalid("the SCEP reply's cipher parameters are wrong")
+        cek = _pkcs1_type2_unpad(recipient_key.rsa_decipher(env.encrypted_key))  # on the card
+        if len(cek) != key_len:
+            raise IssuerRejected("the SCEP reply could not be decrypted with the card key")
         if name == "des":
-            if not self.settings.allow_legacy_algorithms:
-                raise IssuerRejected("the SCEP server encrypted its reply with single DES; set "
-                                     "issuer.allow_legacy_algorithms = true to accept this server's SHA-1/DES replies")
-            cipher, bits = Cipher(TripleDES(cek * 3), modes.CBC(iv)), 64  # DES = 3DES with K1=K2=K3
+            cipher, bits = Cipher(TripleDES(cek * 3), modes.CBC(env.iv)), 64  # DES = 3DES with K1=K2=K3
         elif name == "tripledes_3key":
-            cipher, bits = Cipher(TripleDES(cek), modes.CBC(iv)), 64
-        elif name in ("aes128_cbc", "aes192_cbc", "aes256_cbc"):
-            cipher, bits = Cipher(algorithms.AES(cek), modes.CBC(iv)), 128
+            cipher, bits = Cipher(TripleDES(cek), modes.CBC(env.iv)), 64
         else:
-            raise IssuerRejected(f"the SCEP reply uses an unsupported cipher ({name})")
-        dec = cipher.decryptor()
-        padded = dec.update(_encrypted_content(eci)) + dec.finalize()
-        unpadder = padding.PKCS7(bits).unpadder()
+            cipher, bits = Cipher(algorithms.AES(cek), modes.CBC(env.iv)), 128
         try:
+            dec = cipher.decryptor()
+            padded = dec.update(env.ciphertext) + dec.finalize()
+            unpadder = padding.PKCS7(bits).unpadder()
             plain = unpadder.update(padded) + unpadder.finalize()
         except ValueError as exc:
             raise IssuerRejected("the SCEP reply could not be decrypted") from exc
-        certs_only = cms.ContentInfo.load(plain)["content"]
-        certs = [x509.load_der_x509_certificate(c.chosen.dump()) for c in certs_only["certificates"]]
-        for cert in certs:
-            if key_matches(cert, new_key):
-                return IssuedCertificate(cert, tuple(self.ca_certificates()))
+        try:
+            certs_only = cms.ContentInfo.load(plain)
+            if certs_only["content_type"].native != "signed_data":
+                raise ValueError("not a certs-only SignedData")
+            choices = certs_only["content"]["certificates"]
+            certs = [x509.load_der_x509_certificate(c.chosen.dump()) for c in choices] if choices.native else []
+            for cert in certs:
+                if key_matches(cert, new_key):
+                    return IssuedCertificate(cert, tuple(self.ca_certificates()))
+        except PARSE_ERRORS as exc:
+            raise IssuerReplyInvalid("the certificates in the SCEP reply do not parse") from exc
         raise IssuerRejected("the SCEP reply holds no certificate for the key generated on the card")
+
+
+_CIPHERS = {"des": (8, 8), "tripledes_3key": (24, 8), "aes128_cbc": (16, 16), "aes192_cbc": (24, 16),
+            "aes256_cbc": (32, 16)}
+"""Content-encryption algorithms of a CertRep: asn1crypto name → (key bytes, IV bytes)."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The parts of a CertRep's EnvelopedData (RFC 5652 §6) needed to decrypt it."""
+
+    encrypted_key: bytes
+    cipher: str
+    iv: bytes
+    ciphertext: bytes
+
+
+def parse_envelope(enveloped_der: bytes) -> Envelope:
+    """Parse the EnvelopedData inside a SUCCESS CertRep (RFC 8894 §3.3.2; one KeyTransRecipientInfo).
+
+    Raises:
+        IssuerReplyInvalid: anything that is not such an EnvelopedData.
+    """
+    try:
+        info = cms.ContentInfo.load(enveloped_der)
+        if info["content_type"].native != "enveloped_data":
+            raise ValueError("not an EnvelopedData")
+        env = info["content"]
+        recipient = env["recipient_infos"][0]
+        if recipient.name != "ktri":
+            raise ValueError("not a key-transport recipient")
+        encrypted_key = recipient.chosen["encrypted_key"].native
+        eci = env["encrypted_content_info"]
+        alg = eci["content_encryption_algorithm"]
+        cipher = alg["algorithm"].native
+        iv = alg["parameters"].native
+        ciphertext = _encrypted_content(eci)
+        if not (isinstance(encrypted_key, bytes) and isinstance(cipher, str) and isinstance(iv, bytes)):
+            raise ValueError("missing key, algorithm or IV")
+        return Envelope(encrypted_key, cipher, iv, ciphertext)
+    except PARSE_ERRORS as exc:
+        raise IssuerReplyInvalid("the SCEP reply's encrypted content does not parse") from exc

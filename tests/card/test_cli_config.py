@@ -10,6 +10,7 @@ import pytest
 from card.config import ConfigError, load_settings
 from card.errors import PinFormatError
 from card.piv import encode_pin
+from card.secret import Secret
 from tui.cli import EXIT_USAGE, build_parser, main
 
 
@@ -28,7 +29,7 @@ def test_a_missing_config_file_is_an_error_wherever_it_is_named(where: str, caps
 
 
 @pytest.mark.parametrize("content,message", [
-    (b"\xff\xfe garbage", "codec"),
+    (b"\xff\xfe garbage", "not UTF-8"),
     (b"renewal = 5", "[renewal] must be a table"),
     (b"[renewal]\nslots = \"9A\"", "renewal.slots must be a list"),
     (b"[renewal]\nwindow_days = \"90\"", "renewal.window_days must be a whole number"),
@@ -57,8 +58,8 @@ def test_issuer_directory_without_a_ca_is_a_configuration_error(tmp_path: Path) 
 def test_pin_that_is_not_text_is_refused_without_a_try() -> None:
     undecodable = b"12345\xe9".decode("utf-8", "surrogateescape")  # what a pipe gives for a Latin-1 byte
     with pytest.raises(PinFormatError) as exc:
-        encode_pin(undecodable)
+        encode_pin(Secret(undecodable))
     assert "No try was used" in exc.value.next_step
     with pytest.raises(PinFormatError) as exc:
-        encode_pin("1234567é")  # 8 characters, 9 bytes (F07)
+        encode_pin(Secret("1234567é"))  # 8 characters, 9 bytes (F07)
     assert "9 bytes" in str(exc.value)

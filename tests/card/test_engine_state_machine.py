@@ -41,6 +41,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from card import atomic
 from card.certificates import decode_certificate_object, encode_certificate_object, fingerprint, verify_signature
 from card.config import Settings
 from card.emulator.card import CardFaults, SoftPivCard, install_key
@@ -50,6 +51,7 @@ from card.enrollment.local import LocalCA, init_ca
 from card.errors import CardError
 from card.journal import AuditLog, Journal, JournalStore
 from card.piv import KeyType, PivSession, Slot
+from card.secret import Secret
 from card.renewal import RenewalContext, renew
 
 PIN = "123456"
@@ -115,32 +117,20 @@ class ControlledCA:
 
 
 class DiskFault:
-    """From the ``n``-th journal/audit write of a run on, every write fails with ``code``."""
+    """From the ``n``-th change of a run on, under the state directory (journal and audit log: writes,
+    appends, renames, removals), every change fails with ``code`` — through the one fault point in
+    :mod:`card.atomic`."""
 
-    def __init__(self, n: int, code: int) -> None:
-        self.n, self.code, self.count = n, code, 0
-        self._saved: list[tuple[type, str, object]] = []
+    def __init__(self, n: int, code: int, under: Path) -> None:
+        self.fault = atomic.WriteFault(at=n, error=code, under=under)
+        self._previous: atomic.WriteFault | None = None
 
     def __enter__(self) -> DiskFault:
-        for cls, name in ((JournalStore, "save"), (JournalStore, "clear"), (JournalStore, "set_aside"),
-                          (AuditLog, "write")):
-            original = getattr(cls, name)
-            self._saved.append((cls, name, original))
-            setattr(cls, name, self._wrap(original))
+        self._previous = atomic.set_write_fault(self.fault)
         return self
 
-    def _wrap(self, original):  # type: ignore[no-untyped-def]
-        def faulty(*args, **kwargs):  # type: ignore[no-untyped-def]
-            self.count += 1
-            if self.count >= self.n:
-                raise OSError(self.code, os.strerror(self.code))
-            return original(*args, **kwargs)
-
-        return faulty
-
     def __exit__(self, *exc: object) -> None:
-        for cls, name, original in self._saved:
-            setattr(cls, name, original)
+        atomic.set_write_fault(self._previous)
 
 
 class StoppingReporter:
@@ -166,7 +156,8 @@ FAULTS = st.one_of(
 )
 CA_MODES = st.sampled_from(["ok", "ok", "ok", "refuse", "refuse-issue", "down", "late", "wrong-san", "ca-true",
                             "wrong-key", "too-long"])
-CORRUPTIONS = st.sampled_from([b"{\"card_id\": ", b"{}", b"\x00" * 64])  # more once JournalStore.load is total (issue 11 item 6)
+CORRUPTIONS = st.sampled_from([b"{\"card_id\": ", b"{}", b"\x00" * 64, b"null", b"[]", b"{\"slots\": []}",
+                                b"\xff\xfe\x00junk"])
 
 
 def _slot_key(card: SoftPivCard, slot: Slot) -> ec.EllipticCurvePrivateKey:
@@ -207,7 +198,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp(dir=_BASE))
         self.card = SoftPivCard(create_card_state(CA, key_type=KeyType.ECCP256))
         self.settings = Settings(state_dir=self.dir / "state")
-        self.journals = JournalStore(self.settings.state_dir)
+        self.journals = JournalStore(self.settings.state_dir, fallback=self.dir / "fallback")
         self.audit = AuditLog(self.settings.state_dir / "audit.log")
         self.foreign: dict[Slot, set[str]] = {slot: {fingerprint(_slot_cert(self.card, slot))} for slot in SLOTS}  # type: ignore[arg-type]
         """Certificates a slot may hold that our renewals did not write: the original, and the RA's/other tools'."""
@@ -219,11 +210,16 @@ class EngineMachine(RuleBasedStateMachine):
 
     # -- helpers ---------------------------------------------------------------------------
     def _journal(self) -> Journal | None:
-        path = self.journals.path_for(self._card_id())
-        try:
-            return Journal.from_json(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
-            return None
+        """The journal the next run would resume from: the newer of the state directory's and the
+        fallback directory's (JournalStore's rule), read without side effects."""
+        card_id = self._card_id()
+        found: list[tuple[float, Journal]] = []
+        for path in (self.journals.path_for(card_id), self.journals.fallback_path_for(card_id)):
+            try:
+                found.append((path.stat().st_mtime, Journal.from_json(path.read_text(encoding="utf-8"))))  # type: ignore[union-attr]
+            except (OSError, ValueError, AttributeError):
+                continue
+        return max(found, key=lambda entry: entry[0])[1] if found else None
 
     def _card_id(self) -> str:
         session = PivSession(self.card)
@@ -254,10 +250,10 @@ class EngineMachine(RuleBasedStateMachine):
         outcome: BaseException | None = None
         try:
             if kind == "disk":
-                with DiskFault(arg, code):
-                    renew(PivSession(self.card), ctx, PIN)
+                with DiskFault(arg, code, self.settings.state_dir):
+                    renew(PivSession(self.card), ctx, Secret(PIN))
             else:
-                renew(PivSession(self.card), ctx, PIN)
+                renew(PivSession(self.card), ctx, Secret(PIN))
         except (Exception, Stopped) as exc:  # noqa: BLE001 - every outcome is judged by the card's state
             outcome = exc
         finally:
@@ -290,7 +286,7 @@ class EngineMachine(RuleBasedStateMachine):
         assert outcome is None or isinstance(outcome, CardError), f"a clean run failed with {outcome!r}"
         for slot in SLOTS:
             assert slot in self.lost or _works(self.card, slot), f"slot {slot.hex} not working after a clean run"
-        assert not list(self.settings.state_dir.glob("journal-*.json")), f"a clean run left a journal ({outcome!r})"
+        assert self._journal() is None, f"a clean run left a journal ({outcome!r})"
         if not self.lost:
             soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=self.settings.window_days)
             due = [s.hex for s in SLOTS if _slot_cert(self.card, s).not_valid_after_utc <= soon]  # type: ignore[union-attr]
@@ -314,10 +310,13 @@ class EngineMachine(RuleBasedStateMachine):
 
     @rule(junk=CORRUPTIONS)
     def corrupt_the_journal(self, junk: bytes) -> None:
-        path = self.journals.path_for(self._card_id())
-        if not path.exists():
+        card_id = self._card_id()
+        paths = [p for p in (self.journals.path_for(card_id), self.journals.fallback_path_for(card_id))
+                 if p is not None and p.exists()]
+        if not paths:
             return
-        path.write_bytes(junk)
+        for path in paths:
+            path.write_bytes(junk)
         for slot in SLOTS:  # a slot caught mid-renewal cannot be finished without its journal: the RA must act
             if not _works(self.card, slot):
                 self.lost.add(slot)

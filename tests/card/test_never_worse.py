@@ -26,6 +26,7 @@ from card.errors import NotSupportedError
 from card.issued_checks import CertificateMismatchError, WrongIdentityError
 from card.journal import AuditLog, JournalStore
 from card.piv import OBJECT_CHUID, KeyType, PivSession, Slot, build_chuid
+from card.secret import Secret
 from card.renewal import (CardExpiredError, RenewalContext, RenewalRefused, SlotChangedError, UpdateCheck, read_card,
                           renew, update_check)
 
@@ -110,7 +111,7 @@ def test_resume_does_not_regenerate_a_slot_the_ra_reissued_after_generate(ca: Lo
     the journal is set aside and the user and the audit log are told, and 9C is still renewed."""
     card = SoftPivCard(create_card_state(ca, key_type=KeyType.ECCP256))
     lossy = LostAnswerCA(ca)
-    first = renew(PivSession(card), context(tmp_path, lossy), PIN)
+    first = renew(PivSession(card), context(tmp_path, lossy), Secret(PIN))
     assert isinstance(first.slots[0].error, IssuerUnavailable) and first.journal_kept
     ra_cert = reissue(card, ca, A)
     ra_key = private_pem(card, A)
@@ -119,7 +120,7 @@ def test_resume_does_not_regenerate_a_slot_the_ra_reissued_after_generate(ca: Lo
     lossy.down = False
     summary = read_card(PivSession(card), context(tmp_path, lossy).settings, journals=context(tmp_path, lossy).journals)
     assert update_check(summary) is UpdateCheck.RESUME  # 9C is still as journalled
-    resumed = renew(PivSession(card), context(tmp_path, lossy), PIN)
+    resumed = renew(PivSession(card), context(tmp_path, lossy), Secret(PIN))
 
     assert private_pem(card, A) == ra_key and certificate_on(card, A) == ra_cert  # left alone
     assert slot_works(card, A)
@@ -139,7 +140,7 @@ def test_resume_leaves_9c_renewed_elsewhere_after_a_stop(ca: LocalCA, tmp_path: 
     without a test signature; now the journal no longer matches the card: it is set aside, 9C untouched."""
     card = SoftPivCard(create_card_state(ca, key_type=KeyType.ECCP256))
     ctx = dataclasses.replace(context(tmp_path, ca), between_slots=lambda result: False)
-    first = renew(PivSession(card), ctx, PIN)
+    first = renew(PivSession(card), ctx, Secret(PIN))
     assert first.slots[0].renewed and not first.slots[1].renewed and first.journal_kept
     other_cert = reissue(card, ca, C)
     other_key = private_pem(card, C)
@@ -147,7 +148,7 @@ def test_resume_leaves_9c_renewed_elsewhere_after_a_stop(ca: LocalCA, tmp_path: 
     summary = read_card(PivSession(card), ctx.settings, journals=ctx.journals)
     assert update_check(summary) is UpdateCheck.UP_TO_DATE  # not offered as a resume
     with pytest.raises(RenewalRefused) as exc:
-        renew(PivSession(card), context(tmp_path, ca), PIN)
+        renew(PivSession(card), context(tmp_path, ca), Secret(PIN))
     assert "up to date" in str(exc.value) and "slot 9C was changed by someone else" in str(exc.value)
     assert private_pem(card, C) == other_key and certificate_on(card, C) == other_cert
     assert set_aside(tmp_path) and not journals(tmp_path)
@@ -177,11 +178,11 @@ def test_resume_after_the_certificate_was_written_finishes_without_writing_again
     engine._Renewal._write_and_check = write_then_stop  # type: ignore[method-assign]
     try:
         with pytest.raises(KeyboardInterrupt):
-            renew(PivSession(card), ctx, PIN)
+            renew(PivSession(card), ctx, Secret(PIN))
     finally:
         engine._Renewal._write_and_check = real  # type: ignore[method-assign]
     start = len(card.trace)
-    assert renew(PivSession(card), ctx, PIN).ok
+    assert renew(PivSession(card), ctx, Secret(PIN)).ok
     assert not [a for a, _ in card.trace[start:] if a[1] == 0xDB and not a[0] & 0x10 or a[1] == 0x47]
     assert slot_works(card, A) and slot_works(card, C) and not journals(tmp_path)
 
@@ -210,7 +211,7 @@ def test_generate_refused_for_a_listed_algorithm_ends_the_journal(ca: LocalCA, t
     ctx = context(tmp_path, ca)
     for _ in range(2):  # the second run is not a resume: the same clear refusal
         with pytest.raises(NotSupportedError) as exc:
-            renew(PivSession(card), ctx, PIN)
+            renew(PivSession(card), ctx, Secret(PIN))
         assert "nothing was changed" in str(exc.value) and "Nothing was changed" in exc.value.next_step
         assert "again" not in exc.value.next_step and exc.value.reference
         assert not journals(tmp_path)
@@ -228,11 +229,11 @@ def test_ca_refusing_a_resumed_authorisation_ends_the_journal(ca_dir: Path, tmp_
     ca = LocalCA(ca_dir)
     card = SoftPivCard(create_card_state(ca, key_type=KeyType.ECCP256))
     ctx = dataclasses.replace(context(tmp_path, ca), between_slots=lambda result: False)
-    assert renew(PivSession(card), ctx, PIN).journal_kept
+    assert renew(PivSession(card), ctx, Secret(PIN)).journal_kept
     key_9c = private_pem(card, C)
     refusing = context(tmp_path, LocalCA(ca_dir, refuse_reason="renewals suspended"))
     with pytest.raises(IssuerRejected):
-        renew(PivSession(card), refusing, PIN)
+        renew(PivSession(card), refusing, Secret(PIN))
     assert not journals(tmp_path) and private_pem(card, C) == key_9c and slot_works(card, C)
     assert update_check(read_card(PivSession(card), ctx.settings, journals=ctx.journals)) is UpdateCheck.AVAILABLE
 
@@ -280,7 +281,7 @@ def test_a_certificate_for_another_identity_or_a_ca_is_never_written(ca: LocalCA
     card = SoftPivCard(create_card_state(ca, key_type=KeyType.ECCP256))
     objects = dict(card.state.objects)
     key_9c = private_pem(card, C)
-    result = renew(PivSession(card), context(tmp_path, MisissuingCA(ca, fault)), PIN)
+    result = renew(PivSession(card), context(tmp_path, MisissuingCA(ca, fault)), Secret(PIN))
     error = result.slots[0].error
     assert isinstance(error, WrongIdentityError) and words in str(error) and "not written" in str(error)
     assert "Registration Authority" in error.next_step and "Do not try again" in error.next_step
@@ -309,7 +310,7 @@ def test_the_csr_asks_for_the_old_subject_and_alternative_names(ca: LocalCA, tmp
     card = SoftPivCard(create_card_state(ca, key_type=KeyType.ECCP256, slots=(A,)))
     old = certificate_on(card, A)
     issuer = CsrCopyingCA(ca, "none")
-    result = renew(PivSession(card), context(tmp_path, issuer, slots=(Settings().slots[0],)), PIN)
+    result = renew(PivSession(card), context(tmp_path, issuer, slots=(Settings().slots[0],)), Secret(PIN))
     assert result.ok, result
     san = old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert issuer.csrs[0].subject == old.subject
@@ -328,7 +329,7 @@ def test_an_expired_card_is_refused_in_preflight(ca: LocalCA, tmp_path: Path) ->
     set_card_expiry(card, dt.date.today() - dt.timedelta(days=2))
     before = ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects))
     with pytest.raises(CardExpiredError) as exc:
-        renew(PivSession(card), context(tmp_path, ca), PIN)
+        renew(PivSession(card), context(tmp_path, ca), Secret(PIN))
     assert "expired on" in str(exc.value) and "Registration Authority" in exc.value.next_step
     assert ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects)) == before
     assert not [a for a, _ in card.trace if a[1] in (0x20, 0x47, 0xDB)]  # no PIN sent, nothing generated or written
@@ -351,14 +352,14 @@ def test_a_certificate_outliving_the_card_is_refused_and_the_local_ca_stays_with
     card = SoftPivCard(create_card_state(ca, key_type=KeyType.ECCP256))
     set_card_expiry(card, expiry)
     objects = dict(card.state.objects)
-    result = renew(PivSession(card), context(tmp_path / "long", LongValidityCA(ca, "none")), PIN)
+    result = renew(PivSession(card), context(tmp_path / "long", LongValidityCA(ca, "none")), Secret(PIN))
     error = result.slots[0].error
     assert isinstance(error, CertificateMismatchError) and "past this card's own expiry" in str(error)
     assert card.state.objects == objects
 
     card = SoftPivCard(create_card_state(ca, key_type=KeyType.ECCP256))
     set_card_expiry(card, expiry)
-    assert renew(PivSession(card), context(tmp_path / "local", ca), PIN).ok
+    assert renew(PivSession(card), context(tmp_path / "local", ca), Secret(PIN)).ok
     for slot in (A, C):
         new = certificate_on(card, slot)
         assert new.not_valid_after_utc.date() <= expiry

@@ -16,6 +16,7 @@ from card.errors import ManagementKeyError, NotSupportedError
 from card.journal import AuditLog, JournalStore
 from card.piv import DEFAULT_MANAGEMENT_KEY, KeyType, ManagementKeyAlgorithm, PivSession, Slot
 from card.renewal import RenewalContext, renew
+from card.secret import Secret
 
 ALGS = list(ManagementKeyAlgorithm)
 
@@ -33,7 +34,7 @@ def test_every_management_key_algorithm_authenticates_and_a_wrong_key_is_refused
     state = profile_state("piv")
     state.management_key_algorithm, state.management_key = int(alg), key.hex()
     card, s = session_on(state)
-    s.authenticate(key, alg)
+    s.authenticate(Secret(key), alg)
     assert card.mgmt_authenticated
     # the APDUs: P1 = algorithm, witness/challenge blocks of 8 (3DES) or 16 (AES) bytes
     first, second = [apdu for apdu, _ in card.trace if apdu[1] == 0x87]
@@ -42,13 +43,13 @@ def test_every_management_key_algorithm_authenticates_and_a_wrong_key_is_refused
     wrong = bytearray(key)
     wrong[0] ^= 0x02  # not bit 0: that is a DES parity bit, ignored by 3DES
     with pytest.raises(ManagementKeyError):
-        s.authenticate(bytes(wrong), alg)
+        s.authenticate(Secret(bytes(wrong)), alg)
     assert not card.mgmt_authenticated
     other = ManagementKeyAlgorithm.AES192 if alg is not ManagementKeyAlgorithm.AES192 else ManagementKeyAlgorithm.TDES
     with pytest.raises(ManagementKeyError, match="not " + other.name):  # F14: P1 does not match → 6A80
-        s.authenticate(os.urandom(other.key_bytes), other)
+        s.authenticate(Secret(os.urandom(other.key_bytes)), other)
     with pytest.raises(ManagementKeyError, match="does not fit"):  # a key of the wrong length: no APDU
-        s.authenticate(b"\x01" * (alg.key_bytes + 1), alg)
+        s.authenticate(Secret(b"\x01" * (alg.key_bytes + 1)), alg)
 
 
 def test_metadata_says_the_algorithm_on_yubikey5_and_6d00_elsewhere() -> None:
@@ -93,11 +94,11 @@ def test_legacy_profile_cannot_make_ec_keys(ca: LocalCA) -> None:
     with pytest.raises(ValueError, match="does not support ECCP256"):
         create_card_state(ca, key_type=KeyType.ECCP256, profile="legacy")
     card, s = session_on(create_card_state(ca, profile="legacy"))
-    s.authenticate(DEFAULT_MANAGEMENT_KEY)
+    s.authenticate(Secret(DEFAULT_MANAGEMENT_KEY))
     with pytest.raises(NotSupportedError, match="cannot generate ECCP384"):  # F13
         s.generate_key(Slot.AUTHENTICATION, KeyType.ECCP384)
     with pytest.raises(ManagementKeyError):  # 3DES only
-        s.authenticate(DEFAULT_MANAGEMENT_KEY, ManagementKeyAlgorithm.AES192)
+        s.authenticate(Secret(DEFAULT_MANAGEMENT_KEY), ManagementKeyAlgorithm.AES192)
 
 
 @pytest.mark.parametrize("key_type", [KeyType.RSA2048, KeyType.ECCP384])
@@ -106,7 +107,7 @@ def test_engine_asks_the_card_for_the_algorithm(ca: LocalCA, tmp_path: Path, key
     card = SoftPivCard(create_card_state(ca, key_type=key_type, profile="yubikey5"))
     settings = Settings(state_dir=tmp_path / "state", management_key_algorithm=ManagementKeyAlgorithm.TDES)
     ctx = RenewalContext(settings, ca, JournalStore(settings.state_dir), AuditLog(settings.state_dir / "audit.log"))
-    result = renew(PivSession(card), ctx, "123456")
+    result = renew(PivSession(card), ctx, Secret("123456"))
     assert result.ok, result
     auth = [apdu for apdu, _ in card.trace if apdu[1] == 0x87 and apdu[3] == 0x9B]
     assert auth and all(apdu[2] == 0x0A for apdu in auth)
@@ -122,5 +123,5 @@ def test_engine_keeps_the_configured_algorithm_when_the_card_has_no_metadata(ca:
     settings = Settings(state_dir=tmp_path / "state", management_key_algorithm=ManagementKeyAlgorithm.AES256,
                         management_key_source="file", management_key_file=keyfile)
     ctx = RenewalContext(settings, ca, JournalStore(settings.state_dir), AuditLog(settings.state_dir / "audit.log"))
-    assert renew(PivSession(card), ctx, "123456").ok
+    assert renew(PivSession(card), ctx, Secret("123456")).ok
     assert bytes.fromhex("00F7009B00") in [apdu for apdu, sw in card.trace if sw == 0x6D00]

@@ -29,6 +29,7 @@ from card.renewal import (
     renew,
     update_check,
 )
+from card.secret import Secret
 
 PIN = "123456"
 
@@ -57,7 +58,7 @@ def certificate_on(card: SoftPivCard, slot: Slot) -> x509.Certificate:
 def test_renews_both_slots_with_new_keys_from_the_ca(make_card, ca: LocalCA, tmp_path: Path, key_type: KeyType) -> None:  # type: ignore[no-untyped-def]
     card = make_card(key_type=key_type)
     old = {slot: certificate_on(card, slot) for slot in (Slot.AUTHENTICATION, Slot.SIGNATURE)}
-    result = renew(PivSession(card), context(tmp_path, ca), PIN)
+    result = renew(PivSession(card), context(tmp_path, ca), Secret(PIN))
     assert result.ok, result
     now = dt.datetime.now(dt.timezone.utc)
     for slot in (Slot.AUTHENTICATION, Slot.SIGNATURE):
@@ -78,7 +79,7 @@ def test_wrong_pin_shows_tries_left_and_changes_nothing(make_card, ca: LocalCA, 
     card = make_card()
     before = snapshot(card)
     with pytest.raises(InvalidPinError) as exc:
-        renew(PivSession(card), context(tmp_path, ca), "654321")
+        renew(PivSession(card), context(tmp_path, ca), Secret("654321"))
     assert exc.value.attempts_remaining == 2
     assert snapshot(card) == before
 
@@ -91,7 +92,7 @@ def test_not_due_changes_nothing_and_names_the_next_date(make_card, ca: LocalCA,
     expected = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=200 - 90)).date()
     assert abs((summary.next_renewal_date(90) - expected).days) <= 1
     with pytest.raises(RenewalRefused) as exc:
-        renew(PivSession(card), context(tmp_path, ca), PIN)
+        renew(PivSession(card), context(tmp_path, ca), Secret(PIN))
     assert "up to date" in str(exc.value) and "next renewal from" in str(exc.value)
     assert snapshot(card) == before
 
@@ -101,7 +102,7 @@ def test_expired_certificate_is_refused_with_ra_contact(make_card, ca: LocalCA, 
     before = snapshot(card)
     assert update_check(read_card(PivSession(card), Settings())) is UpdateCheck.EXPIRED
     with pytest.raises(RenewalRefused) as exc:
-        renew(PivSession(card), context(tmp_path, ca), PIN)
+        renew(PivSession(card), context(tmp_path, ca), Secret(PIN))
     assert "expired" in str(exc.value)
     assert "Registration Authority" in exc.value.next_step
     assert snapshot(card) == before
@@ -112,7 +113,7 @@ def test_ca_that_refuses_changes_nothing(make_card, ca_dir: Path, tmp_path: Path
     before = snapshot(card)
     refusing = LocalCA(ca_dir, refuse_reason="renewals suspended by the RA")
     with pytest.raises(IssuerRejected) as exc:
-        renew(PivSession(card), context(tmp_path, refusing), PIN)
+        renew(PivSession(card), context(tmp_path, refusing), Secret(PIN))
     assert "renewals suspended" in str(exc.value)
     assert snapshot(card) == before  # no key generated, no object written
 
@@ -143,7 +144,7 @@ def test_certificate_for_the_wrong_key_is_never_written(make_card, ca: LocalCA, 
     card = make_card(key_type=KeyType.ECCP256)
     before_objects = dict(card.state.objects)
     before_9c_key = card.state.keys["9C"].private_pem
-    result = renew(PivSession(card), context(tmp_path, WrongKeyCA(ca)), PIN)
+    result = renew(PivSession(card), context(tmp_path, WrongKeyCA(ca)), Secret(PIN))
     assert not result.ok
     assert isinstance(result.slots[0].error, CertificateMismatchError)
     assert "different key" in str(result.slots[0].error)
@@ -156,7 +157,7 @@ def test_certificate_for_the_wrong_key_is_never_written(make_card, ca: LocalCA, 
 def test_card_pulled_mid_write_leaves_a_journal_that_resumes(make_card, ca: LocalCA, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     card = make_card(faults=CardFaults(drop_at_put_data=2))  # pulled while 9C's certificate is written
     ctx = context(tmp_path, ca)
-    result = renew(PivSession(card), ctx, PIN)
+    result = renew(PivSession(card), ctx, Secret(PIN))
     assert result.slots[0].renewed
     assert isinstance(result.slots[1].error, CardRemovedError)
     assert result.journal_kept
@@ -169,7 +170,7 @@ def test_card_pulled_mid_write_leaves_a_journal_that_resumes(make_card, ca: Loca
     card.insert()
     summary = read_card(PivSession(card), ctx.settings, journals=ctx.journals)
     assert update_check(summary) is UpdateCheck.RESUME
-    resumed = renew(PivSession(card), ctx, PIN)
+    resumed = renew(PivSession(card), ctx, Secret(PIN))
     assert resumed.ok and resumed.reference == result.reference
     # the certificate already issued was written without asking the CA again
     assert certificate_on(card, Slot.SIGNATURE) == issued_9c
@@ -182,7 +183,7 @@ def test_pull_sweep_every_apdu_index_ends_renewed(ca: LocalCA, tmp_path: Path) -
     """Pull the card before each command of a full renewal; after re-insertion and resume,
     both slots hold a certificate matching their key, and finally both are renewed."""
     reference = SoftPivCard(create_card_state(ca, key_type=KeyType.ECCP256))
-    assert renew(PivSession(reference), context(tmp_path / "ref", ca), PIN).ok
+    assert renew(PivSession(reference), context(tmp_path / "ref", ca), Secret(PIN)).ok
     total = reference.apdu_count
     assert total > 20
     outcomes: dict[str, int] = {}
@@ -190,7 +191,7 @@ def test_pull_sweep_every_apdu_index_ends_renewed(ca: LocalCA, tmp_path: Path) -
         card = SoftPivCard(create_card_state(ca, key_type=KeyType.ECCP256), faults=CardFaults(drop_after_apdus=index))
         ctx = context(tmp_path / f"run{index}", ca)
         try:
-            first = renew(PivSession(card), ctx, PIN)
+            first = renew(PivSession(card), ctx, Secret(PIN))
             outcomes["reported"] = outcomes.get("reported", 0) + (0 if first.ok else 1)
         except CardRemovedError:
             outcomes["raised"] = outcomes.get("raised", 0) + 1
@@ -203,7 +204,7 @@ def test_pull_sweep_every_apdu_index_ends_renewed(ca: LocalCA, tmp_path: Path) -
             # every slot either still matches its certificate, or is mid-renewal with a journal
             if not key_matches(cert, card_public_key(card, slot)):
                 assert list(ctx.journals.directory.glob("journal-*.json")), f"index {index}: slot {slot.hex} broken, no journal"
-        final = renew(PivSession(card), ctx, PIN)
+        final = renew(PivSession(card), ctx, Secret(PIN))
         assert final.ok, f"index {index}: {final}"
         for slot in (Slot.AUTHENTICATION, Slot.SIGNATURE):
             assert key_matches(certificate_on(card, slot), card_public_key(card, slot))
@@ -218,7 +219,7 @@ def test_no_secret_reaches_journal_audit_or_trace(ca: LocalCA, tmp_path: Path, c
     card = SoftPivCard(create_card_state(ca, pin=pin), faults=CardFaults(drop_at_put_data=2))
     ctx = context(tmp_path, ca)
     with caplog.at_level(TRAFFIC):
-        result = renew(PivSession(card), ctx, pin)
+        result = renew(PivSession(card), ctx, Secret(pin))
     assert result.journal_kept
     texts = [p.read_text() for p in (tmp_path / "state").iterdir() if p.is_file()] + [caplog.text]
     assert "APDU" in caplog.text or "> 00 A4" in caplog.text
@@ -236,7 +237,7 @@ def test_blocked_card_is_still_read_and_renewal_says_whom_to_contact(make_card, 
     summary = read_card(PivSession(card), Settings())
     assert summary.pin_retries == 0 and summary.holder == "Alex Example"
     with pytest.raises(PinBlockedError) as exc:
-        renew(PivSession(card), context(tmp_path, ca), PIN)
+        renew(PivSession(card), context(tmp_path, ca), Secret(PIN))
     assert "Registration Authority" in exc.value.next_step
 
 
@@ -252,7 +253,7 @@ def test_service_drops_the_connection_after_a_renewal_that_saw_the_card_pulled(c
 
     service = CardService(factory)
     try:
-        result = service.submit(lambda s: renew(s, context(tmp_path, ca), PIN)).result()
+        result = service.submit(lambda s: renew(s, context(tmp_path, ca), Secret(PIN))).result()
         assert isinstance(result.slots[1].error, CardRemovedError)
         card.insert()
         assert service.submit(lambda s: read_card(s, Settings()).holder).result() == "Alex Example"
@@ -284,17 +285,17 @@ def test_unavailable_ca_is_retried_with_back_off_then_resumable(make_card, ca: L
 
     card = make_card(key_type=KeyType.ECCP256)
     ctx = dataclasses.replace(context(tmp_path, FlakyCA(ca, failures=2)), issuer_retry_delays_s=(0.01, 0.01))
-    assert renew(PivSession(card), ctx, PIN).ok  # two failures absorbed by the retries
+    assert renew(PivSession(card), ctx, Secret(PIN)).ok  # two failures absorbed by the retries
 
     card = make_card(key_type=KeyType.ECCP256)
     down = FlakyCA(ca, failures=10**6)
     ctx = dataclasses.replace(context(tmp_path / "down", down), issuer_retry_delays_s=(0.01, 0.01))
-    result = renew(PivSession(card), ctx, PIN)
+    result = renew(PivSession(card), ctx, Secret(PIN))
     assert down.calls == 3  # first try + two retries, then the error path
     assert isinstance(result.slots[0].error, IssuerUnavailable) and result.journal_kept
     assert "not attempted" in str(result.slots[1].error)  # 9C's working key was left alone
     down.failures = 0  # the CA is back: the next run finishes with the grants it already holds
-    assert renew(PivSession(card), ctx, PIN).ok
+    assert renew(PivSession(card), ctx, Secret(PIN)).ok
 
 
 def test_watcher_reports_a_pull_and_reinsert_shorter_than_its_poll(make_card) -> None:  # type: ignore[no-untyped-def]
@@ -362,7 +363,7 @@ def test_bad_certificates_from_the_ca_are_never_written(make_card, ca: LocalCA, 
     card = make_card(key_type=KeyType.ECCP256)
     before_objects = dict(card.state.objects)
     ctx = context(tmp_path, BadCertificateCA(ca, fault, LocalCA(tmp_path / "rogue")))
-    result = renew(PivSession(card), ctx, PIN)
+    result = renew(PivSession(card), ctx, Secret(PIN))
     assert isinstance(result.slots[0].error, CertificateMismatchError)
     assert message in str(result.slots[0].error)
     assert "contact your Registration Authority" in result.slots[0].error.next_step
@@ -370,7 +371,7 @@ def test_bad_certificates_from_the_ca_are_never_written(make_card, ca: LocalCA, 
     journal = json.loads(next((tmp_path / "state").glob("journal-*.json")).read_text())
     assert journal["slots"]["9A"]["grant"] and journal["slots"]["9A"]["step"] == "generated"
     # once the CA behaves, the same grant and key finish the job
-    assert renew(PivSession(card), context(tmp_path, ca), PIN).ok
+    assert renew(PivSession(card), context(tmp_path, ca), Secret(PIN)).ok
 
 
 def test_audit_log_is_private_and_listed_by_the_cli(make_card, ca: LocalCA, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -381,7 +382,7 @@ def test_audit_log_is_private_and_listed_by_the_cli(make_card, ca: LocalCA, caps
 
     settings = Settings()  # state under $XDG_STATE_HOME/cardrenew (a temp dir in tests), as the CLI uses
     ctx = RenewalContext(settings, ca, JournalStore(settings.state_dir), AuditLog(settings.state_dir / "audit.log"))
-    assert renew(PivSession(make_card(key_type=KeyType.ECCP256)), ctx, PIN).ok
+    assert renew(PivSession(make_card(key_type=KeyType.ECCP256)), ctx, Secret(PIN)).ok
     assert stat.S_IMODE(os.stat(settings.state_dir / "audit.log").st_mode) == 0o600
     assert main(["audit"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -392,7 +393,7 @@ def test_audit_log_is_private_and_listed_by_the_cli(make_card, ca: LocalCA, caps
 def test_slot_with_junk_is_reported_not_renewed_never_skipped(make_card, ca: LocalCA, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     card = make_card(key_type=KeyType.ECCP256)
     card.state.objects["5FC105"] = "700468656A0A710100"  # F15: 9A holds junk, 9C is due
-    result = renew(PivSession(card), context(tmp_path, ca), PIN)
+    result = renew(PivSession(card), context(tmp_path, ca), Secret(PIN))
     assert not result.ok
     by_slot = {r.slot: r for r in result.slots}
     assert by_slot[Slot.SIGNATURE].renewed
@@ -404,7 +405,7 @@ def test_slot_with_junk_is_reported_not_renewed_never_skipped(make_card, ca: Loc
 def test_ca_refusal_carries_a_reference_for_the_ra(make_card, ca_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ctx = context(tmp_path, LocalCA(ca_dir, refuse_reason="suspended"))
     with pytest.raises(IssuerRejected) as exc:
-        renew(PivSession(make_card()), ctx, PIN)
+        renew(PivSession(make_card()), ctx, Secret(PIN))
     assert exc.value.reference and exc.value.reference.startswith("CR-")
     audit = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
     assert audit[-1]["outcome"] == "refused" and audit[-1]["reference"] == exc.value.reference
@@ -419,7 +420,7 @@ def test_renewal_sends_each_command_once_and_verifies_right_before_every_9c_oper
     session = PivSession(card)
     summary = read_card(session, Settings(), pin_retries=False)
     start = len(card.trace)
-    assert renew(session, context(tmp_path, ca), PIN, summary=summary).ok
+    assert renew(session, context(tmp_path, ca), Secret(PIN), summary=summary).ok
     trace = [apdu for apdu, _ in card.trace[start:]]
     assert not [a for a in trace if a[1] == 0xA4 or (a[1] == 0xCB and a[5:10] == bytes.fromhex("5C035FC102"))], \
         "the card was read again"
@@ -451,7 +452,7 @@ def test_management_key_is_authenticated_again_only_when_the_card_asks(ca: Local
         return inner(apdu)
 
     card.process_apdu = process  # type: ignore[method-assign]
-    assert renew(PivSession(card), context(tmp_path, ca), PIN).ok
+    assert renew(PivSession(card), context(tmp_path, ca), Secret(PIN)).ok
     logins = [i for i, (apdu, _) in enumerate(card.trace) if apdu[1] == 0x87 and apdu[3] == 0x9B]
     assert len(logins) == 3 * 2  # preflight, after the refused GENERATE, after the refused PUT DATA
     assert sum(1 for apdu, sw in card.trace if sw == 0x6982) == 2

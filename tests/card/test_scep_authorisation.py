@@ -24,6 +24,7 @@ from card.enrollment.scep import ScepIssuer, ScepSettings
 from card.journal import AuditLog, JournalStore
 from card.piv import KeyType, PivSession, Slot
 from card.renewal import RenewalContext, RenewalRefused, renew
+from card.secret import Secret
 
 RA = Path(__file__).parents[1] / "integration" / "scep_ra.py"
 
@@ -60,10 +61,10 @@ def test_the_ra_checks_the_old_key_and_its_one_time_challenge_rides_in_the_grant
     scep = issuer([sys.executable, str(RA), "hook", str(pki["tokens"]), str(pki["ca_pem"])])
     grant = scep.authorize_renewal("9A", pki["cert"], pki["sign"])
     tokens = list(pki["tokens"].iterdir())
-    assert [t.name for t in tokens] == [grant.secret]  # the RA stored exactly what it handed out
+    assert [t.name for t in tokens] == [grant.secret.reveal_text()]  # the RA stored exactly what it handed out
     assert tokens[0].read_text() == "CN=Alice Example"
     assert scep.challenge_password(grant) == grant.secret
-    assert grant.secret not in repr(grant)
+    assert grant.secret.reveal_text() not in repr(grant)
     # the journal keeps it (a resumed renewal cannot ask again: the old key is gone by then)
     assert RenewalGrant.from_dict(json.loads(json.dumps(grant.to_dict()))).secret == grant.secret
 
@@ -85,7 +86,7 @@ def test_placeholders_name_the_slot_transaction_and_certificate(pki: dict, tmp_p
     grant = scep.authorize_renewal("9C", pki["cert"], pki["sign"])
     slot, transaction, serial, fp = json.loads(out.read_text())
     assert (slot, transaction, serial, fp) == ("9C", grant.grant_id, "1234", f"fp={grant.old_certificate_fingerprint}")
-    assert grant.secret == "tok"
+    assert grant.secret == Secret("tok")
 
 
 @pytest.mark.parametrize(("code", "error", "text"), [
@@ -156,26 +157,26 @@ def test_renewal_req_without_a_usable_signer_slot_is_refused_before_generation(
     while nothing has changed."""
     card = SoftPivCard(create_card_state(ca, slots=slots, key_type=key_type), tmp_path / "card.json")
     before = ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects))
-    scep = ScepIssuer(ScepSettings("http://127.0.0.1:9/scep", None, challenge="x", message_type="RenewalReq"))
+    scep = ScepIssuer(ScepSettings("http://127.0.0.1:9/scep", None, challenge=Secret("x"), message_type="RenewalReq"))
     scep._ca, scep._caps = [], {"POSTPKIOPERATION", "AES"}  # GetCACert/GetCACaps answered (tested in integration)
     scep.supported_key_types = lambda: {"RSA2048", "ECCP256"}  # type: ignore[method-assign]  # reach the signer check
     settings = Settings(state_dir=tmp_path / "state")
     ctx = RenewalContext(settings, scep, JournalStore(settings.state_dir), AuditLog(settings.state_dir / "audit.log"))
     with pytest.raises(RenewalRefused) as exc:
-        renew(PivSession(card), ctx, "123456")
+        renew(PivSession(card), ctx, Secret("123456"))
     assert f"a renewal request for slot 9A is signed with the certificate in slot 9C, but {why}" in str(exc.value)
     assert "nothing was changed" in str(exc.value)
     assert ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects)) == before
 
 
 def _renewal_req_run(scep_ca: x509.Certificate, tmp_path: Path, card: SoftPivCard, **settings_kw):  # type: ignore[no-untyped-def]
-    scep = ScepIssuer(ScepSettings("http://127.0.0.1:9/scep", None, challenge="x", message_type="RenewalReq",
+    scep = ScepIssuer(ScepSettings("http://127.0.0.1:9/scep", None, challenge=Secret("x"), message_type="RenewalReq",
                                    timeout_s=2))
     scep._ca, scep._caps = [scep_ca], {"POSTPKIOPERATION", "AES"}  # GetCACert/GetCACaps answered (tested in integration)
     settings = Settings(state_dir=tmp_path / "state", **settings_kw)
     ctx = RenewalContext(settings, scep, JournalStore(settings.state_dir), AuditLog(settings.state_dir / "audit.log"),
                          issuer_retry_delays_s=())
-    return renew(PivSession(card), ctx, "123456")
+    return renew(PivSession(card), ctx, Secret("123456"))
 
 
 def test_renewal_req_signer_whose_key_does_not_match_its_certificate_is_refused_first(ca, pki: dict, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

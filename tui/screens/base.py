@@ -13,6 +13,7 @@ from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardErro
 
 if TYPE_CHECKING:
     from card.piv import PivSession
+    from card.secret import Secret
     from tui.app import CardRenewApp
 
 PinChange = Literal["change", "unlock"]
@@ -36,7 +37,7 @@ class Pane(Screen[None]):
         """Ask for the current PIN (``change``) or the PUK (``unlock``) and a new PIN, then send it."""
         from tui.screens.dialogs import change_pin_dialog, unlock_dialog
 
-        def entered(values: tuple[str, str] | None) -> None:
+        def entered(values: tuple[Secret, Secret] | None) -> None:
             if values is None:
                 self.notify("Nothing was changed on your card.", title="Cancelled")
             else:
@@ -45,8 +46,9 @@ class Pane(Screen[None]):
         self.app.push_screen(change_pin_dialog() if kind == "change" else unlock_dialog(), entered)
 
     @work(exclusive=True, group="card", exit_on_error=False, description="Changing the PIN")
-    async def apply_pin_change(self, kind: PinChange, secret: str, new_pin: str) -> None:
-        """Send CHANGE REFERENCE DATA or RESET RETRY COUNTER on the card thread and report the outcome."""
+    async def apply_pin_change(self, kind: PinChange, secret: Secret, new_pin: Secret) -> None:
+        """Send CHANGE REFERENCE DATA or RESET RETRY COUNTER on the card thread and report the outcome.
+        Both secrets are wiped once the card answered."""
         from tui.screens.dialogs import ErrorDialog, MessageDialog
 
         app = self.card_app
@@ -84,6 +86,9 @@ class Pane(Screen[None]):
         except (CardRemovedError, NoCardError, CardError) as exc:
             app.show_error(exc)
             return
+        finally:
+            secret.wipe()
+            new_pin.wipe()
         self._audit(kind, "changed")
         if kind == "change":
             app.push_screen(MessageDialog("Your passcode (PIN) has been changed",
@@ -98,8 +103,9 @@ class Pane(Screen[None]):
 
     def _audit(self, kind: PinChange, outcome: str) -> None:
         summary = self.card_app.summary
-        try:
-            self.card_app.backend.audit.write(event="change_pin" if kind == "change" else "unlock_card",
-                                              card_guid=summary.card_id if summary else None, outcome=outcome)
-        except OSError:  # the audit log is best effort here; the card operation already happened
+        # best effort here (the card operation already happened): a record the log cannot take is
+        # kept beside it and written by the next write
+        if self.card_app.backend.audit.write_quietly(event="change_pin" if kind == "change" else "unlock_card",
+                                                     card_guid=summary.card_id if summary else None,
+                                                     outcome=outcome) is not None:
             self.log.warning("could not write the audit log")

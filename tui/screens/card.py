@@ -15,6 +15,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Label, Markdown, 
 from card.certificates import fingerprint
 from card.piv import KeyType
 from card.renewal import CardSummary, RenewalResult, SlotState, SlotStatus, UpdateCheck, update_check
+from card.secret import Secret
 from tui.screens.base import Pane
 from tui.screens.dialogs import ErrorDialog, MessageDialog, PinDialog, format_date
 
@@ -119,6 +120,8 @@ class CardSummaryTab(CardTab):
             notice.update(f"An unfinished update was found (reference {summary.pending_journal.reference}). "
                           "Select Update My Card to resume it.")
             notice.set_class(True, "-warning")
+        elif notes := [f"{s.setting.label} ({s.slot.hex}): {s.note}" for s in summary.slots if s.note]:
+            notice.update("\n".join(notes))
         else:
             notice.update("")
 
@@ -154,7 +157,7 @@ def certificate_details(status: SlotStatus) -> str:
         + (f" ({status.days_left} days left)" if status.days_left is not None else ""),
         f"Key type     {key_type_text(status)}",
         f"SHA-256      {sha_text}",
-    ])
+    ] + ([f"Note         {status.note}"] if status.note else []))
 
 
 class CertificatesTab(CardTab):
@@ -341,7 +344,7 @@ class CardScreen(Pane):
                                         f"Contact {settings.ra_contact}.", id="nothing-dialog"))
 
     def _ask_pin(self, summary: CardSummary) -> None:
-        def entered(pin: str | None) -> None:
+        def entered(pin: Secret | None) -> None:
             if pin:
                 self.card_app.start_renewal(pin, summary)
             else:

@@ -15,6 +15,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from card.secret import Secret
+
 if TYPE_CHECKING:  # the logon pane uses these dialogs before the renewal engine is imported
     from card.renewal import SlotResult
 
@@ -143,8 +145,9 @@ class ErrorDialog(TextDialog[None]):
             self.dismiss(None)
 
 
-class PinDialog(TextDialog["str | None"]):
-    """The portal's *PIN again*: the PIN (OK; Enter) or None (Cancel; Escape): nothing changed."""
+class PinDialog(TextDialog["Secret | None"]):
+    """The portal's *PIN again*: the PIN as a :class:`~card.secret.Secret` (OK; Enter; the field is
+    cleared at once) or None (Cancel; Escape): nothing changed."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel", tooltip="Abort: nothing is changed on the card")]
 
@@ -166,11 +169,13 @@ class PinDialog(TextDialog["str | None"]):
         self.answer("ok")
 
     def answer(self, button_id: str) -> None:
-        pin = self.query_one("#pin-again-input", Input).value
-        if button_id == "ok" and not pin:
+        field = self.query_one("#pin-again-input", Input)
+        if button_id == "ok" and not field.value:
             self.notify("Enter your PIN, or select Cancel.", severity="warning")
             return
-        self.dismiss(pin if button_id == "ok" else None)
+        pin = Secret(field.value) if button_id == "ok" else None
+        field.clear()
+        self.dismiss(pin)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -191,10 +196,11 @@ class NextDialog(TextDialog[bool]):
         self.dismiss(True)
 
 
-class NewPinDialog(TextDialog["tuple[str, str] | None"]):
+class NewPinDialog(TextDialog["tuple[Secret, Secret] | None"]):
     """Asks for a secret (the current PIN, or the PUK) and a new PIN twice.
 
-    OK (Enter in the last field) returns ``(secret, new_pin)``; Cancel or Escape returns None and
+    OK (Enter in the last field) returns ``(secret, new_pin)`` as :class:`~card.secret.Secret`
+    values (the fields are cleared at once); Cancel or Escape returns None and
     nothing is sent to the card. The PINs are checked here (6–8 bytes, both entries equal) so a
     typing slip never costs a try.
     """
@@ -228,21 +234,24 @@ class NewPinDialog(TextDialog["tuple[str, str] | None"]):
     def problem(self) -> str | None:
         """Why the entries cannot be sent, or None."""
         from card.errors import PinFormatError
-        from card.piv import encode_pin
+        from card.piv import check_pin_format
 
-        secret = self.query_one("#secret-input", Input).value
-        new = self.query_one("#new-pin-input", Input).value
-        again = self.query_one("#new-pin-again-input", Input).value
-        if not secret:
+        fields = self._fields()
+        if not fields[0].value:
             return f"Enter the {self.secret_label.rstrip(':').lower()}."
-        if new != again:
+        if fields[1].value != fields[2].value:
             return "The two new PINs differ. Enter the new PIN twice."
         try:
-            encode_pin(secret)
-            encode_pin(new)
+            with Secret(fields[0].value) as secret, Secret(fields[1].value) as new:
+                check_pin_format(secret)
+                check_pin_format(new)
         except PinFormatError as exc:
             return str(exc)
         return None
+
+    def _fields(self) -> tuple[Input, Input, Input]:
+        return (self.query_one("#secret-input", Input), self.query_one("#new-pin-input", Input),
+                self.query_one("#new-pin-again-input", Input))
 
     def answer(self, button_id: str) -> None:
         if button_id != "ok":
@@ -252,7 +261,11 @@ class NewPinDialog(TextDialog["tuple[str, str] | None"]):
         if problem is not None:
             self.query_one("#pin-problem", Static).update(f"{problem} Nothing was sent to the card.")
             return
-        self.dismiss((self.query_one("#secret-input", Input).value, self.query_one("#new-pin-input", Input).value))
+        fields = self._fields()
+        values = (Secret(fields[0].value), Secret(fields[1].value))
+        for field in fields:
+            field.clear()
+        self.dismiss(values)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

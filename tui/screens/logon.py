@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError, PinBlockedError, PinFormatError
+from card.secret import Secret
 from tui.screens.base import Pane
 from tui.screens.dialogs import MessageDialog
 
@@ -191,13 +192,14 @@ class LogonScreen(Pane):
         self.action_logon()
 
     def action_logon(self) -> None:
-        pin = self.pin_input.value
-        if not pin:
+        if not self.pin_input.value:
             self.show_message("Enter your PIN, then select Logon.", "warning")
             return
+        pin = Secret(self.pin_input.value)  # the one holder of the PIN from here on; the field is emptied
+        self.pin_input.clear()
         summary = self.card_app.summary
         if summary is not None and summary.pin_retries == 0:
-            self.pin_input.clear()
+            pin.wipe()
             self.show_blocked()
             return
         if summary is not None and summary.pin_retries == 1:
@@ -205,7 +207,7 @@ class LogonScreen(Pane):
                 if answer:
                     self.logon(pin)
                 else:
-                    self.pin_input.clear()
+                    pin.wipe()
                     self.show_message("PIN not sent. 1 try left before your card is blocked.", "warning")
 
             self.app.push_screen(MessageDialog(
@@ -217,7 +219,8 @@ class LogonScreen(Pane):
         self.logon(pin)
 
     @work(exclusive=True, group="card", exit_on_error=False, description="Logging on")
-    async def logon(self, pin: str) -> None:
+    async def logon(self, pin: Secret) -> None:
+        """VERIFY ``pin`` on the card thread and report the outcome; the PIN is wiped afterwards."""
         app = self.card_app
         button = self.query_one("#logon-button", Button)
         button.disabled = True
@@ -256,6 +259,7 @@ class LogonScreen(Pane):
             return
         finally:
             button.disabled = False
+            pin.wipe()
         self.pin_input.clear()
         app.log_on_succeeded()
 

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Label, Static
 from card.errors import CardError
 from card.piv import Slot
 from card.renewal import CardSummary, RenewalContext, RenewalResult, RenewalStep, renew
+from card.secret import Secret
 from tui.bridge import TuiReporter
 from tui.messages import CertificateWritten, RenewalFinished, RenewalProgressed, SlotRenewalFailed
 from tui.screens.base import Pane
@@ -28,16 +29,17 @@ class WriteCertificatesScreen(Pane):
     """Runs the renewal on the card thread and shows its progress.
 
     Args:
-        pin: the PIN entered again (handed to the engine; the pane forgets it once started).
+        pin: the PIN entered again (handed to the engine, which wipes it when the run ends; the
+            pane forgets it once started).
         summary: the card as read by the update check (labels and old expiry for the rows).
     """
 
     BINDINGS = [Binding("ctrl+q", "app.quit", "Quit", id="quit", show=False,
                         tooltip="Leave cardrenew (waits for the certificate being written)")]
 
-    def __init__(self, pin: str, summary: CardSummary) -> None:
+    def __init__(self, pin: Secret, summary: CardSummary) -> None:
         super().__init__()
-        self._pin: str | None = pin
+        self._pin: Secret | None = pin
         self.summary = summary
         self.started = time.monotonic()
         self.running = False
