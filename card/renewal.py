@@ -47,6 +47,7 @@ from card.errors import (
     CardRemovedError,
     CertificateTooLargeError,
     NotSupportedError,
+    OperationCancelled,
     PinBlockedError,
     StateFileError,
 )
@@ -453,9 +454,11 @@ class _Renewal:
         for attempt in range(len(delays) + 1):
             try:
                 return call()
-            except IssuerUnavailable:
-                if attempt == len(delays) or self.ctx.cancel.wait(delays[attempt]):
+            except IssuerUnavailable as exc:
+                if attempt == len(delays):
                     raise
+                if self.ctx.cancel.wait(delays[attempt]):  # SIGTERM/SIGINT during the back-off: stop now
+                    raise OperationCancelled(f"stopped while waiting to ask the certificate authority again ({exc})") from exc
         raise AssertionError("unreachable")
 
     def _authenticate(self) -> None:

@@ -314,14 +314,15 @@ class CardRenewApp(App[int]):
         self.is_logged_on = True
         self.goto(CardScreen())
 
-    def back_to_card(self, renewed: RenewalResult | None = None) -> None:
-        """Show the Card tab (re-read); ``renewed`` lists what the last renewal did."""
+    def back_to_card(self, renewed: RenewalResult | None = None, *, stopped: str | None = None) -> None:
+        """Show the Card tab (re-read); ``renewed`` lists what the last renewal did, ``stopped`` says
+        why the last update stopped, with its reference (kept visible on the Card tab)."""
         if not self.is_logged_on:
             self.goto_logon()
             return
         from tui.screens.card import CardScreen
 
-        self.goto(CardScreen(renewed))
+        self.goto(CardScreen(renewed, stopped))
 
     def start_renewal(self, pin: Secret, summary: CardSummary) -> None:
         from tui.screens.write_certificates import WriteCertificatesScreen

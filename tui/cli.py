@@ -52,10 +52,25 @@ EXIT_CODES = {
     EXIT_CARD: "no reader, no card, card removed, or pcscd not running",
     EXIT_PIN: "wrong PIN or PIN blocked",
     EXIT_NOT_DUE: "nothing due for renewal (status: some certificates are due)",
-    EXIT_REFUSED: "refused: expired certificate or failed preflight; contact the RA",
+    EXIT_REFUSED: "refused: expired certificate or failed preflight (contact the RA), or an unwritable state directory",
     EXIT_CA: "certificate authority refused or unreachable; card unchanged",
     EXIT_PARTIAL: "not every certificate was renewed; run renew again (it resumes) or contact the RA",
 }
+
+
+SERVE_HELP = """\
+Serve the cardrenew TUI to a browser (a kiosk or thin client): the page at http://HOST:PORT/ starts
+one `cardrenew` for the browser that opens it, on this host's card reader.
+
+Protects against: other web pages in the kiosk browser driving the card (a websocket whose Origin
+is not this page's own is refused with 403, as is a Host that is not ours: DNS rebinding); a second
+browser taking over or blocking the reader (one live session; others get 409 "in use"); the page
+being framed by another site (clickjacking); a shell in between (the app is started directly).
+
+Does NOT protect against: anyone who can reach the port. There is no authentication. Keep it on
+loopback (the default: the kiosk browser on the same host) or behind a reverse proxy that
+authenticates, and give that proxy's URL as --public-url. Local users of the host can connect too.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,11 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     reader = argparse.ArgumentParser(add_help=False)
     reader.add_argument("--reader", metavar="NAME", default=argparse.SUPPRESS,
                         help="PC/SC reader (default: the one holding the only card)")
+    demo = argparse.ArgumentParser(add_help=False)
+    demo.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
+                      help="the built-in virtual card and embedded CA (a fresh card each run, PIN 123456)")
+    demo.add_argument("--demo-fault", choices=["none", "pull-card", "ca-refuses"], default=argparse.SUPPRESS,
+                      help="with --demo: show the error path")
 
     parser = argparse.ArgumentParser(prog="cardrenew", parents=[top_common, top_reader],
                                      description="Renew the certificates on a PIV smartcard.",
                                      epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
-    parser.add_argument("--demo", action="store_true", help="the TUI on the built-in virtual card and embedded CA")
+    parser.add_argument("--demo", action="store_true",
+                        help="the built-in virtual card and embedded CA (the TUI, status and renew)")
     parser.add_argument("--demo-fault", choices=["none", "pull-card", "ca-refuses"], default="none",
                         help="with --demo: show the error path")
     parser.add_argument("--kiosk", action="store_true", default=None,
@@ -85,10 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: APDU trace, secrets redacted)")
     sub = parser.add_subparsers(dest="command")
 
-    p = sub.add_parser("status", parents=[common, reader], help="certificates, expiry, days left, due or not")
+    p = sub.add_parser("status", parents=[common, reader, demo], help="certificates, expiry, days left, due or not")
     p.add_argument("--json", action="store_true", help="machine-readable output (stable; see README)")
 
-    p = sub.add_parser("renew", parents=[common, reader], help="headless renewal with the same engine as the TUI")
+    p = sub.add_parser("renew", parents=[common, reader, demo], help="headless renewal with the same engine as the TUI")
     p.add_argument("--pin-stdin", action="store_true", help="read the PIN from the first line of standard input")
     p.add_argument("--allow-last-pin-try", action="store_true",
                    help="send the PIN even when only one try is left (a wrong PIN then blocks the card)")
@@ -100,6 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how many of the newest entries (default 20; 0 prints none)")
     p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
                    help="the audit log of the --demo runs (kept in the demo's own state directory)")
+
+    p = sub.add_parser("serve", parents=[common, reader], help="the TUI in a browser (kiosk), one session at a time",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description=SERVE_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--public-url", metavar="URL",
+                   help="the URL browsers use when an authenticating proxy stands in front; only its origin may connect")
+    p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS, help="serve the demo card")
+    p.add_argument("--demo-fault", choices=["none", "pull-card", "ca-refuses"], default=argparse.SUPPRESS,
+                   help="with --demo: show the error path")
+    p.add_argument("--kiosk", action="store_true", default=argparse.SUPPRESS, help="serve the TUI in kiosk mode")
+    p.add_argument("--theme", choices=["default", "high-contrast"], default=argparse.SUPPRESS, help="the TUI's colours")
 
     ca = sub.add_parser("ca", parents=[common], help="embedded certificate authority")
     ca_sub = ca.add_subparsers(dest="ca_command", required=True)
@@ -270,12 +303,27 @@ def summary_json(summary: Any, window_days: int) -> dict[str, Any]:
     }
 
 
+def _demo_backend(args: argparse.Namespace, settings: Settings) -> Any:
+    """``--demo`` for ``status`` and ``renew``: the demo's virtual card and embedded CA, as in the TUI
+    (a fresh card each run, certificates due in 30 days, PIN 123456; the card is not kept)."""
+    from card.demo import DEMO_PIN, demo_backend
+
+    backend, _ = demo_backend(settings, fault=args.demo_fault, reinsert_after_s=None)
+    print(f"Demo: a fresh virtual card (PIN {DEMO_PIN}) and the embedded demo CA; "
+          "the card is not kept after this run.", file=sys.stderr)  # stderr: --json output stays clean
+    return backend
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from card.renewal import SlotState, read_card
     from card.service import pcsc_backend
 
     settings = _settings(args)
-    backend = pcsc_backend(settings, args.reader, with_issuer=False)
+    if args.demo:
+        backend = _demo_backend(args, settings)
+        settings = backend.settings
+    else:
+        backend = pcsc_backend(settings, args.reader, with_issuer=False)
     try:
         summary = backend.service.submit(
             lambda s: read_card(s, settings, journals=backend.journals, reader=backend.reader_name)).result()
@@ -386,7 +434,11 @@ def cmd_renew(args: argparse.Namespace) -> int:
     for sig in previous:
         signal.signal(sig, on_signal)
     try:
-        backend = pcsc_backend(settings, args.reader, cancel=cancel)
+        if args.demo:
+            backend = _demo_backend(args, settings)
+            settings = backend.settings
+        else:
+            backend = pcsc_backend(settings, args.reader, cancel=cancel)
     except BaseException:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -521,6 +573,31 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
     return code
 
 
+# -- serve ----------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``cardrenew serve``: the browser kiosk (see ``SERVE_HELP`` and :mod:`tui.serve`)."""
+    from tui.serve import serve
+
+    app_args: list[str] = []
+    if args.config:
+        app_args += ["--config", str(Path(args.config).resolve())]
+    if getattr(args, "reader", None):
+        app_args += ["--reader", args.reader]
+    if args.demo:
+        app_args.append("--demo")
+        if args.demo_fault != "none":
+            app_args += ["--demo-fault", args.demo_fault]
+    if args.kiosk:
+        app_args.append("--kiosk")
+    if args.theme:
+        app_args += ["--theme", args.theme]
+    if not 0 < args.port < 65536:
+        from card.config import UsageError
+
+        raise UsageError(f"--port {args.port}: not a TCP port")
+    return serve(app_args, host=args.host, port=args.port, public_url=args.public_url)
+
+
 # -- the rest -------------------------------------------------------------------------------
 def cmd_audit(args: argparse.Namespace) -> int:
     """Print the newest ``-n`` audit records as JSON lines (stdout); what is not a record (a torn or
@@ -610,8 +687,14 @@ def cmd_emulator_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    from card.config import load_settings
+    import os
 
+    from card.config import load_settings
+    from tui.driver import driver_class, terminal_problem
+
+    if (problem := terminal_problem(sys.stdin, os.environ)) is not None:
+        print(f"cardrenew: {problem}", file=sys.stderr)
+        return EXIT_USAGE  # nothing was started, nothing spins
     settings = load_settings(args.config, reader=args.reader, kiosk=args.kiosk, theme=args.theme)
     if args.demo:
         from card.demo import lazy_demo_backend
@@ -625,6 +708,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     from tui.app import make_app
 
     app = make_app(backend)
+    app.driver_class = driver_class() or app.driver_class  # undecodable input never ends the app
 
     def on_signal(signum: int, frame: Any) -> None:
         # SIGTERM, or SIGHUP when the SSH session drops: let the current card step finish
@@ -641,7 +725,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         backend.service.shutdown()
-    return int(app.return_code or 0)
+    # None: the app ended without App.exit() — Textual's panic path (a crash in a driver thread)
+    # leaves no return code, and a crash must never look like success to a script or a kiosk.
+    return EXIT_ERROR if app.return_code is None else int(app.return_code)
 
 
 def main(argv: list[str]) -> int:
@@ -659,8 +745,14 @@ def main(argv: list[str]) -> int:
         "status": cmd_status,
         "renew": cmd_renew,
         "audit": cmd_audit,
+        "serve": cmd_serve,
     }
     try:
+        if getattr(args, "demo", False) and (args.reader or args.command not in (None, "status", "renew", "audit", "serve")):
+            from card.config import UsageError
+
+            raise UsageError("--demo uses the built-in virtual card: it goes with the TUI, status, renew, serve and "
+                             "audit, and not with --reader", next_step="Leave out --demo, or --reader.")
         if args.command in handlers:
             return handlers[args.command](args)
         if args.command == "ca":

@@ -20,7 +20,14 @@ PinChange = Literal["change", "unlock"]
 
 
 class Pane(Screen[None]):
-    """A full-screen pane. Worker errors are not handled here but sent to the app's one funnel."""
+    """A full-screen pane. Worker errors are not handled here but sent to the app's one funnel.
+
+    Below 80×24 the pane has the class ``-narrow`` and/or ``-short``; app.tcss tightens the layout
+    with them so that every pane works at 60×20.
+    """
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (24, "-tall")]
 
     @property
     def card_app(self) -> CardRenewApp:

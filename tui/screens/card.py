@@ -10,13 +10,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
-from textual.widgets import Button, DataTable, Footer, Header, Label, Markdown, Static, TabbedContent, TabPane
+from textual.widgets import Button, DataTable, Label, Markdown, Static, TabbedContent, TabPane, Tabs
 
 from card.certificates import fingerprint
 from card.piv import KeyType
 from card.renewal import CardSummary, RenewalResult, SlotState, SlotStatus, UpdateCheck, update_check
 from card.secret import Secret
 from tui.screens.base import Pane
+from tui.widgets import PaneFooter, app_header
 from tui.screens.dialogs import ErrorDialog, MessageDialog, PinDialog, format_date
 
 STATUS_WORDS = {
@@ -41,6 +42,7 @@ you can renew them here once they are within the renewal window.
 
 The **Certificates** tab (key `d`) shows each certificate's subject, issuer, serial number,
 validity, key type and SHA-256 fingerprint. **Change passcode** (key `p`) changes your PIN.
+This help is on the **Help** tab (key `h`).
 
 If something goes wrong you get a reference code: quote it to your Registration Authority.
 """
@@ -89,15 +91,17 @@ class CardSummaryTab(CardTab):
                     yield Button("Unlock card", id="unlock-button")
                 yield Button("Log off", id="logoff-button")
 
-    async def show(self, summary: CardSummary, renewed: RenewalResult | None = None) -> None:
-        """Show ``summary``; ``renewed`` adds what the last renewal did."""
+    async def show(self, summary: CardSummary, renewed: RenewalResult | None = None, stopped: str | None = None) -> None:
+        """Show ``summary``; ``renewed`` adds what the last renewal did, ``stopped`` why the last update
+        stopped (with the reference to quote to the RA)."""
         self.query_one("#holder", Label).update(summary.holder or "(no name on the card)")
         self.query_one("#card-guid", Label).update(summary.guid_text or summary.card_id or "(none)")
         self.query_one("#reader", Label).update(summary.reader)
         grid = self.query_one("#slot-grid", Grid)
         await grid.remove_children()
-        cells: list[Label] = [Label(text, classes="slot-header", markup=False) for text in
-                              ("Certificate", "Slot", "Expires", "Days left", "Status")]
+        cells: list[Label] = [Label(text, classes=f"slot-header {css}", markup=False) for text, css in
+                              (("Certificate", "slot-label"), ("Slot", "slot-id"), ("Expires", "slot-expiry"),
+                               ("Days left", "slot-days"), ("Status", "slot-status"))]
         for status in summary.slots:
             words, css = status_text(status)
             cert = status.certificate
@@ -116,6 +120,10 @@ class CardSummaryTab(CardTab):
                 for s in renewed.slots if s.new_certificate is not None]
             notice.update("\n".join(lines))
             notice.set_class(True, "-success")
+        elif stopped is not None:
+            resume = " Select Update My Card to resume it." if summary.pending_journal is not None else ""
+            notice.update(stopped + resume)
+            notice.set_class(True, "-warning")
         elif summary.pending_journal is not None:
             notice.update(f"An unfinished update was found (reference {summary.pending_journal.reference}). "
                           "Select Update My Card to resume it.")
@@ -219,22 +227,26 @@ class CardScreen(Pane):
         Binding("k", "unlock_card", "Unlock", id="unlock",
                 tooltip="Set a new PIN with the PUK (support staff)"),
         Binding("l", "log_off", "Log off", id="log-off", tooltip="Log off; then remove the card"),
+        Binding("h", "show_help", "Help", id="help", tooltip="How to renew your certificates, and the keys"),
         Binding("ctrl+r", "reread_card", "Re-read", id="reread", tooltip="Read the card again"),
         Binding("ctrl+q", "app.quit", "Quit", id="quit", tooltip="Leave cardrenew"),
     ]
 
-    def __init__(self, renewed: RenewalResult | None = None) -> None:
+    def __init__(self, renewed: RenewalResult | None = None, stopped: str | None = None) -> None:
         super().__init__()
         self.renewed = renewed
+        self.stopped = stopped
+        """Why the last update stopped, with its reference: kept on the Card tab (re-reads too) so the
+        holder can still quote the reference to the RA once the error dialog is closed."""
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield app_header()
         with TabbedContent(initial="card-tab", id="card-tabs"):
             yield CardSummaryTab("Card", id="card-tab")
             yield CertificatesTab("Certificates", id="certificates-tab")
             with CardTab("Help", id="help-tab"):
                 yield Markdown(HELP)
-        yield Footer(compact=True)
+        yield PaneFooter()
 
     @property
     def card_tab(self) -> CardSummaryTab:
@@ -251,7 +263,7 @@ class CardScreen(Pane):
 
     async def on_mount(self) -> None:
         if self.card_app.summary is not None:
-            await self.card_tab.show(self.card_app.summary, self.renewed)
+            await self.card_tab.show(self.card_app.summary, self.renewed, self.stopped)
             self.certificates_tab.show(self.card_app.summary)
         self.query_one("#update-button", Button).focus()
         self.action_reread_card()
@@ -262,7 +274,7 @@ class CardScreen(Pane):
     @work(exclusive=True, group="card", exit_on_error=False, description="Reading the card")
     async def refresh_card(self) -> CardSummary | None:
         summary = await self.card_app.read_summary()
-        await self.card_tab.show(summary, self.renewed)
+        await self.card_tab.show(summary, self.renewed, self.stopped)
         self.certificates_tab.show(summary)
         return summary
 
@@ -286,6 +298,10 @@ class CardScreen(Pane):
         self.certificates_tab.activate()
         self.query_one("#certificate-list", DataTable).focus()
 
+    def action_show_help(self) -> None:
+        self.query_one("#help-tab", CardTab).activate()
+        self.query_one("#card-tabs", TabbedContent).query_one(Tabs).focus()  # not a button hidden on the Card tab
+
     def action_change_pin(self) -> None:
         self.offer_pin_change("change")
 
@@ -308,7 +324,7 @@ class CardScreen(Pane):
         app = self.card_app
         summary = await app.read_summary()
         self.renewed = None
-        await self.card_tab.show(summary)
+        await self.card_tab.show(summary, stopped=self.stopped)
         self.certificates_tab.show(summary)
         check = update_check(summary)
         settings = app.backend.settings

@@ -14,8 +14,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
+from tui.pin_input import PinInput
 
 from card.secret import Secret
+from tui.widgets import PaneFooter
 
 if TYPE_CHECKING:  # the logon pane uses these dialogs before the renewal engine is imported
     from card.renewal import SlotResult
@@ -29,8 +31,23 @@ def format_date(value: object) -> str:
     return (date() if callable(date) else value).isoformat()  # type: ignore[union-attr]
 
 
+class DialogButton(Button):
+    """A dialog's button; the footer shows that Enter presses the focused one (spelt ``Enter``:
+    Textual's ``⏎``, U+23CE, is missing from some browser and SVG fonts, like the header's ``⭘``)."""
+
+    BINDINGS = [Binding("enter", "press", "Select", key_display="Enter", tooltip="Press the highlighted button")]
+
+
 class TextDialog(ModalScreen[T]):
-    """A centred dialog with a title, a body and a row of buttons; the first button is the default."""
+    """A centred dialog with a title, a body and a row of buttons; the first button is the default.
+
+    It has its own footer, over the pane's: it shows the dialog's keys, not the pane's (which do
+    nothing while the dialog is open). Below 80×24 (classes ``-narrow``/``-short``) it is drawn
+    more tightly, so that the pane under it stays readable at 60×20.
+    """
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (24, "-tall")]
 
     DEFAULT_CSS = """
     TextDialog {
@@ -81,8 +98,9 @@ class TextDialog(ModalScreen[T]):
             yield from self.compose_body()
             with Horizontal(id="dialog-buttons"):
                 for index, (button_id, label) in enumerate(self.buttons):
-                    yield Button(label, id=f"{button_id}-button",
-                                 variant=self.variant if index == 0 else "default")  # type: ignore[arg-type]
+                    yield DialogButton(label, id=f"{button_id}-button",
+                                       variant=self.variant if index == 0 else "default")  # type: ignore[arg-type]
+        yield PaneFooter()
 
     def compose_body(self) -> ComposeResult:
         """Extra widgets between the body and the buttons."""
@@ -129,7 +147,7 @@ class ErrorDialog(TextDialog[None]):
     Escape closes a plain error; it does nothing when the only button aborts an issuance.
     """
 
-    BINDINGS = [Binding("escape", "close", "Close", id="close", show=False, tooltip="Close this message")]
+    BINDINGS = [Binding("escape", "close", "Close", id="close", tooltip="Close this message")]
 
     def __init__(self, title: str, message: str, next_step: str = "", *, button: str = "OK",
                  id: str | None = None) -> None:
@@ -139,6 +157,11 @@ class ErrorDialog(TextDialog[None]):
 
     def answer(self, button_id: str) -> None:
         self.dismiss(None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "close":
+            return self.buttons[0][0] == "ok"  # not offered when the only button aborts an issuance
+        return True
 
     def action_close(self) -> None:
         if self.buttons[0][0] == "ok":
@@ -157,7 +180,7 @@ class PinDialog(TextDialog["Secret | None"]):
                          buttons=(("ok", "OK"), ("cancel", "Cancel")), id=id or "pin-dialog")
 
     def compose_body(self) -> ComposeResult:
-        yield Input(password=True, placeholder="PIN", max_length=16, id="pin-again-input")
+        yield PinInput(placeholder="PIN", id="pin-again-input")
         yield Static("Do not remove your Smartcard during this process.", id="do-not-remove", classes="-warning", markup=False)
 
     def focus_default(self) -> None:
@@ -213,11 +236,11 @@ class NewPinDialog(TextDialog["tuple[Secret, Secret] | None"]):
 
     def compose_body(self) -> ComposeResult:
         yield Label(self.secret_label, classes="field-label", markup=False)
-        yield Input(password=True, max_length=16, compact=True, id="secret-input")
+        yield PinInput(compact=True, id="secret-input")
         yield Label("New Passcode (PIN), 6 to 8 characters:", classes="field-label", markup=False)
-        yield Input(password=True, max_length=16, compact=True, id="new-pin-input")
+        yield PinInput(compact=True, id="new-pin-input")
         yield Label("New Passcode (PIN) again:", classes="field-label", markup=False)
-        yield Input(password=True, max_length=16, compact=True, id="new-pin-again-input")
+        yield PinInput(compact=True, id="new-pin-again-input")
         yield Static("", id="pin-problem", classes="-error", markup=False)
 
     def focus_default(self) -> None:

@@ -9,11 +9,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError, PinBlockedError, PinFormatError
 from card.secret import Secret
+from tui.pin_input import PinInput
 from tui.screens.base import Pane
+from tui.widgets import PaneFooter, app_header
 from tui.screens.dialogs import MessageDialog
 
 if TYPE_CHECKING:
@@ -57,7 +59,7 @@ class LogonScreen(Pane):
     def compose(self) -> ComposeResult:
         settings = self.card_app.backend.settings
         backend = self.card_app.backend
-        yield Header()
+        yield app_header()
         with Vertical(id="logon-panel", classes="panel"):
             yield Label("Smartcard logon", classes="pane-title", markup=False)
             yield Label(self._reader_text(), id="reader-name", markup=False)
@@ -68,7 +70,7 @@ class LogonScreen(Pane):
             yield Label("–", id="holder-name", markup=False)
             yield Label("Enter your Passcode (PIN):", id="pin-label", markup=False)
             with Horizontal(id="pin-row"):
-                yield Input(password=True, placeholder="PIN", max_length=16, id="pin-input")
+                yield PinInput(placeholder="PIN", id="pin-input")
                 yield Button("Logon", id="logon-button", variant="primary")
             yield Static("", id="logon-message", markup=False)
             if settings.allow_unlock:
@@ -79,7 +81,7 @@ class LogonScreen(Pane):
                 yield Static("Warning: the well-known default card management key is in use. "
                              "Anyone can write to this card; use it for demonstrations and tests only.",
                              id="management-key-warning", classes="-warning", markup=False)
-        yield Footer(compact=True)
+        yield PaneFooter()
 
     def _reader_text(self) -> str:
         return f"Reader: {self.card_app.backend.reader_name or 'none connected'}"
