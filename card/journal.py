@@ -625,16 +625,21 @@ class JournalStore:
             StateFileError: naming the path and the next step (nothing was changed).
         """
         path = self.path_for(card_id)
+        if atomic.kind_of(path) is not None:
+            self._load_file(path, card_id)  # anything that is not this card's journal is set aside now
         kind = atomic.kind_of(path)
-        if kind not in (None, "file"):
-            self.load(card_id)  # sets it aside
-            kind = atomic.kind_of(path)
         if kind not in (None, "file"):
             raise state_file_error(atomic.NotRegularFileError(errno_module.EINVAL, "not a regular file", str(path)),
                                    "the journal", path)
         if kind == "file" and not os.access(path, os.R_OK | os.W_OK):
             raise state_file_error(PermissionError(errno_module.EACCES, "permission denied", str(path)),
                                    "the journal", path)
+        if kind == "file" and self._load_file(path, card_id) is None:
+            # still there and not a journal: it could not be set aside, and a save would overwrite it
+            raise StateFileError(f"the journal {path} is not a journal of this card and cannot be set aside; "
+                                 "nothing was changed on the card", path=path, errno=errno_module.EACCES,
+                                 next_step=f"Move {path} out of the way (ask your IT support), then run "
+                                           "`cardrenew renew` again.")
 
 
     def flush_audit(self, audit: AuditLog, changed: bool = False) -> None:
