@@ -120,7 +120,11 @@ class ManagementKeyError(CardError):
 
 
 class BadResponseError(CardError):
-    """The card answered with data that does not parse (truncated TLV, wrong lengths)."""
+    """The card answered with data that does not parse: the one error of every parser of card
+    replies — BER-TLV (:mod:`card.tlv`: truncation, indefinite or over-long lengths), the APDU layer
+    (:mod:`card.apdu`: a response over 64 KiB, endless ``61 XX``) and the PIV replies
+    (:mod:`card.piv`: a GENERATE template that is not a key of the asked type, a CHUID without a
+    GUID, a malformed GENERAL AUTHENTICATE or metadata reply)."""
 
     title = "Unexpected answer from the card"
     code = "BADRESP"
@@ -134,7 +138,10 @@ class NotSupportedError(CardError):
 
 
 class CertificateObjectError(CardError):
-    """A slot's certificate object cannot be decoded (junk, bad compression, too large)."""
+    """A slot's certificate object cannot be decoded (junk, bad compression, too large), or a
+    certificate in it does not parse whole (:func:`card.certificates.load_certificate`: the message
+    names the field, e.g. "the subject name does not decode"). Reading a card turns it into the
+    slot's "unreadable" state (F15); the other slots are read as usual."""
 
     title = "Unreadable certificate"
     code = "CERTOBJ"

@@ -601,7 +601,8 @@ def run_app(app: CardRenewApp, *, cancel: threading.Event | None = None,
             another program's hold on the card ends at once).
 
     Returns:
-        The app's return code: 0, 1 (crash), or 128 + the signal that ended it.
+        The app's return code: 0, 1 (crash, also one that left no return code), or 128 + the
+        signal that ended it.
     """
     def on_signal(signum: int, frame: object) -> None:
         if cancel is not None:
@@ -625,7 +626,9 @@ def run_app(app: CardRenewApp, *, cancel: threading.Event | None = None,
             signal.signal(sig, handler)
     if app.exit_signal is not None:
         return 128 + app.exit_signal
-    return int(app.return_code or 0)
+    # None: the app ended without App.exit() — Textual's panic path (a crash in a driver thread)
+    # leaves no return code, and a crash must never look like success to a script or a kiosk.
+    return 1 if app.return_code is None else int(app.return_code)
 
 
 def _say(text: str) -> None:

@@ -52,10 +52,25 @@ EXIT_CODES = {
     EXIT_CARD: "no reader, no card, card removed, or pcscd not running",
     EXIT_PIN: "wrong PIN or PIN blocked",
     EXIT_NOT_DUE: "nothing due for renewal (status: some certificates are due)",
-    EXIT_REFUSED: "refused: expired certificate or failed preflight; contact the RA",
+    EXIT_REFUSED: "refused: expired certificate or failed preflight (contact the RA), or an unwritable state directory",
     EXIT_CA: "certificate authority refused or unreachable; card unchanged",
     EXIT_PARTIAL: "not every certificate was renewed; run renew again (it resumes) or contact the RA",
 }
+
+
+SERVE_HELP = """\
+Serve the cardrenew TUI to a browser (a kiosk or thin client): the page at http://HOST:PORT/ starts
+one `cardrenew` for the browser that opens it, on this host's card reader.
+
+Protects against: other web pages in the kiosk browser driving the card (a websocket whose Origin
+is not this page's own is refused with 403, as is a Host that is not ours: DNS rebinding); a second
+browser taking over or blocking the reader (one live session; others get 409 "in use"); the page
+being framed by another site (clickjacking); a shell in between (the app is started directly).
+
+Does NOT protect against: anyone who can reach the port. There is no authentication. Keep it on
+loopback (the default: the kiosk browser on the same host) or behind a reverse proxy that
+authenticates, and give that proxy's URL as --public-url. Local users of the host can connect too.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,6 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
                    help="the audit log of the --demo runs (kept in the demo's own state directory)")
 
+    p = sub.add_parser("serve", parents=[common, reader], help="the TUI in a browser (kiosk), one session at a time",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description=SERVE_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--public-url", metavar="URL",
+                   help="the URL browsers use when an authenticating proxy stands in front; only its origin may connect")
+    p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS, help="serve the demo card")
+    p.add_argument("--demo-fault", choices=["none", "pull-card", "ca-refuses"], default=argparse.SUPPRESS,
+                   help="with --demo: show the error path")
+    p.add_argument("--kiosk", action="store_true", default=argparse.SUPPRESS, help="serve the TUI in kiosk mode")
+    p.add_argument("--theme", choices=["default", "high-contrast"], default=argparse.SUPPRESS, help="the TUI's colours")
+
     ca = sub.add_parser("ca", parents=[common], help="embedded certificate authority")
     ca_sub = ca.add_subparsers(dest="ca_command", required=True)
     p = ca_sub.add_parser("init", parents=[common], help="create DIR/ca.pem and DIR/ca.key (PKCS#8 PEM, 0600)")
@@ -127,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--management-key", metavar="HEX",
                    help="the 9B key in the profile's algorithm (default: the well-known key)")
     p.add_argument("--holder", default="Alex Example", help="the cardholder's name (certificate CN)")
+    p.add_argument("--usage", choices=["piv", "client-auth"], default="piv",
+                   help="certificate usages: piv (9A client auth, 9C signing + e-mail protection) or client-auth "
+                        "(every slot: digitalSignature, clientAuth — the profile scepserver issues)")
     p = emu_sub.add_parser("serve", parents=[common], help="serve the card to pcscd through vpcd")
     p.add_argument("state", metavar="STATE")
     p.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT",
@@ -521,6 +551,10 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
         elif isinstance(err, StateFileError):
             message = f"The operation was completed with errors: {err}."
             next_step = err.next_step
+        elif not result.journal_kept:  # nothing to resume: never send the user round in a loop (issue 11)
+            first = err or next((r.error for r in result.slots if r.error is not None), None)
+            next_step = (first.next_step if first is not None and first.next_step else
+                         f"Contact your Registration Authority with reference {result.reference}.")
         else:
             next_step = (f"Run `cardrenew renew` again. If the error persists, contact your Registration Authority "
                          f"with reference {result.reference}.")
@@ -537,6 +571,31 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
         lines.append(f"Next step: {next_step}")
     _out(args, payload, "\n".join(lines))
     return code
+
+
+# -- serve ----------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``cardrenew serve``: the browser kiosk (see ``SERVE_HELP`` and :mod:`tui.serve`)."""
+    from tui.serve import serve
+
+    app_args: list[str] = []
+    if args.config:
+        app_args += ["--config", str(Path(args.config).resolve())]
+    if getattr(args, "reader", None):
+        app_args += ["--reader", args.reader]
+    if args.demo:
+        app_args.append("--demo")
+        if args.demo_fault != "none":
+            app_args += ["--demo-fault", args.demo_fault]
+    if args.kiosk:
+        app_args.append("--kiosk")
+    if args.theme:
+        app_args += ["--theme", args.theme]
+    if not 0 < args.port < 65536:
+        from card.config import UsageError
+
+        raise UsageError(f"--port {args.port}: not a TCP port")
+    return serve(app_args, host=args.host, port=args.port, public_url=args.public_url)
 
 
 # -- the rest -------------------------------------------------------------------------------
@@ -595,7 +654,7 @@ def cmd_emulator_create(args: argparse.Namespace) -> int:
         mgmt = bytes.fromhex(args.management_key) if args.management_key else None
         state = create_card_file(Path(args.state), LocalCA(Path(args.ca)), expires_in_days=args.expires_in_days,
                                  pin=args.pin, key_type=KeyType[args.key_type], holder=args.holder,
-                                 profile=args.profile, management_key=mgmt)
+                                 profile=args.profile, management_key=mgmt, usage=args.usage)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     print(f"Created virtual card {args.state} ({args.profile}, {args.key_type}, certificates in 9A and 9C expiring in "
@@ -628,8 +687,14 @@ def cmd_emulator_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    from card.config import load_settings
+    import os
 
+    from card.config import load_settings
+    from tui.driver import driver_class, terminal_problem
+
+    if (problem := terminal_problem(sys.stdin, os.environ)) is not None:
+        print(f"cardrenew: {problem}", file=sys.stderr)
+        return EXIT_USAGE  # nothing was started, nothing spins
     settings = load_settings(args.config, reader=args.reader, kiosk=args.kiosk, theme=args.theme)
     if args.demo:
         from card.demo import lazy_demo_backend
@@ -642,9 +707,12 @@ def cmd_tui(args: argparse.Namespace) -> int:
                                cancel=(stop := threading.Event()))
     from tui.app import make_app, run_app
 
+    app = make_app(backend)
+    app.driver_class = driver_class() or app.driver_class  # undecodable input never ends the app
     # SIGTERM, SIGHUP (an SSH session dropped) and SIGINT: the UI ends at once, the current card
     # step finishes (journalled), waits for the CA or another program's hold end (``stop``); 128 + signal.
-    return run_app(make_app(backend), cancel=None if args.demo else stop)
+    # A crash (also Textual's panic path, which leaves no return code) exits 1, never 0.
+    return run_app(app, cancel=None if args.demo else stop)
 
 
 def main(argv: list[str]) -> int:
@@ -662,12 +730,13 @@ def main(argv: list[str]) -> int:
         "status": cmd_status,
         "renew": cmd_renew,
         "audit": cmd_audit,
+        "serve": cmd_serve,
     }
     try:
-        if getattr(args, "demo", False) and (args.reader or args.command not in (None, "status", "renew", "audit")):
+        if getattr(args, "demo", False) and (args.reader or args.command not in (None, "status", "renew", "audit", "serve")):
             from card.config import UsageError
 
-            raise UsageError("--demo uses the built-in virtual card: it goes with the TUI, status, renew and "
+            raise UsageError("--demo uses the built-in virtual card: it goes with the TUI, status, renew, serve and "
                              "audit, and not with --reader", next_step="Leave out --demo, or --reader.")
         if args.command in handlers:
             return handlers[args.command](args)

@@ -39,7 +39,11 @@ SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 36), id="120x36"
 def fixed_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """``make(fault) -> (backend, card)``: a demo-like card whose every displayed value is stable."""
     monkeypatch.setattr(local, "_now", lambda: FIXED_NOW)
-    monkeypatch.setattr("card.journal.secrets", types.SimpleNamespace(choice=lambda seq: seq[0]))
+    import secrets
+
+    # a fixed reference code; the audit records' event ids (never shown) stay random
+    monkeypatch.setattr("card.journal.secrets", types.SimpleNamespace(choice=lambda seq: seq[0],
+                                                                      token_hex=secrets.token_hex))
     monkeypatch.setattr("tui.screens.write_certificates.time", types.SimpleNamespace(monotonic=lambda: 1000.0))
 
     def make(fault: str = "none", **settings_changes):  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
+from tui.pin_input import PinInput
 
 from card.secret import Secret
 from tui.widgets import PaneFooter
@@ -208,7 +209,7 @@ class PinDialog(TextDialog["Secret | None"]):
                          buttons=(("ok", "OK"), ("cancel", "Cancel")), id=id or "pin-dialog")
 
     def compose_body(self) -> ComposeResult:
-        yield Input(password=True, placeholder="PIN", max_length=16, id="pin-again-input")
+        yield PinInput(placeholder="PIN", id="pin-again-input")
         yield Static("Do not remove your Smartcard during this process.", id="do-not-remove", classes="-warning", markup=False)
 
     def focus_default(self) -> None:
@@ -266,11 +267,11 @@ class NewPinDialog(TextDialog["tuple[Secret, Secret] | None"]):
 
     def compose_body(self) -> ComposeResult:
         yield Label(self.secret_label, classes="field-label", markup=False)
-        yield Input(password=True, max_length=16, compact=True, id="secret-input")
+        yield PinInput(compact=True, id="secret-input")
         yield Label("New Passcode (PIN), 6 to 8 characters:", classes="field-label", markup=False)
-        yield Input(password=True, max_length=16, compact=True, id="new-pin-input")
+        yield PinInput(compact=True, id="new-pin-input")
         yield Label("New Passcode (PIN) again:", classes="field-label", markup=False)
-        yield Input(password=True, max_length=16, compact=True, id="new-pin-again-input")
+        yield PinInput(compact=True, id="new-pin-again-input")
         yield Static("", id="pin-problem", classes="-error", markup=False)
 
     def focus_default(self) -> None:

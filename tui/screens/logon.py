@@ -12,6 +12,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError, PinBlockedError, PinFormatError
 from card.secret import Secret
+from tui.pin_input import PinInput
 from tui.screens.base import Pane
 from tui.screens.dialogs import last_try_dialog
 from tui.widgets import PaneFooter, app_header
@@ -79,7 +80,7 @@ class LogonScreen(Pane):
             yield Label("–", id="holder-name", markup=False)
             yield Label("Enter your Passcode (PIN):", id="pin-label", markup=False)
             with Horizontal(id="pin-row"):
-                yield Input(password=True, placeholder="PIN", max_length=16, id="pin-input")
+                yield PinInput(placeholder="PIN", id="pin-input")
                 yield Button("Logon", id="logon-button", variant="primary")
             yield Static("", id="logon-message", markup=False)
             if settings.allow_unlock:
