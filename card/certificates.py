@@ -165,7 +165,7 @@ def load_certificate(der: bytes) -> x509.Certificate:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             cert = x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is not a ValueError
         raise CertificateObjectError(f"not an X.509 certificate: {_short(exc)}") from exc
     if cert.serial_number <= 0:  # cryptography read a serial that asn1crypto could not: refuse both
         raise CertificateObjectError("not an X.509 certificate: the serial number does not decode")
@@ -238,7 +238,7 @@ class NonPositiveSerialCertificate:
                 warnings.simplefilter("ignore")
                 view = x509.load_der_x509_certificate(copy)
             _touch(view)
-        except (ValueError, _UnreadableField) as exc:
+        except (ValueError, x509.InvalidVersion, _UnreadableField) as exc:
             raise CertificateObjectError(f"not an X.509 certificate: {_short(exc)}") from exc
         self._der = bytes(der)
         self._serial: int = serial

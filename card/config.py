@@ -159,6 +159,9 @@ class Settings:
     """Kiosk mode: no quit key, no command palette, back to the logon pane after log off."""
     theme: str = "default"
     """The TUI's colours: ``default`` or ``high-contrast``."""
+    pin_characters: str = string.digits
+    """What the TUI's PIN and PUK fields accept (``ui.pin_characters``): PIV PINs are digits
+    (SP 800-73-4 Part 2 §2.4.3); cards that take letters may list more. Printable, no spaces."""
     reader: str | None = None
     state_dir: Path = field(default_factory=lambda: Path(platformdirs.user_state_dir("cardrenew")))
     source: Path | None = None
@@ -208,7 +211,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
                "timeout_s": _NUMBER, "max_response_bytes": (int,), "poll_schedule_s": (list,)},
     "management_key": {"source": (str, list), "algorithm": (str,), "file": (str,), "master_key_file": (str,)},
     "ui": {"removal_policy": (str,), "ra_contact": (str,), "allow_unlock": (bool,), "inactivity_timeout_s": (int,),
-           "kiosk": (bool,), "theme": (str,)},
+           "kiosk": (bool,), "theme": (str,), "pin_characters": (str,)},
     "card": {"max_certificate_bytes": (int,)},
 }
 """Every key the configuration may hold, by table ("" = top level), with the TOML types it takes.
@@ -463,6 +466,11 @@ def _settings_from(raw: dict[str, Any], path: Path | None, overrides: dict[str, 
         if theme not in ("default", "high-contrast"):
             raise ConfigError("ui.theme must be \"default\" or \"high-contrast\"")
         values["theme"] = theme
+    if (chars := _get(ui, "pin_characters", str, "ui")) is not None:
+        if not chars or any(not c.isprintable() or c.isspace() for c in chars):
+            raise ConfigError("ui.pin_characters must list the characters a PIN may contain "
+                              "(printable, no spaces), e.g. \"0123456789\"")
+        values["pin_characters"] = "".join(sorted(set(chars)))
     if (limit := _get(raw.get("card", {}), "max_certificate_bytes", int, "card")) is not None:
         if not 256 <= limit <= 65535:
             raise ConfigError("card.max_certificate_bytes must be between 256 and 65535")

@@ -32,6 +32,12 @@ def demo_ca_dir() -> Path:
     return Path(platformdirs.user_data_dir("cardrenew")) / "demo-ca"
 
 
+def demo_state_dir() -> Path:
+    """Where the demo's audit log is kept across runs (``cardrenew audit --demo`` reads it): the
+    demo's own state directory, never the real one. (Its journals stay with its throw-away card.)"""
+    return Path(platformdirs.user_state_dir("cardrenew")) / "demo"
+
+
 def demo_backend(settings: Settings | None = None, fault: str = "none", state_dir: Path | None = None,
                  expires_in_days: int = 30, now: Callable[[], dt.datetime] | None = None,
                  guid: bytes | None = None, reinsert_after_s: float | None = 15.0) -> tuple[Backend, SoftPivCard]:
@@ -102,8 +108,9 @@ def _demo(settings: Settings | None, fault: str, state_dir: Path | None, expires
         return card
 
     card: Once[SoftPivCard] = Once(make_card)
+    audit = AuditLog((state_dir or demo_state_dir()) / "audit.log")  # demo runs are audited too (issue 11)
     backend = Backend(settings, in_process_service(card), LazyIssuer(ca),  # type: ignore[arg-type]
-                      JournalStore(settings.state_dir), AuditLog(settings.state_dir / "audit.log"),
+                      JournalStore(settings.state_dir, audit), audit,
                       DEMO_CARD_NAME, demo=True, demo_pin=DEMO_PIN)
     return backend, card, ca
 

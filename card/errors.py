@@ -120,7 +120,11 @@ class ManagementKeyError(CardError):
 
 
 class BadResponseError(CardError):
-    """The card answered with data that does not parse (truncated TLV, wrong lengths)."""
+    """The card answered with data that does not parse: the one error of every parser of card
+    replies — BER-TLV (:mod:`card.tlv`: truncation, indefinite or over-long lengths), the APDU layer
+    (:mod:`card.apdu`: a response over 64 KiB, endless ``61 XX``) and the PIV replies
+    (:mod:`card.piv`: a GENERATE template that is not a key of the asked type, a CHUID without a
+    GUID, a malformed GENERAL AUTHENTICATE or metadata reply)."""
 
     title = "Unexpected answer from the card"
     code = "BADRESP"
@@ -134,7 +138,10 @@ class NotSupportedError(CardError):
 
 
 class CertificateObjectError(CardError):
-    """A slot's certificate object cannot be decoded (junk, bad compression, too large)."""
+    """A slot's certificate object cannot be decoded (junk, bad compression, too large), or a
+    certificate in it does not parse whole (:func:`card.certificates.load_certificate`: the message
+    names the field, e.g. "the subject name does not decode"). Reading a card turns it into the
+    slot's "unreadable" state (F15); the other slots are read as usual."""
 
     title = "Unreadable certificate"
     code = "CERTOBJ"
@@ -147,6 +154,31 @@ class CertificateTooLargeError(CardError):
     title = "Certificate too large for this card"
     code = "TOOLARGE"
     next_step = "Nothing was written to the certificate object. Ask the RA for a shorter certificate profile."
+
+
+class StateFileError(CardError):
+    """A file cardrenew keeps (state directory, journal, audit log) cannot be written or read
+    safely: no space (``ENOSPC``), no permission (``EACCES``), a read-only file system (``EROFS``),
+    a disk error (``EIO``), or something other than a regular file in its place.
+
+    Raised by preflight before anything is asked of the card or the CA (nothing changed), and
+    reported per slot when it happens after the card changed (the journal keeps what it can and
+    the update resumes once the file can be written again).
+
+    Attributes:
+        path: the file or directory concerned; errno: the ``errno`` number, or None.
+    """
+
+    title = "A file cardrenew keeps could not be written"
+    code = "STATEFILE"
+
+    def __init__(self, message: str, *, path: object = None, errno: int | None = None,
+                 next_step: str | None = None) -> None:
+        super().__init__(message, next_step=next_step)
+        self.path = path
+        self.errno = errno
+        self.kept_at: object = None
+        """Where the journal was written instead (the fallback directory), or None."""
 
 
 class OperationCancelled(CardError):

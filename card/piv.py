@@ -500,6 +500,27 @@ class PivSession:
         raise ApduError(sw)
 
     # -- Yubico extensions -------------------------------------------------------------------
+    def get_tries_left(self, reference: int = KEY_REF_PIN) -> int | None:
+        """Tries left for the PIN (``80``) or the PUK (``81``) from GET METADATA (Yubico
+        ``00 F7 00 80``/``81``, piv-protocol.md §3.2: tag ``06`` = total, left). Spends no try and
+        answers even while the PIN is verified (an empty VERIFY then only says ``90 00``).
+
+        Returns:
+            The count (0: blocked), or None when the card does not answer metadata (any status
+            other than ``90 00``, or no tag ``06``).
+
+        Raises:
+            CardRemovedError / transport errors only.
+        """
+        resp, sw = self._send(INS_GET_METADATA, 0x00, reference)
+        if sw != SW_OK:
+            return None
+        try:
+            retries = tlv.parse_dict(resp).get(b"\x06")
+        except Exception:  # noqa: BLE001 - malformed metadata: as if the card had none
+            return None
+        return retries[1] if retries is not None and len(retries) == 2 else None
+
     def get_version(self) -> tuple[int, int, int] | None:
         """GET VERSION (Yubico ``00 FD 00 00``, piv-protocol.md §3.2): firmware major, minor, patch.
 

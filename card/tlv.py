@@ -2,6 +2,12 @@
 
 Tags are bytes (one to three bytes, e.g. ``b"\\x5f\\xc1\\x05"``); lengths use the short
 form below 128 and the ``81 xx`` / ``82 xx xx`` / ``83 xx xx xx`` long forms above.
+
+The parser is total and linear: any byte string either parses or raises
+:class:`~card.errors.BadResponseError` (a truncated tag, length or value; the indefinite form
+``80`` and the forms ``84``–``FF``; a tag longer than 4 bytes), and each byte is read once. It
+parses one level; callers descend one known level at a time, so nesting depth costs no recursion.
+``tests/card/test_parsers_fuzz.py`` fuzzes it and counts its work.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ def isolated_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("CONFIG", "DATA", "STATE", "CACHE"):
         (root / name.lower()).mkdir(parents=True)
         monkeypatch.setenv(f"XDG_{name}_HOME", str(root / name.lower()))
+    (root / "runtime").mkdir(mode=0o700)  # the journal's fallback directory (card.journal)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(root / "runtime"))
     monkeypatch.delenv("CARDRENEW_CONFIG", raising=False)
     return root
 

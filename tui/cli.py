@@ -9,11 +9,13 @@ Exit codes (stable, documented in the README):
 3     no reader, no card, card removed, or pcscd not running
 4     wrong PIN (tries left shown) or PIN blocked
 10    nothing to renew: every certificate is valid beyond the window (status: some are due)
-11    refused: expired certificate, junk in a slot, or failed preflight — contact the RA
-      (status: a certificate expired, a slot is unreadable, or the PIN is blocked)
+11    refused: expired certificate, junk in a slot, or failed preflight — contact the RA; or a
+      file cardrenew must write (state directory, journal, audit log) is not writable or the
+      disk is full — nothing was changed (status: a certificate expired, a slot is unreadable,
+      or the PIN is blocked)
 12    the certificate authority refused or could not be reached; nothing was changed on the card
-13    not every certificate was renewed; if the card was changed the journal is kept — run
-      ``renew`` again to resume
+13    not every certificate was renewed, or a journal/audit file could not be written after the
+      card changed; if the card was changed the journal is kept — run ``renew`` again to resume
 ====  =====================================================================
 """
 
@@ -50,10 +52,25 @@ EXIT_CODES = {
     EXIT_CARD: "no reader, no card, card removed, or pcscd not running",
     EXIT_PIN: "wrong PIN or PIN blocked",
     EXIT_NOT_DUE: "nothing due for renewal (status: some certificates are due)",
-    EXIT_REFUSED: "refused: expired certificate or failed preflight; contact the RA",
+    EXIT_REFUSED: "refused: expired certificate or failed preflight (contact the RA), or an unwritable state directory",
     EXIT_CA: "certificate authority refused or unreachable; card unchanged",
     EXIT_PARTIAL: "not every certificate was renewed; run renew again (it resumes) or contact the RA",
 }
+
+
+SERVE_HELP = """\
+Serve the cardrenew TUI to a browser (a kiosk or thin client): the page at http://HOST:PORT/ starts
+one `cardrenew` for the browser that opens it, on this host's card reader.
+
+Protects against: other web pages in the kiosk browser driving the card (a websocket whose Origin
+is not this page's own is refused with 403, as is a Host that is not ours: DNS rebinding); a second
+browser taking over or blocking the reader (one live session; others get 409 "in use"); the page
+being framed by another site (clickjacking); a shell in between (the app is started directly).
+
+Does NOT protect against: anyone who can reach the port. There is no authentication. Keep it on
+loopback (the default: the kiosk browser on the same host) or behind a reverse proxy that
+authenticates, and give that proxy's URL as --public-url. Local users of the host can connect too.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,11 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     reader = argparse.ArgumentParser(add_help=False)
     reader.add_argument("--reader", metavar="NAME", default=argparse.SUPPRESS,
                         help="PC/SC reader (default: the one holding the only card)")
+    demo = argparse.ArgumentParser(add_help=False)
+    demo.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
+                      help="the built-in virtual card and embedded CA (a fresh card each run, PIN 123456)")
+    demo.add_argument("--demo-fault", choices=["none", "pull-card", "ca-refuses"], default=argparse.SUPPRESS,
+                      help="with --demo: show the error path")
 
     parser = argparse.ArgumentParser(prog="cardrenew", parents=[top_common, top_reader],
                                      description="Renew the certificates on a PIV smartcard.",
                                      epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
-    parser.add_argument("--demo", action="store_true", help="the TUI on the built-in virtual card and embedded CA")
+    parser.add_argument("--demo", action="store_true",
+                        help="the built-in virtual card and embedded CA (the TUI, status and renew)")
     parser.add_argument("--demo-fault", choices=["none", "pull-card", "ca-refuses"], default="none",
                         help="with --demo: show the error path")
     parser.add_argument("--kiosk", action="store_true", default=None,
@@ -83,10 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: APDU trace, secrets redacted)")
     sub = parser.add_subparsers(dest="command")
 
-    p = sub.add_parser("status", parents=[common, reader], help="certificates, expiry, days left, due or not")
+    p = sub.add_parser("status", parents=[common, reader, demo], help="certificates, expiry, days left, due or not")
     p.add_argument("--json", action="store_true", help="machine-readable output (stable; see README)")
 
-    p = sub.add_parser("renew", parents=[common, reader], help="headless renewal with the same engine as the TUI")
+    p = sub.add_parser("renew", parents=[common, reader, demo], help="headless renewal with the same engine as the TUI")
     p.add_argument("--pin-stdin", action="store_true", help="read the PIN from the first line of standard input")
     p.add_argument("--allow-last-pin-try", action="store_true",
                    help="send the PIN even when only one try is left (a wrong PIN then blocks the card)")
@@ -94,7 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output (stable; see README)")
 
     p = sub.add_parser("audit", parents=[common], help="print the recent audit log entries")
-    p.add_argument("-n", type=int, default=20, help="how many entries (default 20)")
+    p.add_argument("-n", type=_entry_count, default=20, metavar="N",
+                   help="how many of the newest entries (default 20; 0 prints none)")
+    p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
+                   help="the audit log of the --demo runs (kept in the demo's own state directory)")
+
+    p = sub.add_parser("serve", parents=[common, reader], help="the TUI in a browser (kiosk), one session at a time",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description=SERVE_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--public-url", metavar="URL",
+                   help="the URL browsers use when an authenticating proxy stands in front; only its origin may connect")
+    p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS, help="serve the demo card")
+    p.add_argument("--demo-fault", choices=["none", "pull-card", "ca-refuses"], default=argparse.SUPPRESS,
+                   help="with --demo: show the error path")
+    p.add_argument("--kiosk", action="store_true", default=argparse.SUPPRESS, help="serve the TUI in kiosk mode")
+    p.add_argument("--theme", choices=["default", "high-contrast"], default=argparse.SUPPRESS, help="the TUI's colours")
 
     ca = sub.add_parser("ca", parents=[common], help="embedded certificate authority")
     ca_sub = ca.add_subparsers(dest="ca_command", required=True)
@@ -116,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--management-key", metavar="HEX",
                    help="the 9B key in the profile's algorithm (default: the well-known key)")
     p.add_argument("--holder", default="Alex Example", help="the cardholder's name (certificate CN)")
+    p.add_argument("--usage", choices=["piv", "client-auth"], default="piv",
+                   help="certificate usages: piv (9A client auth, 9C signing + e-mail protection) or client-auth "
+                        "(every slot: digitalSignature, clientAuth — the profile scepserver issues)")
     p = emu_sub.add_parser("serve", parents=[common], help="serve the card to pcscd through vpcd")
     p.add_argument("state", metavar="STATE")
     p.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT",
@@ -130,6 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="answer instruction INS (hex, e.g. 47 for GENERATE) after SECONDS; repeatable")
     p.add_argument("--reinsert-after", type=float, metavar="SECONDS", help="after a pull, re-insert after this long")
     return parser
+
+
+def _entry_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more entries")
+    return value
 
 
 def _out(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
@@ -160,11 +211,13 @@ def _exit_code_for(exc: BaseException) -> int:
         PinFormatError,
         ReaderUnavailableError,
     )
-    from card.errors import CardRemovedError
+    from card.errors import CardRemovedError, StateFileError
     from card.renewal import RenewalRefused
 
     from card.errors import OperationCancelled
 
+    if isinstance(exc, StateFileError):  # raised (not reported per slot): nothing was changed on the card
+        return EXIT_REFUSED
     if isinstance(exc, ConfigError):
         return EXIT_USAGE
     if isinstance(exc, OperationCancelled):  # the CLI passes 128 + the signal when it knows it
@@ -201,6 +254,13 @@ def _fail(args: argparse.Namespace, exc: BaseException, code: int | None = None)
         if isinstance(exc, CardError) and exc.reference:
             print(f"Reference: {exc.reference}", file=sys.stderr)
     return code
+
+
+def _print_notices(backend: Any) -> None:
+    """Say in words what happened to files on the way (a journal set aside), on stderr."""
+    journals = getattr(backend, "journals", None)
+    for notice in journals.take_notices() if journals is not None else []:
+        print(f"cardrenew: note: {notice}", file=sys.stderr)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -243,17 +303,33 @@ def summary_json(summary: Any, window_days: int) -> dict[str, Any]:
     }
 
 
+def _demo_backend(args: argparse.Namespace, settings: Settings) -> Any:
+    """``--demo`` for ``status`` and ``renew``: the demo's virtual card and embedded CA, as in the TUI
+    (a fresh card each run, certificates due in 30 days, PIN 123456; the card is not kept)."""
+    from card.demo import DEMO_PIN, demo_backend
+
+    backend, _ = demo_backend(settings, fault=args.demo_fault, reinsert_after_s=None)
+    print(f"Demo: a fresh virtual card (PIN {DEMO_PIN}) and the embedded demo CA; "
+          "the card is not kept after this run.", file=sys.stderr)  # stderr: --json output stays clean
+    return backend
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from card.renewal import SlotState, read_card
     from card.service import pcsc_backend
 
     settings = _settings(args)
-    backend = pcsc_backend(settings, args.reader, with_issuer=False)
+    if args.demo:
+        backend = _demo_backend(args, settings)
+        settings = backend.settings
+    else:
+        backend = pcsc_backend(settings, args.reader, with_issuer=False)
     try:
         summary = backend.service.submit(
             lambda s: read_card(s, settings, journals=backend.journals, reader=backend.reader_name)).result()
     finally:
         backend.service.shutdown()
+        _print_notices(backend)
     payload = summary_json(summary, settings.window_days)
     code = EXIT_OK
     if any(s.state in (SlotState.EXPIRED, SlotState.UNREADABLE) for s in summary.slots) or summary.pin_retries == 0:
@@ -358,7 +434,11 @@ def cmd_renew(args: argparse.Namespace) -> int:
     for sig in previous:
         signal.signal(sig, on_signal)
     try:
-        backend = pcsc_backend(settings, args.reader, cancel=cancel)
+        if args.demo:
+            backend = _demo_backend(args, settings)
+            settings = backend.settings
+        else:
+            backend = pcsc_backend(settings, args.reader, cancel=cancel)
     except BaseException:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -438,11 +518,12 @@ def cmd_renew(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         backend.service.shutdown()
+        _print_notices(backend)
     return _report_renewal(args, result)
 
 
 def _report_renewal(args: argparse.Namespace, result: Any) -> int:
-    from card.errors import CardRemovedError, CardResetByOtherError
+    from card.errors import CardRemovedError, CardResetByOtherError, StateFileError
 
     slots = []
     for r in result.slots:
@@ -467,6 +548,13 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
             next_step = err.next_step
         elif isinstance(err, CardRemovedError):
             next_step = "Re-insert your card and run `cardrenew renew` again: the update resumes where it stopped."
+        elif isinstance(err, StateFileError):
+            message = f"The operation was completed with errors: {err}."
+            next_step = err.next_step
+        elif not result.journal_kept:  # nothing to resume: never send the user round in a loop (issue 11)
+            first = err or next((r.error for r in result.slots if r.error is not None), None)
+            next_step = (first.next_step if first is not None and first.next_step else
+                         f"Contact your Registration Authority with reference {result.reference}.")
         else:
             next_step = (f"Run `cardrenew renew` again. If the error persists, contact your Registration Authority "
                          f"with reference {result.reference}.")
@@ -485,13 +573,59 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
     return code
 
 
+# -- serve ----------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``cardrenew serve``: the browser kiosk (see ``SERVE_HELP`` and :mod:`tui.serve`)."""
+    from tui.serve import serve
+
+    app_args: list[str] = []
+    if args.config:
+        app_args += ["--config", str(Path(args.config).resolve())]
+    if getattr(args, "reader", None):
+        app_args += ["--reader", args.reader]
+    if args.demo:
+        app_args.append("--demo")
+        if args.demo_fault != "none":
+            app_args += ["--demo-fault", args.demo_fault]
+    if args.kiosk:
+        app_args.append("--kiosk")
+    if args.theme:
+        app_args += ["--theme", args.theme]
+    if not 0 < args.port < 65536:
+        from card.config import UsageError
+
+        raise UsageError(f"--port {args.port}: not a TCP port")
+    return serve(app_args, host=args.host, port=args.port, public_url=args.public_url)
+
+
 # -- the rest -------------------------------------------------------------------------------
 def cmd_audit(args: argparse.Namespace) -> int:
-    from card.journal import AuditLog
+    """Print the newest ``-n`` audit records as JSON lines (stdout); what is not a record (a torn or
+    foreign line) is skipped with a warning, and an absent or empty log is said in words (stderr)."""
+    from card.journal import AuditLog, JournalStore, flush_kept_audit
 
-    settings = _settings(args)
-    for entry in AuditLog(settings.state_dir / "audit.log").recent(args.n):
+    if getattr(args, "demo", False):
+        from card.demo import demo_state_dir
+
+        state_dir = demo_state_dir()
+    else:
+        state_dir = _settings(args).state_dir
+    log = AuditLog(state_dir / "audit.log")
+    kept = flush_kept_audit(JournalStore(state_dir), log)  # records an earlier run could not write
+    if kept is not None:
+        print(f"cardrenew: warning: {kept}", file=sys.stderr)
+    reading = log.read(args.n)
+    for number, why in reading.skipped:
+        where = f"line {number}" if number is not None else "a line"
+        print(f"cardrenew: warning: {where} of {log.path} is not an audit record ({why}); skipped", file=sys.stderr)
+    for entry in reading.entries:
         print(json.dumps(entry, sort_keys=True))
+    if not reading.exists:
+        print(f"No audit log at {log.path} yet: no renewal has been recorded there.", file=sys.stderr)
+    elif not reading.entries and args.n != 0:
+        print(f"The audit log {log.path} holds no records" + (" (only lines that are not records)."
+                                                              if reading.skipped else " (it is empty)."),
+              file=sys.stderr)
     return EXIT_OK
 
 
@@ -520,7 +654,7 @@ def cmd_emulator_create(args: argparse.Namespace) -> int:
         mgmt = bytes.fromhex(args.management_key) if args.management_key else None
         state = create_card_file(Path(args.state), LocalCA(Path(args.ca)), expires_in_days=args.expires_in_days,
                                  pin=args.pin, key_type=KeyType[args.key_type], holder=args.holder,
-                                 profile=args.profile, management_key=mgmt)
+                                 profile=args.profile, management_key=mgmt, usage=args.usage)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     print(f"Created virtual card {args.state} ({args.profile}, {args.key_type}, certificates in 9A and 9C expiring in "
@@ -553,8 +687,14 @@ def cmd_emulator_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    from card.config import load_settings
+    import os
 
+    from card.config import load_settings
+    from tui.driver import driver_class, terminal_problem
+
+    if (problem := terminal_problem(sys.stdin, os.environ)) is not None:
+        print(f"cardrenew: {problem}", file=sys.stderr)
+        return EXIT_USAGE  # nothing was started, nothing spins
     settings = load_settings(args.config, reader=args.reader, kiosk=args.kiosk, theme=args.theme)
     if args.demo:
         from card.demo import lazy_demo_backend
@@ -565,26 +705,14 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
         backend = pcsc_backend(settings, args.reader, wait_for_card=True,  # no card yet: the logon pane asks for it
                                cancel=(stop := threading.Event()))
-    from tui.app import make_app
+    from tui.app import make_app, run_app
 
     app = make_app(backend)
-
-    def on_signal(signum: int, frame: Any) -> None:
-        # SIGTERM, or SIGHUP when the SSH session drops: let the current card step finish
-        # (the engine journals it), stop before the next certificate, restore the terminal.
-        app.shutdown_event.set()
-        if not args.demo:
-            stop.set()  # a wait for the CA, the RA hook or another program's hold on the card ends now
-        app.exit(return_code=128 + signum)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        app.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        backend.service.shutdown()
-    return int(app.return_code or 0)
+    app.driver_class = driver_class() or app.driver_class  # undecodable input never ends the app
+    # SIGTERM, SIGHUP (an SSH session dropped) and SIGINT: the UI ends at once, the current card
+    # step finishes (journalled), waits for the CA or another program's hold end (``stop``); 128 + signal.
+    # A crash (also Textual's panic path, which leaves no return code) exits 1, never 0.
+    return run_app(app, cancel=None if args.demo else stop)
 
 
 def main(argv: list[str]) -> int:
@@ -602,8 +730,14 @@ def main(argv: list[str]) -> int:
         "status": cmd_status,
         "renew": cmd_renew,
         "audit": cmd_audit,
+        "serve": cmd_serve,
     }
     try:
+        if getattr(args, "demo", False) and (args.reader or args.command not in (None, "status", "renew", "audit", "serve")):
+            from card.config import UsageError
+
+            raise UsageError("--demo uses the built-in virtual card: it goes with the TUI, status, renew, serve and "
+                             "audit, and not with --reader", next_step="Leave out --demo, or --reader.")
         if args.command in handlers:
             return handlers[args.command](args)
         if args.command == "ca":

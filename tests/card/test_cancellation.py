@@ -101,3 +101,37 @@ def test_the_last_pin_try_is_sent_only_when_allowed(make_card, retries: int, all
             assert "--allow-last-pin-try" in str(exc.value) and "use the TUI" in str(exc.value)
     assert card.state.pin_retries == retries  # reading the count spent no try
     assert not card.pin_verified
+
+
+def test_the_back_off_between_ca_retries_ends_at_once_on_cancellation(make_card, ca: LocalCA, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The engine's back-off waits on the cancellation token: a stop during a 60 s back-off is a
+    stop (OperationCancelled, nothing changed), not "the CA could not be reached" a minute later."""
+    from card.enrollment.base import IssuerUnavailable
+
+    card = make_card()
+    before = keys(card)
+    cancel = threading.Event()
+
+    class Down:
+        name = "down"
+
+        def __getattr__(self, name: str) -> object:
+            attr = getattr(ca, name)
+            if name != "authorize_renewal":
+                return attr
+
+            def down(*args: object, **kwargs: object) -> object:
+                threading.Timer(0.2, cancel.set).start()
+                raise IssuerUnavailable("the CA is down")
+            return down
+
+    ctx = context(tmp_path, Down(), cancel)
+    ctx.issuer_retry_delays_s = (60.0, 60.0)
+    done: list[BaseException] = []
+    worker = threading.Thread(target=lambda: done.append(pytest.raises(OperationCancelled, renew, PivSession(card), ctx,
+                                                                      Secret(PIN)).value), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "the back-off did not look at the cancellation token"
+    assert "stopped while waiting to ask the certificate authority again" in str(done[0])
+    assert keys(card) == before

@@ -325,6 +325,21 @@ def test_certificate_objects_that_are_not_certificates(make_card) -> None:  # ty
         assert cert is not None and cert.public_bytes(DER) == der
 
 
+@pytest.mark.parametrize("serial", [12345, -12345])
+def test_an_unknown_certificate_version_is_unreadable_not_a_crash(make_card, ca, serial: int) -> None:  # type: ignore[no-untyped-def]
+    """Found by the 10,000-input fuzz run: version 4 (INTEGER 3) raised cryptography's InvalidVersion,
+    which is not a ValueError, out of the slot read."""
+    card = make_card(key_type=KeyType.ECCP256)
+    der = resigned(der_of(card, Slot.AUTHENTICATION), ca, serial)
+    assert der[8:13] == bytes.fromhex("a003020102")  # [0] { INTEGER 2 } = v3
+    v4 = der[:12] + b"\x03" + der[13:]
+    with pytest.raises(CertificateObjectError, match="not an X.509 certificate"):
+        load_certificate(v4)
+    card.state.objects["5FC105"] = encode_certificate_object(v4).hex()
+    status = PivSession(card).read_certificate(Slot.AUTHENTICATION)
+    assert status.certificate is None and "X509 version" in (status.error or "")
+
+
 def test_a_pem_that_is_not_a_certificate_is_a_certificate_object_error() -> None:
     for pem in ("", "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
                 "-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\n",

@@ -39,7 +39,11 @@ SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 36), id="120x36"
 def fixed_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """``make(fault) -> (backend, card)``: a demo-like card whose every displayed value is stable."""
     monkeypatch.setattr(local, "_now", lambda: FIXED_NOW)
-    monkeypatch.setattr("card.journal.secrets", types.SimpleNamespace(choice=lambda seq: seq[0]))
+    import secrets
+
+    # a fixed reference code; the audit records' event ids (never shown) stay random
+    monkeypatch.setattr("card.journal.secrets", types.SimpleNamespace(choice=lambda seq: seq[0],
+                                                                      token_hex=secrets.token_hex))
     monkeypatch.setattr("tui.screens.write_certificates.time", types.SimpleNamespace(monotonic=lambda: 1000.0))
 
     def make(fault: str = "none", **settings_changes):  # type: ignore[no-untyped-def]
@@ -265,3 +269,25 @@ def test_pane_snapshot(fixed_world, snap_compare, pane, fault, changes, pin_retr
         fix_certificates(card)
     app = make_app(backend, now=lambda: FIXED_NOW)
     assert snap_compare(app, terminal_size=size, run_before=steps)
+
+
+NARROW_PANES = ("logon", "card-tab", "write-certificates-next", "completed-with-errors")
+
+
+@pytest.mark.parametrize("pane,fault,changes,pin_retries,steps",
+                         [pytest.param(*p, id=p[0]) for p in PANES if p[0] in NARROW_PANES])
+def test_pane_snapshot_60x20(fixed_world, snap_compare, pane, fault, changes, pin_retries, steps) -> None:  # type: ignore[no-untyped-def]
+    """The main panes at 60×20 (a small SSH window): footer keys and the Status column are not cut."""
+    backend, card = fixed_world(fault, **changes)
+    app = make_app(backend, now=lambda: FIXED_NOW)
+    assert snap_compare(app, terminal_size=(60, 20), run_before=steps)
+
+
+@pytest.mark.parametrize("pane,steps", [pytest.param("logon-pin-typed", shot_logon_typed, id="logon-pin-typed"),
+                                        pytest.param("change-passcode", shot_change_passcode, id="change-passcode")])
+def test_no_color_snapshot(fixed_world, snap_compare, monkeypatch: pytest.MonkeyPatch, pane, steps) -> None:  # type: ignore[no-untyped-def]
+    """Under NO_COLOR the focused input is marked by its border/text style, not by colour."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    backend, _ = fixed_world()
+    app = make_app(backend, now=lambda: FIXED_NOW)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=steps)

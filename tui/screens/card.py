@@ -10,13 +10,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
-from textual.widgets import Button, DataTable, Footer, Header, Label, Markdown, Static, TabbedContent, TabPane
+from textual.widgets import Button, DataTable, Label, Markdown, Static, TabbedContent, TabPane, Tabs
 
 from card.certificates import fingerprint
 from card.piv import KeyType
 from card.renewal import CardSummary, RenewalResult, SlotState, SlotStatus, UpdateCheck, update_check
 from card.secret import Secret
 from tui.screens.base import Pane
+from tui.widgets import PaneFooter, app_header
 from tui.screens.dialogs import ErrorDialog, MessageDialog, PinDialog, format_date
 
 STATUS_WORDS = {
@@ -41,6 +42,7 @@ you can renew them here once they are within the renewal window.
 
 The **Certificates** tab (key `d`) shows each certificate's subject, issuer, serial number,
 validity, key type and SHA-256 fingerprint. **Change passcode** (key `p`) changes your PIN.
+This help is on the **Help** tab (key `h`).
 
 If something goes wrong you get a reference code: quote it to your Registration Authority.
 """
@@ -89,15 +91,17 @@ class CardSummaryTab(CardTab):
                     yield Button("Unlock card", id="unlock-button")
                 yield Button("Log off", id="logoff-button")
 
-    async def show(self, summary: CardSummary, renewed: RenewalResult | None = None) -> None:
-        """Show ``summary``; ``renewed`` adds what the last renewal did."""
+    async def show(self, summary: CardSummary, renewed: RenewalResult | None = None, stopped: str | None = None) -> None:
+        """Show ``summary``; ``renewed`` adds what the last renewal did, ``stopped`` why the last update
+        stopped (with the reference to quote to the RA)."""
         self.query_one("#holder", Label).update(summary.holder or "(no name on the card)")
         self.query_one("#card-guid", Label).update(summary.guid_text or summary.card_id or "(none)")
         self.query_one("#reader", Label).update(summary.reader)
         grid = self.query_one("#slot-grid", Grid)
         await grid.remove_children()
-        cells: list[Label] = [Label(text, classes="slot-header", markup=False) for text in
-                              ("Certificate", "Slot", "Expires", "Days left", "Status")]
+        cells: list[Label] = [Label(text, classes=f"slot-header {css}", markup=False) for text, css in
+                              (("Certificate", "slot-label"), ("Slot", "slot-id"), ("Expires", "slot-expiry"),
+                               ("Days left", "slot-days"), ("Status", "slot-status"))]
         for status in summary.slots:
             words, css = status_text(status)
             cert = status.certificate
@@ -110,12 +114,18 @@ class CardSummaryTab(CardTab):
             ]
         await grid.mount_all(cells)
         notice = self.query_one("#card-notice", Static)
-        if renewed is not None and renewed.ok:
+        if self.show_pin_state(summary):
+            pass
+        elif renewed is not None and renewed.ok:
             lines = ["Your certificates have been renewed:"] + [
                 f"  {s.label} ({s.slot.hex}): valid until {format_date(s.new_certificate.not_valid_after_utc)}"
                 for s in renewed.slots if s.new_certificate is not None]
             notice.update("\n".join(lines))
             notice.set_class(True, "-success")
+        elif stopped is not None:
+            resume = " Select Update My Card to resume it." if summary.pending_journal is not None else ""
+            notice.update(stopped + resume)
+            notice.set_class(True, "-warning")
         elif summary.pending_journal is not None:
             notice.update(f"An unfinished update was found (reference {summary.pending_journal.reference}). "
                           "Select Update My Card to resume it.")
@@ -124,6 +134,25 @@ class CardSummaryTab(CardTab):
             notice.update("\n".join(notes))
         else:
             notice.update("")
+
+
+    def show_pin_state(self, summary: CardSummary) -> bool:
+        """With the PIN blocked, *Update My Card* is not offered and the notice says whom to contact.
+
+        Returns:
+            True when the PIN is blocked (the notice then shows that).
+        """
+        blocked = summary.pin_retries == 0
+        for button in self.query("#update-button").results(Button):
+            button.disabled = blocked
+        if blocked:
+            settings = self.app.backend.settings  # type: ignore[attr-defined]
+            unlock = " Support staff can unlock it here with the PUK (Unlock card)." if settings.allow_unlock else ""
+            notice = self.query_one("#card-notice", Static)
+            notice.update(f"Your card is blocked: the PIN was entered wrongly too many times. Your certificates "
+                          f"cannot be updated until it is unlocked. Contact {settings.ra_contact} to unlock it.{unlock}")
+            notice.set_class(True, "-warning")
+        return blocked
 
 
 def key_type_text(status: SlotStatus) -> str:
@@ -219,22 +248,26 @@ class CardScreen(Pane):
         Binding("k", "unlock_card", "Unlock", id="unlock",
                 tooltip="Set a new PIN with the PUK (support staff)"),
         Binding("l", "log_off", "Log off", id="log-off", tooltip="Log off; then remove the card"),
+        Binding("h", "show_help", "Help", id="help", tooltip="How to renew your certificates, and the keys"),
         Binding("ctrl+r", "reread_card", "Re-read", id="reread", tooltip="Read the card again"),
         Binding("ctrl+q", "app.quit", "Quit", id="quit", tooltip="Leave cardrenew"),
     ]
 
-    def __init__(self, renewed: RenewalResult | None = None) -> None:
+    def __init__(self, renewed: RenewalResult | None = None, stopped: str | None = None) -> None:
         super().__init__()
         self.renewed = renewed
+        self.stopped = stopped
+        """Why the last update stopped, with its reference: kept on the Card tab (re-reads too) so the
+        holder can still quote the reference to the RA once the error dialog is closed."""
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield app_header()
         with TabbedContent(initial="card-tab", id="card-tabs"):
             yield CardSummaryTab("Card", id="card-tab")
             yield CertificatesTab("Certificates", id="certificates-tab")
             with CardTab("Help", id="help-tab"):
                 yield Markdown(HELP)
-        yield Footer(compact=True)
+        yield PaneFooter()
 
     @property
     def card_tab(self) -> CardSummaryTab:
@@ -247,11 +280,26 @@ class CardScreen(Pane):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "unlock_card" and not self.card_app.backend.settings.allow_unlock:
             return False
+        if action == "update_card" and self.pin_blocked:
+            return False
         return True
+
+    @property
+    def pin_blocked(self) -> bool:
+        """The PIN is blocked (as last read or answered): no update can be offered."""
+        summary = self.card_app.summary
+        return summary is not None and summary.pin_retries == 0
+
+    def pin_tries_changed(self) -> None:
+        """The card answered a PIN entry (app.note_tries): show a blocked PIN at once, without card I/O."""
+        summary = self.card_app.summary
+        if summary is not None and self.is_mounted:
+            self.card_tab.show_pin_state(summary)
+            self.refresh_bindings()
 
     async def on_mount(self) -> None:
         if self.card_app.summary is not None:
-            await self.card_tab.show(self.card_app.summary, self.renewed)
+            await self.card_tab.show(self.card_app.summary, self.renewed, self.stopped)
             self.certificates_tab.show(self.card_app.summary)
         self.query_one("#update-button", Button).focus()
         self.action_reread_card()
@@ -262,8 +310,9 @@ class CardScreen(Pane):
     @work(exclusive=True, group="card", exit_on_error=False, description="Reading the card")
     async def refresh_card(self) -> CardSummary | None:
         summary = await self.card_app.read_summary()
-        await self.card_tab.show(summary, self.renewed)
+        await self.card_tab.show(summary, self.renewed, self.stopped)
         self.certificates_tab.show(summary)
+        self.refresh_bindings()
         return summary
 
     @on(Button.Pressed, "#update-button")
@@ -286,6 +335,10 @@ class CardScreen(Pane):
         self.certificates_tab.activate()
         self.query_one("#certificate-list", DataTable).focus()
 
+    def action_show_help(self) -> None:
+        self.query_one("#help-tab", CardTab).activate()
+        self.query_one("#card-tabs", TabbedContent).query_one(Tabs).focus()  # not a button hidden on the Card tab
+
     def action_change_pin(self) -> None:
         self.offer_pin_change("change")
 
@@ -301,15 +354,27 @@ class CardScreen(Pane):
 
     def action_update_card(self) -> None:
         self.card_tab.activate()
+        if self.pin_blocked:
+            self._show_blocked()
+            return
         self.check_for_updates()
+
+    def _show_blocked(self) -> None:
+        ra = self.card_app.backend.settings.ra_contact
+        self.app.push_screen(ErrorDialog("Card blocked", "Your PIN is blocked, so your card cannot be updated.",
+                                         f"Contact {ra} to unlock it.", id="blocked-dialog"))
 
     @work(exclusive=True, group="card", exit_on_error=False, description="Checking for updates")
     async def check_for_updates(self) -> None:
         app = self.card_app
         summary = await app.read_summary()
         self.renewed = None
-        await self.card_tab.show(summary)
+        await self.card_tab.show(summary, stopped=self.stopped)
         self.certificates_tab.show(summary)
+        self.refresh_bindings()
+        if summary.pin_retries == 0:
+            self._show_blocked()
+            return
         check = update_check(summary)
         settings = app.backend.settings
         if check is UpdateCheck.AVAILABLE:
@@ -346,8 +411,28 @@ class CardScreen(Pane):
     def _ask_pin(self, summary: CardSummary) -> None:
         def entered(pin: Secret | None) -> None:
             if pin:
-                self.card_app.start_renewal(pin, summary)
+                self.renew_after_guard(pin, summary)
             else:
                 self.notify("Update cancelled. Nothing was changed on your card.", title="Cancelled")
 
         self.app.push_screen(PinDialog(), entered)
+
+    @work(exclusive=True, group="card", exit_on_error=False, description="Checking the PIN tries left")
+    async def renew_after_guard(self, pin: Secret, summary: CardSummary) -> None:
+        """The last-try guard in front of *PIN again*, then the renewal (``pin`` is wiped unless
+        the renewal took it)."""
+        app = self.card_app
+        started = False
+        try:
+            left = await app.tries_left("PIN")
+            if left == 0:
+                app.note_tries("PIN", 0)
+                self._show_blocked()
+                return
+            if not await self.confirm_last_try("PIN", left):
+                self.notify("PIN not sent. Nothing was changed on your card.", title="Cancelled")
+                return
+            started = app.start_renewal(pin, summary)
+        finally:
+            if not started:
+                pin.wipe()

@@ -8,10 +8,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Footer, Header, Label, Static
+from textual.widgets import Button, Label, Static
 
 from card.errors import CardRemovedError
 from tui.screens.base import Pane
+from tui.widgets import PaneFooter, app_header
 from tui.screens.dialogs import format_date
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class CompletedWithErrorsScreen(Pane):
 
     def compose(self) -> ComposeResult:
         result = self.result
-        yield Header()
+        yield app_header()
         with Vertical(id="errors-panel", classes="panel"):
             yield Label("The operation was completed with errors", id="errors-title", classes="pane-title -error", markup=False)
             for slot in result.slots:
@@ -55,7 +56,7 @@ class CompletedWithErrorsScreen(Pane):
             with Horizontal(id="errors-buttons"):
                 yield Button("Back to Card tab", id="card-button", variant="primary")
                 yield Button("Log off", id="logoff-button")
-        yield Footer(compact=True)
+        yield PaneFooter()
 
     def next_step(self) -> str:
         ref = self.result.reference
@@ -79,7 +80,8 @@ class CompletedWithErrorsScreen(Pane):
 
     def action_back_to_card(self) -> None:
         if self.card_app.is_logged_on:
-            self.card_app.back_to_card()
+            self.card_app.back_to_card(stopped=f"The last update was completed with errors (reference "
+                                               f"{self.result.reference}). {self.next_step()}")
         else:
             self.card_app.goto_logon()
 
@@ -91,7 +93,7 @@ class LoggedOffScreen(Pane):
     """ "You are logged off": remove the card, insert it and log on again to test it."""
 
     BINDINGS = [
-        Binding("enter", "log_on", "Log on", id="log-on", tooltip="Back to the logon pane"),
+        Binding("enter", "log_on", "Log on", id="log-on", key_display="Enter", tooltip="Back to the logon pane"),
         Binding("ctrl+q", "app.quit", "Quit", id="quit", tooltip="Leave cardrenew"),
     ]
 
@@ -101,7 +103,7 @@ class LoggedOffScreen(Pane):
         self.idle = idle
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield app_header()
         with Vertical(id="logged-off-panel", classes="panel"):
             yield Label("You are logged off", classes="pane-title", markup=False)
             if self.removed:
@@ -114,7 +116,7 @@ class LoggedOffScreen(Pane):
             yield Static("If you have any problem logging back on, contact your Registration Authority.",
                          id="logged-off-help", markup=False)
             yield Static("Waiting for the card to be inserted… (Enter: log on now)", id="waiting", markup=False)
-        yield Footer(compact=True)
+        yield PaneFooter()
 
     def card_removed(self) -> None:
         self.query_one("#waiting", Static).update("Card removed. Insert it again to log on. (Enter: log on now)")

@@ -3,26 +3,72 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Label, Static
 
-from card.errors import CardError
+from card.errors import CardError, InvalidPinError, PinBlockedError
 from card.piv import Slot
 from card.renewal import CardSummary, RenewalContext, RenewalResult, RenewalStep, renew
 from card.secret import Secret
 from tui.bridge import TuiReporter
 from tui.messages import CertificateWritten, RenewalFinished, RenewalProgressed, SlotRenewalFailed
 from tui.screens.base import Pane
+from tui.widgets import PaneFooter, app_header
 from tui.screens.dialogs import ErrorDialog, MessageDialog, NextDialog, format_date
 
 STATUS_STYLE = {"Pending": "dim", "Writing": "bold yellow", "Done": "bold green", "Failed": "bold red"}
 WRITING_STEPS = {RenewalStep.GENERATING, RenewalStep.REQUESTING, RenewalStep.ISSUING, RenewalStep.VERIFYING,
                  RenewalStep.WRITING, RenewalStep.READING_BACK, RenewalStep.TEST_SIGNATURE, RenewalStep.AUTHORISING}
+
+
+class Stopwatch:
+    """Seconds counted while running (``time.monotonic``); :meth:`stop` and :meth:`start` pause and go on."""
+
+    def __init__(self) -> None:
+        self._counted = 0.0
+        self._since: float | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._since is not None
+
+    def start(self) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
+
+    def stop(self) -> None:
+        if self._since is not None:
+            self._counted += time.monotonic() - self._since
+            self._since = None
+
+    @property
+    def seconds(self) -> int:
+        """Whole seconds counted so far."""
+        running = time.monotonic() - self._since if self._since is not None else 0.0
+        return int(self._counted + running)
+
+
+@dataclass
+class CertificateRow:
+    """One row of the table: what it shows, and the certificate's own clock (its writing time,
+    not counting the time the *Next* dialog waited for the holder)."""
+
+    label: str
+    slot: Slot
+    old_expiry: str
+    status: str = "Pending"
+    new_expiry: str = ""
+    clock: Stopwatch = field(default_factory=Stopwatch)
+
+    @property
+    def time_text(self) -> str:
+        return f"{self.clock.seconds} s" if self.clock.running or self.status in ("Done", "Failed") else ""
 
 
 class WriteCertificatesScreen(Pane):
@@ -36,61 +82,124 @@ class WriteCertificatesScreen(Pane):
 
     BINDINGS = [Binding("ctrl+q", "app.quit", "Quit", id="quit", show=False,
                         tooltip="Leave cardrenew (waits for the certificate being written)")]
+    NARROW_BELOW = 80
+    """Below this many columns the table leaves out the old expiry and shows the slot with the label."""
 
     def __init__(self, pin: Secret, summary: CardSummary) -> None:
         super().__init__()
         self._pin: Secret | None = pin
         self.summary = summary
-        self.started = time.monotonic()
+        self.clock = Stopwatch()
+        """The whole update's working time; it stops while a dialog (Next) waits for the holder."""
+        self.rows: dict[str, CertificateRow] = {}
+        self.narrow: bool | None = None
         self.running = False
         self.result: RenewalResult | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield app_header()
         with Vertical(id="write-panel", classes="panel"):
             yield Label("Creating card", id="write-title", classes="pane-title", markup=False)
             yield Static("Preparing the update…", id="step-text", markup=False)
             yield Static("", id="elapsed", markup=False)
             yield DataTable(id="certificate-table", cursor_type="none", zebra_stripes=False)
             yield Static("Do not remove your Smartcard during this process.", id="do-not-remove", classes="-warning", markup=False)
-        yield Footer(compact=True)
+        yield PaneFooter()
 
     @property
     def certificate_table(self) -> DataTable[Text | str]:
         return self.query_one("#certificate-table", DataTable)
 
     def on_mount(self) -> None:
-        table = self.certificate_table
-        table.add_column("Certificate", key="label")
-        table.add_column("Slot", key="slot")
-        table.add_column("Old expiry", key="old")
-        table.add_column("Status", key="status", width=9)
-        table.add_column("New expiry", key="new")
+        self._layout_table()
         self.running = True
+        self.clock.start()
         self._ticker = self.set_interval(1.0, self._tick)
         self._tick()
         self.run_renewal()
 
-    def _tick(self) -> None:
+    def on_resize(self) -> None:
+        self._layout_table()
+
+    # -- the clocks: they count only while this pane is on top --------------------------------
+    def on_screen_suspend(self) -> None:
+        """A dialog (Next, an error) waits for the holder: stop the clocks until it is closed."""
+        self._paused = [watch for watch in (self.clock, *(row.clock for row in self.rows.values())) if watch.running]
+        for watch in self._paused:
+            watch.stop()
         if self.running:
-            self.query_one("#elapsed", Static).update(f"Elapsed: {int(time.monotonic() - self.started)} s")
+            self.query_one("#elapsed", Static).update(f"Elapsed: {self.clock.seconds} s (paused)")
+
+    def on_screen_resume(self) -> None:
+        for watch in getattr(self, "_paused", []):
+            watch.start()
+        self._paused = []
+        self._tick()
+
+    def _tick(self) -> None:
+        if self.running and self.clock.running:
+            self.query_one("#elapsed", Static).update(f"Elapsed: {self.clock.seconds} s")
+        for row in self.rows.values():
+            if row.clock.running:
+                self._show_row(row)
 
     # -- rows ------------------------------------------------------------------------------
-    def _ensure_row(self, slot: Slot) -> None:
-        table = self.certificate_table
-        if slot.hex in table.rows:
+    def _layout_table(self) -> None:
+        """(Re)build the columns for the pane's width; at 60 columns Status and Time still show."""
+        narrow = self.size.width < self.NARROW_BELOW if self.size.width else False
+        if narrow == self.narrow:
             return
+        self.narrow = narrow
+        table = self.certificate_table
+        table.clear(columns=True)
+        if narrow:
+            table.add_column("Certificate", key="label")
+            table.add_column("Status", key="status", width=7)
+            table.add_column("Time", key="time", width=5)
+            table.add_column("New expiry", key="new")
+        else:
+            table.add_column("Certificate", key="label")
+            table.add_column("Slot", key="slot")
+            table.add_column("Old expiry", key="old")
+            table.add_column("Status", key="status", width=9)
+            table.add_column("Time", key="time", width=6)
+            table.add_column("New expiry", key="new")
+        for row in self.rows.values():
+            table.add_row(*self._cells(row), key=row.slot.hex)
+
+    def _cells(self, row: CertificateRow) -> list[Text | str]:
+        label = Text(f"{row.label} ({row.slot.hex})" if self.narrow else row.label)  # Text: a label is never markup
+        status = Text(row.status, STATUS_STYLE[row.status])
+        if self.narrow:
+            return [label, status, row.time_text, row.new_expiry]
+        return [label, row.slot.hex, row.old_expiry, status, row.time_text, row.new_expiry]
+
+    def _show_row(self, row: CertificateRow) -> None:
+        table = self.certificate_table
+        keys = [str(column.key.value) for column in table.columns.values()]
+        for key, cell in zip(keys, self._cells(row)):
+            table.update_cell(row.slot.hex, key, cell)
+
+    def _ensure_row(self, slot: Slot) -> CertificateRow:
+        if slot.hex in self.rows:
+            return self.rows[slot.hex]
         status = next((s for s in self.summary.slots if s.slot == slot), None)
         label = status.setting.label if status else next(
             (s.label for s in self.card_app.backend.settings.slots if s.slot == slot), slot.name.title())
         old = status.certificate if status else None
-        table.add_row(Text(label), slot.hex, format_date(old.not_valid_after_utc) if old else "–",
-                      Text("Pending", STATUS_STYLE["Pending"]), "", key=slot.hex)
+        row = self.rows[slot.hex] = CertificateRow(label, slot, format_date(old.not_valid_after_utc) if old else "–")
+        self.certificate_table.add_row(*self._cells(row), key=slot.hex)
         self.query_one("#write-title", Label).update("Write Certificates")
+        return row
 
     def _set_status(self, slot: Slot, status: str) -> None:
-        self._ensure_row(slot)
-        self.certificate_table.update_cell(slot.hex, "status", Text(status, STATUS_STYLE[status]))
+        row = self._ensure_row(slot)
+        row.status = status
+        if status == "Writing":
+            row.clock.start()
+        elif status != "Pending":
+            row.clock.stop()
+        self._show_row(row)
 
     @on(RenewalProgressed)
     def _progressed(self, event: RenewalProgressed) -> None:
@@ -99,7 +208,7 @@ class WriteCertificatesScreen(Pane):
             step_text.update(f"{event.step.value}…")
             return
         self._ensure_row(event.slot)
-        label = self.certificate_table.get_cell(event.slot.hex, "label")
+        label = self._ensure_row(event.slot).label
         if event.step is RenewalStep.PENDING:
             self._set_status(event.slot, "Pending")
         elif event.step is RenewalStep.DONE:
@@ -115,10 +224,10 @@ class WriteCertificatesScreen(Pane):
 
     @on(CertificateWritten)
     def _written(self, event: CertificateWritten) -> None:
-        self._set_status(event.slot, "Done")
         cert = event.result.new_certificate
         if cert is not None:
-            self.certificate_table.update_cell(event.slot.hex, "new", format_date(cert.not_valid_after_utc))
+            self._ensure_row(event.slot).new_expiry = format_date(cert.not_valid_after_utc)
+        self._set_status(event.slot, "Done")
 
     @on(SlotRenewalFailed)
     def _failed(self, event: SlotRenewalFailed) -> None:
@@ -132,34 +241,48 @@ class WriteCertificatesScreen(Pane):
         pin, self._pin = self._pin, None
         assert pin is not None
         reporter = TuiReporter(app, self, app.shutdown_event)
+        # The app's shutdown event is the engine's cancel: a signal stops it before the next
+        # certificate, and stops any wait for the CA.
         ctx = RenewalContext(backend.settings, backend.issuer, backend.journals, backend.audit,
-                             reporter=reporter, now=app.now, between_slots=reporter.between_slots)
+                             reporter=reporter, cancel=app.shutdown_event, now=app.now,
+                             between_slots=reporter.between_slots)
         self.running = True
         app.renewing = True
         try:
             result = await app.card_call(lambda session: renew(session, ctx, pin))
         except CardError as exc:  # refused before anything destructive happened
+            if isinstance(exc, InvalidPinError):
+                app.note_tries("PIN", exc.attempts_remaining)
+            elif isinstance(exc, PinBlockedError):
+                app.note_tries("PIN", 0)
             self.query_one("#step-text", Static).update("Stopped. Nothing was changed on your card.")
-            app.show_error(exc, then=app.back_to_card)
+            title, message, next_step = app.explain_error(exc)
+            stopped = f"The last update stopped: {title}. {message}\nNext step: {next_step}"
+            app.show_error(exc, then=lambda: app.back_to_card(stopped=stopped))
             return
         finally:
             self.running = False
             app.renewing = False
+            self.clock.stop()
+            self.query_one("#do-not-remove", Static).display = False  # the writing is over
+        app.note_tries("PIN", None)  # the engine's VERIFY was accepted: the counter is full again
         self.post_message(RenewalFinished(result))
 
     @on(RenewalFinished)
     def _finished(self, event: RenewalFinished) -> None:
+        if self.result is not None:
+            return  # the same outcome announced twice: its dialog is open already
         result = self.result = event.result
         self.card_app.renewal_finished(result)
         step_text = self.query_one("#step-text", Static)
         if result.ok:
             step_text.update("All certificates written.")
-            self.query_one("#elapsed", Static).update("Finished.")
+            self.query_one("#elapsed", Static).update(f"Finished in {self.clock.seconds} s.")
             last = result.slots[-1]
             self.app.push_screen(NextDialog(last, len(result.slots), len(result.slots)), self._confirm)
             return
         step_text.update("The update stopped with an error.")
-        self.query_one("#elapsed", Static).update("Stopped.")
+        self.query_one("#elapsed", Static).update(f"Stopped after {self.clock.seconds} s.")
         failed = next((s for s in result.slots if s.error is not None), None)
         error = result.error or (failed.error if failed else None) or CardError("a certificate was not renewed")
         title, message, _ = self.card_app.explain_error(error)

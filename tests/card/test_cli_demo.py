@@ -1,0 +1,55 @@
+"""``--demo`` with ``status`` and ``renew``: the demo's virtual card and embedded CA, as with the
+TUI (issue 12 point 9: ``--demo status`` read PC/SC instead and said there was no card)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from tui.cli import EXIT_CA, EXIT_NOT_DUE, EXIT_OK, EXIT_USAGE, main
+
+
+@pytest.fixture(autouse=True)
+def private_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo CA lives under the XDG data directory: keep it out of the developer's home."""
+    for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv(name, str(tmp_path / name))
+    monkeypatch.delenv("CARDRENEW_CONFIG", raising=False)
+    monkeypatch.setenv("PCSCLITE_CSOCK_NAME", str(tmp_path / "no-pcscd"))  # never the machine's pcscd
+
+
+@pytest.mark.parametrize("argv", [["--demo", "status", "--json"], ["status", "--demo", "--json"]])
+def test_demo_status_reads_the_demo_card(argv: list[str], capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(argv) == EXIT_NOT_DUE  # the demo card's certificates are due in 30 days
+    out = json.loads(capsys.readouterr().out)
+    assert out["reader"] == "Virtual card (demo)" and out["holder"] == "Alex Example"
+    assert [s["state"] for s in out["slots"]] == ["due", "due"]
+
+
+def test_demo_renew_renews_the_demo_card(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("sys.stdin", io.StringIO("123456\n"))
+    assert main(["--demo", "renew", "--yes", "--pin-stdin", "--json"]) == EXIT_OK
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["outcome"] == "renewed" and all(s["renewed"] for s in out["slots"])
+    assert "demo" in captured.err.lower()  # says it used the demo card, which is not kept
+
+
+def test_demo_fault_ca_refuses_applies_to_renew(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("sys.stdin", io.StringIO("123456\n"))
+    assert main(["--demo", "--demo-fault", "ca-refuses", "renew", "--yes", "--pin-stdin", "--json"]) == EXIT_CA
+    out = json.loads(capsys.readouterr().out)
+    assert out["error"]["reference"]
+
+
+@pytest.mark.parametrize("argv", [["--demo", "--reader", "Some reader", "status"],
+                                  ["--demo", "ca", "init", "somewhere"]])
+def test_demo_with_what_it_cannot_apply_to_is_a_usage_error(argv: list[str], tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == EXIT_USAGE
+    assert "--demo" in capsys.readouterr().err
+    assert not (tmp_path / "somewhere").exists()

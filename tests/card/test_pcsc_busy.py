@@ -1,0 +1,84 @@
+"""A concurrent user of the card is named as such (issue 11 item 8), with pyscard's PC/SC calls
+replaced: pcscd holds SCardConnect and SCardBeginTransaction back while another program holds a
+card transaction, so those waits are bounded and cancellable; a reset by another program with the
+card still in the reader is not a removal. (Through real pcscd with two processes:
+tests/integration/test_hostile_ca_pcscd.py.)"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from card import pcsc
+from card.errors import CardBusyError, CardRemovedError, CardResetByOtherError, OperationCancelled
+
+scard = pcsc._scard
+READER = "Virtual PCD 00 00"
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """SCardConnect blocks (as pcscd makes it while another program holds a transaction) until the
+    returned event is set; everything else succeeds."""
+    assert scard is not None
+    release = threading.Event()
+    monkeypatch.setattr(scard, "SCardEstablishContext", lambda scope: (scard.SCARD_S_SUCCESS, 1))
+    monkeypatch.setattr(scard, "SCardReleaseContext", lambda ctx: scard.SCARD_S_SUCCESS)
+    monkeypatch.setattr(scard, "SCardDisconnect", lambda card, how: scard.SCARD_S_SUCCESS)
+
+    def connect(*args: object) -> tuple[int, int, int]:
+        release.wait(30)
+        return scard.SCARD_S_SUCCESS, 7, scard.SCARD_PROTOCOL_T1
+    monkeypatch.setattr(scard, "SCardConnect", connect)
+    yield release
+    release.set()
+
+
+def test_a_card_held_by_another_program_is_named_busy_after_a_bounded_wait(held: threading.Event) -> None:
+    start = time.monotonic()
+    with pytest.raises(CardBusyError) as exc:
+        pcsc.PcscTransport(READER, busy_wait_s=0.5)
+    assert time.monotonic() - start < 5
+    assert exc.value.title == "Another program is using the card"
+    assert "another program is using the card" in str(exc.value)
+    assert "re-insert" not in (exc.value.next_step or "").lower()
+
+
+def test_cancellation_ends_the_wait_for_the_card(held: threading.Event) -> None:
+    cancel = threading.Event()
+    threading.Timer(0.2, cancel.set).start()
+    start = time.monotonic()
+    with pytest.raises(OperationCancelled):
+        pcsc.PcscTransport(READER, cancel=cancel, busy_wait_s=60)
+    assert time.monotonic() - start < 5
+
+
+def test_a_late_grant_is_released_not_kept(held: threading.Event, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection pcscd grants after we gave up is disconnected at once (it would hold the card)."""
+    released: list[int] = []
+    monkeypatch.setattr(scard, "SCardDisconnect", lambda card, how: released.append(card) or scard.SCARD_S_SUCCESS)
+    with pytest.raises(CardBusyError):
+        pcsc.PcscTransport(READER, busy_wait_s=0.2)
+    held.set()
+    for _ in range(50):
+        if released:
+            break
+        time.sleep(0.05)
+    assert released == [7]
+
+
+def test_a_reset_by_another_program_with_the_card_present_is_not_a_removal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pcsc, "card_present", lambda reader: True)
+    error = pcsc._fail("sending a command to the card", scard.SCARD_W_RESET_CARD, READER)
+    assert isinstance(error, CardResetByOtherError) and isinstance(error, CardRemovedError)
+    assert error.title == "Another program reset the card" and "not removed" in error.next_step
+    monkeypatch.setattr(pcsc, "card_present", lambda reader: False)
+    error = pcsc._fail("sending a command to the card", scard.SCARD_W_RESET_CARD, READER)
+    assert type(error) is CardRemovedError
+
+
+def test_sharing_violation_is_a_busy_card() -> None:
+    error = pcsc._fail("connecting", scard.SCARD_E_SHARING_VIOLATION)
+    assert isinstance(error, CardBusyError) and "another program is using the card" in str(error)
