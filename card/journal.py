@@ -59,7 +59,14 @@ STEP_GENERATED = "generated"
 STEP_ISSUED = "issued"
 STEP_WRITTEN = "written"
 STEP_DONE = "done"
-STEPS = (STEP_PLANNED, STEP_AUTHORISED, STEP_GENERATING, STEP_GENERATED, STEP_ISSUED, STEP_WRITTEN, STEP_DONE)
+STEP_ENDED = "ended"
+"""Final without a renewal: the card or the CA refused this slot before anything in it changed, so
+there is nothing to resume (issue 11 item 2: no resume loops)."""
+FINAL_STEPS = (STEP_DONE, STEP_ENDED)
+IN_PROGRESS_STEPS = (STEP_GENERATING, STEP_GENERATED, STEP_ISSUED, STEP_WRITTEN)
+"""Steps at which the slot's old key may be gone: only a resume can finish the slot."""
+STEPS = (STEP_PLANNED, STEP_AUTHORISED, STEP_GENERATING, STEP_GENERATED, STEP_ISSUED, STEP_WRITTEN, STEP_DONE,
+         STEP_ENDED)
 
 MAX_JOURNAL_BYTES = 1 << 20
 """A journal larger than this (1 MiB) is not ours: it is set aside unread."""
@@ -93,6 +100,26 @@ class SlotJournal:
     certificate_pem: str | None = None
     error: str | None = None
 
+    @property
+    def issued_fingerprint(self) -> str | None:
+        """SHA-256 (hex) of the certificate the CA issued for this slot, once known."""
+        if not self.certificate_pem:
+            return None
+        from card.certificates import fingerprint
+        from cryptography import x509
+
+        return fingerprint(x509.load_pem_x509_certificate(self.certificate_pem.encode()))
+
+    def expected_fingerprints(self) -> set[str]:
+        """Fingerprints of the certificates this journal may find in the slot (DESIGN §3.4): the
+        old certificate, and the issued one once known. Anything else was written by someone else."""
+        return {fp for fp in (self.old_fingerprint, self.issued_fingerprint) if fp}
+
+    @property
+    def in_progress(self) -> bool:
+        """The old key may be gone (GENERATE was sent): only a resume can finish this slot."""
+        return self.step in IN_PROGRESS_STEPS
+
 
 @dataclass
 class Journal:
@@ -109,7 +136,8 @@ class Journal:
 
     @property
     def finished(self) -> bool:
-        return all(s.step == STEP_DONE for s in self.slots.values())
+        """Every slot is done or ended (nothing left to resume)."""
+        return all(s.step in FINAL_STEPS for s in self.slots.values())
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -514,6 +542,34 @@ class JournalStore:
                 logger.warning("could not remove the fallback journal %s: %s", fallback_path, exc)
         return path
 
+    def set_aside(self, card_id: str, why: str, *, copy: bool = False) -> Path | None:
+        """Keep this card's journal file under another name (``journal-<id>.json.set-aside-<UTC time>-<why>``),
+        so that it is never resumed but stays for the RA to read. Returns the new path (None: no file).
+
+        ``copy``: write a copy and leave the file in place (the caller saves the journal that goes on
+        right after, so that a crash in between never loses a slot that is still in progress).
+
+        Raises:
+            OSError: the rename or the copy failed.
+        """
+        path = self.path_for(card_id)
+        fallback_path = self.fallback_path_for(card_id)
+        if atomic.kind_of(path) != "file" and fallback_path is not None and atomic.kind_of(fallback_path) == "file":
+            path = fallback_path  # the journal in hand lives in the fallback directory
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        safe_why = "".join(c for c in why if c.isalnum() or c == "-")[:40]
+        target = path.with_name(f"{path.name}.set-aside-{stamp}-{safe_why}")
+        try:
+            if copy:
+                write_atomic(target, atomic.read_regular(path, MAX_JOURNAL_BYTES).decode("utf-8", "replace"))
+            else:
+                atomic.rename_aside(path, target)
+                if fallback_path is not None and path != fallback_path and atomic.kind_of(fallback_path) == "file":
+                    atomic.remove_file(fallback_path)  # an older copy would be resumed next time
+        except FileNotFoundError:
+            return None
+        return target
+
     def _save_fallback(self, card_id: str, text: str) -> Path | None:
         fallback_path = self.fallback_path_for(card_id)
         if fallback_path is None or self.fallback is None:
@@ -569,16 +625,21 @@ class JournalStore:
             StateFileError: naming the path and the next step (nothing was changed).
         """
         path = self.path_for(card_id)
+        if atomic.kind_of(path) is not None:
+            self._load_file(path, card_id)  # anything that is not this card's journal is set aside now
         kind = atomic.kind_of(path)
-        if kind not in (None, "file"):
-            self.load(card_id)  # sets it aside
-            kind = atomic.kind_of(path)
         if kind not in (None, "file"):
             raise state_file_error(atomic.NotRegularFileError(errno_module.EINVAL, "not a regular file", str(path)),
                                    "the journal", path)
         if kind == "file" and not os.access(path, os.R_OK | os.W_OK):
             raise state_file_error(PermissionError(errno_module.EACCES, "permission denied", str(path)),
                                    "the journal", path)
+        if kind == "file" and self._load_file(path, card_id) is None:
+            # still there and not a journal: it could not be set aside, and a save would overwrite it
+            raise StateFileError(f"the journal {path} is not a journal of this card and cannot be set aside; "
+                                 "nothing was changed on the card", path=path, errno=errno_module.EACCES,
+                                 next_step=f"Move {path} out of the way (ask your IT support), then run "
+                                           "`cardrenew renew` again.")
 
 
     def flush_audit(self, audit: AuditLog, changed: bool = False) -> None:

@@ -12,6 +12,7 @@ import dataclasses
 
 import datetime as dt
 import enum
+import inspect
 import logging
 import os
 import threading
@@ -36,6 +37,7 @@ from card.certificates import (
 )
 from card.config import Settings, SlotSetting
 from card.csr import build_csr
+from card.issued_checks import CertificateMismatchError, card_expiry_limit, check_renewal_certificate
 from card.mgmtkey import authenticate_with_configured_key
 from card.enrollment.base import (CardKey, IssuedCertificate, Issuer, IssuerError, IssuerRejected, IssuerUnavailable,
                                    RenewalGrant, RequestSigner, RetryRefused)
@@ -50,8 +52,10 @@ from card.errors import (
     StateFileError,
 )
 from card.journal import (
+    FINAL_STEPS,
     STEP_AUTHORISED,
     STEP_DONE,
+    STEP_ENDED,
     STEP_GENERATED,
     STEP_GENERATING,
     STEP_ISSUED,
@@ -107,13 +111,29 @@ class RenewalRefused(CardError):
     code = "REFUSED"
 
 
-class CertificateMismatchError(CardError):
-    """The CA returned a certificate that fails verification (wrong key, subject, chain or validity)."""
+class SlotChangedError(CardError):
+    """A slot of an unfinished update holds a certificate that update did not write (DESIGN §3.4):
+    someone else changed it (the RA re-issued it, another tool renewed it). It is left alone."""
 
-    title = "The new certificate was rejected"
-    code = "BADCERT"
-    next_step = ("The certificate was not written. Try again from the Card tab; if it happens again, "
-                 "contact your Registration Authority (RA) with the reference shown.")
+    title = "Changed by someone else"
+    code = "CHANGED"
+    next_step = ("Nothing was done to this certificate. If you did not expect it to change, contact your "
+                 "Registration Authority (RA) with the reference shown.")
+
+
+class CardExpiredError(RenewalRefused):
+    """The card's own expiry (CHUID expiration date, SP 800-73-4 Part 1 Table 9 tag 0x35) has passed."""
+
+    title = "This card has expired"
+    code = "CARD-EXPIRED"
+
+
+class _EndedBeforeChange(Exception):
+    """Internal: the card or the CA refused this slot's step before anything in the slot changed."""
+
+    def __init__(self, error: CardError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -147,6 +167,13 @@ class CardSummary:
     pending_journal: Journal | None = None
     card_key_types: set[KeyType] | None = None
     """Algorithms the card says it supports (SELECT's APT); None when it does not say."""
+    stale_journal: Journal | None = None
+    """An unfinished journal of this card (same GUID) none of whose unfinished slots holds a certificate
+    it expects: every one was changed by someone else. Never resumed; the engine sets it aside."""
+    journal_certificates: dict[str, x509.Certificate | None] = field(default_factory=dict)
+    """The certificate each slot of the card's journal holds now (None: empty or unreadable)."""
+    finished_journal: bool = False
+    """A journal of this card is on disk with every slot finished (a run stopped before removing it)."""
 
     @property
     def due(self) -> list[SlotStatus]:
@@ -302,10 +329,33 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
             holder = holder_name(status.certificate)
             break
     pending = journals.load(card_id) if journals is not None and card_id else None
-    if pending is not None and pending.finished:
+    finished = pending is not None and pending.finished
+    if finished:
         pending = None
+    stale = None
+    current: dict[str, x509.Certificate | None] = {}
+    if pending is not None:
+        # DESIGN §3.4: the journal is matched by the GUID *and* each slot's certificate fingerprint.
+        for name in pending.slots:
+            try:
+                slot = Slot.parse(name)
+            except ValueError:
+                continue
+            current[name] = certs[slot] if slot in certs else session.read_certificate(slot).certificate
+        if not any(journal_slot_matches(sj, current.get(name)) for name, sj in pending.slots.items()
+                   if sj.step not in FINAL_STEPS):
+            stale, pending = pending, None
     return CardSummary(reader, card_id, guid_text, expiry, holder, tuple(statuses), retries, pending,
-                       card_key_types)
+                       card_key_types, stale, current, finished)
+
+
+def journal_slot_matches(sj: SlotJournal, cert: x509.Certificate | None) -> bool:
+    """Whether a journalled slot may still be as the journal left it, judged by the certificate it
+    holds now: one the journal expects (the old one, or the one issued), or — for a slot whose
+    GENERATE was sent — none readable (a torn write; the test signature decides at resume)."""
+    if cert is None:
+        return sj.in_progress
+    return fingerprint(cert) in sj.expected_fingerprints()
 
 
 @dataclass
@@ -347,6 +397,15 @@ class _Renewal:
         self.slot_key_types: dict[Slot, KeyType] = {}
         """Key type of the key the slot holds now: signatures use it (it differs from :attr:`key_types`
         until GENERATE when the configuration changes the type, F13)."""
+        self.card_expiry: dt.date | None = None
+        """The card's CHUID expiration date: no certificate may be valid past it."""
+        self._ended: dict[Slot, CardError] = {}
+        """Slots the CA refused at authorisation on a resume, before anything in them changed."""
+        self._changed: list[SlotResult] = []
+        self._refused_before_change: CardError | None = None
+        self._on_card: dict[str, x509.Certificate | None] = {}
+        """On a resume: the certificate each journalled slot held when this run read the card."""
+        """Slots of the journal that someone else changed: left alone, reported after the others."""
 
     # -- card helpers --------------------------------------------------------------------
     def _verify_pin(self) -> None:
@@ -439,9 +498,25 @@ class _Renewal:
                                  next_step=f"Contact {settings.ra_contact}.")
         self._prepare_state_files(summary)
         self.card_key_types = summary.card_key_types
+        self.card_expiry = summary.card_expiry
         self.guid = bytes.fromhex(summary.card_id) if summary.card_id and not summary.card_id.startswith("cert-") else None
+        limit = card_expiry_limit(summary.card_expiry)
+        if limit is not None and limit < ctx.now():  # DESIGN §3 step 1; FIPS 201-3 §4.1.4.1
+            assert summary.card_expiry is not None
+            raise CardExpiredError(
+                f"this card expired on {summary.card_expiry:%Y-%m-%d} (its CHUID expiration date); a certificate "
+                "may not outlive its card, so it cannot be renewed; nothing was changed",
+                next_step=f"Contact {settings.ra_contact}: the card must be replaced.")
         journal = summary.pending_journal
         by_slot = {s.slot: s for s in summary.slots}
+        if summary.finished_journal:
+            try:
+                ctx.journals.clear(summary.card_id)  # every slot done: only the removal was interrupted
+            except StateFileError as exc:
+                logger.warning("%s", exc)
+        if summary.stale_journal is not None:
+            self._set_aside(summary.stale_journal, list(summary.stale_journal.slots), summary.journal_certificates,
+                            by_slot)
         if journal is None:
             if summary.expired:
                 names = ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in summary.expired)
@@ -454,8 +529,9 @@ class _Renewal:
                                      next_step=f"Contact {settings.ra_contact}: the slot must be re-issued.")
             if not summary.due:
                 nxt = summary.next_renewal_date(settings.window_days)
-                raise RenewalRefused("your card is up to date" + (f"; next renewal from {nxt.isoformat()}" if nxt else ""),
-                                     next_step="Nothing to do now.")
+                notes = "".join(f"; {r.error}" for r in self._changed)
+                raise RenewalRefused("your card is up to date" + (f"; next renewal from {nxt.isoformat()}" if nxt else "")
+                                     + notes, next_step="Nothing to do now.")
             journal = Journal(summary.card_id)
             for status in summary.due:
                 assert status.certificate is not None
@@ -473,6 +549,9 @@ class _Renewal:
         else:
             self._authenticate()
             self._verify_pin()
+        if summary.pending_journal is not None:
+            self._on_card = dict(summary.journal_certificates)
+            self._prove_journal(journal, summary.journal_certificates, by_slot)
         try:
             plan = self._prepare(journal, by_slot, result)
         except CardRemovedError:
@@ -483,12 +562,81 @@ class _Renewal:
                                          outcome="refused", error_code=exc.code)  # kept for the next run if need be
             raise
         self._run_slots(journal, plan, result)
+        result.slots.extend(self._changed)
         for status in summary.slots:  # F15: a slot with junk is reported, never silently skipped
             if status.state is SlotState.UNREADABLE and status.slot.hex not in journal.slots:
                 result.slots.append(SlotResult(status.slot, status.setting.label, None, None, RenewalRefused(
                     f"holds an unreadable object ({status.error}); it cannot be renewed here",
                     next_step=f"Contact {settings.ra_contact}: the slot must be re-issued.")))
         return result
+
+    # -- resume: prove the card is as the journal left it (DESIGN §3.4) ---------------------------
+    def _prove_journal(self, journal: Journal, current: dict[str, x509.Certificate | None],
+                       by_slot: dict[Slot, SlotStatus]) -> None:
+        """Before anything destructive on a resume: every unfinished slot must hold a certificate the
+        journal expects (the old one, or the one issued); a slot whose write may have been torn (no
+        readable certificate) must hold the key the journal generated (a test signature). Any other
+        slot was changed by someone else: it is left alone and the journal file is set aside (kept,
+        renamed), the remaining slots continuing under the same reference.
+
+        The test signature that tells "as journalled" (old key, or the generated one) from "already
+        renewed" is made per slot in :meth:`_renew_slot`, right before its first step."""
+        changed: list[str] = []
+        for name, sj in journal.slots.items():
+            if sj.step in FINAL_STEPS:
+                continue
+            cert = current.get(name)
+            if cert is not None and fingerprint(cert) in sj.expected_fingerprints():
+                continue
+            if cert is None and sj.in_progress and sj.public_key_pem:
+                ours = serialization.load_pem_public_key(sj.public_key_pem.encode())
+                if self._slot_key_is(Slot.parse(name), [ours]) == 0:
+                    continue  # our generated key, its certificate not (fully) written yet
+            changed.append(name)
+        if changed:
+            self._set_aside(journal, changed, current, by_slot, goes_on=True)
+
+    def _set_aside(self, journal: Journal, names: list[str], current: dict[str, x509.Certificate | None],
+                   by_slot: dict[Slot, SlotStatus], *, goes_on: bool = False) -> None:
+        """Slots ``names`` of ``journal`` were changed by someone else: keep the journal file under
+        another name, say so per slot (audit log and the result), touch nothing on the card.
+
+        ``goes_on``: other slots of the journal continue — the file is copied aside and the journal
+        without ``names`` saved at once, so that no crash can lose a slot in progress."""
+        try:
+            aside = self.ctx.journals.set_aside(journal.card_id, "changed", copy=goes_on)
+        except OSError as exc:  # the audit log and the words below still say so
+            logger.warning("could not set the journal aside: %s", exc)
+            aside = None
+        original = {name: journal.slots[name] for name in names}
+        if goes_on:
+            for name in names:
+                del journal.slots[name]
+            self.ctx.journals.save(journal, changed=False)  # StateFileError: nothing changed in this run
+        where = f"; its journal was kept as {aside.name}" if aside is not None else ""
+        for name in names:
+            sj = original[name]
+            if sj.step in FINAL_STEPS:
+                continue
+            try:
+                slot = Slot.parse(name)
+            except ValueError:
+                continue
+            now_cert = current.get(name)
+            old = _journal_old_certificate(sj) if sj.old_certificate_pem else None
+            holds = (f"a certificate it did not write (serial {now_cert.serial_number:X}, valid until "
+                     f"{now_cert.not_valid_after_utc:%Y-%m-%d})" if now_cert is not None
+                     else "no readable certificate and a key it did not generate")
+            error = SlotChangedError(
+                f"slot {name} was changed by someone else after the unfinished update {journal.reference} stopped "
+                f"(the RA re-issued it, or another tool renewed it): it now holds {holds}. It was left alone and "
+                f"that update was set aside{where}")
+            error.reference = journal.reference
+            self._audit(journal, slot, old, now_cert, "changed_elsewhere", error.code)
+            status = by_slot.get(slot)
+            label = status.setting.label if status is not None else slot.name.title()
+            self._changed.append(SlotResult(slot, label, old, None, error))
+            self.ctx.reporter.step(slot, RenewalStep.FAILED, str(error))
 
     def _prepare(self, journal: Journal, by_slot: dict[Slot, SlotStatus],
                  result: RenewalResult) -> list[tuple[SlotSetting, x509.Certificate | None, SlotJournal]]:
@@ -524,8 +672,21 @@ class _Renewal:
             # by an interrupted run (perhaps expired at the RA) is replaced by a fresh one.
             if sj.step in (STEP_PLANNED, STEP_AUTHORISED) and old is not None:
                 ctx.reporter.step(setting.slot, RenewalStep.AUTHORISING)
-                grant = self._ca(lambda: ctx.issuer.authorize_renewal(setting.slot.hex, old,
-                                                                     lambda m, s=setting.slot: self.sign(s, m)))
+                try:
+                    grant = self._ca(lambda: ctx.issuer.authorize_renewal(setting.slot.hex, old,
+                                                                         lambda m, s=setting.slot: self.sign(s, m)))
+                except IssuerRejected as exc:
+                    # Refused while the old key is intact: nothing changed in this slot. Never leave a
+                    # journal that would ask again forever (issue 11 item 2); finish what is in progress.
+                    if not any(other.in_progress for other in journal.slots.values()):
+                        try:
+                            ctx.journals.clear(journal.card_id)
+                        except StateFileError as file_error:
+                            logger.warning("%s", file_error)
+                        raise
+                    sj.step, sj.error = STEP_ENDED, str(exc)
+                    self._ended[setting.slot] = exc
+                    continue
                 sj.grant = grant.to_dict()
                 sj.step = STEP_AUTHORISED
         ctx.journals.save(journal, changed=False)  # StateFileError: nothing changed on the card yet
@@ -595,6 +756,12 @@ class _Renewal:
             if ctx.cancel.is_set():
                 slot_result.error = RenewalRefused("cancelled before this certificate was started; nothing was changed in this slot")
                 continue
+            if setting.slot in self._ended:
+                slot_result.error = self._ended[setting.slot]
+                self._audit(journal, setting.slot, old, None, "refused", slot_result.error.code)
+                ctx.reporter.step(setting.slot, RenewalStep.FAILED, str(slot_result.error))
+                ctx.reporter.slot_finished(setting.slot, slot_result)
+                continue
             try:
                 done_before = sj.step == STEP_DONE  # renewed by an earlier, interrupted run
                 slot_result.new_certificate = self._renew_slot(setting.slot, old, sj, journal)
@@ -615,6 +782,23 @@ class _Renewal:
                     break
                 if slot_result is not result.slots[-1] and not ctx.between_slots(slot_result):
                     ctx.cancel.set()
+            except _EndedBeforeChange as ended:
+                # The card refused before anything in this slot changed (proved by the old key's test
+                # signature): end the journal for it and for the slots not started, whose old keys are
+                # intact too, so that no later run "resumes" into the same refusal (issue 11 item 2).
+                exc = self._refused_before_change = ended.error
+                exc.reference = journal.reference
+                sj.step, sj.error = STEP_ENDED, str(exc)
+                slot_result.error = exc
+                for other in journal.slots.values():
+                    if other.step in (STEP_PLANNED, STEP_AUTHORISED):
+                        other.step = STEP_ENDED
+                self._save_quietly(journal)
+                self._audit(journal, setting.slot, old, None, "refused", exc.code)
+                ctx.reporter.step(setting.slot, RenewalStep.FAILED, str(exc))
+                ctx.reporter.slot_finished(setting.slot, slot_result)
+                result.error = result.error or exc
+                break
             except CardRemovedError as exc:
                 sj.error = str(exc)
                 slot_result.error = exc
@@ -646,6 +830,10 @@ class _Renewal:
                 logger.warning("%s", exc)
         else:
             result.journal_kept = True
+        refused = self._refused_before_change
+        if (refused is not None and not result.journal_kept and not self._changed
+                and not any(r.new_certificate is not None for r in result.slots)):
+            raise refused  # nothing at all changed on the card: exit 11 / 12, never "run renew again"
 
     # -- journal and audit writes (a file error never ends a run as "unexpected") ----------------
     def _prepare_state_files(self, summary: CardSummary) -> None:
@@ -766,7 +954,11 @@ class _Renewal:
             found = self._slot_key_is(slot, candidates) if candidates else None
             current = candidates[found] if found is not None else None
             if current is not None and new_cert is not None and key_matches(new_cert, current):
-                return self._write_and_check(slot, new_cert, current, sj, journal)
+                # as journalled (a certificate already issued is written without asking the CA again),
+                # or renewed already (it is on the card: finish with the read-back and the test signature)
+                held = self._on_card.get(slot.hex)
+                on_card = held is not None and held.public_bytes(DER) == new_cert.public_bytes(DER)
+                return self._write_and_check(slot, new_cert, current, sj, journal, on_card=on_card)
             if current is not None and new_key is not None and public_key_der(current) == public_key_der(new_key):
                 return self._issue_write(slot, new_key, sj, journal)
             if current is not None and key_matches(journal_old, current):
@@ -788,29 +980,66 @@ class _Renewal:
         sj.public_key_pem = sj.csr_pem = sj.certificate_pem = None
         ctx.journals.save(journal)
         ctx.reporter.step(slot, RenewalStep.GENERATING)
-        new_key = self._as_administrator(lambda: self.session.generate_key(slot, self.key_types[slot]))
+        try:
+            new_key = self._as_administrator(lambda: self.session.generate_key(slot, self.key_types[slot]))
+        except (NotSupportedError, ApduError) as exc:
+            self._end_if_unchanged(slot, sj, exc)
+            raise
         self.slot_key_types[slot] = self.key_types[slot]
         sj.public_key_pem = new_key.public_bytes(PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
         sj.step = STEP_GENERATED
         self._save_progress(journal)
         return self._issue_write(slot, new_key, sj, journal)
 
+    def _end_if_unchanged(self, slot: Slot, sj: SlotJournal, exc: CardError) -> None:
+        """GENERATE was refused: when the old key still answers (a test signature verified with the old
+        certificate), nothing changed in the slot — raise :class:`_EndedBeforeChange` (the journal ends).
+        Otherwise return, and the caller re-raises (the journal keeps the slot resumable)."""
+        if not sj.old_certificate_pem:
+            return
+        old = _journal_old_certificate(sj)
+        try:
+            unchanged = self._slot_key_is(slot, [old.public_key()]) == 0
+        except CardError:
+            return
+        if not unchanged:
+            return
+        if isinstance(exc, NotSupportedError):
+            error: CardError = NotSupportedError(
+                str(exc),
+                next_step=f"Nothing was changed on your card. Contact {self.ctx.settings.ra_contact} with the "
+                          "reference shown: the configured key algorithm (renewal.key_type) does not suit this card.")
+        else:
+            error = RenewalRefused(
+                f"slot {slot.hex}: the card refused to generate a new key ({exc}); nothing was changed",
+                next_step=f"Nothing was changed on your card. Contact {self.ctx.settings.ra_contact} with the "
+                          "reference shown.")
+        raise _EndedBeforeChange(error) from exc
+
     def _issue_write(self, slot: Slot, new_key: PublicKeyTypes, sj: SlotJournal, journal: Journal) -> x509.Certificate:
         ctx = self.ctx
         assert sj.grant is not None
         grant = RenewalGrant.from_dict(sj.grant)
-        subject = _journal_old_certificate(sj).subject
+        old_cert = _journal_old_certificate(sj)
         ctx.reporter.step(slot, RenewalStep.REQUESTING)
         challenge_for = getattr(ctx.issuer, "challenge_password", None)
         challenge = challenge_for(grant) if challenge_for is not None else None
-        csr = build_csr(subject, new_key, lambda m: self.sign(slot, m), challenge_password=challenge)
+        try:  # ask for the old subject *and* alternative names (a CA may copy them from the CSR)
+            san = old_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            san = None
+        csr = build_csr(old_cert.subject, new_key, lambda m: self.sign(slot, m), challenge_password=challenge,
+                        alternative_names=san)
         if challenge is None:  # a CSR carrying a challenge password is a secret: never journalled
             sj.csr_pem = csr.public_bytes(PEM).decode()
         del challenge
         ctx.reporter.step(slot, RenewalStep.ISSUING)
         card_key = CardKey(new_key, lambda m: self.sign(slot, m), lambda block: self._rsa_decipher(slot, block))
         request_signer = self._request_signer(slot)
-        extra = {"request_signer": request_signer} if request_signer is not None else {}
+        extra: dict[str, object] = {"request_signer": request_signer} if request_signer is not None else {}
+        limit = card_expiry_limit(self.card_expiry)
+        if limit is not None and _accepts(ctx.issuer.issue, "not_after_limit"):
+            extra["not_after_limit"] = limit  # an issuer that can, issues within the card's own life
         if not grant.request_sent:  # from here on the CA may issue before we hear back: say so for a resume
             sj.grant = {**sj.grant, "request_sent": "1"}
             self._save_progress(journal)
@@ -821,48 +1050,51 @@ class _Renewal:
                 sj.grant = {k: v for k, v in sj.grant.items() if k != "request_sent"}
             raise
         ctx.reporter.step(slot, RenewalStep.VERIFYING)
-        self._check_issued(slot, issued, new_key, subject)
+        self._check_issued(slot, issued, new_key, old_cert)
         sj.certificate_pem = issued.certificate.public_bytes(PEM).decode()
         sj.grant = {k: v for k, v in sj.grant.items() if k != "secret"}  # the RA's one-time challenge is spent
         sj.step = STEP_ISSUED
         self._save_progress(journal)
         return self._write_and_check(slot, issued.certificate, new_key, sj, journal)
 
-    def _check_issued(self, slot: Slot, issued: IssuedCertificate, new_key: PublicKeyTypes, subject: x509.Name) -> None:
+    def _check_issued(self, slot: Slot, issued: IssuedCertificate, new_key: PublicKeyTypes,
+                      old: x509.Certificate) -> None:
+        """Before anything is written: the key, identity, powers, validity (card expiry) and the chain
+        (DESIGN §3 step 3; :mod:`card.issued_checks`)."""
         cert = issued.certificate
         if not key_matches(cert, new_key):
             raise CertificateMismatchError(f"slot {slot.hex}: the CA returned a certificate for a different key")
-        if _name_attributes(cert.subject) != _name_attributes(subject):
-            raise CertificateMismatchError(f"slot {slot.hex}: the CA returned a certificate for another subject")
-        now = self.ctx.now()
-        if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
-            raise CertificateMismatchError(f"slot {slot.hex}: the CA returned a certificate that is not valid now")
         for ca in self.ctx.issuer.ca_certificates():
             try:
                 cert.verify_directly_issued_by(ca)
-                return
+                break
             except Exception:  # noqa: BLE001 - any failure means "not this CA"
                 continue
-        raise CertificateMismatchError(f"slot {slot.hex}: the new certificate does not chain to the certificate authority")
+        else:
+            raise CertificateMismatchError(f"slot {slot.hex}: the new certificate does not chain to the certificate "
+                                           "authority")
+        check_renewal_certificate(slot.hex, old, cert, card_expiry=self.card_expiry, now=self.ctx.now())
 
     def _write_and_check(self, slot: Slot, cert: x509.Certificate, key: PublicKeyTypes, sj: SlotJournal,
-                         journal: Journal) -> x509.Certificate:
+                         journal: Journal, *, on_card: bool = False) -> x509.Certificate:
+        """PUT DATA (unless ``on_card``: the card already holds exactly ``cert``), read back, test signature."""
         ctx = self.ctx
         if not key_matches(cert, key):  # never write a certificate that does not match the slot's key
             raise CertificateMismatchError(f"slot {slot.hex}: certificate and key do not match; not written")
         der = cert.public_bytes(DER)
-        value = fit_certificate_object(der, ctx.settings.max_certificate_bytes)  # F05: before writing
-        ctx.reporter.step(slot, RenewalStep.WRITING)
-        try:
-            self._as_administrator(lambda: self.session.put_data(slot.object_id, value))
-        except ApduError as exc:
-            if exc.sw in (0x6A84, 0x6700):  # the card's own capacity is smaller than configured
-                raise CertificateTooLargeError(
-                    f"slot {slot.hex}: certificate too large for this card ({len(der)} bytes; the card answered "
-                    f"{exc.sw:04X})") from exc
-            raise
-        sj.step = STEP_WRITTEN
-        self._save_progress(journal)
+        if not on_card:
+            value = fit_certificate_object(der, ctx.settings.max_certificate_bytes)  # F05: before writing
+            ctx.reporter.step(slot, RenewalStep.WRITING)
+            try:
+                self._as_administrator(lambda: self.session.put_data(slot.object_id, value))
+            except ApduError as exc:
+                if exc.sw in (0x6A84, 0x6700):  # the card's own capacity is smaller than configured
+                    raise CertificateTooLargeError(
+                        f"slot {slot.hex}: certificate too large for this card ({len(der)} bytes; the card answered "
+                        f"{exc.sw:04X})") from exc
+                raise
+            sj.step = STEP_WRITTEN
+            self._save_progress(journal)
         ctx.reporter.step(slot, RenewalStep.READING_BACK)
         back = self.session.read_certificate(slot)
         if back.certificate is None or back.certificate.public_bytes(DER) != der:
@@ -886,10 +1118,12 @@ class _Renewal:
         return cert
 
 
-def _name_attributes(name: x509.Name) -> list[tuple[str, str]]:
-    """A name's attributes as sorted (OID, value) pairs: the same subject even when a CA re-encodes
-    the string types or re-orders the RDNs (scepserver 2.1.0 does both)."""
-    return sorted((attr.oid.dotted_string, str(attr.value)) for attr in name)
+def _accepts(function: Callable[..., object], name: str) -> bool:
+    """Whether ``function`` takes the keyword argument ``name`` (optional issuer capabilities)."""
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _journal_old_certificate(sj: SlotJournal) -> x509.Certificate:
@@ -928,12 +1162,15 @@ def renew(session: PivSession, ctx: RenewalContext, pin: Secret, *, summary: Car
 
 
 __all__ = [
+    "CardExpiredError",
     "CardSummary",
+    "CertificateMismatchError",
     "IssuerError",
     "RenewalContext",
     "RenewalRefused",
     "RenewalResult",
     "RenewalStep",
+    "SlotChangedError",
     "SlotResult",
     "SlotState",
     "UpdateCheck",

@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--management-key", metavar="HEX",
                    help="the 9B key in the profile's algorithm (default: the well-known key)")
     p.add_argument("--holder", default="Alex Example", help="the cardholder's name (certificate CN)")
+    p.add_argument("--usage", choices=["piv", "client-auth"], default="piv",
+                   help="certificate usages: piv (9A client auth, 9C signing + e-mail protection) or client-auth "
+                        "(every slot: digitalSignature, clientAuth — the profile scepserver issues)")
     p = emu_sub.add_parser("serve", parents=[common], help="serve the card to pcscd through vpcd")
     p.add_argument("state", metavar="STATE")
     p.add_argument("--vpcd", default="127.0.0.1:35963", metavar="HOST:PORT",
@@ -548,6 +551,10 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
         elif isinstance(err, StateFileError):
             message = f"The operation was completed with errors: {err}."
             next_step = err.next_step
+        elif not result.journal_kept:  # nothing to resume: never send the user round in a loop (issue 11)
+            first = err or next((r.error for r in result.slots if r.error is not None), None)
+            next_step = (first.next_step if first is not None and first.next_step else
+                         f"Contact your Registration Authority with reference {result.reference}.")
         else:
             next_step = (f"Run `cardrenew renew` again. If the error persists, contact your Registration Authority "
                          f"with reference {result.reference}.")
@@ -647,7 +654,7 @@ def cmd_emulator_create(args: argparse.Namespace) -> int:
         mgmt = bytes.fromhex(args.management_key) if args.management_key else None
         state = create_card_file(Path(args.state), LocalCA(Path(args.ca)), expires_in_days=args.expires_in_days,
                                  pin=args.pin, key_type=KeyType[args.key_type], holder=args.holder,
-                                 profile=args.profile, management_key=mgmt)
+                                 profile=args.profile, management_key=mgmt, usage=args.usage)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     print(f"Created virtual card {args.state} ({args.profile}, {args.key_type}, certificates in 9A and 9C expiring in "
@@ -698,29 +705,14 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
         backend = pcsc_backend(settings, args.reader, wait_for_card=True,  # no card yet: the logon pane asks for it
                                cancel=(stop := threading.Event()))
-    from tui.app import make_app
+    from tui.app import make_app, run_app
 
     app = make_app(backend)
     app.driver_class = driver_class() or app.driver_class  # undecodable input never ends the app
-
-    def on_signal(signum: int, frame: Any) -> None:
-        # SIGTERM, or SIGHUP when the SSH session drops: let the current card step finish
-        # (the engine journals it), stop before the next certificate, restore the terminal.
-        app.shutdown_event.set()
-        if not args.demo:
-            stop.set()  # a wait for the CA, the RA hook or another program's hold on the card ends now
-        app.exit(return_code=128 + signum)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        app.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        backend.service.shutdown()
-    # None: the app ended without App.exit() — Textual's panic path (a crash in a driver thread)
-    # leaves no return code, and a crash must never look like success to a script or a kiosk.
-    return EXIT_ERROR if app.return_code is None else int(app.return_code)
+    # SIGTERM, SIGHUP (an SSH session dropped) and SIGINT: the UI ends at once, the current card
+    # step finishes (journalled), waits for the CA or another program's hold end (``stop``); 128 + signal.
+    # A crash (also Textual's panic path, which leaves no return code) exits 1, never 0.
+    return run_app(app, cancel=None if args.demo else stop)
 
 
 def main(argv: list[str]) -> int:

@@ -6,8 +6,7 @@ terminal set to Latin-1, line noise on a serial console, a bad paste: ``C3 28``)
 mouse report with a coordinate byte ≥ 0x80 (``1B 5B 4D 20 A0 21``, xterm "X10 compatibility mode")
 raises ``UnicodeDecodeError`` in the input thread; the Linux driver then panics the app, which ends
 with exit code 0 (Textualize/textual#6456). The drivers here read the same bytes and feed the same
-parser, but a read that holds bytes which are not UTF-8 is dropped whole (see
-:meth:`_LenientInput.feed`), an escape sequence the parser does not understand types nothing
+parser, but a read is cut at its first byte that is not UTF-8 (see :meth:`_LenientInput.feed`), an escape sequence the parser does not understand types nothing
 (:class:`_Parser`), and a parser failure drops the bytes read so far and starts a fresh parser. End of input (stdin at EOF, a
 hung-up pseudo-terminal) stops reading instead of spinning on a descriptor that is always ready.
 
@@ -114,33 +113,31 @@ class _LenientInput:
         self._debug = debug
         self._decoder = codecs.getincrementaldecoder("utf-8")()
         self._parser = _Parser(debug)
-        self.dropped_bursts = 0
-        """How many reads were dropped for holding bytes that are not UTF-8."""
+        self.dropped_reads = 0
+        """How many reads held bytes that are not UTF-8 (and were cut there)."""
 
     def _decode(self, data: bytes) -> str:
-        """``data`` as text; "" when it holds bytes that are not UTF-8 (the whole read is dropped)."""
+        """``data`` as text, up to its first byte that is not UTF-8 (the rest of the read is dropped)."""
         pending = self._decoder.getstate()[0]
         try:
             return self._decoder.decode(data)
         except UnicodeDecodeError as error:
             self._decoder.reset()
             if pending and error.start < len(pending):
-                # The previous read ended in a truncated character: drop that, keep this read.
-                try:
-                    return self._decoder.decode(data)
-                except UnicodeDecodeError:
-                    self._decoder.reset()
-            self.dropped_bursts += 1
+                # The previous read ended in a truncated character: drop that, read this one anew.
+                return self._decode(data)
+            self.dropped_reads += 1
             log.warning("cardrenew: dropped terminal input that is not UTF-8")
-            return ""
+            return bytes(error.object[:error.start]).decode("utf-8")
 
     def feed(self, data: bytes) -> Iterable[Message]:
         """Messages (keys, mouse, paste, …) for one read of terminal bytes.
 
-        A read holding bytes that are not UTF-8 is dropped whole: a terminal writes one key, one
-        mouse report or one paste at a time, and a burst with undecodable bytes in it (line noise,
-        a Latin-1 terminal, an X10 mouse report beyond column 95, an 8-bit C1 control such as
-        ``9B`` = CSI) would otherwise leave its decodable part — ``2J`` of ``9B 32 4A`` — typed.
+        From the first byte that is not UTF-8 to the end of the read, the bytes are dropped: a
+        terminal writes whole keys, mouse reports and pastes, so what came before that byte is
+        intact, while what follows it is part of the same garbage (line noise, a Latin-1 terminal,
+        an X10 mouse report beyond column 95, an 8-bit C1 control such as ``9B`` = CSI, whose
+        ``2J`` of ``9B 32 4A`` must not be typed).
         """
         text = self._decode(data)
         if not text:

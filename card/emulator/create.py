@@ -63,13 +63,14 @@ def create_card_state(ca: LocalCA, *, expires_in_days: int = 30, pin: CardRefere
                       organisation: str = "Example Health Trust", email: str | None = "alex.example@example.org",
                       slots: tuple[Slot, ...] = (Slot.AUTHENTICATION, Slot.SIGNATURE),
                       now: dt.datetime | None = None, guid: bytes | None = None, profile: str = "piv",
-                      management_key: bytes | None = None) -> CardState:
+                      management_key: bytes | None = None, usage: str = "piv") -> CardState:
     """A card state with keys and CA-issued certificates in ``slots`` expiring in ``expires_in_days`` days.
 
     The certificates were issued two years before they expire (clamped to the CA's start).
     ``guid`` (16 bytes) fixes the CHUID GUID (default: random), ``now`` the clock (aware UTC).
     ``profile`` is one of :data:`PROFILES`; ``management_key`` replaces the default key (in the
-    profile's algorithm).
+    profile's algorithm). ``usage`` is the certificates' key usage profile (see
+    :meth:`card.enrollment.local.LocalCA.issue_initial`).
 
     Raises:
         ValueError: unknown profile, a key type the profile does not support, a wrong-length key.
@@ -93,7 +94,7 @@ def create_card_state(ca: LocalCA, *, expires_in_days: int = 30, pin: CardRefere
         else:
             key = ec.generate_private_key(ec.SECP384R1())
         install_key(state, slot, key, key_type)
-        cert = ca.issue_initial(subject, key.public_key(), slot.hex, not_before, not_after, email)
+        cert = ca.issue_initial(subject, key.public_key(), slot.hex, not_before, not_after, email, usage=usage)
         state.objects[slot.object_id.hex().upper()] = encode_certificate_object(cert.public_bytes(Encoding.DER)).hex().upper()
     chuid = build_chuid(guid or os.urandom(16), (now + dt.timedelta(days=5 * 365)).date())
     state.objects[OBJECT_CHUID.hex().upper()] = chuid.hex().upper()

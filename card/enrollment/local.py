@@ -118,8 +118,15 @@ class LocalCA:
         return {"RSA2048", "ECCP256", "ECCP384"}
 
     def issue_initial(self, subject: x509.Name, public_key: PublicKeyTypes, slot: str,
-                      not_before: dt.datetime, not_after: dt.datetime, email: str | None = None) -> x509.Certificate:
-        """Issue a first certificate (used when creating test cards; not part of renewal)."""
+                      not_before: dt.datetime, not_after: dt.datetime, email: str | None = None,
+                      usage: str = "piv") -> x509.Certificate:
+        """Issue a first certificate (used when creating test cards; not part of renewal).
+
+        ``usage``: ``"piv"`` — 9C digitalSignature + nonRepudiation and emailProtection, other slots
+        digitalSignature and clientAuth; ``"client-auth"`` — every slot digitalSignature and clientAuth
+        (what scepserver 2.1.0 issues, so that its renewals keep the same usages)."""
+        if usage not in ("piv", "client-auth"):
+            raise ValueError(f"unknown certificate usage profile {usage!r}")
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -130,7 +137,7 @@ class LocalCA:
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         )
-        if slot == "9C":
+        if slot == "9C" and usage == "piv":
             builder = builder.add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True)
             builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
         else:
@@ -175,7 +182,9 @@ class LocalCA:
         return grant
 
     def issue(self, grant: RenewalGrant, csr: x509.CertificateSigningRequest, new_key: PublicKeyTypes,
-              card_key: CardKey | None = None) -> IssuedCertificate:
+              card_key: CardKey | None = None, not_after_limit: dt.datetime | None = None) -> IssuedCertificate:
+        """Issue under ``grant`` (see :meth:`card.enrollment.base.Issuer.issue`); the certificate's
+        notAfter is never past ``not_after_limit`` (the card's CHUID expiry, FIPS 201-3 §4.1.4.1)."""
         if self.refuse_reason:
             raise IssuerRejected(self.refuse_reason)
         with self._db() as db:
@@ -208,8 +217,11 @@ class LocalCA:
             .public_key(new_key)  # type: ignore[arg-type]
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(min(now + dt.timedelta(days=self.validity_days), self.cert.not_valid_after_utc))
+            .not_valid_after(min(now + dt.timedelta(days=self.validity_days), self.cert.not_valid_after_utc,
+                                 *([not_after_limit] if not_after_limit is not None else [])))
         )
+        if not_after_limit is not None and not_after_limit <= now:
+            raise IssuerRejected("the card itself has expired (CHUID); a certificate may not outlive its card")
         for ext in old.extensions:
             if ext.oid in (x509.ExtensionOID.BASIC_CONSTRAINTS, x509.ExtensionOID.KEY_USAGE,
                            x509.ExtensionOID.EXTENDED_KEY_USAGE, x509.ExtensionOID.SUBJECT_ALTERNATIVE_NAME):

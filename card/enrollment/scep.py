@@ -160,7 +160,7 @@ def _fail_text(fail_info: bytes) -> str:
 
 
 PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, UnicodeError,
-                RecursionError, UnsupportedAlgorithm)
+                RecursionError, UnsupportedAlgorithm, x509.InvalidVersion)
 """What asn1crypto and cryptography raise on malformed DER (asn1crypto parses lazily, so a field's
 first access can raise any of these): turned into IssuerReplyInvalid at the parsers below."""
 

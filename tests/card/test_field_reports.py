@@ -200,9 +200,11 @@ def test_f13_generate_6a80_says_cannot_generate_and_nothing_is_destroyed(ca: Loc
     monkeypatch.setattr(card.renewal, "parse_supported_key_types", lambda apt: None)
     card = SoftPivCard(create_card_state(ca, profile="legacy"))  # RSA-2048 only
     before = {k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects)
-    result = renew(PivSession(card), ctx_for(tmp_path, ca, key_type=KeyType.ECCP256), Secret(PIN))
-    assert not result.ok
-    message = str(result.error or next(s.error for s in result.slots if s.error))
+    from card.errors import NotSupportedError
+
+    with pytest.raises(NotSupportedError) as exc:  # exit 11, the journal ended (issue 11 item 2)
+        renew(PivSession(card), ctx_for(tmp_path, ca, key_type=KeyType.ECCP256), Secret(PIN))
+    message = str(exc.value)
     assert "cannot generate ECCP256" in message and "nothing was changed" in message
     assert ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects)) == before
     generate = [(a, sw) for a, sw in card.trace if a[1] == 0x47]

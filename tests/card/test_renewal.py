@@ -346,7 +346,10 @@ class BadCertificateCA(WrongKeyCA):
             signer = self.other_ca
         elif self.fault == "expired":
             not_after = now - dt.timedelta(days=1)
-        cert = signer.issue_initial(subject, new_key, grant.slot, now - dt.timedelta(days=30), not_after)
+        emails = [n.value for ext in csr.extensions if isinstance(ext.value, x509.SubjectAlternativeName)
+                  for n in ext.value if isinstance(n, x509.RFC822Name)]
+        cert = signer.issue_initial(subject, new_key, grant.slot, now - dt.timedelta(days=30), not_after,
+                                    emails[0] if emails else None)
         return IssuedCertificate(cert, (self.ca.cert,))
 
 

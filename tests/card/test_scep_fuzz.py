@@ -234,3 +234,18 @@ def test_pathological_der_is_refused_quickly(body: bytes) -> None:
     with pytest.raises(IssuerError):
         scep_issuer()._certificate_from(body, card_key(), CARD_KEY.public_key())
     assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    (b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x03"),  # X.509 version 4: cryptography's InvalidVersion
+    (b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01\x05\x00",  # rsaEncryption's NULL swallowed by the OID:
+     b"\x06\x0b\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01\x05\x00"),  # UnsupportedAlgorithm
+], ids=["invalid-version", "unknown-key-oid"])
+def test_what_the_fuzzer_found_stays_an_issuer_error(old: bytes, new: bytes) -> None:
+    """Two crashes the fuzzer found (neither is a ValueError), kept as fixed examples."""
+    der = CA.public_bytes(DER)
+    assert old in der
+    for body, ctype in ((der.replace(old, new, 1), "application/x-x509-ca-cert"),
+                        (certs_only(CA).replace(old, new, 1), "application/x-x509-ca-ra-cert")):
+        with pytest.raises(IssuerError):
+            parse_ca_certificates(body, ctype)

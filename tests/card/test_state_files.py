@@ -443,3 +443,19 @@ def test_demo_runs_are_audited_in_the_demos_own_state_directory(capsys) -> None:
         out = capsys.readouterr().out.splitlines()
         assert sorted(json.loads(line)["slot"] for line in out) == ["9A", "9C"]
     assert not (state_dir() / "audit.log").exists()  # never the real audit log
+
+
+def test_a_bad_journal_that_cannot_be_set_aside_is_never_overwritten(ca: LocalCA, tmp_path: Path, fault) -> None:  # type: ignore[no-untyped-def]
+    card = new_card(ca, tmp_path)
+    sd = tmp_path / "state"
+    sd.mkdir()
+    audit = AuditLog(sd / "audit.log")
+    journals = JournalStore(sd, audit)
+    card_id = read_card(PivSession(card), Settings(state_dir=sd)).card_id
+    assert card_id is not None
+    journals.path_for(card_id).write_bytes(b"null")
+    fault(atomic.WriteFault(at=1, error=errno.EACCES, only=("rename",)))
+    counting = CountingCA(ca)
+    with pytest.raises(StateFileError, match="cannot be set aside"):
+        renew(PivSession(card), RenewalContext(Settings(state_dir=sd), counting, journals, audit), Secret(PIN))
+    assert journals.path_for(card_id).read_bytes() == b"null" and counting.asked == []

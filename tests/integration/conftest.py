@@ -119,10 +119,12 @@ def workdir(tmp_path: Path) -> Path:
 def serve_card(pcscd: None, workdir: Path) -> Iterator:  # type: ignore[type-arg]
     served: list[ServedCard] = []
 
-    def _serve(expires_in_days: int = 30, key_type: str = "RSA2048", extra: list[str] | None = None) -> ServedCard:
+    def _serve(expires_in_days: int = 30, key_type: str = "RSA2048", extra: list[str] | None = None,
+               create_extra: list[str] | None = None) -> ServedCard:
         state = workdir / f"card{len(served)}.json"
         subprocess.run(CARDRENEW + ["emulator", "create", str(state), "--ca", str(workdir / "ca"),
-                                    "--expires-in-days", str(expires_in_days), "--key-type", key_type],
+                                    "--expires-in-days", str(expires_in_days), "--key-type", key_type,
+                                    *(create_extra or [])],
                        check=True, capture_output=True)
         card = ServedCard(state, extra)
         served.append(card)

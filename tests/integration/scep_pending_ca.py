@@ -74,10 +74,16 @@ def envelope_to(recipient: ax509.Certificate, content: bytes) -> bytes:
 def issue(csr_der: bytes) -> bytes:
     csr = x509.load_der_x509_csr(csr_der)
     now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(ca_x509.subject)
-            .public_key(csr.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=365))
-            .sign(ca_key, hashes.SHA256()))
+    builder = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(ca_x509.subject)
+               .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=365))
+               # scepserver 2.1.0's profile: digitalSignature, clientAuth, and the CSR's alternative names
+               .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), True)
+               .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), False))
+    for ext in csr.extensions:
+        if isinstance(ext.value, x509.SubjectAlternativeName):
+            builder = builder.add_extension(ext.value, ext.critical)
+    cert = builder.sign(ca_key, hashes.SHA256())
     certs_only = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData({
         "version": "v1", "digest_algorithms": [], "encap_content_info": {"content_type": "data"},
         "certificates": [ax509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))],

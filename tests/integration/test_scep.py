@@ -150,6 +150,17 @@ def scep(tmp_path: Path) -> Iterator[ScepLab]:
         lab.close()
 
 
+@pytest.fixture
+def serve_card(serve_card):  # type: ignore[no-untyped-def]
+    """Cards whose certificates carry the usages scepserver issues (digitalSignature, clientAuth): the
+    engine refuses a renewal that changes a certificate's key usage or extended key usage (issue 11)."""
+
+    def _serve(**kwargs):  # type: ignore[no-untyped-def]
+        return serve_card(create_extra=["--usage", "client-auth"], **kwargs)
+
+    return _serve
+
+
 def card_keys(state: Path) -> dict[str, str]:
     return {slot: key["private_pem"] for slot, key in json.loads(state.read_text())["keys"].items()}
 

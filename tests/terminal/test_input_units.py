@@ -50,11 +50,12 @@ def keys(data: bytes) -> list[str]:
     return [m.key for m in _LenientInput(False).feed(data) if isinstance(m, events.Key)]
 
 
-def test_reads_with_undecodable_bytes_are_dropped_whole() -> None:
+def test_a_read_is_cut_at_its_first_undecodable_byte() -> None:
     assert keys(b"\xc3\x28") == []           # invalid UTF-8: Textual 8.2.8 raised here
     assert keys(b"\x1b[M \xa0!") == []       # X10 mouse report beyond column 95
     assert keys(b"\x9b2J") == []             # an 8-bit CSI: its "2J" is not typed
-    assert keys("é1".encode()) == ["é", "1"]  # valid UTF-8 is read as before
+    assert keys("é1".encode()) == ["é", "1"]
+    assert keys(b"123456\r\xc3\x28") == [*"123456", "enter"]  # what came before the noise is kept  # valid UTF-8 is read as before
     lenient = _LenientInput(False)
     assert list(lenient.feed(b"\xe2\x82")) == []      # a truncated character …
     assert [m.key for m in lenient.feed(b"12")] == ["1", "2"]  # … does not cost the next read

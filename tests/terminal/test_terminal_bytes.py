@@ -58,6 +58,52 @@ def log_on(terminal: Terminal) -> str:
     return terminal.wait_for("Due for renewal", 30)
 
 
+@pytest.mark.sweep  # a whole renewal on a real process: ~30-60 s
+def test_undecodable_bytes_and_mouse_garbage_in_every_pane(demo: Terminal) -> None:
+    """Garbage in the logon pane, the Card tab, Change passcode, PIN again, Write Certificates,
+    the confirmations and the logged-off pane: the app lives, no PIN field takes a character, and
+    the PIN typed afterwards is the one sent (no try is spent)."""
+    t = demo
+
+    def feed_garbage() -> str:
+        t.send_chunks(GARBAGE, gap_s=0.05)  # one read each, as a terminal writes them
+        screen = t.settle(0.6)
+        assert t.alive(), f"exited with {t.exit_status}"
+        return screen
+
+    assert pin_field_shows_nothing(feed_garbage())
+    assert "PIN" in t.text()  # the placeholder: the field is empty
+    log_on(t)
+    assert t.pin_retries() == 3
+    feed_garbage()
+    t.send(b"p")  # Change passcode: three PIN fields
+    t.wait_for("New Passcode (PIN) again", 15)
+    assert pin_field_shows_nothing(feed_garbage())
+    t.send(b"\x1b")  # Escape closes it; nothing was sent
+    t.wait_for(lambda s: "New Passcode (PIN) again" not in s, 15)
+    t.send(b"u")
+    t.wait_for("Updates are available", 30)
+    feed_garbage()
+    t.send(b"\r")
+    t.wait_for("Enter your Passcode (PIN) again", 15)
+    assert pin_field_shows_nothing(feed_garbage())
+    t.send(PIN + b"\r")
+    for _ in range(2):  # one Next per certificate, garbage while each is written
+        feed_garbage()
+        t.wait_for("Next", 90)
+        t.send(b"\r")
+        t.wait_for(lambda s: "Next" not in s, 30)
+    t.wait_for("renewed", 60)
+    feed_garbage()
+    t.send(b"\r")
+    t.wait_for("Valid", 30)
+    assert t.pin_retries() == 3
+    t.send(b"l")
+    t.wait_for("logged off", 15)
+    feed_garbage()
+    assert t.alive()
+
+
 def test_an_arrow_key_split_on_a_slow_link_never_reaches_the_pin_field(demo: Terminal) -> None:
     """Issue 12 item 5: Up arrives as ESC, then ``[A`` 150 ms later (longer than the 100 ms escape
     delay): Textual reads Escape and the text ``[A``. The PIN field refuses ``[A``, so the PIN typed
