@@ -8,9 +8,10 @@ the TUI awaits it with ``asyncio.wrap_future``, the CLI with ``.result()``.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -87,7 +88,10 @@ class CardService:
         self._factory = transport_factory
         self._presence = presence
         self._poll_interval_s = poll_interval_s
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="card-service")
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._closed = False
+        self._lock = threading.Lock()
         self._transport: CardTransport | None = None
         self._session: PivSession | None = None
         self._watch_stop = threading.Event()
@@ -117,12 +121,47 @@ class CardService:
                 logger.debug("closing the card connection failed", exc_info=True)
 
     def submit(self, fn: Callable[[PivSession], T]) -> Future[T]:
-        """Queue ``fn(session)`` on the card thread. The future raises what ``fn`` raised."""
-        return self._executor.submit(self._run, fn)
+        """Queue ``fn(session)`` on the card thread. The future raises what ``fn`` raised.
+
+        Raises:
+            RuntimeError: the service was shut down.
+        """
+        return self._queue_call(lambda: self._run(fn))
 
     def disconnect(self) -> Future[None]:
         """Drop the connection (log off): the card is reset, so the PIN state is gone."""
-        return self._executor.submit(self._disconnect)
+        return self._queue_call(self._disconnect)
+
+    def _queue_call(self, call: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the card service is shut down")
+            if self._worker is None:
+                # A daemon thread: the process never waits for it at exit on its own. Whoever ends
+                # the process waits for the current card step with ``shutdown(timeout_s=...)``.
+                self._worker = threading.Thread(target=self._work, name="card-service", daemon=True)
+                self._worker.start()
+            self._queue.put((future, call))
+        return future
+
+    def _work(self) -> None:
+        """The card thread: run queued calls one at a time; disconnect when shut down."""
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            future, call = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = call()
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            del future, call, item  # a finished call's arguments (a PIN) are not kept alive here
+        self._disconnect()
 
     @property
     def apdu_count(self) -> int:
@@ -160,21 +199,45 @@ class CardService:
         self._watcher = threading.Thread(target=loop, name="card-watcher", daemon=True)
         self._watcher.start()
 
-    def shutdown(self, *, wait: bool = True) -> None:
-        """Stop the watcher, disconnect, and end the worker thread.
+    def shutdown(self, *, wait: bool = True, timeout_s: float | None = 30.0,
+                 cancel_pending: bool | None = None) -> bool:
+        """Stop the watcher, let the current card step finish, disconnect, and end the card thread.
+
+        Never waits for anything but the card thread, so it may be called from any thread (the
+        UI's included, with ``wait=False``). Calling it again only waits again.
 
         Args:
-            wait: wait for the current step and the disconnect (False: queue the disconnect and
-                return at once, e.g. from the UI thread when switching readers).
+            wait: wait for the current step and the disconnect (False: return at once, e.g. from
+                the UI thread when switching readers or while the app closes).
+            timeout_s: the longest wait in seconds (None: no limit).
+            cancel_pending: cancel the calls queued behind the current one (their futures raise
+                ``CancelledError``); default: when ``wait`` (a closing program), not when only
+                switching readers (the queued work then finishes on its own thread).
+
+        Returns:
+            True when the card thread has ended (or never started); False while it still runs
+            (``wait=False``, or the current step outlasted ``timeout_s``).
         """
         self._watch_stop.set()
-        try:
-            done = self._executor.submit(self._disconnect)
-            if wait:
-                done.result(timeout=30)
-        except Exception:  # noqa: BLE001 - already shut down, or the card is gone
-            pass
-        self._executor.shutdown(wait=wait, cancel_futures=wait)
+        cancel = wait if cancel_pending is None else cancel_pending
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                if cancel:
+                    while True:
+                        try:
+                            item = self._queue.get_nowait()
+                        except queue.Empty:
+                            break
+                        if item is not None:
+                            item[0].cancel()
+                self._queue.put(None)  # after the current (and any kept) call: disconnect, end
+        worker = self._worker
+        if worker is None:
+            return True
+        if wait and worker is not threading.current_thread():
+            worker.join(timeout_s)
+        return not worker.is_alive()
 
 
 @dataclass

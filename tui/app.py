@@ -7,22 +7,26 @@ Public entry point: :func:`make_app`. All card I/O runs on the card service thre
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual import events, on, work
 from textual.app import App, SystemCommand
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.theme import Theme
 
 from card.config import ConfigError
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError
-from tui.messages import CardInserted, CardRead, CardRemoved
-from tui.screens.dialogs import ErrorDialog
+from tui.messages import CardInserted, CardRead, CardRemoved, NextRequested
+from tui.screens.dialogs import ErrorDialog, NextDialog, TextDialog
 from tui.screens.done import CompletedWithErrorsScreen, LoggedOffScreen
 from tui.screens.logon import LogonScreen
 
@@ -53,6 +57,14 @@ HIGH_CONTRAST = Theme(
 """White and pure colours on black; nothing dimmed (``ui.theme = "high-contrast"`` or ``--theme``)."""
 
 THEMES = {"default": "textual-dark", "high-contrast": HIGH_CONTRAST.name}
+
+EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+"""Signals that end the TUI with 128 + signal after the current card step (SIGHUP: an SSH session dropped)."""
+
+CARD_STEP_WAIT_S = 60.0
+"""After the UI has closed, the longest wait for the card step under way (a key generation on a
+real card takes ~10 s, a CA request up to its own deadline); then the process ends regardless and
+the journal resumes the step at the next logon."""
 
 
 def _utc_now() -> dt.datetime:
@@ -98,7 +110,15 @@ class CardRenewApp(App[int]):
         """True while the renewal engine runs: a card removal is then the engine's to report."""
         self.card_present: bool | None = None
         self.shutdown_event = threading.Event()
-        """Set when the app closes; a card-thread question waiting for the holder then gives up."""
+        """Set when the app closes (or a signal asks it to): a card-thread question waiting for the
+        holder then gives up, and the renewal stops before its next certificate."""
+        self.exit_signal: int | None = None
+        """The signal that ended the app (see :func:`run_app`), or None."""
+        self._dialogs_waiting: set[tuple[object, ...]] = set()
+        self.tries_seen: dict[str, int | None] = {"PIN": None, "PUK": None}
+        """Tries left as the card last answered a PIN or PUK entry in this session (None: unknown,
+        or reset by a correct entry); used where the card cannot be asked (see :meth:`tries_left`)."""
+        """Dialogs (by :attr:`TextDialog.dedupe_key`) waiting for one of their kind to leave the screen."""
         self.last_result: RenewalResult | None = None
         self.readers: list[tuple[str, bool]] | None = None
         """The PC/SC readers as last listed, ``[(name, has_card)]`` (None: not listed / one fixed card)."""
@@ -130,6 +150,9 @@ class CardRenewApp(App[int]):
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_mount(self) -> None:
+        if self.exit_signal is not None:  # a signal arrived while the app was starting
+            self.exit(return_code=128 + self.exit_signal)
+            return
         self.push_screen(LogonScreen())
         # The card watcher and the reader list start after the first frame: their threads (and the
         # demo card they may make) would otherwise compete with it for the interpreter (issue 7).
@@ -143,7 +166,26 @@ class CardRenewApp(App[int]):
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, self.ACTIVITY_EVENTS):
             self.last_activity = time.monotonic()
+        if self._answers_too_early(event):
+            return
         await super().on_event(event)
+
+    ANSWER_KEYS = frozenset({"enter", "space", "escape"})
+    """Keys that answer a dialog (press its focused button, or cancel it)."""
+
+    def _answers_too_early(self, event: events.Event) -> bool:
+        """An Enter, Space, Escape or click made before the dialog now on top appeared (a second
+        Enter typed in a hurry, a double click): it was meant for what was there before and must
+        not answer this dialog. Typed characters are kept (a PIN typed ahead)."""
+        if isinstance(event, events.Key):
+            if event.key not in self.ANSWER_KEYS:
+                return False
+        elif not isinstance(event, (events.MouseDown, events.MouseUp, events.Click)):
+            return False
+        if getattr(event, "is_forwarded", False) or not self.screen_stack:
+            return False
+        opened_at = getattr(self.screen, "opened_at", None)
+        return opened_at is not None and event.time < opened_at
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.kiosk and action in self.KIOSK_BLOCKED_ACTIONS:
@@ -163,8 +205,100 @@ class CardRenewApp(App[int]):
             pane.pin_input.clear()  # a half-typed PIN is not left at an unattended kiosk
 
     def on_unmount(self) -> None:
+        # Never wait for the card thread here: it may be waiting for this very UI (a dialog), and
+        # the terminal is restored only after unmount. The card step under way finishes on its
+        # own thread; :func:`run_app` waits for it after the terminal is restored.
         self.shutdown_event.set()
-        self.backend.service.shutdown()
+        self.backend.service.shutdown(wait=False, cancel_pending=True)
+
+    # -- signals (any thread) ------------------------------------------------------------------
+    def exit_on_signal(self, signum: int) -> None:
+        """End the app with ``128 + signum`` (called from a signal handler; safe at any moment).
+
+        Sets :attr:`shutdown_event` at once (a card-thread question gives up, the renewal stops
+        before its next certificate) and asks the UI loop to exit; never waits for anything.
+        """
+        first = self.exit_signal is None
+        if first:
+            self.exit_signal = signum
+        self.shutdown_event.set()
+        loop = self._loop
+        if loop is None or not first:
+            return  # not running yet (on_mount exits) or already closing
+        try:
+            loop.call_soon_threadsafe(self.exit, None, 128 + signum)
+        except RuntimeError:  # the loop has closed: the app is ending anyway
+            pass
+
+    # -- dialogs ---------------------------------------------------------------------------------
+    def push_screen(self, screen: Any, callback: Any = None, wait_for_dismiss: bool = False, *,
+                    mode: str | None = None) -> Any:
+        """Textual's ``push_screen``; our dialogs (:class:`TextDialog`) go through :meth:`open_dialog`."""
+        if isinstance(screen, TextDialog) and not wait_for_dismiss:
+            pushed = self.open_dialog(screen, callback)
+            return pushed if pushed is not None else AwaitComplete.nothing()
+        return super().push_screen(screen, callback, wait_for_dismiss, mode=mode)
+
+    def open_dialog(self, dialog: TextDialog[T], callback: Callable[[T | None], object] | None = None) -> Any:
+        """Show ``dialog`` unless the same dialog is open already (idempotent).
+
+        A dialog's kind is its id; two dialogs are the same when their
+        :attr:`~TextDialog.dedupe_key` (id, title and text) are equal. The same dialog asked for
+        again (a second Enter or click, a message arriving twice) is dropped. Another dialog of a
+        kind that is on the screen, or still leaving it, is shown once that one has gone.
+
+        Returns:
+            The mount awaitable when shown now; a completed awaitable when shown later; None
+            when dropped as a duplicate (``callback`` is then never called).
+        """
+        if dialog.id is None:
+            raise ValueError(f"{dialog!r} has no id: a dialog's id names its kind")
+        key = dialog.dedupe_key
+        if key in self._dialogs_waiting or any(getattr(s, "dedupe_key", None) == key for s in self.screen_stack):
+            self.log.warning(f"dialog {dialog.id!r} is open already; not opened twice")
+            return None
+        if self._id_taken(dialog.id):
+            self._dialogs_waiting.add(key)
+            self.run_worker(self._open_when_free(dialog, callback), group="dialogs", exit_on_error=False,
+                            description=f"Waiting to show {dialog.id}")
+            return AwaitComplete.nothing()
+        dialog.opened_at = time.monotonic()
+        return super().push_screen(dialog, callback)
+
+    def _id_taken(self, node_id: str) -> bool:
+        """A screen with this id is registered (on the stack, or dismissed and not yet removed).
+
+        Textual keeps every screen's id in the app's node list until the screen is removed, and
+        raises ``DuplicateIds`` on a second; ``App.children`` shows only the active screen, so
+        the node list is asked (Textual 8; tests/tui/test_dialog_safety.py notices a change).
+        """
+        return self._nodes._get_by_id(node_id) is not None
+
+    async def _open_when_free(self, dialog: TextDialog[T], callback: Callable[[T | None], object] | None) -> None:
+        try:
+            while self._id_taken(dialog.id or ""):
+                await asyncio.sleep(0.02)
+        finally:
+            self._dialogs_waiting.discard(dialog.dedupe_key)
+        dialog.opened_at = time.monotonic()
+        super().push_screen(dialog, callback)
+
+    @on(NextRequested)
+    def _next_requested(self, event: NextRequested) -> None:
+        """The renewal engine asks for *Next* between two certificates (posted from the card thread)."""
+        answer = event.answer
+        if answer.done():
+            return
+        if self.shutdown_event.is_set():
+            answer.set_result(False)
+            return
+
+        def answered(value: bool | None) -> None:
+            if not answer.done():
+                answer.set_result(bool(value))
+
+        # The same request arriving twice finds its dialog open and is dropped: that dialog answers it.
+        self.open_dialog(NextDialog(event.result, event.number, event.total), answered)
 
     def _watch_service(self) -> None:
         """Start the current card service's presence watcher; a replaced service's late reports are dropped."""
@@ -270,6 +404,43 @@ class CardRenewApp(App[int]):
         self.post_message(CardRead(summary))
         return summary
 
+    # -- PIN and PUK tries ----------------------------------------------------------------------
+    def note_tries(self, what: str, left: int | None) -> None:
+        """Remember how the card answered a PIN (``what="PIN"``) or PUK entry: ``left`` tries
+        (0: blocked; None: accepted, the counter is full again). Updates the summary's PIN tries
+        and the pane (the Card tab stops offering the update once the PIN is blocked)."""
+        self.tries_seen[what] = left
+        if what == "PUK" and left is None:
+            self.tries_seen["PIN"] = None  # an unlock resets the PIN counter too
+        if what == "PIN" and self.summary is not None and self.summary.pin_retries != left:
+            self.summary = dataclasses.replace(self.summary, pin_retries=left)
+            for screen in self.screen_stack:
+                changed = getattr(screen, "pin_tries_changed", None)
+                if callable(changed):
+                    changed()
+
+    async def tries_left(self, what: str = "PIN") -> int | None:
+        """The PIN or PUK tries left, asked of the card without spending one (GET METADATA where the
+        card answers it; else, for the PIN, an empty VERIFY), or as the card last answered in this
+        session. None: unknown, or the PIN is verified (its counter is full)."""
+        from card.piv import KEY_REF_PIN, KEY_REF_PUK
+        from card.errors import PinBlockedError
+
+        reference = KEY_REF_PIN if what == "PIN" else KEY_REF_PUK
+
+        def ask(session: PivSession) -> int | None:
+            session.select()
+            left = session.get_tries_left(reference)
+            if left is None and what == "PIN":
+                try:
+                    left = session.get_pin_retries()
+                except PinBlockedError:
+                    left = 0
+            return left
+
+        left = await self.card_call(ask)
+        return left if left is not None else self.tries_seen.get(what)
+
     # -- the one error funnel ----------------------------------------------------------------
     def explain_error(self, error: BaseException) -> tuple[str, str, str]:
         """(title, message, next step) for any error, in the holder's words."""
@@ -324,10 +495,22 @@ class CardRenewApp(App[int]):
 
         self.goto(CardScreen(renewed, stopped))
 
-    def start_renewal(self, pin: Secret, summary: CardSummary) -> None:
+    def start_renewal(self, pin: Secret, summary: CardSummary) -> bool:
+        """Show Write Certificates, which runs the renewal with ``pin``; once: while a renewal is
+        starting or running, another request (a PIN submitted twice) is ignored (and its
+        ``pin`` wiped).
+
+        Returns:
+            True when this call started it.
+        """
         from tui.screens.write_certificates import WriteCertificatesScreen
 
+        if self.renewing or self.shutdown_event.is_set():
+            pin.wipe()
+            return False
+        self.renewing = True  # from now on: Ctrl+Q waits, card removal is the engine's to report
         self.goto(WriteCertificatesScreen(pin, summary))
+        return True
 
     def renewal_finished(self, result: RenewalResult) -> None:
         self.last_result = result
@@ -402,3 +585,55 @@ def make_app(backend: Backend, *, now: Callable[[], dt.datetime] | None = None) 
         now: the clock for expiry arithmetic (aware UTC); None uses the system clock.
     """
     return CardRenewApp(backend, now=now)
+
+
+def run_app(app: CardRenewApp, *, cancel: threading.Event | None = None,
+            card_step_wait_s: float = CARD_STEP_WAIT_S) -> int:
+    """Run ``app`` in this terminal and return the process exit code.
+
+    SIGTERM, SIGHUP and SIGINT end the UI at once (terminal restored) with ``128 + signal``;
+    the card step under way finishes on the card thread (the engine journals it and stops before
+    the next certificate), then the reader is released. The wait for that step is bounded by
+    ``card_step_wait_s``; nothing here ever waits for the UI from the card thread.
+
+    Args:
+        cancel: also set by a signal (the backend's token: a wait for the CA, the RA hook or
+            another program's hold on the card ends at once).
+
+    Returns:
+        The app's return code: 0, 1 (crash, also one that left no return code), or 128 + the
+        signal that ended it.
+    """
+    def on_signal(signum: int, frame: object) -> None:
+        if cancel is not None:
+            cancel.set()
+        app.exit_on_signal(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in EXIT_SIGNALS}
+    try:
+        try:
+            app.run()
+        finally:
+            app.shutdown_event.set()
+            service = app.backend.service
+            if not service.shutdown(wait=True, timeout_s=0.5):
+                _say("cardrenew: finishing the current card step before exiting…")
+                if not service.shutdown(wait=True, timeout_s=card_step_wait_s):
+                    _say("cardrenew: the card did not answer in time; exiting. "
+                         "Log on again: an unfinished update resumes where it stopped.")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if app.exit_signal is not None:
+        return 128 + app.exit_signal
+    # None: the app ended without App.exit() — Textual's panic path (a crash in a driver thread)
+    # leaves no return code, and a crash must never look like success to a script or a kiosk.
+    return 1 if app.return_code is None else int(app.return_code)
+
+
+def _say(text: str) -> None:
+    """One line to stderr, if there is still a terminal to write to (SIGHUP: maybe not)."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass

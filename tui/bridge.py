@@ -2,8 +2,12 @@
 
 :class:`TuiReporter` implements :class:`card.renewal.RenewalReporter` by posting messages to the
 Write Certificates pane; :meth:`TuiReporter.between_slots` implements the portal's per-certificate
-*Next* by pushing a modal with ``call_from_thread`` and blocking the card thread on a
-``concurrent.futures.Future`` until the holder answers (style.md item 8).
+*Next* by posting :class:`~tui.messages.NextRequested` to the app and blocking the card thread on
+a ``concurrent.futures.Future`` until the holder answers (style.md item 8).
+
+The card thread never waits for the UI itself (no ``call_from_thread``: it blocks until the UI
+runs the call, and forever once the UI has stopped). Every wait here also watches the shutdown
+event, so a signal or a closing app ends it within :data:`POLL_S` (issue 12).
 """
 
 from __future__ import annotations
@@ -15,10 +19,14 @@ from typing import TYPE_CHECKING
 
 from card.piv import Slot
 from card.renewal import RenewalStep, SlotResult
-from tui.messages import CertificateWritten, RenewalProgressed, SlotRenewalFailed
+from tui.messages import CertificateWritten, NextRequested, RenewalProgressed, SlotRenewalFailed
+
+POLL_S = 0.1
+"""How often a waiting card thread looks at the shutdown event (seconds)."""
 
 if TYPE_CHECKING:
     from textual.app import App
+    from textual.message import Message
     from textual.message_pump import MessagePump
 
 
@@ -42,35 +50,40 @@ class TuiReporter:
     def step(self, slot: Slot | None, step: RenewalStep, detail: str = "") -> None:
         if slot is not None and slot not in self.slots:
             self.slots.append(slot)
-        self.target.post_message(RenewalProgressed(slot, step, detail))
+        self._post(RenewalProgressed(slot, step, detail))
 
     def slot_finished(self, slot: Slot, result: SlotResult) -> None:
-        message = CertificateWritten(slot, result) if result.renewed else SlotRenewalFailed(slot, result)
-        self.target.post_message(message)
+        self._post(CertificateWritten(slot, result) if result.renewed else SlotRenewalFailed(slot, result))
+
+    def _post(self, message: Message) -> None:
+        """Post to the pane; once the UI has gone, progress is dropped (the engine must go on)."""
+        try:
+            self.target.post_message(message)
+        except RuntimeError:  # the UI loop has closed
+            pass
 
     # -- between certificates (card thread) ------------------------------------------------
     def between_slots(self, result: SlotResult) -> bool:
         """Show "certificate N of M renewed" with *Next*; block until it is pressed.
 
         Returns:
-            True to go on with the next certificate; False when the app is closing.
+            True to go on with the next certificate; False when the app is closing (the shutdown
+            event is set, or the app no longer takes messages).
         """
-        from tui.screens.dialogs import NextDialog
-
         number = self.slots.index(result.slot) + 1 if result.slot in self.slots else 1
         total = max(len(self.slots), number)
         answer: Future[bool] = Future()
-
-        def ask() -> None:
-            self.app.push_screen(NextDialog(result, number, total), answer.set_result)
-
-        try:
-            self.app.call_from_thread(ask)
-        except RuntimeError:  # the app is not running any more
+        if self.cancel.is_set():
             return False
-        while True:
+        try:
+            posted = self.app.post_message(NextRequested(result, number, total, answer))
+        except RuntimeError:  # the UI loop has closed
+            return False
+        if not posted:
+            return False
+        while not self.cancel.is_set():
             try:
-                return bool(answer.result(timeout=0.2))
+                return bool(answer.result(timeout=POLL_S))
             except FutureTimeout:
-                if self.cancel.is_set():
-                    return False
+                continue
+        return False

@@ -705,29 +705,14 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
         backend = pcsc_backend(settings, args.reader, wait_for_card=True,  # no card yet: the logon pane asks for it
                                cancel=(stop := threading.Event()))
-    from tui.app import make_app
+    from tui.app import make_app, run_app
 
     app = make_app(backend)
     app.driver_class = driver_class() or app.driver_class  # undecodable input never ends the app
-
-    def on_signal(signum: int, frame: Any) -> None:
-        # SIGTERM, or SIGHUP when the SSH session drops: let the current card step finish
-        # (the engine journals it), stop before the next certificate, restore the terminal.
-        app.shutdown_event.set()
-        if not args.demo:
-            stop.set()  # a wait for the CA, the RA hook or another program's hold on the card ends now
-        app.exit(return_code=128 + signum)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        app.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        backend.service.shutdown()
-    # None: the app ended without App.exit() — Textual's panic path (a crash in a driver thread)
-    # leaves no return code, and a crash must never look like success to a script or a kiosk.
-    return EXIT_ERROR if app.return_code is None else int(app.return_code)
+    # SIGTERM, SIGHUP (an SSH session dropped) and SIGINT: the UI ends at once, the current card
+    # step finishes (journalled), waits for the CA or another program's hold end (``stop``); 128 + signal.
+    # A crash (also Textual's panic path, which leaves no return code) exits 1, never 0.
+    return run_app(app, cancel=None if args.demo else stop)
 
 
 def main(argv: list[str]) -> int:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:  # annotations only: the renewal engine is not imported before the first frame
+    from concurrent.futures import Future
+
     from card.piv import Slot
     from card.renewal import CardSummary, RenewalResult, RenewalStep, SlotResult
 
@@ -63,3 +65,15 @@ class RenewalFinished(Message, bubble=False):
     """The renewal engine returned (successfully or with per-slot errors)."""
 
     result: RenewalResult
+
+
+@dataclass
+class NextRequested(Message, bubble=False):
+    """The renewal engine waits for *Next* after certificate ``number`` of ``total`` (posted to
+    the app from the card thread). The UI sets ``answer`` (True: go on); the card thread waits on
+    it and on the app's shutdown event, never on the UI itself."""
+
+    result: SlotResult
+    number: int
+    total: int
+    answer: Future[bool]

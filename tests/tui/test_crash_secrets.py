@@ -57,7 +57,8 @@ async def test_a_crash_at_logon_with_the_pin_in_hand_shows_no_pin(make_demo, mon
             await pilot.pause()
     text = "".join(capsys.readouterr())  # Textual prints the crash to stderr when the app ends
     assert "InjectedCrash" in text and "action_logon" in text  # the traceback was drawn…
-    assert leaks(text.encode(), WRONG_PIN) == []  # …without the PIN
+    assert leaks(text.encode(), WRONG_PIN) == []  # …without the PIN…
+    assert " locals " not in text  # …and without any frame's local variables (rich titles that panel "locals")
     assert app.return_code == 1
 
 
@@ -66,7 +67,9 @@ async def test_a_crash_after_pin_again_shows_no_pin(make_demo, monkeypatch: pyte
     def crash(self, pin, summary):  # type: ignore[no-untyped-def]
         raise InjectedCrash("crashed while the PIN is held")
 
-    monkeypatch.setattr(CardRenewApp, "start_renewal", crash)
+    # The PIN-again answer goes to the last-try guard, then to start_renewal (a worker: its errors
+    # are shown as a dialog); crash where the answer first lands, on the UI thread.
+    monkeypatch.setattr(CardScreen, "renew_after_guard", crash)
     backend, _card = make_demo()
     app = make_app(backend)
     with pytest.raises(InjectedCrash):
@@ -80,7 +83,7 @@ async def test_a_crash_after_pin_again_shows_no_pin(make_demo, monkeypatch: pyte
             await pilot.press(*DEMO_PIN, "enter")
             await pilot.pause()
     text = "".join(capsys.readouterr())  # Textual prints the crash to stderr when the app ends
-    assert "InjectedCrash" in text and "start_renewal" in text
+    assert "InjectedCrash" in text and "renew_after_guard" in text
     assert leaks(text.encode(), DEMO_PIN) == []
     assert app.return_code == 1
 

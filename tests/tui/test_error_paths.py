@@ -43,10 +43,11 @@ async def test_wrong_pin_shows_tries_left_and_changes_nothing(make_demo) -> None
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen) and "PIN not sent" in screen_text(app))
         assert card.state.pin_retries == 1
-        # The right PIN, confirmed, logs on.
+        # The right PIN, confirmed, logs on. Cancel is focused: Enter alone would send nothing.
         await pilot.press(*PIN, "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
-        await pilot.press("enter")
+        assert app.screen.focused is not None and app.screen.focused.id == "cancel-button"
+        await pilot.click("#ok-button")
         await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))
     assert snapshot(card) == before
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Literal, cast
 
 from textual import work
@@ -39,18 +40,58 @@ class Pane(Screen[None]):
         if event.state is WorkerState.ERROR and event.worker.error is not None:
             self.card_app.show_error(event.worker.error)
 
+    # -- the last-try guard ------------------------------------------------------------------
+    async def confirm_last_try(self, what: str, tries_left: int | None) -> bool:
+        """With 1 ``what`` (PIN or PUK) try left, ask before it is sent (Cancel focused).
+
+        Call it from a worker, after the entry and before anything goes to the card.
+
+        Returns:
+            True to send; False when the holder cancelled, or the same question is open already
+            (a second submit: the open one decides).
+        """
+        if tries_left != 1:
+            return True
+        from tui.screens.dialogs import last_try_dialog
+
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+        def answered(ok: bool | None) -> None:
+            if not answer.done():
+                answer.set_result(bool(ok))
+
+        dialog = last_try_dialog(what)
+        if self.card_app.open_dialog(dialog, answered) is None:
+            return False
+        try:
+            return await answer
+        except asyncio.CancelledError:  # the worker was replaced or the app closes: nothing is sent
+            if dialog in self.app.screen_stack and not dialog.answered:
+                dialog.dismiss(False)
+            raise
+
     # -- Change passcode / Unlock card ------------------------------------------------------
     def offer_pin_change(self, kind: PinChange) -> None:
         """Ask for the current PIN (``change``) or the PUK (``unlock``) and a new PIN, then send it."""
         from tui.screens.dialogs import change_pin_dialog, unlock_dialog
 
+        if self.pin_change_running:
+            return  # one PIN change at a time: the one under way reports its outcome
+
         def entered(values: tuple[Secret, Secret] | None) -> None:
             if values is None:
                 self.notify("Nothing was changed on your card.", title="Cancelled")
-            else:
-                self.apply_pin_change(kind, *values)
+            elif not self.pin_change_running:
+                self._pin_change_worker = self.apply_pin_change(kind, *values)
 
         self.app.push_screen(change_pin_dialog() if kind == "change" else unlock_dialog(), entered)
+
+    _pin_change_worker: Worker[None] | None = None
+
+    @property
+    def pin_change_running(self) -> bool:
+        """A PIN change or unlock is under way (its entry is not sent a second time)."""
+        return self._pin_change_worker is not None and not self._pin_change_worker.is_finished
 
     @work(exclusive=True, group="card", exit_on_error=False, description="Changing the PIN")
     async def apply_pin_change(self, kind: PinChange, secret: Secret, new_pin: Secret) -> None:
@@ -69,9 +110,13 @@ class Pane(Screen[None]):
 
         what = "PIN" if kind == "change" else "PUK"
         try:
+            if not await self.confirm_last_try(what, await app.tries_left(what)):
+                self.notify(f"The {what} was not sent. Nothing was changed on your card.", title="Cancelled")
+                return
             await app.card_call(send)
         except InvalidPinError as exc:
             left = exc.attempts_remaining
+            app.note_tries(what, left)
             tries = "" if left is None else f" {left} {'try' if left == 1 else 'tries'} left."
             outcome = "Your PIN was not changed." if kind == "change" else "The card is still blocked."
             app.push_screen(ErrorDialog(f"Wrong {what}", f"The {what} was not accepted.{tries} {outcome}",
@@ -79,6 +124,7 @@ class Pane(Screen[None]):
             self._audit(kind, "wrong_" + what.lower())
             return
         except PinBlockedError:
+            app.note_tries(what, 0)
             self._audit(kind, "blocked")
             ra = app.backend.settings.ra_contact
             message = ("The PIN is now blocked." if kind == "change"
@@ -96,6 +142,7 @@ class Pane(Screen[None]):
         finally:
             secret.wipe()
             new_pin.wipe()
+        app.note_tries(what, None)
         self._audit(kind, "changed")
         if kind == "change":
             app.push_screen(MessageDialog("Your passcode (PIN) has been changed",

@@ -114,7 +114,9 @@ class CardSummaryTab(CardTab):
             ]
         await grid.mount_all(cells)
         notice = self.query_one("#card-notice", Static)
-        if renewed is not None and renewed.ok:
+        if self.show_pin_state(summary):
+            pass
+        elif renewed is not None and renewed.ok:
             lines = ["Your certificates have been renewed:"] + [
                 f"  {s.label} ({s.slot.hex}): valid until {format_date(s.new_certificate.not_valid_after_utc)}"
                 for s in renewed.slots if s.new_certificate is not None]
@@ -132,6 +134,25 @@ class CardSummaryTab(CardTab):
             notice.update("\n".join(notes))
         else:
             notice.update("")
+
+
+    def show_pin_state(self, summary: CardSummary) -> bool:
+        """With the PIN blocked, *Update My Card* is not offered and the notice says whom to contact.
+
+        Returns:
+            True when the PIN is blocked (the notice then shows that).
+        """
+        blocked = summary.pin_retries == 0
+        for button in self.query("#update-button").results(Button):
+            button.disabled = blocked
+        if blocked:
+            settings = self.app.backend.settings  # type: ignore[attr-defined]
+            unlock = " Support staff can unlock it here with the PUK (Unlock card)." if settings.allow_unlock else ""
+            notice = self.query_one("#card-notice", Static)
+            notice.update(f"Your card is blocked: the PIN was entered wrongly too many times. Your certificates "
+                          f"cannot be updated until it is unlocked. Contact {settings.ra_contact} to unlock it.{unlock}")
+            notice.set_class(True, "-warning")
+        return blocked
 
 
 def key_type_text(status: SlotStatus) -> str:
@@ -259,7 +280,22 @@ class CardScreen(Pane):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "unlock_card" and not self.card_app.backend.settings.allow_unlock:
             return False
+        if action == "update_card" and self.pin_blocked:
+            return False
         return True
+
+    @property
+    def pin_blocked(self) -> bool:
+        """The PIN is blocked (as last read or answered): no update can be offered."""
+        summary = self.card_app.summary
+        return summary is not None and summary.pin_retries == 0
+
+    def pin_tries_changed(self) -> None:
+        """The card answered a PIN entry (app.note_tries): show a blocked PIN at once, without card I/O."""
+        summary = self.card_app.summary
+        if summary is not None and self.is_mounted:
+            self.card_tab.show_pin_state(summary)
+            self.refresh_bindings()
 
     async def on_mount(self) -> None:
         if self.card_app.summary is not None:
@@ -276,6 +312,7 @@ class CardScreen(Pane):
         summary = await self.card_app.read_summary()
         await self.card_tab.show(summary, self.renewed, self.stopped)
         self.certificates_tab.show(summary)
+        self.refresh_bindings()
         return summary
 
     @on(Button.Pressed, "#update-button")
@@ -317,7 +354,15 @@ class CardScreen(Pane):
 
     def action_update_card(self) -> None:
         self.card_tab.activate()
+        if self.pin_blocked:
+            self._show_blocked()
+            return
         self.check_for_updates()
+
+    def _show_blocked(self) -> None:
+        ra = self.card_app.backend.settings.ra_contact
+        self.app.push_screen(ErrorDialog("Card blocked", "Your PIN is blocked, so your card cannot be updated.",
+                                         f"Contact {ra} to unlock it.", id="blocked-dialog"))
 
     @work(exclusive=True, group="card", exit_on_error=False, description="Checking for updates")
     async def check_for_updates(self) -> None:
@@ -326,6 +371,10 @@ class CardScreen(Pane):
         self.renewed = None
         await self.card_tab.show(summary, stopped=self.stopped)
         self.certificates_tab.show(summary)
+        self.refresh_bindings()
+        if summary.pin_retries == 0:
+            self._show_blocked()
+            return
         check = update_check(summary)
         settings = app.backend.settings
         if check is UpdateCheck.AVAILABLE:
@@ -362,8 +411,28 @@ class CardScreen(Pane):
     def _ask_pin(self, summary: CardSummary) -> None:
         def entered(pin: Secret | None) -> None:
             if pin:
-                self.card_app.start_renewal(pin, summary)
+                self.renew_after_guard(pin, summary)
             else:
                 self.notify("Update cancelled. Nothing was changed on your card.", title="Cancelled")
 
         self.app.push_screen(PinDialog(), entered)
+
+    @work(exclusive=True, group="card", exit_on_error=False, description="Checking the PIN tries left")
+    async def renew_after_guard(self, pin: Secret, summary: CardSummary) -> None:
+        """The last-try guard in front of *PIN again*, then the renewal (``pin`` is wiped unless
+        the renewal took it)."""
+        app = self.card_app
+        started = False
+        try:
+            left = await app.tries_left("PIN")
+            if left == 0:
+                app.note_tries("PIN", 0)
+                self._show_blocked()
+                return
+            if not await self.confirm_last_try("PIN", left):
+                self.notify("PIN not sent. Nothing was changed on your card.", title="Cancelled")
+                return
+            started = app.start_renewal(pin, summary)
+        finally:
+            if not started:
+                pin.wipe()

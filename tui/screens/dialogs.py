@@ -2,14 +2,20 @@
 
 Enter accepts the default (focused) button of every dialog. Escape only ever cancels something
 harmless (a message, the PIN-again dialog before anything changed); it never aborts an issuance.
+
+Every dialog answers once: a second Enter, a second click or Enter then Escape arriving before
+the dialog has left the screen are ignored (:meth:`TextDialog.dismiss`), and the app never shows
+the same dialog twice (``CardRenewApp.open_dialog``, keyed by :attr:`TextDialog.dedupe_key`).
 """
 
 from __future__ import annotations
 
+from time import monotonic
 from typing import TYPE_CHECKING, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
@@ -83,12 +89,30 @@ class TextDialog(ModalScreen[T]):
     """
 
     def __init__(self, title: str, body: str = "", *, buttons: tuple[tuple[str, str], ...] = (("ok", "OK"),),
-                 variant: str = "primary", name: str | None = None, id: str | None = None) -> None:
+                 variant: str = "primary", focus: str | None = None, name: str | None = None,
+                 id: str | None = None) -> None:
         super().__init__(name=name, id=id)
         self.dialog_title = title
         self.body = body
         self.buttons = buttons
         self.variant = variant
+        self.focus_button = focus or buttons[0][0]
+        """The id (without ``-button``) of the button focused when the dialog opens (Enter presses it)."""
+        self.answered = False
+        """Set by the first :meth:`dismiss`; every later answer is ignored."""
+
+    @property
+    def dedupe_key(self) -> tuple[object, ...]:
+        """Two dialogs with equal keys are the same dialog: the app never shows it twice."""
+        return (type(self).__name__, self.id, self.dialog_title, self.body)
+
+    def dismiss(self, result: T | None = None) -> AwaitComplete:
+        """Close with ``result``, once. A second answer (double Enter or click, Enter then Escape)
+        would otherwise close the pane under the dialog; it is ignored."""
+        if self.answered:
+            return AwaitComplete.nothing()
+        self.answered = True
+        return super().dismiss(result)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -106,12 +130,17 @@ class TextDialog(ModalScreen[T]):
         """Extra widgets between the body and the buttons."""
         yield from ()
 
+    opened_at: float | None = None
+    """When the dialog was put on the screen (``time.monotonic``): an Enter, Space, Escape or click
+    made before then was meant for what was there before and never answers it (the app drops it)."""
+
     def on_mount(self) -> None:
+        if self.opened_at is None:
+            self.opened_at = monotonic()
         self.focus_default()
 
     def focus_default(self) -> None:
-        button_id = self.buttons[0][0]
-        self.query_one(f"#{button_id}-button", Button).focus()
+        self.query_one(f"#{self.focus_button}-button", Button).focus()
 
     @on(Button.Pressed)
     def _button_pressed(self, event: Button.Pressed) -> None:
@@ -130,9 +159,9 @@ class MessageDialog(TextDialog[bool]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel", tooltip="Close this message without going on")]
 
     def __init__(self, title: str, body: str = "", *, ok: str = "OK", cancel: str | None = None,
-                 id: str | None = None) -> None:
+                 focus_cancel: bool = False, id: str | None = None) -> None:
         buttons = (("ok", ok),) + ((("cancel", cancel),) if cancel else ())
-        super().__init__(title, body, buttons=buttons, id=id)
+        super().__init__(title, body, buttons=buttons, focus="cancel" if focus_cancel and cancel else None, id=id)
 
     def answer(self, button_id: str) -> None:
         self.dismiss(button_id == "ok")
@@ -192,6 +221,8 @@ class PinDialog(TextDialog["Secret | None"]):
         self.answer("ok")
 
     def answer(self, button_id: str) -> None:
+        if self.answered:
+            return
         field = self.query_one("#pin-again-input", Input)
         if button_id == "ok" and not field.value:
             self.notify("Enter your PIN, or select Cancel.", severity="warning")
@@ -277,6 +308,8 @@ class NewPinDialog(TextDialog["tuple[Secret, Secret] | None"]):
                 self.query_one("#new-pin-again-input", Input))
 
     def answer(self, button_id: str) -> None:
+        if self.answered:
+            return
         if button_id != "ok":
             self.dismiss(None)
             return
@@ -307,3 +340,23 @@ def unlock_dialog() -> NewPinDialog:
                         "Enter the card's PUK (unblocking key), then a new PIN twice. Select Unlock; "
                         "Cancel changes nothing. A wrong PUK uses one of its tries.",
                         "PUK (unblocking key):", ok="Unlock", id="unlock-dialog")
+
+
+def last_try_dialog(what: str = "PIN", *, blocks: str | None = None) -> MessageDialog:
+    """The confirmation in front of a PIN (or PUK) entry when the card has 1 try left.
+
+    *Cancel* is focused: Enter (a second Enter typed in a hurry, too) sends nothing.
+
+    Args:
+        what: ``"PIN"`` or ``"PUK"``.
+        blocks: what a wrong entry blocks (default: the card; for the PUK: unlocking it here).
+    """
+    if what == "PUK":
+        body = ("Only 1 PUK try is left. If this PUK is wrong, the PUK is blocked and this card can no longer "
+                "be unlocked here; only your Registration Authority can replace it. Send this PUK?")
+        return MessageDialog("Last PUK try", body, ok="Send PUK", cancel="Cancel", focus_cancel=True,
+                             id="last-try-dialog")
+    body = blocks or ("Only 1 try is left. If this PIN is wrong, your card is blocked and only your "
+                      "Registration Authority can unlock it. Send this PIN?")
+    return MessageDialog("Last try before the card is blocked", body, ok="Send PIN", cancel="Cancel",
+                         focus_cancel=True, id="last-try-dialog")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
 from textual import on, work
@@ -15,10 +14,12 @@ from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardErro
 from card.secret import Secret
 from tui.pin_input import PinInput
 from tui.screens.base import Pane
+from tui.screens.dialogs import last_try_dialog
 from tui.widgets import PaneFooter, app_header
-from tui.screens.dialogs import MessageDialog
 
 if TYPE_CHECKING:
+    from textual.worker import Worker
+
     from card.piv import PivSession
 
 
@@ -55,6 +56,15 @@ class LogonScreen(Pane):
         super().__init__()
         self.notice = notice
         """Shown under the PIN when the pane opens (kiosk: why the holder is back here)."""
+        self._logon_worker: Worker[None] | None = None
+        self._confirming = False
+
+    @property
+    def submitting(self) -> bool:
+        """A PIN is on its way to the card, or its last-try question is open: another Enter or
+        click on *Logon* is ignored (it would send the PIN twice, or open the question twice)."""
+        worker = self._logon_worker
+        return self._confirming or (worker is not None and not worker.is_finished)
 
     def compose(self) -> ComposeResult:
         settings = self.card_app.backend.settings
@@ -167,6 +177,12 @@ class LogonScreen(Pane):
         elif summary.pin_retries == 1:
             self.show_message("1 try left before your card is blocked.", "warning")
 
+    def pin_tries_changed(self) -> None:
+        """The card answered a PIN entry (app.note_tries): a blocked PIN is shown as such at once."""
+        summary = self.card_app.summary
+        if summary is not None and summary.pin_retries == 0 and self.is_mounted:
+            self.show_blocked()
+
     def show_blocked(self) -> None:
         self.show_message(f"Your card is blocked. Contact {self.card_app.backend.settings.ra_contact} to unlock it.")
         self._show_unlock()
@@ -194,6 +210,8 @@ class LogonScreen(Pane):
         self.action_logon()
 
     def action_logon(self) -> None:
+        if self.submitting:
+            return
         if not self.pin_input.value:
             self.show_message("Enter your PIN, then select Logon.", "warning")
             return
@@ -206,19 +224,16 @@ class LogonScreen(Pane):
             return
         if summary is not None and summary.pin_retries == 1:
             def confirmed(answer: bool | None) -> None:
+                self._confirming = False
                 if answer:
-                    self.logon(pin)
+                    self._logon_worker = self.logon(pin)
                 else:
                     pin.wipe()
                     self.show_message("PIN not sent. 1 try left before your card is blocked.", "warning")
 
-            self.app.push_screen(MessageDialog(
-                "Last try before the card is blocked",
-                "Only 1 try is left. If this PIN is wrong, your card is blocked and only your "
-                "Registration Authority can unlock it. Send this PIN?", ok="Send PIN", cancel="Cancel",
-                id="last-try-dialog"), confirmed)
+            self._confirming = self.card_app.open_dialog(last_try_dialog("PIN"), confirmed) is not None
             return
-        self.logon(pin)
+        self._logon_worker = self.logon(pin)
 
     @work(exclusive=True, group="card", exit_on_error=False, description="Logging on")
     async def logon(self, pin: Secret) -> None:
@@ -237,8 +252,7 @@ class LogonScreen(Pane):
         except InvalidPinError as exc:
             self.pin_input.clear()
             left = exc.attempts_remaining
-            if app.summary is not None:
-                app.summary = dataclasses.replace(app.summary, pin_retries=left)
+            app.note_tries("PIN", left)
             if left is None:
                 self.show_message("Wrong PIN.")
             else:
@@ -251,6 +265,7 @@ class LogonScreen(Pane):
             return
         except PinBlockedError:
             self.pin_input.clear()
+            app.note_tries("PIN", 0)
             self.show_blocked()
             return
         except (CardRemovedError, NoCardError):
@@ -263,5 +278,6 @@ class LogonScreen(Pane):
             button.disabled = False
             pin.wipe()
         self.pin_input.clear()
+        app.note_tries("PIN", None)
         app.log_on_succeeded()
 

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label, Static
 
-from card.errors import CardError
+from card.errors import CardError, InvalidPinError, PinBlockedError
 from card.piv import Slot
 from card.renewal import CardSummary, RenewalContext, RenewalResult, RenewalStep, renew
 from card.secret import Secret
@@ -241,13 +241,20 @@ class WriteCertificatesScreen(Pane):
         pin, self._pin = self._pin, None
         assert pin is not None
         reporter = TuiReporter(app, self, app.shutdown_event)
+        # The app's shutdown event is the engine's cancel: a signal stops it before the next
+        # certificate, and stops any wait for the CA.
         ctx = RenewalContext(backend.settings, backend.issuer, backend.journals, backend.audit,
-                             reporter=reporter, now=app.now, between_slots=reporter.between_slots)
+                             reporter=reporter, cancel=app.shutdown_event, now=app.now,
+                             between_slots=reporter.between_slots)
         self.running = True
         app.renewing = True
         try:
             result = await app.card_call(lambda session: renew(session, ctx, pin))
         except CardError as exc:  # refused before anything destructive happened
+            if isinstance(exc, InvalidPinError):
+                app.note_tries("PIN", exc.attempts_remaining)
+            elif isinstance(exc, PinBlockedError):
+                app.note_tries("PIN", 0)
             self.query_one("#step-text", Static).update("Stopped. Nothing was changed on your card.")
             title, message, next_step = app.explain_error(exc)
             stopped = f"The last update stopped: {title}. {message}\nNext step: {next_step}"
@@ -258,10 +265,13 @@ class WriteCertificatesScreen(Pane):
             app.renewing = False
             self.clock.stop()
             self.query_one("#do-not-remove", Static).display = False  # the writing is over
+        app.note_tries("PIN", None)  # the engine's VERIFY was accepted: the counter is full again
         self.post_message(RenewalFinished(result))
 
     @on(RenewalFinished)
     def _finished(self, event: RenewalFinished) -> None:
+        if self.result is not None:
+            return  # the same outcome announced twice: its dialog is open already
         result = self.result = event.result
         self.card_app.renewal_finished(result)
         step_text = self.query_one("#step-text", Static)
