@@ -113,7 +113,7 @@ async def main(out: Path) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, CompletedWithErrorsScreen))
         shot(app, "10-completed-with-errors")
 
-    # -- the Card tab's other panes: certificate details, Change passcode (Unlock card configured) -----
+    # -- the Card tab's other panes: certificate details, Change passcode (the default policy: no Unlock) --
     from card.config import Settings
     from tui.screens.dialogs import NewPinDialog
 
@@ -123,7 +123,7 @@ async def main(out: Path) -> None:
         await pilot.press(*PIN, "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
 
-    backend, card = demo_backend(dataclasses.replace(Settings(), allow_unlock=True), state_dir=state / "details")
+    backend, card = demo_backend(Settings(), state_dir=state / "details")
     app = make_app(backend)
     async with app.run_test(size=SIZE) as pilot:
         await log_on(app, pilot)
