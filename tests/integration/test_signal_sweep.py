@@ -6,8 +6,8 @@ dialog, an error dialog, the confirmation. Each time the program must end within
 reader: ``cardrenew renew --pin-stdin --yes`` afterwards finishes the card (or finds it renewed),
 and OpenSC reads a renewed certificate from both slots whose key signs (pkcs15-tool, pkcs11-tool).
 
-Before the fix, SIGTERM/SIGHUP at *Next* (or while the first certificate was written, which
-ends there) left a blank screen and a live process holding the reader; SIGINT was not handled.
+Before the fix (bbbe978), SIGTERM/SIGHUP while the first certificate was generated or written
+left a blank screen and a live process holding the reader (the *generating* cases here hung).
 Slow (21 runs of the real program): marked ``sweep``; needs pcscd (run inside isolated.sh).
 """
 

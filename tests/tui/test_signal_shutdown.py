@@ -1,8 +1,9 @@
-"""Issue 12 item 3: SIGTERM, SIGHUP and SIGINT while the card thread waits for the holder (*Next*
-between two certificates) end the real program within seconds, with 128 + signal and the terminal
-restored. Before: ``on_unmount → service.shutdown`` waited for the card thread, which waited in
+"""Issue 12 item 3: SIGTERM, SIGHUP and SIGINT end the real program within seconds, with
+128 + signal and the terminal restored, also while the card thread waits for the holder (*Next*
+between two certificates) or runs a card step. Before (bbbe978): a signal inside a card step
+made ``on_unmount → service.shutdown`` wait for the card thread, which then waited in
 ``between_slots → call_from_thread`` for the UI that had stopped — a blank screen and a live
-process for good (SIGINT was not handled at all).
+process for good (the in-process test below hung there; so did the pcscd sweep at *generating*).
 
 The full sweep over every renewal step, through pcscd, is tests/integration/test_signal_sweep.py.
 """
