@@ -34,7 +34,10 @@ INS_GET_DATA = 0xCB
 INS_PUT_DATA = 0xDB
 INS_GENERAL_AUTHENTICATE = 0x87
 KEY_REF_MANAGEMENT = 0x9B
+"""The PIV instructions and key reference the trace policy looks at (SP 800-73-4 Part 2 §3);
+:mod:`card.piv` uses these."""
 EC_ALGORITHMS = {0x11, 0x14}
+"""ECC P-256 and P-384 (SP 800-78-4 Table 6-2): their GENERAL AUTHENTICATE results (signatures) are traced."""
 SW_OK = 0x9000
 
 PIN_PROTECTED_OBJECTS = frozenset(bytes.fromhex(h) for h in (

@@ -16,7 +16,16 @@ from enum import IntEnum, unique
 from typing import TYPE_CHECKING
 
 from card import tlv
-from card.apdu import SW_OK, ApduProtocol, CommandApdu
+from card.apdu import (  # the instructions the APDU trace must know about are defined there
+    INS_GENERAL_AUTHENTICATE,
+    INS_GET_DATA,
+    INS_PUT_DATA,
+    INS_VERIFY,
+    KEY_REF_MANAGEMENT,
+    SW_OK,
+    ApduProtocol,
+    CommandApdu,
+)
 from card.errors import (
     ApduError,
     BadResponseError,
@@ -44,12 +53,8 @@ PIV_AID = bytes.fromhex("A000000308000010000100")
 PIV_AID_SELECT = PIV_AID[:9]
 
 INS_SELECT = 0xA4
-INS_GET_DATA = 0xCB
-INS_PUT_DATA = 0xDB
-INS_VERIFY = 0x20
 INS_CHANGE_REFERENCE = 0x24
 INS_RESET_RETRY = 0x2C
-INS_GENERAL_AUTHENTICATE = 0x87
 INS_GENERATE_ASYMMETRIC = 0x47
 INS_GET_METADATA = 0xF7
 """Yubico extension (YubiKey 5.3+); other cards answer ``6D 00`` (piv-protocol.md §3.2)."""
@@ -58,7 +63,6 @@ INS_GET_VERSION = 0xFD
 
 KEY_REF_PIN = 0x80
 KEY_REF_PUK = 0x81
-KEY_REF_MANAGEMENT = 0x9B
 
 TAG_DYNAMIC_AUTH = 0x7C
 TAG_WITNESS = 0x80

@@ -136,7 +136,7 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
-        return hmac.compare_digest(bytes(self._value), bytes(other._value))
+        return hmac.compare_digest(self._value, other._value)  # bytearrays: no immutable copies
 
     __hash__ = None  # type: ignore[assignment]
 

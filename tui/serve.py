@@ -13,7 +13,9 @@ blocked, and each socket started a shell and an app (issue 12 item 6). :class:`K
   origin of ``--public-url`` behind a proxy. The ``Host`` header is checked against the same names,
   so a DNS-rebinding page (whose origin would equal its own host) is refused as well.
 - **One live session** per server, i.e. per reader: a second browser gets ``409`` "in use" (the
-  page and the websocket), and no second process; the slot is freed when the first session ends.
+  page, which retries every 5 s, and the websocket), and no second process; the slot is freed
+  when the first session ends (a session whose browser has gone is waited for, up to 10 s, so a
+  kiosk that reloads its page gets its session back).
 - The app is started **without a shell**, one process per session (``sys.executable -m tui``), with
   cardrenew's own web driver (``tui.driver:WebDriver``: undecodable input never ends it).
 - The page may not be framed by another site (``X-Frame-Options: DENY``, CSP ``frame-ancestors``),
@@ -80,6 +82,8 @@ class _AppProcess(AppService):
     def __init__(self, argv: Sequence[str], **kwargs: Any) -> None:
         super().__init__(shlex.join(argv), **kwargs)
         self.argv = list(argv)
+        self.closing = False
+        """The browser has gone; the app is being asked to quit."""
 
     def _build_environment(self, width: int = 80, height: int = 24) -> dict[str, str]:
         environment = super()._build_environment(width, height)
@@ -187,15 +191,29 @@ class KioskServer(Server):
         if self.session is not None:
             await self.session.stop()
 
+    async def _wait_for_a_closing_session(self, timeout_s: float = 10.0) -> None:
+        """A session whose browser has gone (a kiosk reloading its page) is given time to end."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while (self.session is not None and self.session.closing
+               and asyncio.get_running_loop().time() < deadline):
+            await asyncio.sleep(0.1)
+
     async def handle_index(self, request: web.Request) -> Any:
+        await self._wait_for_a_closing_session()
         if self.session is not None:
-            return web.Response(status=409, text=IN_USE + "\n")
+            # A small page that says why and tries again (a kiosk that reloads its own page asks
+            # for it before its old session has closed).
+            return web.Response(status=409, content_type="text/html",
+                                text=f'<!DOCTYPE html><html><head><meta http-equiv="refresh" content="5">'
+                                     f'<title>In use</title></head><body><p>{IN_USE}</p>'
+                                     f'<p>This page tries again every 5 seconds.</p></body></html>\n')
         return await super().handle_index(request)
 
     async def handle_websocket(self, request: web.Request) -> web.StreamResponse:
         refused = self.refusal(request)
         if refused is not None:
             return refused
+        await self._wait_for_a_closing_session()
         if self.session is not None:
             return web.Response(status=409, text=IN_USE + "\n")
         websocket = web.WebSocketResponse(heartbeat=15)
@@ -212,12 +230,14 @@ class KioskServer(Server):
             try:
                 await self._process_messages(websocket, session)
             finally:
+                session.closing = True
                 await session.stop()
         except asyncio.CancelledError:
             await websocket.close()
         except Exception:  # noqa: BLE001 - one broken session never ends the server
             log.exception("session failed")
         finally:
+            session.closing = True
             try:
                 await session.stop()
             finally:

@@ -57,7 +57,8 @@ async def test_a_crash_at_logon_with_the_pin_in_hand_shows_no_pin(make_demo, mon
             await pilot.pause()
     text = "".join(capsys.readouterr())  # Textual prints the crash to stderr when the app ends
     assert "InjectedCrash" in text and "action_logon" in text  # the traceback was drawn…
-    assert leaks(text.encode(), WRONG_PIN) == []  # …without the PIN
+    assert leaks(text.encode(), WRONG_PIN) == []  # …without the PIN…
+    assert " locals " not in text  # …and without any frame's local variables (rich titles that panel "locals")
     assert app.return_code == 1
 
 

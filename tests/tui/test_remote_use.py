@@ -1,5 +1,6 @@
-"""SSH use (issue 6 item 4): the ``ESCDELAY`` the README tells support staff to raise is the one
-Textual reads, and the app itself never sets it."""
+"""SSH use (issue 6 item 4): ``ESCDELAY`` is the one Textual reads, and importing the app never
+sets it. Over SSH the terminal driver raises the delay itself unless ``ESCDELAY`` is set
+(tests/terminal/test_input_units.py, and the pty tests beside it)."""
 
 from __future__ import annotations
 
