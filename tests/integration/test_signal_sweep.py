@@ -33,6 +33,8 @@ PIN = "123456"
 WRONG_PIN = "654321"
 EXIT_WITHIN_S = 5.0
 GENERATE_DELAY = "47=2"
+DELAYS = {"writing": ["--delay", "DB=2"]}
+"""Extra card delays for a step too short to be seen otherwise (PUT DATA, answered after 2 s)."""
 
 
 def _logon(tui: PtyTui) -> None:
@@ -93,6 +95,9 @@ def at_completed(tui: PtyTui) -> None:
     mark = _renewing(tui)
     tui.wait_text("Certificate 1 of 2 renewed", 60, start=mark)
     tui.send("\r")
+    tui.wait_text("Certificate 2 of 2 renewed", 60, start=mark)
+    time.sleep(0.3)
+    tui.send("\r")
     tui.wait_text("Your card has been updated", 60, start=mark)
 
 
@@ -105,7 +110,7 @@ STEPS: dict[str, Callable[[PtyTui], None]] = {
 @pytest.mark.parametrize("step", list(STEPS))
 @pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: signal.Signals(s).name)
 def test_signal_at_every_step(serve_card, workdir: Path, step: str, signum: int) -> None:  # type: ignore[no-untyped-def]
-    serve_card(key_type="ECCP256", extra=["--delay", GENERATE_DELAY])
+    serve_card(key_type="ECCP256", extra=["--delay", GENERATE_DELAY, *DELAYS.get(step, [])])
     env = {"CARDRENEW_CONFIG": str(workdir / "config.toml")}  # XDG dirs: the test's own (tests/conftest.py)
     with PtyTui(["--reader", READER], env=env, cwd=workdir) as tui:
         STEPS[step](tui)
