@@ -33,8 +33,9 @@ PIN = "123456"
 WRONG_PIN = "654321"
 EXIT_WITHIN_S = 5.0
 GENERATE_DELAY = "47=2"
-DELAYS = {"writing": ["--delay", "DB=2"]}
-"""Extra card delays for a step too short to be seen otherwise (PUT DATA, answered after 2 s)."""
+DELAYS = {"writing": ["--delay", "DB=0.7"]}
+"""Extra card delays for a step too short to be seen otherwise: PUT DATA, 0.7 s per command of the
+chain (a certificate takes about three)."""
 
 
 def _logon(tui: PtyTui) -> None:
