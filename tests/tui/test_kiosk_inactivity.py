@@ -23,37 +23,47 @@ async def to_card(pilot) -> None:  # type: ignore[no-untyped-def]
     await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
 
 
+IDLE_S = 4
+"""The timeout these tests configure. Idle time is simulated by moving ``app.last_activity`` back,
+never by waiting it out: a busy machine (logon taking longer than the timeout) must not decide them."""
+
+
 async def test_inactivity_logs_off(make_demo) -> None:  # type: ignore[no-untyped-def]
     backend, card = make_demo()
-    configure(backend, inactivity_timeout_s=1)
+    configure(backend, inactivity_timeout_s=IDLE_S)
     app = make_app(backend)
     async with app.run_test(size=(100, 32)) as pilot:
         await to_card(pilot)
-        # Activity keeps the session: a key press every 0.4 s for 2 s.
-        for _ in range(5):
-            await pilot.press("right")
-            await pilot.pause(0.4)
-            assert isinstance(app.screen, CardScreen) and app.is_logged_on
-        await wait_for(pilot, lambda: isinstance(app.screen, LoggedOffScreen), timeout_s=5)
+        # A key press just before the timeout keeps the session: the idle clock starts again.
+        app.last_activity -= IDLE_S - 0.5
+        await pilot.press("right")
+        assert time.monotonic() - app.last_activity < 1
+        await pilot.pause(1.2)  # at least one check of the inactivity timer
+        assert isinstance(app.screen, CardScreen) and app.is_logged_on
+        # Without input for longer than the timeout: logged off.
+        app.last_activity -= IDLE_S + 1
+        await wait_for(pilot, lambda: isinstance(app.screen, LoggedOffScreen), timeout_s=10)
         assert "logged off after a period without activity" in screen_text(app)
         assert not app.is_logged_on and not card.pin_verified
 
 
 async def test_inactivity_clears_a_half_typed_pin_on_the_logon_pane(make_demo) -> None:  # type: ignore[no-untyped-def]
     backend, _ = make_demo()
-    configure(backend, inactivity_timeout_s=1)
+    configure(backend, inactivity_timeout_s=IDLE_S)
     app = make_app(backend)
     async with app.run_test(size=(100, 32)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen) and app.summary is not None)
         app.screen.query_one("#pin-input", Input).focus()
         await pilot.press(*"123")
         pin_input = app.screen.query_one("#pin-input", Input)
-        await wait_for(pilot, lambda: pin_input.value == "", timeout_s=5)
+        assert pin_input.value == "123"
+        app.last_activity -= IDLE_S + 1
+        await wait_for(pilot, lambda: pin_input.value == "", timeout_s=10)
 
 
 async def test_no_log_off_while_certificates_are_written(make_demo) -> None:  # type: ignore[no-untyped-def]
     backend, card = make_demo()
-    configure(backend, inactivity_timeout_s=1)
+    configure(backend, inactivity_timeout_s=IDLE_S)
     app = make_app(backend)
     async with app.run_test(size=(100, 32)) as pilot:
         await to_card(pilot)
@@ -63,8 +73,9 @@ async def test_no_log_off_while_certificates_are_written(make_demo) -> None:  # 
         await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
         await pilot.press(*PIN, "enter")
         await wait_for(pilot, lambda: app.renewing)
+        app.last_activity -= 10 * IDLE_S  # long idle while the Next dialog waits, untouched
         started = time.monotonic()
-        while time.monotonic() - started < 2.0 and app.renewing:  # the Next dialog waits, untouched
+        while time.monotonic() - started < 2.0 and app.renewing:
             await pilot.pause(0.1)
             assert app.is_logged_on
         assert not isinstance(app.screen, LoggedOffScreen)
@@ -107,11 +118,12 @@ async def test_kiosk_has_no_quit_key_and_no_palette_and_returns_to_logon(make_de
 
 async def test_kiosk_idle_log_off_returns_to_logon(make_demo) -> None:  # type: ignore[no-untyped-def]
     backend, _ = make_demo()
-    configure(backend, kiosk=True, inactivity_timeout_s=1)
+    configure(backend, kiosk=True, inactivity_timeout_s=IDLE_S)
     app = make_app(backend)
     async with app.run_test(size=(100, 32)) as pilot:
         await to_card(pilot)
-        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen), timeout_s=5)
+        app.last_activity -= IDLE_S + 1
+        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen), timeout_s=10)
         assert "logged off after a period without activity" in screen_text(app)
         assert not app.is_logged_on
 

@@ -92,6 +92,8 @@ class WriteCertificatesScreen(Pane):
         self.clock = Stopwatch()
         """The whole update's working time; it stops while a dialog (Next) waits for the holder."""
         self.rows: dict[str, CertificateRow] = {}
+        self._paused: list[Stopwatch] = []
+        """The clocks a dialog stopped; they go on when it is closed."""
         self.narrow: bool | None = None
         self.running = False
         self.result: RenewalResult | None = None
@@ -131,7 +133,7 @@ class WriteCertificatesScreen(Pane):
             self.query_one("#elapsed", Static).update(f"Elapsed: {self.clock.seconds} s (paused)")
 
     def on_screen_resume(self) -> None:
-        for watch in getattr(self, "_paused", []):
+        for watch in self._paused:
             watch.start()
         self._paused = []
         self._tick()
