@@ -115,10 +115,10 @@ class CardRenewApp(App[int]):
         self.exit_signal: int | None = None
         """The signal that ended the app (see :func:`run_app`), or None."""
         self._dialogs_waiting: set[tuple[object, ...]] = set()
+        """Dialogs (by :attr:`TextDialog.dedupe_key`) waiting for one of their kind to leave the screen."""
         self.tries_seen: dict[str, int | None] = {"PIN": None, "PUK": None}
         """Tries left as the card last answered a PIN or PUK entry in this session (None: unknown,
         or reset by a correct entry); used where the card cannot be asked (see :meth:`tries_left`)."""
-        """Dialogs (by :attr:`TextDialog.dedupe_key`) waiting for one of their kind to leave the screen."""
         self.last_result: RenewalResult | None = None
         self.readers: list[tuple[str, bool]] | None = None
         """The PC/SC readers as last listed, ``[(name, has_card)]`` (None: not listed / one fixed card)."""
