@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import secrets
 import signal
 import subprocess
 import sys
@@ -32,7 +33,7 @@ class ScepLab:
     """A network namespace with scepserver (RSA-2048 CA, ``-challenge``, ``-allowrenew 0``)."""
 
     def __init__(self, root: Path) -> None:
-        self.ns = f"cardrenew-scep-{os.getpid()}"
+        self.ns = f"cardrenew-scep-{os.getpid()}-{secrets.token_hex(4)}"  # unique: PID namespaces share /run/netns
         self.root = root
         self.depot = root / "depot"
         subprocess.run(["ip", "netns", "add", self.ns], check=True)
