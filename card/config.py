@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import stat
 import string
 import tomllib
 from dataclasses import dataclass, field
@@ -60,16 +61,72 @@ class ConfigError(CardError):
         return named
 
 
+MAX_KEY_FILE_BYTES = 4096
+"""The most bytes a key file may hold (a 32-byte AES-256 key in hex with separators is ~100)."""
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO, a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "an unknown kind of file"
+
+
+def read_small_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of ``path``, which must be (or be a symlink to) a regular file of at most
+    ``limit`` bytes. Never blocks on a FIFO and never reads more than ``limit + 1`` bytes
+    (``/dev/zero`` is refused by its type, a growing file by the cap).
+
+    Raises:
+        ConfigError: (without a path) "not found", "is not a regular file (a FIFO …)", "larger
+            than N bytes" or "cannot be read (<strerror>)".
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError as exc:
+        raise ConfigError("not found") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot be read ({exc.strerror or exc.__class__.__name__})") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"is not a regular file ({_file_kind(st.st_mode)})")
+        chunks: list[bytes] = []
+        total = 0
+        while total <= limit:
+            chunk = os.read(fd, min(limit + 1 - total, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:
+            raise ConfigError(f"is larger than {limit} bytes")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ConfigError(f"cannot be read ({exc.strerror or exc.__class__.__name__})") from exc
+    finally:
+        os.close(fd)
+
+
 def read_hex_key_file(path: Path, what: str) -> Secret:
     """A key file's hex digits (``:`` and white space allowed between them) as a Secret.
 
+    The file must be (or be a symlink to) a regular file of at most :data:`MAX_KEY_FILE_BYTES`.
+
     Raises:
-        ConfigError: unreadable, or not hex (the message names the file, never its content).
+        ConfigError: unreadable, not a regular file, too large, or not hex (the message names
+            the file, never its content).
     """
     try:
-        raw = bytearray(path.read_bytes())
-    except OSError as exc:
-        raise ConfigError(f"cannot read the {what} {path}: {exc.__class__.__name__}") from exc
+        raw = bytearray(read_small_regular_file(path, MAX_KEY_FILE_BYTES))
+    except ConfigError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: it {exc.detail}"
+                          .replace("it not found", "not found")) from exc
     digits = bytearray(b for b in raw if b not in b": \t\r\n")
     raw[:] = bytes(len(raw))
     try:
@@ -285,12 +342,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
         ConfigError: unreadable, too large, not UTF-8, not TOML, or nested too deeply (naming the file).
     """
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot be read ({exc.strerror or exc})", path=path) from exc
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"larger than {MAX_CONFIG_BYTES // 1024} KiB; this is not a cardrenew configuration", path=path)
+        data = read_small_regular_file(path, MAX_CONFIG_BYTES)
+    except ConfigError as exc:
+        if exc.detail.startswith("is larger"):
+            raise ConfigError(f"larger than {MAX_CONFIG_BYTES // 1024} KiB; this is not a cardrenew configuration",
+                              path=path) from exc
+        raise ConfigError(exc.detail.removeprefix("is "), path=path) from exc
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]  # a UTF-8 byte-order mark (Windows editors write one); TOML does not allow it
     try:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -309,8 +368,14 @@ def find_config(explicit: str | os.PathLike[str] | None) -> Path | None:
     """
     if explicit:
         path = Path(explicit)
-        if not path.is_file():
-            raise ConfigError(f"configuration file not found: {path}")
+        try:
+            mode = os.stat(path).st_mode  # follows a symlink; never opens (a FIFO does not block)
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file not found: {path}") from None
+        except OSError as exc:
+            raise ConfigError(f"configuration file {path} cannot be read ({exc.strerror or exc})") from exc
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"configuration file {path} is not a regular file ({_file_kind(mode)})")
         return path
     env = os.environ.get("CARDRENEW_CONFIG")
     if env:
@@ -318,6 +383,8 @@ def find_config(explicit: str | os.PathLike[str] | None) -> Path | None:
     for candidate in (Path(platformdirs.user_config_dir("cardrenew")) / "config.toml", Path("/etc/cardrenew/config.toml")):
         if candidate.is_file():
             return candidate
+        if candidate.exists():  # a FIFO, directory, device …: say so rather than silently use the defaults
+            return find_config(candidate)
     return None
 
 

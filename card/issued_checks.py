@@ -3,13 +3,20 @@
 A renewal must give the holder the same identity and the same powers, on a new key, never longer
 than the card itself lives:
 
-- subject: the same attributes (RFC 5280 §4.1.2.6; re-encoded string types and re-ordered RDNs
-  are the same subject);
+- subject: the same RDNs, each RDN the same set of attributes (RFC 5280 §4.1.2.6; re-encoded
+  string types and re-ordered RDNs are the same subject, RDNs merged into one multi-valued RDN
+  are not);
 - subjectAltName: the same names (RFC 5280 §4.2.1.6) — another UPN or a dropped e-mail address
   is another identity;
 - keyUsage and extendedKeyUsage: the same as the old certificate (RFC 5280 §4.2.1.3, §4.2.1.12);
 - basicConstraints: a leaf — cA FALSE or the extension absent, and no keyCertSign / cRLSign
   (RFC 5280 §4.2.1.9);
+- extensions: only ones we understand (:data:`UNDERSTOOD_EXTENSIONS`) may be critical — an unknown
+  critical extension makes relying parties refuse the certificate (RFC 5280 §4.2); no
+  nameConstraints, policyConstraints or inhibitAnyPolicy on a leaf (RFC 5280 §4.2.1.10, §4.2.1.11,
+  §4.2.1.14: CA certificates only); certificatePolicies the same as the old certificate's
+  (RFC 5280 §4.2.1.4 — another policy is another assurance level). authorityInfoAccess and
+  cRLDistributionPoints may change with the CA and are not compared;
 - validity: valid now, and notAfter not past the card's own expiry (the CHUID expiration date,
   SP 800-73-4 Part 1 Table 9 tag 0x35; FIPS 201-3 §4.1.4.1: a certificate never outlives its card).
 
@@ -63,10 +70,35 @@ def _ext(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> x509.ExtensionTy
         return None
 
 
-def _name_attributes(name: x509.Name) -> list[tuple[str, str]]:
-    """A name's attributes as sorted (OID, value) pairs: the same subject even when a CA re-encodes
-    the string types or re-orders the RDNs (scepserver 2.1.0 does both)."""
-    return sorted((attr.oid.dotted_string, str(attr.value)) for attr in name)
+def _name_attributes(name: x509.Name) -> list[list[tuple[str, str]]]:
+    """A name as its RDNs, each RDN its sorted (OID, value) pairs: the same subject even when a CA
+    re-encodes the string types or re-orders the RDNs (scepserver 2.1.0 does both), but not when
+    it merges RDNs into one multi-valued RDN (RFC 5280 §7.1 compares RDN by RDN)."""
+    return sorted(sorted((attr.oid.dotted_string, str(attr.value)) for attr in rdn) for rdn in name.rdns)
+
+
+UNDERSTOOD_EXTENSIONS = frozenset({
+    ExtensionOID.SUBJECT_KEY_IDENTIFIER, ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.KEY_USAGE,
+    ExtensionOID.EXTENDED_KEY_USAGE, ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+    ExtensionOID.ISSUER_ALTERNATIVE_NAME, ExtensionOID.CRL_DISTRIBUTION_POINTS,
+    ExtensionOID.AUTHORITY_INFORMATION_ACCESS, ExtensionOID.CERTIFICATE_POLICIES,
+    ExtensionOID.SUBJECT_DIRECTORY_ATTRIBUTES, ExtensionOID.FRESHEST_CRL,
+})
+"""Extensions a holder's certificate may carry as critical (RFC 5280 §4.2.1); others must be non-critical."""
+
+CA_ONLY_EXTENSIONS = {
+    ExtensionOID.NAME_CONSTRAINTS: "nameConstraints",
+    ExtensionOID.POLICY_CONSTRAINTS: "policyConstraints",
+    ExtensionOID.INHIBIT_ANY_POLICY: "inhibitAnyPolicy",
+    ExtensionOID.POLICY_MAPPINGS: "policyMappings",
+}
+"""Extensions that belong in CA certificates only (RFC 5280 §4.2.1.5, .10, .11, .14)."""
+
+
+def certificate_policies(cert: x509.Certificate) -> set[str] | None:
+    """The certificatePolicies OIDs (dotted), or None when absent."""
+    cp = _ext(cert, ExtensionOID.CERTIFICATE_POLICIES)
+    return {p.policy_identifier.dotted_string for p in cp} if isinstance(cp, x509.CertificatePolicies) else None
 
 
 def _general_name(name: x509.GeneralName) -> str:
@@ -153,6 +185,17 @@ def check_renewal_certificate(slot: str, old: x509.Certificate, new: x509.Certif
         what = "; ".join(part for part in (f"it adds {', '.join(added)}" if added else "",
                                            f"it drops {', '.join(dropped)}" if dropped else "") if part)
         raise WrongIdentityError(f"{where} for other alternative names ({what}); it was not written")
+    for ext in new.extensions:
+        if ext.oid in CA_ONLY_EXTENSIONS:
+            raise WrongIdentityError(f"{where} with {CA_ONLY_EXTENSIONS[ext.oid]} (OID {ext.oid.dotted_string}), an "
+                                     "extension for CA certificates only; it was not written")
+        if ext.critical and ext.oid not in UNDERSTOOD_EXTENSIONS:
+            raise WrongIdentityError(f"{where} with an unknown critical extension (OID {ext.oid.dotted_string}) that "
+                                     "relying parties would refuse; it was not written")
+    old_cp, new_cp = certificate_policies(old), certificate_policies(new)
+    if new_cp != old_cp:
+        raise WrongIdentityError(f"{where} with other certificate policies ({_show(new_cp)} instead of "
+                                 f"{_show(old_cp)}); it was not written")
     bc = _ext(new, ExtensionOID.BASIC_CONSTRAINTS)
     new_ku = key_usages(new)
     if isinstance(bc, x509.BasicConstraints) and bc.ca:
@@ -183,7 +226,10 @@ def check_renewal_certificate(slot: str, old: x509.Certificate, new: x509.Certif
 __all__ = [
     "CertificateMismatchError",
     "WrongIdentityError",
+    "CA_ONLY_EXTENSIONS",
+    "UNDERSTOOD_EXTENSIONS",
     "alternative_names",
+    "certificate_policies",
     "card_expiry_limit",
     "check_renewal_certificate",
     "extended_key_usages",

@@ -259,6 +259,19 @@ class RenewalResult:
     def ok(self) -> bool:
         return self.error is None and all(s.renewed for s in self.slots)
 
+    @property
+    def left_alone(self) -> list[SlotResult]:
+        """Slots changed by someone else since an unfinished update (:class:`SlotChangedError`): they
+        hold a certificate that is not ours to renew, and were rightly left alone."""
+        return [s for s in self.slots if isinstance(s.error, SlotChangedError)]
+
+    @property
+    def ours_renewed(self) -> bool:
+        """Every slot that was ours to renew was renewed (at least one); slots changed by someone else
+        were left alone. The CLI reports this as "renewed" (exit 0) with a note per left-alone slot."""
+        return (self.error is None and any(s.renewed for s in self.slots)
+                and all(s.renewed or isinstance(s.error, SlotChangedError) for s in self.slots))
+
 
 def card_id_for(session: PivSession, certificates: dict[Slot, x509.Certificate | None]) -> tuple[str | None, str | None, dt.date | None]:
     """(card id, GUID text, card expiry): the CHUID GUID, else a fingerprint of the first certificate."""

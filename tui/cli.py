@@ -535,11 +535,19 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
             "new_serial": f"{r.new_certificate.serial_number:X}" if r.new_certificate else None,
             "new_not_after": r.new_certificate.not_valid_after_utc.isoformat() if r.new_certificate else None,
             "error": str(r.error) if r.error else None,
+            "left_alone": r in result.left_alone,
         })
     if result.ok:
         code, outcome = EXIT_OK, "renewed"
         message = "Your certificates have been renewed. Log off, remove your card, and log back on to test it."
         next_step = None
+    elif result.ours_renewed:  # the rest was changed by someone else (the RA): theirs, valid, left alone
+        code, outcome = EXIT_OK, "renewed"
+        message = ("Your certificates have been renewed; "
+                   + ", ".join(f"{r.label} ({r.slot.hex})" for r in result.left_alone)
+                   + " had been changed by someone else and was left alone. Log off, remove your card, and log "
+                   "back on to test it.")
+        next_step = result.left_alone[0].error.next_step
     else:
         code, outcome = EXIT_PARTIAL, "completed_with_errors"
         message = "The operation was completed with errors."
@@ -565,7 +573,8 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
         if s["renewed"]:
             lines.append(f"  {s['label']} ({s['slot']}): renewed, new expiry {s['new_not_after'][:10]}")
         else:
-            lines.append(f"  {s['label']} ({s['slot']}): NOT renewed — {s['error']}")
+            lines.append(f"  {s['label']} ({s['slot']}): "
+                         + ("left alone" if s["left_alone"] else "NOT renewed") + f" — {s['error']}")
     lines.append(f"Reference: {result.reference}")
     if next_step:
         lines.append(f"Next step: {next_step}")

@@ -364,3 +364,70 @@ def test_a_certificate_outliving_the_card_is_refused_and_the_local_ca_stays_with
         new = certificate_on(card, slot)
         assert new.not_valid_after_utc.date() <= expiry
         assert new.not_valid_after_utc > dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=190)
+
+
+# -- break-it round: other ways a CA gets the certificate wrong ----------------------------------------
+class ExtensionAddingCA(MisissuingCA):
+    """A faithful renewal, then one more fault: an extension added, or the subject merged into one RDN."""
+
+    def issue(self, grant, csr, new_key, card_key=None):  # type: ignore[no-untyped-def]
+        fault, self.fault = self.fault, "none"
+        issued = super().issue(grant, csr, new_key, card_key).certificate
+        self.fault = fault
+        builder = (x509.CertificateBuilder().issuer_name(issued.issuer).public_key(new_key)
+                   .serial_number(issued.serial_number).not_valid_before(issued.not_valid_before_utc)
+                   .not_valid_after(issued.not_valid_after_utc))
+        subject = issued.subject
+        if fault == "multi-rdn":
+            subject = x509.Name([x509.RelativeDistinguishedName(list(issued.subject))])
+        builder = builder.subject_name(subject)
+        for ext in issued.extensions:
+            builder = builder.add_extension(ext.value, ext.critical)
+        extra = {
+            "critical-unknown": (x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4.5"), b"\x05\x00"), True),
+            "name-constraints": (x509.NameConstraints([x509.DNSName("example.org")], None), True),
+            "policy-constraints": (x509.PolicyConstraints(0, None), True),
+            "inhibit-any-policy": (x509.InhibitAnyPolicy(0), True),
+            "policy": (x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier("2.16.840.1.101.3.2.1.3.7"),
+                                                                       None)]), False),
+            "aia": (x509.AuthorityInformationAccess([x509.AccessDescription(
+                x509.oid.AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier("http://ca.example/ca.crt"))]),
+                False),
+            "noncritical-unknown": (x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4.6"), b"\x05\x00"), False),
+        }.get(fault)
+        if extra is not None:
+            builder = builder.add_extension(*extra)
+        return IssuedCertificate(builder.sign(self.ca.key, hashes.SHA384()), (self.ca.cert,))
+
+
+@pytest.mark.parametrize("fault,words", [
+    ("critical-unknown", "an unknown critical extension (OID 1.2.3.4.5)"),
+    ("name-constraints", "with nameConstraints (OID 2.5.29.30), an extension for CA certificates only"),
+    ("policy-constraints", "with policyConstraints"),
+    ("inhibit-any-policy", "with inhibitAnyPolicy"),
+    ("policy", "other certificate policies (2.16.840.1.101.3.2.1.3.7 instead of none (extension absent))"),
+    ("multi-rdn", "for another subject"),
+])
+def test_a_certificate_with_wrong_extensions_or_a_merged_subject_is_never_written(ca: LocalCA, tmp_path: Path,
+                                                                                   fault: str, words: str) -> None:
+    """Break-it on 3d0e64d: these were written and called renewed (an unknown critical extension then
+    fails `openssl verify` with "unhandled critical extension")."""
+    card = SoftPivCard(create_card_state(ca, key_type=KeyType.ECCP256))
+    objects, keys = dict(card.state.objects), {k: v.private_pem for k, v in card.state.keys.items()}
+    result = renew(PivSession(card), context(tmp_path, ExtensionAddingCA(ca, fault)), Secret(PIN))
+    error = result.slots[0].error
+    assert not result.ok
+    assert isinstance(error, WrongIdentityError) and words in str(error) and "not written" in str(error), error
+    assert "Registration Authority" in error.next_step and result.reference.startswith("CR-")
+    assert card.state.objects == objects  # no certificate written
+    assert private_pem(card, C) == keys[C.hex]  # 9C untouched
+
+
+@pytest.mark.parametrize("fault", ["aia", "noncritical-unknown", "none"])
+def test_a_new_issuer_link_or_a_non_critical_private_extension_is_accepted(ca: LocalCA, tmp_path: Path,
+                                                                           fault: str) -> None:
+    """The AIA may change with the CA; a non-critical extension is ignored by who does not know it."""
+    card = SoftPivCard(create_card_state(ca, key_type=KeyType.ECCP256))
+    result = renew(PivSession(card), context(tmp_path, ExtensionAddingCA(ca, fault)), Secret(PIN))
+    assert result.ok, result
+    assert slot_works(card, A) and slot_works(card, C)
