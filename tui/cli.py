@@ -278,6 +278,7 @@ def summary_json(summary: Any, window_days: int) -> dict[str, Any]:
     return {
         "reader": summary.reader,
         "card_guid": summary.guid_text,
+        "card_expiry": summary.card_expiry.isoformat() if summary.card_expiry else None,
         "holder": summary.holder,
         "pin_retries": summary.pin_retries,
         "window_days": window_days,
@@ -315,7 +316,9 @@ def _demo_backend(args: argparse.Namespace, settings: Settings) -> Any:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from card.renewal import SlotState, read_card
+    import datetime as dt
+
+    from card.renewal import SlotState, card_expiry_words, read_card
     from card.service import pcsc_backend
 
     settings = _settings(args)
@@ -332,12 +335,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_notices(backend)
     payload = summary_json(summary, settings.window_days)
     code = EXIT_OK
-    if any(s.state in (SlotState.EXPIRED, SlotState.UNREADABLE) for s in summary.slots) or summary.pin_retries == 0:
+    card_words = card_expiry_words(summary.card_expiry, settings.window_days, dt.datetime.now(dt.timezone.utc),
+                                   settings.ra_contact)
+    if (any(s.state in (SlotState.EXPIRED, SlotState.UNREADABLE) for s in summary.slots) or summary.pin_retries == 0
+            or card_words is not None):  # the card itself expired or expires within the window: renew refuses
         code = EXIT_REFUSED
     elif any(s.state is SlotState.DUE for s in summary.slots):
         code = EXIT_NOT_DUE
     payload["exit_code"] = code
-    lines = [f"Reader:  {summary.reader}", f"Card:    {summary.guid_text or 'no CHUID'}",
+    lines = [f"Reader:  {summary.reader}", f"Card:    {summary.guid_text or 'no CHUID'}"
+             + (f", expires {summary.card_expiry.isoformat()}" if summary.card_expiry else ""),
              f"Holder:  {summary.holder or 'unknown'}",
              "PIN:     " + ("verified" if summary.pin_retries is None else
                               f"BLOCKED — contact {settings.ra_contact}" if summary.pin_retries == 0 else
@@ -349,6 +356,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                          + (f" — note: {s.note}" if s.note else ""))
         else:
             lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}" + (f" — {s.error}" if s.error else ""))
+    if card_words is not None:
+        lines.append(card_words)
     if summary.pending_journal:
         lines.append(f"An unfinished update (reference {summary.pending_journal.reference}) will be resumed by `cardrenew renew`.")
     _out(args, payload, "\n".join(lines))
@@ -535,11 +544,19 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
             "new_serial": f"{r.new_certificate.serial_number:X}" if r.new_certificate else None,
             "new_not_after": r.new_certificate.not_valid_after_utc.isoformat() if r.new_certificate else None,
             "error": str(r.error) if r.error else None,
+            "left_alone": r in result.left_alone,
         })
     if result.ok:
         code, outcome = EXIT_OK, "renewed"
         message = "Your certificates have been renewed. Log off, remove your card, and log back on to test it."
         next_step = None
+    elif result.ours_renewed:  # the rest was changed by someone else (the RA): theirs, valid, left alone
+        code, outcome = EXIT_OK, "renewed"
+        message = ("Your certificates have been renewed; "
+                   + ", ".join(f"{r.label} ({r.slot.hex})" for r in result.left_alone)
+                   + " had been changed by someone else and was left alone. Log off, remove your card, and log "
+                   "back on to test it.")
+        next_step = result.left_alone[0].error.next_step
     else:
         code, outcome = EXIT_PARTIAL, "completed_with_errors"
         message = "The operation was completed with errors."
@@ -565,7 +582,8 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
         if s["renewed"]:
             lines.append(f"  {s['label']} ({s['slot']}): renewed, new expiry {s['new_not_after'][:10]}")
         else:
-            lines.append(f"  {s['label']} ({s['slot']}): NOT renewed — {s['error']}")
+            lines.append(f"  {s['label']} ({s['slot']}): "
+                         + ("left alone" if s["left_alone"] else "NOT renewed") + f" — {s['error']}")
     lines.append(f"Reference: {result.reference}")
     if next_step:
         lines.append(f"Next step: {next_step}")
