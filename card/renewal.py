@@ -273,6 +273,33 @@ class RenewalResult:
                 and all(s.renewed or isinstance(s.error, SlotChangedError) for s in self.slots))
 
 
+def card_expiry_status(card_expiry: dt.date | None, window_days: int, now: dt.datetime) -> str | None:
+    """The card's own expiry (CHUID expiration date, SP 800-73-4 Part 1 Table 9 tag 0x35) against the
+    renewal window: ``"expired"`` (passed), ``"ending"`` (within ``window_days`` of ``now``: no renewal
+    can outlive the certificates it replaces, FIPS 201-3 §4.1.4.1), or None (later, or not stated)."""
+    limit = card_expiry_limit(card_expiry)
+    if limit is None:
+        return None
+    if limit < now:
+        return "expired"
+    if limit - now <= dt.timedelta(days=window_days):
+        return "ending"
+    return None
+
+
+def card_expiry_words(card_expiry: dt.date | None, window_days: int, now: dt.datetime, ra_contact: str) -> str | None:
+    """What ``status`` and the Card tab say about the card's own expiry when it is within the renewal
+    window or passed (None otherwise): the date and whom to contact for a new card."""
+    state = card_expiry_status(card_expiry, window_days, now)
+    if state == "expired":
+        return (f"This card itself expired on {card_expiry:%Y-%m-%d}: its certificates cannot be renewed. "
+                f"Contact {ra_contact} for a new card.")
+    if state == "ending":
+        return (f"This card itself expires on {card_expiry:%Y-%m-%d}: its certificates cannot be renewed past "
+                f"that date. Contact {ra_contact} for a new card.")
+    return None
+
+
 def card_id_for(session: PivSession, certificates: dict[Slot, x509.Certificate | None]) -> tuple[str | None, str | None, dt.date | None]:
     """(card id, GUID text, card expiry): the CHUID GUID, else a fingerprint of the first certificate."""
     try:
@@ -531,6 +558,14 @@ class _Renewal:
             self._set_aside(summary.stale_journal, list(summary.stale_journal.slots), summary.journal_certificates,
                             by_slot)
         if journal is None:
+            ending = card_expiry_status(summary.card_expiry, settings.window_days, ctx.now())
+            if ending == "ending" and (summary.due or summary.expired):
+                assert summary.card_expiry is not None
+                raise CardExpiredError(
+                    f"your card itself expires on {summary.card_expiry:%Y-%m-%d} (its CHUID expiration date), within "
+                    f"the {settings.window_days}-day renewal window; a certificate may not outlive its card, so a "
+                    "renewal would only shorten your certificates; nothing was changed",
+                    next_step=f"Contact {settings.ra_contact} for a new card.")
             if summary.expired:
                 names = ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in summary.expired)
                 raise RenewalRefused(f"the certificate {names} has expired; self-service renewal of an expired "
@@ -1176,6 +1211,8 @@ def renew(session: PivSession, ctx: RenewalContext, pin: Secret, *, summary: Car
 
 __all__ = [
     "CardExpiredError",
+    "card_expiry_status",
+    "card_expiry_words",
     "CardSummary",
     "CertificateMismatchError",
     "IssuerError",

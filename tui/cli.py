@@ -278,6 +278,7 @@ def summary_json(summary: Any, window_days: int) -> dict[str, Any]:
     return {
         "reader": summary.reader,
         "card_guid": summary.guid_text,
+        "card_expiry": summary.card_expiry.isoformat() if summary.card_expiry else None,
         "holder": summary.holder,
         "pin_retries": summary.pin_retries,
         "window_days": window_days,
@@ -315,7 +316,9 @@ def _demo_backend(args: argparse.Namespace, settings: Settings) -> Any:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from card.renewal import SlotState, read_card
+    import datetime as dt
+
+    from card.renewal import SlotState, card_expiry_words, read_card
     from card.service import pcsc_backend
 
     settings = _settings(args)
@@ -332,12 +335,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_notices(backend)
     payload = summary_json(summary, settings.window_days)
     code = EXIT_OK
-    if any(s.state in (SlotState.EXPIRED, SlotState.UNREADABLE) for s in summary.slots) or summary.pin_retries == 0:
+    card_words = card_expiry_words(summary.card_expiry, settings.window_days, dt.datetime.now(dt.timezone.utc),
+                                   settings.ra_contact)
+    if (any(s.state in (SlotState.EXPIRED, SlotState.UNREADABLE) for s in summary.slots) or summary.pin_retries == 0
+            or card_words is not None):  # the card itself expired or expires within the window: renew refuses
         code = EXIT_REFUSED
     elif any(s.state is SlotState.DUE for s in summary.slots):
         code = EXIT_NOT_DUE
     payload["exit_code"] = code
-    lines = [f"Reader:  {summary.reader}", f"Card:    {summary.guid_text or 'no CHUID'}",
+    lines = [f"Reader:  {summary.reader}", f"Card:    {summary.guid_text or 'no CHUID'}"
+             + (f", expires {summary.card_expiry.isoformat()}" if summary.card_expiry else ""),
              f"Holder:  {summary.holder or 'unknown'}",
              "PIN:     " + ("verified" if summary.pin_retries is None else
                               f"BLOCKED — contact {settings.ra_contact}" if summary.pin_retries == 0 else
@@ -349,6 +356,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                          + (f" — note: {s.note}" if s.note else ""))
         else:
             lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}" + (f" — {s.error}" if s.error else ""))
+    if card_words is not None:
+        lines.append(card_words)
     if summary.pending_journal:
         lines.append(f"An unfinished update (reference {summary.pending_journal.reference}) will be resumed by `cardrenew renew`.")
     _out(args, payload, "\n".join(lines))

@@ -21,8 +21,10 @@ import json
 import logging
 import os
 import signal
+import selectors
 import subprocess
 import threading
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Sequence
@@ -78,6 +80,15 @@ MESSAGE_PKCS_REQ = "19"
 MESSAGE_RENEWAL_REQ = "17"
 MESSAGE_CERT_POLL = "20"
 STATUS_SUCCESS, STATUS_FAILURE, STATUS_PENDING = "0", "2", "3"
+
+HOOK_STDOUT_CAP = 64 * 1024
+"""Bytes of RA hook stdout accepted; more is a refusal (RA-REFUSED), the hook is ended."""
+HOOK_STDERR_KEEP = 4 * 1024
+"""Bytes of RA hook stderr kept (the last ones: the reason is the last line); the rest is discarded."""
+HOOK_EXIT_GRACE_S = 0.5
+"""Seconds the pipes are still read after the hook itself exited (a leftover child may hold them)."""
+HOOK_POLL_S = 0.05
+"""Seconds between checks of the hook's exit, the deadline and cancellation."""
 
 FAIL_INFO = {
     "0": "badAlg: the CA does not accept the algorithm used",
@@ -391,12 +402,20 @@ class ScepIssuer:
 
     def _run_hook(self, argv: list[str], stdin: str) -> tuple[int, str, str]:
         """Run the RA hook in its own process group; returns (exit status, stdout, stderr),
-        undecodable bytes replaced. When ``timeout_s`` passes or :attr:`cancel` is set, the whole
-        process group (the hook and its children) is killed at once (SIGKILL).
+        undecodable bytes replaced.
+
+        The pipes are read without blocking, under ``timeout_s`` and :attr:`cancel`: when either
+        passes while the hook runs, the whole process group (the hook and its children) is killed
+        at once (SIGKILL) and reading stops at once, even if a detached grandchild (``setsid``)
+        still holds the pipes. Once the hook itself has exited, reading stops at EOF or after
+        :data:`HOOK_EXIT_GRACE_S`; what is left of its process group is then killed. At most
+        :data:`HOOK_STDOUT_CAP` bytes of stdout are accepted (the challenge is one line); only the
+        last :data:`HOOK_STDERR_KEEP` bytes of stderr are kept (the reason is its last line).
 
         Raises:
             ConfigError: the hook cannot be run (missing, not executable).
-            RaUnavailable: it did not finish within ``timeout_s``.
+            RaUnavailable: it did not finish within ``timeout_s`` (RA-DOWN, retried).
+            RaRejected: it printed more than :data:`HOOK_STDOUT_CAP` bytes on stdout (RA-REFUSED, final).
             OperationCancelled: :attr:`cancel` was set while it ran.
         """
         try:
@@ -404,20 +423,76 @@ class ScepIssuer:
                                     start_new_session=True)  # bytes: no newline translation of the challenge
         except OSError as exc:
             raise ConfigError(f"issuer.challenge_command: {argv[0]!r} cannot be run ({exc.strerror or exc})") from exc
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         deadline = http.Deadline(self.settings.timeout_s, self.cancel)
-        with http.Watchdog(deadline, lambda _reason: os.killpg(proc.pid, signal.SIGKILL)) as dog:
-            try:
-                out, err = proc.communicate(stdin.encode())
-            finally:
-                dog.stop()
-                if proc.poll() is None:  # an exception in between: never leave the hook running
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-        if dog.fired == "cancelled":
+        out, err = bytearray(), bytearray()
+        pending = memoryview(stdin.encode())
+        fired: str | None = None
+        overflow = False
+        exited_at: float | None = None
+        sel = selectors.DefaultSelector()
+        try:
+            for pipe in (proc.stdout, proc.stderr):
+                os.set_blocking(pipe.fileno(), False)
+                sel.register(pipe, selectors.EVENT_READ)
+            os.set_blocking(proc.stdin.fileno(), False)
+            sel.register(proc.stdin, selectors.EVENT_WRITE)
+            while sel.get_map():
+                if proc.poll() is not None:  # the hook itself has exited: its answer is complete
+                    now = time.monotonic()
+                    exited_at = now if exited_at is None else exited_at
+                    if now - exited_at > HOOK_EXIT_GRACE_S or deadline.remaining() <= 0 or deadline.cancel.is_set():
+                        break  # a leftover child holds the pipes: stop reading
+                elif deadline.cancel.is_set():
+                    fired = "cancelled"
+                    break
+                elif deadline.remaining() <= 0:
+                    fired = "deadline"
+                    break
+                for key, _events in sel.select(max(0.0, min(HOOK_POLL_S, deadline.remaining()))):
+                    pipe = key.fileobj
+                    if pipe is proc.stdin:
+                        try:
+                            pending = pending[os.write(proc.stdin.fileno(), pending[:65536]):]
+                        except BlockingIOError:
+                            continue
+                        except OSError:  # BrokenPipeError: the hook does not read its stdin
+                            pending = pending[:0]
+                        if not pending:
+                            sel.unregister(pipe)
+                            proc.stdin.close()
+                        continue
+                    try:
+                        chunk = os.read(key.fd, 65536)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        sel.unregister(pipe)
+                    elif pipe is proc.stdout:
+                        out += chunk
+                        overflow = len(out) > HOOK_STDOUT_CAP
+                    else:
+                        err += chunk
+                        del err[:-HOOK_STDERR_KEEP]
+                if overflow:
+                    break
+        finally:
+            sel.close()
+            # Never leave the hook or its children running (the leader's pgid stays reserved while
+            # any member of its group lives, so this cannot hit another program's group).
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        if fired == "cancelled":
             raise OperationCancelled(f"stopped while the RA hook {argv[0]!r} ran; it was ended")
-        if dog.fired == "deadline":
+        if fired == "deadline":
             raise RaUnavailable(f"the RA hook {argv[0]!r} did not answer within {self.settings.timeout_s:g} s")
+        if overflow:
+            raise RaRejected(f"the RA hook {argv[0]!r} printed more than {HOOK_STDOUT_CAP // 1024} KiB on stdout "
+                             "(a challenge is one line); it was ended and nothing was changed")
         return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
     def challenge_password(self, grant: RenewalGrant) -> Secret | None:

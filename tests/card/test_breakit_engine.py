@@ -68,3 +68,74 @@ def test_a_slot_changed_elsewhere_is_left_alone_and_the_run_is_renewed(ca: Local
     assert "Authentication (9A) had been changed by someone else and was left alone" in out["message"]
     assert "Registration Authority" in out["next_step"]
     assert certificate_on(card, A) == ra_cert and slot_works(card, A) and slot_works(card, C)
+
+
+# -- finding 2: a card close to its own expiry ---------------------------------------------------------
+class ShortCA(LostAnswerCA):
+    """The embedded CA, answering at once (it issues within the card's own expiry)."""
+
+    def __init__(self, ca: LocalCA) -> None:
+        super().__init__(ca)
+        self.down = False
+        self.asked = 0
+
+    def authorize_renewal(self, *args):  # type: ignore[no-untyped-def]
+        self.asked += 1
+        return super().authorize_renewal(*args)
+
+
+def test_a_card_expiring_within_the_window_is_refused_in_preflight(ca: LocalCA, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """CHUID expiry in 10 days, certificates due in 30: ab47c29 "renewed" them to 10 days (shorter than
+    before), and status then said "due" again. Now renew refuses (exit 11) and changes nothing."""
+    card = SoftPivCard(create_card_state(ca, expires_in_days=30, key_type=KeyType.ECCP256))
+    expiry = dt.date.today() + dt.timedelta(days=10)
+    set_card_expiry(card, expiry)
+    before = ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects))
+    issuer = ShortCA(ca)
+    code, out, err = cli(monkeypatch, capsys, card, issuer, "renew", "--pin-stdin", "--yes")
+    assert code == 11, (out, err)
+    assert out["error"]["code"] == "CARD-EXPIRED"
+    assert f"your card itself expires on {expiry.isoformat()}" in out["error"]["message"]
+    assert "nothing was changed" in out["error"]["message"]
+    assert "for a new card" in out["error"]["next_step"]
+    assert ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects)) == before
+    # no PIN sent (only the CLI's empty VERIFY asking the tries left), nothing generated or written
+    assert issuer.asked == 0 and not [a for a, _ in card.trace if a[1] in (0x47, 0xDB) or (a[1] == 0x20 and len(a) > 4)]
+
+    code, out, err = cli(monkeypatch, capsys, card, issuer, "status")
+    assert code == 11 and out["card_expiry"] == expiry.isoformat(), out
+    from tui.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["status"]) == 11
+    text = capsys.readouterr().out
+    assert f"expires {expiry.isoformat()}" in text
+    assert f"This card itself expires on {expiry.isoformat()}" in text and "for a new card" in text
+
+
+def test_status_of_an_expired_card_says_so_and_exits_11(ca: LocalCA, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """ab47c29 showed a card whose CHUID had expired only as "due for renewal", exit 10."""
+    card = SoftPivCard(create_card_state(ca, expires_in_days=20, key_type=KeyType.ECCP256))
+    expiry = dt.date.today() - dt.timedelta(days=3)
+    set_card_expiry(card, expiry)
+    code, out, _ = cli(monkeypatch, capsys, card, ShortCA(ca), "status")
+    assert code == 11 and out["exit_code"] == 11 and out["card_expiry"] == expiry.isoformat()
+    from tui.cli import main
+
+    assert main(["status"]) == 11
+    text = capsys.readouterr().out
+    assert f"This card itself expired on {expiry.isoformat()}" in text and "for a new card" in text
+
+
+def test_a_card_far_from_its_expiry_is_renewed_and_status_shows_the_expiry(ca: LocalCA,
+                                                                            monkeypatch: pytest.MonkeyPatch,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    card = SoftPivCard(create_card_state(ca, expires_in_days=30, key_type=KeyType.ECCP256))
+    expiry = dt.date.today() + dt.timedelta(days=400)
+    set_card_expiry(card, expiry)
+    code, out, _ = cli(monkeypatch, capsys, card, ShortCA(ca), "status")
+    assert code == 10 and out["card_expiry"] == expiry.isoformat()
+    code, out, err = cli(monkeypatch, capsys, card, ca, "renew", "--pin-stdin", "--yes")
+    assert code == 0 and out["outcome"] == "renewed", (out, err)

@@ -199,3 +199,73 @@ def test_renewal_req_signer_outside_the_configured_slots_is_read_from_the_card(c
     result = _renewal_req_run(pki["ca"], tmp_path, card, slots=(SlotSetting(Slot.AUTHENTICATION, "PIV Authentication"),))
     assert [s.slot for s in result.slots] == [Slot.AUTHENTICATION]
     assert "cannot be reached" in str(result.slots[0].error)
+
+
+# -- a hook that misbehaves with its pipes (break-it finding: detached child, output flood) --------
+
+@pytest.fixture
+def detached(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A pid file for a hook's detached (setsid) grandchild, killed after the test."""
+    import os
+    import signal
+    pidfile = tmp_path / "detached.pid"
+    yield pidfile
+    if pidfile.exists() and pidfile.read_text().strip():
+        try:
+            os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _timed(call):  # type: ignore[no-untyped-def]
+    import time
+    start = time.monotonic()
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - returned for the test to check
+        return exc, time.monotonic() - start
+    return None, time.monotonic() - start
+
+
+def test_a_hook_whose_detached_child_holds_the_pipes_ends_at_the_deadline(pki: dict, detached: Path) -> None:
+    # The break-it repro: the hook's group is killed at the deadline, but a setsid grandchild keeps
+    # stdout/stderr open; reading until EOF hung renew (and SIGTERM) for as long as it lived.
+    script = f"setsid sh -c 'echo $$ > {detached}; exec sleep 30' & echo started >&2; sleep 100"
+    exc, took = _timed(lambda: issuer(["bash", "-c", script], timeout_s=1).authorize_renewal(
+        "9A", pki["cert"], pki["sign"]))
+    assert isinstance(exc, RaUnavailable) and "did not answer within 1 s" in str(exc)
+    assert took < 1 + 1.5, f"the hook runner took {took:.1f} s for timeout_s = 1"
+
+
+def test_a_hook_that_answers_and_leaves_a_detached_child_is_not_waited_for(pki: dict, detached: Path) -> None:
+    script = f"setsid sh -c 'echo $$ > {detached}; exec sleep 30' & echo one-time-token"
+    exc, took = _timed(lambda: issuer(["bash", "-c", script], timeout_s=10).authorize_renewal(
+        "9A", pki["cert"], pki["sign"]))
+    assert exc is None and took < 10
+
+
+def test_cancel_ends_a_hook_with_a_detached_child_within_a_second(pki: dict, detached: Path) -> None:
+    import threading
+    from card.errors import OperationCancelled
+    script = f"setsid sh -c 'echo $$ > {detached}; exec sleep 30' & sleep 100"
+    scep = issuer(["bash", "-c", script], timeout_s=60)
+    threading.Timer(0.5, scep.cancel.set).start()
+    exc, took = _timed(lambda: scep.authorize_renewal("9A", pki["cert"], pki["sign"]))
+    assert isinstance(exc, OperationCancelled) and "stopped while the RA hook 'bash' ran" in str(exc)
+    assert took < 0.5 + 1.0, f"cancel took {took - 0.5:.1f} s"
+
+
+def test_a_hook_flooding_stdout_is_refused_and_ended(pki: dict) -> None:
+    # 3 GB of output: before the cap it was all buffered in memory (600 MB within 3 s, 4 retries).
+    exc, took = _timed(lambda: issuer(["sh", "-c", "head -c 3000000000 /dev/zero; echo"], timeout_s=30)
+                       .authorize_renewal("9A", pki["cert"], pki["sign"]))
+    assert isinstance(exc, RaRejected) and exc.code == "RA-REFUSED"
+    assert "the RA hook 'sh' printed more than 64 KiB on stdout" in str(exc) and took < 30
+
+
+def test_a_hook_flooding_stderr_keeps_only_its_last_line(pki: dict) -> None:
+    script = "head -c 50000000 /dev/zero | tr '\\0' x >&2; echo >&2; echo 'card reported stolen' >&2; exit 1"
+    exc, _took = _timed(lambda: issuer(["sh", "-c", script], timeout_s=30)
+                        .authorize_renewal("9A", pki["cert"], pki["sign"]))
+    assert isinstance(exc, RaRejected)
+    assert str(exc).endswith("the RA refused the renewal of slot 9A: card reported stolen; nothing was changed")

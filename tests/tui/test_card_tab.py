@@ -165,3 +165,21 @@ async def test_card_tab_shows_a_broken_slot_as_an_error_beside_the_good_one(make
             for cell in table.get_row_at(row))
         assert "Unreadable" in text and "unreadable object, 9 bytes" in text
         assert "Due for renewal" in text  # 9C
+
+
+async def test_card_tab_says_when_the_card_itself_expires_within_the_window(make_demo) -> None:  # type: ignore[no-untyped-def]
+    """Break-it (ab47c29): a card whose CHUID expires in 10 days showed only "due for renewal"."""
+    import datetime as dt
+
+    from card.piv import OBJECT_CHUID, build_chuid
+    from tests.tui.conftest import screen_text
+
+    backend, card = make_demo()
+    expiry = dt.date.today() + dt.timedelta(days=10)
+    card.state.objects[OBJECT_CHUID.hex().upper()] = build_chuid(bytes(range(16)), expiry).hex().upper()
+    app = make_app(backend)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await to_card(pilot)
+        text = screen_text(app)
+        assert f"This card itself expires on {expiry.isoformat()}" in text and "for a new card" in text
+        assert backend.settings.ra_contact in text

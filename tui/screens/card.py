@@ -4,6 +4,8 @@ the *Certificates* tab shows the details of the selected certificate."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from rich.text import Text
 
 from textual import on, work
@@ -14,7 +16,8 @@ from textual.widgets import Button, DataTable, Label, Markdown, Static, TabbedCo
 
 from card.certificates import fingerprint
 from card.piv import KeyType
-from card.renewal import CardSummary, RenewalResult, SlotState, SlotStatus, UpdateCheck, update_check
+from card.renewal import (CardSummary, RenewalResult, SlotState, SlotStatus, UpdateCheck, card_expiry_words,
+                          update_check)
 from card.secret import Secret
 from tui.screens.base import Pane
 from tui.widgets import PaneFooter, app_header
@@ -114,8 +117,14 @@ class CardSummaryTab(CardTab):
             ]
         await grid.mount_all(cells)
         notice = self.query_one("#card-notice", Static)
+        settings = self.app.backend.settings  # type: ignore[attr-defined]
+        card_words = card_expiry_words(summary.card_expiry, settings.window_days, dt.datetime.now(dt.timezone.utc),
+                                       settings.ra_contact)
         if self.show_pin_state(summary):
             pass
+        elif card_words is not None and summary.pending_journal is None and stopped is None:
+            notice.update(card_words)  # the card itself expires within the renewal window, or has expired
+            notice.set_class(True, "-warning")
         elif renewed is not None and renewed.ok:
             lines = ["Your certificates have been renewed:"] + [
                 f"  {s.label} ({s.slot.hex}): valid until {format_date(s.new_certificate.not_valid_after_utc)}"
