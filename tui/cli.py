@@ -733,7 +733,39 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return run_app(app, cancel=None if args.demo else stop)
 
 
+class _OncePerRun(logging.Filter):
+    """Lets each distinct warning through once per run (a full disk made the same journal
+    warning appear once per save: six times)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[int, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.levelno, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
 def main(argv: list[str]) -> int:
+    once = _OncePerRun()
+    handlers = [logging.lastResort, *logging.getLogger().handlers]
+    for handler in handlers:
+        if handler is not None:
+            handler.addFilter(once)
+    try:
+        return _main(argv, once)
+    finally:
+        for handler in [logging.lastResort, *logging.getLogger().handlers]:
+            if handler is not None:
+                handler.removeFilter(once)
+
+
+def _main(argv: list[str], once: logging.Filter) -> int:
     from card.secret import harden_process
 
     harden_process()  # before any secret is read: no core dump, no ptrace by others (issue 12)
@@ -744,6 +776,8 @@ def main(argv: list[str]) -> int:
 
         logging.basicConfig(level=TRAFFIC if args.verbose > 1 else logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(once)
     handlers = {
         "status": cmd_status,
         "renew": cmd_renew,
