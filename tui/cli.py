@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                         help="configuration file (default: $CARDRENEW_CONFIG, XDG, /etc)")
+    common.add_argument("-v", "--verbose", action="count", default=0, dest="verbose_after",
+                        help="log to stderr (-vv: APDU trace, secrets redacted)")
     reader = argparse.ArgumentParser(add_help=False)
     reader.add_argument("--reader", metavar="NAME", default=argparse.SUPPRESS,
                         help="PC/SC reader (default: the one holding the only card)")
@@ -771,6 +773,7 @@ def _main(argv: list[str], once: logging.Filter) -> int:
     harden_process()  # before any secret is read: no core dump, no ptrace by others (issue 12)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.verbose += getattr(args, "verbose_after", 0)  # -v before and after the subcommand add up
     if args.verbose:
         from card.apdu import TRAFFIC
 
