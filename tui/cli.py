@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                         help="configuration file (default: $CARDRENEW_CONFIG, XDG, /etc)")
+    common.add_argument("-v", "--verbose", action="count", default=0, dest="verbose_after",
+                        help="log to stderr (-vv: APDU trace, secrets redacted)")
     reader = argparse.ArgumentParser(add_help=False)
     reader.add_argument("--reader", metavar="NAME", default=argparse.SUPPRESS,
                         help="PC/SC reader (default: the one holding the only card)")
@@ -737,17 +739,52 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return run_app(app, cancel=None if args.demo else stop)
 
 
+class _OncePerRun(logging.Filter):
+    """Lets each distinct warning through once per run (a full disk made the same journal
+    warning appear once per save: six times)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[int, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.levelno, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
 def main(argv: list[str]) -> int:
+    once = _OncePerRun()
+    handlers = [logging.lastResort, *logging.getLogger().handlers]
+    for handler in handlers:
+        if handler is not None:
+            handler.addFilter(once)
+    try:
+        return _main(argv, once)
+    finally:
+        for handler in [logging.lastResort, *logging.getLogger().handlers]:
+            if handler is not None:
+                handler.removeFilter(once)
+
+
+def _main(argv: list[str], once: logging.Filter) -> int:
     from card.secret import harden_process
 
     harden_process()  # before any secret is read: no core dump, no ptrace by others (issue 12)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.verbose += getattr(args, "verbose_after", 0)  # -v before and after the subcommand add up
     if args.verbose:
         from card.apdu import TRAFFIC
 
         logging.basicConfig(level=TRAFFIC if args.verbose > 1 else logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(once)
     handlers = {
         "status": cmd_status,
         "renew": cmd_renew,
