@@ -230,7 +230,9 @@ def rename_aside(path: Path, new_path: Path) -> None:
 
 
 def make_directory(path: Path, mode: int = 0o700) -> None:
-    """Create ``path`` and its parents when missing (``mode`` for what is created).
+    """Create ``path`` and its parents when missing, each one with ``mode`` (default 0700: a
+    state directory lists card GUIDs; ``Path.mkdir(parents=True)`` would make the parents 0755).
+    Directories that already exist are left as they are.
 
     Raises:
         NotADirectoryError / FileExistsError: something else is in the way; OSError: as :func:`write_atomic`.
@@ -239,7 +241,17 @@ def make_directory(path: Path, mode: int = 0o700) -> None:
     if path.is_dir():
         return
     _fault_point("mkdir", path)
-    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    missing: list[Path] = []
+    probe = path.absolute()
+    while not probe.is_dir() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, mode)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
 
 
 def probe_directory(directory: Path) -> None:

@@ -9,6 +9,7 @@ import os
 import stat
 import string
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -396,6 +397,19 @@ def _get(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
+def _issuer_url(url: str) -> str:
+    """``issuer.url`` if it is an http or https URL with a host (and a valid port), else ConfigError."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number 0-65535
+    except ValueError as exc:
+        raise ConfigError(f"issuer.url {url!r} is not a valid URL ({exc}); use http://HOST/PATH or https://HOST/PATH") from exc
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"issuer.url {url!r}: only http:// or https:// URLs with a host name are allowed "
+                          "(e.g. https://ca.example.org/scep)")
+    return url
+
+
 def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Read the configuration (see :func:`find_config`) into :class:`Settings`.
 
@@ -455,7 +469,7 @@ def _settings_from(raw: dict[str, Any], path: Path | None, overrides: dict[str, 
     if (fp := _get(issuer, "ca_fingerprint", str, "issuer")) is not None:
         values["ca_fingerprint"] = fp.replace(":", "").replace(" ", "").lower()
     if (url := _get(issuer, "url", str, "issuer")) is not None:
-        values["issuer_url"] = url
+        values["issuer_url"] = _issuer_url(url)
     if (challenge := _get(issuer, "challenge", str, "issuer")) is not None:
         values["challenge"] = Secret(challenge)
     if (command := _get(issuer, "challenge_command", list, "issuer")) is not None:

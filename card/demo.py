@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import platformdirs
 
+from card import atomic
 from card.config import Settings
 from card.journal import AuditLog, JournalStore
 from card.service import Backend, CardService, LazyIssuer, Once
@@ -87,6 +88,7 @@ def _demo(settings: Settings | None, fault: str, state_dir: Path | None, expires
         from card.enrollment.local import LocalCA, init_ca
 
         if not (ca_dir / "ca.pem").exists():
+            atomic.make_directory(ca_dir, 0o700)  # it and the parents we create: ours alone
             init_ca(ca_dir, "cardrenew Demo CA")
         return LocalCA(ca_dir, window_days, refuse_reason=(
             "the Registration Authority has suspended renewals for this card (demo fault)" if fault == "ca-refuses"

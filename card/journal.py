@@ -32,6 +32,7 @@ import dataclasses
 import datetime as dt
 import errno as errno_module
 import getpass
+import hashlib
 import json
 import logging
 import os
@@ -331,18 +332,23 @@ class SetAside:
                 "The card is treated as it is now.")
 
 
-def state_file_error(exc: OSError, what: str, path: Path, *, changed: bool = False) -> StateFileError:
+def state_file_error(exc: OSError, what: str, path: Path, *, changed: bool = False,
+                     kept_at: Path | None = None) -> StateFileError:
     """The user's words for an ``OSError`` on one of our files.
 
     Args:
         what: "the journal", "the audit log", "the state directory".
         changed: the card was already changed in this run (the journal must stay where it is).
+        kept_at: where the journal was written instead (the fallback directory), if anywhere.
     """
     directory = path if what == "the state directory" else path.parent
     code = exc.errno
     name = errno_module.errorcode.get(code, "") if code is not None else ""
     again = ("then run `cardrenew renew` again: it resumes where it stopped (the journal is kept in "
              f"{directory})" if changed else "then run `cardrenew renew` again")
+    if changed and kept_at is not None:
+        again = ("then run `cardrenew renew` again: it resumes where it stopped (until then the journal is kept "
+                 f"in {kept_at}, which is lost if the computer restarts)")
     if isinstance(exc, atomic.NotRegularFileError):
         kind = atomic.kind_of(path) or "special file"
         why = f"{path} is a {kind}, not a regular file"
@@ -392,6 +398,17 @@ def default_fallback_directory() -> Path | None:
     return None
 
 
+FALLBACK_OWNER_FILE = "state-directory"
+"""The file in a fallback subdirectory that records the state directory it belongs to."""
+
+
+def fallback_tag(directory: Path) -> str:
+    """The name of a state directory's fallback subdirectory: ``state-<first 16 hex digits of the
+    SHA-256 of its real path>`` (a symlink and its target share one)."""
+    real = os.path.realpath(directory)
+    return "state-" + hashlib.sha256(os.fsencode(real)).hexdigest()[:16]
+
+
 class JournalStore:
     """Journals in a directory, one file per card (``journal-<card_id>.json``, 0600).
 
@@ -410,7 +427,12 @@ class JournalStore:
                  fallback: Path | str | None = "default") -> None:
         self.directory = Path(directory)
         self.audit = audit
-        self.fallback = default_fallback_directory() if fallback == "default" else (Path(fallback) if fallback else None)
+        root = default_fallback_directory() if fallback == "default" else (Path(fallback) if fallback else None)
+        self.fallback_root = root
+        """The per-user fallback directory shared by every state directory (None: none)."""
+        self.fallback = root / fallback_tag(self.directory) if root is not None else None
+        """This state directory's own subdirectory of :attr:`fallback_root`: a run with another
+        state directory never reads, moves or removes these journals."""
         self.notices: list[SetAside] = []
         """Journal files set aside since this store was made (for the caller to show)."""
 
@@ -426,16 +448,28 @@ class JournalStore:
         return self.fallback / self.file_name(card_id) if self.fallback is not None else None
 
     def _fallback_usable(self) -> bool:
-        """The fallback directory is ours alone (a real directory, our uid, no group/other access)."""
-        if self.fallback is None:
-            return False
-        try:
-            st = os.lstat(self.fallback)
-        except OSError:
+        """The fallback directory and its root are ours alone (real directories, our uid, no
+        group/other access), and it belongs to this state directory (its owner file, when there
+        is one, names this state directory's real path)."""
+        if self.fallback is None or self.fallback_root is None:
             return False
         import stat as stat_module
 
-        return stat_module.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+        for directory in (self.fallback_root, self.fallback):
+            try:
+                st = os.lstat(directory)
+            except OSError:
+                return False
+            if not (stat_module.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077):
+                return False
+        owner = self.fallback / FALLBACK_OWNER_FILE
+        if atomic.kind_of(owner) is None:
+            return True
+        try:
+            recorded = atomic.read_regular(owner, 4096).decode("utf-8", "replace").strip()
+        except OSError:
+            return False
+        return recorded == os.path.realpath(self.directory)
 
     def take_notices(self) -> list[SetAside]:
         """The notices not yet shown, and forget them."""
@@ -528,9 +562,10 @@ class JournalStore:
             atomic.make_directory(self.directory)
             write_atomic(path, text)
         except OSError as exc:
-            error = state_file_error(exc, "the journal", path, changed=changed)
+            kept_at = self._save_fallback(journal.card_id, text) if changed else None
+            error = state_file_error(exc, "the journal", path, changed=changed, kept_at=kept_at)
             if changed:
-                error.kept_at = self._save_fallback(journal.card_id, text)
+                error.kept_at = kept_at
                 if error.kept_at is not None:
                     error.args = (f"{error.args[0]} (the journal is kept in {error.kept_at} until then)",)
             raise error from exc
@@ -579,6 +614,9 @@ class JournalStore:
             if not self._fallback_usable():
                 logger.warning("the fallback journal directory %s is not ours alone; not used", self.fallback)
                 return None
+            owner = self.fallback / FALLBACK_OWNER_FILE
+            if atomic.kind_of(owner) is None:
+                write_atomic(owner, os.path.realpath(self.directory) + "\n")
             write_atomic(fallback_path, text)
         except OSError as exc:
             logger.warning("could not keep the journal in the fallback directory %s: %s", self.fallback, exc)
@@ -956,6 +994,9 @@ class AuditLog:
             error = state_file_error(exc, "the audit log", self.path)
             error.args = (str(error).replace("could not write", "could not read").replace(
                 "; nothing was changed on the card", ""),)
+            error.title = "A file cardrenew keeps could not be read"
+            if error.next_step:  # reading it is `cardrenew audit`, not a renewal
+                error.next_step = error.next_step.replace("`cardrenew renew`", "`cardrenew audit`")
             raise error from exc
         truncated = False
         lines = data.split(b"\n")

@@ -54,7 +54,7 @@ def _fail(what: str, code: int, reader: str | None = None) -> CardError:
     if name in _NO_SERVICE:
         return ReaderUnavailableError(f"{what}: the smart card service (pcscd) is not running ({name})")
     if name == "SCARD_E_SHARING_VIOLATION":
-        return CardBusyError(f"{what}: another program is using the card; it holds it exclusively ({name})")
+        return CardBusyError(f"{what}: another program holds the card exclusively ({name})")
     if name in ("SCARD_E_READER_UNAVAILABLE", "SCARD_E_UNKNOWN_READER"):
         return ReaderUnavailableError(f"{what}: the reader is not available ({name})")
     if name == "SCARD_E_NO_READERS_AVAILABLE":
@@ -167,8 +167,8 @@ def _bounded(call: Callable[[], Any], undo: Callable[[Any], None], *, wait_s: fl
                     box["abandoned"] = True
                     if cancel.is_set():
                         raise OperationCancelled(f"stopped while waiting for the card ({what})")
-                    raise CardBusyError(f"another program is using the card: pcscd did not grant {what} within "
-                                        f"{wait_s:g} s (another program holds a card transaction)")
+                    raise CardBusyError(f"pcscd did not grant {what} within {wait_s:g} s: another program "
+                                        "holds a card transaction")
             break
     result = box["result"]
     if isinstance(result, BaseException):

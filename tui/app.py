@@ -126,6 +126,19 @@ class CardRenewApp(App[int]):
         if backend.demo:
             self.sub_title = "Smartcard Management (demo card)"
 
+    def copy_to_clipboard(self, text: str) -> None:
+        """Copy ``text`` (OSC 52 to the terminal), unless it holds the value of a PIN/PUK field on
+        any screen: then nothing is copied and the bell rings. A :class:`tui.pin_input.PinInput`
+        never offers its value; this guards every other path (Ctrl+C on a screen selection, a
+        command-palette command, a future widget)."""
+        from tui.pin_input import PinInput
+
+        secrets = {field.value for screen in self.screen_stack for field in screen.query(PinInput) if field.value}
+        if any(secret in text for secret in secrets):
+            self.bell()
+            return
+        super().copy_to_clipboard(text)
+
     async def action_quit(self) -> None:
         """Ctrl+Q: leave, except while a renewal writes to the card (it would be left unfinished:
         the engine finishes its current card step only on SIGTERM/SIGHUP)."""

@@ -65,7 +65,11 @@ def is_loopback(host: str) -> bool:
 
 
 def origin_of(url: str) -> str:
-    """``scheme://host[:port]`` of ``url``, lower-case, default ports left out (RFC 6454 §6.1)."""
+    """``scheme://host[:port]`` of ``url``, lower-case, default ports left out (RFC 6454 §6.1).
+
+    Raises:
+        ValueError: ``url`` cannot be parsed (a port that is not 0–65535, an unclosed ``[``).
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
@@ -156,7 +160,11 @@ class KioskServer(Server):
         if request.host.lower() not in self.allowed_hosts:
             return web.Response(status=403, text="Forbidden: unknown Host.\n")
         origin = request.headers.get("Origin")
-        if origin is None or origin_of(origin) not in self.allowed_origins:
+        try:
+            allowed = origin is not None and origin_of(origin) in self.allowed_origins
+        except ValueError:  # a malformed Origin is a foreign one (fail closed, no 500)
+            allowed = False
+        if not allowed:
             log.warning("refused a websocket from origin %r", origin)
             return web.Response(status=403, text="Forbidden: this page's origin may not use the card reader.\n")
         return None

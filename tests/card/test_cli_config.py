@@ -63,3 +63,19 @@ def test_pin_that_is_not_text_is_refused_without_a_try() -> None:
     with pytest.raises(PinFormatError) as exc:
         encode_pin(Secret("1234567é"))  # 8 characters, 9 bytes (F07)
     assert "9 bytes" in str(exc.value)
+
+
+@pytest.mark.parametrize("argv,level", [(["renew", "-vv"], "TRAFFIC"), (["-v", "renew"], "INFO"),
+                                        (["renew", "-v"], "INFO"), (["-v", "status", "-v"], "TRAFFIC"),
+                                        (["audit", "--verbose"], "INFO")])
+def test_verbosity_works_before_and_after_the_subcommand(argv: list[str], level: str, capsys,  # type: ignore[no-untyped-def]
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Break-it: `renew -vv` was a usage error (exit 2); -v only worked before the subcommand."""
+    import logging
+    from card.apdu import TRAFFIC
+    levels: list[int] = []
+    monkeypatch.setattr(logging, "basicConfig", lambda **kw: levels.append(kw["level"]))
+    assert main(argv + ["--config", "/nonexistent.toml"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" not in err and "configuration file not found: /nonexistent.toml" in err
+    assert levels == [TRAFFIC if level == "TRAFFIC" else logging.INFO]

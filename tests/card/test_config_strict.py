@@ -239,3 +239,18 @@ def test_any_document_loads_or_names_the_file(tmp_path: Path, items: list[tuple[
         load_settings(path)
     except ConfigError as exc:
         assert str(exc).startswith(f"{path}: ") and exc.path == path
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://ca.example.org/scep", "http:///scep", "ca.example.org/scep",
+                                 "http://ca.example.org:99999/scep", "http://[::1/scep", "", "javascript:alert(1)"])
+def test_an_issuer_url_that_is_not_http_with_a_host_is_a_configuration_error(tmp_path: Path, url: str) -> None:
+    """Break-it: `url = "file:///etc/passwd"` loaded and was retried as an unreachable CA."""
+    path = write(tmp_path, f'[issuer]\ntype = "scep"\nurl = "{url}"\n')
+    message = str(config_error(path))
+    assert message.startswith(str(path)) and "issuer.url" in message
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8090/scep", "https://ca.example.org/cgi-bin/pkiclient.exe",
+                                 "HTTPS://[::1]:8443/scep"])
+def test_an_http_issuer_url_loads(tmp_path: Path, url: str) -> None:
+    assert load_settings(write(tmp_path, f'[issuer]\ntype = "scep"\nurl = "{url}"\n')).issuer_url == url

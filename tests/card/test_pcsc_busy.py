@@ -42,7 +42,7 @@ def test_a_card_held_by_another_program_is_named_busy_after_a_bounded_wait(held:
         pcsc.PcscTransport(READER, busy_wait_s=0.5)
     assert time.monotonic() - start < 5
     assert exc.value.title == "Another program is using the card"
-    assert "another program is using the card" in str(exc.value)
+    assert "another program holds a card transaction" in str(exc.value)
     assert "re-insert" not in (exc.value.next_step or "").lower()
 
 
@@ -81,4 +81,21 @@ def test_a_reset_by_another_program_with_the_card_present_is_not_a_removal(monke
 
 def test_sharing_violation_is_a_busy_card() -> None:
     error = pcsc._fail("connecting", scard.SCARD_E_SHARING_VIOLATION)
-    assert isinstance(error, CardBusyError) and "another program is using the card" in str(error)
+    assert isinstance(error, CardBusyError) and "another program holds the card exclusively" in str(error)
+
+
+@pytest.mark.parametrize("make", [lambda: pcsc._fail("connecting", scard.SCARD_E_SHARING_VIOLATION),
+                                  lambda: pcsc.PcscTransport(READER, busy_wait_s=0.2)], ids=["exclusive", "transaction"])
+def test_the_cli_names_a_busy_card_once(make, held: threading.Event, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """Break-it: "Another program is using the card: another program is using the card; …"."""
+    import argparse
+    from tui.cli import _fail
+    try:
+        error = make()
+    except CardBusyError as raised:
+        error = raised
+    assert isinstance(error, CardBusyError)
+    _fail(argparse.Namespace(json=False), error)
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith("cardrenew: Another program is using the card: ")
+    assert first.lower().count("another program is using the card") == 1, first

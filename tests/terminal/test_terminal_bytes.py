@@ -180,3 +180,27 @@ def test_ctrl_q_still_exits_0(demo: Terminal) -> None:
     """The other side of the crash rule: leaving normally is success."""
     demo.send(b"\x11")
     assert demo.wait_exit(30) == 0
+
+
+@pytest.mark.parametrize("kiosk", [False, True], ids=["tui", "kiosk"])
+def test_selecting_the_pin_and_pressing_ctrl_c_or_ctrl_x_writes_no_osc52(tmp_path: Path, kiosk: bool) -> None:
+    """Break-it finding: Shift+Home then Ctrl+C (or Ctrl+X) in the PIN field wrote
+    ``ESC ]52;c;<PIN in base64> BEL`` to the terminal, i.e. into the clipboard at the far end of
+    an SSH link. Now no OSC 52 is written, and Ctrl+X leaves the PIN in the field (logging on
+    with Enter afterwards works and spends no try)."""
+    t = Terminal(cardrenew_argv("--demo", *(["--kiosk"] if kiosk else [])), tmp_path)
+    try:
+        t.wait_for(lambda s: "Alex Example" in s and "Card detected" in s, 90)
+        t.send(PIN)
+        t.wait_for("••••••", 10)
+        for keys in (b"\x1b[1;2H\x03", b"\x1b[1;2H\x18", b"\x01\x03", b"\x01\x18"):
+            t.send(keys)
+            t.settle(0.4)
+            assert t.alive(), f"exited with {t.exit_status}"
+        assert b"\x1b]52" not in bytes(t.output)
+        assert b"MTIzNDU2" not in bytes(t.output)  # base64 of the PIN
+        t.send(b"\r")
+        t.wait_for("Due for renewal", 30)
+        assert t.pin_retries() == 3
+    finally:
+        t.close()

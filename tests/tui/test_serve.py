@@ -21,6 +21,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tui.serve import KioskServer, is_loopback, origin_of
 
@@ -142,8 +144,11 @@ def test_the_page_works_from_its_own_origin(served: Served) -> None:
 
 @pytest.mark.parametrize("headers", [{"Origin": "http://evil.example"}, {"Origin": "null"},
                                      {"Origin": "http://127.0.0.1:1"}, {},
-                                     {"Origin": "http://rebound.example:{port}", "Host": "rebound.example:{port}"}],
-                         ids=["foreign-site", "null-origin", "other-port", "no-origin", "dns-rebinding"])
+                                     {"Origin": "http://rebound.example:{port}", "Host": "rebound.example:{port}"},
+                                     {"Origin": "http://127.0.0.1:{port}.evil.com"}, {"Origin": "http://127.0.0.1:99999"},
+                                     {"Origin": "http://[::1"}],
+                         ids=["foreign-site", "null-origin", "other-port", "no-origin", "dns-rebinding",
+                              "port-then-domain", "port-out-of-range", "unclosed-bracket"])
 def test_a_foreign_origin_is_refused_and_starts_nothing(served: Served, headers: dict[str, str]) -> None:
     """Issue 12 item 6: under `textual serve` a page from another site opened the websocket, read
     the holder's name and typed PINs. Now the upgrade is refused before any process starts."""
@@ -219,3 +224,18 @@ def test_the_logon_pane_shows_in_headless_chromium(tmp_path: Path) -> None:
     received = kiosk_screenshot.main(out, timeout_s=90)
     assert all(text in received for text in LOGON)
     assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and out.stat().st_size > 10_000
+
+
+@settings(derandomize=True, database=None, deadline=None, max_examples=300)
+@given(origin=st.one_of(st.text(), st.builds(lambda tail: "http://127.0.0.1:" + tail, st.text()),
+                        st.builds(lambda tail: "http://[" + tail, st.text())))
+def test_any_origin_header_is_allowed_or_refused_403_never_an_error(origin: str) -> None:
+    """Break-it: a malformed Origin (``http://127.0.0.1:8765.evil.com``) raised ValueError: HTTP 500."""
+    from aiohttp.test_utils import make_mocked_request
+    server = KioskServer(["--demo"], host="127.0.0.1", port=8765)
+    request = make_mocked_request("GET", "/ws", headers={"Host": "127.0.0.1:8765", "Origin": origin})
+    answer = server.refusal(request)
+    if answer is None:
+        assert origin_of(origin) in server.allowed_origins
+    else:
+        assert answer.status == 403
