@@ -332,18 +332,23 @@ class SetAside:
                 "The card is treated as it is now.")
 
 
-def state_file_error(exc: OSError, what: str, path: Path, *, changed: bool = False) -> StateFileError:
+def state_file_error(exc: OSError, what: str, path: Path, *, changed: bool = False,
+                     kept_at: Path | None = None) -> StateFileError:
     """The user's words for an ``OSError`` on one of our files.
 
     Args:
         what: "the journal", "the audit log", "the state directory".
         changed: the card was already changed in this run (the journal must stay where it is).
+        kept_at: where the journal was written instead (the fallback directory), if anywhere.
     """
     directory = path if what == "the state directory" else path.parent
     code = exc.errno
     name = errno_module.errorcode.get(code, "") if code is not None else ""
     again = ("then run `cardrenew renew` again: it resumes where it stopped (the journal is kept in "
              f"{directory})" if changed else "then run `cardrenew renew` again")
+    if changed and kept_at is not None:
+        again = ("then run `cardrenew renew` again: it resumes where it stopped (until then the journal is kept "
+                 f"in {kept_at}, which is lost if the computer restarts)")
     if isinstance(exc, atomic.NotRegularFileError):
         kind = atomic.kind_of(path) or "special file"
         why = f"{path} is a {kind}, not a regular file"
@@ -557,9 +562,10 @@ class JournalStore:
             atomic.make_directory(self.directory)
             write_atomic(path, text)
         except OSError as exc:
-            error = state_file_error(exc, "the journal", path, changed=changed)
+            kept_at = self._save_fallback(journal.card_id, text) if changed else None
+            error = state_file_error(exc, "the journal", path, changed=changed, kept_at=kept_at)
             if changed:
-                error.kept_at = self._save_fallback(journal.card_id, text)
+                error.kept_at = kept_at
                 if error.kept_at is not None:
                     error.args = (f"{error.args[0]} (the journal is kept in {error.kept_at} until then)",)
             raise error from exc
@@ -988,6 +994,9 @@ class AuditLog:
             error = state_file_error(exc, "the audit log", self.path)
             error.args = (str(error).replace("could not write", "could not read").replace(
                 "; nothing was changed on the card", ""),)
+            error.title = "A file cardrenew keeps could not be read"
+            if error.next_step:  # reading it is `cardrenew audit`, not a renewal
+                error.next_step = error.next_step.replace("`cardrenew renew`", "`cardrenew audit`")
             raise error from exc
         truncated = False
         lines = data.split(b"\n")

@@ -31,6 +31,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from card.terminal_text import terminal_safe
+
 if TYPE_CHECKING:
     from card.config import Settings
     from card.secret import Secret
@@ -189,7 +191,7 @@ def _out(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
     if getattr(args, "json", False):
         print(json.dumps(payload, indent=2, sort_keys=True))
     else:
-        print(text)
+        print(terminal_safe(text, keep_newlines=True))  # outside text (names, reasons) is never a terminal command
 
 
 def _cli_next_step(next_step: str | None) -> str | None:
@@ -258,11 +260,11 @@ def _fail(args: argparse.Namespace, exc: BaseException, code: int | None = None)
         print(json.dumps(payload, indent=2, sort_keys=True))
     else:
         title = exc.title if isinstance(exc, CardError) else "Error"
-        print(f"cardrenew: {title}: {exc}", file=sys.stderr)
+        print(terminal_safe(f"cardrenew: {title}: {exc}", keep_newlines=True), file=sys.stderr)
         if isinstance(exc, CardError) and exc.next_step:
-            print(f"Next step: {_cli_next_step(exc.next_step)}", file=sys.stderr)
+            print(terminal_safe(f"Next step: {_cli_next_step(exc.next_step)}", keep_newlines=True), file=sys.stderr)
         if isinstance(exc, CardError) and exc.reference:
-            print(f"Reference: {exc.reference}", file=sys.stderr)
+            print(terminal_safe(f"Reference: {exc.reference}"), file=sys.stderr)
     return code
 
 
@@ -270,7 +272,7 @@ def _print_notices(backend: Any) -> None:
     """Say in words what happened to files on the way (a journal set aside), on stderr."""
     journals = getattr(backend, "journals", None)
     for notice in journals.take_notices() if journals is not None else []:
-        print(f"cardrenew: note: {notice}", file=sys.stderr)
+        print(terminal_safe(f"cardrenew: note: {notice}", keep_newlines=True), file=sys.stderr)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -382,7 +384,8 @@ class _PrintReporter:
     def step(self, slot: Any, step: Any, detail: str = "") -> None:
         if not self.quiet:
             where = f"[{slot.hex}] " if slot is not None else ""
-            print(f"  {where}{step.value}" + (f": {detail}" if detail else ""), file=sys.stderr)
+            print(terminal_safe(f"  {where}{step.value}" + (f": {detail}" if detail else ""), keep_newlines=True),
+                  file=sys.stderr)
 
     def slot_finished(self, slot: Any, result: Any) -> None:
         pass
@@ -642,11 +645,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     log = AuditLog(state_dir / "audit.log")
     kept = flush_kept_audit(JournalStore(state_dir), log)  # records an earlier run could not write
     if kept is not None:
-        print(f"cardrenew: warning: {kept}", file=sys.stderr)
+        print(terminal_safe(f"cardrenew: warning: {kept}", keep_newlines=True), file=sys.stderr)
     reading = log.read(args.n)
     for number, why in reading.skipped:
         where = f"line {number}" if number is not None else "a line"
-        print(f"cardrenew: warning: {where} of {log.path} is not an audit record ({why}); skipped", file=sys.stderr)
+        print(terminal_safe(f"cardrenew: warning: {where} of {log.path} is not an audit record ({why}); skipped"),
+              file=sys.stderr)
     for entry in reading.entries:
         print(json.dumps(entry, sort_keys=True))
     if not reading.exists:
@@ -665,7 +669,7 @@ def cmd_ca_init(args: argparse.Namespace) -> int:
     try:
         cert = init_ca(Path(args.directory), args.name)
     except FileExistsError as exc:
-        print(f"cardrenew: {exc}; not overwritten", file=sys.stderr)
+        print(terminal_safe(f"cardrenew: {exc}; not overwritten"), file=sys.stderr)
         return EXIT_USAGE
     print(f"Created {Path(args.directory) / 'ca.pem'} and ca.key (0600).")
     print(f"CA certificate SHA-256: {fingerprint(cert)}")
@@ -722,7 +726,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     from tui.driver import driver_class, terminal_problem
 
     if (problem := terminal_problem(sys.stdin, os.environ)) is not None:
-        print(f"cardrenew: {problem}", file=sys.stderr)
+        print(terminal_safe(f"cardrenew: {problem}", keep_newlines=True), file=sys.stderr)
         return EXIT_USAGE  # nothing was started, nothing spins
     settings = load_settings(args.config, reader=args.reader, kiosk=args.kiosk, theme=args.theme)
     if args.demo:
@@ -744,7 +748,39 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return run_app(app, cancel=None if args.demo else stop)
 
 
+class _OncePerRun(logging.Filter):
+    """Lets each distinct warning through once per run (a full disk made the same journal
+    warning appear once per save: six times)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[int, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.levelno, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
 def main(argv: list[str]) -> int:
+    once = _OncePerRun()
+    handlers = [logging.lastResort, *logging.getLogger().handlers]
+    for handler in handlers:
+        if handler is not None:
+            handler.addFilter(once)
+    try:
+        return _main(argv, once)
+    finally:
+        for handler in [logging.lastResort, *logging.getLogger().handlers]:
+            if handler is not None:
+                handler.removeFilter(once)
+
+
+def _main(argv: list[str], once: logging.Filter) -> int:
     from card.secret import harden_process
 
     harden_process()  # before any secret is read: no core dump, no ptrace by others (issue 12)
@@ -756,6 +792,8 @@ def main(argv: list[str]) -> int:
 
         logging.basicConfig(level=TRAFFIC if args.verbose > 1 else logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(once)
     handlers = {
         "status": cmd_status,
         "renew": cmd_renew,

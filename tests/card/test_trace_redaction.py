@@ -19,23 +19,9 @@ from card.piv import PivSession
 from card.renewal import renew
 from card.secret import Secret
 from tests.card.test_mgmtkey_sources import PIN, card_with_key, ctx
+from tests.leaks import leaks
 
 SETTINGS = settings(derandomize=True, database=None, deadline=None, max_examples=60)
-
-
-def spellings(secret: bytes, window: int = 4) -> list[str]:
-    """Every way the trace could spell any ``window``-byte run of ``secret``: hex upper/lower, with
-    and without spaces, and the raw characters."""
-    out = []
-    for i in range(len(secret) - window + 1):
-        run = secret[i : i + window]
-        out += [run.hex(), run.hex().upper(), run.hex(" "), run.hex(" ").upper(), run.decode("latin-1")]
-    return out
-
-
-def leaks(text: str, secret: bytes) -> list[str]:
-    squeezed = text.replace(" ", "").replace("\n", "")
-    return [s for s in spellings(secret) if s in text or s.replace(" ", "") in squeezed]
 
 
 def test_a_renewal_with_a_pin_protected_management_key_traces_no_byte_of_it(

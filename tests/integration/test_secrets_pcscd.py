@@ -21,23 +21,13 @@ import pytest
 from card.mgmtkey import encode_pin_protected
 from card.secret import Secret
 from tests.integration.conftest import CARDRENEW, READER
+from tests.leaks import leaks
 
 PIN = "123456"
 
 
-def spellings(secret: bytes, window: int = 4) -> list[bytes]:
-    """Every way a log could spell any ``window``-byte run of ``secret``: raw, hex upper/lower
-    with and without spaces."""
-    out = []
-    for i in range(len(secret) - window + 1):
-        run = secret[i : i + window]
-        out += [run, run.hex().encode(), run.hex().upper().encode(), run.hex(" ").encode(), run.hex(" ").upper().encode()]
-    return out
-
-
-def found_in(blob: bytes, secret: bytes) -> list[bytes]:
-    squeezed = blob.replace(b" ", b"").replace(b"\n", b"")
-    return [s for s in spellings(secret) if s in blob or s.replace(b" ", b"") in squeezed]
+def found_in(blob: bytes, secret: bytes) -> list[str]:
+    return leaks(blob, secret)
 
 
 def files_holding(root: Path, secret: bytes) -> list[str]:
