@@ -320,3 +320,37 @@ def test_renew_never_spends_the_last_pin_try_unless_allowed(serve_card, workdir:
         assert json.loads(run_cardrenew(workdir, "status", "--json").stdout)["pin_retries"] == 3
     finally:
         served.stop()
+
+
+def test_sigterm_ends_renew_whose_ra_hook_left_a_detached_child_holding_its_pipes(
+        serve_card, workdir: Path, pending: tuple[int, str, Path]) -> None:  # type: ignore[no-untyped-def]
+    """Break-it: a `setsid` grandchild kept the hook's stdout/stderr open; renew waited for EOF
+    past timeout_s and through SIGTERM ("Stopping after the current card step…", then nothing)."""
+    port, fingerprint, _ = pending
+    card = serve_card()
+    before = keys_of(card.state)
+    pidfile = workdir / "detached.pid"
+    script = f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 60' & echo started >&2; sleep 120"
+    config = scep_config(workdir, port, fingerprint=fingerprint)
+    config.write_text(config.read_text().replace('challenge = "secret-challenge"\n',
+                                                 f"challenge_command = {json.dumps(['bash', '-c', script])}\n"))
+    renew = start_renew(workdir, config)
+    try:
+        deadline = time.monotonic() + 90
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            assert renew.poll() is None and time.monotonic() < deadline, renew.communicate()
+            time.sleep(0.1)
+        code, out, err, took = sigterm_and_wait(renew)
+        assert took < SIGTERM_BOUND_S, f"{took:.1f} s after SIGTERM"
+        assert code == 143, out + err
+        assert json.loads(out)["error"]["code"] == "CANCELLED"
+        assert run(workdir, config, "status").returncode == 10
+        assert keys_of(card.state) == before
+    finally:
+        if renew.poll() is None:
+            renew.kill()
+        if pidfile.exists() and pidfile.read_text().strip():
+            try:
+                os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
