@@ -627,6 +627,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from card.config import UsageError
 
         raise UsageError(f"--port {args.port}: not a TCP port")
+    if not args.demo:
+        from card.service import build_issuer
+
+        # The configuration errors the TUI would give each browser session (which then just dies,
+        # its message only in the server's terminal), given once here, before anything is served.
+        build_issuer(_settings(args))
     return serve(app_args, host=args.host, port=args.port, public_url=args.public_url)
 
 
