@@ -194,11 +194,19 @@ def _out(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
         print(terminal_safe(text, keep_newlines=True))  # outside text (names, reasons) is never a terminal command
 
 
+def _cli_next_step(next_step: str | None) -> str | None:
+    """A card-layer next step in the CLI's words: the TUI's "from the Card tab" becomes the command."""
+    if not next_step:
+        return next_step
+    return next_step.replace("from the Card tab", "with `cardrenew renew`")
+
+
 def _error_payload(exc: BaseException) -> dict[str, Any]:
     from card.errors import CardError
 
     if isinstance(exc, CardError):
-        return {"error": {"code": exc.code, "title": exc.title, "message": str(exc), "next_step": exc.next_step,
+        return {"error": {"code": exc.code, "title": exc.title, "message": str(exc),
+                          "next_step": _cli_next_step(exc.next_step),
                           "reference": exc.reference}}
     return {"error": {"code": "INTERNAL", "title": "Unexpected error", "message": str(exc), "next_step": None}}
 
@@ -254,7 +262,7 @@ def _fail(args: argparse.Namespace, exc: BaseException, code: int | None = None)
         title = exc.title if isinstance(exc, CardError) else "Error"
         print(terminal_safe(f"cardrenew: {title}: {exc}", keep_newlines=True), file=sys.stderr)
         if isinstance(exc, CardError) and exc.next_step:
-            print(terminal_safe(f"Next step: {exc.next_step}", keep_newlines=True), file=sys.stderr)
+            print(terminal_safe(f"Next step: {_cli_next_step(exc.next_step)}", keep_newlines=True), file=sys.stderr)
         if isinstance(exc, CardError) and exc.reference:
             print(terminal_safe(f"Reference: {exc.reference}"), file=sys.stderr)
     return code
@@ -580,6 +588,7 @@ def _report_renewal(args: argparse.Namespace, result: Any) -> int:
         else:
             next_step = (f"Run `cardrenew renew` again. If the error persists, contact your Registration Authority "
                          f"with reference {result.reference}.")
+    next_step = _cli_next_step(next_step)
     payload = {"outcome": outcome, "reference": result.reference, "slots": slots, "message": message,
                "next_step": next_step, "journal_kept": result.journal_kept, "exit_code": code}
     lines = [message]

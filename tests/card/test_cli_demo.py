@@ -53,3 +53,30 @@ def test_demo_with_what_it_cannot_apply_to_is_a_usage_error(argv: list[str], tmp
     assert main(argv) == EXIT_USAGE
     assert "--demo" in capsys.readouterr().err
     assert not (tmp_path / "somewhere").exists()
+
+
+@pytest.mark.parametrize("error", ["IssuerUnavailable", "CertificateMismatchError"])
+@pytest.mark.parametrize("json_out", [False, True], ids=["text", "json"])
+def test_the_cli_names_its_own_command_as_the_next_step(error: str, json_out: bool,  # type: ignore[no-untyped-def]
+                                                        monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Break-it: renew said "Try again later from the Card tab" (the TUI's way) to a CLI user."""
+    from card.enrollment import base
+    from card import issued_checks
+    from card.enrollment.local import LocalCA
+
+    kind = getattr(base, error, None) or getattr(issued_checks, error)
+
+    def fail(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise kind("the CA cannot be used now (test)")
+    monkeypatch.setattr(LocalCA, "authorize_renewal", fail)
+    monkeypatch.setattr("sys.stdin", io.StringIO("123456\n"))
+    main(["--demo", "renew", "--yes", "--pin-stdin"] + (["--json"] if json_out else []))
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err
+    assert "Card tab" not in shown
+    if json_out:
+        out = json.loads(captured.out)
+        next_step = out.get("next_step") or out["error"]["next_step"]
+    else:
+        next_step = next(line for line in shown.splitlines() if line.startswith("Next step:"))
+    assert "cardrenew renew" in next_step, shown
