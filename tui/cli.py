@@ -627,6 +627,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from card.config import UsageError
 
         raise UsageError(f"--port {args.port}: not a TCP port")
+    if not args.demo:
+        from card.service import build_issuer
+
+        # The configuration errors the TUI would give each browser session (which then just dies,
+        # its message only in the server's terminal), given once here, before anything is served.
+        build_issuer(_settings(args))
     return serve(app_args, host=args.host, port=args.port, public_url=args.public_url)
 
 
@@ -750,16 +756,20 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 class _OncePerRun(logging.Filter):
     """Lets each distinct warning through once per run (a full disk made the same journal
-    warning appear once per save: six times)."""
+    warning appear once per save: six times), its message made terminal-safe (a reader name or a
+    CA's reason is outside text: :func:`card.terminal_text.terminal_safe`)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.seen: set[tuple[int, str]] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        message = terminal_safe(record.getMessage(), keep_newlines=True)
+        if record.args or message != record.msg:
+            record.msg, record.args = message, None
         if record.levelno < logging.WARNING:
             return True
-        key = (record.levelno, record.getMessage())
+        key = (record.levelno, message)
         if key in self.seen:
             return False
         self.seen.add(key)

@@ -80,3 +80,16 @@ def test_the_cli_names_its_own_command_as_the_next_step(error: str, json_out: bo
     else:
         next_step = next(line for line in shown.splitlines() if line.startswith("Next step:"))
     assert "cardrenew renew" in next_step, shown
+
+
+def test_serve_refuses_to_start_without_a_usable_configuration(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A new user's `cardrenew serve --kiosk` with no configuration printed 'Serving …' and every
+    browser session then died at once; it now exits 2 with the TUI's configuration error."""
+    import tui.serve
+
+    served: list[object] = []
+    monkeypatch.setattr(tui.serve, "serve", lambda *a, **k: served.append(a) or 0)
+    assert main(["serve", "--kiosk", "--port", "8765"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "Configuration error" in err and "issuer.directory is needed" in err
+    assert not served

@@ -83,3 +83,18 @@ def test_status_renew_and_audit_of_a_hostile_holder_print_no_terminal_command(
     assert_clean(out, err)
     code, out, err = run_cli(monkeypatch, capsys, card, ca, "status")
     assert_clean(out, err)
+
+
+def test_log_lines_on_stderr_are_terminal_safe() -> None:
+    """The filter on the CLI's stderr log handlers (``tui.cli._OncePerRun``) escapes a logged
+    message (e.g. naming a reader), info and warning alike."""
+    import logging
+
+    from tui.cli import _OncePerRun
+
+    once = _OncePerRun()
+    for level in (logging.INFO, logging.WARNING):
+        record = logging.LogRecord("card.pcsc", level, __file__, 1, "reader %s is busy", (READER,), None)
+        assert once.filter(record)
+        assert "Evil Reader\\x1b]52" in record.getMessage()
+        assert_clean(record.getMessage())
