@@ -121,15 +121,6 @@ class SlotChangedError(CardError):
                  "Registration Authority (RA) with the reference shown.")
 
 
-class SlotKeyMismatchError(CardError):
-    """The slot's private key does not match its certificate (a test signature does not verify with the
-    certificate's public key): an update was interrupted after GENERATE and its journal is gone or set
-    aside. The CA then refuses the proof of possession; the slot must be re-issued by the RA."""
-
-    title = "Key and certificate do not match"
-    code = "KEY-MISMATCH"
-
-
 class CardExpiredError(RenewalRefused):
     """The card's own expiry (CHUID expiration date, SP 800-73-4 Part 1 Table 9 tag 0x35) has passed."""
 
@@ -733,11 +724,6 @@ class _Renewal:
                     grant = self._ca(lambda: ctx.issuer.authorize_renewal(setting.slot.hex, old,
                                                                          lambda m, s=setting.slot: self.sign(s, m)))
                 except IssuerRejected as exc:
-                    mismatch = self._key_mismatch(setting.slot, old, journal, exc)
-                    if mismatch is not None:  # not the CA's fault: this slot's key is not its certificate's
-                        sj.step, sj.error = STEP_ENDED, str(mismatch)
-                        self._ended[setting.slot] = mismatch
-                        continue  # the other due slots, whose keys match, are still renewed
                     # Refused while the old key is intact: nothing changed in this slot. Never leave a
                     # journal that would ask again forever (issue 11 item 2); finish what is in progress.
                     if not any(other.in_progress for other in journal.slots.values()):
@@ -753,36 +739,6 @@ class _Renewal:
                 sj.step = STEP_AUTHORISED
         ctx.journals.save(journal, changed=False)  # StateFileError: nothing changed on the card yet
         return plan
-
-    def _key_mismatch(self, slot: Slot, old: x509.Certificate, journal: Journal,
-                      refusal: IssuerRejected) -> SlotKeyMismatchError | None:
-        """After the CA refused ``slot``'s authorisation: when the slot's key does not match ``old`` (a
-        test signature; only on this failure path), the error that says so — an interrupted update,
-        not a CA refusal — naming a set-aside journal of this card, if any. None when the key matches
-        (the CA's refusal stands) or the card cannot tell."""
-        try:
-            if self._slot_key_is(slot, [old.public_key()]) == 0:
-                return None
-        except CardRemovedError:
-            raise
-        except CardError:
-            return None
-        journals = self.ctx.journals
-        try:
-            name = journals.file_name(journal.card_id)
-            aside = sorted([*journals.directory.glob(name + ".corrupt-*"), *journals.directory.glob(name + ".set-aside-*")],
-                           key=lambda p: p.stat().st_mtime)
-        except OSError:
-            aside = []
-        where = f"; the set-aside journal of that update is at {aside[-1]}" if aside else ""
-        error = SlotKeyMismatchError(
-            f"slot {slot.hex}'s key does not match its certificate — an earlier update was interrupted after "
-            f"the new key was made, so the certificate authority refused the proof of possession ({refusal}). "
-            f"This slot cannot be renewed here and was not changed in this run{where}",
-            next_step=f"Contact {self.ctx.settings.ra_contact} with reference {journal.reference}: slot {slot.hex} "
-                      "must be re-issued" + (" (give them the set-aside journal too)." if aside else "."))
-        error.reference = journal.reference
-        return error
 
     def _request_signer_slot(self, slot: Slot) -> Slot | None:
         """The slot whose certificate and key sign the CA request for ``slot`` (SCEP RenewalReq), or
@@ -1255,7 +1211,6 @@ def renew(session: PivSession, ctx: RenewalContext, pin: Secret, *, summary: Car
 
 __all__ = [
     "CardExpiredError",
-    "SlotKeyMismatchError",
     "card_expiry_status",
     "card_expiry_words",
     "CardSummary",

@@ -139,37 +139,3 @@ def test_a_card_far_from_its_expiry_is_renewed_and_status_shows_the_expiry(ca: L
     assert code == 10 and out["card_expiry"] == expiry.isoformat()
     code, out, err = cli(monkeypatch, capsys, card, ca, "renew", "--pin-stdin", "--yes")
     assert code == 0 and out["outcome"] == "renewed", (out, err)
-
-
-# -- finding 3: a journal set aside mid-renewal -------------------------------------------------------
-def test_a_slot_whose_key_no_longer_matches_is_named_and_the_other_slot_is_renewed(
-        ca: LocalCA, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """The card was pulled at 9A's PUT DATA (9A: new key, old certificate), then the journal was cut
-    short and set aside as corrupt. ab47c29: every renew exited 12 "the certificate authority refused
-    … Nothing was changed on your card", and 9C could not be renewed either."""
-    from card.emulator.card import install_key
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    card = SoftPivCard(create_card_state(ca, expires_in_days=30, key_type=KeyType.ECCP256))
-    old_9a = certificate_on(card, A)
-    install_key(card.state, A, ec.generate_private_key(ec.SECP256R1()), KeyType.ECCP256)  # GENERATE done, no PUT DATA
-    state = Settings().state_dir
-    state.mkdir(parents=True, exist_ok=True)
-    from card.renewal import read_card
-
-    summary_id = read_card(PivSession(card), Settings()).card_id
-    journal = state / JournalStore.file_name(summary_id)
-    journal.write_text('{"version": 1, "card_id": "' + summary_id + '", "slots": {"9A": {"st')  # cut short
-    old_9c_key = private_pem(card, C)
-
-    code, out, err = cli(monkeypatch, capsys, card, ca, "renew", "--pin-stdin", "--yes")
-    assert code == 13 and out["outcome"] == "completed_with_errors", (out, err)
-    by_slot = {s["slot"]: s for s in out["slots"]}
-    assert by_slot["9C"]["renewed"] and private_pem(card, C) != old_9c_key and slot_works(card, C)
-    words = by_slot["9A"]["error"]
-    assert "slot 9A's key does not match its certificate" in words and "interrupted" in words
-    aside = sorted(state.glob(journal.name + ".corrupt-*"))
-    assert aside and f"the set-aside journal of that update is at {aside[-1]}" in words
-    assert "Nothing was changed on your card" not in json.dumps(out)
-    assert out["reference"] in out["next_step"] and "re-issued" in out["next_step"]
-    assert certificate_on(card, A) == old_9a  # 9A left for the RA, nothing written
