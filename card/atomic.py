@@ -324,22 +324,22 @@ def read_regular(path: Path, limit: int, *, tail: bool = False) -> bytes:
 
 def kind_of(path: Path) -> str | None:
     """What is at ``path`` without following a symlink: ``"file"``, ``"directory"``, ``"symlink"``,
-    ``"fifo"``, ``"socket"``, ``"device"``, or None when nothing is there."""
+    ``"fifo"``, ``"socket"``, ``"device"``, ``"other"``, or None when nothing is there."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return None
     except NotADirectoryError:
         return None
-    mode = st.st_mode
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "directory"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    return "device"
+    return mode_kind(st.st_mode)
+
+
+def mode_kind(mode: int) -> str:
+    """The kind of file an ``st_mode`` names: ``"file"``, ``"directory"``, ``"symlink"``, ``"fifo"``,
+    ``"socket"``, ``"device"`` (character or block), or ``"other"``."""
+    for test, kind in ((stat.S_ISREG, "file"), (stat.S_ISDIR, "directory"), (stat.S_ISLNK, "symlink"),
+                       (stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "device"),
+                       (stat.S_ISBLK, "device")):
+        if test(mode):
+            return kind
+    return "other"

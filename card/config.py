@@ -16,6 +16,7 @@ from typing import Any
 
 import platformdirs
 
+from card.atomic import mode_kind
 from card.errors import CardError
 from card.piv import DEFAULT_MANAGEMENT_KEY, KeyType, ManagementKeyAlgorithm, Slot
 from card.secret import Secret
@@ -66,16 +67,11 @@ MAX_KEY_FILE_BYTES = 4096
 """The most bytes a key file may hold (a 32-byte AES-256 key in hex with separators is ~100)."""
 
 
+_KIND_WORDS = {"directory": "a directory", "fifo": "a FIFO, a named pipe", "socket": "a socket", "device": "a device"}
+
+
 def _file_kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO, a named pipe"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "an unknown kind of file"
+    return _KIND_WORDS.get(mode_kind(mode), "an unknown kind of file")
 
 
 def read_small_regular_file(path: Path, limit: int) -> bytes:
