@@ -2,8 +2,9 @@
 
 A secret counts as shown when a run of ``window`` of its bytes appears byte-aligned as hex (spaced
 ``31 32 33 34`` or joined ``31323334``, either case), or raw in binary data; a printable secret (a
-PIN) counts raw only whole, so that random hex such as ``CB B1 23 4B`` or base64 in a PEM block is
-never taken for the digits ``1234``."""
+PIN) counts only whole, raw or in hex, so that random hex such as ``CB B1 23 4B``, base64 in a PEM
+block, or a certificate's ASCII time ``261203232345Z`` (hex ``... 32 33 34 35 ...``) is never taken
+for the digits ``2345`` of the PIN ``123456``: CI failed on exactly that at 23:45 UTC."""
 
 from __future__ import annotations
 
@@ -25,10 +26,13 @@ def hex_spelled(blob: bytes) -> list[bytes]:
 def leaks(blob: bytes | str, secret: bytes, window: int = 4) -> list[str]:
     """What of ``secret`` ``blob`` shows (empty: nothing)."""
     data = blob.encode("utf-8", "surrogateescape") if isinstance(blob, str) else blob
+    printable = secret.isascii() and secret.decode().isprintable()
+    if printable:
+        window = len(secret)
     runs = [secret[i : i + window] for i in range(len(secret) - window + 1)]
     spelled = hex_spelled(data)
     found = [run.hex(" ") for run in runs if any(run in chunk for chunk in spelled)]
-    if secret.isascii() and secret.decode().isprintable():
+    if printable:
         found += [secret.decode()] if secret in data else []
     else:
         found += [f"raw {run.hex(' ')}" for run in runs if run in data]
