@@ -1,0 +1,151 @@
+"""Assembly: the card service (:class:`card.service.CardService`) on a PC/SC reader or the demo card, with
+its issuer, journal store and audit log. ``card.demo`` builds the demo's; :func:`pcsc_backend`
+the PC/SC one. Nothing else in the program decides which card or which issuer is used.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from card.config import ConfigError, Settings
+from card.errors import NoCardError, ReaderUnavailableError
+from card.journal import AuditLog, JournalStore, flush_kept_audit
+from card.service import CardService
+from card.transport import CardTransport
+
+if TYPE_CHECKING:  # the issuers import cryptography; the TUI builds them after its first frame
+    from card.enrollment.base import Issuer
+
+
+@dataclass
+class Backend:
+    """Everything the UI and CLI need to work on a card: the service, issuer, journal and audit."""
+
+    settings: Settings
+    service: CardService
+    issuer: Issuer
+    journals: JournalStore
+    audit: AuditLog
+    reader_name: str
+    demo: bool = False
+    demo_pin: str | None = None
+    reader_lister: Callable[[], list[tuple[str, bool]]] | None = None
+    """Lists the PC/SC readers as ``[(name, has_card)]`` (None: one fixed card, e.g. the demo)."""
+    service_factory: Callable[[str], CardService] | None = None
+    """Builds the card service for a reader name (None: the reader cannot be switched)."""
+    reader_fixed: bool = False
+    """The reader was named (``--reader``, ``reader =``, or chosen by the user): never switch on our own."""
+
+    @property
+    def can_switch_reader(self) -> bool:
+        return self.reader_lister is not None and self.service_factory is not None
+
+    def list_readers(self) -> list[tuple[str, bool]]:
+        """The readers and whether each holds a card (blocking: call it off the UI thread).
+
+        Raises:
+            ReaderUnavailableError: pcscd is not running or refuses us.
+        """
+        if self.reader_lister is None:
+            return [(self.reader_name, True)]
+        return self.reader_lister()
+
+    def switch_reader(self, name: str) -> CardService:
+        """Use the reader ``name`` from now on: a new card service; the old one is shut down
+        without waiting (its queued work finishes on its own thread, then it disconnects).
+
+        Returns:
+            The new service (also ``self.service``); its watcher is not started.
+        """
+        if self.service_factory is None:
+            raise ValueError("this backend has one fixed card; its reader cannot be switched")
+        old, self.service = self.service, self.service_factory(name)
+        self.reader_name = name
+        old.shutdown(wait=False)
+        return self.service
+
+
+def build_issuer(settings: Settings, window_days: int | None = None, cancel: threading.Event | None = None) -> Issuer:
+    """The issuer named by the configuration. ``cancel``, when set, ends the issuer's waits (SCEP:
+    HTTP replies, the RA hook, the PENDING poll) with OperationCancelled.
+
+    Raises:
+        ConfigError: unknown type or missing directory; IssuerUnavailable: cannot be opened.
+    """
+    if settings.issuer_type == "local":
+        from card.enrollment.local import LocalCA
+
+        if settings.issuer_directory is None:
+            raise ConfigError("issuer.directory is needed for issuer.type = \"local\" (a directory made by `cardrenew ca init`)")
+        if not (Path(settings.issuer_directory) / "ca.pem").is_file():
+            raise ConfigError(f"issuer.directory {settings.issuer_directory} holds no CA (ca.pem); "
+                              "make one with `cardrenew ca init DIR`")
+        return LocalCA(Path(settings.issuer_directory), window_days or settings.window_days)
+    if settings.issuer_type == "scep":
+        from card.enrollment.scep import ScepIssuer, ScepSettings
+
+        if not settings.issuer_url:
+            raise ConfigError("issuer.url is needed for issuer.type = \"scep\"")
+        if not settings.ca_fingerprint:
+            raise ConfigError("issuer.ca_fingerprint is needed for issuer.type = \"scep\" (GetCACert is unauthenticated)")
+        return ScepIssuer(ScepSettings(settings.issuer_url, settings.ca_fingerprint, settings.challenge,
+                                       settings.challenge_command, settings.allow_legacy_algorithms,
+                                       settings.issuer_timeout_s, settings.poll_schedule_s,
+                                       settings.message_type, settings.issuer_max_response_bytes),
+                          window_days or settings.window_days, cancel=cancel)
+    raise ConfigError(f"issuer.type {settings.issuer_type!r} is not available in this version")
+
+
+def pcsc_service(name: str, cancel: threading.Event | None = None) -> CardService:
+    """The card service on the PC/SC reader ``name`` ("" when there is no reader yet: every call
+    then fails with NoCardError and the card is never present). ``cancel``, when set, ends a wait
+    for another program's hold on the card (OperationCancelled)."""
+    from card import pcsc
+
+    if not name:
+        def no_reader() -> CardTransport:
+            raise NoCardError("no card reader is connected")
+
+        return CardService(no_reader, lambda: False)
+    return CardService(lambda: pcsc.PcscTransport(name, cancel=cancel), lambda: pcsc.card_present(name))
+
+
+def pcsc_backend(settings: Settings, reader: str | None = None, *, with_issuer: bool = True,
+                 wait_for_card: bool = False, cancel: threading.Event | None = None) -> Backend:
+    """A backend on a PC/SC reader (``reader`` or the one holding the only card).
+
+    ``with_issuer=False`` (read-only use such as ``status``) does not open the CA; ``issuer`` is then None.
+    ``wait_for_card=True`` (the TUI) does not fail when no reader is named and no card, several
+    cards or no reader at all are found: it takes the first reader holding a card, else the first
+    reader, else none ("") — the logon pane then asks for the card and follows the readers.
+    ``cancel`` (the CLI's signal handler sets it) ends the issuer's and the card connection's waits.
+
+    Raises:
+        ReaderUnavailableError: the named reader is not there, or pcscd is not running (unless
+            ``wait_for_card``); NoCardError: no card, or several cards (unless ``wait_for_card``).
+    """
+    from card import pcsc
+
+    named = reader or settings.reader
+    try:
+        name = pcsc.choose_reader(named)
+    except (NoCardError, ReaderUnavailableError):
+        if named or not wait_for_card:
+            raise
+        try:
+            readers = pcsc.list_readers()
+        except ReaderUnavailableError:
+            readers = []
+        with_card = [r for r, present in readers if present]
+        name = (with_card or [r for r, _ in readers] or [""])[0]
+    issuer = build_issuer(settings, cancel=cancel) if with_issuer else None
+    audit = AuditLog(settings.state_dir / "audit.log")
+    journals = JournalStore(settings.state_dir, audit)
+    flush_kept_audit(journals, audit)  # records an earlier run could not write go in first
+    return Backend(settings, pcsc_service(name, cancel), issuer, journals, audit, name,  # type: ignore[arg-type]  # None only with with_issuer=False (status)
+                   reader_lister=pcsc.list_readers, service_factory=lambda n: pcsc_service(n, cancel),
+                   reader_fixed=bool(named))
