@@ -1,4 +1,4 @@
-"""Assembly: the card service (:class:`card.service.CardService`) on a PC/SC reader or the demo card, with
+"""Assembly: the door (:class:`card.service.CardDoor`) on a PC/SC reader or the demo card, with
 its issuer, journal store and audit log. ``card.demo`` builds the demo's; :func:`pcsc_backend`
 the PC/SC one. Nothing else in the program decides which card or which issuer is used.
 """
@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from card.config import ConfigError, Settings
 from card.errors import NoCardError, ReaderUnavailableError
 from card.journal import AuditLog, JournalStore, flush_kept_audit
-from card.service import CardService
+from card.service import CardDoor, CardService
 from card.transport import CardTransport
 
 if TYPE_CHECKING:  # the issuers import cryptography; the TUI builds them after its first frame
@@ -22,8 +22,9 @@ if TYPE_CHECKING:  # the issuers import cryptography; the TUI builds them after 
 
 
 @dataclass
-class Backend:
-    """Everything the UI and CLI need to work on a card: the service, issuer, journal and audit."""
+class Backend(CardDoor):
+    """Everything the UI and CLI need to work on a card: the door's operations (inherited from
+    :class:`~card.service.CardDoor`) on the current reader's service, with the issuer, journal and audit."""
 
     settings: Settings
     service: CardService
@@ -39,6 +40,8 @@ class Backend:
     """Builds the card service for a reader name (None: the reader cannot be switched)."""
     reader_fixed: bool = False
     """The reader was named (``--reader``, ``reader =``, or chosen by the user): never switch on our own."""
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    """Set by :meth:`~card.service.CardDoor.cancel`: ends the issuer's and the card connection's waits."""
 
     @property
     def can_switch_reader(self) -> bool:
@@ -122,7 +125,8 @@ def pcsc_backend(settings: Settings, reader: str | None = None, *, with_issuer: 
     ``wait_for_card=True`` (the TUI) does not fail when no reader is named and no card, several
     cards or no reader at all are found: it takes the first reader holding a card, else the first
     reader, else none ("") — the logon pane then asks for the card and follows the readers.
-    ``cancel`` (the CLI's signal handler sets it) ends the issuer's and the card connection's waits.
+    ``cancel`` (the CLI's signal handler sets it) ends the issuer's and the card connection's waits;
+    it is the backend's ``cancel_event`` (:meth:`~card.service.CardDoor.cancel` sets it).
 
     Raises:
         ReaderUnavailableError: the named reader is not there, or pcscd is not running (unless
@@ -130,6 +134,7 @@ def pcsc_backend(settings: Settings, reader: str | None = None, *, with_issuer: 
     """
     from card import pcsc
 
+    cancel = cancel if cancel is not None else threading.Event()
     named = reader or settings.reader
     try:
         name = pcsc.choose_reader(named)
@@ -148,4 +153,4 @@ def pcsc_backend(settings: Settings, reader: str | None = None, *, with_issuer: 
     flush_kept_audit(journals, audit)  # records an earlier run could not write go in first
     return Backend(settings, pcsc_service(name, cancel), issuer, journals, audit, name,  # type: ignore[arg-type]  # None only with with_issuer=False (status)
                    reader_lister=pcsc.list_readers, service_factory=lambda n: pcsc_service(n, cancel),
-                   reader_fixed=bool(named))
+                   reader_fixed=bool(named), cancel_event=cancel)
