@@ -4,30 +4,15 @@ Importers use ``from card.renewal import …`` for the names below; the modules 
 are the engine's own business and may move.
 """
 
-from card.renewal.engine import (
-    CardExpiredError,
-    CardSummary,
-    CertificateMismatchError,
-    IssuerError,
-    NullReporter,
-    RenewalContext,
-    RenewalRefused,
-    RenewalReporter,
-    RenewalResult,
-    RenewalStep,
-    SlotChangedError,
-    SlotResult,
-    SlotState,
-    SlotStatus,
-    UpdateCheck,
-    card_expiry_status,
-    card_expiry_words,
-    card_id_for,
-    journal_slot_matches,
-    read_card,
-    renew,
-    update_check,
-)
+from card.issued_checks import CertificateMismatchError
+from card.enrollment.base import IssuerError
+from card.renewal.context import RenewalContext
+from card.renewal.engine import renew
+from card.renewal.model import (CardSummary, SlotState, SlotStatus, UpdateCheck, card_expiry_status, card_expiry_words,
+                                update_check)
+from card.renewal.reading import card_id_for, journal_slot_matches, read_card
+from card.renewal.results import (CardExpiredError, NullReporter, RenewalRefused, RenewalReporter, RenewalResult,
+                                  RenewalStep, SlotChangedError, SlotResult)
 
 __all__ = [
     "CardExpiredError",

@@ -11,14 +11,11 @@ from __future__ import annotations
 import dataclasses
 
 import datetime as dt
-import enum
 import inspect
 import logging
 import os
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -26,29 +23,24 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from card.certificates import (
-    days_left,
     fingerprint,
     fit_certificate_object,
-    holder_name,
     key_matches,
     load_certificate_pem,
     public_key_der,
     verify_signature,
 )
-from card.config import Settings, SlotSetting
+from card.config import SlotSetting
 from card.csr import build_csr
 from card.issued_checks import CertificateMismatchError, card_expiry_limit, check_renewal_certificate
 from card.mgmtkey import authenticate_with_configured_key
-from card.enrollment.base import (CardKey, IssuedCertificate, Issuer, IssuerError, IssuerRejected, IssuerUnavailable,
-                                   RenewalGrant, RequestSigner, RetryRefused)
+from card.enrollment.base import (CardKey, IssuedCertificate, IssuerRejected, RenewalGrant, RequestSigner, RetryRefused)
 from card.errors import (
     ApduError,
     CardError,
     CardRemovedError,
     CertificateTooLargeError,
     NotSupportedError,
-    OperationCancelled,
-    PinBlockedError,
     StateFileError,
 )
 from card.journal import (
@@ -61,13 +53,16 @@ from card.journal import (
     STEP_ISSUED,
     STEP_PLANNED,
     STEP_WRITTEN,
-    AuditLog,
     Journal,
-    JournalStore,
     SlotJournal,
     prepare_state_files,
 )
-from card.piv import KeyType, PivSession, Slot, parse_supported_key_types
+from card.piv import KeyType, PivSession, Slot
+from card.renewal.context import RenewalContext, ask_ca
+from card.renewal.model import (CardSummary, SlotState, SlotStatus, card_expiry_status)
+from card.renewal.reading import read_card
+from card.renewal.results import (CardExpiredError, EndedBeforeChange, RenewalRefused,
+                                  RenewalResult, RenewalStep, SlotChangedError, SlotResult)
 from card.secret import Secret, require_secret
 
 logger = logging.getLogger(__name__)
@@ -75,345 +70,6 @@ T = TypeVar("T")
 
 DER = serialization.Encoding.DER
 PEM = serialization.Encoding.PEM
-
-
-class SlotState(enum.Enum):
-    """What the update check concludes about one slot."""
-
-    OK = "valid"
-    DUE = "due for renewal"
-    EXPIRED = "expired"
-    EMPTY = "empty"
-    UNREADABLE = "unreadable"
-
-
-class RenewalStep(enum.Enum):
-    """Progress steps reported to the UI, in order."""
-
-    PREFLIGHT = "Checking the card"
-    AUTHORISING = "Authorising with the certificate authority"
-    PENDING = "Pending"
-    GENERATING = "Generating a new key on the card"
-    REQUESTING = "Signing the certificate request"
-    ISSUING = "Waiting for the certificate authority"
-    VERIFYING = "Checking the new certificate"
-    WRITING = "Writing"
-    READING_BACK = "Reading back"
-    TEST_SIGNATURE = "Test signature"
-    DONE = "Done"
-    FAILED = "Failed"
-
-
-class RenewalRefused(CardError):
-    """Renewal cannot start (nothing was changed): expired certificate, nothing due, bad preflight."""
-
-    title = "Renewal not possible"
-    code = "REFUSED"
-
-
-class SlotChangedError(CardError):
-    """A slot of an unfinished update holds a certificate that update did not write (DESIGN §3.4):
-    someone else changed it (the RA re-issued it, another tool renewed it). It is left alone."""
-
-    title = "Changed by someone else"
-    code = "CHANGED"
-    next_step = ("Nothing was done to this certificate. If you did not expect it to change, contact your "
-                 "Registration Authority (RA) with the reference shown.")
-
-
-class CardExpiredError(RenewalRefused):
-    """The card's own expiry (CHUID expiration date, SP 800-73-4 Part 1 Table 9 tag 0x35) has passed."""
-
-    title = "This card has expired"
-    code = "CARD-EXPIRED"
-
-
-class _EndedBeforeChange(Exception):
-    """Internal: the card or the CA refused this slot's step before anything in the slot changed."""
-
-    def __init__(self, error: CardError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-@dataclass(frozen=True)
-class SlotStatus:
-    """One slot as read from the card, with the update check's conclusion."""
-
-    setting: SlotSetting
-    certificate: x509.Certificate | None
-    error: str | None
-    state: SlotState
-    days_left: int | None
-    note: str | None = None
-    """Something to know about a readable certificate, e.g. a negative serial number (it is renewed as usual)."""
-
-    @property
-    def slot(self) -> Slot:
-        return self.setting.slot
-
-
-@dataclass(frozen=True)
-class CardSummary:
-    """What the Card tab shows: holder, card id, each configured slot, PIN tries left."""
-
-    reader: str
-    card_id: str | None
-    guid_text: str | None
-    card_expiry: dt.date | None
-    holder: str | None
-    slots: tuple[SlotStatus, ...]
-    pin_retries: int | None
-    pending_journal: Journal | None = None
-    card_key_types: set[KeyType] | None = None
-    """Algorithms the card says it supports (SELECT's APT); None when it does not say."""
-    stale_journal: Journal | None = None
-    """An unfinished journal of this card (same GUID) none of whose unfinished slots holds a certificate
-    it expects: every one was changed by someone else. Never resumed; the engine sets it aside."""
-    journal_certificates: dict[str, x509.Certificate | None] = field(default_factory=dict)
-    """The certificate each slot of the card's journal holds now (None: empty or unreadable)."""
-    finished_journal: bool = False
-    """A journal of this card is on disk with every slot finished (a run stopped before removing it)."""
-
-    @property
-    def due(self) -> list[SlotStatus]:
-        return [s for s in self.slots if s.state is SlotState.DUE]
-
-    @property
-    def expired(self) -> list[SlotStatus]:
-        return [s for s in self.slots if s.state is SlotState.EXPIRED]
-
-    def next_renewal_date(self, window_days: int) -> dt.date | None:
-        """First day on which some valid certificate enters the renewal window."""
-        dates = [s.certificate.not_valid_after_utc - dt.timedelta(days=window_days)
-                 for s in self.slots if s.certificate is not None and s.state is SlotState.OK]
-        return min(dates).date() if dates else None
-
-
-class UpdateCheck(enum.Enum):
-    """The conclusion of *Update My Card* (DESIGN §1.3)."""
-
-    AVAILABLE = "updates are available for your card"
-    UP_TO_DATE = "your card is up to date"
-    EXPIRED = "a certificate has expired"
-    RESUME = "an unfinished update can be resumed"
-    NOTHING_TO_RENEW = "the card holds no certificate to renew"
-
-
-def update_check(summary: CardSummary) -> UpdateCheck:
-    """Decide what *Update My Card* offers for this card."""
-    if summary.pending_journal is not None:
-        return UpdateCheck.RESUME
-    if summary.expired:
-        return UpdateCheck.EXPIRED
-    if summary.due:
-        return UpdateCheck.AVAILABLE
-    if any(s.certificate is not None for s in summary.slots):
-        return UpdateCheck.UP_TO_DATE
-    return UpdateCheck.NOTHING_TO_RENEW
-
-
-class RenewalReporter(Protocol):
-    """Receives progress from the worker thread; implementations must be thread-safe."""
-
-    def step(self, slot: Slot | None, step: RenewalStep, detail: str = "") -> None: ...
-
-    def slot_finished(self, slot: Slot, result: SlotResult) -> None: ...
-
-
-class NullReporter:
-    """A reporter that ignores everything (headless callers that want no progress)."""
-
-    def step(self, slot: Slot | None, step: RenewalStep, detail: str = "") -> None:
-        pass
-
-    def slot_finished(self, slot: Slot, result: SlotResult) -> None:
-        pass
-
-
-@dataclass
-class SlotResult:
-    """The outcome of one slot: renewed (``new_certificate``), failed (``error``) or not attempted."""
-
-    slot: Slot
-    label: str
-    old_certificate: x509.Certificate | None
-    new_certificate: x509.Certificate | None = None
-    error: CardError | None = None
-
-    @property
-    def renewed(self) -> bool:
-        return self.new_certificate is not None and self.error is None
-
-
-@dataclass
-class RenewalResult:
-    """The outcome of a whole renewal."""
-
-    reference: str
-    slots: list[SlotResult] = field(default_factory=list)
-    error: CardError | None = None
-    journal_kept: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and all(s.renewed for s in self.slots)
-
-    @property
-    def left_alone(self) -> list[SlotResult]:
-        """Slots changed by someone else since an unfinished update (:class:`SlotChangedError`): they
-        hold a certificate that is not ours to renew, and were rightly left alone."""
-        return [s for s in self.slots if isinstance(s.error, SlotChangedError)]
-
-    @property
-    def ours_renewed(self) -> bool:
-        """Every slot that was ours to renew was renewed (at least one); slots changed by someone else
-        were left alone. The CLI reports this as "renewed" (exit 0) with a note per left-alone slot."""
-        return (self.error is None and any(s.renewed for s in self.slots)
-                and all(s.renewed or isinstance(s.error, SlotChangedError) for s in self.slots))
-
-
-def card_expiry_status(card_expiry: dt.date | None, window_days: int, now: dt.datetime) -> str | None:
-    """The card's own expiry (CHUID expiration date, SP 800-73-4 Part 1 Table 9 tag 0x35) against the
-    renewal window: ``"expired"`` (passed), ``"ending"`` (within ``window_days`` of ``now``: no renewal
-    can outlive the certificates it replaces, FIPS 201-3 §4.1.4.1), or None (later, or not stated)."""
-    limit = card_expiry_limit(card_expiry)
-    if limit is None:
-        return None
-    if limit < now:
-        return "expired"
-    if limit - now <= dt.timedelta(days=window_days):
-        return "ending"
-    return None
-
-
-def card_expiry_words(card_expiry: dt.date | None, window_days: int, now: dt.datetime, ra_contact: str) -> str | None:
-    """What ``status`` and the Card tab say about the card's own expiry when it is within the renewal
-    window or passed (None otherwise): the date and whom to contact for a new card."""
-    state = card_expiry_status(card_expiry, window_days, now)
-    if state == "expired":
-        return (f"This card itself expired on {card_expiry:%Y-%m-%d}: its certificates cannot be renewed. "
-                f"Contact {ra_contact} for a new card.")
-    if state == "ending":
-        return (f"This card itself expires on {card_expiry:%Y-%m-%d}: its certificates cannot be renewed past "
-                f"that date. Contact {ra_contact} for a new card.")
-    return None
-
-
-def card_id_for(session: PivSession, certificates: dict[Slot, x509.Certificate | None]) -> tuple[str | None, str | None, dt.date | None]:
-    """(card id, GUID text, card expiry): the CHUID GUID, else a fingerprint of the first certificate."""
-    try:
-        chuid = session.read_chuid()
-    except CardRemovedError:
-        raise
-    except CardError:
-        chuid = None
-    if chuid is not None:
-        return chuid.guid_hex, chuid.guid_text, chuid.expiry
-    for cert in certificates.values():
-        if cert is not None:
-            return "cert-" + fingerprint(cert)[:32], None, None
-    return None, None, None
-
-
-def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | None = None,
-              journals: JournalStore | None = None, reader: str = "", pin_retries: bool = True) -> CardSummary:
-    """SELECT PIV and read CHUID, the configured slots and the PIN tries left (no PIN needed).
-
-    A slot that cannot be decoded becomes ``SlotState.UNREADABLE`` with its error text (F15).
-
-    ``pin_retries`` is None when the PIN is already verified and 0 when it is blocked.
-
-    Args:
-        pin_retries: ask the card for the PIN tries left (an empty VERIFY, 1 APDU). The renewal
-            engine passes False: it sends the PIN itself right after, and a blocked PIN answers
-            that VERIFY with ``69 83`` without spending a try; the summary's ``pin_retries`` is then None.
-
-    Raises:
-        CardRemovedError, ApduError (no PIV application).
-    """
-    now = now or dt.datetime.now(dt.timezone.utc)
-    card_key_types = parse_supported_key_types(session.select())
-    statuses: list[SlotStatus] = []
-    certs: dict[Slot, x509.Certificate | None] = {}
-    for setting in settings.slots:
-        sc = session.read_certificate(setting.slot)
-        certs[setting.slot] = sc.certificate
-        if sc.error:
-            statuses.append(SlotStatus(setting, None, sc.error, SlotState.UNREADABLE, None))
-            continue
-        if sc.certificate is None:
-            statuses.append(SlotStatus(setting, None, None, SlotState.EMPTY, None))
-            continue
-        left = days_left(sc.certificate, now)
-        if sc.certificate.not_valid_after_utc <= now:
-            state = SlotState.EXPIRED
-        elif sc.certificate.not_valid_after_utc - now <= dt.timedelta(days=settings.window_days):
-            state = SlotState.DUE
-        else:
-            state = SlotState.OK
-        size = len(sc.certificate.public_bytes(serialization.Encoding.DER))
-        too_long = (f"the certificate is {size} bytes, longer than this card's {settings.max_certificate_bytes}-byte "
-                    "limit (card.max_certificate_bytes)") if size > settings.max_certificate_bytes else None
-        statuses.append(SlotStatus(setting, sc.certificate, too_long, state, left, sc.note))
-    card_id, guid_text, expiry = card_id_for(session, certs)
-    retries: int | None = None
-    if pin_retries:
-        try:
-            retries = session.get_pin_retries()
-        except PinBlockedError:
-            retries = 0  # blocked: the card is still shown, logon says whom to contact
-    holder = None
-    for status in statuses:
-        if status.certificate is not None:
-            holder = holder_name(status.certificate)
-            break
-    pending = journals.load(card_id) if journals is not None and card_id else None
-    finished = pending is not None and pending.finished
-    if finished:
-        pending = None
-    stale = None
-    current: dict[str, x509.Certificate | None] = {}
-    if pending is not None:
-        # DESIGN §3.4: the journal is matched by the GUID *and* each slot's certificate fingerprint.
-        for name in pending.slots:
-            try:
-                slot = Slot.parse(name)
-            except ValueError:
-                continue
-            current[name] = certs[slot] if slot in certs else session.read_certificate(slot).certificate
-        if not any(journal_slot_matches(sj, current.get(name)) for name, sj in pending.slots.items()
-                   if sj.step not in FINAL_STEPS):
-            stale, pending = pending, None
-    return CardSummary(reader, card_id, guid_text, expiry, holder, tuple(statuses), retries, pending,
-                       card_key_types, stale, current, finished)
-
-
-def journal_slot_matches(sj: SlotJournal, cert: x509.Certificate | None) -> bool:
-    """Whether a journalled slot may still be as the journal left it, judged by the certificate it
-    holds now: one the journal expects (the old one, or the one issued), or — for a slot whose
-    GENERATE was sent — none readable (a torn write; the test signature decides at resume)."""
-    if cert is None:
-        return sj.in_progress
-    return fingerprint(cert) in sj.expected_fingerprints()
-
-
-@dataclass
-class RenewalContext:
-    """What one renewal needs besides the card session. Holds the PIN for this run only (memory)."""
-
-    settings: Settings
-    issuer: Issuer
-    journals: JournalStore
-    audit: AuditLog
-    reporter: RenewalReporter = field(default_factory=NullReporter)
-    cancel: threading.Event = field(default_factory=threading.Event)
-    now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.timezone.utc))
-    issuer_retry_delays_s: tuple[float, ...] = (1.0, 3.0, 9.0)
-    """Back-off between retries when the CA is unavailable (seconds); then the error path."""
-    between_slots: Callable[[SlotResult], bool] = field(default=lambda result: True)
-    """Called on the worker thread after each renewed certificate but the last (the portal's
-    *Next*); returning False stops before the next certificate is touched."""
 
 
 class _Renewal:
@@ -489,17 +145,7 @@ class _Renewal:
         return None
 
     def _ca(self, call: Callable[[], T]) -> T:
-        """Call the issuer; retry ``IssuerUnavailable`` with back-off (bounded, cancel-aware)."""
-        delays = self.ctx.issuer_retry_delays_s
-        for attempt in range(len(delays) + 1):
-            try:
-                return call()
-            except IssuerUnavailable as exc:
-                if attempt == len(delays):
-                    raise
-                if self.ctx.cancel.wait(delays[attempt]):  # SIGTERM/SIGINT during the back-off: stop now
-                    raise OperationCancelled(f"stopped while waiting to ask the certificate authority again ({exc})") from exc
-        raise AssertionError("unreachable")
+        return ask_ca(self.ctx, call)
 
     def _authenticate(self) -> None:
         """Management-key authentication; the card's own answer (``F7`` metadata) beats the configured algorithm (F14)."""
@@ -830,7 +476,7 @@ class _Renewal:
                     break
                 if slot_result is not result.slots[-1] and not ctx.between_slots(slot_result):
                     ctx.cancel.set()
-            except _EndedBeforeChange as ended:
+            except EndedBeforeChange as ended:
                 # The card refused before anything in this slot changed (proved by the old key's test
                 # signature): end the journal for it and for the slots not started, whose old keys are
                 # intact too, so that no later run "resumes" into the same refusal (issue 11 item 2).
@@ -1041,7 +687,7 @@ class _Renewal:
 
     def _end_if_unchanged(self, slot: Slot, sj: SlotJournal, exc: CardError) -> None:
         """GENERATE was refused: when the old key still answers (a test signature verified with the old
-        certificate), nothing changed in the slot — raise :class:`_EndedBeforeChange` (the journal ends).
+        certificate), nothing changed in the slot — raise :class:`EndedBeforeChange` (the journal ends).
         Otherwise return, and the caller re-raises (the journal keeps the slot resumable)."""
         if not sj.old_certificate_pem:
             return
@@ -1062,7 +708,7 @@ class _Renewal:
                 f"slot {slot.hex}: the card refused to generate a new key ({exc}); nothing was changed",
                 next_step=f"Nothing was changed on your card. Contact {self.ctx.settings.ra_contact} with the "
                           "reference shown.")
-        raise _EndedBeforeChange(error) from exc
+        raise EndedBeforeChange(error) from exc
 
     def _issue_write(self, slot: Slot, new_key: PublicKeyTypes, sj: SlotJournal, journal: Journal) -> x509.Certificate:
         ctx = self.ctx
@@ -1209,22 +855,3 @@ def renew(session: PivSession, ctx: RenewalContext, pin: Secret, *, summary: Car
         pin.wipe()
 
 
-__all__ = [
-    "CardExpiredError",
-    "card_expiry_status",
-    "card_expiry_words",
-    "CardSummary",
-    "CertificateMismatchError",
-    "IssuerError",
-    "RenewalContext",
-    "RenewalRefused",
-    "RenewalResult",
-    "RenewalStep",
-    "SlotChangedError",
-    "SlotResult",
-    "SlotState",
-    "UpdateCheck",
-    "read_card",
-    "renew",
-    "update_check",
-]
