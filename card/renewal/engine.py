@@ -55,12 +55,12 @@ from card.journal import (
     STEP_WRITTEN,
     Journal,
     SlotJournal,
-    prepare_state_files,
 )
 from card.piv import KeyType, PivSession, Slot
 from card.renewal.context import RenewalContext, ask_ca
 from card.renewal.model import (CardSummary, SlotState, SlotStatus, card_expiry_status)
 from card.renewal.reading import read_card
+from card.renewal.records import RunRecords
 from card.renewal.results import (CardExpiredError, EndedBeforeChange, RenewalRefused,
                                   RenewalResult, RenewalStep, SlotChangedError, SlotResult)
 from card.secret import Secret, require_secret
@@ -88,8 +88,7 @@ class _Renewal:
         self.guid: bytes | None = None
         self.card_key_types: set[KeyType] | None = None
         """Key type each slot gets at GENERATE (configured, or the old key's type)."""
-        self._file_error: StateFileError | None = None
-        """A journal save after GENERATE that went to the fallback directory: the run stops after this slot."""
+        self.records = RunRecords(ctx)
         self.slot_key_types: dict[Slot, KeyType] = {}
         """Key type of the key the slot holds now: signatures use it (it differs from :attr:`key_types`
         until GENERATE when the configuration changes the type, F13)."""
@@ -182,7 +181,7 @@ class _Renewal:
         if summary.card_id is None:
             raise RenewalRefused("the card holds no certificate and no CHUID; it cannot be renewed here",
                                  next_step=f"Contact {settings.ra_contact}.")
-        self._prepare_state_files(summary)
+        self.records.prepare_state_files(summary)
         self.card_key_types = summary.card_key_types
         self.card_expiry = summary.card_expiry
         self.guid = bytes.fromhex(summary.card_id) if summary.card_id and not summary.card_id.startswith("cert-") else None
@@ -326,7 +325,7 @@ class _Renewal:
                 f"(the RA re-issued it, or another tool renewed it): it now holds {holds}. It was left alone and "
                 f"that update was set aside{where}")
             error.reference = journal.reference
-            self._audit(journal, slot, old, now_cert, "changed_elsewhere", error.code)
+            self.records.audit(journal, slot, old, now_cert, "changed_elsewhere", error.code)
             status = by_slot.get(slot)
             label = status.setting.label if status is not None else slot.name.title()
             self._changed.append(SlotResult(slot, label, old, None, error))
@@ -452,7 +451,7 @@ class _Renewal:
                 continue
             if setting.slot in self._ended:
                 slot_result.error = self._ended[setting.slot]
-                self._audit(journal, setting.slot, old, None, "refused", slot_result.error.code)
+                self.records.audit(journal, setting.slot, old, None, "refused", slot_result.error.code)
                 ctx.reporter.step(setting.slot, RenewalStep.FAILED, str(slot_result.error))
                 ctx.reporter.slot_finished(setting.slot, slot_result)
                 continue
@@ -466,13 +465,13 @@ class _Renewal:
                 # append it now; if the log cannot be written it stays there for the next run, and
                 # no further destructive step is taken while the audit log cannot be written.
                 try:
-                    self._flush_journal_audit(journal)
+                    self.records.flush(journal)
                 except StateFileError as exc:
-                    self._save_quietly(journal)
+                    self.records.save_quietly(journal)
                     result.error = exc
                     break
-                if self._file_error is not None:  # the journal went to the fallback directory
-                    result.error = self._file_error
+                if self.records.file_error is not None:  # the journal went to the fallback directory
+                    result.error = self.records.file_error
                     break
                 if slot_result is not result.slots[-1] and not ctx.between_slots(slot_result):
                     ctx.cancel.set()
@@ -487,8 +486,8 @@ class _Renewal:
                 for other in journal.slots.values():
                     if other.step in (STEP_PLANNED, STEP_AUTHORISED):
                         other.step = STEP_ENDED
-                self._save_quietly(journal)
-                self._audit(journal, setting.slot, old, None, "refused", exc.code)
+                self.records.save_quietly(journal)
+                self.records.audit(journal, setting.slot, old, None, "refused", exc.code)
                 ctx.reporter.step(setting.slot, RenewalStep.FAILED, str(exc))
                 ctx.reporter.slot_finished(setting.slot, slot_result)
                 result.error = result.error or exc
@@ -496,8 +495,8 @@ class _Renewal:
             except CardRemovedError as exc:
                 sj.error = str(exc)
                 slot_result.error = exc
-                self._audit(journal, setting.slot, old, None, "interrupted", exc.code)
-                self._save_quietly(journal)
+                self.records.audit(journal, setting.slot, old, None, "interrupted", exc.code)
+                self.records.save_quietly(journal)
                 ctx.reporter.step(setting.slot, RenewalStep.FAILED, str(exc))
                 ctx.reporter.slot_finished(setting.slot, slot_result)
                 result.error = exc
@@ -508,8 +507,8 @@ class _Renewal:
                     exc = CardError(f"internal error ({exc.__class__.__name__}); the update can be resumed")
                 sj.error = str(exc)
                 slot_result.error = exc
-                self._audit(journal, setting.slot, old, None, "failed", exc.code)
-                self._save_quietly(journal)  # a file error here is the one already reported
+                self.records.audit(journal, setting.slot, old, None, "failed", exc.code)
+                self.records.save_quietly(journal)  # a file error here is the one already reported
                 ctx.reporter.step(setting.slot, RenewalStep.FAILED, str(exc))
                 ctx.reporter.slot_finished(setting.slot, slot_result)
                 result.error = result.error or exc
@@ -528,72 +527,6 @@ class _Renewal:
         if (refused is not None and not result.journal_kept and not self._changed
                 and not any(r.new_certificate is not None for r in result.slots)):
             raise refused  # nothing at all changed on the card: exit 11 / 12, never "run renew again"
-
-    # -- journal and audit writes (a file error never ends a run as "unexpected") ----------------
-    def _prepare_state_files(self, summary: CardSummary) -> None:
-        """Preflight of the state directory, journal and audit log, and the audit records an
-        earlier run could not write, before anything is asked of the card or the CA.
-
-        Raises:
-            StateFileError: nothing was changed (exit 11).
-        """
-        assert summary.card_id is not None
-        prepare_state_files(self.ctx.journals, self.ctx.audit, summary.card_id)
-        if summary.pending_journal is not None:
-            summary.pending_journal.audit_pending.clear()  # written by prepare_state_files just now
-
-    def _save_progress(self, journal: Journal) -> None:
-        """Journal a step taken after GENERATE. When the state directory cannot take it but the
-        journal was kept in the fallback directory, the slot in hand is finished (the card must
-        not be left with a new key and the old certificate) and the run stops after it.
-
-        Raises:
-            StateFileError: the journal could not be kept anywhere: stop here (the journal on
-                disk still describes a state the next run resumes from).
-        """
-        try:
-            self.ctx.journals.save(journal)
-        except StateFileError as exc:
-            if exc.kept_at is None:
-                raise
-            logger.warning("%s", exc)
-            self._file_error = self._file_error or exc
-
-    def _save_quietly(self, journal: Journal) -> None:
-        try:
-            self.ctx.journals.save(journal)
-        except StateFileError as exc:  # the error being reported is what the user must see
-            logger.warning("could not save the journal: %s", exc)
-
-    def _audit_record(self, journal: Journal, slot: Slot, old: x509.Certificate | None, new: x509.Certificate | None,
-                      outcome: str, error_code: str | None) -> dict[str, object]:
-        return self.ctx.audit.record(
-            reference=journal.reference, card_guid=journal.card_id, slot=slot.hex, outcome=outcome, error_code=error_code,
-            old_serial=f"{old.serial_number:X}" if old else None,
-            old_not_after=old.not_valid_after_utc.isoformat() if old else None,
-            new_serial=f"{new.serial_number:X}" if new else None,
-            new_not_after=new.not_valid_after_utc.isoformat() if new else None,
-        )
-
-    def _audit(self, journal: Journal, slot: Slot, old: x509.Certificate | None, new: x509.Certificate | None,
-               outcome: str, error_code: str | None) -> None:
-        """Record an event of this renewal; never raises. A record the log cannot take stays in
-        ``journal.audit_pending`` (the caller saves the journal) and is written by the next run."""
-        journal.audit_pending.append(self._audit_record(journal, slot, old, new, outcome, error_code))
-        try:
-            self._flush_journal_audit(journal)
-        except StateFileError as exc:
-            logger.warning("audit record kept in the journal for the next run: %s", exc)
-
-    def _flush_journal_audit(self, journal: Journal) -> None:
-        """Append the journal's pending audit records (made in this run: not in the log yet).
-
-        Raises:
-            StateFileError: the log could not be written; the records stay pending.
-        """
-        while journal.audit_pending:
-            self.ctx.audit.append(journal.audit_pending[0])
-            journal.audit_pending.pop(0)
 
     def _old_certificate(self, status: SlotStatus | None, sj: SlotJournal) -> x509.Certificate | None:
         """The certificate being renewed, if the slot still holds it (else None)."""
@@ -682,7 +615,7 @@ class _Renewal:
         self.slot_key_types[slot] = self.key_types[slot]
         sj.public_key_pem = new_key.public_bytes(PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
         sj.step = STEP_GENERATED
-        self._save_progress(journal)
+        self.records.save_progress(journal)
         return self._issue_write(slot, new_key, sj, journal)
 
     def _end_if_unchanged(self, slot: Slot, sj: SlotJournal, exc: CardError) -> None:
@@ -736,7 +669,7 @@ class _Renewal:
             extra["not_after_limit"] = limit  # an issuer that can, issues within the card's own life
         if not grant.request_sent:  # from here on the CA may issue before we hear back: say so for a resume
             sj.grant = {**sj.grant, "request_sent": "1"}
-            self._save_progress(journal)
+            self.records.save_progress(journal)
         try:
             issued = self._ca(lambda: ctx.issuer.issue(grant, csr, new_key, card_key=card_key, **extra))
         except IssuerRejected as exc:
@@ -748,7 +681,7 @@ class _Renewal:
         sj.certificate_pem = issued.certificate.public_bytes(PEM).decode()
         sj.grant = {k: v for k, v in sj.grant.items() if k != "secret"}  # the RA's one-time challenge is spent
         sj.step = STEP_ISSUED
-        self._save_progress(journal)
+        self.records.save_progress(journal)
         return self._write_and_check(slot, issued.certificate, new_key, sj, journal)
 
     def _check_issued(self, slot: Slot, issued: IssuedCertificate, new_key: PublicKeyTypes,
@@ -788,7 +721,7 @@ class _Renewal:
                         f"{exc.sw:04X})") from exc
                 raise
             sj.step = STEP_WRITTEN
-            self._save_progress(journal)
+            self.records.save_progress(journal)
         ctx.reporter.step(slot, RenewalStep.READING_BACK)
         back = self.session.read_certificate(slot)
         if back.certificate is None or back.certificate.public_bytes(DER) != der:
@@ -799,11 +732,11 @@ class _Renewal:
         sj.step = STEP_DONE
         sj.error = None
         # the audit record rides in the same atomic save: if the log cannot take it, the next run writes it
-        record = self._audit_record(journal, slot, _journal_old_certificate(sj) if sj.old_certificate_pem else None,
+        record = self.records.audit_record(journal, slot, _journal_old_certificate(sj) if sj.old_certificate_pem else None,
                                     cert, "renewed", None)
         journal.audit_pending.append(record)
         try:
-            self._save_progress(journal)
+            self.records.save_progress(journal)
         except StateFileError:  # the file still says "written": the next run finishes this slot and audits it
             journal.audit_pending.remove(record)
             sj.step = STEP_WRITTEN
