@@ -8,12 +8,10 @@ management key; it never writes a certificate that does not match the key in the
 
 from __future__ import annotations
 
-import dataclasses
 
 import datetime as dt
 import inspect
 import logging
-import os
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -28,13 +26,11 @@ from card.certificates import (
     key_matches,
     load_certificate_pem,
     public_key_der,
-    verify_signature,
 )
 from card.config import SlotSetting
 from card.csr import build_csr
 from card.issued_checks import CertificateMismatchError, card_expiry_limit, check_renewal_certificate
-from card.mgmtkey import authenticate_with_configured_key
-from card.enrollment.base import (CardKey, IssuedCertificate, IssuerRejected, RenewalGrant, RequestSigner, RetryRefused)
+from card.enrollment.base import (IssuedCertificate, IssuerRejected, RenewalGrant, RequestSigner, RetryRefused)
 from card.errors import (
     ApduError,
     CardError,
@@ -57,12 +53,14 @@ from card.journal import (
     SlotJournal,
 )
 from card.piv import KeyType, PivSession, Slot
+from card.renewal.admin import CardAdministrator
 from card.renewal.context import RenewalContext, ask_ca
 from card.renewal.model import (CardSummary, SlotState, SlotStatus, card_expiry_status)
 from card.renewal.reading import read_card
 from card.renewal.records import RunRecords
 from card.renewal.results import (CardExpiredError, EndedBeforeChange, RenewalRefused,
                                   RenewalResult, RenewalStep, SlotChangedError, SlotResult)
+from card.renewal.signer import CardSigner
 from card.secret import Secret, require_secret
 
 logger = logging.getLogger(__name__)
@@ -78,20 +76,13 @@ class _Renewal:
     def __init__(self, session: PivSession, ctx: RenewalContext, pin: Secret, summary: CardSummary | None = None) -> None:
         self.session = session
         self.ctx = ctx
-        self._pin = require_secret(pin, "PIN")
+        self.signer = CardSigner(session, pin)
+        self.admin = CardAdministrator(session, ctx.settings, None)
         self._summary = summary
         """The card as the caller read it in this same card transaction (None: read it here)."""
-        self._verified_at: int | None = None
-        """``apdus_sent`` right after our last successful VERIFY: while no other command has been
-        sent since, that VERIFY is still the one "immediately before" a PIN-always operation."""
-        self.key_types: dict[Slot, KeyType] = {}
         self.guid: bytes | None = None
         self.card_key_types: set[KeyType] | None = None
-        """Key type each slot gets at GENERATE (configured, or the old key's type)."""
         self.records = RunRecords(ctx)
-        self.slot_key_types: dict[Slot, KeyType] = {}
-        """Key type of the key the slot holds now: signatures use it (it differs from :attr:`key_types`
-        until GENERATE when the configuration changes the type, F13)."""
         self.card_expiry: dt.date | None = None
         """The card's CHUID expiration date: no certificate may be valid past it."""
         self._ended: dict[Slot, CardError] = {}
@@ -102,73 +93,8 @@ class _Renewal:
         """On a resume: the certificate each journalled slot held when this run read the card."""
         """Slots of the journal that someone else changed: left alone, reported after the others."""
 
-    # -- card helpers --------------------------------------------------------------------
-    def _verify_pin(self) -> None:
-        self.session.verify_pin(self._pin)
-        self._verified_at = self.session.protocol.apdus_sent
-
-    def _verify_pin_always(self) -> None:
-        """VERIFY for a PIN-always (9C) operation, unless our VERIFY was the very last command sent
-        (piv-protocol.md §3.4, F08): the preflight VERIFY then serves the first such operation."""
-        if self._verified_at is None or self._verified_at != self.session.protocol.apdus_sent:
-            self._verify_pin()
-        self._verified_at = None  # the operation that follows uses it up
-
-    def sign(self, slot: Slot, message: bytes, key_type: KeyType | None = None) -> bytes:
-        """Sign with the slot key (of ``key_type``, default: the key the slot holds now); VERIFY right
-        before each 9C signature (PIN always, F08)."""
-        if slot == Slot.SIGNATURE:
-            self._verify_pin_always()
-        kt = key_type or self.slot_key_types.get(slot) or self.key_types[slot]
-        return self.session.sign(slot, kt, message)
-
-    def _rsa_decipher(self, slot: Slot, block: bytes) -> bytes:
-        if slot == Slot.SIGNATURE:
-            self._verify_pin_always()
-        return self.session.rsa_decipher(slot, block)
-
-    def _slot_key_is(self, slot: Slot, candidates: list[PublicKeyTypes]) -> int | None:
-        """Index of the candidate public key the slot's private key matches (test signature), or None."""
-        challenge = os.urandom(32)
-        for kt in dict.fromkeys(KeyType.of(key) for key in candidates):  # one signature per key type in play
-            try:
-                signature = self.sign(slot, challenge, kt)
-            except ApduError as exc:
-                if exc.sw in (0x6A88, 0x6A80, 0x6A82):
-                    continue
-                raise
-            for i, key in enumerate(candidates):
-                if KeyType.of(key) is kt and verify_signature(key, signature, challenge):
-                    self.slot_key_types[slot] = kt
-                    return i
-        return None
-
     def _ca(self, call: Callable[[], T]) -> T:
         return ask_ca(self.ctx, call)
-
-    def _authenticate(self) -> None:
-        """Management-key authentication; the card's own answer (``F7`` metadata) beats the configured algorithm (F14)."""
-        s = self.ctx.settings
-        card_alg = self.session.get_management_key_algorithm()
-        if card_alg is not None and card_alg is not s.management_key_algorithm:
-            s = dataclasses.replace(s, management_key_algorithm=card_alg)
-        authenticate_with_configured_key(self.session, s, self.guid, s.management_key_algorithm)
-
-    def _as_administrator(self, command: Callable[[], T]) -> T:
-        """Send a command that needs the management key (GENERATE, PUT DATA). The authentication of
-        preflight lasts for the card session, so it is not repeated before each such command; only
-        when the card answers ``69 82`` (security status not satisfied: it has forgotten it) is the
-        key authenticated once more and the command sent again. A refused command changed nothing
-        on the card, so sending it again is safe. A reconnect ends the run (CardRemovedError), and
-        the resumed run authenticates in its own preflight."""
-        try:
-            return command()
-        except ApduError as exc:
-            if exc.sw != 0x6982:
-                raise
-        logger.info("the card asked for the management key again (69 82); authenticating once more")
-        self._authenticate()
-        return command()
 
     # -- the run -------------------------------------------------------------------------
     def run(self) -> RenewalResult:
@@ -185,6 +111,7 @@ class _Renewal:
         self.card_key_types = summary.card_key_types
         self.card_expiry = summary.card_expiry
         self.guid = bytes.fromhex(summary.card_id) if summary.card_id and not summary.card_id.startswith("cert-") else None
+        self.admin.guid = self.guid
         limit = card_expiry_limit(summary.card_expiry)
         if limit is not None and limit < ctx.now():  # DESIGN §3 step 1; FIPS 201-3 §4.1.4.1
             assert summary.card_expiry is not None
@@ -237,11 +164,11 @@ class _Renewal:
         # also serves as its PIN-always VERIFY. A PIN-protected management key (DESIGN §5) is read
         # with the PIN verified, so that source keeps the PIN first.
         if "pin-protected" in settings.sources:
-            self._verify_pin()
-            self._authenticate()
+            self.signer.verify_pin()
+            self.admin.authenticate()
         else:
-            self._authenticate()
-            self._verify_pin()
+            self.admin.authenticate()
+            self.signer.verify_pin()
         if summary.pending_journal is not None:
             self._on_card = dict(summary.journal_certificates)
             self._prove_journal(journal, summary.journal_certificates, by_slot)
@@ -283,7 +210,7 @@ class _Renewal:
                 continue
             if cert is None and sj.in_progress and sj.public_key_pem:
                 ours = serialization.load_pem_public_key(sj.public_key_pem.encode())
-                if self._slot_key_is(Slot.parse(name), [ours]) == 0:
+                if self.signer.slot_key_is(Slot.parse(name), [ours]) == 0:
                     continue  # our generated key, its certificate not (fully) written yet
             changed.append(name)
         if changed:
@@ -342,9 +269,9 @@ class _Renewal:
             status = by_slot.get(slot)
             setting = status.setting if status else SlotSetting(slot, slot.name.title())
             old = self._old_certificate(status, sj)
-            self.key_types[slot] = self._key_type_for(slot, old, sj)
+            self.signer.key_types[slot] = self._key_type_for(slot, old, sj)
             if old is not None:
-                self.slot_key_types[slot] = KeyType.of(old.public_key())
+                self.signer.slot_key_types[slot] = KeyType.of(old.public_key())
             if old is not None and len(old.public_bytes(DER)) + 256 > settings.max_certificate_bytes:
                 raise RenewalRefused(f"slot {slot.hex}: a renewed certificate may not fit the card "
                                      f"({settings.max_certificate_bytes} bytes)")
@@ -367,7 +294,7 @@ class _Renewal:
                 ctx.reporter.step(setting.slot, RenewalStep.AUTHORISING)
                 try:
                     grant = self._ca(lambda: ctx.issuer.authorize_renewal(setting.slot.hex, old,
-                                                                         lambda m, s=setting.slot: self.sign(s, m)))
+                                                                         lambda m, s=setting.slot: self.signer.sign(s, m)))
                 except IssuerRejected as exc:
                     # Refused while the old key is intact: nothing changed in this slot. Never leave a
                     # journal that would ask again forever (issue 11 item 2); finish what is in progress.
@@ -419,7 +346,7 @@ class _Renewal:
                        "is encrypted to the signer (RSA only)")
             elif not cert.not_valid_before_utc <= now < cert.not_valid_after_utc and signer not in planned:
                 why = f"the certificate in slot {signer.hex} is not valid now"
-            elif signer not in checked and self._slot_key_is(signer, [cert.public_key()]) != 0:
+            elif signer not in checked and self.signer.slot_key_is(signer, [cert.public_key()]) != 0:
                 why = f"the key in slot {signer.hex} does not match its certificate"
             checked.add(signer)
             if why:
@@ -438,8 +365,7 @@ class _Renewal:
         if cert is None:
             raise RenewalRefused(f"slot {signer.hex} holds no certificate to sign the renewal request for slot {slot.hex}")
         kt = KeyType.of(cert.public_key())
-        return RequestSigner(cert, CardKey(cert.public_key(), lambda m: self.sign(signer, m, kt),
-                                           lambda block: self._rsa_decipher(signer, block)))
+        return RequestSigner(cert, self.signer.card_key(signer, cert.public_key(), kt))
 
     def _run_slots(self, journal: Journal, plan: list[tuple[SlotSetting, x509.Certificate | None, SlotJournal]],
                    result: RenewalResult) -> None:
@@ -578,7 +504,7 @@ class _Renewal:
                 candidates.append(new_key)
             journal_old = _journal_old_certificate(sj)
             candidates.append(journal_old.public_key())
-            found = self._slot_key_is(slot, candidates) if candidates else None
+            found = self.signer.slot_key_is(slot, candidates) if candidates else None
             current = candidates[found] if found is not None else None
             if current is not None and new_cert is not None and key_matches(new_cert, current):
                 # as journalled (a certificate already issued is written without asking the CA again),
@@ -591,7 +517,7 @@ class _Renewal:
             if current is not None and key_matches(journal_old, current):
                 sj.step = STEP_PLANNED  # the old key is intact: start this slot over
                 ctx.reporter.step(slot, RenewalStep.AUTHORISING)
-                grant = self._ca(lambda: ctx.issuer.authorize_renewal(slot.hex, journal_old, lambda m: self.sign(slot, m)))
+                grant = self._ca(lambda: ctx.issuer.authorize_renewal(slot.hex, journal_old, lambda m: self.signer.sign(slot, m)))
                 sj.grant, sj.step = grant.to_dict(), STEP_AUTHORISED
                 sj.public_key_pem = sj.csr_pem = sj.certificate_pem = None
                 ctx.journals.save(journal)
@@ -608,11 +534,11 @@ class _Renewal:
         ctx.journals.save(journal)
         ctx.reporter.step(slot, RenewalStep.GENERATING)
         try:
-            new_key = self._as_administrator(lambda: self.session.generate_key(slot, self.key_types[slot]))
+            new_key = self.admin.run(lambda: self.session.generate_key(slot, self.signer.key_types[slot]))
         except (NotSupportedError, ApduError) as exc:
             self._end_if_unchanged(slot, sj, exc)
             raise
-        self.slot_key_types[slot] = self.key_types[slot]
+        self.signer.slot_key_types[slot] = self.signer.key_types[slot]
         sj.public_key_pem = new_key.public_bytes(PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
         sj.step = STEP_GENERATED
         self.records.save_progress(journal)
@@ -626,7 +552,7 @@ class _Renewal:
             return
         old = _journal_old_certificate(sj)
         try:
-            unchanged = self._slot_key_is(slot, [old.public_key()]) == 0
+            unchanged = self.signer.slot_key_is(slot, [old.public_key()]) == 0
         except CardError:
             return
         if not unchanged:
@@ -655,13 +581,13 @@ class _Renewal:
             san = old_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         except x509.ExtensionNotFound:
             san = None
-        csr = build_csr(old_cert.subject, new_key, lambda m: self.sign(slot, m), challenge_password=challenge,
+        csr = build_csr(old_cert.subject, new_key, lambda m: self.signer.sign(slot, m), challenge_password=challenge,
                         alternative_names=san)
         if challenge is None:  # a CSR carrying a challenge password is a secret: never journalled
             sj.csr_pem = csr.public_bytes(PEM).decode()
         del challenge
         ctx.reporter.step(slot, RenewalStep.ISSUING)
-        card_key = CardKey(new_key, lambda m: self.sign(slot, m), lambda block: self._rsa_decipher(slot, block))
+        card_key = self.signer.card_key(slot, new_key)
         request_signer = self._request_signer(slot)
         extra: dict[str, object] = {"request_signer": request_signer} if request_signer is not None else {}
         limit = card_expiry_limit(self.card_expiry)
@@ -713,7 +639,7 @@ class _Renewal:
             value = fit_certificate_object(der, ctx.settings.max_certificate_bytes)  # F05: before writing
             ctx.reporter.step(slot, RenewalStep.WRITING)
             try:
-                self._as_administrator(lambda: self.session.put_data(slot.object_id, value))
+                self.admin.run(lambda: self.session.put_data(slot.object_id, value))
             except ApduError as exc:
                 if exc.sw in (0x6A84, 0x6700):  # the card's own capacity is smaller than configured
                     raise CertificateTooLargeError(
@@ -727,7 +653,7 @@ class _Renewal:
         if back.certificate is None or back.certificate.public_bytes(DER) != der:
             raise CardError(f"slot {slot.hex}: the certificate read back differs from the one written")
         ctx.reporter.step(slot, RenewalStep.TEST_SIGNATURE)
-        if self._slot_key_is(slot, [cert.public_key()]) != 0:
+        if self.signer.slot_key_is(slot, [cert.public_key()]) != 0:
             raise CertificateMismatchError(f"slot {slot.hex}: the test signature does not verify with the new certificate")
         sj.step = STEP_DONE
         sj.error = None
