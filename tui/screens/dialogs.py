@@ -26,7 +26,7 @@ from card.secret import Secret
 from tui.widgets import PaneFooter
 
 if TYPE_CHECKING:  # the logon pane uses these dialogs before the renewal engine is imported
-    from card.renewal import SlotResult
+    from card.service import SlotResult
 
 T = TypeVar("T")
 
@@ -288,7 +288,7 @@ class NewPinDialog(TextDialog["tuple[Secret, Secret] | None"]):
     def problem(self) -> str | None:
         """Why the entries cannot be sent, or None."""
         from card.errors import PinFormatError
-        from card.piv import check_pin_format
+        from card.service import check_pin_format
 
         fields = self._fields()
         if not fields[0].value:
