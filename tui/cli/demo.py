@@ -8,7 +8,7 @@ import sys
 
 from card.config import Settings
 from card.demo import DEMO_PIN, demo_backend
-from card.service import Backend
+from card.backend import Backend
 
 
 def cli_demo_backend(args: argparse.Namespace, settings: Settings) -> Backend:

@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 
-from card import service
+from card import backend as assembly  # called through the module: tests stand in for it there
 from card.config import load_settings
 from card.demo import lazy_demo_backend
 from tui.app import make_app, run_app
@@ -27,8 +27,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
     if args.demo:
         backend = lazy_demo_backend(settings, fault=args.demo_fault)  # the card is made after the first frame
     else:
-        backend = service.pcsc_backend(settings, args.reader, wait_for_card=True,  # no card yet: the logon pane asks for it
-                               cancel=(stop := threading.Event()))
+        stop = threading.Event()  # no card yet (wait_for_card): the logon pane asks for it
+        backend = assembly.pcsc_backend(settings, args.reader, wait_for_card=True, cancel=stop)
     app = make_app(backend)
     app.driver_class = driver_class() or app.driver_class  # undecodable input never ends the app
     # SIGTERM, SIGHUP (an SSH session dropped) and SIGINT: the UI ends at once, the current card

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping
 
 from card.config import Settings, load_settings
-from card.service import Backend
+from card.backend import Backend
 from card.terminal_text import terminal_safe
 
 JsonObject = Mapping[str, object]

@@ -12,7 +12,8 @@ import sys
 import threading
 from types import FrameType
 
-from card import service  # called as service.pcsc_backend: tests put an in-process card there
+from card import backend as assembly  # called through the module: tests put an in-process card there
+from card.backend import Backend
 from card.config import UsageError
 from card.errors import OperationCancelled
 from card.piv import PivSession
@@ -27,7 +28,6 @@ from card.renewal import (
     update_check,
 )
 from card.secret import Secret
-from card.service import Backend
 from tui.cli.demo import cli_demo_backend
 from tui.cli.exit_codes import EXIT_NOT_DUE, EXIT_OK
 from tui.cli.failure import fail
@@ -68,7 +68,7 @@ def cmd_renew(args: argparse.Namespace) -> int:
         if args.demo:
             backend = cli_demo_backend(args, settings)
         else:
-            backend = service.pcsc_backend(settings, args.reader, cancel=stop.cancel)
+            backend = assembly.pcsc_backend(settings, args.reader, cancel=stop.cancel)
     except BaseException:
         stop.restore()
         raise

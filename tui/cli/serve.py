@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from card import service
+from card import backend as assembly  # called through the module: tests stand in for it there
 from card.config import UsageError
 from tui import serve as kiosk  # called as kiosk.serve: tests stand in for the server there
 from tui.cli.output import settings_for
@@ -23,7 +23,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not args.demo:
         # The configuration errors the TUI would give each browser session (which then just dies,
         # its message only in the server's terminal), given once here, before anything is served.
-        service.build_issuer(settings_for(args))
+        assembly.build_issuer(settings_for(args))
     return kiosk.serve(_app_args(args), host=args.host, port=args.port, public_url=args.public_url)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from card import service  # called as service.pcsc_backend: tests put an in-process card there
+from card import backend as assembly  # called through the module: tests put an in-process card there
 from card.certificates import fingerprint
 from card.config import Settings
 from card.renewal import CardSummary, SlotState, SlotStatus, card_expiry_words, read_card, update_check
@@ -58,7 +58,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         backend = cli_demo_backend(args, settings)
         settings = backend.settings
     else:
-        backend = service.pcsc_backend(settings, args.reader, with_issuer=False)
+        backend = assembly.pcsc_backend(settings, args.reader, with_issuer=False)
     try:
         summary = backend.service.submit(
             lambda s: read_card(s, settings, journals=backend.journals, reader=backend.reader_name)).result()
