@@ -6,9 +6,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import stat
 import string
-import tomllib
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,134 +14,17 @@ from typing import Any
 
 import platformdirs
 
-from card.atomic import mode_kind
-from card.errors import CardError
+from card.config_errors import ConfigError, UsageError
+from card.config_files import (
+    MAX_CONFIG_BYTES,
+    MAX_KEY_FILE_BYTES,
+    find_config,
+    read_hex_key_file,
+    read_small_regular_file,
+    read_toml,
+)
 from card.piv import DEFAULT_MANAGEMENT_KEY, KeyType, ManagementKeyAlgorithm, Slot
 from card.secret import Secret
-
-
-class ConfigError(CardError):
-    """The configuration file is missing, unreadable or holds a wrong value.
-
-    ``path`` is the file the error is about (None: not known where it was raised); the message
-    then starts with it (``/etc/cardrenew/config.toml: unknown key 'issuer.urll' …``) and the next
-    step names it. :meth:`naming` adds it where it was not known.
-    """
-
-    title = "Configuration error"
-    code = "CONFIG"
-    next_step = "Fix the configuration file named in the message, or ask your administrator."
-
-    def __init__(self, message: str = "", *, path: str | os.PathLike[str] | None = None,
-                 next_step: str | None = None) -> None:
-        self.path = Path(path) if path is not None else None
-        self.detail = message
-        if self.path is not None:
-            message = f"{self.path}: {message}"
-            if next_step is None:
-                next_step = f"Fix the configuration file {self.path}, or ask your administrator."
-        super().__init__(message, next_step=next_step)
-
-    def naming(self, path: str | os.PathLike[str] | None) -> ConfigError:
-        """This error naming the configuration file in use: ``path``, or — None — that no file was
-        found and the built-in defaults apply. An error that names its file already, and a
-        :class:`UsageError` (about the command line, not the file), are returned as they are."""
-        if self.path is not None or isinstance(self, UsageError):
-            return self
-        if path is None:
-            named = ConfigError(f"{self.detail} (no configuration file was found; the built-in defaults apply)",
-                                next_step="Write a configuration file (--config PATH, $CARDRENEW_CONFIG, "
-                                          "$XDG_CONFIG_HOME/cardrenew/config.toml or /etc/cardrenew/config.toml), "
-                                          "or ask your administrator.")
-            named.path = None
-        else:
-            named = ConfigError(self.detail, path=path)
-        named.reference = self.reference
-        named.__cause__ = self.__cause__
-        return named
-
-
-MAX_KEY_FILE_BYTES = 4096
-"""The most bytes a key file may hold (a 32-byte AES-256 key in hex with separators is ~100)."""
-
-
-_KIND_WORDS = {"directory": "a directory", "fifo": "a FIFO, a named pipe", "socket": "a socket", "device": "a device"}
-
-
-def _file_kind(mode: int) -> str:
-    return _KIND_WORDS.get(mode_kind(mode), "an unknown kind of file")
-
-
-def read_small_regular_file(path: Path, limit: int) -> bytes:
-    """The bytes of ``path``, which must be (or be a symlink to) a regular file of at most
-    ``limit`` bytes. Never blocks on a FIFO and never reads more than ``limit + 1`` bytes
-    (``/dev/zero`` is refused by its type, a growing file by the cap).
-
-    Raises:
-        ConfigError: (without a path) "not found", "is not a regular file (a FIFO …)", "larger
-            than N bytes" or "cannot be read (<strerror>)".
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
-    except FileNotFoundError as exc:
-        raise ConfigError("not found") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot be read ({exc.strerror or exc.__class__.__name__})") from exc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"is not a regular file ({_file_kind(st.st_mode)})")
-        chunks: list[bytes] = []
-        total = 0
-        while total <= limit:
-            chunk = os.read(fd, min(limit + 1 - total, 1 << 16))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        if total > limit:
-            raise ConfigError(f"is larger than {limit} bytes")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise ConfigError(f"cannot be read ({exc.strerror or exc.__class__.__name__})") from exc
-    finally:
-        os.close(fd)
-
-
-def read_hex_key_file(path: Path, what: str) -> Secret:
-    """A key file's hex digits (``:`` and white space allowed between them) as a Secret.
-
-    The file must be (or be a symlink to) a regular file of at most :data:`MAX_KEY_FILE_BYTES`.
-
-    Raises:
-        ConfigError: unreadable, not a regular file, too large, or not hex (the message names
-            the file, never its content).
-    """
-    try:
-        raw = bytearray(read_small_regular_file(path, MAX_KEY_FILE_BYTES))
-    except ConfigError as exc:
-        raise ConfigError(f"cannot read the {what} {path}: it {exc.detail}"
-                          .replace("it not found", "not found")) from exc
-    digits = bytearray(b for b in raw if b not in b": \t\r\n")
-    raw[:] = bytes(len(raw))
-    try:
-        if len(digits) % 2 or any(b not in b"0123456789abcdefABCDEF" for b in digits):
-            raise ConfigError(f"cannot read the {what} {path}: ValueError (not hex digits)")
-        key = bytearray(int(digits[i : i + 2], 16) for i in range(0, len(digits), 2))
-        try:
-            return Secret(key)
-        finally:
-            key[:] = bytes(len(key))
-    finally:
-        digits[:] = bytes(len(digits))
-
-
-class UsageError(ConfigError):
-    """The command was called wrongly (no PIN on standard input, confirmation needed)."""
-
-    title = "Usage error"
-    code = "USAGE"
-    next_step = "See cardrenew --help."
 
 
 MANAGEMENT_KEY_SOURCES = ("default", "pin-protected", "file", "diversified")
@@ -253,9 +134,6 @@ class Settings:
         return "default" in self.sources
 
 
-MAX_CONFIG_BYTES = 1 << 20
-"""A configuration file larger than this (1 MiB) is refused unread."""
-
 _NUMBER = (int, float)
 SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "": {"reader": (str,)},
@@ -332,59 +210,6 @@ def _check_schema(raw: dict[str, Any]) -> None:
                 raise ConfigError(f"{where}.{key} must be {_type_words(SLOT_ENTRY[key])}, not {_value_words(item)}")
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    """The file parsed as TOML (at most :data:`MAX_CONFIG_BYTES`).
-
-    Raises:
-        ConfigError: unreadable, too large, not UTF-8, not TOML, or nested too deeply (naming the file).
-    """
-    try:
-        data = read_small_regular_file(path, MAX_CONFIG_BYTES)
-    except ConfigError as exc:
-        if exc.detail.startswith("is larger"):
-            raise ConfigError(f"larger than {MAX_CONFIG_BYTES // 1024} KiB; this is not a cardrenew configuration",
-                              path=path) from exc
-        raise ConfigError(exc.detail.removeprefix("is "), path=path) from exc
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]  # a UTF-8 byte-order mark (Windows editors write one); TOML does not allow it
-    try:
-        return tomllib.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text (byte {exc.start}); {exc.reason}", path=path) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", path=path) from exc
-    except RecursionError as exc:  # tomllib recurses once per nested array or inline table
-        raise ConfigError("not valid TOML: arrays or inline tables nested too deeply", path=path) from exc
-
-
-def find_config(explicit: str | os.PathLike[str] | None) -> Path | None:
-    """The configuration file to read, or None for built-in defaults.
-
-    Raises:
-        ConfigError: an explicitly named file does not exist.
-    """
-    if explicit:
-        path = Path(explicit)
-        try:
-            mode = os.stat(path).st_mode  # follows a symlink; never opens (a FIFO does not block)
-        except FileNotFoundError:
-            raise ConfigError(f"configuration file not found: {path}") from None
-        except OSError as exc:
-            raise ConfigError(f"configuration file {path} cannot be read ({exc.strerror or exc})") from exc
-        if not stat.S_ISREG(mode):
-            raise ConfigError(f"configuration file {path} is not a regular file ({_file_kind(mode)})")
-        return path
-    env = os.environ.get("CARDRENEW_CONFIG")
-    if env:
-        return find_config(env)
-    for candidate in (Path(platformdirs.user_config_dir("cardrenew")) / "config.toml", Path("/etc/cardrenew/config.toml")):
-        if candidate.is_file():
-            return candidate
-        if candidate.exists():  # a FIFO, directory, device …: say so rather than silently use the defaults
-            return find_config(candidate)
-    return None
-
-
 def _get(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
     value = table.get(key)
     if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
@@ -417,7 +242,7 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
             deeply, an unknown key ("unknown key 'issuer.urll' (did you mean 'url'?)"), a wrong value.
     """
     path = find_config(explicit)
-    raw: dict[str, Any] = _read_toml(path) if path is not None else {}
+    raw: dict[str, Any] = read_toml(path) if path is not None else {}
     try:
         _check_schema(raw)
         return _settings_from(raw, path, overrides)
