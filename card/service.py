@@ -13,10 +13,9 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from card.config import ConfigError, Settings
+from card.config import Settings
 from card.errors import CardRemovedError, NoCardError, ReaderUnavailableError
 from card.journal import AuditLog, JournalStore, flush_kept_audit
 from card.piv import PivSession
@@ -295,28 +294,9 @@ def build_issuer(settings: Settings, window_days: int | None = None, cancel: thr
     Raises:
         ConfigError: unknown type or missing directory; IssuerUnavailable: cannot be opened.
     """
-    if settings.issuer_type == "local":
-        from card.enrollment.local import LocalCA
+    from card.enrollment.registry import make_issuer
 
-        if settings.issuer_directory is None:
-            raise ConfigError("issuer.directory is needed for issuer.type = \"local\" (a directory made by `cardrenew ca init`)")
-        if not (Path(settings.issuer_directory) / "ca.pem").is_file():
-            raise ConfigError(f"issuer.directory {settings.issuer_directory} holds no CA (ca.pem); "
-                              "make one with `cardrenew ca init DIR`")
-        return LocalCA(Path(settings.issuer_directory), window_days or settings.window_days)
-    if settings.issuer_type == "scep":
-        from card.enrollment.scep import ScepIssuer, ScepSettings
-
-        if not settings.issuer_url:
-            raise ConfigError("issuer.url is needed for issuer.type = \"scep\"")
-        if not settings.ca_fingerprint:
-            raise ConfigError("issuer.ca_fingerprint is needed for issuer.type = \"scep\" (GetCACert is unauthenticated)")
-        return ScepIssuer(ScepSettings(settings.issuer_url, settings.ca_fingerprint, settings.challenge,
-                                       settings.challenge_command, settings.allow_legacy_algorithms,
-                                       settings.issuer_timeout_s, settings.poll_schedule_s,
-                                       settings.message_type, settings.issuer_max_response_bytes),
-                          window_days or settings.window_days, cancel=cancel)
-    raise ConfigError(f"issuer.type {settings.issuer_type!r} is not available in this version")
+    return make_issuer(settings, window_days, cancel)
 
 
 def pcsc_service(name: str, cancel: threading.Event | None = None) -> CardService:
