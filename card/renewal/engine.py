@@ -10,7 +10,6 @@ from __future__ import annotations
 
 
 import datetime as dt
-import inspect
 import logging
 from collections.abc import Callable
 from typing import TypeVar
@@ -316,8 +315,7 @@ class _Renewal:
     def _request_signer_slot(self, slot: Slot) -> Slot | None:
         """The slot whose certificate and key sign the CA request for ``slot`` (SCEP RenewalReq), or
         None when the issuer has the new key sign its own request."""
-        signer_for = getattr(self.ctx.issuer, "request_signer_slot", None)
-        name = signer_for(slot.hex) if signer_for is not None else None
+        name = self.ctx.issuer.request_signer_slot(slot.hex)
         return Slot.parse(name) if name is not None else None
 
     def _check_request_signers(self, plan: list[tuple[SlotSetting, x509.Certificate | None, SlotJournal]],
@@ -576,8 +574,7 @@ class _Renewal:
         grant = RenewalGrant.from_dict(sj.grant)
         old_cert = _journal_old_certificate(sj)
         ctx.reporter.step(slot, RenewalStep.REQUESTING)
-        challenge_for = getattr(ctx.issuer, "challenge_password", None)
-        challenge = challenge_for(grant) if challenge_for is not None else None
+        challenge = ctx.issuer.challenge_password(grant)
         try:  # ask for the old subject *and* alternative names (a CA may copy them from the CSR)
             san = old_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         except x509.ExtensionNotFound:
@@ -590,15 +587,13 @@ class _Renewal:
         ctx.reporter.step(slot, RenewalStep.ISSUING)
         card_key = self.signer.card_key(slot, new_key)
         request_signer = self._request_signer(slot)
-        extra: dict[str, object] = {"request_signer": request_signer} if request_signer is not None else {}
-        limit = card_expiry_limit(self.card_expiry)
-        if limit is not None and _accepts(ctx.issuer.issue, "not_after_limit"):
-            extra["not_after_limit"] = limit  # an issuer that can, issues within the card's own life
+        limit = card_expiry_limit(self.card_expiry)  # an issuer that can, issues within the card's own life
         if not grant.request_sent:  # from here on the CA may issue before we hear back: say so for a resume
             sj.grant = {**sj.grant, "request_sent": "1"}
             self.records.save_progress(journal)
         try:
-            issued = self._ca(lambda: ctx.issuer.issue(grant, csr, new_key, card_key=card_key, **extra))
+            issued = self._ca(lambda: ctx.issuer.issue(grant, csr, new_key, card_key=card_key, request_signer=request_signer,
+                                                       not_after_limit=limit))
         except IssuerRejected as exc:
             if not isinstance(exc, RetryRefused):  # the CA answered this request: nothing is waiting there
                 sj.grant = {k: v for k, v in sj.grant.items() if k != "request_sent"}
@@ -670,14 +665,6 @@ class _Renewal:
             raise
         ctx.reporter.step(slot, RenewalStep.DONE)
         return cert
-
-
-def _accepts(function: Callable[..., object], name: str) -> bool:
-    """Whether ``function`` takes the keyword argument ``name`` (optional issuer capabilities)."""
-    try:
-        return name in inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _journal_old_certificate(sj: SlotJournal) -> x509.Certificate:
