@@ -24,7 +24,8 @@ from card.enrollment import local
 from card.enrollment.local import LocalCA, init_ca
 from card.journal import AuditLog, JournalStore
 from card.piv import OBJECT_CHUID, build_chuid
-from card.service import Backend, CardService
+from card.backend import Backend
+from card.service import CardService
 from tests.tui.test_renewal_flow import PIN
 from tui.app import make_app
 from tui.screens import (CardScreen, CompletedWithErrorsScreen, ErrorDialog, LoggedOffScreen, LogonScreen,
@@ -42,7 +43,7 @@ def fixed_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignor
     import secrets
 
     # a fixed reference code; the audit records' event ids (never shown) stay random
-    monkeypatch.setattr("card.journal.secrets", types.SimpleNamespace(choice=lambda seq: seq[0],
+    monkeypatch.setattr("card.journal.records.secrets", types.SimpleNamespace(choice=lambda seq: seq[0],
                                                                       token_hex=secrets.token_hex))
     monkeypatch.setattr("tui.screens.write_certificates.time", types.SimpleNamespace(monotonic=lambda: 1000.0))
 
