@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from card import tlv
 from card.errors import BadResponseError
-from card.piv.model import ManagementKeyAlgorithm, Slot
+from card.piv.model import KeyType, ManagementKeyAlgorithm, Slot
 from card.sw import SW
 
 _ALGORITHM_REFUSED = frozenset({SW.INCORRECT_DATA, SW.INCORRECT_P1_P2})
@@ -111,3 +111,18 @@ def no_key_of_this_type(sw: int) -> bool:
     candidate key type is tried."""
     return sw in (SW.REFERENCE_NOT_FOUND, SW.INCORRECT_DATA, SW.NOT_FOUND)
 
+
+
+def card_lists_key_type(listed: set[KeyType] | None, key_type: KeyType) -> bool:
+    """F13 — a card that lists its algorithms in the Application Property Template SELECT returns
+    (``AC { 80 <alg> … }``) is asked before GENERATE, so a type it does not list is refused with
+    nothing changed; a card that lists none (None) is tried, and :func:`generate_algorithm_refused`
+    reads its answer."""
+    return listed is None or key_type in listed
+
+
+def management_key_algorithm(configured: ManagementKeyAlgorithm,
+                             on_card: ManagementKeyAlgorithm | None) -> ManagementKeyAlgorithm:
+    """F14 — the card's own answer (GET METADATA, :func:`management_key_algorithm_from_metadata`)
+    beats the configured algorithm; a card without metadata (None) has the configured one."""
+    return on_card if on_card is not None else configured

@@ -19,6 +19,7 @@ from card.errors import NotSupportedError
 from card.issued_checks import card_expiry_limit
 from card.journal import Journal, SlotJournal
 from card.piv import KeyType, PivSession, Slot
+from card.piv.quirks import card_lists_key_type
 from card.renewal.context import RenewalContext, ask_ca
 from card.renewal.model import CardSummary, SlotState, SlotStatus, card_expiry_status
 from card.renewal.plan import SlotPlan, journal_old_certificate, old_certificate, request_signer_slot
@@ -104,7 +105,7 @@ class SlotPreflight:
     def check_issuer(self) -> None:
         """Raises RenewalRefused when no CA certificate of the issuer matches ``issuer.ca_fingerprint``."""
         cas = ask_ca(self.ctx, self.ctx.issuer.ca_certificates)
-        pinned = self.ctx.settings.ca_fingerprint
+        pinned = self.ctx.settings.issuer.ca_fingerprint
         if pinned and not any(fingerprint(ca) == pinned for ca in cas):
             raise RenewalRefused("the certificate authority's certificate does not match the pinned fingerprint; "
                                  "nothing was changed", next_step=f"Contact {self.ctx.settings.ra_contact}.")
@@ -149,9 +150,9 @@ class SlotPreflight:
             kt = KeyType.of(journal_old_certificate(sj).public_key())
         else:
             raise RenewalRefused(f"slot {slot.hex}: the key type cannot be determined")
-        if self.card_key_types is not None and kt not in self.card_key_types:  # F13: ask the card first
+        if not card_lists_key_type(self.card_key_types, kt):  # F13: ask the card first
             raise NotSupportedError(f"this card cannot generate {kt.name} keys (it lists "
-                                    f"{', '.join(sorted(k.name for k in self.card_key_types)) or 'none'}); "
+                                    f"{', '.join(sorted(k.name for k in self.card_key_types or ())) or 'none'}); "
                                     "nothing was changed")
         if kt.name not in self.ctx.issuer.supported_key_types():
             raise NotSupportedError(f"the certificate authority cannot certify {kt.name} keys; nothing was changed")

@@ -21,6 +21,7 @@ from card.errors import ApduError, CardError, CertificateTooLargeError, NotSuppo
 from card.issued_checks import CertificateMismatchError, card_expiry_limit, check_renewal_certificate
 from card.journal import Journal, JournalStep, SlotJournal
 from card.piv import KeyType, PivSession, Slot
+from card.piv.quirks import certificate_too_large
 from card.renewal.admin import CardAdministrator
 from card.renewal.authorise import Authoriser
 from card.renewal.context import RenewalContext, ask_ca
@@ -32,8 +33,6 @@ from card.renewal.signer import CardSigner
 
 DER = serialization.Encoding.DER
 PEM = serialization.Encoding.PEM
-CARD_FULL_SW = (0x6A84, 0x6700)
-"""PUT DATA answers of a card whose own capacity is smaller than configured (not enough memory, wrong length)."""
 
 
 class SlotSteps:
@@ -264,7 +263,7 @@ class SlotSteps:
         try:
             self.admin.run(lambda: self.session.put_data(slot.object_id, value))
         except ApduError as exc:
-            if exc.sw in CARD_FULL_SW:  # the card's own capacity is smaller than configured
+            if certificate_too_large(exc.sw):  # the card's own capacity is smaller than configured
                 raise CertificateTooLargeError(
                     f"slot {slot.hex}: certificate too large for this card ({len(der)} bytes; the card answered "
                     f"{exc.sw:04X})") from exc
