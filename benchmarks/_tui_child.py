@@ -39,7 +39,8 @@ def _backend(state: str, ca_dir: str, state_dir: str):  # type: ignore[no-untype
     from card.config import Settings
     from card.demo import in_process_service
     from card.journal import AuditLog, JournalStore
-    from card.service import Backend, LazyIssuer, Once
+    from card.backend import Backend
+    from card.lazy import LazyIssuer, Once
 
     def load_card():  # type: ignore[no-untyped-def]
         from card.emulator.card import SoftPivCard

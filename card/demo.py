@@ -17,7 +17,9 @@ import platformdirs
 from card import atomic
 from card.config import Settings
 from card.journal import AuditLog, JournalStore
-from card.service import Backend, CardService, LazyIssuer, Once
+from card.backend import Backend
+from card.lazy import LazyIssuer, Once
+from card.service import CardService
 
 if TYPE_CHECKING:  # imported where used: they bring cryptography, which the first frame does without
     from card.emulator.card import SoftPivCard

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import errno as errno_module
 import getpass
 import hashlib
@@ -51,23 +52,38 @@ logger = logging.getLogger(__name__)
 
 JOURNAL_VERSION = 1
 
-# Step names, in order. A slot's ``step`` is the last one *completed*, except "generating",
-# which is written before GENERATE is sent (the slot's key is then unknown until probed).
-STEP_PLANNED = "planned"
-STEP_AUTHORISED = "authorised"
-STEP_GENERATING = "generating"
-STEP_GENERATED = "generated"
-STEP_ISSUED = "issued"
-STEP_WRITTEN = "written"
-STEP_DONE = "done"
-STEP_ENDED = "ended"
-"""Final without a renewal: the card or the CA refused this slot before anything in it changed, so
-there is nothing to resume (issue 11 item 2: no resume loops)."""
-FINAL_STEPS = (STEP_DONE, STEP_ENDED)
-IN_PROGRESS_STEPS = (STEP_GENERATING, STEP_GENERATED, STEP_ISSUED, STEP_WRITTEN)
+class JournalStep(enum.StrEnum):
+    """A slot's step in the journal, in order; the value is the string written to the file.
+
+    A slot's ``step`` is the last one *completed*, except :attr:`GENERATING`, which is written
+    before GENERATE is sent (the slot's key is then unknown until probed), and :attr:`ENDED`.
+    """
+
+    PLANNED = "planned"
+    AUTHORISED = "authorised"
+    GENERATING = "generating"
+    GENERATED = "generated"
+    ISSUED = "issued"
+    WRITTEN = "written"
+    DONE = "done"
+    ENDED = "ended"
+    """Final without a renewal: the card or the CA refused this slot before anything in it changed,
+    so there is nothing to resume (issue 11 item 2: no resume loops)."""
+
+
+# The names importers used before the enum (each is the enum member).
+STEP_PLANNED = JournalStep.PLANNED
+STEP_AUTHORISED = JournalStep.AUTHORISED
+STEP_GENERATING = JournalStep.GENERATING
+STEP_GENERATED = JournalStep.GENERATED
+STEP_ISSUED = JournalStep.ISSUED
+STEP_WRITTEN = JournalStep.WRITTEN
+STEP_DONE = JournalStep.DONE
+STEP_ENDED = JournalStep.ENDED
+FINAL_STEPS = (JournalStep.DONE, JournalStep.ENDED)
+IN_PROGRESS_STEPS = (JournalStep.GENERATING, JournalStep.GENERATED, JournalStep.ISSUED, JournalStep.WRITTEN)
 """Steps at which the slot's old key may be gone: only a resume can finish the slot."""
-STEPS = (STEP_PLANNED, STEP_AUTHORISED, STEP_GENERATING, STEP_GENERATED, STEP_ISSUED, STEP_WRITTEN, STEP_DONE,
-         STEP_ENDED)
+STEPS = tuple(JournalStep)
 
 MAX_JOURNAL_BYTES = 1 << 20
 """A journal larger than this (1 MiB) is not ours: it is set aside unread."""
@@ -94,7 +110,7 @@ class SlotJournal:
     slot: str
     old_fingerprint: str | None = None
     old_certificate_pem: str | None = None
-    step: str = STEP_PLANNED
+    step: JournalStep = JournalStep.PLANNED
     grant: dict[str, str] | None = None
     public_key_pem: str | None = None
     csr_pem: str | None = None
@@ -222,8 +238,10 @@ def _parse_slot(name: str, value: object) -> SlotJournal:
     fields = _check_fields(value, SlotJournal, f"slot {name}")
     if fields["slot"] != name:
         raise JournalFileError(f"slot {name} says it is slot {str(fields['slot'])[:16]!r}")
-    if fields.get("step", STEP_PLANNED) not in STEPS:
-        raise JournalFileError(f"slot {name}: unknown step {str(fields['step'])[:32]!r}")
+    step = fields.get("step", JournalStep.PLANNED)
+    if step not in STEPS:
+        raise JournalFileError(f"slot {name}: unknown step {str(step)[:32]!r}")
+    fields["step"] = JournalStep(step)
     sj = SlotJournal(**fields)
     _check_pem(sj, name)
     if sj.grant is not None:
@@ -298,6 +316,8 @@ def _conforms(value: object, hint: object) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint in (str, float):
         return isinstance(value, hint)  # type: ignore[arg-type]
+    if isinstance(hint, type) and issubclass(hint, enum.StrEnum):
+        return isinstance(value, str)  # which member: checked by the caller, in its own words
     if origin is dict:
         key_hint, value_hint = args or (Any, Any)
         if not isinstance(value, dict):
@@ -312,6 +332,8 @@ def _conforms(value: object, hint: object) -> bool:
 
 
 def _type_words(hint: object) -> str:
+    if isinstance(hint, type) and issubclass(hint, enum.StrEnum):
+        return "str"
     return str(hint).replace("typing.", "")
 
 

@@ -1,85 +1,92 @@
-"""The card service (DESIGN §2): one worker thread owns the reader connection and runs every
-card operation, whichever pane or command asked for it; plus a card-presence watcher.
+"""The card service: the only door to the card (DESIGN §2).
 
-Callers submit a function of a :class:`PivSession` and get a ``concurrent.futures.Future``;
-the TUI awaits it with ``asyncio.wrap_future``, the CLI with ``.result()``.
+The TUI and the CLI reach the card only through the named operations of :class:`CardDoor` (which
+:class:`card.backend.Backend` is), and import from ``card`` only those, the read-model types
+re-exported here and the errors (``card.errors``). Each operation queues its card work on the one
+worker thread of the current reader (:class:`CardService`) and returns a
+``concurrent.futures.Future`` at once; the TUI awaits it with ``asyncio.wrap_future``, the CLI
+with ``.result()``. A future raises what the card work raised (``card.errors`` and
+``card.renewal`` errors; ``RuntimeError`` once the service is shut down).
+
+The door's API (keep it small; the TUI and the CLI both depend on it):
+
+=====================================  =======================================================
+``read_card(now=None)``                → ``CardSummary``: CHUID, the slots, the PIN tries left
+``log_on(pin)``                        → None: SELECT + VERIFY; the PIN is wiped afterwards
+``tries_left("PIN" | "PUK")``          → ``int | None`` without spending a try
+``change_pin(pin, new_pin)``           → None: CHANGE REFERENCE DATA; audited; both wiped
+``unblock_pin(puk, new_pin)``          → None: RESET RETRY COUNTER; audited; both wiped
+``renew(request)``                     → ``RenewalResult``: the renewal engine on this card
+``renew_if_due(request)``              → ``(CardSummary, RenewalResult | None)``: read, check,
+                                         renew from that reading in one card transaction
+``cancel()``                           stop waits and the renewal at the next safe point
+``log_off()``                          → None: drop the connection (the card forgets the PIN)
+``watch(on_change)``                   card presence, ``on_change(present)`` from a thread
+``close(wait=…, timeout_s=…)``         stop the watcher and the worker (see ``CardService.shutdown``)
+=====================================  =======================================================
+
+Progress of a renewal is reported through the callbacks of its :class:`RenewalRequest`
+(``progress.step``/``progress.slot_finished`` and ``between_slots``), called on the worker
+thread; the TUI turns them into Textual messages (``tui.bridge``), the CLI prints them.
+
+Nothing here imports the renewal engine (and ``cryptography``) until a card is read: the read-model
+names below are imported on first use (PEP 562), so the TUI's first frame does not wait for them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib
 import logging
 import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from card.config import ConfigError, Settings
-from card.errors import CardRemovedError, NoCardError, ReaderUnavailableError
-from card.journal import AuditLog, JournalStore, flush_kept_audit
+from card.errors import CardRemovedError, InvalidPinError, LastPinTryError, PinBlockedError, ReaderUnavailableError
 from card.piv import PivSession
 from card.transport import CardTransport
 
-if TYPE_CHECKING:  # the issuers import cryptography; the TUI builds them after its first frame
+if TYPE_CHECKING:
+    from card.config import Settings
     from card.enrollment.base import Issuer
+    from card.journal import AuditLog, JournalStore
+    from card.piv import KeyType, Slot, check_pin_format
+    from card.renewal import (CardSummary, RenewalReporter, RenewalResult, RenewalStep, SlotResult, SlotState,
+                              SlotStatus, UpdateCheck, card_expiry_words, update_check)
+    from card.secret import Secret
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-
-class Once(Generic[T]):
-    """A value made by ``make()`` the first time :meth:`get` is called, on whichever thread calls it
-    first; other threads wait for it. A failure is raised to that caller and ``make`` is tried again
-    at the next call.
-
-    The TUI uses it to make what is slow to make (an issuer, the demo's virtual card with its RSA
-    keys) on a worker thread after the first frame instead of before it (issue 7).
-    """
-
-    def __init__(self, make: Callable[[], T]) -> None:
-        self._make = make
-        self._lock = threading.Lock()
-        self._value: T | None = None
-        self._made = False
-
-    @property
-    def made(self) -> bool:
-        """True once the value exists (never blocks)."""
-        return self._made
-
-    def get(self) -> T:
-        """The value, made now if it was not yet (blocks while another thread makes it)."""
-        if self._made:
-            return self._value  # type: ignore[return-value]
-        with self._lock:
-            if not self._made:
-                self._value = self._make()
-                self._made = True
-        return self._value  # type: ignore[return-value]
+_READ_MODEL = {
+    # the read model and its words (engine package)
+    "CardSummary": "card.renewal", "RenewalResult": "card.renewal", "RenewalStep": "card.renewal",
+    "SlotResult": "card.renewal", "SlotState": "card.renewal", "SlotStatus": "card.renewal",
+    "UpdateCheck": "card.renewal", "card_expiry_words": "card.renewal", "update_check": "card.renewal",
+    # what a slot and a key are, and the PIN rule checked before anything is sent
+    "KeyType": "card.piv", "Slot": "card.piv", "check_pin_format": "card.piv",
+}
+"""The read-model names the TUI and the CLI import from here (made on first use)."""
 
 
-class LazyIssuer:
-    """An :class:`~card.enrollment.base.Issuer` made on first use (``Once``): every attribute is
-    the made issuer's, so the renewal engine cannot tell the difference. The first use is on the
-    card thread (the renewal asks for the CA certificates), never before the TUI's first frame."""
-
-    def __init__(self, make: Callable[[], Issuer] | Once[Issuer]) -> None:
-        self._once = make if isinstance(make, Once) else Once(make)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name == "_once":
-            raise AttributeError(name)
-        return getattr(self._once.get(), name)
+def __getattr__(name: str) -> Any:
+    module = _READ_MODEL.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 class CardService:
-    """Runs card operations one at a time on its own thread.
+    """One reader's worker: runs card operations one at a time on its own thread, and watches
+    whether the card is present. The door (:class:`CardDoor`) has one per reader.
 
     Args:
         transport_factory: opens a connection to the card (called on the worker thread).
         presence: returns whether the card is present (polled by the watcher thread).
+        poll_interval_s: seconds between two presence polls.
     """
 
     def __init__(self, transport_factory: Callable[[], CardTransport],
@@ -101,9 +108,10 @@ class CardService:
         if self._session is None:
             self._transport = self._factory()
             self._session = PivSession(self._transport)
-        session = self._session
+        session, transport = self._session, self._transport
+        assert transport is not None
         try:
-            with self._transport.transaction():  # type: ignore[union-attr]
+            with transport.transaction():
                 return fn(session)
         except (CardRemovedError, ReaderUnavailableError):
             self._disconnect()
@@ -121,7 +129,8 @@ class CardService:
                 logger.debug("closing the card connection failed", exc_info=True)
 
     def submit(self, fn: Callable[[PivSession], T]) -> Future[T]:
-        """Queue ``fn(session)`` on the card thread. The future raises what ``fn`` raised.
+        """Queue ``fn(session)`` on the card thread, in one card transaction. The future raises
+        what ``fn`` raised. (The door's operations use it; the TUI and the CLI use the door.)
 
         Raises:
             RuntimeError: the service was shut down.
@@ -174,12 +183,13 @@ class CardService:
         polls (the card was out for less than the poll interval) is then still reported, as a
         removal followed by an insertion.
         """
-        if self._presence is None or self._watcher is not None:
+        presence = self._presence
+        if presence is None or self._watcher is not None:
             return
 
         def poll() -> tuple[bool, int]:
             try:
-                state = self._presence()  # type: ignore[misc]
+                state = presence()
             except Exception:  # noqa: BLE001 - keep watching whatever happens (F22)
                 return False, -1
             return (bool(state[0]), int(state[1])) if isinstance(state, tuple) else (bool(state), 0)
@@ -224,13 +234,7 @@ class CardService:
             if not self._closed:
                 self._closed = True
                 if cancel:
-                    while True:
-                        try:
-                            item = self._queue.get_nowait()
-                        except queue.Empty:
-                            break
-                        if item is not None:
-                            item[0].cancel()
+                    self._cancel_queued()
                 self._queue.put(None)  # after the current (and any kept) call: disconnect, end
         worker = self._worker
         if worker is None:
@@ -239,132 +243,238 @@ class CardService:
             worker.join(timeout_s)
         return not worker.is_alive()
 
+    def _cancel_queued(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item[0].cancel()
+
 
 @dataclass
-class Backend:
-    """Everything the UI and CLI need to work on a card: the service, issuer, journal and audit."""
+class RenewalRequest:
+    """What :meth:`CardDoor.renew` needs besides the card: the PIN and where progress goes.
+
+    Attributes:
+        pin: the PIN entered for this renewal (a :class:`~card.secret.Secret`, wiped when the run
+            ends whatever the outcome), or a function returning it, called on the card thread
+            only once the renewal is sure to send it (``renew_if_due``: after the check).
+        progress: receives each step and each slot's outcome (``card.renewal.RenewalReporter``),
+            on the card thread. None: no progress.
+        between_slots: called on the card thread after each renewed certificate but the last
+            (the portal's *Next*); False stops before the next certificate is touched.
+        cancel: ends the renewal before its next certificate and any wait for the CA; None:
+            the door's own (:meth:`CardDoor.cancel`).
+        now: the clock (aware UTC) for expiry arithmetic; None: the system clock.
+        refuse_last_try: with only one PIN try left, raise ``LastPinTryError`` instead of
+            sending the PIN (asked with an empty VERIFY, which spends no try, SP 800-73-4 Part 2
+            §3.2.1); a blocked PIN raises ``PinBlockedError`` without sending it.
+    """
+
+    pin: Secret | Callable[[], Secret]
+    progress: RenewalReporter | None = None
+    between_slots: Callable[[SlotResult], bool] | None = None
+    cancel: threading.Event | None = None
+    now: Callable[[], dt.datetime] | None = None
+    refuse_last_try: bool = False
+
+
+PinWhat = Literal["PIN", "PUK"]
+
+
+class CardDoor:
+    """The named card operations (see the module docstring). :class:`card.backend.Backend` is
+    one; it supplies the attributes below (the assembly: PC/SC or the demo card, the issuer)."""
 
     settings: Settings
     service: CardService
-    issuer: Issuer
+    """The current reader's worker (replaced when the reader is switched)."""
+    issuer: Issuer | None
     journals: JournalStore
     audit: AuditLog
     reader_name: str
-    demo: bool = False
-    demo_pin: str | None = None
-    reader_lister: Callable[[], list[tuple[str, bool]]] | None = None
-    """Lists the PC/SC readers as ``[(name, has_card)]`` (None: one fixed card, e.g. the demo)."""
-    service_factory: Callable[[str], CardService] | None = None
-    """Builds the card service for a reader name (None: the reader cannot be switched)."""
-    reader_fixed: bool = False
-    """The reader was named (``--reader``, ``reader =``, or chosen by the user): never switch on our own."""
+    cancel_event: threading.Event
 
-    @property
-    def can_switch_reader(self) -> bool:
-        return self.reader_lister is not None and self.service_factory is not None
+    # -- reading and logging on -----------------------------------------------------------
+    def read_card(self, *, now: dt.datetime | None = None, pin_retries: bool = True) -> Future[CardSummary]:
+        """Read the card (no PIN needed): CHUID, the configured slots, an unfinished update, and
+        the PIN tries left (``pin_retries=False``: not asked, ``None`` in the summary).
 
-    def list_readers(self) -> list[tuple[str, bool]]:
-        """The readers and whether each holds a card (blocking: call it off the UI thread).
-
-        Raises:
-            ReaderUnavailableError: pcscd is not running or refuses us.
+        Future raises: CardRemovedError, NoCardError, ReaderUnavailableError, CardError.
         """
-        if self.reader_lister is None:
-            return [(self.reader_name, True)]
-        return self.reader_lister()
+        settings, journals, reader = self.settings, self.journals, self.reader_name
 
-    def switch_reader(self, name: str) -> CardService:
-        """Use the reader ``name`` from now on: a new card service; the old one is shut down
-        without waiting (its queued work finishes on its own thread, then it disconnects).
+        def read(session: PivSession) -> CardSummary:
+            from card.renewal import read_card  # on the card thread: the UI never waits for the import
 
-        Returns:
-            The new service (also ``self.service``); its watcher is not started.
+            return read_card(session, settings, now=now, journals=journals, reader=reader, pin_retries=pin_retries)
+
+        return self.service.submit(read)
+
+    def log_on(self, pin: Secret) -> Future[None]:
+        """SELECT PIV and VERIFY ``pin`` (SP 800-73-4 Part 2 §3.2.1); ``pin`` is wiped once the card
+        answered. Future raises: PinFormatError (nothing sent), InvalidPinError (with the tries
+        left), PinBlockedError, CardRemovedError, NoCardError, CardError."""
+        def verify(session: PivSession) -> None:
+            try:
+                session.select()
+                session.verify_pin(pin)
+            finally:
+                pin.wipe()
+
+        return self.service.submit(verify)
+
+    def tries_left(self, what: PinWhat = "PIN") -> Future[int | None]:
+        """The PIN or PUK tries left, without spending one: GET METADATA where the card answers it;
+        else, for the PIN, an empty VERIFY (0 when blocked). None: the card does not say (or the
+        PIN is verified: its counter is full)."""
+        from card.piv import KEY_REF_PIN, KEY_REF_PUK
+
+        reference = KEY_REF_PIN if what == "PIN" else KEY_REF_PUK
+
+        def ask(session: PivSession) -> int | None:
+            session.select()
+            left = session.get_tries_left(reference)
+            if left is None and what == "PIN":
+                try:
+                    left = session.get_pin_retries()
+                except PinBlockedError:
+                    left = 0
+            return left
+
+        return self.service.submit(ask)
+
+    # -- PIN changes ----------------------------------------------------------------------
+    def change_pin(self, pin: Secret, new_pin: Secret, *, card_guid: str | None = None) -> Future[None]:
+        """CHANGE REFERENCE DATA of the PIN (SP 800-73-4 Part 2 §3.2.2). The outcome is audited
+        (``change_pin``: changed, wrong_pin, blocked); both secrets are wiped once the card answered.
+        Future raises: InvalidPinError, PinBlockedError, PinFormatError, CardRemovedError, CardError."""
+        return self._pin_change("change", pin, new_pin, card_guid)
+
+    def unblock_pin(self, puk: Secret, new_pin: Secret, *, card_guid: str | None = None) -> Future[None]:
+        """RESET RETRY COUNTER: a new PIN set with the PUK (SP 800-73-4 Part 2 §3.2.3). Audited as
+        ``unlock_card`` (changed, wrong_puk, blocked); both secrets are wiped once the card answered.
+        Future raises: InvalidPinError (PUK tries left), PinBlockedError (the PUK is blocked), CardError."""
+        return self._pin_change("unlock", puk, new_pin, card_guid)
+
+    def _pin_change(self, kind: Literal["change", "unlock"], secret: Secret, new_pin: Secret,
+                    card_guid: str | None) -> Future[None]:
+        audit = self.audit
+        what = "pin" if kind == "change" else "puk"
+
+        def record(outcome: str) -> None:
+            # best effort (the card has answered): a record the log cannot take is kept beside it
+            if audit.write_quietly(event="change_pin" if kind == "change" else "unlock_card",
+                                   card_guid=card_guid, outcome=outcome) is not None:
+                logger.warning("could not write the audit log")
+
+        def send(session: PivSession) -> None:
+            try:
+                session.select()
+                if kind == "change":
+                    session.change_pin(secret, new_pin)
+                else:
+                    session.reset_retry(secret, new_pin)
+            except InvalidPinError:
+                record("wrong_" + what)
+                raise
+            except PinBlockedError:
+                record("blocked")
+                raise
+            finally:
+                secret.wipe()
+                new_pin.wipe()
+            record("changed")
+
+        return self.service.submit(send)
+
+    # -- renewal ----------------------------------------------------------------------------
+    def renew(self, request: RenewalRequest) -> Future[RenewalResult]:
+        """Run the renewal engine on this card (DESIGN §3): renew every due slot, or resume the
+        card's unfinished update. Future raises what ``card.renewal.renew`` raises before anything
+        destructive (RenewalRefused, InvalidPinError, PinBlockedError, IssuerError, CardRemovedError,
+        LastPinTryError with ``refuse_last_try``); later errors are in the result, per slot."""
+        return self.service.submit(lambda session: self._renew(session, request, None))
+
+    def renew_if_due(self, request: RenewalRequest) -> Future[tuple[CardSummary, RenewalResult | None]]:
+        """Read the card and, when an update is available or an unfinished one is to be resumed,
+        renew from that reading in the same card transaction (the card is not read twice, and
+        nothing can change it in between). ``request.pin``, when a function, is called only then.
+
+        Returns (future): the card as read, and the renewal's result (None: nothing to do).
         """
-        if self.service_factory is None:
-            raise ValueError("this backend has one fixed card; its reader cannot be switched")
-        old, self.service = self.service, self.service_factory(name)
-        self.reader_name = name
-        old.shutdown(wait=False)
-        return self.service
+        settings, journals, reader = self.settings, self.journals, self.reader_name
 
+        def check_then_renew(session: PivSession) -> tuple[CardSummary, RenewalResult | None]:
+            from card.renewal import UpdateCheck, read_card, update_check
 
-def build_issuer(settings: Settings, window_days: int | None = None, cancel: threading.Event | None = None) -> Issuer:
-    """The issuer named by the configuration. ``cancel``, when set, ends the issuer's waits (SCEP:
-    HTTP replies, the RA hook, the PENDING poll) with OperationCancelled.
+            summary = read_card(session, settings, journals=journals, reader=reader,
+                                pin_retries=False)  # not shown; the engine sends the PIN next
+            if update_check(summary) not in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
+                return summary, None
+            return summary, self._renew(session, request, summary)
 
-    Raises:
-        ConfigError: unknown type or missing directory; IssuerUnavailable: cannot be opened.
-    """
-    if settings.issuer_type == "local":
-        from card.enrollment.local import LocalCA
+        return self.service.submit(check_then_renew)
 
-        if settings.issuer_directory is None:
-            raise ConfigError("issuer.directory is needed for issuer.type = \"local\" (a directory made by `cardrenew ca init`)")
-        if not (Path(settings.issuer_directory) / "ca.pem").is_file():
-            raise ConfigError(f"issuer.directory {settings.issuer_directory} holds no CA (ca.pem); "
-                              "make one with `cardrenew ca init DIR`")
-        return LocalCA(Path(settings.issuer_directory), window_days or settings.window_days)
-    if settings.issuer_type == "scep":
-        from card.enrollment.scep import ScepIssuer, ScepSettings
+    def _renew(self, session: PivSession, request: RenewalRequest, summary: CardSummary | None) -> RenewalResult:
+        from card.renewal import NullReporter, RenewalContext, renew
+        from card.secret import Secret
 
-        if not settings.issuer_url:
-            raise ConfigError("issuer.url is needed for issuer.type = \"scep\"")
-        if not settings.ca_fingerprint:
-            raise ConfigError("issuer.ca_fingerprint is needed for issuer.type = \"scep\" (GetCACert is unauthenticated)")
-        return ScepIssuer(ScepSettings(settings.issuer_url, settings.ca_fingerprint, settings.challenge,
-                                       settings.challenge_command, settings.allow_legacy_algorithms,
-                                       settings.issuer_timeout_s, settings.poll_schedule_s,
-                                       settings.message_type, settings.issuer_max_response_bytes),
-                          window_days or settings.window_days, cancel=cancel)
-    raise ConfigError(f"issuer.type {settings.issuer_type!r} is not available in this version")
-
-
-def pcsc_service(name: str, cancel: threading.Event | None = None) -> CardService:
-    """The card service on the PC/SC reader ``name`` ("" when there is no reader yet: every call
-    then fails with NoCardError and the card is never present). ``cancel``, when set, ends a wait
-    for another program's hold on the card (OperationCancelled)."""
-    from card import pcsc
-
-    if not name:
-        def no_reader() -> CardTransport:
-            raise NoCardError("no card reader is connected")
-
-        return CardService(no_reader, lambda: False)
-    return CardService(lambda: pcsc.PcscTransport(name, cancel=cancel), lambda: pcsc.card_present(name))
-
-
-def pcsc_backend(settings: Settings, reader: str | None = None, *, with_issuer: bool = True,
-                 wait_for_card: bool = False, cancel: threading.Event | None = None) -> Backend:
-    """A backend on a PC/SC reader (``reader`` or the one holding the only card).
-
-    ``with_issuer=False`` (read-only use such as ``status``) does not open the CA; ``issuer`` is then None.
-    ``wait_for_card=True`` (the TUI) does not fail when no reader is named and no card, several
-    cards or no reader at all are found: it takes the first reader holding a card, else the first
-    reader, else none ("") — the logon pane then asks for the card and follows the readers.
-    ``cancel`` (the CLI's signal handler sets it) ends the issuer's and the card connection's waits.
-
-    Raises:
-        ReaderUnavailableError: the named reader is not there, or pcscd is not running (unless
-            ``wait_for_card``); NoCardError: no card, or several cards (unless ``wait_for_card``).
-    """
-    from card import pcsc
-
-    named = reader or settings.reader
-    try:
-        name = pcsc.choose_reader(named)
-    except (NoCardError, ReaderUnavailableError):
-        if named or not wait_for_card:
-            raise
+        pin = request.pin if isinstance(request.pin, Secret) else None
         try:
-            readers = pcsc.list_readers()
-        except ReaderUnavailableError:
-            readers = []
-        with_card = [r for r, present in readers if present]
-        name = (with_card or [r for r, _ in readers] or [""])[0]
-    issuer = build_issuer(settings, cancel=cancel) if with_issuer else None
-    audit = AuditLog(settings.state_dir / "audit.log")
-    journals = JournalStore(settings.state_dir, audit)
-    flush_kept_audit(journals, audit)  # records an earlier run could not write go in first
-    return Backend(settings, pcsc_service(name, cancel), issuer, journals, audit, name,  # type: ignore[arg-type]
-                   reader_lister=pcsc.list_readers, service_factory=lambda n: pcsc_service(n, cancel),
-                   reader_fixed=bool(named))
+            if request.refuse_last_try:
+                _refuse_last_try(session)
+            if pin is None:
+                assert not isinstance(request.pin, Secret)
+                pin = request.pin()
+            ctx = RenewalContext(self.settings, self.issuer, self.journals, self.audit,  # type: ignore[arg-type]
+                                 reporter=request.progress or NullReporter(),
+                                 cancel=request.cancel or self.cancel_event,
+                                 **({"now": request.now} if request.now else {}),
+                                 **({"between_slots": request.between_slots} if request.between_slots else {}))
+            return renew(session, ctx, pin, summary=summary)
+        finally:
+            if pin is not None:
+                pin.wipe()  # (renew wipes it too; the guard may refuse before)
+
+    def cancel(self) -> None:
+        """Stop at the next safe point (never waits): a renewal stops before its next certificate;
+        a wait for the CA's reply, the RA hook, a back-off, a PENDING poll or another program's
+        hold on the card ends with ``OperationCancelled``."""
+        self.cancel_event.set()
+
+    # -- the connection and the card's presence -----------------------------------------------
+    def log_off(self) -> Future[None]:
+        """Drop the connection: the card is reset, so it forgets the verified PIN."""
+        return self.service.disconnect()
+
+    def watch(self, on_change: Callable[[bool], None]) -> None:
+        """Report card presence of the current reader: ``on_change(present)`` from a watcher
+        thread. Reports still arriving from a reader switched away from are dropped."""
+        service = self.service
+
+        def changed(present: bool) -> None:
+            if service is self.service:
+                on_change(present)
+
+        service.watch(changed)
+
+    def close(self, *, wait: bool = True, timeout_s: float | None = 30.0, cancel_pending: bool | None = None) -> bool:
+        """Shut the current reader's worker down (:meth:`CardService.shutdown`, same arguments and result)."""
+        return self.service.shutdown(wait=wait, timeout_s=timeout_s, cancel_pending=cancel_pending)
+
+
+def _refuse_last_try(session: PivSession) -> None:
+    """Before the PIN is sent, in the renewal's own card transaction: refuse when one try is left.
+
+    Raises:
+        LastPinTryError: one try left; PinBlockedError: no try left (``69 83``).
+    """
+    retries = session.get_pin_retries()  # raises PinBlockedError on 69 83
+    if retries == 0:
+        raise PinBlockedError("The PIN is blocked.")
+    if retries == 1:
+        raise LastPinTryError("only 1 PIN try is left; a wrong PIN would block the card; run again with "
+                              "--allow-last-pin-try or use the TUI")

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from card.piv import PivSession
     from card.renewal import CardSummary, RenewalResult
     from card.secret import Secret
-    from card.service import Backend
+    from card.backend import Backend
 
 T = TypeVar("T")
 
@@ -75,7 +75,7 @@ class CardRenewApp(App[int]):
     """Renew the certificates on a PIV smartcard, following the portal's panes.
 
     Args:
-        backend: the card service, issuer, journal and audit log (``card.service.Backend``).
+        backend: the card service, issuer, journal and audit log (``card.backend.Backend``).
         now: the clock used for expiry arithmetic (aware UTC); tests inject a fixed one.
     """
 
@@ -592,7 +592,7 @@ class CardRenewApp(App[int]):
 
 
 def make_app(backend: Backend, *, now: Callable[[], dt.datetime] | None = None) -> CardRenewApp:
-    """The cardrenew TUI on ``backend`` (``card.demo.demo_backend`` or ``card.service.pcsc_backend``).
+    """The cardrenew TUI on ``backend`` (``card.demo.demo_backend`` or ``card.backend.pcsc_backend``).
 
     Args:
         now: the clock for expiry arithmetic (aware UTC); None uses the system clock.

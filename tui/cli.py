@@ -331,7 +331,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     import datetime as dt
 
     from card.renewal import SlotState, card_expiry_words, read_card
-    from card.service import pcsc_backend
+    from card.backend import pcsc_backend
 
     settings = _settings(args)
     if args.demo:
@@ -440,7 +440,7 @@ def _warn_default_management_key(settings: Settings, args: argparse.Namespace) -
 
 def cmd_renew(args: argparse.Namespace) -> int:
     from card.renewal import RenewalContext, UpdateCheck, read_card, renew, update_check
-    from card.service import pcsc_backend
+    from card.backend import pcsc_backend
 
     settings = _settings(args)
     cancel = threading.Event()
@@ -628,7 +628,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         raise UsageError(f"--port {args.port}: not a TCP port")
     if not args.demo:
-        from card.service import build_issuer
+        from card.backend import build_issuer
 
         # The configuration errors the TUI would give each browser session (which then just dies,
         # its message only in the server's terminal), given once here, before anything is served.
@@ -740,7 +740,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
         backend = lazy_demo_backend(settings, fault=args.demo_fault)  # the card is made after the first frame
     else:
-        from card.service import pcsc_backend
+        from card.backend import pcsc_backend
 
         backend = pcsc_backend(settings, args.reader, wait_for_card=True,  # no card yet: the logon pane asks for it
                                cancel=(stop := threading.Event()))

@@ -40,8 +40,8 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], car
     from tui.cli import main
 
     monkeypatch.setattr("card.pcsc.choose_reader", lambda named=None: "Virtual card")
-    monkeypatch.setattr("card.service.pcsc_service", lambda name, *_, **__: CardService(lambda: card, lambda: True))
-    monkeypatch.setattr("card.service.build_issuer", lambda settings, *_, **__: issuer)
+    monkeypatch.setattr("card.backend.pcsc_service", lambda name, *_, **__: CardService(lambda: card, lambda: True))
+    monkeypatch.setattr("card.backend.build_issuer", lambda settings, *_, **__: issuer)
     monkeypatch.setattr("sys.stdin", io.StringIO(PIN + "\n"))
     code = main([*args, "--json"])
     captured = capsys.readouterr()

@@ -68,14 +68,15 @@ def resigned(der: bytes, ca: LocalCA, serial: int) -> bytes:
 
 def use_card_for_cli(monkeypatch: pytest.MonkeyPatch, card: SoftPivCard) -> None:
     """``cardrenew status`` / ``renew`` run on the in-process card instead of a PC/SC reader."""
-    import card.service as service_module
-    from card.service import Backend, CardService
+    import card.backend as backend_module
+    from card.backend import Backend
+    from card.service import CardService
 
     def backend(settings, reader=None, *, with_issuer=True, wait_for_card=False):  # type: ignore[no-untyped-def]
         return Backend(settings, CardService(lambda: card, lambda: True), None,  # type: ignore[arg-type]
                        JournalStore(settings.state_dir), AuditLog(settings.state_dir / "audit.log"), "In-process card")
 
-    monkeypatch.setattr(service_module, "pcsc_backend", backend)
+    monkeypatch.setattr(backend_module, "pcsc_backend", backend)
 
 
 def status_json(capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:  # type: ignore[type-arg]

@@ -46,7 +46,7 @@ def test_bad_configuration_names_the_problem(tmp_path: Path, content: bytes, mes
 
 
 def test_issuer_directory_without_a_ca_is_a_configuration_error(tmp_path: Path) -> None:
-    from card.service import build_issuer
+    from card.backend import build_issuer
 
     path = tmp_path / "config.toml"
     path.write_text('[issuer]\ntype = "local"\ndirectory = "nowhere"\n')

@@ -160,7 +160,7 @@ def test_resume_after_the_certificate_was_written_finishes_without_writing_again
     so the resume finishes with the test signature — renewed already — and writes nothing."""
     card = SoftPivCard(create_card_state(ca, key_type=KeyType.ECCP256))
     ctx = context(tmp_path, ca)
-    import card.renewal as engine
+    import card.renewal.engine as engine
 
     real = engine._Renewal._write_and_check
     calls = {"n": 0}

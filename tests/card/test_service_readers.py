@@ -12,7 +12,8 @@ import pytest
 from card import pcsc
 from card.config import Settings
 from card.errors import NoCardError, ReaderUnavailableError
-from card.service import Backend, CardService, pcsc_backend
+from card.backend import Backend, pcsc_backend
+from card.service import CardService
 
 
 def _wait(condition, timeout_s: float = 3.0) -> bool:  # type: ignore[no-untyped-def]

@@ -71,8 +71,8 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 
     # the real pcsc_backend, on the in-process card instead of a PC/SC reader
     monkeypatch.setattr("card.pcsc.choose_reader", lambda named=None: "Virtual card")
-    monkeypatch.setattr("card.service.pcsc_service", lambda name, *_, **__: CardService(lambda: card, lambda: True))
-    monkeypatch.setattr("card.service.build_issuer", lambda settings, *_, **__: issuer)
+    monkeypatch.setattr("card.backend.pcsc_service", lambda name, *_, **__: CardService(lambda: card, lambda: True))
+    monkeypatch.setattr("card.backend.build_issuer", lambda settings, *_, **__: issuer)
     monkeypatch.setattr("sys.stdin", io.StringIO(PIN + "\n"))
     code = main(["renew", "--pin-stdin", "--yes", "--json", *extra])
     captured = capsys.readouterr()

@@ -393,7 +393,7 @@ TUI_SCRIPT = r"""
 import asyncio, os, sys
 sys.path.insert(0, os.getcwd())
 from card.config import load_settings
-from card.service import pcsc_backend
+from card.backend import pcsc_backend
 from tests.tui.conftest import screen_text, wait_for
 from tests.tui.test_renewal_flow import PIN, log_on, renew_to_end
 from tui.app import make_app

@@ -21,7 +21,8 @@ from card import pcsc
 from card.config import load_settings
 from card.emulator.create import create_card_state
 from card.enrollment.local import LocalCA
-from card.service import CardService, pcsc_backend
+from card.backend import pcsc_backend
+from card.service import CardService
 from tests.integration.conftest import CARDRENEW, stop_process
 from tests.tui.conftest import screen_text, wait_for
 from tui.app import make_app

@@ -1,6 +1,6 @@
 """Pilot tests of reader selection on the logon pane (DESIGN §1.1, issue 6 item 2), in process:
 two readers, each an in-process SoftPivCard with its own holder and GUID, behind the same
-``Backend.reader_lister`` / ``service_factory`` seams that ``card.service.pcsc_backend`` fills
+``Backend.reader_lister`` / ``service_factory`` seams that ``card.backend.pcsc_backend`` fills
 with PC/SC. The same flow through real pcscd + vpcd is ``tests/integration/test_tui_readers.py``."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from card.emulator.card import CardFaults, SoftPivCard
 from card.emulator.create import create_card_state
 from card.enrollment.local import LocalCA, init_ca
 from card.journal import AuditLog, JournalStore
-from card.service import Backend, CardService
+from card.backend import Backend
+from card.service import CardService
 from tests.tui.conftest import screen_text, wait_for
 from tests.tui.test_renewal_flow import PIN, log_on
 from tui.app import make_app

@@ -24,7 +24,8 @@ from card.enrollment import local
 from card.enrollment.local import LocalCA, init_ca
 from card.journal import AuditLog, JournalStore
 from card.piv import OBJECT_CHUID, build_chuid
-from card.service import Backend, CardService
+from card.backend import Backend
+from card.service import CardService
 from tests.tui.test_renewal_flow import PIN
 from tui.app import make_app
 from tui.screens import (CardScreen, CompletedWithErrorsScreen, ErrorDialog, LoggedOffScreen, LogonScreen,

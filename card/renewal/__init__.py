@@ -1,0 +1,40 @@
+"""The renewal engine (DESIGN §3) as a package; this module is its public face.
+
+Importers use ``from card.renewal import …`` for the names below; the modules inside the package
+are the engine's own business and may move.
+"""
+
+from card.issued_checks import CertificateMismatchError
+from card.enrollment.base import IssuerError
+from card.renewal.context import RenewalContext
+from card.renewal.engine import renew
+from card.renewal.model import (CardSummary, SlotState, SlotStatus, UpdateCheck, card_expiry_status, card_expiry_words,
+                                update_check)
+from card.renewal.reading import card_id_for, journal_slot_matches, read_card
+from card.renewal.results import (CardExpiredError, NullReporter, RenewalRefused, RenewalReporter, RenewalResult,
+                                  RenewalStep, SlotChangedError, SlotResult)
+
+__all__ = [
+    "CardExpiredError",
+    "CardSummary",
+    "CertificateMismatchError",
+    "IssuerError",
+    "NullReporter",
+    "RenewalContext",
+    "RenewalRefused",
+    "RenewalReporter",
+    "RenewalResult",
+    "RenewalStep",
+    "SlotChangedError",
+    "SlotResult",
+    "SlotState",
+    "SlotStatus",
+    "UpdateCheck",
+    "card_expiry_status",
+    "card_expiry_words",
+    "card_id_for",
+    "journal_slot_matches",
+    "read_card",
+    "renew",
+    "update_check",
+]

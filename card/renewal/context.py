@@ -1,0 +1,58 @@
+"""What one renewal needs besides the card session, and the one way the engine calls the issuer
+(bounded retries with back-off, cancel-aware)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from card.config import Settings
+from card.enrollment.base import Issuer, IssuerUnavailable
+from card.errors import OperationCancelled
+from card.journal import AuditLog, JournalStore
+from card.renewal.results import NullReporter, RenewalReporter, SlotResult
+
+T = TypeVar("T")
+
+
+@dataclass
+class RenewalContext:
+    """What one renewal needs besides the card session. Holds the PIN for this run only (memory)."""
+
+    settings: Settings
+    issuer: Issuer
+    journals: JournalStore
+    audit: AuditLog
+    reporter: RenewalReporter = field(default_factory=NullReporter)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.timezone.utc))
+    issuer_retry_delays_s: tuple[float, ...] = (1.0, 3.0, 9.0)
+    """Back-off between retries when the CA is unavailable (seconds); then the error path."""
+    between_slots: Callable[[SlotResult], bool] = field(default=lambda result: True)
+    """Called on the worker thread after each renewed certificate but the last (the portal's
+    *Next*); returning False stops before the next certificate is touched."""
+
+
+
+def ask_ca(ctx: RenewalContext, call: Callable[[], T]) -> T:
+    """Call the issuer; retry ``IssuerUnavailable`` with back-off (``ctx.issuer_retry_delays_s``,
+    bounded, cancel-aware).
+
+    Raises:
+        IssuerUnavailable: still unavailable after the last retry.
+        OperationCancelled: ``ctx.cancel`` was set during a back-off.
+        IssuerError: any other issuer error, at once.
+    """
+    delays = ctx.issuer_retry_delays_s
+    for attempt in range(len(delays) + 1):
+        try:
+            return call()
+        except IssuerUnavailable as exc:
+            if attempt == len(delays):
+                raise
+            if ctx.cancel.wait(delays[attempt]):  # SIGTERM/SIGINT during the back-off: stop now
+                raise OperationCancelled(f"stopped while waiting to ask the certificate authority again ({exc})") from exc
+    raise AssertionError("unreachable")

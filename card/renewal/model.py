@@ -1,0 +1,133 @@
+"""The read model: what the Card tab, ``status`` and the update check show of a card (DESIGN §1.2–1.3).
+
+Plain frozen values made by :func:`card.renewal.reading.read_card`; no card access here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field
+
+from cryptography import x509
+
+from card.config import SlotSetting
+from card.issued_checks import card_expiry_limit
+from card.journal import Journal
+from card.piv import KeyType, Slot
+
+
+class SlotState(enum.Enum):
+    """What the update check concludes about one slot."""
+
+    OK = "valid"
+    DUE = "due for renewal"
+    EXPIRED = "expired"
+    EMPTY = "empty"
+    UNREADABLE = "unreadable"
+
+
+
+@dataclass(frozen=True)
+class SlotStatus:
+    """One slot as read from the card, with the update check's conclusion."""
+
+    setting: SlotSetting
+    certificate: x509.Certificate | None
+    error: str | None
+    state: SlotState
+    days_left: int | None
+    note: str | None = None
+    """Something to know about a readable certificate, e.g. a negative serial number (it is renewed as usual)."""
+
+    @property
+    def slot(self) -> Slot:
+        return self.setting.slot
+
+
+@dataclass(frozen=True)
+class CardSummary:
+    """What the Card tab shows: holder, card id, each configured slot, PIN tries left."""
+
+    reader: str
+    card_id: str | None
+    guid_text: str | None
+    card_expiry: dt.date | None
+    holder: str | None
+    slots: tuple[SlotStatus, ...]
+    pin_retries: int | None
+    pending_journal: Journal | None = None
+    card_key_types: set[KeyType] | None = None
+    """Algorithms the card says it supports (SELECT's APT); None when it does not say."""
+    stale_journal: Journal | None = None
+    """An unfinished journal of this card (same GUID) none of whose unfinished slots holds a certificate
+    it expects: every one was changed by someone else. Never resumed; the engine sets it aside."""
+    journal_certificates: dict[str, x509.Certificate | None] = field(default_factory=dict)
+    """The certificate each slot of the card's journal holds now (None: empty or unreadable)."""
+    finished_journal: bool = False
+    """A journal of this card is on disk with every slot finished (a run stopped before removing it)."""
+
+    @property
+    def due(self) -> list[SlotStatus]:
+        return [s for s in self.slots if s.state is SlotState.DUE]
+
+    @property
+    def expired(self) -> list[SlotStatus]:
+        return [s for s in self.slots if s.state is SlotState.EXPIRED]
+
+    def next_renewal_date(self, window_days: int) -> dt.date | None:
+        """First day on which some valid certificate enters the renewal window."""
+        dates = [s.certificate.not_valid_after_utc - dt.timedelta(days=window_days)
+                 for s in self.slots if s.certificate is not None and s.state is SlotState.OK]
+        return min(dates).date() if dates else None
+
+
+class UpdateCheck(enum.Enum):
+    """The conclusion of *Update My Card* (DESIGN §1.3)."""
+
+    AVAILABLE = "updates are available for your card"
+    UP_TO_DATE = "your card is up to date"
+    EXPIRED = "a certificate has expired"
+    RESUME = "an unfinished update can be resumed"
+    NOTHING_TO_RENEW = "the card holds no certificate to renew"
+
+
+def update_check(summary: CardSummary) -> UpdateCheck:
+    """Decide what *Update My Card* offers for this card."""
+    if summary.pending_journal is not None:
+        return UpdateCheck.RESUME
+    if summary.expired:
+        return UpdateCheck.EXPIRED
+    if summary.due:
+        return UpdateCheck.AVAILABLE
+    if any(s.certificate is not None for s in summary.slots):
+        return UpdateCheck.UP_TO_DATE
+    return UpdateCheck.NOTHING_TO_RENEW
+
+
+def card_expiry_status(card_expiry: dt.date | None, window_days: int, now: dt.datetime) -> str | None:
+    """The card's own expiry (CHUID expiration date, SP 800-73-4 Part 1 Table 9 tag 0x35) against the
+    renewal window: ``"expired"`` (passed), ``"ending"`` (within ``window_days`` of ``now``: no renewal
+    can outlive the certificates it replaces, FIPS 201-3 §4.1.4.1), or None (later, or not stated)."""
+    limit = card_expiry_limit(card_expiry)
+    if limit is None:
+        return None
+    if limit < now:
+        return "expired"
+    if limit - now <= dt.timedelta(days=window_days):
+        return "ending"
+    return None
+
+
+def card_expiry_words(card_expiry: dt.date | None, window_days: int, now: dt.datetime, ra_contact: str) -> str | None:
+    """What ``status`` and the Card tab say about the card's own expiry when it is within the renewal
+    window or passed (None otherwise): the date and whom to contact for a new card."""
+    state = card_expiry_status(card_expiry, window_days, now)
+    if state == "expired":
+        return (f"This card itself expired on {card_expiry:%Y-%m-%d}: its certificates cannot be renewed. "
+                f"Contact {ra_contact} for a new card.")
+    if state == "ending":
+        return (f"This card itself expires on {card_expiry:%Y-%m-%d}: its certificates cannot be renewed past "
+                f"that date. Contact {ra_contact} for a new card.")
+    return None
+

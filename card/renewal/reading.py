@@ -1,0 +1,115 @@
+"""Reading a card without the PIN (SELECT, CHUID, the configured slots, the PIN tries left) into
+the read model, and matching an unfinished journal to the card (DESIGN §3.4)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from card.certificates import days_left, fingerprint, holder_name
+from card.config import Settings
+from card.errors import CardError, CardRemovedError, PinBlockedError
+from card.journal import FINAL_STEPS, JournalStore, SlotJournal
+from card.piv import PivSession, Slot, parse_supported_key_types
+from card.renewal.model import CardSummary, SlotState, SlotStatus
+
+
+def card_id_for(session: PivSession, certificates: dict[Slot, x509.Certificate | None]) -> tuple[str | None, str | None, dt.date | None]:
+    """(card id, GUID text, card expiry): the CHUID GUID, else a fingerprint of the first certificate."""
+    try:
+        chuid = session.read_chuid()
+    except CardRemovedError:
+        raise
+    except CardError:
+        chuid = None
+    if chuid is not None:
+        return chuid.guid_hex, chuid.guid_text, chuid.expiry
+    for cert in certificates.values():
+        if cert is not None:
+            return "cert-" + fingerprint(cert)[:32], None, None
+    return None, None, None
+
+
+def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | None = None,
+              journals: JournalStore | None = None, reader: str = "", pin_retries: bool = True) -> CardSummary:
+    """SELECT PIV and read CHUID, the configured slots and the PIN tries left (no PIN needed).
+
+    A slot that cannot be decoded becomes ``SlotState.UNREADABLE`` with its error text (F15).
+
+    ``pin_retries`` is None when the PIN is already verified and 0 when it is blocked.
+
+    Args:
+        pin_retries: ask the card for the PIN tries left (an empty VERIFY, 1 APDU). The renewal
+            engine passes False: it sends the PIN itself right after, and a blocked PIN answers
+            that VERIFY with ``69 83`` without spending a try; the summary's ``pin_retries`` is then None.
+
+    Raises:
+        CardRemovedError, ApduError (no PIV application).
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    card_key_types = parse_supported_key_types(session.select())
+    statuses: list[SlotStatus] = []
+    certs: dict[Slot, x509.Certificate | None] = {}
+    for setting in settings.slots:
+        sc = session.read_certificate(setting.slot)
+        certs[setting.slot] = sc.certificate
+        if sc.error:
+            statuses.append(SlotStatus(setting, None, sc.error, SlotState.UNREADABLE, None))
+            continue
+        if sc.certificate is None:
+            statuses.append(SlotStatus(setting, None, None, SlotState.EMPTY, None))
+            continue
+        left = days_left(sc.certificate, now)
+        if sc.certificate.not_valid_after_utc <= now:
+            state = SlotState.EXPIRED
+        elif sc.certificate.not_valid_after_utc - now <= dt.timedelta(days=settings.window_days):
+            state = SlotState.DUE
+        else:
+            state = SlotState.OK
+        size = len(sc.certificate.public_bytes(serialization.Encoding.DER))
+        too_long = (f"the certificate is {size} bytes, longer than this card's {settings.max_certificate_bytes}-byte "
+                    "limit (card.max_certificate_bytes)") if size > settings.max_certificate_bytes else None
+        statuses.append(SlotStatus(setting, sc.certificate, too_long, state, left, sc.note))
+    card_id, guid_text, expiry = card_id_for(session, certs)
+    retries: int | None = None
+    if pin_retries:
+        try:
+            retries = session.get_pin_retries()
+        except PinBlockedError:
+            retries = 0  # blocked: the card is still shown, logon says whom to contact
+    holder = None
+    for status in statuses:
+        if status.certificate is not None:
+            holder = holder_name(status.certificate)
+            break
+    pending = journals.load(card_id) if journals is not None and card_id else None
+    finished = pending is not None and pending.finished
+    if finished:
+        pending = None
+    stale = None
+    current: dict[str, x509.Certificate | None] = {}
+    if pending is not None:
+        # DESIGN §3.4: the journal is matched by the GUID *and* each slot's certificate fingerprint.
+        for name in pending.slots:
+            try:
+                slot = Slot.parse(name)
+            except ValueError:
+                continue
+            current[name] = certs[slot] if slot in certs else session.read_certificate(slot).certificate
+        if not any(journal_slot_matches(sj, current.get(name)) for name, sj in pending.slots.items()
+                   if sj.step not in FINAL_STEPS):
+            stale, pending = pending, None
+    return CardSummary(reader, card_id, guid_text, expiry, holder, tuple(statuses), retries, pending,
+                       card_key_types, stale, current, finished)
+
+
+def journal_slot_matches(sj: SlotJournal, cert: x509.Certificate | None) -> bool:
+    """Whether a journalled slot may still be as the journal left it, judged by the certificate it
+    holds now: one the journal expects (the old one, or the one issued), or — for a slot whose
+    GENERATE was sent — none readable (a torn write; the test signature decides at resume)."""
+    if cert is None:
+        return sj.in_progress
+    return fingerprint(cert) in sj.expected_fingerprints()
+
