@@ -61,6 +61,12 @@ def _first_module(tree: Path, package: str) -> Path:
         ("card.piv", "import smartcard", "pyscard-only-in-pcsc", "only card.pcsc imports pyscard"),
         # A lower layer importing a higher one: the APDU layer reaching up to the engine.
         ("card.apdu", "import card.renewal", "card-layers", "card layers"),
+        # The PIV layer reaching up to the issuers (an issuer may use card types, never the reverse).
+        ("card.piv", "import card.enrollment.base", "card-layers", "card layers"),
+        # The emulator (a card) importing the door.
+        ("card.emulator.vpcd", "import card.service", "emulator-is-a-card", "the emulator is a card"),
+        # The app reaching past the door to the PIV layer's internals.
+        ("tui.widgets", "import card.apdu", "tui-uses-the-door", "the rest of the TUI"),
         # A pane importing the engine instead of the door.
         ("tui.screens.logon", "import card.renewal", "panes-use-the-door", "TUI panes (tui.screens)"),
     ],
