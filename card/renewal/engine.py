@@ -53,6 +53,7 @@ from card.journal import (
     SlotJournal,
 )
 from card.piv import KeyType, PivSession, Slot
+from card.piv.quirks import card_lists_key_type, certificate_too_large
 from card.renewal.admin import CardAdministrator
 from card.renewal.context import RenewalContext, ask_ca
 from card.renewal.model import (CardSummary, SlotState, SlotStatus, card_expiry_status)
@@ -472,9 +473,9 @@ class _Renewal:
             kt = KeyType.of(_journal_old_certificate(sj).public_key())
         else:
             raise RenewalRefused(f"slot {slot.hex}: the key type cannot be determined")
-        if self.card_key_types is not None and kt not in self.card_key_types:  # F13: ask the card first
+        if not card_lists_key_type(self.card_key_types, kt):  # F13: ask the card first
             raise NotSupportedError(f"this card cannot generate {kt.name} keys (it lists "
-                                    f"{', '.join(sorted(k.name for k in self.card_key_types)) or 'none'}); "
+                                    f"{', '.join(sorted(k.name for k in self.card_key_types or ())) or 'none'}); "
                                     "nothing was changed")
         if kt.name not in self.ctx.issuer.supported_key_types():
             raise NotSupportedError(f"the certificate authority cannot certify {kt.name} keys; nothing was changed")
@@ -641,7 +642,7 @@ class _Renewal:
             try:
                 self.admin.run(lambda: self.session.put_data(slot.object_id, value))
             except ApduError as exc:
-                if exc.sw in (0x6A84, 0x6700):  # the card's own capacity is smaller than configured
+                if certificate_too_large(exc.sw):  # the card's own capacity is smaller than configured
                     raise CertificateTooLargeError(
                         f"slot {slot.hex}: certificate too large for this card ({len(der)} bytes; the card answered "
                         f"{exc.sw:04X})") from exc

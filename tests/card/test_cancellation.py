@@ -22,7 +22,9 @@ from card.journal import AuditLog, JournalStore
 from card.piv import PivSession, Slot
 from card.renewal import RenewalContext, renew
 from card.secret import Secret
-from tui.cli import EXIT_PIN, _exit_code_for, _guard_last_pin_try
+from tui.cli import EXIT_PIN
+from tui.cli.failure import exit_code_for
+from tui.cli.renew_pin import guard_last_pin_try
 
 PIN = "123456"
 
@@ -92,11 +94,11 @@ def test_the_last_pin_try_is_sent_only_when_allowed(make_card, retries: int, all
     card.state.pin_retries = retries
     session = PivSession(card)
     if error is None:
-        _guard_last_pin_try(session, allowed)
+        guard_last_pin_try(session, allowed)
     else:
         with pytest.raises(error) as exc:
-            _guard_last_pin_try(session, allowed)
-        assert _exit_code_for(exc.value) == EXIT_PIN
+            guard_last_pin_try(session, allowed)
+        assert exit_code_for(exc.value) == EXIT_PIN
         if error is LastPinTryError:
             assert "--allow-last-pin-try" in str(exc.value) and "use the TUI" in str(exc.value)
     assert card.state.pin_retries == retries  # reading the count spent no try

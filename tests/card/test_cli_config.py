@@ -11,7 +11,8 @@ from card.config import ConfigError, load_settings
 from card.errors import PinFormatError
 from card.piv import encode_pin
 from card.secret import Secret
-from tui.cli import EXIT_USAGE, build_parser, main
+from tui.cli import EXIT_USAGE, main
+from tui.cli.parser import build_parser
 
 
 def test_options_before_the_subcommand_are_kept() -> None:

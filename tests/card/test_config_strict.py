@@ -168,20 +168,20 @@ def test_the_readme_says_unknown_keys_are_errors() -> None:
 
 # -- configuration errors raised later name the file too (issue 12 point 9) -----------------------
 def test_an_error_found_after_loading_names_the_file_in_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tui.cli import _fail
+    from tui.cli.failure import fail
 
     path = write(tmp_path, '[issuer]\ntype = "local"\n')
-    code = _fail(argparse.Namespace(config=str(path), json=False),
-                 ConfigError('issuer.directory is needed for issuer.type = "local"'))
+    code = fail(argparse.Namespace(config=str(path), json=False),
+                ConfigError('issuer.directory is needed for issuer.type = "local"'))
     err = capsys.readouterr().err
     assert code == EXIT_USAGE
     assert f"Configuration error: {path}: issuer.directory is needed" in err and f"Fix the configuration file {path}" in err
 
 
 def test_without_a_file_the_message_says_the_defaults_apply(capsys: pytest.CaptureFixture[str]) -> None:
-    from tui.cli import _fail
+    from tui.cli.failure import fail
 
-    _fail(argparse.Namespace(config=None, json=False), ConfigError("issuer.directory is needed"))
+    fail(argparse.Namespace(config=None, json=False), ConfigError("issuer.directory is needed"))
     err = capsys.readouterr().err
     assert "no configuration file was found; the built-in defaults apply" in err and "$CARDRENEW_CONFIG" in err
 

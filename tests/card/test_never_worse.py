@@ -217,9 +217,10 @@ def test_generate_refused_for_a_listed_algorithm_ends_the_journal(ca: LocalCA, t
         assert not journals(tmp_path)
         assert update_check(read_card(PivSession(card), ctx.settings, journals=ctx.journals)) is UpdateCheck.AVAILABLE
     assert ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects)) == before
-    from tui.cli import EXIT_REFUSED, _exit_code_for
+    from tui.cli import EXIT_REFUSED
+    from tui.cli.failure import exit_code_for
 
-    assert _exit_code_for(exc.value) == EXIT_REFUSED
+    assert exit_code_for(exc.value) == EXIT_REFUSED
     assert [e["outcome"] for e in audit(tmp_path)] == ["refused", "refused"]
 
 
@@ -333,9 +334,10 @@ def test_an_expired_card_is_refused_in_preflight(ca: LocalCA, tmp_path: Path) ->
     assert "expired on" in str(exc.value) and "Registration Authority" in exc.value.next_step
     assert ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects)) == before
     assert not [a for a, _ in card.trace if a[1] in (0x20, 0x47, 0xDB)]  # no PIN sent, nothing generated or written
-    from tui.cli import EXIT_REFUSED, _exit_code_for
+    from tui.cli import EXIT_REFUSED
+    from tui.cli.failure import exit_code_for
 
-    assert _exit_code_for(exc.value) == EXIT_REFUSED
+    assert exit_code_for(exc.value) == EXIT_REFUSED
 
 
 class LongValidityCA(MisissuingCA):

@@ -43,7 +43,7 @@ def fixed_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignor
     import secrets
 
     # a fixed reference code; the audit records' event ids (never shown) stay random
-    monkeypatch.setattr("card.journal.secrets", types.SimpleNamespace(choice=lambda seq: seq[0],
+    monkeypatch.setattr("card.journal.records.secrets", types.SimpleNamespace(choice=lambda seq: seq[0],
                                                                       token_hex=secrets.token_hex))
     monkeypatch.setattr("tui.screens.write_certificates.time", types.SimpleNamespace(monotonic=lambda: 1000.0))
 
