@@ -58,7 +58,7 @@ class ApduError(CardError):
     title = "The card refused a command"
     code = "APDU"
 
-    _MEANINGS = {
+    _MEANINGS: dict[int, str] = {
         SW.SECURITY_STATUS_NOT_SATISFIED: "security status not satisfied (PIN or management key needed)",
         SW.AUTHENTICATION_BLOCKED: "authentication method blocked",
         SW.CONDITIONS_NOT_SATISFIED: "conditions of use not satisfied",
