@@ -177,11 +177,12 @@ def make_state(ca: Any, key_type: Any = None, slots: Any = None) -> Any:
 
 def settings_for(ca_dir: Path, state_dir: Path, slots: Any = None) -> Any:
     from card.config import Settings
+    from card.enrollment.local_settings import LocalIssuerSettings
 
     kw: dict[str, Any] = {}
     if slots is not None:
         kw["slots"] = slots
-    return Settings(issuer_type="local", issuer_directory=ca_dir, management_key_source="default",
+    return Settings(issuer=LocalIssuerSettings(ca_dir), management_key_source="default",
                     state_dir=state_dir, **kw)
 
 

@@ -228,7 +228,7 @@ class ApduProtocol:
             BadResponseError: the response exceeds 64 KiB or GET RESPONSE never ends.
         """
         data = b""
-        sw: int = SW_OK
+        sw: int = SW.OK
         blocks = cmd.chained()
         # One decision for the whole exchange: every block of a chain, the 6C resend and each GET
         # RESPONSE of the reply are traced as the command they belong to.

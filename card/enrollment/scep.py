@@ -28,7 +28,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from asn1crypto import algos, cms, core, parser
 from asn1crypto import keys as asn1_keys
@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from card.certificates import fingerprint, key_matches, public_key_der
-from card.config import ConfigError
+from card.config_errors import ConfigError
 from card.enrollment import http
 from card.enrollment.base import (
     CardKey,
@@ -58,6 +58,7 @@ from card.enrollment.base import (
     RetryRefused,
     Signer,
 )
+from card.enrollment.scep_settings import ScepIssuerSettings
 from card.errors import OperationCancelled
 from card.secret import Secret
 
@@ -98,25 +99,6 @@ FAIL_INFO = {
     "3": "badTime: the request's time is outside the CA's window (check this computer's clock)",
     "4": "badCertId: the CA does not know the certificate referred to",
 }
-
-
-@dataclass(frozen=True)
-class ScepSettings:
-    """Where the CA is and how to talk to it. ``challenge`` is a secret (never logged)."""
-
-    url: str
-    ca_fingerprint: str | None
-    challenge: Secret | None = field(default=None, repr=False)
-    challenge_command: tuple[str, ...] | None = None
-    allow_legacy_algorithms: bool = False
-    timeout_s: float = 15.0
-    """Total deadline of one HTTP request or one run of the RA hook (seconds)."""
-    poll_schedule_s: tuple[float, ...] = (2.0, 5.0, 10.0)
-    message_type: str = "PKCSReq"
-    """``PKCSReq`` or ``RenewalReq`` (signed by another slot's CA-issued certificate, see
-    :meth:`ScepIssuer.request_signer_slot`)."""
-    max_response_bytes: int = http.DEFAULT_MAX_RESPONSE_BYTES
-    """Largest HTTP reply accepted (bytes)."""
 
 
 def _attr(oid: str, value: core.Asn1Value) -> cms.CMSAttribute:
@@ -285,7 +267,7 @@ class ScepIssuer:
 
     name = "SCEP CA"
 
-    def __init__(self, settings: ScepSettings, window_days: int = 90, cancel: threading.Event | None = None) -> None:
+    def __init__(self, settings: ScepIssuerSettings, window_days: int = 90, cancel: threading.Event | None = None) -> None:
         self.settings = settings
         self.window_days = window_days
         self.cancel = cancel if cancel is not None else threading.Event()

@@ -483,7 +483,7 @@ class _Renewal:
 
     def _check_issuer(self) -> None:
         cas = self._ca(self.ctx.issuer.ca_certificates)
-        pinned = self.ctx.settings.ca_fingerprint
+        pinned = self.ctx.settings.issuer.ca_fingerprint
         if pinned and not any(fingerprint(ca) == pinned for ca in cas):
             raise RenewalRefused("the certificate authority's certificate does not match the pinned fingerprint; "
                                  "nothing was changed", next_step=f"Contact {self.ctx.settings.ra_contact}.")

@@ -82,7 +82,8 @@ def test_a_timeout_that_is_not_a_finite_positive_number_is_refused(tmp_path: Pat
 
 @pytest.mark.parametrize("value,seconds", [("15", 15.0), ("0.5", 0.5), ("3600", 3600.0)])
 def test_a_sane_timeout_loads(tmp_path: Path, value: str, seconds: float) -> None:
-    assert load_settings(write(tmp_path, f"[issuer]\ntimeout_s = {value}\n")).issuer_timeout_s == seconds
+    load_settings(write(tmp_path, f"[issuer]\ntimeout_s = {value}\n"))  # beside the (default) local type's keys
+    assert load_settings(write(tmp_path, f'[issuer]\ntype = "scep"\ntimeout_s = {value}\n')).issuer.timeout_s == seconds
 
 
 # a TOML literal of each kind, and which Python types it gives
@@ -253,4 +254,4 @@ def test_an_issuer_url_that_is_not_http_with_a_host_is_a_configuration_error(tmp
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8090/scep", "https://ca.example.org/cgi-bin/pkiclient.exe",
                                  "HTTPS://[::1]:8443/scep"])
 def test_an_http_issuer_url_loads(tmp_path: Path, url: str) -> None:
-    assert load_settings(write(tmp_path, f'[issuer]\ntype = "scep"\nurl = "{url}"\n')).issuer_url == url
+    assert load_settings(write(tmp_path, f'[issuer]\ntype = "scep"\nurl = "{url}"\n')).issuer.url == url

@@ -22,6 +22,7 @@ from card.emulator.card import CardFaults, SoftPivCard
 from card.emulator.create import create_card_state
 from card.enrollment import local
 from card.enrollment.local import LocalCA, init_ca
+from card.enrollment.local_settings import LocalIssuerSettings
 from card.journal import AuditLog, JournalStore
 from card.piv import OBJECT_CHUID, build_chuid
 from card.backend import Backend
@@ -50,7 +51,7 @@ def fixed_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignor
     def make(fault: str = "none", **settings_changes):  # type: ignore[no-untyped-def]
         ca_dir = tmp_path / f"ca-{fault}"
         init_ca(ca_dir, "cardrenew Demo CA")
-        settings = dataclasses.replace(Settings(), issuer_type="local", issuer_directory=ca_dir,
+        settings = dataclasses.replace(Settings(), issuer=LocalIssuerSettings(ca_dir),
                                        management_key_source="default", state_dir=tmp_path / f"state-{fault}",
                                        **settings_changes)
         ca = LocalCA(ca_dir, settings.window_days, now=lambda: FIXED_NOW)
