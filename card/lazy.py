@@ -41,7 +41,7 @@ class Once(Generic[T]):
             if not self._made:
                 self._value = self._make()
                 self._made = True
-        return self._value  # type: ignore[return-value]  # as above
+        return self._value
 
 
 class LazyIssuer:

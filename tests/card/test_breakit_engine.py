@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +21,7 @@ from card.piv import KeyType, PivSession, Slot
 from card.renewal import RenewalContext, renew
 from card.secret import Secret
 from card.service import CardService
-from tests.card.test_never_worse import (LostAnswerCA, certificate_on, private_pem, reissue, set_card_expiry,
+from tests.card.test_never_worse import (LostAnswerCA, certificate_on, reissue, set_card_expiry,
                                          slot_works)
 
 PIN = "123456"

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from card.config import SCHEMA, SLOT_ENTRY, ConfigError, UsageError, load_settings
+from card.config import SCHEMA, ConfigError, UsageError, load_settings
 from tui.cli import EXIT_USAGE, main
 
 README = Path(__file__).resolve().parents[2] / "README.md"

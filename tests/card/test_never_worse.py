@@ -166,9 +166,9 @@ def test_resume_after_the_certificate_was_written_finishes_without_writing_again
     so the resume finishes with the test signature — renewed already — and writes nothing."""
     card = SoftPivCard(create_card_state(ca, key_type=KeyType.ECCP256))
     ctx = context(tmp_path, ca)
-    import card.renewal.engine as engine
+    import card.renewal.steps as engine
 
-    real = engine._Renewal._write_and_check
+    real = engine.SlotSteps.write_and_check
     calls = {"n": 0}
 
     def write_then_stop(self, slot, cert, key, sj, journal, **kw):  # type: ignore[no-untyped-def]
@@ -181,12 +181,12 @@ def test_resume_after_the_certificate_was_written_finishes_without_writing_again
             raise KeyboardInterrupt
         return real(self, slot, cert, key, sj, journal, **kw)
 
-    engine._Renewal._write_and_check = write_then_stop  # type: ignore[method-assign]
+    engine.SlotSteps.write_and_check = write_then_stop  # type: ignore[method-assign]
     try:
         with pytest.raises(KeyboardInterrupt):
             renew(PivSession(card), ctx, Secret(PIN))
     finally:
-        engine._Renewal._write_and_check = real  # type: ignore[method-assign]
+        engine.SlotSteps.write_and_check = real  # type: ignore[method-assign]
     start = len(card.trace)
     assert renew(PivSession(card), ctx, Secret(PIN)).ok
     assert not [a for a, _ in card.trace[start:] if a[1] == 0xDB and not a[0] & 0x10 or a[1] == 0x47]
