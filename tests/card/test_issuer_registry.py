@@ -186,3 +186,10 @@ def test_the_settings_modules_import_in_any_order_without_cryptography(first: st
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'cryptography', 'asn1crypto'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == "[]"
+
+
+def test_the_readme_documents_the_unknown_type_error(tmp_path: Path) -> None:
+    path = write(tmp_path, '[issuer]\ntype = "est"\n')
+    message = config_error(path).removeprefix(f"{path}: ")
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())  # lines joined
+    assert f"`{message}`" in readme
