@@ -12,7 +12,7 @@ from card.emulator.card import CardFaults, SoftPivCard
 from card.emulator.create import create_card_file
 from card.emulator.vpcd import serve
 from card.enrollment.local import LocalCA
-from card.piv import KeyType
+from card.service import KeyType
 from tui.cli.exit_codes import EXIT_OK
 
 

@@ -16,23 +16,14 @@ from card import backend as assembly  # called through the module: tests put an 
 from card.backend import Backend
 from card.config import UsageError
 from card.errors import OperationCancelled
-from card.piv import PivSession
-from card.renewal import (
-    CardSummary,
-    RenewalContext,
-    RenewalRefused,
-    RenewalResult,
-    UpdateCheck,
-    read_card,
-    renew,
-    update_check,
-)
+from card.renewal import RenewalRefused
 from card.secret import Secret
+from card.service import CardSummary, RenewalRequest, RenewalResult, UpdateCheck, update_check
 from tui.cli.demo import cli_demo_backend
 from tui.cli.exit_codes import EXIT_NOT_DUE, EXIT_OK
 from tui.cli.failure import fail
 from tui.cli.output import out, print_notices, settings_for
-from tui.cli.renew_pin import PrintReporter, guard_last_pin_try, read_pin, warn_default_management_key
+from tui.cli.renew_pin import PrintReporter, read_pin, warn_default_management_key
 from tui.cli.renew_report import report_renewal
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
@@ -72,34 +63,36 @@ def cmd_renew(args: argparse.Namespace) -> int:
     except BaseException:
         stop.restore()
         raise
-    settings = backend.settings if args.demo else settings
-    ctx = RenewalContext(settings, backend.issuer, backend.journals, backend.audit,
-                         reporter=PrintReporter(args.json), cancel=stop.cancel)
     try:
-        outcome = _check_and_renew(args, backend, ctx)
+        outcome = _check_and_renew(args, backend, stop.cancel)
     except Exception as exc:  # noqa: BLE001 - mapped to documented exit codes
         if isinstance(exc, OperationCancelled) and stop.stopped_by:
             return fail(args, exc, code=128 + stop.stopped_by[0])
         return fail(args, exc)
     finally:
         stop.restore()
-        backend.service.shutdown()
+        backend.close()
         print_notices(backend)
     return outcome if isinstance(outcome, int) else report_renewal(args, outcome)
 
 
-def _check_and_renew(args: argparse.Namespace, backend: Backend, ctx: RenewalContext) -> int | RenewalResult:
+def _check_and_renew(args: argparse.Namespace, backend: Backend, cancel: threading.Event) -> int | RenewalResult:
     """The update check, then the renewal: an exit code when the run ends here, else the result."""
-    settings = ctx.settings
+    settings = backend.settings
+    progress = PrintReporter(args.json)
     if args.yes and args.pin_stdin:
         # Nothing is asked between the update check and the renewal, so both run in one card
         # transaction and the engine renews from the check's reading instead of reading the
         # card again (the PIN is read from stdin in between, as before: after the check).
-        summary, result = backend.service.submit(lambda s: _check_then_renew(s, args, backend, ctx)).result()
+        def pin_then_warn() -> Secret:
+            pin = read_pin(args)
+            warn_default_management_key(settings, args)
+            return pin
+
+        summary, result = backend.renew_if_due(RenewalRequest(
+            pin_then_warn, progress, cancel=cancel, refuse_last_try=not args.allow_last_pin_try)).result()
     else:
-        summary = backend.service.submit(
-            lambda s: read_card(s, settings, journals=backend.journals, reader=backend.reader_name)).result()
-        result = None
+        summary, result = backend.read_card().result(), None
     check = update_check(summary)
     if check is UpdateCheck.UP_TO_DATE or check is UpdateCheck.NOTHING_TO_RENEW:
         nxt = summary.next_renewal_date(settings.window_days)
@@ -121,28 +114,9 @@ def _check_and_renew(args: argparse.Namespace, backend: Backend, ctx: RenewalCon
     if not args.yes and not _confirmed(summary, pin):
         return EXIT_OK
     warn_default_management_key(settings, args)
-
-    def guard_then_renew(session: PivSession) -> RenewalResult:
-        try:
-            guard_last_pin_try(session, allow_last_try)  # in the renewal's own card transaction
-            return renew(session, ctx, pin)
-        finally:
-            pin.wipe()  # (renew wipes it too; the guard may refuse before)
-
-    return backend.service.submit(guard_then_renew).result()
-
-
-def _check_then_renew(session: PivSession, args: argparse.Namespace, backend: Backend,
-                      ctx: RenewalContext) -> tuple[CardSummary, RenewalResult | None]:
-    """``--yes --pin-stdin``: the update check and the renewal in one card transaction."""
-    summary = read_card(session, ctx.settings, journals=backend.journals, reader=backend.reader_name,
-                        pin_retries=False)  # not shown; the engine sends the PIN next
-    if update_check(summary) not in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
-        return summary, None
-    guard_last_pin_try(session, args.allow_last_pin_try)  # before the PIN is even read
-    pin = read_pin(args)
-    warn_default_management_key(ctx.settings, args)
-    return summary, renew(session, ctx, pin, summary=summary)
+    # the door wipes the PIN whatever the outcome; with one try left it refuses in the renewal's
+    # own card transaction, before the PIN is sent
+    return backend.renew(RenewalRequest(pin, progress, cancel=cancel, refuse_last_try=not allow_last_try)).result()
 
 
 def _confirmed(summary: CardSummary, pin: Secret) -> bool:

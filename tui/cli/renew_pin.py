@@ -1,4 +1,4 @@
-"""``renew``'s PIN handling and progress: reading the PIN, the last-try guard, the step printer."""
+"""``renew``'s PIN and progress: reading the PIN, the management-key warning, the step printer."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import getpass
 import sys
 
 from card.config import Settings, UsageError
-from card.errors import LastPinTryError, PinBlockedError
-from card.piv import PivSession, Slot
-from card.renewal import RenewalStep, SlotResult
 from card.secret import Secret, read_secret_line
+from card.service import RenewalStep, Slot, SlotResult
 from card.terminal_text import terminal_safe
 
 
@@ -52,24 +50,6 @@ def read_pin(args: argparse.Namespace) -> Secret:
         raise UsageError("no terminal to ask for the PIN",
                          next_step="Run with --pin-stdin and give the PIN on standard input.")
     return Secret(getpass.getpass("PIN: "))
-
-
-def guard_last_pin_try(session: PivSession, allowed: bool) -> None:
-    """Before the engine sends the PIN, in the same card transaction: refuse when one try is left
-    and spending it was not allowed. The count comes from an empty VERIFY (no try spent, SP 800-73-4
-    Part 2 §3.2.1); a blocked PIN is reported without sending it.
-
-    Raises:
-        LastPinTryError: one try left, not allowed; PinBlockedError: no try left.
-    """
-    if allowed:
-        return
-    retries = session.get_pin_retries()  # raises PinBlockedError on 69 83
-    if retries == 0:
-        raise PinBlockedError("The PIN is blocked.")
-    if retries == 1:
-        raise LastPinTryError("only 1 PIN try is left; a wrong PIN would block the card; run again with "
-                              "--allow-last-pin-try or use the TUI")
 
 
 def warn_default_management_key(settings: Settings, args: argparse.Namespace) -> None:

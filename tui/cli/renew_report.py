@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from card.errors import CardRemovedError, CardResetByOtherError, StateFileError
-from card.renewal import RenewalResult, SlotResult
+from card.service import RenewalResult, SlotResult
 from tui.cli.exit_codes import EXIT_OK, EXIT_PARTIAL
 from tui.cli.output import cli_next_step, out
 

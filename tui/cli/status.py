@@ -12,7 +12,7 @@ import datetime as dt
 from card import backend as assembly  # called through the module: tests put an in-process card there
 from card.certificates import fingerprint
 from card.config import Settings
-from card.renewal import CardSummary, SlotState, SlotStatus, card_expiry_words, read_card, update_check
+from card.service import CardSummary, SlotState, SlotStatus, card_expiry_words, update_check
 from tui.cli.demo import cli_demo_backend
 from tui.cli.exit_codes import EXIT_NOT_DUE, EXIT_OK, EXIT_REFUSED
 from tui.cli.output import out, print_notices, settings_for
@@ -60,10 +60,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         backend = assembly.pcsc_backend(settings, args.reader, with_issuer=False)
     try:
-        summary = backend.service.submit(
-            lambda s: read_card(s, settings, journals=backend.journals, reader=backend.reader_name)).result()
+        summary = backend.read_card().result()
     finally:
-        backend.service.shutdown()
+        backend.close()
         print_notices(backend)
     payload = summary_json(summary, settings.window_days)
     card_words = card_expiry_words(summary.card_expiry, settings.window_days, dt.datetime.now(dt.timezone.utc),
