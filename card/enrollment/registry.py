@@ -97,7 +97,7 @@ def parse_issuer_table(table: Mapping[str, Any], base: Path) -> IssuerSettings:
     name = get(table, "type", str, "issuer")
     if name is not None and name not in REGISTRY:
         raise ConfigError(f"issuer.type {name!r}: use {type_names()}")
-    parsed = {kind.name: kind.parse(table, base) for kind in REGISTRY.values()}
+    parsed: dict[str, IssuerSettings] = {kind.name: kind.parse(table, base) for kind in REGISTRY.values()}
     return parsed[name or DEFAULT_TYPE]
 
 
