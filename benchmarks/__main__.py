@@ -19,7 +19,7 @@ TARGETS = {"apdu_ratio": 1.25, "overhead_fraction": 0.05, "startup_ratio": 1.5, 
 
 
 def _machine() -> dict[str, Any]:
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "platform": platform.platform()}
 
 

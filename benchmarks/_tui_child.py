@@ -37,6 +37,7 @@ def _backend(state: str, ca_dir: str, state_dir: str):  # type: ignore[no-untype
     from pathlib import Path
 
     from card.config import Settings
+    from card.enrollment.local_settings import LocalIssuerSettings
     from card.demo import in_process_service
     from card.journal import AuditLog, JournalStore
     from card.backend import Backend
@@ -52,7 +53,7 @@ def _backend(state: str, ca_dir: str, state_dir: str):  # type: ignore[no-untype
 
         return LocalCA(Path(ca_dir))
 
-    settings = Settings(issuer_type="local", issuer_directory=Path(ca_dir), management_key_source="default",
+    settings = Settings(issuer=LocalIssuerSettings(Path(ca_dir)), management_key_source="default",
                         state_dir=Path(state_dir))
     card = Once(load_card)
     return Backend(settings, in_process_service(card), LazyIssuer(open_ca), JournalStore(settings.state_dir),

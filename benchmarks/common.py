@@ -152,6 +152,16 @@ class TimedIssuer:
     def supported_key_types(self) -> Any:
         return self._timed("supported_key_types", self._inner.supported_key_types)
 
+    @property
+    def cancel(self) -> Any:
+        return self._inner.cancel
+
+    def request_signer_slot(self, slot: str) -> Any:
+        return self._inner.request_signer_slot(slot)
+
+    def challenge_password(self, grant: Any) -> Any:
+        return self._inner.challenge_password(grant)
+
     def authorize_renewal(self, *args: Any) -> Any:
         return self._timed("authorize_renewal", self._inner.authorize_renewal, *args)
 
@@ -177,11 +187,12 @@ def make_state(ca: Any, key_type: Any = None, slots: Any = None) -> Any:
 
 def settings_for(ca_dir: Path, state_dir: Path, slots: Any = None) -> Any:
     from card.config import Settings
+    from card.enrollment.local_settings import LocalIssuerSettings
 
     kw: dict[str, Any] = {}
     if slots is not None:
         kw["slots"] = slots
-    return Settings(issuer_type="local", issuer_directory=ca_dir, management_key_source="default",
+    return Settings(issuer=LocalIssuerSettings(ca_dir), management_key_source="default",
                     state_dir=state_dir, **kw)
 
 

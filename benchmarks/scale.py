@@ -88,7 +88,7 @@ def status_view(workdir: Path, latency: LatencyModel) -> dict[str, Any]:
     from card.emulator.card import SoftPivCard, install_key
     from card.piv import OBJECT_CHUID, PivSession, Slot
     from card.renewal import read_card
-    from tui.cli import summary_json
+    from tui.cli.status import summary_json
 
     workdir.mkdir(parents=True)
     ca_dir = workdir / "ca"

@@ -18,7 +18,7 @@ def _child(mode: str, *args: str) -> tuple[float, dict[str, Any]]:
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "benchmarks._tui_child", mode, *args], capture_output=True,
                           text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+    line = next((out for out in proc.stdout.splitlines() if out.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"TUI child {mode} failed: {proc.stderr[-800:]}")
     return t0, json.loads(line[7:])

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from enum import IntEnum, unique
 
 from card.errors import BadResponseError, CardRemovedError
+from card.sw import SW, family, sw2
 from card.transport import CardTransport
 
 logger = logging.getLogger(__name__)
@@ -19,7 +21,34 @@ TRAFFIC = 5
 """Logging level of the APDU trace (below DEBUG). Secrets are redacted, never logged: see :func:`trace_policy`."""
 logging.addLevelName(TRAFFIC, "TRAFFIC")
 
-INS_GET_RESPONSE = 0xC0
+
+@unique
+class INS(IntEnum):
+    """Instruction bytes of the commands we send and the emulator answers (SP 800-73-4 Part 2 §3;
+    ISO 7816-4 §7 for GET RESPONSE; Yubico extensions per piv-protocol.md §3.2)."""
+
+    VERIFY = 0x20
+    CHANGE_REFERENCE_DATA = 0x24
+    RESET_RETRY_COUNTER = 0x2C
+    GENERATE_ASYMMETRIC_KEY_PAIR = 0x47
+    GENERAL_AUTHENTICATE = 0x87
+    SELECT = 0xA4
+    GET_RESPONSE = 0xC0
+    GET_DATA = 0xCB
+    PUT_DATA = 0xDB
+    GET_METADATA = 0xF7
+    """Yubico extension (YubiKey 5.3+); other cards answer ``6D 00``."""
+    GET_SERIAL = 0xF8
+    """Yubico extension: the 4-byte serial number."""
+    GET_VERSION = 0xFD
+    """Yubico extension: 3-byte firmware version; other cards answer ``6D 00``."""
+    IMPORT_ASYMMETRIC_KEY = 0xFE
+    """Yubico extension; its data is a private key (only ever redacted here, never sent)."""
+    SET_MANAGEMENT_KEY = 0xFF
+    """Yubico extension; its data is a management key (only ever redacted here, never sent)."""
+
+
+INS_GET_RESPONSE = INS.GET_RESPONSE
 MAX_RESPONSE_BYTES = 65536
 """Upper bound on an accumulated response (F06: never loop forever on ``61 XX``)."""
 MAX_GET_RESPONSE_ROUNDS = 300
@@ -28,17 +57,18 @@ CHAIN_BLOCK_BYTES = 255
 # Commands whose data field holds a secret: VERIFY, CHANGE REFERENCE DATA, RESET RETRY
 # COUNTER, Yubico IMPORT ASYMMETRIC KEY (FE) and SET MANAGEMENT KEY (FF); and GENERAL
 # AUTHENTICATE with the management key (witness/challenge values), see _command_is_secret.
-_SECRET_INS = {0x20, 0x24, 0x2C, 0xFE, 0xFF}
-INS_VERIFY = 0x20
-INS_GET_DATA = 0xCB
-INS_PUT_DATA = 0xDB
-INS_GENERAL_AUTHENTICATE = 0x87
+_SECRET_INS = {INS.VERIFY, INS.CHANGE_REFERENCE_DATA, INS.RESET_RETRY_COUNTER, INS.IMPORT_ASYMMETRIC_KEY,
+               INS.SET_MANAGEMENT_KEY}
+INS_VERIFY = INS.VERIFY
+INS_GET_DATA = INS.GET_DATA
+INS_PUT_DATA = INS.PUT_DATA
+INS_GENERAL_AUTHENTICATE = INS.GENERAL_AUTHENTICATE
 KEY_REF_MANAGEMENT = 0x9B
 """The PIV instructions and key reference the trace policy looks at (SP 800-73-4 Part 2 §3);
 :mod:`card.piv` uses these."""
 EC_ALGORITHMS = {0x11, 0x14}
 """ECC P-256 and P-384 (SP 800-78-4 Table 6-2): their GENERAL AUTHENTICATE results (signatures) are traced."""
-SW_OK = 0x9000
+SW_OK = SW.OK
 
 PIN_PROTECTED_OBJECTS = frozenset(bytes.fromhex(h) for h in (
     "5FC103",  # Cardholder Fingerprints (SP 800-73-4 Part 1 Table 3: PIN)
@@ -198,7 +228,7 @@ class ApduProtocol:
             BadResponseError: the response exceeds 64 KiB or GET RESPONSE never ends.
         """
         data = b""
-        sw = SW_OK
+        sw: int = SW.OK
         blocks = cmd.chained()
         # One decision for the whole exchange: every block of a chain, the 6C resend and each GET
         # RESPONSE of the reply are traced as the command they belong to.
@@ -207,21 +237,21 @@ class ApduProtocol:
             data, sw = self._exchange(raw, hide)
             if raw is not blocks[-1] and sw != SW_OK:
                 return data, sw
-        if sw >> 8 == 0x6C:  # wrong Le: resend the same command with the card's Le, once
+        if family(sw) == SW.WRONG_LE:  # resend the same command with the card's Le, once
             last = blocks[-1]
-            resend = last[:-1] + bytes([sw & 0xFF]) if cmd.le is not None else last + bytes([sw & 0xFF])
+            resend = last[:-1] + bytes([sw2(sw)]) if cmd.le is not None else last + bytes([sw2(sw)])
             data, sw = self._exchange(resend, hide)
         collected = bytearray(data)
         rounds = 0
         while True:
             if len(collected) > MAX_RESPONSE_BYTES:
                 raise BadResponseError(f"the card's response is longer than {MAX_RESPONSE_BYTES} bytes; refused")
-            if sw >> 8 != 0x61:
+            if family(sw) != SW.BYTES_REMAINING:
                 if cmd.ins == INS_VERIFY and cmd.data and sw == SW_OK:
                     self.pin_verified = True
                 return bytes(collected), sw
             rounds += 1
             if rounds > MAX_GET_RESPONSE_ROUNDS:
                 raise BadResponseError("card keeps sending 61XX: response too long")
-            more, sw = self._exchange(bytes([0x00, INS_GET_RESPONSE, 0x00, 0x00, sw & 0xFF]), (False, hide[1]))
+            more, sw = self._exchange(bytes([0x00, INS.GET_RESPONSE, 0x00, 0x00, sw2(sw)]), (False, hide[1]))
             collected += more

@@ -15,6 +15,7 @@ import math
 import warnings
 import zlib
 from dataclasses import dataclass
+from typing import cast
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -160,7 +161,8 @@ def load_certificate(der: bytes) -> x509.Certificate:
     """
     serial = _asn1_serial(der)
     if serial is not None and serial <= 0:
-        return NonPositiveSerialCertificate(der)
+        # Duck-typed: it answers what x509.Certificate answers (the Rust class cannot be subclassed).
+        return cast("x509.Certificate", NonPositiveSerialCertificate(der))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -224,8 +226,8 @@ class NonPositiveSerialCertificate:
             parsed = asn1_x509.Certificate.load(der, strict=True)
             tbs = parsed["tbs_certificate"]
             serial = tbs["serial_number"].native
-            tbs_der = tbs.dump()
-            signature = parsed["signature_value"].native
+            tbs_der: bytes = tbs.dump()
+            signature: bytes = parsed["signature_value"].native
             positive = tbs.copy()
             positive["serial_number"] = int.from_bytes(tbs["serial_number"].contents, "big") or 1
             copy = asn1_x509.Certificate({"tbs_certificate": positive,
@@ -300,7 +302,7 @@ class NonPositiveSerialCertificate:
         return getattr(self._view, name)
 
     def __eq__(self, other: object) -> bool:
-        return hasattr(other, "public_bytes") and other.public_bytes(serialization.Encoding.DER) == self._der  # type: ignore[union-attr]
+        return hasattr(other, "public_bytes") and other.public_bytes(serialization.Encoding.DER) == self._der
 
     def __hash__(self) -> int:
         return hash(self._der)

@@ -3,152 +3,40 @@
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
-import stat
 import string
-import tomllib
-import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
-from card.atomic import mode_kind
-from card.errors import CardError
+from card.config_errors import ConfigError, UsageError
+from card.config_files import (
+    MAX_CONFIG_BYTES,
+    MAX_KEY_FILE_BYTES,
+    find_config,
+    read_hex_key_file,
+    read_small_regular_file,
+    read_toml,
+)
+from card.config_schema import check_schema, get
+from card.enrollment import registry
+from card.enrollment.local_settings import LocalIssuerSettings
+from card.enrollment.settings import IssuerSettings
 from card.piv import DEFAULT_MANAGEMENT_KEY, KeyType, ManagementKeyAlgorithm, Slot
 from card.secret import Secret
 
-
-class ConfigError(CardError):
-    """The configuration file is missing, unreadable or holds a wrong value.
-
-    ``path`` is the file the error is about (None: not known where it was raised); the message
-    then starts with it (``/etc/cardrenew/config.toml: unknown key 'issuer.urll' …``) and the next
-    step names it. :meth:`naming` adds it where it was not known.
-    """
-
-    title = "Configuration error"
-    code = "CONFIG"
-    next_step = "Fix the configuration file named in the message, or ask your administrator."
-
-    def __init__(self, message: str = "", *, path: str | os.PathLike[str] | None = None,
-                 next_step: str | None = None) -> None:
-        self.path = Path(path) if path is not None else None
-        self.detail = message
-        if self.path is not None:
-            message = f"{self.path}: {message}"
-            if next_step is None:
-                next_step = f"Fix the configuration file {self.path}, or ask your administrator."
-        super().__init__(message, next_step=next_step)
-
-    def naming(self, path: str | os.PathLike[str] | None) -> ConfigError:
-        """This error naming the configuration file in use: ``path``, or — None — that no file was
-        found and the built-in defaults apply. An error that names its file already, and a
-        :class:`UsageError` (about the command line, not the file), are returned as they are."""
-        if self.path is not None or isinstance(self, UsageError):
-            return self
-        if path is None:
-            named = ConfigError(f"{self.detail} (no configuration file was found; the built-in defaults apply)",
-                                next_step="Write a configuration file (--config PATH, $CARDRENEW_CONFIG, "
-                                          "$XDG_CONFIG_HOME/cardrenew/config.toml or /etc/cardrenew/config.toml), "
-                                          "or ask your administrator.")
-            named.path = None
-        else:
-            named = ConfigError(self.detail, path=path)
-        named.reference = self.reference
-        named.__cause__ = self.__cause__
-        return named
-
-
-MAX_KEY_FILE_BYTES = 4096
-"""The most bytes a key file may hold (a 32-byte AES-256 key in hex with separators is ~100)."""
-
-
-_KIND_WORDS = {"directory": "a directory", "fifo": "a FIFO, a named pipe", "socket": "a socket", "device": "a device"}
-
-
-def _file_kind(mode: int) -> str:
-    return _KIND_WORDS.get(mode_kind(mode), "an unknown kind of file")
-
-
-def read_small_regular_file(path: Path, limit: int) -> bytes:
-    """The bytes of ``path``, which must be (or be a symlink to) a regular file of at most
-    ``limit`` bytes. Never blocks on a FIFO and never reads more than ``limit + 1`` bytes
-    (``/dev/zero`` is refused by its type, a growing file by the cap).
-
-    Raises:
-        ConfigError: (without a path) "not found", "is not a regular file (a FIFO …)", "larger
-            than N bytes" or "cannot be read (<strerror>)".
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
-    except FileNotFoundError as exc:
-        raise ConfigError("not found") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot be read ({exc.strerror or exc.__class__.__name__})") from exc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"is not a regular file ({_file_kind(st.st_mode)})")
-        chunks: list[bytes] = []
-        total = 0
-        while total <= limit:
-            chunk = os.read(fd, min(limit + 1 - total, 1 << 16))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        if total > limit:
-            raise ConfigError(f"is larger than {limit} bytes")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise ConfigError(f"cannot be read ({exc.strerror or exc.__class__.__name__})") from exc
-    finally:
-        os.close(fd)
-
-
-def read_hex_key_file(path: Path, what: str) -> Secret:
-    """A key file's hex digits (``:`` and white space allowed between them) as a Secret.
-
-    The file must be (or be a symlink to) a regular file of at most :data:`MAX_KEY_FILE_BYTES`.
-
-    Raises:
-        ConfigError: unreadable, not a regular file, too large, or not hex (the message names
-            the file, never its content).
-    """
-    try:
-        raw = bytearray(read_small_regular_file(path, MAX_KEY_FILE_BYTES))
-    except ConfigError as exc:
-        raise ConfigError(f"cannot read the {what} {path}: it {exc.detail}"
-                          .replace("it not found", "not found")) from exc
-    digits = bytearray(b for b in raw if b not in b": \t\r\n")
-    raw[:] = bytes(len(raw))
-    try:
-        if len(digits) % 2 or any(b not in b"0123456789abcdefABCDEF" for b in digits):
-            raise ConfigError(f"cannot read the {what} {path}: ValueError (not hex digits)")
-        key = bytearray(int(digits[i : i + 2], 16) for i in range(0, len(digits), 2))
-        try:
-            return Secret(key)
-        finally:
-            key[:] = bytes(len(key))
-    finally:
-        digits[:] = bytes(len(digits))
-
-
-class UsageError(ConfigError):
-    """The command was called wrongly (no PIN on standard input, confirmation needed)."""
-
-    title = "Usage error"
-    code = "USAGE"
-    next_step = "See cardrenew --help."
-
+__all__ = [
+    "DEFAULT_RA_CONTACT", "DEFAULT_SLOTS", "MANAGEMENT_KEY_SOURCES", "MAX_CONFIG_BYTES", "MAX_KEY_FILE_BYTES", "SCHEMA",
+    "SLOT_ENTRY", "ConfigError", "Settings", "SlotSetting", "UsageError", "find_config", "load_settings",
+    "read_hex_key_file", "read_small_regular_file",
+]
+"""The configuration's public names; the errors and the file readers live in :mod:`card.config_errors`
+and :mod:`card.config_files` and are re-exported here for the callers of the configuration."""
 
 MANAGEMENT_KEY_SOURCES = ("default", "pin-protected", "file", "diversified")
-RA_HOOK_PLACEHOLDERS = frozenset({"slot", "transaction_id", "fingerprint", "serial"})
-"""What ``issuer.challenge_command`` may name in braces (see ``ScepIssuer._ask_ra``)."""
 
 DEFAULT_SLOTS = ((Slot.AUTHENTICATION, "PIV Authentication"), (Slot.SIGNATURE, "Digital Signature"))
 DEFAULT_RA_CONTACT = "your local Registration Authority (RA)"
@@ -170,31 +58,10 @@ class Settings:
     slots: tuple[SlotSetting, ...] = tuple(SlotSetting(s, label) for s, label in DEFAULT_SLOTS)
     key_type: KeyType | None = None
     """Key type of new keys; None keeps each slot's current type."""
-    issuer_type: str = "local"
-    issuer_directory: Path | None = None
-    ca_fingerprint: str | None = None
-    """SHA-256 of the CA certificate DER (hex, colons allowed); checked at preflight."""
-    issuer_url: str | None = None
-    """SCEP: the server's URL, e.g. ``http://127.0.0.1:8080/scep``."""
-    challenge: Secret | None = field(default=None, repr=False)
-    """SCEP challenge password (a secret: never logged, never journalled)."""
-    challenge_command: tuple[str, ...] | None = None
-    """SCEP: the RA hook, run while the old key exists; it gets a proof of possession on stdin and
-    prints a one-time challenge. Placeholders: ``{slot}``, ``{transaction_id}``, ``{fingerprint}``,
-    ``{serial}``."""
-    allow_legacy_algorithms: bool = False
-    message_type: str = "PKCSReq"
-    """SCEP request type (RFC 8894 §3.3.1): ``PKCSReq`` (signed by the new key under a self-signed
-    transport certificate) or ``RenewalReq`` (signed by the card's other slot's certificate and key,
-    which the CA issued: 9C signs for 9A, 9A for the rest)."""
-    """SCEP: accept a SHA-1-signed, DES-encrypted reply (scepserver 2.1.0 sends one)."""
-    issuer_timeout_s: float = 15.0
-    """Total deadline of one request to the CA or RA hook (seconds): connect, send and the whole
-    reply, however slowly it arrives."""
-    issuer_max_response_bytes: int = 4 * 1024 * 1024
-    """Largest reply accepted from the CA (bytes); a longer one is refused unread."""
-    poll_schedule_s: tuple[float, ...] = (2.0, 5.0, 10.0)
-    """SCEP: waits between polls of a PENDING request (seconds); then the error path."""
+    issuer: IssuerSettings = field(default_factory=LocalIssuerSettings)
+    """The ``[issuer]`` table, parsed by its type's own parser (:mod:`card.enrollment.registry`):
+    a :class:`~card.enrollment.local_settings.LocalIssuerSettings`, a
+    :class:`~card.enrollment.scep_settings.ScepIssuerSettings`, …"""
     management_key_source: str = "default"
     management_key_algorithm: ManagementKeyAlgorithm = ManagementKeyAlgorithm.TDES
     management_key_file: Path | None = None
@@ -253,16 +120,10 @@ class Settings:
         return "default" in self.sources
 
 
-MAX_CONFIG_BYTES = 1 << 20
-"""A configuration file larger than this (1 MiB) is refused unread."""
-
-_NUMBER = (int, float)
-SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
+SCHEMA: dict[str, Mapping[str, tuple[type, ...]]] = {
     "": {"reader": (str,)},
     "renewal": {"window_days": (int,), "slots": (list,), "key_type": (str,)},
-    "issuer": {"type": (str,), "directory": (str,), "ca_fingerprint": (str,), "url": (str,), "challenge": (str,),
-               "challenge_command": (list,), "message_type": (str,), "allow_legacy_algorithms": (bool,),
-               "timeout_s": _NUMBER, "max_response_bytes": (int,), "poll_schedule_s": (list,)},
+    "issuer": registry.TABLE_KEYS,
     "management_key": {"source": (str, list), "algorithm": (str,), "file": (str,), "master_key_file": (str,)},
     "ui": {"removal_policy": (str,), "ra_contact": (str,), "allow_unlock": (bool,), "inactivity_timeout_s": (int,),
            "kiosk": (bool,), "theme": (str,), "pin_characters": (str,)},
@@ -270,140 +131,10 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
 }
 """Every key the configuration may hold, by table ("" = top level), with the TOML types it takes.
 A key that is not here is an error naming the file and the key (a misspelt key must never be
-silently ignored). A new setting is added here and read in :func:`load_settings`."""
+silently ignored). A new setting is added here and read in :func:`load_settings`; ``[issuer]``
+holds ``type`` and the keys of every registered issuer type (:mod:`card.enrollment.registry`)."""
 SLOT_ENTRY: dict[str, tuple[type, ...]] = {"slot": (str,), "label": (str,)}
 """The keys of one ``renewal.slots`` entry, e.g. ``{ slot = "9A", label = "PIV Authentication" }``."""
-
-_TYPE_WORDS = {int: "a whole number", float: "a number", str: "a string", list: "a list", bool: "true or false",
-               dict: "a table"}
-
-
-def _type_words(kinds: tuple[type, ...]) -> str:
-    if kinds == _NUMBER:
-        return "a number"
-    return " or ".join(_TYPE_WORDS.get(kind, kind.__name__) for kind in kinds)
-
-
-def _value_words(value: object) -> str:
-    """What a TOML value is, in words (for "must be X, not Y")."""
-    for kind in (bool, int, float, str, list, dict):
-        if isinstance(value, kind):
-            return _TYPE_WORDS[kind]
-    return "a date or time"
-
-
-def _suggest(name: str, known: list[str]) -> str:
-    match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f" (did you mean '{match[0]}'?)" if match else ""
-
-
-def _check_schema(raw: dict[str, Any]) -> None:
-    """Refuse unknown tables and keys, and values of the wrong TOML type, naming the key.
-
-    Raises:
-        ConfigError: the first problem found (the caller adds the file name).
-    """
-    tables = [t for t in SCHEMA if t]
-    for name, value in raw.items():
-        if name in SCHEMA[""]:
-            table, items = "", {name: value}
-        elif name in SCHEMA:
-            if not isinstance(value, dict):
-                raise ConfigError(f"[{name}] must be a table")
-            table, items = name, value
-        else:
-            raise ConfigError(f"unknown key '{name}'" + _suggest(name, tables + list(SCHEMA[""])))
-        for key, item in items.items():
-            where = f"{table}.{key}" if table else key
-            kinds = SCHEMA[table].get(key)
-            if kinds is None:
-                raise ConfigError(f"unknown key '{where}'" + _suggest(key, list(SCHEMA[table])))
-            if not isinstance(item, kinds) or (isinstance(item, bool) and bool not in kinds):
-                raise ConfigError(f"{where} must be {_type_words(kinds)}, not {_value_words(item)}")
-    for n, entry in enumerate(raw.get("renewal", {}).get("slots", [])):
-        where = f"renewal.slots[{n}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where} must be a table like {{ slot = \"9A\", label = \"PIV Authentication\" }}, "
-                              f"not {_value_words(entry)}")
-        for key, item in entry.items():
-            if key not in SLOT_ENTRY:
-                raise ConfigError(f"unknown key '{where}.{key}'" + _suggest(key, list(SLOT_ENTRY)))
-            if not isinstance(item, SLOT_ENTRY[key]):
-                raise ConfigError(f"{where}.{key} must be {_type_words(SLOT_ENTRY[key])}, not {_value_words(item)}")
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    """The file parsed as TOML (at most :data:`MAX_CONFIG_BYTES`).
-
-    Raises:
-        ConfigError: unreadable, too large, not UTF-8, not TOML, or nested too deeply (naming the file).
-    """
-    try:
-        data = read_small_regular_file(path, MAX_CONFIG_BYTES)
-    except ConfigError as exc:
-        if exc.detail.startswith("is larger"):
-            raise ConfigError(f"larger than {MAX_CONFIG_BYTES // 1024} KiB; this is not a cardrenew configuration",
-                              path=path) from exc
-        raise ConfigError(exc.detail.removeprefix("is "), path=path) from exc
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]  # a UTF-8 byte-order mark (Windows editors write one); TOML does not allow it
-    try:
-        return tomllib.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text (byte {exc.start}); {exc.reason}", path=path) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", path=path) from exc
-    except RecursionError as exc:  # tomllib recurses once per nested array or inline table
-        raise ConfigError("not valid TOML: arrays or inline tables nested too deeply", path=path) from exc
-
-
-def find_config(explicit: str | os.PathLike[str] | None) -> Path | None:
-    """The configuration file to read, or None for built-in defaults.
-
-    Raises:
-        ConfigError: an explicitly named file does not exist.
-    """
-    if explicit:
-        path = Path(explicit)
-        try:
-            mode = os.stat(path).st_mode  # follows a symlink; never opens (a FIFO does not block)
-        except FileNotFoundError:
-            raise ConfigError(f"configuration file not found: {path}") from None
-        except OSError as exc:
-            raise ConfigError(f"configuration file {path} cannot be read ({exc.strerror or exc})") from exc
-        if not stat.S_ISREG(mode):
-            raise ConfigError(f"configuration file {path} is not a regular file ({_file_kind(mode)})")
-        return path
-    env = os.environ.get("CARDRENEW_CONFIG")
-    if env:
-        return find_config(env)
-    for candidate in (Path(platformdirs.user_config_dir("cardrenew")) / "config.toml", Path("/etc/cardrenew/config.toml")):
-        if candidate.is_file():
-            return candidate
-        if candidate.exists():  # a FIFO, directory, device …: say so rather than silently use the defaults
-            return find_config(candidate)
-    return None
-
-
-def _get(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    value = table.get(key)
-    if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
-        names = {int: "a whole number", str: "a string", list: "a list", bool: "true or false"}
-        raise ConfigError(f"{where}.{key} must be {names.get(kind, kind.__name__)}")
-    return value
-
-
-def _issuer_url(url: str) -> str:
-    """``issuer.url`` if it is an http or https URL with a host (and a valid port), else ConfigError."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number 0-65535
-    except ValueError as exc:
-        raise ConfigError(f"issuer.url {url!r} is not a valid URL ({exc}); use http://HOST/PATH or https://HOST/PATH") from exc
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"issuer.url {url!r}: only http:// or https:// URLs with a host name are allowed "
-                          "(e.g. https://ca.example.org/scep)")
-    return url
 
 
 def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
@@ -417,9 +148,9 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
             deeply, an unknown key ("unknown key 'issuer.urll' (did you mean 'url'?)"), a wrong value.
     """
     path = find_config(explicit)
-    raw: dict[str, Any] = _read_toml(path) if path is not None else {}
+    raw: dict[str, Any] = read_toml(path) if path is not None else {}
     try:
-        _check_schema(raw)
+        check_schema(raw, SCHEMA, SLOT_ENTRY)
         return _settings_from(raw, path, overrides)
     except ConfigError as exc:
         if path is None:
@@ -428,15 +159,32 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
 
 
 def _settings_from(raw: dict[str, Any], path: Path | None, overrides: dict[str, Any]) -> Settings:
+    """The settings of a document whose keys and TOML types are checked; ``overrides`` (not None) win."""
     values: dict[str, Any] = {"source": path}
-    renewal = raw.get("renewal", {})
-    if (days := _get(renewal, "window_days", int, "renewal")) is not None:
+    values.update(_renewal(raw.get("renewal", {})))
+    values["issuer"] = registry.parse_issuer_table(raw.get("issuer", {}), path.parent if path else Path.cwd())
+    values.update(_management_key(raw.get("management_key", {})))
+    values.update(_ui(raw.get("ui", {})))
+    if (limit := get(raw.get("card", {}), "max_certificate_bytes", int, "card")) is not None:
+        if not 256 <= limit <= 65535:
+            raise ConfigError("card.max_certificate_bytes must be between 256 and 65535")
+        values["max_certificate_bytes"] = limit
+    if (reader := get(raw, "reader", str, "")) is not None:
+        values["reader"] = reader
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)
+
+
+def _renewal(renewal: dict[str, Any]) -> dict[str, Any]:
+    """``[renewal]``: window_days, slots, key_type → Settings fields. Raises ConfigError."""
+    values: dict[str, Any] = {}
+    if (days := get(renewal, "window_days", int, "renewal")) is not None:
         if not 1 <= days <= 3650:
             raise ConfigError("renewal.window_days must be between 1 and 3650")
         values["window_days"] = days
-    if (slots := _get(renewal, "slots", list, "renewal")) is not None:
-        parsed = []
-        for n, entry in enumerate(slots):  # each a table { slot = "9A", label = "…" } (checked by _check_schema)
+    if (slots := get(renewal, "slots", list, "renewal")) is not None:
+        parsed: list[SlotSetting] = []
+        for n, entry in enumerate(slots):  # each a table { slot = "9A", label = "…" } (checked by check_schema)
             if "slot" not in entry:
                 raise ConfigError(f"renewal.slots[{n}] needs slot = \"9A\", \"9C\", \"9D\" or \"9E\"")
             try:
@@ -449,63 +197,17 @@ def _settings_from(raw: dict[str, Any], path: Path | None, overrides: dict[str, 
         if not parsed:
             raise ConfigError("renewal.slots is empty")
         values["slots"] = tuple(parsed)
-    if (kt := _get(renewal, "key_type", str, "renewal")) is not None and kt != "same":
+    if (kt := get(renewal, "key_type", str, "renewal")) is not None and kt != "same":
         try:
             values["key_type"] = KeyType[kt.upper()]
         except KeyError as exc:
             raise ConfigError(f"renewal.key_type {kt!r}: use RSA2048, ECCP256, ECCP384 or same") from exc
-    issuer = raw.get("issuer", {})
-    if (itype := _get(issuer, "type", str, "issuer")) is not None:
-        if itype not in ("local", "scep"):
-            raise ConfigError(f"issuer.type {itype!r}: use \"local\" or \"scep\"")
-        values["issuer_type"] = itype
-    if (directory := _get(issuer, "directory", str, "issuer")) is not None:
-        base = path.parent if path else Path.cwd()
-        values["issuer_directory"] = (base / directory).resolve()
-    if (fp := _get(issuer, "ca_fingerprint", str, "issuer")) is not None:
-        values["ca_fingerprint"] = fp.replace(":", "").replace(" ", "").lower()
-    if (url := _get(issuer, "url", str, "issuer")) is not None:
-        values["issuer_url"] = _issuer_url(url)
-    if (challenge := _get(issuer, "challenge", str, "issuer")) is not None:
-        values["challenge"] = Secret(challenge)
-    if (command := _get(issuer, "challenge_command", list, "issuer")) is not None:
-        if not command or not all(isinstance(part, str) for part in command):
-            raise ConfigError("issuer.challenge_command must be a list of strings, e.g. [\"ra-hook\", \"--slot\", \"{slot}\"]")
-        for part in command:
-            try:
-                parsed = list(string.Formatter().parse(part))
-            except ValueError as exc:
-                raise ConfigError(f"issuer.challenge_command {part!r}: {exc}") from exc
-            names = {field for _, field, _, _ in parsed if field is not None}
-            if any(spec or conversion for _, field, spec, conversion in parsed if field is not None):
-                raise ConfigError(f"issuer.challenge_command {part!r}: placeholders take no format or conversion "
-                                  "(write {slot}, not {slot:…} or {slot!r}); a literal brace is {{ or }}")
-            if unknown := names - RA_HOOK_PLACEHOLDERS:
-                raise ConfigError(f"issuer.challenge_command {part!r}: unknown placeholder "
-                                  f"{{{sorted(unknown)[0]}}}; use {', '.join('{' + n + '}' for n in sorted(RA_HOOK_PLACEHOLDERS))}")
-        if challenge is not None:
-            raise ConfigError("issuer: set either challenge or challenge_command, not both")
-        values["challenge_command"] = tuple(command)
-    if (mtype := _get(issuer, "message_type", str, "issuer")) is not None:
-        if mtype not in ("PKCSReq", "RenewalReq"):
-            raise ConfigError(f"issuer.message_type {mtype!r}: use \"PKCSReq\" or \"RenewalReq\"")
-        values["message_type"] = mtype
-    if (legacy := _get(issuer, "allow_legacy_algorithms", bool, "issuer")) is not None:
-        values["allow_legacy_algorithms"] = legacy
-    if (timeout := issuer.get("timeout_s")) is not None:
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not math.isfinite(timeout) \
-                or not 0 < timeout <= 3600:
-            raise ConfigError(f"issuer.timeout_s must be a number of seconds above 0 and at most 3600, not {timeout!r}")
-        values["issuer_timeout_s"] = float(timeout)
-    if (cap := _get(issuer, "max_response_bytes", int, "issuer")) is not None:
-        if not 1024 <= cap <= 256 * 1024 * 1024:
-            raise ConfigError("issuer.max_response_bytes must be between 1024 and 268435456 (256 MiB)")
-        values["issuer_max_response_bytes"] = cap
-    if (schedule := _get(issuer, "poll_schedule_s", list, "issuer")) is not None:
-        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 3600 for x in schedule):
-            raise ConfigError("issuer.poll_schedule_s must be a list of seconds, e.g. [2, 5, 10]")
-        values["poll_schedule_s"] = tuple(float(x) for x in schedule)
-    mk = raw.get("management_key", {})
+    return values
+
+
+def _management_key(mk: dict[str, Any]) -> dict[str, Any]:
+    """``[management_key]``: source (one or a list), master_key_file, algorithm, file. Raises ConfigError."""
+    values: dict[str, Any] = {}
     if (source := mk.get("source")) is not None:
         sources = [source] if isinstance(source, str) else source
         if not isinstance(sources, list) or not sources or not all(isinstance(x, str) for x in sources):
@@ -515,44 +217,43 @@ def _settings_from(raw: dict[str, Any], path: Path | None, overrides: dict[str, 
                 raise ConfigError(f"management_key.source {name!r} is not one of default, pin-protected, file, diversified")
         values["management_key_source"] = sources[0]
         values["management_key_sources"] = tuple(sources)
-    if (master := _get(mk, "master_key_file", str, "management_key")) is not None:
+    if (master := get(mk, "master_key_file", str, "management_key")) is not None:
         values["master_key_file"] = Path(master)
-    if (alg := _get(mk, "algorithm", str, "management_key")) is not None:
+    if (alg := get(mk, "algorithm", str, "management_key")) is not None:
         names = {"3DES": "TDES", "TDES": "TDES", "AES128": "AES128", "AES192": "AES192", "AES256": "AES256"}
         if alg.upper().replace("-", "") not in names:
             raise ConfigError(f"management_key.algorithm {alg!r}: use 3DES, AES128, AES192 or AES256")
         values["management_key_algorithm"] = ManagementKeyAlgorithm[names[alg.upper().replace("-", "")]]
-    if (mkfile := _get(mk, "file", str, "management_key")) is not None:
+    if (mkfile := get(mk, "file", str, "management_key")) is not None:
         values["management_key_file"] = Path(mkfile)
-    ui = raw.get("ui", {})
-    if (policy := _get(ui, "removal_policy", str, "ui")) is not None:
+    return values
+
+
+def _ui(ui: dict[str, Any]) -> dict[str, Any]:
+    """``[ui]``: removal_policy, ra_contact, allow_unlock, inactivity_timeout_s, kiosk, theme,
+    pin_characters. Raises ConfigError."""
+    values: dict[str, Any] = {}
+    if (policy := get(ui, "removal_policy", str, "ui")) is not None:
         if policy not in ("logoff", "lock", "ignore"):
             raise ConfigError("ui.removal_policy must be logoff, lock or ignore")
         values["removal_policy"] = policy
-    if (contact := _get(ui, "ra_contact", str, "ui")) is not None:
+    if (contact := get(ui, "ra_contact", str, "ui")) is not None:
         values["ra_contact"] = contact
-    if (allow := _get(ui, "allow_unlock", bool, "ui")) is not None:
+    if (allow := get(ui, "allow_unlock", bool, "ui")) is not None:
         values["allow_unlock"] = allow
-    if (idle := _get(ui, "inactivity_timeout_s", int, "ui")) is not None:
+    if (idle := get(ui, "inactivity_timeout_s", int, "ui")) is not None:
         if not 0 <= idle <= 86400:
             raise ConfigError("ui.inactivity_timeout_s must be between 0 (off) and 86400 seconds")
         values["inactivity_timeout_s"] = idle
-    if (kiosk := _get(ui, "kiosk", bool, "ui")) is not None:
+    if (kiosk := get(ui, "kiosk", bool, "ui")) is not None:
         values["kiosk"] = kiosk
-    if (theme := _get(ui, "theme", str, "ui")) is not None:
+    if (theme := get(ui, "theme", str, "ui")) is not None:
         if theme not in ("default", "high-contrast"):
             raise ConfigError("ui.theme must be \"default\" or \"high-contrast\"")
         values["theme"] = theme
-    if (chars := _get(ui, "pin_characters", str, "ui")) is not None:
+    if (chars := get(ui, "pin_characters", str, "ui")) is not None:
         if not chars or any(not c.isprintable() or c.isspace() for c in chars):
             raise ConfigError("ui.pin_characters must list the characters a PIN may contain "
                               "(printable, no spaces), e.g. \"0123456789\"")
         values["pin_characters"] = "".join(sorted(set(chars)))
-    if (limit := _get(raw.get("card", {}), "max_certificate_bytes", int, "card")) is not None:
-        if not 256 <= limit <= 65535:
-            raise ConfigError("card.max_certificate_bytes must be between 256 and 65535")
-        values["max_certificate_bytes"] = limit
-    if (reader := _get(raw, "reader", str, "")) is not None:
-        values["reader"] = reader
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**values)
+    return values

@@ -48,7 +48,7 @@ def build_csr(subject: x509.Name, public_key: PublicKeyTypes, sign: Callable[[by
     attributes: list[dict[str, object]] = []
     if challenge_password:
         attributes.append({"type": "challenge_password",
-                           "values": [asn1_csr.DirectoryString(
+                           "values": [asn1_x509.DirectoryString(
                                name="utf8_string",
                                value=require_secret(challenge_password, "challenge password").reveal_text())]})
     if alternative_names is not None and len(alternative_names):

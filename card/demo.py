@@ -16,6 +16,7 @@ import platformdirs
 
 from card import atomic
 from card.config import Settings
+from card.enrollment.local_settings import LocalIssuerSettings
 from card.journal import AuditLog, JournalStore
 from card.backend import Backend
 from card.lazy import LazyIssuer, Once
@@ -82,7 +83,8 @@ def _demo(settings: Settings | None, fault: str, state_dir: Path | None, expires
     workdir = Path(tempfile.mkdtemp(prefix="cardrenew-demo-"))
     atexit.register(shutil.rmtree, workdir, True)  # the demo card's state holds its private keys
     base = settings or Settings()
-    settings = dataclasses.replace(base, issuer_type="local", issuer_directory=ca_dir, management_key_source="default",
+    settings = dataclasses.replace(base, issuer=LocalIssuerSettings(ca_dir, base.issuer.ca_fingerprint),
+                                   management_key_source="default",
                                    state_dir=state_dir or workdir / "state")
     window_days = settings.window_days
 

@@ -6,6 +6,8 @@ TUI and the CLI can show the user what happened *and* what to do, from one place
 
 from __future__ import annotations
 
+from card.sw import SW
+
 
 class CardError(Exception):
     """Base class of every error the ``card`` package raises."""
@@ -50,26 +52,26 @@ class ApduError(CardError):
     """The card answered a command with a status word other than ``90 00``.
 
     Attributes:
-        sw: the status word SW1SW2 as an int, e.g. ``0x6A82``.
+        sw: the status word SW1SW2 as an int, e.g. ``0x6A82`` (:class:`card.sw.SW` names them).
     """
 
     title = "The card refused a command"
     code = "APDU"
 
-    _MEANINGS = {
-        0x6982: "security status not satisfied (PIN or management key needed)",
-        0x6983: "authentication method blocked",
-        0x6985: "conditions of use not satisfied",
-        0x6A80: "incorrect parameter in command data",
-        0x6A81: "function not supported",
-        0x6A82: "data object or application not found",
-        0x6A84: "not enough memory on the card",
-        0x6A86: "incorrect P1/P2",
-        0x6A88: "referenced data (key) not found",
-        0x6B00: "wrong P1/P2",
-        0x6D00: "instruction not supported",
-        0x6E00: "class not supported",
-        0x6700: "wrong length",
+    _MEANINGS: dict[int, str] = {
+        SW.SECURITY_STATUS_NOT_SATISFIED: "security status not satisfied (PIN or management key needed)",
+        SW.AUTHENTICATION_BLOCKED: "authentication method blocked",
+        SW.CONDITIONS_NOT_SATISFIED: "conditions of use not satisfied",
+        SW.INCORRECT_DATA: "incorrect parameter in command data",
+        SW.FUNCTION_NOT_SUPPORTED: "function not supported",
+        SW.NOT_FOUND: "data object or application not found",
+        SW.NOT_ENOUGH_MEMORY: "not enough memory on the card",
+        SW.INCORRECT_P1_P2: "incorrect P1/P2",
+        SW.REFERENCE_NOT_FOUND: "referenced data (key) not found",
+        SW.WRONG_P1_P2: "wrong P1/P2",
+        SW.INS_NOT_SUPPORTED: "instruction not supported",
+        SW.CLA_NOT_SUPPORTED: "class not supported",
+        SW.WRONG_LENGTH: "wrong length",
     }
 
     def __init__(self, sw: int, message: str = "") -> None:

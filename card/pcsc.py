@@ -25,7 +25,7 @@ from card.errors import (
 try:
     from smartcard import scard as _scard
 except ImportError:  # pragma: no cover - reported when used
-    _scard = None  # type: ignore[assignment]
+    _scard = None  # type: ignore[assignment]  # no pyscard: ReaderUnavailableError when used
 
 _REMOVED = {"SCARD_W_REMOVED_CARD", "SCARD_W_RESET_CARD", "SCARD_E_NO_SMARTCARD", "SCARD_W_UNPOWERED_CARD",
             "SCARD_E_NOT_TRANSACTED"}  # NOT_TRANSACTED: seen right after an insertion while pcscd powers the card

@@ -138,12 +138,12 @@ class Secret:
             return NotImplemented
         return hmac.compare_digest(self._value, other._value)  # bytearrays: no immutable copies
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable on purpose; typeshed declares object.__hash__ a method
 
     def _refuse(self, *args: Any) -> NoReturn:
         raise TypeError("a Secret cannot be copied, pickled or serialised")
 
-    __reduce__ = __reduce_ex__ = __getstate__ = __copy__ = __deepcopy__ = _refuse  # type: ignore[assignment]
+    __reduce__ = __reduce_ex__ = __getstate__ = __copy__ = __deepcopy__ = _refuse
 
 
 def _valid_utf8(data: bytearray) -> bool:

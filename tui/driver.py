@@ -169,7 +169,7 @@ class TerminalDriver(LinuxDriver):
         delay = escape_delay_ms(os.environ)
         if delay is not None:
             # The parser reads ``constants.ESCAPE_DELAY`` at every escape (textual/_xterm_parser.py).
-            constants.ESCAPE_DELAY = delay / 1000.0  # type: ignore[misc]
+            constants.ESCAPE_DELAY = delay / 1000.0  # type: ignore[misc]  # Textual types it Final; read at each escape
 
     def _read(self) -> bytes | None:
         """Up to ``READ_SIZE`` bytes from the terminal; None if nothing now; b"" at end of input."""

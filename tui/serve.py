@@ -217,7 +217,7 @@ class KioskServer(Server):
                                      f'<p>This page tries again every 5 seconds.</p></body></html>\n')
         return await super().handle_index(request)
 
-    async def handle_websocket(self, request: web.Request) -> web.StreamResponse:
+    async def handle_websocket(self, request: web.Request) -> web.StreamResponse:  # type: ignore[override]  # a refusal is a plain 403 response, which aiohttp serves from any handler
         refused = self.refusal(request)
         if refused is not None:
             return refused

@@ -24,8 +24,9 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from card.enrollment.base import IssuerUnavailable
 from card.errors import OperationCancelled
@@ -130,9 +131,13 @@ class Watchdog:
             self._stopped = True
 
 
-def _resolve(host: str, port: int, deadline: Deadline, what: str) -> list[tuple]:  # type: ignore[type-arg]
+AddressInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]]
+"""One entry of ``socket.getaddrinfo``: family, type, protocol, canonical name, socket address."""
+
+
+def _resolve(host: str, port: int, deadline: Deadline, what: str) -> Sequence[AddressInfo]:
     """getaddrinfo on a daemon thread, waited for on the token (a stuck resolver is left behind)."""
-    result: list[object] = []
+    result: list[Sequence[AddressInfo] | OSError] = []
 
     def run() -> None:
         try:
@@ -147,9 +152,10 @@ def _resolve(host: str, port: int, deadline: Deadline, what: str) -> list[tuple]
         deadline.check(what)
         if not thread.is_alive():
             break
-    if isinstance(result[0], OSError):
-        raise result[0]
-    return result[0]  # type: ignore[return-value]
+    outcome = result[0]
+    if isinstance(outcome, OSError):
+        raise outcome
+    return outcome
 
 
 def _connect(host: str, port: int, deadline: Deadline, what: str) -> socket.socket:

@@ -12,11 +12,10 @@ from card.config import Settings
 from card.errors import ApduError
 from card.mgmtkey import authenticate_with_configured_key
 from card.piv import PivSession
+from card.piv.quirks import management_key_algorithm, management_key_forgotten
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-SECURITY_STATUS_NOT_SATISFIED = 0x6982
 
 
 class CardAdministrator:
@@ -42,8 +41,8 @@ class CardAdministrator:
             ManagementKeyError, CardRemovedError, ApduError.
         """
         s = self.settings
-        card_alg = self.session.get_management_key_algorithm()
-        if card_alg is not None and card_alg is not s.management_key_algorithm:
+        card_alg = management_key_algorithm(s.management_key_algorithm, self.session.get_management_key_algorithm())
+        if card_alg is not s.management_key_algorithm:
             s = dataclasses.replace(s, management_key_algorithm=card_alg)
         authenticate_with_configured_key(self.session, s, self.guid, s.management_key_algorithm)
 
@@ -57,7 +56,7 @@ class CardAdministrator:
         try:
             return command()
         except ApduError as exc:
-            if exc.sw != SECURITY_STATUS_NOT_SATISFIED:
+            if not management_key_forgotten(exc.sw):
                 raise
         logger.info("the card asked for the management key again (69 82); authenticating once more")
         self.authenticate()

@@ -8,10 +8,10 @@ import datetime as dt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from card.certificates import days_left, fingerprint, holder_name
-from card.config import Settings
+from card.certificates import SlotCertificate, days_left, fingerprint, holder_name
+from card.config import Settings, SlotSetting
 from card.errors import CardError, CardRemovedError, PinBlockedError
-from card.journal import FINAL_STEPS, JournalStore, SlotJournal
+from card.journal import FINAL_STEPS, Journal, JournalStore, SlotJournal
 from card.piv import PivSession, Slot, parse_supported_key_types
 from card.renewal.model import CardSummary, SlotState, SlotStatus
 
@@ -55,23 +55,7 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
     for setting in settings.slots:
         sc = session.read_certificate(setting.slot)
         certs[setting.slot] = sc.certificate
-        if sc.error:
-            statuses.append(SlotStatus(setting, None, sc.error, SlotState.UNREADABLE, None))
-            continue
-        if sc.certificate is None:
-            statuses.append(SlotStatus(setting, None, None, SlotState.EMPTY, None))
-            continue
-        left = days_left(sc.certificate, now)
-        if sc.certificate.not_valid_after_utc <= now:
-            state = SlotState.EXPIRED
-        elif sc.certificate.not_valid_after_utc - now <= dt.timedelta(days=settings.window_days):
-            state = SlotState.DUE
-        else:
-            state = SlotState.OK
-        size = len(sc.certificate.public_bytes(serialization.Encoding.DER))
-        too_long = (f"the certificate is {size} bytes, longer than this card's {settings.max_certificate_bytes}-byte "
-                    "limit (card.max_certificate_bytes)") if size > settings.max_certificate_bytes else None
-        statuses.append(SlotStatus(setting, sc.certificate, too_long, state, left, sc.note))
+        statuses.append(slot_status(setting, sc, settings, now))
     card_id, guid_text, expiry = card_id_for(session, certs)
     retries: int | None = None
     if pin_retries:
@@ -84,6 +68,37 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
         if status.certificate is not None:
             holder = holder_name(status.certificate)
             break
+    pending, stale, current, finished = _journal_of(session, journals, card_id, certs)
+    return CardSummary(reader, card_id, guid_text, expiry, holder, tuple(statuses), retries, pending,
+                       card_key_types, stale, current, finished)
+
+
+def slot_status(setting: SlotSetting, sc: SlotCertificate, settings: Settings, now: dt.datetime) -> SlotStatus:
+    """One configured slot as read (``sc``) with the update check's conclusion at ``now``."""
+    if sc.error:
+        return SlotStatus(setting, None, sc.error, SlotState.UNREADABLE, None)
+    if sc.certificate is None:
+        return SlotStatus(setting, None, None, SlotState.EMPTY, None)
+    left = days_left(sc.certificate, now)
+    if sc.certificate.not_valid_after_utc <= now:
+        state = SlotState.EXPIRED
+    elif sc.certificate.not_valid_after_utc - now <= dt.timedelta(days=settings.window_days):
+        state = SlotState.DUE
+    else:
+        state = SlotState.OK
+    size = len(sc.certificate.public_bytes(serialization.Encoding.DER))
+    too_long = (f"the certificate is {size} bytes, longer than this card's {settings.max_certificate_bytes}-byte "
+                "limit (card.max_certificate_bytes)") if size > settings.max_certificate_bytes else None
+    return SlotStatus(setting, sc.certificate, too_long, state, left, sc.note)
+
+
+def _journal_of(session: PivSession, journals: JournalStore | None, card_id: str | None,
+                certs: dict[Slot, x509.Certificate | None]
+                ) -> tuple[Journal | None, Journal | None, dict[str, x509.Certificate | None], bool]:
+    """The card's journal as (pending, stale, the certificate each journalled slot holds, finished).
+
+    DESIGN §3.4: the journal is matched by the GUID *and* each slot's certificate fingerprint; a
+    journal none of whose unfinished slots matches is stale (never resumed)."""
     pending = journals.load(card_id) if journals is not None and card_id else None
     finished = pending is not None and pending.finished
     if finished:
@@ -91,7 +106,6 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
     stale = None
     current: dict[str, x509.Certificate | None] = {}
     if pending is not None:
-        # DESIGN §3.4: the journal is matched by the GUID *and* each slot's certificate fingerprint.
         for name in pending.slots:
             try:
                 slot = Slot.parse(name)
@@ -101,8 +115,7 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
         if not any(journal_slot_matches(sj, current.get(name)) for name, sj in pending.slots.items()
                    if sj.step not in FINAL_STEPS):
             stale, pending = pending, None
-    return CardSummary(reader, card_id, guid_text, expiry, holder, tuple(statuses), retries, pending,
-                       card_key_types, stale, current, finished)
+    return pending, stale, current, finished
 
 
 def journal_slot_matches(sj: SlotJournal, cert: x509.Certificate | None) -> bool:

@@ -15,10 +15,8 @@ from card.certificates import verify_signature
 from card.enrollment.base import CardKey
 from card.errors import ApduError
 from card.piv import KeyType, PivSession, Slot
+from card.piv.quirks import no_key_of_this_type, pin_always
 from card.secret import Secret, require_secret
-
-NO_SUCH_KEY_SW = (0x6A88, 0x6A80, 0x6A82)
-"""Answers to a test signature of a key type the slot does not hold: try the next type."""
 
 
 class CardSigner:
@@ -63,14 +61,14 @@ class CardSigner:
     def sign(self, slot: Slot, message: bytes, key_type: KeyType | None = None) -> bytes:
         """Sign with the slot key (of ``key_type``, default: the key the slot holds now); VERIFY right
         before each 9C signature (PIN always, F08)."""
-        if slot == Slot.SIGNATURE:
+        if pin_always(slot):
             self._verify_pin_always()
         kt = key_type or self.slot_key_types.get(slot) or self.key_types[slot]
         return self.session.sign(slot, kt, message)
 
     def rsa_decipher(self, slot: Slot, block: bytes) -> bytes:
         """RSA decipher ``block`` with the slot key (SCEP replies are encrypted to it); VERIFY first for 9C."""
-        if slot == Slot.SIGNATURE:
+        if pin_always(slot):
             self._verify_pin_always()
         return self.session.rsa_decipher(slot, block)
 
@@ -86,7 +84,7 @@ class CardSigner:
             try:
                 signature = self.sign(slot, challenge, kt)
             except ApduError as exc:
-                if exc.sw in NO_SUCH_KEY_SW:
+                if no_key_of_this_type(exc.sw):  # try the next type
                     continue
                 raise
             for i, key in enumerate(candidates):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from card.backend import Backend
 from card.config import Settings
 from card.emulator.card import SoftPivCard
 from card.enrollment.local import LocalCA
@@ -22,7 +23,9 @@ from card.journal import AuditLog, JournalStore
 from card.piv import PivSession, Slot
 from card.renewal import RenewalContext, renew
 from card.secret import Secret
-from tui.cli import EXIT_PIN, _exit_code_for, _guard_last_pin_try
+from card.service import CardService, RenewalRequest
+from tui.cli import EXIT_PIN
+from tui.cli.failure import exit_code_for
 
 PIN = "123456"
 
@@ -83,22 +86,39 @@ def test_cancelled_after_generate_keeps_the_journal_and_the_next_run_finishes(ma
         assert cert is not None and cert.public_key().public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
 
 
+class _PinWouldBeSent(Exception):
+    """Raised by the PIN function of the request: the door got past its last-try check."""
+
+
 @pytest.mark.parametrize(("retries", "allowed", "error"), [
     (3, False, None), (2, False, None), (1, True, None), (1, False, LastPinTryError), (0, False, PinBlockedError),
 ])
-def test_the_last_pin_try_is_sent_only_when_allowed(make_card, retries: int, allowed: bool,  # type: ignore[no-untyped-def]
-                                                    error: type[Exception] | None) -> None:
+def test_the_last_pin_try_is_sent_only_when_allowed(make_card, tmp_path: Path, retries: int,  # type: ignore[no-untyped-def]
+                                                    allowed: bool, error: type[Exception] | None) -> None:
+    """Through the door (``renew --allow-last-pin-try`` is ``refuse_last_try=False``): the PIN is
+    asked for (and so would be sent) only when more than one try is left or the last one is allowed."""
     card: SoftPivCard = make_card()
     card.state.pin_retries = retries
-    session = PivSession(card)
-    if error is None:
-        _guard_last_pin_try(session, allowed)
-    else:
-        with pytest.raises(error) as exc:
-            _guard_last_pin_try(session, allowed)
-        assert _exit_code_for(exc.value) == EXIT_PIN
-        if error is LastPinTryError:
-            assert "--allow-last-pin-try" in str(exc.value) and "use the TUI" in str(exc.value)
+    settings = Settings(state_dir=tmp_path / "state")
+    door = Backend(settings, CardService(lambda: card, lambda: True), None,  # type: ignore[arg-type]
+                   JournalStore(settings.state_dir), AuditLog(settings.state_dir / "audit.log"), "In-process card")
+
+    def pin() -> Secret:
+        raise _PinWouldBeSent
+
+    try:
+        future = door.renew(RenewalRequest(pin, refuse_last_try=not allowed))
+        if error is None:
+            with pytest.raises(_PinWouldBeSent):
+                future.result()
+        else:
+            with pytest.raises(error) as exc:
+                future.result()
+            assert exit_code_for(exc.value) == EXIT_PIN
+            if error is LastPinTryError:
+                assert "--allow-last-pin-try" in str(exc.value) and "use the TUI" in str(exc.value)
+    finally:
+        door.close()
     assert card.state.pin_retries == retries  # reading the count spent no try
     assert not card.pin_verified
 

@@ -11,7 +11,8 @@ from card.config import ConfigError, load_settings
 from card.errors import PinFormatError
 from card.piv import encode_pin
 from card.secret import Secret
-from tui.cli import EXIT_USAGE, build_parser, main
+from tui.cli import EXIT_USAGE, main
+from tui.cli.parser import build_parser
 
 
 def test_options_before_the_subcommand_are_kept() -> None:
@@ -46,12 +47,12 @@ def test_bad_configuration_names_the_problem(tmp_path: Path, content: bytes, mes
 
 
 def test_issuer_directory_without_a_ca_is_a_configuration_error(tmp_path: Path) -> None:
-    from card.backend import build_issuer
+    from card.enrollment.registry import make_issuer
 
     path = tmp_path / "config.toml"
     path.write_text('[issuer]\ntype = "local"\ndirectory = "nowhere"\n')
     with pytest.raises(ConfigError) as exc:
-        build_issuer(load_settings(path))
+        make_issuer(load_settings(path))
     assert "holds no CA" in str(exc.value) and "cardrenew ca init" in str(exc.value)
 
 

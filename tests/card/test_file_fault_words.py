@@ -49,13 +49,13 @@ def test_an_audit_log_that_is_a_fifo_is_called_so(tmp_path: Path, monkeypatch: p
 def test_the_same_warning_is_printed_once_per_run(tmp_path: Path) -> None:
     """The real process: a warning logged six times (a full disk: one per journal save) is shown once."""
     program = ("import logging, sys\n"
-               "from tui import cli\n"
+               "from tui import cli\nfrom tui.cli import status as status_command\n"
                "def status(args):\n"
                "    for _ in range(6):\n"
                "        logging.getLogger('card.journal').warning('the journal is kept in /dev/shm/x')\n"
                "    logging.getLogger('card.journal').warning('another warning')\n"
                "    return 0\n"
-               "cli.cmd_status = status\n"
+               "status_command.cmd_status = status\n"
                "sys.exit(cli.main(['status']))\n")
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
                           cwd=Path(__file__).resolve().parents[2])

@@ -98,7 +98,13 @@ class LostAnswerCA:
     def authorize_renewal(self, *args):  # type: ignore[no-untyped-def]
         return self.ca.authorize_renewal(*args)
 
-    def issue(self, grant, csr, new_key, card_key=None):  # type: ignore[no-untyped-def]
+    def request_signer_slot(self, slot):  # type: ignore[no-untyped-def]
+        return None
+
+    def challenge_password(self, grant):  # type: ignore[no-untyped-def]
+        return None
+
+    def issue(self, grant, csr, new_key, card_key=None, *, request_signer=None, not_after_limit=None):  # type: ignore[no-untyped-def]
         if self.down:
             raise IssuerUnavailable("the answer was lost")
         return self.ca.issue(grant, csr, new_key)
@@ -160,9 +166,9 @@ def test_resume_after_the_certificate_was_written_finishes_without_writing_again
     so the resume finishes with the test signature — renewed already — and writes nothing."""
     card = SoftPivCard(create_card_state(ca, key_type=KeyType.ECCP256))
     ctx = context(tmp_path, ca)
-    import card.renewal.engine as engine
+    import card.renewal.steps as engine
 
-    real = engine._Renewal._write_and_check
+    real = engine.SlotSteps.write_and_check
     calls = {"n": 0}
 
     def write_then_stop(self, slot, cert, key, sj, journal, **kw):  # type: ignore[no-untyped-def]
@@ -175,12 +181,12 @@ def test_resume_after_the_certificate_was_written_finishes_without_writing_again
             raise KeyboardInterrupt
         return real(self, slot, cert, key, sj, journal, **kw)
 
-    engine._Renewal._write_and_check = write_then_stop  # type: ignore[method-assign]
+    engine.SlotSteps.write_and_check = write_then_stop  # type: ignore[method-assign]
     try:
         with pytest.raises(KeyboardInterrupt):
             renew(PivSession(card), ctx, Secret(PIN))
     finally:
-        engine._Renewal._write_and_check = real  # type: ignore[method-assign]
+        engine.SlotSteps.write_and_check = real  # type: ignore[method-assign]
     start = len(card.trace)
     assert renew(PivSession(card), ctx, Secret(PIN)).ok
     assert not [a for a, _ in card.trace[start:] if a[1] == 0xDB and not a[0] & 0x10 or a[1] == 0x47]
@@ -217,9 +223,10 @@ def test_generate_refused_for_a_listed_algorithm_ends_the_journal(ca: LocalCA, t
         assert not journals(tmp_path)
         assert update_check(read_card(PivSession(card), ctx.settings, journals=ctx.journals)) is UpdateCheck.AVAILABLE
     assert ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects)) == before
-    from tui.cli import EXIT_REFUSED, _exit_code_for
+    from tui.cli import EXIT_REFUSED
+    from tui.cli.failure import exit_code_for
 
-    assert _exit_code_for(exc.value) == EXIT_REFUSED
+    assert exit_code_for(exc.value) == EXIT_REFUSED
     assert [e["outcome"] for e in audit(tmp_path)] == ["refused", "refused"]
 
 
@@ -249,7 +256,7 @@ class MisissuingCA(LostAnswerCA):
         super().__init__(ca)
         self.down, self.fault = False, fault
 
-    def issue(self, grant, csr, new_key, card_key=None):  # type: ignore[no-untyped-def]
+    def issue(self, grant, csr, new_key, card_key=None, *, request_signer=None, not_after_limit=None):  # type: ignore[no-untyped-def]
         old = x509.load_der_x509_certificate(self.ca._db().execute(
             "SELECT old_cert FROM grants WHERE grant_id = ?", (grant.grant_id,)).fetchone()[0])
         now = dt.datetime.now(dt.timezone.utc)
@@ -292,7 +299,7 @@ def test_a_certificate_for_another_identity_or_a_ca_is_never_written(ca: LocalCA
 class CsrCopyingCA(MisissuingCA):
     """Like scepserver: subject and alternative names come from the CSR, the rest from its profile."""
 
-    def issue(self, grant, csr, new_key, card_key=None):  # type: ignore[no-untyped-def]
+    def issue(self, grant, csr, new_key, card_key=None, *, request_signer=None, not_after_limit=None):  # type: ignore[no-untyped-def]
         now = dt.datetime.now(dt.timezone.utc)
         self.csrs = [*getattr(self, "csrs", []), csr]
         builder = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(self.ca.cert.subject)
@@ -333,15 +340,16 @@ def test_an_expired_card_is_refused_in_preflight(ca: LocalCA, tmp_path: Path) ->
     assert "expired on" in str(exc.value) and "Registration Authority" in exc.value.next_step
     assert ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects)) == before
     assert not [a for a, _ in card.trace if a[1] in (0x20, 0x47, 0xDB)]  # no PIN sent, nothing generated or written
-    from tui.cli import EXIT_REFUSED, _exit_code_for
+    from tui.cli import EXIT_REFUSED
+    from tui.cli.failure import exit_code_for
 
-    assert _exit_code_for(exc.value) == EXIT_REFUSED
+    assert exit_code_for(exc.value) == EXIT_REFUSED
 
 
 class LongValidityCA(MisissuingCA):
     """A CA that ignores the card's expiry: a faithful renewal valid for two more years."""
 
-    def issue(self, grant, csr, new_key, card_key=None):  # type: ignore[no-untyped-def]
+    def issue(self, grant, csr, new_key, card_key=None, *, request_signer=None, not_after_limit=None):  # type: ignore[no-untyped-def]
         self.fault = "none"
         return super().issue(grant, csr, new_key, card_key)
 
@@ -370,7 +378,7 @@ def test_a_certificate_outliving_the_card_is_refused_and_the_local_ca_stays_with
 class ExtensionAddingCA(MisissuingCA):
     """A faithful renewal, then one more fault: an extension added, or the subject merged into one RDN."""
 
-    def issue(self, grant, csr, new_key, card_key=None):  # type: ignore[no-untyped-def]
+    def issue(self, grant, csr, new_key, card_key=None, *, request_signer=None, not_after_limit=None):  # type: ignore[no-untyped-def]
         fault, self.fault = self.fault, "none"
         issued = super().issue(grant, csr, new_key, card_key).certificate
         self.fault = fault

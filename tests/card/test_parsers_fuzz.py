@@ -436,7 +436,7 @@ def test_reading_a_card_with_one_mutated_object_never_fails(budget: int) -> None
 
     from card.config import Settings
     from card.renewal import SlotState, read_card
-    from tui.cli import summary_json
+    from tui.cli.status import summary_json
     from tui.screens.card import certificate_details
 
     @fuzz(budget)

@@ -89,13 +89,13 @@ def test_sharing_violation_is_a_busy_card() -> None:
 def test_the_cli_names_a_busy_card_once(make, held: threading.Event, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     """Break-it: "Another program is using the card: another program is using the card; …"."""
     import argparse
-    from tui.cli import _fail
+    from tui.cli.failure import fail
     try:
         error = make()
     except CardBusyError as raised:
         error = raised
     assert isinstance(error, CardBusyError)
-    _fail(argparse.Namespace(json=False), error)
+    fail(argparse.Namespace(json=False), error)
     first = capsys.readouterr().err.splitlines()[0]
     assert first.startswith("cardrenew: Another program is using the card: ")
     assert first.lower().count("another program is using the card") == 1, first

@@ -20,7 +20,8 @@ from card.config import ConfigError, Settings, SlotSetting, load_settings
 from card.emulator.card import SoftPivCard, install_key
 from card.emulator.create import create_card_state
 from card.enrollment.base import IssuerRejected, RaRejected, RaUnavailable, RenewalGrant
-from card.enrollment.scep import ScepIssuer, ScepSettings
+from card.enrollment.scep import ScepIssuer
+from card.enrollment.scep_settings import ScepIssuerSettings
 from card.journal import AuditLog, JournalStore
 from card.piv import KeyType, PivSession, Slot
 from card.renewal import RenewalContext, RenewalRefused, renew
@@ -51,7 +52,7 @@ def pki(tmp_path: Path) -> dict:
 
 
 def issuer(command: list[str], timeout_s: float = 10.0) -> ScepIssuer:
-    scep = ScepIssuer(ScepSettings("http://127.0.0.1:9/scep", None, challenge_command=tuple(command),
+    scep = ScepIssuer(ScepIssuerSettings("http://127.0.0.1:9/scep", None, challenge_command=tuple(command),
                                    timeout_s=timeout_s))
     scep._ca, scep._caps = [], {"POSTPKIOPERATION", "AES"}  # GetCACert/GetCACaps answered (tested in integration)
     return scep
@@ -157,7 +158,7 @@ def test_renewal_req_without_a_usable_signer_slot_is_refused_before_generation(
     while nothing has changed."""
     card = SoftPivCard(create_card_state(ca, slots=slots, key_type=key_type), tmp_path / "card.json")
     before = ({k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects))
-    scep = ScepIssuer(ScepSettings("http://127.0.0.1:9/scep", None, challenge=Secret("x"), message_type="RenewalReq"))
+    scep = ScepIssuer(ScepIssuerSettings("http://127.0.0.1:9/scep", None, challenge=Secret("x"), message_type="RenewalReq"))
     scep._ca, scep._caps = [], {"POSTPKIOPERATION", "AES"}  # GetCACert/GetCACaps answered (tested in integration)
     scep.supported_key_types = lambda: {"RSA2048", "ECCP256"}  # type: ignore[method-assign]  # reach the signer check
     settings = Settings(state_dir=tmp_path / "state")
@@ -170,7 +171,7 @@ def test_renewal_req_without_a_usable_signer_slot_is_refused_before_generation(
 
 
 def _renewal_req_run(scep_ca: x509.Certificate, tmp_path: Path, card: SoftPivCard, **settings_kw):  # type: ignore[no-untyped-def]
-    scep = ScepIssuer(ScepSettings("http://127.0.0.1:9/scep", None, challenge=Secret("x"), message_type="RenewalReq",
+    scep = ScepIssuer(ScepIssuerSettings("http://127.0.0.1:9/scep", None, challenge=Secret("x"), message_type="RenewalReq",
                                    timeout_s=2))
     scep._ca, scep._caps = [scep_ca], {"POSTPKIOPERATION", "AES"}  # GetCACert/GetCACaps answered (tested in integration)
     settings = Settings(state_dir=tmp_path / "state", **settings_kw)

@@ -28,18 +28,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from card.enrollment.base import CardKey, IssuerError
-from card.enrollment.scep import (
+from card.enrollment.scep import ScepIssuer
+from card.enrollment.scep_messages import (
     MESSAGE_CERT_REP,
     OID_MESSAGE_TYPE,
     OID_PKI_STATUS,
     OID_RECIPIENT_NONCE,
     OID_SENDER_NONCE,
     OID_TRANSACTION_ID,
-    ScepIssuer,
-    ScepSettings,
     parse_ca_caps,
     parse_ca_certificates,
 )
+from card.enrollment.scep_settings import ScepIssuerSettings
 
 FUZZ = settings(max_examples=10_000, derandomize=True, database=None, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -149,7 +149,7 @@ def mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
 
 
 def scep_issuer() -> ScepIssuer:
-    issuer = ScepIssuer(ScepSettings("http://127.0.0.1:9/scep", None))
+    issuer = ScepIssuer(ScepIssuerSettings("http://127.0.0.1:9/scep", None))
     issuer._ca = [CA]  # GetCACert answered (pinned)
     return issuer
 

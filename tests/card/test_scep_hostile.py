@@ -21,7 +21,10 @@ import pytest
 
 from card.enrollment.base import IssuerReplyInvalid, IssuerUnavailable, RaUnavailable, RenewalGrant
 from card.enrollment.http import DeadlinePassed, ResponseTooLarge
-from card.enrollment.scep import STATUS_PENDING, ScepIssuer, ScepSettings
+from card.enrollment.scep import ScepIssuer
+from card.enrollment.scep_messages import STATUS_PENDING
+from card.enrollment.scep_ra_hook import run_hook
+from card.enrollment.scep_settings import ScepIssuerSettings
 from card.errors import OperationCancelled
 
 HANG_BOUND_S = 10.0
@@ -107,7 +110,7 @@ def call_bounded(fn: Callable[[], object]) -> tuple[BaseException | None, float]
 
 def scep(url: str, **kw: object) -> ScepIssuer:
     cancel = kw.pop("cancel", None)
-    return ScepIssuer(ScepSettings(url, "00" * 32, **kw), cancel=cancel)  # type: ignore[arg-type]
+    return ScepIssuer(ScepIssuerSettings(url, "00" * 32, **kw), cancel=cancel)  # type: ignore[arg-type]
 
 
 def test_a_dripping_server_is_cut_off_at_the_total_deadline(serve: Callable[..., Server]) -> None:
@@ -224,7 +227,7 @@ def test_a_sleeping_ra_hook_and_its_children_are_ended(tmp_path: Path, how: str)
                     f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
                     "time.sleep(60)\n")
     cancel = threading.Event()
-    issuer = ScepIssuer(ScepSettings("http://127.0.0.1:9/scep", None, challenge_command=(sys.executable, str(hook)),
+    issuer = ScepIssuer(ScepIssuerSettings("http://127.0.0.1:9/scep", None, challenge_command=(sys.executable, str(hook)),
                                      timeout_s=60 if how == "cancel" else 1.5), cancel=cancel)
     if how == "cancel":
         def cancel_when_started() -> None:
@@ -234,7 +237,7 @@ def test_a_sleeping_ra_hook_and_its_children_are_ended(tmp_path: Path, how: str)
                 time.sleep(0.05)
             cancel.set()
         threading.Thread(target=cancel_when_started, daemon=True).start()
-    exc, _ = call_bounded(lambda: issuer._run_hook([sys.executable, str(hook)], "{}"))
+    exc, _ = call_bounded(lambda: run_hook([sys.executable, str(hook)], "{}", issuer.settings.timeout_s, issuer.cancel))
     if how == "cancel":
         assert isinstance(exc, OperationCancelled), exc
     else:

@@ -86,13 +86,13 @@ def test_status_renew_and_audit_of_a_hostile_holder_print_no_terminal_command(
 
 
 def test_log_lines_on_stderr_are_terminal_safe() -> None:
-    """The filter on the CLI's stderr log handlers (``tui.cli._OncePerRun``) escapes a logged
+    """The filter on the CLI's stderr log handlers (``tui.cli.entry.OncePerRun``) escapes a logged
     message (e.g. naming a reader), info and warning alike."""
     import logging
 
-    from tui.cli import _OncePerRun
+    from tui.cli.entry import OncePerRun
 
-    once = _OncePerRun()
+    once = OncePerRun()
     for level in (logging.INFO, logging.WARNING):
         record = logging.LogRecord("card.pcsc", level, __file__, 1, "reader %s is busy", (READER,), None)
         assert once.filter(record)

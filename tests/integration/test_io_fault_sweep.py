@@ -26,13 +26,12 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 
 from card.emulator.card import SoftPivCard
 from card.emulator.create import create_card_state
 from card.emulator.state import CardState
 from card.enrollment.local import LocalCA
-from card.piv import KeyType, Slot
+from card.piv import KeyType
 from tests.integration.conftest import CARDRENEW, READER
 from tests.integration.test_sweeps import (
     PIN,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from textual.widgets import Button, DataTable, Input
+from textual.widgets import Button, DataTable
 
 from card.certificates import fingerprint
 from card.piv import Slot

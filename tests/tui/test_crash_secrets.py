@@ -21,7 +21,7 @@ import pytest
 
 from tests.tui.conftest import wait_for
 from tests.tui.test_renewal_flow import log_on
-from tui.app import CardRenewApp, make_app
+from tui.app import make_app
 from tui.screens import CardScreen, LogonScreen, MessageDialog, NextDialog, PinDialog
 
 WRONG_PIN = "654321"  # not the demo card's PIN, which the demo's logon pane shows on purpose

@@ -15,6 +15,7 @@ from card.config import Settings
 from card.emulator.card import CardFaults, SoftPivCard
 from card.emulator.create import create_card_state
 from card.enrollment.local import LocalCA, init_ca
+from card.enrollment.local_settings import LocalIssuerSettings
 from card.journal import AuditLog, JournalStore
 from card.backend import Backend
 from card.service import CardService
@@ -33,7 +34,7 @@ class TwoReaders:
         ca_dir = tmp_path / "ca"
         init_ca(ca_dir, "Reader test CA")
         self.ca = LocalCA(ca_dir, 90)
-        self.settings = dataclasses.replace(Settings(), issuer_type="local", issuer_directory=ca_dir,
+        self.settings = dataclasses.replace(Settings(), issuer=LocalIssuerSettings(ca_dir),
                                             management_key_source="default", state_dir=tmp_path / "state")
         self.cards = {
             READER_A: SoftPivCard(create_card_state(self.ca, pin=PIN, holder="Alice Anders", guid=bytes(16)),

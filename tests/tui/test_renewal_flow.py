@@ -14,8 +14,7 @@ from textual.widgets import Input
 from tests.tui.conftest import screen_text, wait_for
 from tui.app import make_app
 from tui.messages import CertificateWritten, RenewalFinished
-from tui.screens import (CardScreen, LogonScreen, MessageDialog, NextDialog, PinDialog,
-                         WriteCertificatesScreen)
+from tui.screens import (CardScreen, LogonScreen, MessageDialog, NextDialog, PinDialog)
 
 PIN = "123456"
 

@@ -22,6 +22,7 @@ from card.emulator.card import CardFaults, SoftPivCard
 from card.emulator.create import create_card_state
 from card.enrollment import local
 from card.enrollment.local import LocalCA, init_ca
+from card.enrollment.local_settings import LocalIssuerSettings
 from card.journal import AuditLog, JournalStore
 from card.piv import OBJECT_CHUID, build_chuid
 from card.backend import Backend
@@ -43,14 +44,14 @@ def fixed_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignor
     import secrets
 
     # a fixed reference code; the audit records' event ids (never shown) stay random
-    monkeypatch.setattr("card.journal.secrets", types.SimpleNamespace(choice=lambda seq: seq[0],
+    monkeypatch.setattr("card.journal.records.secrets", types.SimpleNamespace(choice=lambda seq: seq[0],
                                                                       token_hex=secrets.token_hex))
     monkeypatch.setattr("tui.screens.write_certificates.time", types.SimpleNamespace(monotonic=lambda: 1000.0))
 
     def make(fault: str = "none", **settings_changes):  # type: ignore[no-untyped-def]
         ca_dir = tmp_path / f"ca-{fault}"
         init_ca(ca_dir, "cardrenew Demo CA")
-        settings = dataclasses.replace(Settings(), issuer_type="local", issuer_directory=ca_dir,
+        settings = dataclasses.replace(Settings(), issuer=LocalIssuerSettings(ca_dir),
                                        management_key_source="default", state_dir=tmp_path / f"state-{fault}",
                                        **settings_changes)
         ca = LocalCA(ca_dir, settings.window_days, now=lambda: FIXED_NOW)

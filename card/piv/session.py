@@ -7,25 +7,12 @@ synchronous and must run on the card worker thread.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
-import uuid
-from dataclasses import dataclass
-from enum import IntEnum, unique
 from typing import TYPE_CHECKING
 
 from card import tlv
-from card.apdu import (  # the instructions the APDU trace must know about are defined there
-    INS_GENERAL_AUTHENTICATE,
-    INS_GET_DATA,
-    INS_PUT_DATA,
-    INS_VERIFY,
-    KEY_REF_MANAGEMENT,
-    SW_OK,
-    ApduProtocol,
-    CommandApdu,
-)
+from card.apdu import INS, KEY_REF_MANAGEMENT, SW_OK, ApduProtocol, CommandApdu
 from card.errors import (
     ApduError,
     BadResponseError,
@@ -34,307 +21,37 @@ from card.errors import (
     ManagementKeyError,
     NotSupportedError,
     PinBlockedError,
-    PinFormatError,
+)
+from card.piv.encoding import Chuid, encode_pin, parse_chuid, parse_public_key, pkcs1v15_sha256_block
+from card.piv.model import (
+    KEY_REF_PIN,
+    OBJECT_CHUID,
+    OBJECT_DISCOVERY,
+    PIV_AID_SELECT,
+    TAG_CHALLENGE,
+    TAG_DYNAMIC_AUTH,
+    TAG_OBJECT_WRAP,
+    TAG_RESPONSE,
+    TAG_WITNESS,
+    KeyType,
+    ManagementKeyAlgorithm,
+    Slot,
+)
+from card.piv.quirks import (
+    generate_algorithm_refused,
+    management_key_algorithm_from_metadata,
+    management_key_algorithm_refused,
+    private_key_needs_pin,
+    retries_from_sw,
 )
 from card.secret import Secret, require_secret
+from card.sw import SW
 from card.transport import CardTransport
 
-# ``cryptography`` (and card.certificates, which needs it) is imported where it is used, not here:
-# the names below (Slot, KeyType, ManagementKeyAlgorithm, …) are needed by the configuration and the
-# TUI before its first frame, and importing cryptography costs about 50 ms of a 0.3 s start (issue 7).
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-    from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
     from card.certificates import SlotCertificate
-
-PIV_AID = bytes.fromhex("A000000308000010000100")
-"""Full PIV application AID (SP 800-73-4 Part 1 §2.2); SELECT sends the 9-byte prefix."""
-PIV_AID_SELECT = PIV_AID[:9]
-
-INS_SELECT = 0xA4
-INS_CHANGE_REFERENCE = 0x24
-INS_RESET_RETRY = 0x2C
-INS_GENERATE_ASYMMETRIC = 0x47
-INS_GET_METADATA = 0xF7
-"""Yubico extension (YubiKey 5.3+); other cards answer ``6D 00`` (piv-protocol.md §3.2)."""
-INS_GET_VERSION = 0xFD
-"""Yubico extension: 3-byte firmware version; other cards answer ``6D 00``."""
-
-KEY_REF_PIN = 0x80
-KEY_REF_PUK = 0x81
-
-TAG_DYNAMIC_AUTH = 0x7C
-TAG_WITNESS = 0x80
-TAG_CHALLENGE = 0x81
-TAG_RESPONSE = 0x82
-TAG_OBJECT_WRAP = b"\x53"
-
-DEFAULT_MANAGEMENT_KEY = bytes.fromhex("010203040506070801020304050607080102030405060708")
-"""The well-known factory management key. Only ever used where configuration allows it."""
-
-OBJECT_CHUID = b"\x5f\xc1\x02"
-OBJECT_CCC = b"\x5f\xc1\x07"
-OBJECT_DISCOVERY = b"\x7e"
-
-_DIGEST_INFO_SHA256 = bytes.fromhex("3031300d060960864801650304020105000420")
-
-
-@unique
-class Slot(IntEnum):
-    """PIV key references (SP 800-73-4 Part 1 Table 4b) with their certificate objects."""
-
-    AUTHENTICATION = 0x9A
-    SIGNATURE = 0x9C
-    KEY_MANAGEMENT = 0x9D
-    CARD_AUTH = 0x9E
-
-    @property
-    def object_id(self) -> bytes:
-        """BER-TLV tag of the slot's certificate object (SP 800-73-4 Part 1 Table 3)."""
-        return {0x9A: b"\x5f\xc1\x05", 0x9C: b"\x5f\xc1\x0a", 0x9D: b"\x5f\xc1\x0b", 0x9E: b"\x5f\xc1\x01"}[self]
-
-    @property
-    def hex(self) -> str:
-        """The slot as the field writes it, e.g. ``"9A"``."""
-        return f"{self.value:02X}"
-
-    @classmethod
-    def parse(cls, text: str) -> Slot:
-        """Parse ``"9A"`` / ``"9a"`` / ``"0x9a"``. Raises ValueError for other slots."""
-        return cls(int(text.lower().removeprefix("0x"), 16))
-
-
-@unique
-class KeyType(IntEnum):
-    """Asymmetric algorithm identifiers (SP 800-78-4 Table 6-2)."""
-
-    RSA2048 = 0x07
-    ECCP256 = 0x11
-    ECCP384 = 0x14
-
-    @classmethod
-    def of(cls, key: PublicKeyTypes) -> KeyType:
-        """The key type of a public key. Raises NotSupportedError for others."""
-        from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-        if isinstance(key, rsa.RSAPublicKey) and key.key_size == 2048:
-            return cls.RSA2048
-        if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
-            return cls.ECCP256
-        if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP384R1):
-            return cls.ECCP384
-        raise NotSupportedError(f"key type not supported: {type(key).__name__}")
-
-    @property
-    def is_rsa(self) -> bool:
-        """True for RSA key types (host-side PKCS#1 v1.5 padding, raw RSA on the card, SP 800-73-4 Part 2 §3.2.4)."""
-        return self is KeyType.RSA2048
-
-    @property
-    def sign_bytes(self) -> int:
-        """Input block size of a signature: modulus bytes (RSA) or field bytes (EC)."""
-        return {KeyType.RSA2048: 256, KeyType.ECCP256: 32, KeyType.ECCP384: 48}[self]
-
-
-@unique
-class ManagementKeyAlgorithm(IntEnum):
-    """Management-key (``9B``) algorithm identifiers (SP 800-78-4 Table 6-1)."""
-
-    TDES = 0x03
-    AES128 = 0x08
-    AES192 = 0x0A
-    AES256 = 0x0C
-
-    @property
-    def key_bytes(self) -> int:
-        """Key length in bytes: 24 (3DES, AES-192), 16 (AES-128), 32 (AES-256) (SP 800-78-4 Table 6-1)."""
-        return {0x03: 24, 0x08: 16, 0x0A: 24, 0x0C: 32}[self.value]
-
-    @property
-    def block_bytes(self) -> int:
-        """Witness/challenge block in bytes: 8 for 3DES, 16 for AES (SP 800-73-4 Part 2 Appendix A.1)."""
-        return 8 if self is ManagementKeyAlgorithm.TDES else 16
-
-    def cipher(self, key: bytes) -> Cipher[modes.ECB]:
-        """ECB cipher for the challenge/response blocks. Raises ValueError on a wrong key length."""
-        if len(key) != self.key_bytes:
-            raise ValueError(f"{self.name} management key must be {self.key_bytes} bytes, got {len(key)}")
-        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
-        try:  # cryptography ≥ 43 keeps 3DES in the "decrepit" module
-            from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-        except ImportError:  # pragma: no cover - older cryptography
-            TripleDES = algorithms.TripleDES  # type: ignore[misc,assignment]
-        alg = TripleDES(key) if self is ManagementKeyAlgorithm.TDES else algorithms.AES(key)
-        return Cipher(alg, modes.ECB())
-
-
-def check_pin_format(pin: Secret) -> None:
-    """Check a PIN or PUK without sending it: UTF-8 text of 6–8 bytes (SP 800-73-4 Part 2 §3.2.1).
-
-    Raises:
-        PinFormatError: not valid text, or fewer than 6 or more than 8 bytes; never truncated (F07).
-        TypeError: ``pin`` is not a :class:`~card.secret.Secret`.
-    """
-    require_secret(pin, "PIN")
-    if not pin.is_text:  # e.g. undecodable bytes read from a pipe
-        raise PinFormatError("The PIN contains bytes that are not valid text.")
-    if not 6 <= len(pin) <= 8:
-        raise PinFormatError(f"A PIN is 6 to 8 bytes long (a digit or plain letter is 1 byte, an accented "
-                             f"letter 2 or more); this one is {len(pin)} bytes.")
-
-
-def encode_pin(pin: Secret) -> bytes:
-    """PIN reference data: UTF-8, 6–8 bytes, right-padded with ``FF`` to 8 (SP 800-73-4 Part 2 §3.2.1).
-
-    One of the few places that reveal a :class:`~card.secret.Secret`: the block goes straight into
-    the VERIFY / CHANGE REFERENCE DATA / RESET RETRY COUNTER APDU (whose trace is redacted).
-
-    Raises:
-        PinFormatError: see :func:`check_pin_format`; TypeError: ``pin`` is not a Secret.
-    """
-    check_pin_format(pin)
-    return pin.reveal().ljust(8, b"\xff")
-
-
-def retries_from_sw(sw: int) -> int | None:
-    """Tries left from ``63 CX`` (standard) or ``63 0X`` (old YubiKey NEO); None if not such an SW."""
-    if sw & 0xFFF0 == 0x63C0:
-        return sw & 0x0F
-    if sw & 0xFFF0 == 0x6300 and sw != 0x6300:
-        return sw & 0x0F
-    if sw == 0x6300:
-        return 0
-    return None
-
-
-def _fasc_n_9999() -> bytes:
-    # Non-federal FASC-N with agency code 9999 (as ykman's generate_chuid): 25 bytes, BCD 5-bit.
-    return bytes.fromhex("D4E739DA739CED39CE739D836858210842108421C84210C3EB")
-
-
-def build_chuid(guid: bytes, expiry: dt.date) -> bytes:
-    """Value of the CHUID object (SP 800-73-4 Part 1 Table 9): FASC-N, GUID (16 bytes), expiry, empty signature."""
-    if len(guid) != 16:
-        raise ValueError("GUID must be 16 bytes")
-    return (
-        tlv.tlv(0x30, _fasc_n_9999())
-        + tlv.tlv(0x34, guid)
-        + tlv.tlv(0x35, expiry.strftime("%Y%m%d").encode())
-        + tlv.tlv(0x3E, b"")
-        + tlv.tlv(0xFE, b"")
-    )
-
-
-@dataclass(frozen=True)
-class Chuid:
-    """The parts of the CHUID that renewal uses."""
-
-    guid: bytes
-    expiry: dt.date | None
-
-    @property
-    def guid_hex(self) -> str:
-        """The 16-byte GUID (CHUID tag 34, SP 800-73-4 Part 1 Table 9) as 32 upper-case hex digits."""
-        return self.guid.hex().upper()
-
-    @property
-    def guid_text(self) -> str:
-        """GUID as the usual 8-4-4-4-12 text."""
-        return str(uuid.UUID(bytes=self.guid)).upper()
-
-
-def parse_chuid(value: bytes) -> Chuid:
-    """Parse the CHUID value. Raises BadResponseError when the GUID (tag 34) is missing or wrong."""
-    items = tlv.parse_dict(value)
-    guid = items.get(b"\x34")
-    if guid is None or len(guid) != 16:
-        raise BadResponseError("CHUID has no 16-byte GUID")
-    expiry = None
-    raw = items.get(b"\x35")
-    if raw and len(raw) == 8:
-        try:
-            expiry = dt.datetime.strptime(raw.decode("ascii"), "%Y%m%d").date()
-        except (UnicodeDecodeError, ValueError):
-            expiry = None
-    return Chuid(guid, expiry)
-
-
-def parse_supported_key_types(apt: bytes) -> set[KeyType] | None:
-    """The asymmetric algorithms a card lists in the Application Property Template that SELECT
-    returns (``61 { … AC { 80 <alg> … } }``, SP 800-73-4 Part 2 §3.1.1); None when it lists none.
-    Unknown algorithm identifiers are ignored."""
-    try:
-        listed = tlv.parse_dict(tlv.unwrap(apt, 0x61)).get(b"\xac")
-        items = tlv.parse(listed) if listed is not None else None
-    except BadResponseError:
-        return None
-    if items is None:
-        return None
-    return {KeyType(v[0]) for t, v in items if t == b"\x80" and len(v) == 1 and v[0] in KeyType._value2member_map_}
-
-
-def parse_public_key(key_type: KeyType, template: bytes) -> PublicKeyTypes:
-    """Parse the ``7F49`` public-key template that GENERATE returns (SP 800-73-4 Part 2 §3.3.2,
-    Table 11: RSA ``81`` modulus and ``82`` public exponent; EC ``86`` uncompressed point).
-
-    Total: any bytes either give a key of ``key_type`` or raise BadResponseError.
-
-    Raises:
-        BadResponseError: truncated or inconsistent template, a modulus that is not 2048 bits, an
-            exponent cryptography refuses (even, 1, too large), or a point not on the curve (a card
-            can send any of these with ``90 00``).
-    """
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    inner = tlv.unwrap(template, b"\x7f\x49")
-    items = tlv.parse_dict(inner)
-    if key_type.is_rsa:
-        n, e = items.get(b"\x81"), items.get(b"\x82")
-        if not n or not e or len(n) != 256:
-            raise BadResponseError("RSA public key template is incomplete (needs an 81 modulus of 256 bytes and 82)")
-        if not n[0] & 0x80:
-            raise BadResponseError("RSA public key from the card is not 2048 bits (modulus has a leading zero bit)")
-        if not n[-1] & 1:
-            raise BadResponseError("RSA modulus from the card is even; refused")
-        if len(e) > 8:
-            raise BadResponseError(f"RSA public exponent from the card is {len(e)} bytes long; refused")
-        try:
-            return rsa.RSAPublicNumbers(int.from_bytes(e, "big"), int.from_bytes(n, "big")).public_key()
-        except ValueError as exc:
-            raise BadResponseError(f"RSA public key from the card is not valid ({exc})") from exc
-    point = items.get(b"\x86")
-    curve: ec.EllipticCurve = ec.SECP256R1() if key_type is KeyType.ECCP256 else ec.SECP384R1()
-    size = 1 + 2 * key_type.sign_bytes
-    if not point or len(point) != size or point[0] != 0x04:
-        raise BadResponseError(f"EC public key template is incomplete (needs an 86 point of {size} bytes, 04 …)")
-    try:
-        return ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
-    except ValueError as exc:
-        raise BadResponseError("EC point from the card is not on the curve") from exc
-
-
-def encode_public_key(key: PublicKeyTypes) -> bytes:
-    """The ``7F49`` template for a public key (emulator side of GENERATE)."""
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    if isinstance(key, rsa.RSAPublicKey):
-        nums = key.public_numbers()
-        inner = tlv.tlv(0x81, nums.n.to_bytes(256, "big")) + tlv.tlv(0x82, nums.e.to_bytes(3, "big"))
-    elif isinstance(key, ec.EllipticCurvePublicKey):
-        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-        inner = tlv.tlv(0x86, key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint))
-    else:
-        raise NotSupportedError("unsupported key")
-    return tlv.tlv(b"\x7f\x49", inner)
-
-
-def pkcs1v15_sha256_block(message: bytes) -> bytes:
-    """EMSA-PKCS1-v1_5 block for SHA-256 over ``message`` (RFC 8017 §9.2), 256 bytes for RSA-2048."""
-    t = _DIGEST_INFO_SHA256 + hashlib.sha256(message).digest()
-    return b"\x00\x01" + b"\xff" * (256 - len(t) - 3) + b"\x00" + t
 
 
 class PivSession:
@@ -365,7 +82,7 @@ class PivSession:
         Raises:
             ApduError: ``6A 82`` when the card has no PIV application.
         """
-        return self._send_ok(INS_SELECT, 0x04, 0x00, PIV_AID_SELECT)
+        return self._send_ok(INS.SELECT, 0x04, 0x00, PIV_AID_SELECT)
 
     def get_data(self, object_id: bytes) -> bytes | None:
         """GET DATA of one object (SP 800-73-4 Part 2 §3.1.2); returns the value inside ``53``.
@@ -376,8 +93,8 @@ class PivSession:
         Raises:
             ApduError: any other status; BadResponseError: the answer is not a ``53`` TLV.
         """
-        resp, sw = self._send(INS_GET_DATA, 0x3F, 0xFF, tlv.tlv(0x5C, object_id))
-        if sw == 0x6A82:
+        resp, sw = self._send(INS.GET_DATA, 0x3F, 0xFF, tlv.tlv(0x5C, object_id))
+        if sw == SW.NOT_FOUND:
             return None
         if sw != SW_OK:
             raise ApduError(sw)
@@ -390,7 +107,7 @@ class PivSession:
         Raises:
             ApduError: ``6A 84`` not enough memory (certificate too large), ``69 82`` not authenticated.
         """
-        self._send_ok(INS_PUT_DATA, 0x3F, 0xFF, tlv.tlv(0x5C, object_id) + tlv.tlv(TAG_OBJECT_WRAP, value), le=None)
+        self._send_ok(INS.PUT_DATA, 0x3F, 0xFF, tlv.tlv(0x5C, object_id) + tlv.tlv(TAG_OBJECT_WRAP, value), le=None)
 
     def read_chuid(self) -> Chuid | None:
         """Read and parse the CHUID; None if the card has none."""
@@ -429,10 +146,10 @@ class PivSession:
         Raises:
             PinBlockedError: ``69 83``.
         """
-        _, sw = self._send(INS_VERIFY, 0x00, KEY_REF_PIN, le=None)
+        _, sw = self._send(INS.VERIFY, 0x00, KEY_REF_PIN, le=None)
         if sw == SW_OK:
             return None
-        if sw == 0x6983:
+        if sw == SW.AUTHENTICATION_BLOCKED:
             raise PinBlockedError("The PIN is blocked.")
         retries = retries_from_sw(sw)
         if retries is None:
@@ -448,10 +165,10 @@ class PivSession:
             PinBlockedError: ``69 83``.
         """
         block = encode_pin(pin)
-        _, sw = self._send(INS_VERIFY, 0x00, KEY_REF_PIN, block, le=None)
+        _, sw = self._send(INS.VERIFY, 0x00, KEY_REF_PIN, block, le=None)
         if sw == SW_OK:
             return
-        if sw == 0x6983:
+        if sw == SW.AUTHENTICATION_BLOCKED:
             raise PinBlockedError("The PIN is blocked.")
         retries = retries_from_sw(sw)
         if retries is not None:
@@ -471,7 +188,7 @@ class PivSession:
             InvalidPinError: ``63 CX``, the old PIN was wrong, with ``attempts_remaining``.
             PinBlockedError: ``69 83`` (or ``63 C0``).
         """
-        self._change_reference_data(KEY_REF_PIN, encode_pin(old) + encode_pin(new), INS_CHANGE_REFERENCE)
+        self._change_reference_data(KEY_REF_PIN, encode_pin(old) + encode_pin(new), INS.CHANGE_REFERENCE_DATA)
 
     def reset_retry(self, puk: Secret, new_pin: Secret) -> None:
         """RESET RETRY COUNTER: unblock the PIN with the PUK and set ``new_pin`` (SP 800-73-4 Part 2 §3.2.3).
@@ -484,18 +201,18 @@ class PivSession:
             InvalidPinError: ``63 CX``, the PUK was wrong, with ``attempts_remaining`` (PUK tries).
             PinBlockedError: ``69 83`` (or ``63 C0``): the PUK is blocked.
         """
-        self._change_reference_data(KEY_REF_PIN, encode_pin(puk) + encode_pin(new_pin), INS_RESET_RETRY)
+        self._change_reference_data(KEY_REF_PIN, encode_pin(puk) + encode_pin(new_pin), INS.RESET_RETRY_COUNTER)
 
     def _change_reference_data(self, key_ref: int, data: bytes, ins: int) -> None:
         _, sw = self._send(ins, 0x00, key_ref, data, le=None)
         if sw == SW_OK:
             return
-        if sw == 0x6983:
-            raise PinBlockedError("The PUK is blocked." if ins == INS_RESET_RETRY else "The PIN is blocked.")
+        if sw == SW.AUTHENTICATION_BLOCKED:
+            raise PinBlockedError("The PUK is blocked." if ins == INS.RESET_RETRY_COUNTER else "The PIN is blocked.")
         retries = retries_from_sw(sw)
         if retries is not None:
             if retries == 0:
-                raise PinBlockedError("The PUK is blocked." if ins == INS_RESET_RETRY else "The PIN is blocked.")
+                raise PinBlockedError("The PUK is blocked." if ins == INS.RESET_RETRY_COUNTER else "The PIN is blocked.")
             raise InvalidPinError(retries)
         raise ApduError(sw)
 
@@ -512,7 +229,7 @@ class PivSession:
         Raises:
             CardRemovedError / transport errors only.
         """
-        resp, sw = self._send(INS_GET_METADATA, 0x00, reference)
+        resp, sw = self._send(INS.GET_METADATA, 0x00, reference)
         if sw != SW_OK:
             return None
         try:
@@ -531,7 +248,7 @@ class PivSession:
         Raises:
             CardRemovedError / transport errors only; no status word raises.
         """
-        resp, sw = self._send(INS_GET_VERSION, 0x00, 0x00)
+        resp, sw = self._send(INS.GET_VERSION, 0x00, 0x00)
         if sw != SW_OK or len(resp) != 3:
             return None
         return resp[0], resp[1], resp[2]
@@ -547,19 +264,10 @@ class PivSession:
         Raises:
             BadResponseError: ``90 00`` with malformed TLV or an unknown algorithm byte.
         """
-        resp, sw = self._send(INS_GET_METADATA, 0x00, KEY_REF_MANAGEMENT)
+        resp, sw = self._send(INS.GET_METADATA, 0x00, KEY_REF_MANAGEMENT)
         if sw != SW_OK:
             return None
-        items = tlv.parse_dict(resp)
-        alg = items.get(b"\x01")
-        if alg is None:
-            return ManagementKeyAlgorithm.TDES
-        if len(alg) != 1:
-            raise BadResponseError("management key metadata: algorithm (tag 01) must be 1 byte")
-        try:
-            return ManagementKeyAlgorithm(alg[0])
-        except ValueError:
-            raise BadResponseError(f"management key metadata: unknown algorithm {alg[0]:02X}") from None
+        return management_key_algorithm_from_metadata(resp)
 
     # -- management key ----------------------------------------------------------------------
     def authenticate(self, key: Secret, algorithm: ManagementKeyAlgorithm = ManagementKeyAlgorithm.TDES) -> None:
@@ -581,9 +289,9 @@ class PivSession:
             cipher = algorithm.cipher(key.reveal())
         except ValueError as exc:
             raise ManagementKeyError(f"the management key does not fit {algorithm.name}: {exc}") from None
-        resp, sw = self._send(INS_GENERAL_AUTHENTICATE, algorithm, KEY_REF_MANAGEMENT,
+        resp, sw = self._send(INS.GENERAL_AUTHENTICATE, algorithm, KEY_REF_MANAGEMENT,
                               tlv.tlv(TAG_DYNAMIC_AUTH, tlv.tlv(TAG_WITNESS, b"")))
-        if sw in (0x6A80, 0x6A86):
+        if management_key_algorithm_refused(sw):
             raise ManagementKeyError(f"the card's management key is not {algorithm.name} (SW {sw:04X})")
         if sw != SW_OK:
             raise ManagementKeyError(f"management key authentication failed (SW {sw:04X})")
@@ -594,7 +302,7 @@ class PivSession:
         witness = dec.update(witness_enc) + dec.finalize()
         challenge = os.urandom(block)
         data = tlv.tlv(TAG_DYNAMIC_AUTH, tlv.tlv(TAG_WITNESS, witness) + tlv.tlv(TAG_CHALLENGE, challenge))
-        resp, sw = self._send(INS_GENERAL_AUTHENTICATE, algorithm, KEY_REF_MANAGEMENT, data)
+        resp, sw = self._send(INS.GENERAL_AUTHENTICATE, algorithm, KEY_REF_MANAGEMENT, data)
         if sw != SW_OK:
             raise ManagementKeyError("the card management key was not accepted")
         answer = tlv.parse_dict(tlv.unwrap(resp, TAG_DYNAMIC_AUTH)).get(bytes([TAG_RESPONSE]))
@@ -613,8 +321,8 @@ class PivSession:
             BadResponseError: truncated ``7F49`` template.
         """
         data = tlv.tlv(0xAC, tlv.tlv(0x80, bytes([key_type])))
-        resp, sw = self._send(INS_GENERATE_ASYMMETRIC, 0x00, slot, data)
-        if sw in (0x6A80, 0x6A86):
+        resp, sw = self._send(INS.GENERATE_ASYMMETRIC_KEY_PAIR, 0x00, slot, data)
+        if generate_algorithm_refused(sw):
             raise NotSupportedError(f"this card cannot generate {key_type.name} keys in slot {slot.hex}; nothing was changed")
         if sw != SW_OK:
             raise ApduError(sw)
@@ -651,8 +359,8 @@ class PivSession:
 
     def _private_key_operation(self, slot: Slot, key_type: KeyType, block: bytes) -> bytes:
         data = tlv.tlv(TAG_DYNAMIC_AUTH, tlv.tlv(TAG_RESPONSE, b"") + tlv.tlv(TAG_CHALLENGE, block))
-        resp, sw = self._send(INS_GENERAL_AUTHENTICATE, key_type, slot, data)
-        if sw == 0x6982:
+        resp, sw = self._send(INS.GENERAL_AUTHENTICATE, key_type, slot, data)
+        if private_key_needs_pin(sw):
             raise ApduError(sw, f"slot {slot.hex}: private-key operation refused, PIN not verified (SW 6982)")
         if sw != SW_OK:
             raise ApduError(sw)

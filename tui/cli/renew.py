@@ -1,0 +1,139 @@
+"""``cardrenew renew``: the headless renewal, with the same engine as the TUI.
+
+Exit codes: 0 renewed, 4 PIN (wrong, blocked, last try not allowed), 10 nothing due, 11 refused,
+12 the CA, 13 not every certificate renewed; 128 + signal when stopped before the card changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+
+from card import backend as assembly  # called through the module: tests put an in-process card there
+from card.backend import Backend
+from card.config import UsageError
+from card.errors import OperationCancelled
+from card.renewal import RenewalRefused
+from card.secret import Secret
+from card.service import CardSummary, RenewalRequest, RenewalResult, UpdateCheck, update_check
+from tui.cli.demo import cli_demo_backend
+from tui.cli.exit_codes import EXIT_NOT_DUE, EXIT_OK
+from tui.cli.failure import fail
+from tui.cli.output import out, print_notices, settings_for
+from tui.cli.renew_pin import PrintReporter, read_pin, warn_default_management_key
+from tui.cli.renew_report import report_renewal
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+class _StopOnSignal:
+    """SIGTERM, SIGHUP and SIGINT during ``renew``: finish the current card step, then stop
+    (``cancel`` also ends any wait at once: the CA's reply, the RA hook, a back-off, a poll)."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.stopped_by: list[int] = []
+        self.previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+        for sig in self.previous:
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if not self.cancel.is_set():
+            print("Stopping after the current card step; the journal keeps what was done.", file=sys.stderr)
+            self.stopped_by.append(signum)
+        self.cancel.set()
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def cmd_renew(args: argparse.Namespace) -> int:
+    """Read the card, check what is due, ask (unless ``--yes``), renew; returns the exit code."""
+    settings = settings_for(args)
+    stop = _StopOnSignal()
+    try:
+        if args.demo:
+            backend = cli_demo_backend(args, settings)
+        else:
+            backend = assembly.pcsc_backend(settings, args.reader, cancel=stop.cancel)
+    except BaseException:
+        stop.restore()
+        raise
+    try:
+        outcome = _check_and_renew(args, backend, stop.cancel)
+    except Exception as exc:  # noqa: BLE001 - mapped to documented exit codes
+        if isinstance(exc, OperationCancelled) and stop.stopped_by:
+            return fail(args, exc, code=128 + stop.stopped_by[0])
+        return fail(args, exc)
+    finally:
+        stop.restore()
+        backend.close()
+        print_notices(backend)
+    return outcome if isinstance(outcome, int) else report_renewal(args, outcome)
+
+
+def _check_and_renew(args: argparse.Namespace, backend: Backend, cancel: threading.Event) -> int | RenewalResult:
+    """The update check, then the renewal: an exit code when the run ends here, else the result."""
+    settings = backend.settings
+    progress = PrintReporter(args.json)
+    if args.yes and args.pin_stdin:
+        # Nothing is asked between the update check and the renewal, so both run in one card
+        # transaction and the engine renews from the check's reading instead of reading the
+        # card again (the PIN is read from stdin in between, as before: after the check).
+        def pin_then_warn() -> Secret:
+            pin = read_pin(args)
+            warn_default_management_key(settings, args)
+            return pin
+
+        summary, result = backend.renew_if_due(RenewalRequest(
+            pin_then_warn, progress, cancel=cancel, refuse_last_try=not args.allow_last_pin_try)).result()
+    else:
+        summary, result = backend.read_card().result(), None
+    check = update_check(summary)
+    if check is UpdateCheck.UP_TO_DATE or check is UpdateCheck.NOTHING_TO_RENEW:
+        nxt = summary.next_renewal_date(settings.window_days)
+        msg = "Your card is up to date." + (f" Next renewal from {nxt.isoformat()}." if nxt else "")
+        out(args, {"outcome": "up_to_date", "message": msg, "next_renewal_date": nxt.isoformat() if nxt else None,
+                   "slots": [], "reference": None, "exit_code": EXIT_NOT_DUE}, msg)
+        return EXIT_NOT_DUE
+    if check is UpdateCheck.EXPIRED:
+        names = ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in summary.expired)
+        raise RenewalRefused(f"the certificate {names} has expired; self-service renewal is not allowed",
+                             next_step=f"Contact {settings.ra_contact}.")
+    if result is not None:
+        return report_renewal(args, result)
+    allow_last_try = args.allow_last_pin_try
+    if summary.pin_retries == 1 and not allow_last_try and not args.pin_stdin and sys.stdin.isatty():
+        answer = input("Only 1 PIN try is left: a wrong PIN would block the card. Send the PIN? [y/N] ")
+        allow_last_try = answer.strip().lower() in ("y", "yes")
+    pin = read_pin(args)
+    if not args.yes and not _confirmed(summary, pin):
+        return EXIT_OK
+    warn_default_management_key(settings, args)
+    # the door wipes the PIN whatever the outcome; with one try left it refuses in the renewal's
+    # own card transaction, before the PIN is sent
+    return backend.renew(RenewalRequest(pin, progress, cancel=cancel, refuse_last_try=not allow_last_try)).result()
+
+
+def _confirmed(summary: CardSummary, pin: Secret) -> bool:
+    """Ask before renewing; False (the PIN wiped, "Cancelled" said) unless the answer is yes.
+
+    Raises:
+        UsageError: no terminal to ask on (exit 2; ``--yes`` renews without asking).
+    """
+    what = ("resume the unfinished update " + summary.pending_journal.reference) if summary.pending_journal \
+        else "renew " + ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in summary.due)
+    if not sys.stdin.isatty():
+        raise UsageError("confirmation needed", next_step="Run with --yes to renew without asking.")
+    answer = input(f"About to {what}. Do not remove your card. Continue? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        pin.wipe()
+        print("Cancelled; nothing was changed.")
+        return False
+    return True
+
+

@@ -1,0 +1,58 @@
+"""``renew``'s PIN and progress: reading the PIN, the management-key warning, the step printer."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from card.config import Settings, UsageError
+from card.secret import Secret, read_secret_line
+from card.service import RenewalStep, Slot, SlotResult
+from card.terminal_text import terminal_safe
+
+
+class PrintReporter:
+    """The engine's progress (:class:`card.renewal.RenewalReporter`) as lines on stderr; quiet with ``--json``."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def step(self, slot: Slot | None, step: RenewalStep, detail: str = "") -> None:
+        if not self.quiet:
+            where = f"[{slot.hex}] " if slot is not None else ""
+            print(terminal_safe(f"  {where}{step.value}" + (f": {detail}" if detail else ""), keep_newlines=True),
+                  file=sys.stderr)
+
+    def slot_finished(self, slot: Slot, result: SlotResult) -> None:
+        pass
+
+
+def read_pin(args: argparse.Namespace) -> Secret:
+    """The PIN from the first line of stdin (``--pin-stdin``) or the terminal, as a Secret; the
+    caller's renewal wipes it.
+
+    Raises:
+        UsageError: there is none (no try used).
+    """
+    if args.pin_stdin:
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, OSError, ValueError):  # stdin replaced by a text object (in-process callers)
+            pin = Secret(sys.stdin.readline().rstrip("\r\n"))
+        else:
+            pin = read_secret_line(fd)  # byte by byte: no buffer or string keeps a copy
+        if not pin:
+            raise UsageError("--pin-stdin: no PIN on standard input",
+                             next_step="Give the PIN as the first line of standard input. No try was used.")
+        return pin
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to ask for the PIN",
+                         next_step="Run with --pin-stdin and give the PIN on standard input.")
+    return Secret(getpass.getpass("PIN: "))
+
+
+def warn_default_management_key(settings: Settings, args: argparse.Namespace) -> None:
+    """Say on stderr (not with ``--json``) that the well-known management key is in use."""
+    if settings.uses_default_management_key and not args.json:
+        print("Warning: using the well-known default management key (allowed by the configuration).", file=sys.stderr)
