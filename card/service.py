@@ -47,7 +47,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from card.errors import InvalidPinError, LastPinTryError, PinBlockedError
 from card.worker import CardService
 
-__all__ = ["CardDoor", "CardService", "RenewalRequest"]
+__all__ = [  # the door, and the read-model names it re-exports (made on first use, see __getattr__)
+    "CardDoor", "CardService", "RenewalRequest",
+    "CardSummary", "KeyType", "RenewalResult", "RenewalStep", "Slot", "SlotResult", "SlotState", "SlotStatus",
+    "UpdateCheck", "card_expiry_words", "check_pin_format", "update_check",
+]
 
 if TYPE_CHECKING:
     from card.config import Settings
@@ -121,6 +125,15 @@ class CardDoor:
     audit: AuditLog
     reader_name: str
     cancel_event: threading.Event
+    demo: bool
+    """The card is the demo's virtual card."""
+    demo_pin: str | None
+    """The demo card's PIN, shown on the logon pane (None: not a demo card)."""
+
+    @property
+    def can_switch_reader(self) -> bool:
+        """Another reader can be chosen (PC/SC with a reader list); the assembly says."""
+        return False
 
     # -- reading and logging on -----------------------------------------------------------
     def read_card(self, *, now: dt.datetime | None = None, pin_retries: bool = True) -> Future[CardSummary]:
@@ -254,11 +267,15 @@ class CardDoor:
             if pin is None:
                 assert not isinstance(request.pin, Secret)
                 pin = request.pin()
-            ctx = RenewalContext(self.settings, self.issuer, self.journals, self.audit,  # type: ignore[arg-type]
+            if self.issuer is None:
+                raise RuntimeError("this card service was made without an issuer (read-only use); it cannot renew")
+            ctx = RenewalContext(self.settings, self.issuer, self.journals, self.audit,
                                  reporter=request.progress or NullReporter(),
-                                 cancel=request.cancel or self.cancel_event,
-                                 **({"now": request.now} if request.now else {}),
-                                 **({"between_slots": request.between_slots} if request.between_slots else {}))
+                                 cancel=request.cancel or self.cancel_event)
+            if request.now is not None:
+                ctx.now = request.now
+            if request.between_slots is not None:
+                ctx.between_slots = request.between_slots
             return renew(session, ctx, pin, summary=summary)
         finally:
             if pin is not None:

@@ -14,9 +14,9 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from textual import events, on, work
+from textual import events, on
 from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -69,7 +69,7 @@ class CardRenewApp(ReaderFollowing, AppBase):
         self.kiosk = backend.settings.kiosk
         """Kiosk mode: no quit key, no command palette, back to the logon pane after log off."""
         if self.kiosk:
-            self.ENABLE_COMMAND_PALETTE = False
+            self.ENABLE_COMMAND_PALETTE = False  # type: ignore[misc]  # Textual reads it per instance; a kiosk has none
         super().__init__()
         self.register_theme(HIGH_CONTRAST)
         self.theme = THEMES.get(backend.settings.theme, "textual-dark")
@@ -264,7 +264,7 @@ class CardRenewApp(ReaderFollowing, AppBase):
         self.show_error(event.error, then=(lambda: self.post_message(then)) if then is not None else None)
 
     # -- navigation --------------------------------------------------------------------------
-    def goto(self, screen: Screen[object]) -> None:
+    def goto(self, screen: Screen[Any]) -> None:
         """Replace the current pane (and any dialogs over it) with ``screen``."""
         async def switch() -> None:
             while len(self.screen_stack) > 2:

@@ -9,7 +9,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from textual import events, on
 from textual.app import App
@@ -19,6 +19,11 @@ from tui.messages import NextRequested
 from tui.screens.dialogs import NextDialog, TextDialog
 
 T = TypeVar("T")
+
+
+def _callback(callback: Callable[[T | None], object] | None) -> Callable[[T | None], None] | None:
+    """A dialog's callback as Textual types it (its result, if any, is not used)."""
+    return cast("Callable[[T | None], None] | None", callback)
 
 
 class AppBase(App[int]):
@@ -82,7 +87,7 @@ class AppBase(App[int]):
         if isinstance(screen, TextDialog) and not wait_for_dismiss:
             pushed = self.open_dialog(screen, callback)
             return pushed if pushed is not None else AwaitComplete.nothing()
-        return super().push_screen(screen, callback, wait_for_dismiss, mode=mode)
+        return super().push_screen(screen, callback, wait_for_dismiss, mode=mode)  # type: ignore[call-overload]  # as called
 
     def open_dialog(self, dialog: TextDialog[T], callback: Callable[[T | None], object] | None = None) -> Any:
         """Show ``dialog`` unless the same dialog is open already (idempotent).
@@ -108,7 +113,7 @@ class AppBase(App[int]):
                             description=f"Waiting to show {dialog.id}")
             return AwaitComplete.nothing()
         dialog.opened_at = time.monotonic()
-        return super().push_screen(dialog, callback)
+        return super().push_screen(dialog, _callback(callback))
 
     def _id_taken(self, node_id: str) -> bool:
         """A screen with this id is registered (on the stack, or dismissed and not yet removed).
@@ -126,7 +131,7 @@ class AppBase(App[int]):
         finally:
             self._dialogs_waiting.discard(dialog.dedupe_key)
         dialog.opened_at = time.monotonic()
-        super().push_screen(dialog, callback)
+        super().push_screen(dialog, _callback(callback))
 
     @on(NextRequested)
     def _next_requested(self, event: NextRequested) -> None:

@@ -23,9 +23,8 @@ from card.errors import CardError, InvalidPinError, PinBlockedError
 from tui.messages import ErrorRaised, GotoPane, LogOffRequested
 
 if TYPE_CHECKING:
-    from card.backend import Backend
     from card.secret import Secret
-    from card.service import CardSummary, RenewalResult
+    from card.service import CardDoor, CardSummary, RenewalResult
     from tui.screens.dialogs import TextDialog
 
 PinChange = Literal["change", "unlock"]
@@ -36,7 +35,7 @@ class PaneHost(Protocol):
     """What a pane may ask of the app (``tui.app.CardRenewApp`` is one): state and queries; the
     app's own steps (navigation, errors, the renewal) are asked for with messages instead."""
 
-    backend: Backend
+    backend: CardDoor
     summary: CardSummary | None
     is_logged_on: bool
     readers: list[tuple[str, bool]] | None

@@ -59,7 +59,7 @@ class CardSummaryTab(CardTab):
             with Horizontal(id="card-buttons"):
                 yield Button("Update My Card", id="update-button", variant="primary")
                 yield Button("Change passcode", id="change-pin-button")
-                if self.app.backend.settings.allow_unlock:  # type: ignore[attr-defined]
+                if self.settings.allow_unlock:
                     yield Button("Unlock card", id="unlock-button")
                 yield Button("Log off", id="logoff-button")
 
@@ -86,7 +86,7 @@ class CardSummaryTab(CardTab):
             ]
         await grid.mount_all(cells)
         notice = self.query_one("#card-notice", Static)
-        settings = self.app.backend.settings  # type: ignore[attr-defined]
+        settings = self.settings
         card_words = card_expiry_words(summary.card_expiry, settings.window_days, dt.datetime.now(dt.timezone.utc),
                                        settings.ra_contact)
         if self.show_pin_state(summary):
@@ -124,7 +124,7 @@ class CardSummaryTab(CardTab):
         for button in self.query("#update-button").results(Button):
             button.disabled = blocked
         if blocked:
-            settings = self.app.backend.settings  # type: ignore[attr-defined]
+            settings = self.settings
             unlock = " Support staff can unlock it here with the PUK (Unlock card)." if settings.allow_unlock else ""
             notice = self.query_one("#card-notice", Static)
             notice.update(f"Your card is blocked: the PIN was entered wrongly too many times. Your certificates "
@@ -285,32 +285,32 @@ class CardScreen(Pane):
         if check is UpdateCheck.AVAILABLE:
             due = "\n".join(f"  {s.setting.label} ({s.slot.hex}): expires {format_date(s.certificate.not_valid_after_utc)}"
                             for s in summary.due if s.certificate is not None)
-            app.push_screen(MessageDialog("Updates are available for your card",
+            self.app.push_screen(MessageDialog("Updates are available for your card",
                                           f"These certificates are due for renewal:\n{due}",
                                           ok="OK", cancel="Cancel", id="updates-available-dialog"),
                             lambda ok: self._ask_pin(summary) if ok else None)
         elif check is UpdateCheck.RESUME:
             assert summary.pending_journal is not None
             reference = summary.pending_journal.reference
-            app.push_screen(MessageDialog(
+            self.app.push_screen(MessageDialog(
                 f"An unfinished update was found (reference {reference})",
                 f"An earlier update of this card (reference {reference}) did not finish. "
                 "Select Resume update to complete it.", ok="Resume update", cancel="Cancel", id="resume-dialog"),
                 lambda ok: self._ask_pin(summary) if ok else None)
         elif check is UpdateCheck.UP_TO_DATE:
             nxt = summary.next_renewal_date(settings.window_days)
-            app.push_screen(MessageDialog("Your card is up to date",
+            self.app.push_screen(MessageDialog("Your card is up to date",
                                           "Your card is up to date" + (f"; next renewal from {nxt.isoformat()}." if nxt else "."),
                                           id="up-to-date-dialog"))
         elif check is UpdateCheck.EXPIRED:
             names = ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in summary.expired)
-            app.push_screen(ErrorDialog(
+            self.app.push_screen(ErrorDialog(
                 "Renewal not possible",
                 f"The certificate {names} has expired. Self-service renewal of an expired certificate is not allowed; "
                 "nothing was changed on your card.",
                 f"Contact {settings.ra_contact}.", id="expired-dialog"))
         else:
-            app.push_screen(ErrorDialog("Nothing to renew", "Your card holds no certificate that can be renewed here.",
+            self.app.push_screen(ErrorDialog("Nothing to renew", "Your card holds no certificate that can be renewed here.",
                                         f"Contact {settings.ra_contact}.", id="nothing-dialog"))
 
     def _ask_pin(self, summary: CardSummary) -> None:

@@ -3,15 +3,22 @@ pane's tabs share: :class:`CardTab` and the words for a slot's state."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from rich.text import Text
 from textual import on
 from textual.containers import VerticalScroll
+from textual.coordinate import Coordinate
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from card.certificates import fingerprint
 from card.service import CardSummary, KeyType, SlotState, SlotStatus
 from tui.screens.dialogs import format_date
+
+if TYPE_CHECKING:
+    from card.config import Settings
+    from tui.screens.base import PaneHost
 
 STATUS_WORDS = {
     SlotState.OK: ("Valid", "-ok"),
@@ -31,6 +38,11 @@ def status_text(status: SlotStatus) -> tuple[str, str]:
 
 class CardTab(TabPane):
     """A tab of the Card pane; ``activate()`` shows it and ``set_focus_within()`` focuses its first control."""
+
+    @property
+    def settings(self) -> Settings:
+        """The configuration the app runs with."""
+        return cast("PaneHost", self.app).backend.settings
 
     def activate(self) -> None:
         tabs = self.screen.query_one(TabbedContent)
@@ -97,7 +109,7 @@ class CertificatesTab(CardTab):
         table = self.query_one("#certificate-list", DataTable)
         selected = None
         if table.row_count and table.cursor_row < table.row_count:
-            selected = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+            selected = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
         table.clear()
         self.statuses = {}
         for status in summary.slots:
@@ -120,6 +132,6 @@ class CertificatesTab(CardTab):
         if not table.row_count:
             details.update("No certificate to show.")
             return
-        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
         status = self.statuses.get(key or "")
         details.update(certificate_details(status) if status else "")

@@ -34,7 +34,7 @@ T = TypeVar("T")
 def format_date(value: object) -> str:
     """An aware datetime or a date as ``YYYY-MM-DD``."""
     date = getattr(value, "date", None)
-    return (date() if callable(date) else value).isoformat()  # type: ignore[union-attr]
+    return (date() if callable(date) else value).isoformat()  # type: ignore[union-attr]  # a date or datetime, as documented
 
 
 class DialogButton(Button):
@@ -123,7 +123,7 @@ class TextDialog(ModalScreen[T]):
             with Horizontal(id="dialog-buttons"):
                 for index, (button_id, label) in enumerate(self.buttons):
                     yield DialogButton(label, id=f"{button_id}-button",
-                                       variant=self.variant if index == 0 else "default")  # type: ignore[arg-type]
+                                       variant=self.variant if index == 0 else "default")  # type: ignore[arg-type]  # a ButtonVariant name
         yield PaneFooter()
 
     def compose_body(self) -> ComposeResult:

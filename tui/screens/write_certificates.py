@@ -293,7 +293,7 @@ class WriteCertificatesScreen(Pane):
         self.app.push_screen(ErrorDialog(title, f"{message}\n\nSelect Abort this issuance to see what was and was "
                                          "not renewed, and what to do next.",
                                          button="Abort this issuance", id="issuance-error-dialog"),
-                             lambda _: self.app.post_message(GotoPane("completed-with-errors", result=result)))
+                             self._show_completed_with_errors)
 
     def _confirm(self, _: bool | None) -> None:
         assert self.result is not None
@@ -303,5 +303,10 @@ class WriteCertificatesScreen(Pane):
         self.app.push_screen(MessageDialog("Your card has been updated",
                                            f"Your certificates have been renewed:\n{lines}\n\n"
                                            "Select OK to see them on the Card tab.", id="confirmation-dialog"),
-                             lambda _: self.app.post_message(GotoPane("card", renewed=result)))
+                             self._back_to_card)
 
+    def _show_completed_with_errors(self, _: None = None) -> None:
+        self.app.post_message(GotoPane("completed-with-errors", result=self.result))
+
+    def _back_to_card(self, _: bool | None = None) -> None:
+        self.app.post_message(GotoPane("card", renewed=self.result))
