@@ -152,6 +152,16 @@ class TimedIssuer:
     def supported_key_types(self) -> Any:
         return self._timed("supported_key_types", self._inner.supported_key_types)
 
+    @property
+    def cancel(self) -> Any:
+        return self._inner.cancel
+
+    def request_signer_slot(self, slot: str) -> Any:
+        return self._inner.request_signer_slot(slot)
+
+    def challenge_password(self, grant: Any) -> Any:
+        return self._inner.challenge_password(grant)
+
     def authorize_renewal(self, *args: Any) -> Any:
         return self._timed("authorize_renewal", self._inner.authorize_renewal, *args)
 

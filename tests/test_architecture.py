@@ -67,6 +67,8 @@ def _first_module(tree: Path, package: str) -> Path:
         ("card.emulator.vpcd", "import card.service", "emulator-is-a-card", "the emulator is a card"),
         # The app reaching past the door to the PIV layer's internals.
         ("tui.widgets", "import card.apdu", "tui-uses-the-door", "the rest of the TUI"),
+        # A CLI subcommand sending APDUs itself.
+        ("tui.cli.audit", "import card.apdu", "cli-uses-the-door", "the CLI reaches the card only"),
         # A pane importing the engine instead of the door.
         ("tui.screens.logon", "import card.renewal", "panes-use-the-door", "TUI panes (tui.screens)"),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -157,9 +158,23 @@ class IssuedCertificate:
 
 
 class Issuer(Protocol):
-    """A certificate authority reached through some enrollment protocol."""
+    """A certificate authority reached through some enrollment protocol: everything the renewal
+    engine asks of one (DESIGN §4). The engine calls, per slot: :meth:`request_signer_slot` and
+    :meth:`authorize_renewal` while the old key exists (preflight), then after GENERATE
+    :meth:`challenge_password` for the CSR and :meth:`issue`. A new issuer implements every member
+    and is registered in :mod:`card.enrollment.registry`.
+    """
 
     name: str
+    """What the user is told the CA is (``"embedded CA"``, ``"SCEP CA"``)."""
+
+    @property
+    def cancel(self) -> threading.Event:
+        """The cancellation token: set by the owner (the CLI on SIGTERM/SIGINT/SIGHUP, the door's
+        ``cancel()``, the app closing), it ends every wait of this issuer within a second — HTTP
+        replies, the RA hook, the PENDING poll — with OperationCancelled. An issuer that never
+        waits holds one all the same."""
+        ...
 
     def ca_certificates(self) -> list[x509.Certificate]:
         """The CA certificates new certificates must chain to. Raises IssuerUnavailable."""
@@ -167,6 +182,13 @@ class Issuer(Protocol):
 
     def supported_key_types(self) -> set[str]:
         """Key types the CA certifies, as KeyType names (``"RSA2048"``, ``"ECCP256"``, ...)."""
+        ...
+
+    def request_signer_slot(self, slot: str) -> str | None:
+        """The slot (``"9C"``) whose CA-issued certificate and key sign the request for ``slot``
+        (``"9A"``), or None when the new key signs its own request (PKCS#10 proof of possession).
+        The engine checks that slot before anything changes and hands it to :meth:`issue` as
+        ``request_signer`` (SCEP RenewalReq, RFC 8894 §3.3.1)."""
         ...
 
     def authorize_renewal(self, slot: str, old_certificate: x509.Certificate, sign_with_old_key: Signer) -> RenewalGrant:
@@ -178,16 +200,31 @@ class Issuer(Protocol):
         """
         ...
 
-    def issue(self, grant: RenewalGrant, csr: x509.CertificateSigningRequest, new_key: PublicKeyTypes,
-              card_key: CardKey | None = None) -> IssuedCertificate:
-        """Issue a certificate for ``csr`` under ``grant``.
+    def challenge_password(self, grant: RenewalGrant) -> Secret | None:
+        """The challenge password the CSR for ``grant`` carries (PKCS#9, RFC 8894 §2.2), or None for
+        none. A secret: the engine never journals a CSR that carries one.
 
-        ``card_key`` gives protocols that need it (SCEP) the new key's card operations.
+        Raises:
+            IssuerRejected: the grant needed a one-time challenge that is no longer known.
+        """
+        ...
+
+    def issue(self, grant: RenewalGrant, csr: x509.CertificateSigningRequest, new_key: PublicKeyTypes,
+              card_key: CardKey | None = None, *, request_signer: RequestSigner | None = None,
+              not_after_limit: dt.datetime | None = None) -> IssuedCertificate:
+        """Issue a certificate for ``csr`` under ``grant``, waiting for it if the CA answers that it
+        is pending (polling as the protocol says, within the issuer's own schedule).
+
+        ``card_key`` gives protocols that need it (SCEP) the new key's card operations;
+        ``request_signer`` is the certificate and card key of :meth:`request_signer_slot` (None
+        when that is None); ``not_after_limit`` (aware UTC, or None) is the card's own expiry
+        (CHUID, FIPS 201-3 §4.1.4.1): an issuer that can choose notAfter issues no later; one that
+        cannot ignores it (the engine checks the certificate against it either way).
 
         Idempotent for the same grant and the same ``new_key`` (returns the same certificate),
         so a resumed renewal never costs a second issuance.
 
         Raises:
-            IssuerRejected, IssuerUnavailable, IssuancePending.
+            IssuerRejected, IssuerUnavailable, IssuancePending, OperationCancelled (:attr:`cancel`).
         """
         ...

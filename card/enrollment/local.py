@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import secrets
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,16 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from card.certificates import fingerprint, key_matches, load_certificate, public_key_der, verify_signature
-from card.enrollment.base import CardKey, IssuedCertificate, IssuerRejected, IssuerUnavailable, RenewalGrant, Signer
+from card.enrollment.base import (
+    CardKey,
+    IssuedCertificate,
+    IssuerRejected,
+    IssuerUnavailable,
+    RenewalGrant,
+    RequestSigner,
+    Signer,
+)
+from card.secret import Secret
 
 CERT_VALIDITY_DAYS = 730
 """Validity of an issued end-entity certificate (the two-year renewal cycle)."""
@@ -81,14 +91,17 @@ class LocalCA:
     Args:
         directory: made by :func:`init_ca`. ``window_days``: how many days before expiry a
             renewal is allowed. ``now``: the CA's clock (aware UTC; injectable for tests). ``refuse_reason``: when set, every request is refused with it
-            (a test and demo switch for the error path).
+            (a test and demo switch for the error path). ``cancel``: the Issuer's cancellation token.
     """
 
     name = "embedded CA"
 
     def __init__(self, directory: Path, window_days: int = 90, refuse_reason: str | None = None,
-                 validity_days: int = CERT_VALIDITY_DAYS, now: Callable[[], dt.datetime] = _now) -> None:
+                 validity_days: int = CERT_VALIDITY_DAYS, now: Callable[[], dt.datetime] = _now,
+                 cancel: threading.Event | None = None) -> None:
         self.directory = Path(directory)
+        self.cancel = cancel if cancel is not None else threading.Event()
+        """The :class:`~card.enrollment.base.Issuer` cancellation token; this CA never waits."""
         self._now = now
         self.window_days = window_days
         self.refuse_reason = refuse_reason
@@ -181,10 +194,20 @@ class LocalCA:
             )
         return grant
 
+    def request_signer_slot(self, slot: str) -> str | None:
+        """None: the new key signs its own request (PKCS#10); the grant proves the old key."""
+        return None
+
+    def challenge_password(self, grant: RenewalGrant) -> Secret | None:
+        """None: the grant, not a password, authorises the request."""
+        return None
+
     def issue(self, grant: RenewalGrant, csr: x509.CertificateSigningRequest, new_key: PublicKeyTypes,
-              card_key: CardKey | None = None, not_after_limit: dt.datetime | None = None) -> IssuedCertificate:
+              card_key: CardKey | None = None, *, request_signer: RequestSigner | None = None,
+              not_after_limit: dt.datetime | None = None) -> IssuedCertificate:
         """Issue under ``grant`` (see :meth:`card.enrollment.base.Issuer.issue`); the certificate's
-        notAfter is never past ``not_after_limit`` (the card's CHUID expiry, FIPS 201-3 §4.1.4.1)."""
+        notAfter is never past ``not_after_limit`` (the card's CHUID expiry, FIPS 201-3 §4.1.4.1).
+        ``card_key`` and ``request_signer`` are not needed: the CSR is signed by the new key."""
         if self.refuse_reason:
             raise IssuerRejected(self.refuse_reason)
         with self._db() as db:

@@ -45,8 +45,8 @@ def parse_local_table(table: Mapping[str, Any], base: Path) -> LocalIssuerSettin
 
 
 def make_local_ca(settings: LocalIssuerSettings, window_days: int, cancel: threading.Event | None) -> LocalCA:
-    """The embedded CA in ``settings.directory``, renewing ``window_days`` before expiry (it never
-    waits, so ``cancel`` is not needed).
+    """The embedded CA in ``settings.directory``, renewing ``window_days`` before expiry; ``cancel``
+    is its cancellation token (it never waits).
 
     Raises:
         ConfigError: no directory configured, or it holds no CA (``ca.pem``).
@@ -59,4 +59,4 @@ def make_local_ca(settings: LocalIssuerSettings, window_days: int, cancel: threa
     if not (settings.directory / "ca.pem").is_file():
         raise ConfigError(f"issuer.directory {settings.directory} holds no CA (ca.pem); "
                           "make one with `cardrenew ca init DIR`")
-    return LocalCA(settings.directory, window_days)
+    return LocalCA(settings.directory, window_days, cancel=cancel)

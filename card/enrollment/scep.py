@@ -527,10 +527,13 @@ class ScepIssuer:
         return "9C" if slot.upper() == "9A" else "9A"
 
     def issue(self, grant: RenewalGrant, csr: x509.CertificateSigningRequest, new_key: PublicKeyTypes,
-              card_key: CardKey | None = None, request_signer: RequestSigner | None = None) -> IssuedCertificate:
+              card_key: CardKey | None = None, *, request_signer: RequestSigner | None = None,
+              not_after_limit: dt.datetime | None = None) -> IssuedCertificate:
         """PKIOperation (RFC 8894 §3.3.1): PKCSReq signed by the new key under a self-signed transport
         certificate, or RenewalReq signed by ``request_signer``; while the CA answers PENDING, a
         CertPoll (§3.3.3) after each delay of ``poll_schedule_s`` (seconds), then IssuancePending.
+        ``not_after_limit`` is not sent: SCEP has no way to ask for a notAfter (the engine checks
+        the certificate against the card's expiry).
 
         Raises:
             IssuerRejected: FAILURE (failInfo in words), a reply that fails its checks.

@@ -3,8 +3,6 @@ journal helpers the engine's steps share."""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from typing import NamedTuple
 
 from cryptography import x509
@@ -55,14 +53,5 @@ def old_certificate(status: SlotStatus | None, sj: SlotJournal) -> x509.Certific
 def request_signer_slot(issuer: Issuer, slot: Slot) -> Slot | None:
     """The slot whose certificate and key sign the CA request for ``slot`` (SCEP RenewalReq, RFC 8894
     §3.3.1.2), or None when the issuer has the new key sign its own request."""
-    signer_for = getattr(issuer, "request_signer_slot", None)
-    name = signer_for(slot.hex) if signer_for is not None else None
+    name = issuer.request_signer_slot(slot.hex)
     return Slot.parse(name) if name is not None else None
-
-
-def accepts(function: Callable[..., object], name: str) -> bool:
-    """Whether ``function`` takes the keyword argument ``name`` (optional issuer capabilities)."""
-    try:
-        return name in inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False

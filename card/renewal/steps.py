@@ -25,7 +25,7 @@ from card.piv.quirks import certificate_too_large
 from card.renewal.admin import CardAdministrator
 from card.renewal.authorise import Authoriser
 from card.renewal.context import RenewalContext, ask_ca
-from card.renewal.plan import accepts, journal_old_certificate, request_signer_slot
+from card.renewal.plan import journal_old_certificate, request_signer_slot
 from card.renewal.records import RunRecords
 from card.renewal.results import EndedBeforeChange, RenewalRefused, RenewalStep
 from card.renewal.resume import Resume, decide_resume
@@ -161,8 +161,7 @@ class SlotSteps:
                  sj: SlotJournal) -> x509.CertificateSigningRequest:
         """The CSR (RFC 2986) for the new key, signed on the card, with the old subject and alternative
         names (a CA may copy them from the CSR) and the RA's challenge when the issuer has one."""
-        challenge_for = getattr(self.ctx.issuer, "challenge_password", None)
-        challenge = challenge_for(grant) if challenge_for is not None else None
+        challenge = self.ctx.issuer.challenge_password(grant)
         try:  # ask for the old subject *and* alternative names (a CA may copy them from the CSR)
             san = old_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         except x509.ExtensionNotFound:
@@ -176,20 +175,18 @@ class SlotSteps:
 
     def _issue(self, slot: Slot, grant: RenewalGrant, csr: x509.CertificateSigningRequest, new_key: PublicKeyTypes,
                sj: SlotJournal, journal: Journal) -> IssuedCertificate:
-        """``issuer.issue`` with the card key (and the request signer, the card's expiry where the
-        issuer takes them); the journal says "request sent" first, for a resume."""
+        """``issuer.issue`` with the card key, the request signer and the card's expiry; the journal
+        says "request sent" first, for a resume."""
         assert sj.grant is not None
         card_key = self.signer.card_key(slot, new_key)
         request_signer = self.request_signer(slot)
-        extra: dict[str, object] = {"request_signer": request_signer} if request_signer is not None else {}
-        limit = card_expiry_limit(self.card_expiry)
-        if limit is not None and accepts(self.ctx.issuer.issue, "not_after_limit"):
-            extra["not_after_limit"] = limit  # an issuer that can, issues within the card's own life
+        limit = card_expiry_limit(self.card_expiry)  # an issuer that can, issues within the card's own life
         if not grant.request_sent:  # from here on the CA may issue before we hear back: say so for a resume
             sj.grant = {**sj.grant, "request_sent": "1"}
             self.records.save_progress(journal)
         try:
-            return ask_ca(self.ctx, lambda: self.ctx.issuer.issue(grant, csr, new_key, card_key=card_key, **extra))
+            return ask_ca(self.ctx, lambda: self.ctx.issuer.issue(grant, csr, new_key, card_key=card_key,
+                                                                  request_signer=request_signer, not_after_limit=limit))
         except IssuerRejected as exc:
             if not isinstance(exc, RetryRefused):  # the CA answered this request: nothing is waiting there
                 sj.grant = {k: v for k, v in sj.grant.items() if k != "request_sent"}

@@ -92,7 +92,13 @@ class ControlledCA:
             raise IssuerRejected("renewals suspended by the RA")
         return CA.authorize_renewal(slot, old, sign)
 
-    def issue(self, grant, csr, new_key, card_key=None):  # type: ignore[no-untyped-def]
+    def request_signer_slot(self, slot):  # type: ignore[no-untyped-def]
+        return None
+
+    def challenge_password(self, grant):  # type: ignore[no-untyped-def]
+        return None
+
+    def issue(self, grant, csr, new_key, card_key=None, *, request_signer=None, not_after_limit=None):  # type: ignore[no-untyped-def]
         if self.mode in ("refuse", "refuse-issue"):
             raise IssuerRejected("the CA refused this request")
         if self.mode == "down":

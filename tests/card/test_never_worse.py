@@ -98,7 +98,13 @@ class LostAnswerCA:
     def authorize_renewal(self, *args):  # type: ignore[no-untyped-def]
         return self.ca.authorize_renewal(*args)
 
-    def issue(self, grant, csr, new_key, card_key=None):  # type: ignore[no-untyped-def]
+    def request_signer_slot(self, slot):  # type: ignore[no-untyped-def]
+        return None
+
+    def challenge_password(self, grant):  # type: ignore[no-untyped-def]
+        return None
+
+    def issue(self, grant, csr, new_key, card_key=None, *, request_signer=None, not_after_limit=None):  # type: ignore[no-untyped-def]
         if self.down:
             raise IssuerUnavailable("the answer was lost")
         return self.ca.issue(grant, csr, new_key)
@@ -250,7 +256,7 @@ class MisissuingCA(LostAnswerCA):
         super().__init__(ca)
         self.down, self.fault = False, fault
 
-    def issue(self, grant, csr, new_key, card_key=None):  # type: ignore[no-untyped-def]
+    def issue(self, grant, csr, new_key, card_key=None, *, request_signer=None, not_after_limit=None):  # type: ignore[no-untyped-def]
         old = x509.load_der_x509_certificate(self.ca._db().execute(
             "SELECT old_cert FROM grants WHERE grant_id = ?", (grant.grant_id,)).fetchone()[0])
         now = dt.datetime.now(dt.timezone.utc)
@@ -293,7 +299,7 @@ def test_a_certificate_for_another_identity_or_a_ca_is_never_written(ca: LocalCA
 class CsrCopyingCA(MisissuingCA):
     """Like scepserver: subject and alternative names come from the CSR, the rest from its profile."""
 
-    def issue(self, grant, csr, new_key, card_key=None):  # type: ignore[no-untyped-def]
+    def issue(self, grant, csr, new_key, card_key=None, *, request_signer=None, not_after_limit=None):  # type: ignore[no-untyped-def]
         now = dt.datetime.now(dt.timezone.utc)
         self.csrs = [*getattr(self, "csrs", []), csr]
         builder = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(self.ca.cert.subject)
@@ -343,7 +349,7 @@ def test_an_expired_card_is_refused_in_preflight(ca: LocalCA, tmp_path: Path) ->
 class LongValidityCA(MisissuingCA):
     """A CA that ignores the card's expiry: a faithful renewal valid for two more years."""
 
-    def issue(self, grant, csr, new_key, card_key=None):  # type: ignore[no-untyped-def]
+    def issue(self, grant, csr, new_key, card_key=None, *, request_signer=None, not_after_limit=None):  # type: ignore[no-untyped-def]
         self.fault = "none"
         return super().issue(grant, csr, new_key, card_key)
 
@@ -372,7 +378,7 @@ def test_a_certificate_outliving_the_card_is_refused_and_the_local_ca_stays_with
 class ExtensionAddingCA(MisissuingCA):
     """A faithful renewal, then one more fault: an extension added, or the subject merged into one RDN."""
 
-    def issue(self, grant, csr, new_key, card_key=None):  # type: ignore[no-untyped-def]
+    def issue(self, grant, csr, new_key, card_key=None, *, request_signer=None, not_after_limit=None):  # type: ignore[no-untyped-def]
         fault, self.fault = self.fault, "none"
         issued = super().issue(grant, csr, new_key, card_key).certificate
         self.fault = fault

@@ -133,7 +133,13 @@ class WrongKeyCA:
     def authorize_renewal(self, *args):  # type: ignore[no-untyped-def]
         return self.ca.authorize_renewal(*args)
 
-    def issue(self, grant, csr, new_key, card_key=None):  # type: ignore[no-untyped-def]
+    def request_signer_slot(self, slot):  # type: ignore[no-untyped-def]
+        return None
+
+    def challenge_password(self, grant):  # type: ignore[no-untyped-def]
+        return None
+
+    def issue(self, grant, csr, new_key, card_key=None, *, request_signer=None, not_after_limit=None):  # type: ignore[no-untyped-def]
         other = ec.generate_private_key(ec.SECP256R1()).public_key()
         now = dt.datetime.now(dt.timezone.utc)
         cert = self.ca.issue_initial(csr.subject, other, grant.slot, now, now + dt.timedelta(days=700))
@@ -269,7 +275,7 @@ class FlakyCA(WrongKeyCA):
         super().__init__(ca)
         self.failures, self.calls = failures, 0
 
-    def issue(self, grant, csr, new_key, card_key=None):  # type: ignore[no-untyped-def]
+    def issue(self, grant, csr, new_key, card_key=None, *, request_signer=None, not_after_limit=None):  # type: ignore[no-untyped-def]
         from card.enrollment.base import IssuerUnavailable
 
         self.calls += 1
@@ -335,7 +341,7 @@ class BadCertificateCA(WrongKeyCA):
         super().__init__(ca)
         self.fault, self.other_ca = fault, other_ca
 
-    def issue(self, grant, csr, new_key, card_key=None):  # type: ignore[no-untyped-def]
+    def issue(self, grant, csr, new_key, card_key=None, *, request_signer=None, not_after_limit=None):  # type: ignore[no-untyped-def]
         from cryptography.x509.oid import NameOID
 
         now = dt.datetime.now(dt.timezone.utc)
