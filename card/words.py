@@ -6,19 +6,51 @@ A *clause* (``up_to_date``, ``expired``) is lower-case and unterminated, for an 
 follows a title (``cardrenew: Renewal not possible: the certificate …``) or is joined with more;
 :class:`Words` holds what a screen shows: a title, a message (full sentences) and a next step.
 
-Nothing here imports the renewal engine at module level (the engine imports this module); the
-read-model types are for type checking only.
+This module imports nothing from ``card``: the errors (the lowest layer) and the engine use it
+too. The read model is therefore described by the small protocols below, which
+:class:`card.renewal.CardSummary` and :class:`card.renewal.SlotStatus` satisfy.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from card.renewal import CardSummary, SlotStatus
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class _Label(Protocol):
+    @property
+    def label(self) -> str: ...
+
+
+class _SlotId(Protocol):
+    @property
+    def hex(self) -> str: ...
+
+
+class ConfiguredSlot(Protocol):
+    """A configured slot as read (:class:`card.renewal.SlotStatus`): its label and its number."""
+
+    @property
+    def setting(self) -> _Label: ...
+
+    @property
+    def slot(self) -> _SlotId: ...
+
+
+class CardState(Protocol):
+    """What the words of the update check need of a card (:class:`card.renewal.CardSummary`)."""
+
+    @property
+    def expired(self) -> Sequence[ConfiguredSlot]: ...
+
+    def next_renewal_date(self, window_days: int) -> dt.date | None: ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +102,7 @@ def pin_state(pin_retries: int | None, ra_contact: str) -> str:
 
 
 # -- the update check (DESIGN §1.3) ---------------------------------------------------------------
-def slot_names(slots: Iterable[SlotStatus]) -> str:
+def slot_names(slots: Iterable[ConfiguredSlot]) -> str:
     """``"Authentication (9A), Signature (9C)"``: the configured labels and slot numbers."""
     return ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in slots)
 
@@ -85,21 +117,19 @@ def expired(names: str) -> str:
     return f"the certificate {names} has expired; self-service renewal of an expired certificate is not allowed"
 
 
-def update_words(summary: CardSummary, window_days: int, ra_contact: str) -> Words | None:
+def update_words(summary: CardState, check: _Named, window_days: int, ra_contact: str) -> Words | None:
     """What *Update My Card* (TUI) and ``cardrenew renew`` (CLI) say when there is nothing to
-    renew: the card is up to date, a certificate has expired, or no slot holds a certificate.
-    None: an update is available or an unfinished one can be resumed (the caller asks for the PIN).
+    renew now. ``check`` is the card's :class:`card.renewal.UpdateCheck` (``update_check(summary)``):
+    up to date, a certificate has expired, or no slot holds a certificate. None: an update is
+    available or an unfinished one can be resumed (the caller asks for the PIN).
     """
-    from card.renewal import UpdateCheck, update_check  # here: the engine imports this module
-
-    check = update_check(summary)
-    if check is UpdateCheck.UP_TO_DATE:
+    if check.name == "UP_TO_DATE":
         return Words("Your card is up to date", sentence(up_to_date(summary.next_renewal_date(window_days))))
-    if check is UpdateCheck.EXPIRED:
+    if check.name == "EXPIRED":
         return Words("Renewal not possible",
                      sentence(expired(slot_names(summary.expired)) + "; nothing was changed on your card"),
                      f"Contact {ra_contact}.")
-    if check is UpdateCheck.NOTHING_TO_RENEW:
+    if check.name == "NOTHING_TO_RENEW":
         return Words("Nothing to renew", "Your card holds no certificate that can be renewed here.",
                      f"Contact {ra_contact}.")
     return None

@@ -94,8 +94,9 @@ def _check_and_renew(args: argparse.Namespace, backend: Backend, cancel: threadi
             pin_then_warn, progress, cancel=cancel, refuse_last_try=not args.allow_last_pin_try)).result()
     else:
         summary, result = backend.read_card().result(), None
-    words = update_words(summary, settings.window_days, settings.ra_contact)
-    if update_check(summary) is UpdateCheck.EXPIRED and words is not None:
+    check = update_check(summary)
+    words = update_words(summary, check, settings.window_days, settings.ra_contact)
+    if check is UpdateCheck.EXPIRED and words is not None:
         raise RenewalRefused(words.message, next_step=words.next_step)
     if words is not None:  # up to date, or nothing to renew
         return _not_due(args, summary, words, settings.window_days)
