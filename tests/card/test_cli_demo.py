@@ -93,3 +93,19 @@ def test_serve_refuses_to_start_without_a_usable_configuration(monkeypatch: pyte
     err = capsys.readouterr().err
     assert "Configuration error" in err and "issuer.directory is needed" in err
     assert not served
+
+
+def test_demo_with_a_subcommand_without_a_demo_names_that_subcommand_not_the_reader(tmp_path: Path, monkeypatch,  # type: ignore[no-untyped-def]
+                                                                                   capsys) -> None:
+    """Was: `--demo ca init DIR` said "… and not with --reader" and "Leave out --demo, or --reader."
+    though no --reader was given."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["--demo", "ca", "init", "somewhere"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--reader" not in err and "ca" in err and "Leave out --demo" in err
+
+
+def test_demo_with_a_reader_still_names_the_reader(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["--demo", "--reader", "Some reader", "status"]) == EXIT_USAGE
+    assert "--reader" in capsys.readouterr().err
+

@@ -83,6 +83,11 @@ def check_demo_usage(args: argparse.Namespace) -> None:
     Raises:
         UsageError: ``--demo`` where it does not belong (exit 2).
     """
-    if getattr(args, "demo", False) and (args.reader or args.command not in DEMO_COMMANDS):
-        raise UsageError("--demo uses the built-in virtual card: it goes with the TUI, status, renew, serve and "
-                         "audit, and not with --reader", next_step="Leave out --demo, or --reader.")
+    if not getattr(args, "demo", False):
+        return
+    if args.reader:
+        raise UsageError("--demo uses the built-in virtual card, not a reader: it does not go with --reader",
+                         next_step="Leave out --demo, or --reader.")
+    if args.command not in DEMO_COMMANDS:
+        raise UsageError(f"--demo goes with the TUI, status, renew, serve and audit, not with {args.command}",
+                         next_step="Leave out --demo.")
