@@ -109,3 +109,20 @@ def test_demo_with_a_reader_still_names_the_reader(capsys) -> None:  # type: ign
     assert main(["--demo", "--reader", "Some reader", "status"]) == EXIT_USAGE
     assert "--reader" in capsys.readouterr().err
 
+
+@pytest.mark.parametrize("argv", [["--demo-fault", "pull-card", "status"], ["status", "--demo-fault", "ca-refuses"],
+                                  ["renew", "--demo-fault", "pull-card", "--yes", "--pin-stdin"],
+                                  ["serve", "--demo-fault", "ca-refuses"]])
+def test_a_demo_fault_without_demo_is_a_usage_error(argv: list[str], monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Was: silently ignored (status and renew went to PC/SC and said there was no reader, exit 3;
+    serve served the real reader). Nothing is read from stdin, no PIN is asked."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("123456\n"))
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--demo-fault" in err and "--demo" in err
+    assert __import__("sys").stdin.read() == "123456\n"
+
+
+def test_demo_fault_none_without_demo_is_no_fault(capsys) -> None:  # type: ignore[no-untyped-def]
+    """``--demo-fault none`` asks for no fault: nothing to refuse (status then reads PC/SC: no pcscd here)."""
+    assert main(["--demo-fault", "none", "status"]) != EXIT_USAGE
