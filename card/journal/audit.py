@@ -52,11 +52,15 @@ def parse_audit_line(line: bytes) -> dict[str, Any]:
         raise AuditLineError("nested too deeply") from None
     except ValueError:
         raise AuditLineError("not a JSON record (a torn or foreign line)") from None
-    check_audit_record(record)
-    return record  # type: ignore[no-any-return]
+    return check_audit_record(record)
 
 
-def check_audit_record(record: object) -> None:
+def check_audit_record(record: object) -> dict[str, Any]:
+    """``record`` itself when it is an audit record: a JSON object whose ``time`` is an ISO 8601 date.
+
+    Raises:
+        AuditLineError: anything else (the reason in words).
+    """
     if not isinstance(record, dict):
         raise AuditLineError(f"a JSON {type(record).__name__}, not an audit record")
     when = record.get("time")
@@ -66,6 +70,7 @@ def check_audit_record(record: object) -> None:
         dt.datetime.fromisoformat(when)
     except ValueError:
         raise AuditLineError("not an audit record (its time is not a date)") from None
+    return record
 
 
 @dataclass(frozen=True)
