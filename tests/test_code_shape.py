@@ -52,9 +52,6 @@ LONG_FUNCTIONS_PENDING: dict[str, str] = {
 IGNORE_WITHOUT_REASON_PENDING: dict[str, str] = {
     "card/demo*": "door",
     "card/service*": "door",
-    "card/emulator/create*": "cardlayer",
-    "card/journal*": "cardlayer",
-    "card/piv*": "cardlayer",
     "card/enrollment/local*": "issuers",
     "card/enrollment/scep*": "issuers",
     "tui/screens/card*": "door",
