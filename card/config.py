@@ -28,6 +28,13 @@ from card.enrollment.settings import IssuerSettings
 from card.piv import DEFAULT_MANAGEMENT_KEY, KeyType, ManagementKeyAlgorithm, Slot
 from card.secret import Secret
 
+__all__ = [
+    "DEFAULT_RA_CONTACT", "DEFAULT_SLOTS", "MANAGEMENT_KEY_SOURCES", "MAX_CONFIG_BYTES", "MAX_KEY_FILE_BYTES", "SCHEMA",
+    "SLOT_ENTRY", "ConfigError", "Settings", "SlotSetting", "UsageError", "find_config", "load_settings",
+    "read_hex_key_file", "read_small_regular_file",
+]
+"""The configuration's public names; the errors and the file readers live in :mod:`card.config_errors`
+and :mod:`card.config_files` and are re-exported here for the callers of the configuration."""
 
 MANAGEMENT_KEY_SOURCES = ("default", "pin-protected", "file", "diversified")
 

@@ -23,7 +23,7 @@ DISCOVERY_VALUE = bytes.fromhex("4F0BA0000003080000100001005F2F024000")
 
 
 class Profile(TypedDict, total=False):
-    """What an emulator profile sets in a new :class:`CardState` (the rest keeps its defaults)."""
+    """What an emulator profile sets in :class:`CardState` (the rest keeps its defaults)."""
 
     management_key_algorithm: Required[ManagementKeyAlgorithm]
     max_object_bytes: Required[int]
@@ -59,8 +59,8 @@ def profile_state(profile: str = "piv", *, management_key: bytes | None = None,
     spec = PROFILES[profile]
     alg = spec["management_key_algorithm"]
     state = CardState(pin=pin, profile=profile, management_key_algorithm=int(alg),
-                      supported_key_types=[int(k) for k in spec["supported_key_types"]],
-                      max_object_bytes=spec["max_object_bytes"])
+                      max_object_bytes=spec["max_object_bytes"],
+                      supported_key_types=[int(k) for k in spec["supported_key_types"]])
     if "atr" in spec:
         state.atr = spec["atr"]
     if "yubico_version" in spec:

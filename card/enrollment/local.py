@@ -111,7 +111,7 @@ class LocalCA:
             key = serialization.load_pem_private_key((self.directory / "ca.key").read_bytes(), None)
         except (OSError, ValueError) as exc:
             raise IssuerUnavailable(f"embedded CA at {self.directory} cannot be opened ({exc})") from exc
-        self.key: CertificateIssuerPrivateKeyTypes = key  # type: ignore[assignment]
+        self.key: CertificateIssuerPrivateKeyTypes = key  # type: ignore[assignment]  # the CA's own key, made by init_ca (EC P-384)
         self._db_path = self.directory / "ledger.sqlite"
         with self._db() as db:
             db.execute(
@@ -144,7 +144,7 @@ class LocalCA:
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self.cert.subject)
-            .public_key(public_key)
+            .public_key(public_key)  # type: ignore[arg-type]  # PIV keys: RSA or EC
             .serial_number(x509.random_serial_number())
             .not_valid_before(min(max(not_before, self.cert.not_valid_before_utc), not_after - dt.timedelta(days=1)))
             .not_valid_after(not_after)
@@ -161,9 +161,10 @@ class LocalCA:
         return self._sign(builder, public_key)
 
     def _sign(self, builder: x509.CertificateBuilder, public_key: PublicKeyTypes) -> x509.Certificate:
-        builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)  # type: ignore[arg-type]
+        builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key),  # type: ignore[arg-type]  # PIV keys: RSA or EC
+                                        critical=False)
         builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(self.cert.public_key()), critical=False  # type: ignore[arg-type]
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(self.cert.public_key()), critical=False  # type: ignore[arg-type]  # the CA's EC key
         )
         return builder.sign(self.key, hashes.SHA384())
 
@@ -237,7 +238,7 @@ class LocalCA:
             x509.CertificateBuilder()
             .subject_name(old.subject)
             .issuer_name(self.cert.subject)
-            .public_key(new_key)  # type: ignore[arg-type]
+            .public_key(new_key)  # type: ignore[arg-type]  # PIV keys: RSA or EC
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(min(now + dt.timedelta(days=self.validity_days), self.cert.not_valid_after_utc,

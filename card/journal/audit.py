@@ -16,7 +16,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from card import atomic
 from card.errors import StateFileError
@@ -52,15 +52,11 @@ def parse_audit_line(line: bytes) -> dict[str, Any]:
         raise AuditLineError("nested too deeply") from None
     except ValueError:
         raise AuditLineError("not a JSON record (a torn or foreign line)") from None
-    return check_audit_record(record)
+    check_audit_record(record)
+    return cast("dict[str, Any]", record)  # check_audit_record refused anything but such a dict
 
 
-def check_audit_record(record: object) -> dict[str, Any]:
-    """``record`` itself when it is an audit record: a JSON object whose ``time`` is an ISO 8601 date.
-
-    Raises:
-        AuditLineError: anything else (the reason in words).
-    """
+def check_audit_record(record: object) -> None:
     if not isinstance(record, dict):
         raise AuditLineError(f"a JSON {type(record).__name__}, not an audit record")
     when = record.get("time")
@@ -70,7 +66,6 @@ def check_audit_record(record: object) -> dict[str, Any]:
         dt.datetime.fromisoformat(when)
     except ValueError:
         raise AuditLineError("not an audit record (its time is not a date)") from None
-    return record
 
 
 @dataclass(frozen=True)

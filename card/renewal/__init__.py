@@ -12,7 +12,7 @@ from card.renewal.model import (CardSummary, SlotState, SlotStatus, UpdateCheck,
                                 update_check)
 from card.renewal.reading import card_id_for, journal_slot_matches, read_card
 from card.renewal.results import (CardExpiredError, NullReporter, RenewalRefused, RenewalReporter, RenewalResult,
-                                  RenewalStep, SlotChangedError, SlotResult)
+                                  RenewalStep, SlotChangedError, SlotKeyMismatchError, SlotResult)
 
 __all__ = [
     "CardExpiredError",
@@ -26,6 +26,7 @@ __all__ = [
     "RenewalResult",
     "RenewalStep",
     "SlotChangedError",
+    "SlotKeyMismatchError",
     "SlotResult",
     "SlotState",
     "SlotStatus",

@@ -5,19 +5,37 @@ the grants are journalled before anything destructive happens."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from cryptography import x509
 
 from card.enrollment.base import IssuerRejected, RenewalGrant
-from card.errors import CardError, StateFileError
-from card.journal import Journal, JournalStep, SlotJournal
+from card.errors import CardError, CardRemovedError, StateFileError
+from card.journal import Journal, JournalStep, JournalStore, SlotJournal
 from card.piv import Slot
 from card.renewal.context import RenewalContext, ask_ca
 from card.renewal.plan import SlotPlan
-from card.renewal.results import RenewalStep
+from card.renewal.results import RenewalStep, SlotKeyMismatchError
 from card.renewal.signer import CardSigner
 
 logger = logging.getLogger(__name__)
+
+
+def set_aside_journals(journals: JournalStore, card_id: str) -> list[Path]:
+    """This card's journals set aside as corrupt or changed (state and fallback directory), oldest first."""
+    name = journals.file_name(card_id)
+    found: list[Path] = []
+    for directory in (journals.directory, journals.fallback):
+        if directory is None:
+            continue
+        try:
+            found += [*directory.glob(name + ".corrupt-*"), *directory.glob(name + ".set-aside-*")]
+        except OSError:
+            continue
+    try:
+        return sorted(found, key=lambda p: p.stat().st_mtime)
+    except OSError:
+        return []
 
 
 class Authoriser:
@@ -49,6 +67,8 @@ class Authoriser:
         Raises:
             IssuerRejected: the CA refused and no slot of the journal is in progress (the journal
                 is removed: no resume loops, issue 11 item 2).
+            SlotKeyMismatchError: so refused because the slot's key no longer matches its
+                certificate (break-it finding 8): the run stops before any other slot is touched.
             StateFileError: the journal could not be saved (nothing changed on the card yet).
         """
         for entry in sorted(plan, key=lambda e: e.slot != Slot.SIGNATURE):
@@ -62,19 +82,53 @@ class Authoriser:
         try:
             grant = self.grant_for(slot, old)
         except IssuerRejected as exc:
-            # Refused while the old key is intact: nothing changed in this slot. Never leave a
-            # journal that would ask again forever (issue 11 item 2); finish what is in progress.
-            if not any(other.in_progress for other in journal.slots.values()):
+            # Refused before anything changed in this slot in this run. Never leave a journal that
+            # would ask again forever (issue 11 item 2); finish what is in progress.
+            stops = not any(other.in_progress for other in journal.slots.values())
+            mismatch = self._key_mismatch(journal, slot, old, exc, stops=stops)  # not the CA's fault: say so
+            if stops:
                 try:
                     self.ctx.journals.clear(journal.card_id)
                 except StateFileError as file_error:
                     logger.warning("%s", file_error)
+                if mismatch is not None:  # stop before any other slot is touched (3a2259d)
+                    raise mismatch from exc
                 raise
-            sj.step, sj.error = JournalStep.ENDED, str(exc)
-            self.ended[slot] = exc
+            sj.step, sj.error = JournalStep.ENDED, str(mismatch or exc)
+            self.ended[slot] = mismatch or exc
             return
         sj.grant = grant.to_dict()
         sj.step = JournalStep.AUTHORISED
+
+    def _key_mismatch(self, journal: Journal, slot: Slot, old: x509.Certificate, refusal: IssuerRejected, *,
+                      stops: bool) -> SlotKeyMismatchError | None:
+        """After the CA refused ``slot``'s authorisation: when the slot's key does not match ``old`` (a
+        test signature, made only on this failure path), the error that says so — an interrupted
+        update, not a CA refusal — naming a set-aside journal of this card, if any. None when the key
+        matches (the CA's refusal stands) or the card cannot tell. ``stops``: the run stops here (no
+        slot of the journal is in progress), so no other slot is touched.
+
+        Raises:
+            CardRemovedError: the card went away during the test signature.
+        """
+        try:
+            if self.signer.slot_key_is(slot, [old.public_key()]) == 0:
+                return None
+        except CardRemovedError:
+            raise
+        except CardError:
+            return None
+        aside = set_aside_journals(self.ctx.journals, journal.card_id)
+        where = f"; the set-aside journal of that update is at {aside[-1]}" if aside else ""
+        error = SlotKeyMismatchError(
+            f"slot {slot.hex}'s key does not match its certificate: an earlier update was interrupted after the "
+            f"new key was made, so the certificate authority refused the proof of possession ({refusal}). This "
+            f"certificate cannot be renewed here; it was not changed in this run"
+            f"{', and no other certificate on the card was touched' if stops else ''}{where}",
+            next_step=f"Contact {self.ctx.settings.ra_contact} with reference {journal.reference}: slot {slot.hex} "
+                      "must be re-issued" + (" (give them the set-aside journal too)." if aside else "."))
+        error.reference = journal.reference
+        return error
 
     def authorise_again(self, journal: Journal, slot: Slot, old: x509.Certificate, sj: SlotJournal) -> None:
         """On a resume whose slot still holds its old key: start the slot over with a fresh grant

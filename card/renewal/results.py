@@ -54,6 +54,16 @@ class CardExpiredError(RenewalRefused):
     code = "CARD-EXPIRED"
 
 
+class SlotKeyMismatchError(RenewalRefused):
+    """The slot's private key does not match its certificate (a test signature does not verify with the
+    certificate's public key): an earlier update was interrupted after GENERATE and its journal is gone
+    or set aside. The CA then refuses the old key's proof of possession; only the RA can re-issue the
+    slot. The run stops before any other slot is touched (break-it finding 8)."""
+
+    title = "Key and certificate do not match"
+    code = "KEY-MISMATCH"
+
+
 class EndedBeforeChange(Exception):
     """Internal: the card or the CA refused this slot's step before anything in the slot changed."""
 

@@ -138,3 +138,40 @@ def test_a_card_far_from_its_expiry_is_renewed_and_status_shows_the_expiry(ca: L
     assert code == 10 and out["card_expiry"] == expiry.isoformat()
     code, out, err = cli(monkeypatch, capsys, card, ca, "renew", "--pin-stdin", "--yes")
     assert code == 0 and out["outcome"] == "renewed", (out, err)
+
+
+# -- finding 8: a slot whose key no longer matches its certificate -----------------------------------
+def test_a_slot_whose_key_no_longer_matches_is_named_and_nothing_else_is_touched(
+        ca: LocalCA, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The card was pulled at 9A's PUT DATA (9A: a new key, the old certificate), then the journal was cut
+    short and set aside as corrupt. Before: exit 12 "the certificate authority refused … Nothing was
+    changed on your card" — a CA refusal, which it is not. The words name the mismatch and the set-aside
+    journal, and the run stops before 9C (d6d30eb renewed 9C after it; the state machine then lost 9C's
+    key, 3a2259d): 9C keeps its key and certificate for the RA to see to both."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from card.emulator.card import install_key
+    from card.renewal import read_card
+    from tests.card.test_never_worse import private_pem
+
+    card = SoftPivCard(create_card_state(ca, expires_in_days=30, key_type=KeyType.ECCP256))
+    old_9a, old_9c, old_9c_key = certificate_on(card, A), certificate_on(card, C), private_pem(card, C)
+    install_key(card.state, A, ec.generate_private_key(ec.SECP256R1()), KeyType.ECCP256)  # GENERATE done, no PUT DATA
+    state = Settings().state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    card_id = read_card(PivSession(card), Settings()).card_id
+    assert card_id is not None
+    journal = state / JournalStore.file_name(card_id)
+    journal.write_text('{"version": 1, "card_id": "' + card_id + '", "slots": {"9A": {"st')  # cut short
+
+    code, out, err = cli(monkeypatch, capsys, card, ca, "renew", "--pin-stdin", "--yes")
+    assert code == 11 and out["error"]["code"] == "KEY-MISMATCH", (out, err)
+    words = out["error"]["message"]
+    assert "slot 9A's key does not match its certificate" in words and "interrupted" in words
+    aside = sorted(state.glob(journal.name + ".corrupt-*"))
+    assert aside and f"the set-aside journal of that update is at {aside[-1]}" in words
+    assert "Nothing was changed on your card" not in json.dumps(out)
+    assert out["error"]["reference"] in out["error"]["next_step"] and "re-issued" in out["error"]["next_step"]
+    assert certificate_on(card, A) == old_9a  # 9A left for the RA, nothing written
+    assert certificate_on(card, C) == old_9c and private_pem(card, C) == old_9c_key and slot_works(card, C)
+    assert not list(state.glob(journal.name))  # no journal that would ask again (no resume loop)

@@ -360,3 +360,25 @@ def test_engine_state_machine_quick() -> None:
 def test_engine_state_machine_sweep() -> None:
     """Issue 11: at least 2,000 examples in CI (run by .ci/run's ``-m sweep`` step)."""
     _run(2000, 10)
+
+
+def test_engine_state_machine_key_mismatch_sequence() -> None:
+    """The sequence the state machine found against d6d30eb (reverted in 3a2259d), replayed every run:
+    the CA refuses to issue (9A has its new key, 9C untouched), the journal is corrupted (9A's key no
+    longer matches its certificate, only the RA can help), the CA refuses again, then a clean run.
+    Renewing 9C after 9A's KEY-MISMATCH left 9C mid-renewal behind a 9A that could never be finished:
+    the engine must stop before 9C, so 9C keeps a working key throughout."""
+    machine = EngineMachine()
+    try:
+        machine.every_slot_is_sound()
+        machine.renew_with_faults(("none", 0, 0), "refuse-issue")
+        machine.every_slot_is_sound()
+        machine.corrupt_the_journal(b"{}")
+        machine.every_slot_is_sound()
+        machine.renew_with_faults(("none", 0, 0), "refuse-issue")
+        machine.every_slot_is_sound()
+        machine.renew_cleanly()
+        machine.every_slot_is_sound()
+        assert _works(machine.card, Slot.SIGNATURE)
+    finally:
+        machine.teardown()

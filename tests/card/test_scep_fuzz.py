@@ -28,14 +28,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from card.enrollment.base import CardKey, IssuerError
-from card.enrollment.scep import (
+from card.enrollment.scep import ScepIssuer
+from card.enrollment.scep_messages import (
     MESSAGE_CERT_REP,
     OID_MESSAGE_TYPE,
     OID_PKI_STATUS,
     OID_RECIPIENT_NONCE,
     OID_SENDER_NONCE,
     OID_TRANSACTION_ID,
-    ScepIssuer,
     parse_ca_caps,
     parse_ca_certificates,
 )

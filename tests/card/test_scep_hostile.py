@@ -21,7 +21,9 @@ import pytest
 
 from card.enrollment.base import IssuerReplyInvalid, IssuerUnavailable, RaUnavailable, RenewalGrant
 from card.enrollment.http import DeadlinePassed, ResponseTooLarge
-from card.enrollment.scep import STATUS_PENDING, ScepIssuer
+from card.enrollment.scep import ScepIssuer
+from card.enrollment.scep_messages import STATUS_PENDING
+from card.enrollment.scep_ra_hook import run_hook
 from card.enrollment.scep_settings import ScepIssuerSettings
 from card.errors import OperationCancelled
 
@@ -235,7 +237,7 @@ def test_a_sleeping_ra_hook_and_its_children_are_ended(tmp_path: Path, how: str)
                 time.sleep(0.05)
             cancel.set()
         threading.Thread(target=cancel_when_started, daemon=True).start()
-    exc, _ = call_bounded(lambda: issuer._run_hook([sys.executable, str(hook)], "{}"))
+    exc, _ = call_bounded(lambda: run_hook([sys.executable, str(hook)], "{}", issuer.settings.timeout_s, issuer.cancel))
     if how == "cancel":
         assert isinstance(exc, OperationCancelled), exc
     else:
