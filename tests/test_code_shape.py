@@ -50,9 +50,6 @@ LONG_FUNCTIONS_PENDING: dict[str, str] = {
 IGNORE_WITHOUT_REASON_PENDING: dict[str, str] = {
     "card/demo*": "door",
     "card/service*": "door",
-    "card/emulator/create*": "cardlayer",
-    "card/journal*": "cardlayer",
-    "card/piv*": "cardlayer",
     "tui/screens/card*": "door",
     "tui/screens/dialogs*": "door",
 }

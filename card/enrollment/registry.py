@@ -1,14 +1,25 @@
 """The issuer types by name: ``[issuer] type = "…"`` → (its settings parser, its issuer factory).
 
-A new issuer is its module (a frozen settings type, a parser of the ``[issuer]`` table into it and a
-factory of the issuer, which implements :class:`card.enrollment.base.Issuer`) plus one
-:func:`register` line at the end of this file. The configuration loader asks this module for the
-``[issuer]`` table's keys (:data:`TABLE_KEYS`) and its settings (:func:`parse_issuer_table`); the
-assembly makes the issuer with :func:`make_issuer`.
+The configuration loader asks this module for the ``[issuer]`` table's keys (:data:`TABLE_KEYS`)
+and settings (:func:`parse_issuer_table`, into ``Settings.issuer``); the assembly makes the issuer
+with :func:`make_issuer`. Nothing else in the program names an issuer type.
 
-Light on purpose: this module and the settings modules import no cryptography (the TUI reads its
-configuration before its first frame and makes the issuer after it, issue 7); each factory imports
-its issuer when called.
+Adding an issuer (two files):
+
+1. ``card/enrollment/<name>.py``: a frozen settings dataclass (``issuer_type: ClassVar[str]``, a
+   ``ca_fingerprint`` field, see :class:`~card.enrollment.settings.IssuerSettings`); a dict of the
+   ``[issuer]`` keys it reads with their TOML types; ``parse(table, base)`` returning the settings
+   (reading with :func:`card.config_schema.get`, raising ConfigError naming the key, requiring no
+   key); ``make(settings, window_days, cancel)`` returning an object that implements every member
+   of :class:`card.enrollment.base.Issuer` (``make`` raises ConfigError for a missing key).
+2. One ``register(IssuerType("<name>", KEYS, parse, make))`` line at the end of this file.
+
+The ``[issuer]`` table then accepts the new keys (an unknown key still names the nearest one), and
+``type = "<name>"`` picks the new issuer; an unknown type's error lists it. Keep that module's
+imports light (import what is heavy, such as cryptography, inside ``make``, or split it into a second
+module as local/scep do) when start-up matters: this module and the settings parsers import no
+cryptography (the TUI reads its configuration before its first frame and makes the issuer after
+it, issue 7).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from card.enrollment.local import LocalCA
 from card.enrollment.scep import ScepIssuer
 from card.enrollment.scep_settings import ScepIssuerSettings
 from card.journal import AuditLog, JournalStore
+from card.lazy import LazyIssuer
 from card.piv import KeyType, PivSession, Slot
 from card.renewal import RenewalContext, renew
 from card.secret import Secret
@@ -36,8 +37,9 @@ def test_the_protocol_names_everything_the_engine_asks() -> None:
 
 
 @pytest.mark.parametrize("make", [lambda ca: ca,
-                                  lambda ca: ScepIssuer(ScepIssuerSettings("http://127.0.0.1:9/scep", None))],
-                         ids=["local", "scep"])
+                                  lambda ca: ScepIssuer(ScepIssuerSettings("http://127.0.0.1:9/scep", None)),
+                                  lambda ca: LazyIssuer(lambda: ca)],
+                         ids=["local", "scep", "lazy"])
 def test_every_issuer_implements_every_member_with_the_protocols_parameters(ca: LocalCA, make: Any) -> None:
     """Was: LocalCA had no request_signer_slot, challenge_password or cancel, ScepIssuer.issue no
     not_after_limit; the engine probed for them with getattr and inspect.signature."""
@@ -90,3 +92,11 @@ def test_a_proxy_issuer_is_told_the_cards_own_expiry(ca: LocalCA) -> None:
     assert result.ok, result.error
     for slot in (Slot.AUTHENTICATION, Slot.SIGNATURE):
         assert certificate_on(card, slot).not_valid_after_utc.date() <= expiry and slot_works(card, slot)
+
+
+def test_a_lazy_issuer_makes_its_issuer_at_the_first_call_only(ca: LocalCA) -> None:
+    made: list[LocalCA] = []
+    lazy = LazyIssuer(lambda: made.append(ca) or ca)  # type: ignore[func-returns-value]  # append, then the CA
+    assert made == []
+    assert lazy.request_signer_slot("9A") is None and lazy.cancel is ca.cancel and lazy.name == ca.name
+    assert lazy.ca_certificates() == ca.ca_certificates() and made == [ca]

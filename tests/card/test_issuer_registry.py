@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from card.config import SCHEMA, ConfigError, Settings, load_settings
 from card.config_schema import get
@@ -186,3 +188,48 @@ def test_the_settings_modules_import_in_any_order_without_cryptography(first: st
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'cryptography', 'asn1crypto'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == "[]"
+
+
+def test_the_readme_documents_the_unknown_type_error(tmp_path: Path) -> None:
+    path = write(tmp_path, '[issuer]\ntype = "est"\n')
+    message = config_error(path).removeprefix(f"{path}: ")
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())  # lines joined
+    assert f"`{message}`" in readme
+
+
+# -- a property: another type's keys never change the chosen type's settings ------------------------------
+ISSUER_VALUES = {
+    "directory": st.sampled_from(['"ca"', '"/srv/ca"']),
+    "ca_fingerprint": st.sampled_from(['"AB:CD"', '"ab cd 01"']),
+    "url": st.sampled_from(['"http://127.0.0.1:9/scep"', '"ftp://x"', '"https://ca.example.org/scep"']),
+    "challenge": st.just('"s3cret"'),
+    "challenge_command": st.sampled_from(['["ra", "{slot}"]', '["ra", "{user}"]', "[]"]),
+    "message_type": st.sampled_from(['"PKCSReq"', '"RenewalReq"', '"GetCert"']),
+    "allow_legacy_algorithms": st.sampled_from(["true", "false"]),
+    "timeout_s": st.sampled_from(["15", "0.5", "nan", "0", "4000"]),
+    "max_response_bytes": st.sampled_from(["4096", "12"]),
+    "poll_schedule_s": st.sampled_from(["[1, 2]", "[-1]", "[]"]),
+}
+
+
+@hypothesis.settings(max_examples=150, derandomize=True, database=None, deadline=None,
+                     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+@hypothesis.given(st.sampled_from(["local", "scep"]),
+                  st.dictionaries(st.sampled_from(sorted(ISSUER_VALUES)), st.integers(0, 4), max_size=6),
+                  st.data())
+def test_another_types_keys_never_change_the_chosen_types_settings(tmp_path: Path, chosen: str, keys: dict[str, int],
+                                                                   data: st.DataObject) -> None:
+    """Every document loads or is a ConfigError naming the file; when it loads, the chosen type's
+    settings are those of the same document without the other type's keys."""
+    lines = {key: data.draw(ISSUER_VALUES[key], label=key) for key in keys}
+    own = set(registry.REGISTRY[chosen].keys)
+    text = f'[issuer]\ntype = "{chosen}"\n' + "".join(f"{k} = {v}\n" for k, v in lines.items())
+    only_own = f'[issuer]\ntype = "{chosen}"\n' + "".join(f"{k} = {v}\n" for k, v in lines.items() if k in own)
+    path = write(tmp_path, text)
+    try:
+        full = load_settings(path).issuer
+    except ConfigError as exc:
+        assert str(exc).startswith(f"{path}: issuer"), str(exc)
+        return
+    assert type(full).issuer_type == chosen
+    assert load_settings(write(tmp_path, only_own)).issuer == full
