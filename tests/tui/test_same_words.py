@@ -84,3 +84,28 @@ async def test_one_pin_try_left_reads_the_same(make_demo, monkeypatch, capsys) -
         await wait_for(pilot, lambda: "try left" in screen_text(app))
         assert cli_words.startswith("1 try left") and cli_words in screen_text(app)
     assert card.state.pin_retries == 1  # neither of them spent a try
+
+
+async def test_a_ca_refusal_reads_as_sentences_on_the_card_tab(make_demo) -> None:  # type: ignore[no-untyped-def]
+    """The CA's refusal is a lower-case clause ("the Registration Authority has suspended …") made
+    to follow ``Title:`` in the CLI. Was: the Card tab said "The last update stopped: The
+    certificate authority refused the renewal. the Registration Authority has …"."""
+    from tests.tui.test_renewal_flow import PIN
+    from tui.screens import PinDialog
+
+    backend, _ = make_demo(fault="ca-refuses")
+    app = make_app(backend)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await log_on(pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
+        await pilot.press("u")
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
+        await pilot.press(*PIN, "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and "The last update stopped" in screen_text(app))
+        stopped = next(line for line in screen_text(app).splitlines() if "The last update stopped" in line)
+        sentences = [part.strip() for part in stopped.split(". ") if part.strip()]
+        assert all(part[0].isupper() for part in sentences[1:]), stopped

@@ -16,7 +16,7 @@ from card.errors import CardError, InvalidPinError, PinBlockedError
 from card.piv import Slot
 from card.renewal import CardSummary, RenewalContext, RenewalResult, RenewalStep, renew
 from card.secret import Secret
-from card.words import Words
+from card.words import Words, sentence
 from tui.bridge import TuiReporter
 from tui.messages import CertificateWritten, RenewalFinished, RenewalProgressed, SlotRenewalFailed
 from tui.screens.base import Pane
@@ -260,7 +260,7 @@ class WriteCertificatesScreen(Pane):
                 app.note_tries("PIN", 0)
             self.query_one("#step-text", Static).update("Stopped. Nothing was changed on your card.")
             title, message, next_step = app.explain_error(exc)
-            stopped = f"The last update stopped: {title}. {message}\nNext step: {next_step}"
+            stopped = f"The last update stopped: {title}. {sentence(message)}\nNext step: {next_step}"
             app.show_error(exc, then=lambda: app.back_to_card(stopped=stopped))
             return
         finally:
