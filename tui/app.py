@@ -25,8 +25,9 @@ from textual.theme import Theme
 
 from card.config import ConfigError
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError
+from card.words import Words
 from tui.messages import CardInserted, CardRead, CardRemoved, NextRequested
-from tui.screens.dialogs import ErrorDialog, NextDialog, TextDialog
+from tui.screens.dialogs import NextDialog, TextDialog, error_dialog
 from tui.screens.done import CompletedWithErrorsScreen, LoggedOffScreen
 from tui.screens.logon import LogonScreen
 
@@ -471,11 +472,13 @@ class CardRenewApp(App[int]):
         return ("Unexpected error", f"{error.__class__.__name__}: {error}",
                 f"Try again. If the problem persists, contact {ra}.")
 
-    def show_error(self, error: BaseException, *, then: Callable[[], object] | None = None) -> None:
-        """Show ``error`` in an :class:`ErrorDialog`; call ``then()`` when it is closed."""
-        title, message, next_step = self.explain_error(error)
-        self.push_screen(ErrorDialog(title, message, next_step, id="error-dialog"),
-                         (lambda _: then()) if then is not None else None)
+    def show_error(self, error: BaseException | Words, *, then: Callable[[], object] | None = None,
+                   id: str = "error-dialog", button: str = "OK") -> None:
+        """Show ``error`` — an exception, or the words of a refused state (:mod:`card.words`) — in
+        an error dialog (:func:`tui.screens.dialogs.error_dialog`); call ``then()`` when it is
+        closed. Every error reaches the screen through here."""
+        words = error if isinstance(error, Words) else Words(*self.explain_error(error))
+        self.push_screen(error_dialog(words, id=id, button=button), (lambda _: then()) if then is not None else None)
         if isinstance(error, (CardRemovedError, NoCardError)) and self.is_logged_on and not self.renewing:
             self.log_off(removed=True)
 

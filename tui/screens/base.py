@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError, PinBlockedError
+from card.words import Words, not_accepted
 
 if TYPE_CHECKING:
     from card.piv import PivSession
@@ -97,7 +98,7 @@ class Pane(Screen[None]):
     async def apply_pin_change(self, kind: PinChange, secret: Secret, new_pin: Secret) -> None:
         """Send CHANGE REFERENCE DATA or RESET RETRY COUNTER on the card thread and report the outcome.
         Both secrets are wiped once the card answered."""
-        from tui.screens.dialogs import ErrorDialog, MessageDialog
+        from tui.screens.dialogs import MessageDialog
 
         app = self.card_app
 
@@ -117,10 +118,9 @@ class Pane(Screen[None]):
         except InvalidPinError as exc:
             left = exc.attempts_remaining
             app.note_tries(what, left)
-            tries = "" if left is None else f" {left} {'try' if left == 1 else 'tries'} left."
             outcome = "Your PIN was not changed." if kind == "change" else "The card is still blocked."
-            app.push_screen(ErrorDialog(f"Wrong {what}", f"The {what} was not accepted.{tries} {outcome}",
-                                        "Select the button again and enter it carefully.", id="pin-change-error-dialog"))
+            app.show_error(Words(f"Wrong {what}", f"{not_accepted(what, left)} {outcome}",
+                                 "Select the button again and enter it carefully."), id="pin-change-error-dialog")
             self._audit(kind, "wrong_" + what.lower())
             return
         except PinBlockedError:
@@ -129,12 +129,12 @@ class Pane(Screen[None]):
             ra = app.backend.settings.ra_contact
             message = ("The PIN is now blocked." if kind == "change"
                        else "The PUK is blocked: this card can no longer be unlocked here.")
-            dialog = ErrorDialog("Card blocked", message, f"Contact {ra}.", id="pin-change-error-dialog")
+            words = Words("Card blocked", message, f"Contact {ra}.")
             if kind == "change" and app.is_logged_on:
                 app.log_off()  # a blocked PIN ends the session; the message shows over the logged-off pane
-                app.call_later(app.push_screen, dialog)
+                app.call_later(app.show_error, words, id="pin-change-error-dialog")
             else:
-                app.push_screen(dialog)
+                app.show_error(words, id="pin-change-error-dialog")
             return
         except (CardRemovedError, NoCardError, CardError) as exc:
             app.show_error(exc)

@@ -16,11 +16,12 @@ from card.errors import CardError, InvalidPinError, PinBlockedError
 from card.piv import Slot
 from card.renewal import CardSummary, RenewalContext, RenewalResult, RenewalStep, renew
 from card.secret import Secret
+from card.words import Words
 from tui.bridge import TuiReporter
 from tui.messages import CertificateWritten, RenewalFinished, RenewalProgressed, SlotRenewalFailed
 from tui.screens.base import Pane
 from tui.widgets import PaneFooter, app_header
-from tui.screens.dialogs import ErrorDialog, MessageDialog, NextDialog, format_date
+from tui.screens.dialogs import MessageDialog, NextDialog, format_date
 
 STATUS_STYLE = {"Pending": "dim", "Writing": "bold yellow", "Done": "bold green", "Failed": "bold red"}
 WRITING_STEPS = {RenewalStep.GENERATING, RenewalStep.REQUESTING, RenewalStep.ISSUING, RenewalStep.VERIFYING,
@@ -290,10 +291,10 @@ class WriteCertificatesScreen(Pane):
         title, message, _ = self.card_app.explain_error(error)
         if failed is not None:
             message = f"{failed.label} ({failed.slot.hex}) could not be renewed: {failed.error}."
-        self.app.push_screen(ErrorDialog(title, f"{message}\n\nSelect Abort this issuance to see what was and was "
-                                         "not renewed, and what to do next.",
-                                         button="Abort this issuance", id="issuance-error-dialog"),
-                             lambda _: self.card_app.show_completed_with_errors(result))
+        self.card_app.show_error(Words(title, f"{message}\n\nSelect Abort this issuance to see what was and was "
+                                       "not renewed, and what to do next."),
+                                 id="issuance-error-dialog", button="Abort this issuance",
+                                 then=lambda: self.card_app.show_completed_with_errors(result))
 
     def _confirm(self, _: bool | None) -> None:
         assert self.result is not None
