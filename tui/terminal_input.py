@@ -4,17 +4,93 @@ Both drivers of :mod:`tui.driver` (the terminal's and the web kiosk's) read byte
 :class:`_LenientInput`, which decodes them leniently and feeds Textual's own XTerm parser
 (:class:`_Parser`, a subclass that types nothing for an escape sequence it does not understand).
 Why each rule exists is said where it is applied.
+
+**A sequence split after the escape delay** (break-it finding 5). Textual takes an ``ESC``
+followed by nothing for ``ESCAPE_DELAY`` as the Escape key (or, after ``ESC [1``, as the keys of
+what it holds) and whatever comes later as typed text. Over a slow link the tail of one key
+(``[1;5A`` of Ctrl+Up, ``[<0;12;5M`` of a click, ``[200~`` of a paste) arrives after that delay
+and its digits were typed into the PIN field: a wrong PIN and a spent try. So when the parser gives
+up on an unfinished sequence, text that then continues it (:class:`_Tail`: ECMA-48 CSI grammar
+after ``[``, an SS3 final after ``O``, the three bytes of an X10 mouse report), each character
+within :func:`tail_gap_s` of the one before, is dropped as a whole; the opener or closer of a
+bracketed paste is passed on whole, so a paste stays a paste.
 """
 
 from __future__ import annotations
 
 import codecs
+import time
 from collections.abc import Iterable
 from typing import Any
 
-from textual import log
-from textual._xterm_parser import XTermParser
+from textual import constants, log
+from textual._xterm_parser import BRACKETED_PASTE_END, BRACKETED_PASTE_START, XTermParser
 from textual.message import Message
+
+TAIL_MAX_CHARS = 32
+"""The longest tail of a split sequence that is recognised (Textual gives up on a sequence at 32)."""
+
+
+def tail_gap_s() -> float:
+    """How long after the previous character a tail's next one may come (s): 1 s, or three escape
+    delays when those are longer (over SSH, or a large ``ESCDELAY``)."""
+    return max(1.0, 3 * float(constants.ESCAPE_DELAY))
+
+
+class _Tail:
+    """The tail of an escape sequence whose start the parser has already given up on.
+
+    ``text`` is what the parser held (it starts with ``ESC``); :meth:`push` says whether one more
+    character continues it. Grammar: ECMA-48 §5.4 control sequences (``ESC [``, parameter bytes
+    0x30–0x3F, intermediate bytes 0x20–0x2F, a final byte 0x40–0x7E), SS3 (``ESC O``, optional
+    parameters, a final byte), and xterm's X10 mouse report (``ESC [ M`` and three bytes ≥ 0x20).
+    """
+
+    MORE, DONE, NOT = "more", "done", "not"
+
+    def __init__(self, text: str, now: float) -> None:
+        self.text = "\x1b"
+        self.last = now
+        self.state = self.MORE
+        for character in text[1:]:
+            if self.push(character, now) != self.MORE:
+                break
+
+    @classmethod
+    def after(cls, partial: str, now: float) -> _Tail | None:
+        """The tail expected after ``partial`` timed out, or None if nothing can continue it."""
+        if not partial.startswith("\x1b"):
+            return None
+        tail = cls(partial, now)
+        return tail if tail.state == cls.MORE else None
+
+    def push(self, character: str, now: float) -> str:
+        """MORE (``character`` continues the tail), DONE (it ends it) or NOT (it is no part of it)."""
+        self.state = self._verdict(self.text, ord(character))
+        if self.state != self.NOT:
+            self.text += character
+            self.last = now
+        return self.state
+
+    def _verdict(self, text: str, code: int) -> str:
+        if len(text) >= TAIL_MAX_CHARS:
+            return self.NOT
+        if text == "\x1b":
+            return self.MORE if chr(code) in "[O" else self.NOT
+        if text.startswith("\x1b[M"):  # X10 mouse: button, column, row bytes
+            if code < 0x20:
+                return self.NOT
+            return self.DONE if len(text) == 5 else self.MORE
+        if text == "\x1b[" and chr(code) == "M":
+            return self.MORE
+        intermediates = any(0x20 <= ord(c) <= 0x2F for c in text[2:])
+        if 0x30 <= code <= 0x3F and not intermediates:
+            return self.MORE
+        if 0x20 <= code <= 0x2F and text.startswith("\x1b["):
+            return self.MORE
+        if 0x40 <= code <= 0x7E:
+            return self.DONE
+        return self.NOT
 
 _NOT_GIVEN: Any = object()
 
@@ -48,6 +124,10 @@ class _LenientInput:
         self._parser = _Parser(debug)
         self.dropped_reads = 0
         """How many reads held bytes that are not UTF-8 (and were cut there)."""
+        self._tail: _Tail | None = None
+        """The tail of a sequence the parser gave up on, being dropped (see the module docstring)."""
+        self.dropped_tails = 0
+        """How many late tails of split escape sequences were dropped."""
 
     def _decode(self, data: bytes) -> str:
         """``data`` as text, up to its first byte that is not UTF-8 (the rest of the read is dropped)."""
@@ -75,18 +155,69 @@ class _LenientInput:
         text = self._decode(data)
         if not text:
             return ()
+        now = time.monotonic()
+        messages: list[Message] = []
+        text = self._drop_tail(text, now, messages)
+        if text:
+            messages += self._parse(text)
+        return messages
+
+    def _drop_tail(self, text: str, now: float, messages: list[Message]) -> str:
+        """``text`` without the late tail of a split sequence it starts with (see :class:`_Tail`)."""
+        tail = self._tail
+        if tail is None:
+            return text
+        if now - tail.last > tail_gap_s():
+            self._tail = None  # too late to be part of the same key: ordinary input
+            return text
+        for index, character in enumerate(text):
+            verdict = tail.push(character, now)
+            if verdict == _Tail.MORE:
+                continue
+            self._tail = None
+            self.dropped_tails += 1
+            if verdict == _Tail.NOT:
+                log.debug("cardrenew: dropped the late tail of an unfinished escape sequence")
+                return text[index:]
+            if tail.text in (BRACKETED_PASTE_START, BRACKETED_PASTE_END):
+                messages += self._parse(tail.text)  # a paste stays a paste
+            else:
+                log.debug("cardrenew: dropped the late tail of a split escape sequence")
+            return text[index + 1:]
+        return ""
+
+    def _parse(self, text: str) -> list[Message]:
         try:
             return list(self._parser.feed(text))
         except Exception as error:  # noqa: BLE001 - garbage in must never end the app
             log.warning(f"cardrenew: dropped unparsable terminal input ({error.__class__.__name__})")
             self._parser = _Parser(self._debug)
-            return ()
+            return []
+
+    def _pending_sequence(self) -> str | None:
+        """The escape sequence the parser holds while it waits for its next character, or None.
+
+        Read from the parser's generator (``sequence`` in ``XTermParser.parse``, Textual 8.2.8):
+        it waits with a timeout (``Read1(ESCAPE_DELAY)``) only inside an escape sequence.
+        tests/terminal/test_input_units.py checks this against the installed Textual.
+        """
+        parser = self._parser
+        if getattr(parser._awaiting, "timeout", None) is None:
+            return None
+        frame = getattr(parser._gen, "gi_frame", None)
+        sequence = frame.f_locals.get("sequence") if frame is not None else None
+        return sequence if isinstance(sequence, str) else None
 
     def tick(self) -> Iterable[Message]:
         """Messages due by time alone (a lone ESC after the escape delay)."""
+        pending = self._pending_sequence()
         try:
-            return list(self._parser.tick())
+            messages = list(self._parser.tick())
         except Exception as error:  # noqa: BLE001
             log.warning(f"cardrenew: dropped unparsable terminal input ({error.__class__.__name__})")
             self._parser = _Parser(self._debug)
             return ()
+        if pending is not None and self._pending_sequence() is None:
+            # The parser gave up on ``pending``: what continues it from now on is dropped.
+            self._tail = _Tail.after(pending, time.monotonic())
+        return messages

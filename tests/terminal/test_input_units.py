@@ -93,3 +93,14 @@ def test_ui_pin_characters(tmp_path: Path) -> None:
         config.write_text(f"[ui]\npin_characters = {bad}\n")
         with pytest.raises(ConfigError, match="pin_characters"):
             load_settings(config)
+
+
+def test_the_parser_state_read_from_textual_is_there() -> None:
+    """The tail rule (break-it finding 5) reads the pending sequence from Textual's parser: this
+    fails loudly if a Textual upgrade renames what it reads."""
+    lenient = _LenientInput(False)
+    assert lenient._pending_sequence() is None
+    list(lenient.feed(b"\x1b[1;"))
+    assert lenient._pending_sequence() == "\x1b[1;"
+    list(lenient.feed(b"5A"))
+    assert lenient._pending_sequence() is None
