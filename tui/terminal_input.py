@@ -14,6 +14,14 @@ up on an unfinished sequence, text that then continues it (:class:`_Tail`: ECMA-
 after ``[``, an SS3 final after ``O``, the three bytes of an X10 mouse report), each character
 within :func:`tail_gap_s` of the one before, is dropped as a whole; the opener or closer of a
 bracketed paste is passed on whole, so a paste stays a paste.
+
+**A paste that never ends** (break-it finding 6). After ``ESC [200~`` Textual collects everything
+as paste text until ``ESC [201~``; a paste cut by a dropped link or line noise made the app deaf to
+every key, Ctrl+Q included. A paste is now bounded: it is dropped when nothing arrives for
+:func:`tail_gap_s`, when it grows past :data:`PASTE_MAX_CHARS` or lasts longer than
+:data:`PASTE_MAX_S` (then the rest of it, up to its closer or a pause, is dropped too), and a read
+holding nothing but Ctrl+C or Ctrl+Q (a key pressed while the paste hangs) ends it and is handled
+as that key.
 """
 
 from __future__ import annotations
@@ -23,10 +31,20 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from textual import constants, log
+from textual import constants, events, log
 from textual._xterm_parser import BRACKETED_PASTE_END, BRACKETED_PASTE_START, XTermParser
 from textual.message import Message
 
+PASTE_MAX_CHARS = 64 * 1024
+"""The longest paste delivered (characters); a longer one is dropped whole (cardrenew's fields
+take PINs and PUKs, a few characters)."""
+PASTE_MAX_S = 30.0
+"""The longest time one paste may take to arrive (s) before it is dropped."""
+NEVER_PASTED = frozenset({"\x03", "\x11", "\x1b[99;5u", "\x1b[113;5u"})
+"""Ctrl+C and Ctrl+Q, as bytes and as the kitty keyboard protocol sends them: a read holding only
+these while a paste is open is the holder pressing them, not paste text."""
+_PARSER_STATE = ("terminal_size", "terminal_pixel_size", "mouse_pixels", "last_x", "last_y")
+"""What a fresh parser takes over from the one it replaces (what the terminal said about itself)."""
 TAIL_MAX_CHARS = 32
 """The longest tail of a split sequence that is recognised (Textual gives up on a sequence at 32)."""
 
@@ -128,6 +146,13 @@ class _LenientInput:
         """The tail of a sequence the parser gave up on, being dropped (see the module docstring)."""
         self.dropped_tails = 0
         """How many late tails of split escape sequences were dropped."""
+        self._last_input = time.monotonic()
+        self._paste_since: float | None = None
+        """When the open paste began (monotonic s), or None."""
+        self._discarding = ""
+        """While the rest of a dropped paste is skipped: its last characters (a closer may be split), else ""."""
+        self.dropped_pastes = 0
+        """How many pastes were dropped (unterminated, too long, too large, ended by Ctrl+C/Q)."""
 
     def _decode(self, data: bytes) -> str:
         """``data`` as text, up to its first byte that is not UTF-8 (the rest of the read is dropped)."""
@@ -156,11 +181,73 @@ class _LenientInput:
         if not text:
             return ()
         now = time.monotonic()
+        self._bound_paste(now)
+        if (self._in_paste() or self._discarding) and (text in NEVER_PASTED or set(text) <= {"\x03", "\x11"}):
+            self._drop_paste("Ctrl+C or Ctrl+Q was pressed")
+        self._last_input = now
         messages: list[Message] = []
         text = self._drop_tail(text, now, messages)
-        if text:
-            messages += self._parse(text)
-        return messages
+        while text:
+            if self._discarding:
+                text = self._skip_dropped_paste(text)
+                continue
+            chunk, text = text[:4096], text[4096:]
+            messages += self._parse(chunk)
+            if not self._in_paste():
+                self._paste_since = None
+            elif self._paste_since is None:
+                self._paste_since = now
+            elif self._paste_buffer_size() > PASTE_MAX_CHARS:
+                self._drop_paste(f"it is longer than {PASTE_MAX_CHARS} characters", rest_too=chunk[-5:])
+        return [m for m in messages if not (isinstance(m, events.Paste) and len(m.text) > PASTE_MAX_CHARS)]
+
+    # -- bracketed paste (finding 6) --------------------------------------------------------------
+    def _parser_local(self, name: str) -> object:
+        """A local of the parser's generator (``XTermParser.parse`` in Textual 8.2.8), or None."""
+        frame = getattr(self._parser._gen, "gi_frame", None)
+        return frame.f_locals.get(name) if frame is not None else None
+
+    def _in_paste(self) -> bool:
+        return self._parser_local("bracketed_paste") is True
+
+    def _paste_buffer_size(self) -> int:
+        buffer = self._parser_local("paste_buffer")
+        return len(buffer) if isinstance(buffer, list) else 0
+
+    def _bound_paste(self, now: float) -> None:
+        """Drop an open paste that paused too long or lasted too long (see the module docstring)."""
+        if self._in_paste():
+            if now - self._last_input > tail_gap_s():
+                self._drop_paste("it did not end (no closing ESC [201~)")
+            elif self._paste_since is not None and now - self._paste_since > PASTE_MAX_S:
+                self._drop_paste(f"it took longer than {PASTE_MAX_S:.0f} s", rest_too=" ")
+        elif self._discarding and now - self._last_input > tail_gap_s():
+            self._discarding = ""
+
+    def _drop_paste(self, why: str, rest_too: str = "") -> None:
+        """Forget the open paste (a fresh parser); with ``rest_too``, skip the rest of it as well."""
+        if self._in_paste():
+            self.dropped_pastes += 1
+            log.warning(f"cardrenew: dropped a paste: {why}")
+            self._new_parser()
+        self._paste_since = None
+        self._discarding = rest_too
+
+    def _skip_dropped_paste(self, text: str) -> str:
+        """``text`` after the closer of the paste being skipped, or "" (still skipping)."""
+        seen = self._discarding + text
+        end = seen.find(BRACKETED_PASTE_END)
+        if end < 0:
+            self._discarding = seen[-(len(BRACKETED_PASTE_END) - 1):]
+            return ""
+        self._discarding = ""
+        return seen[end + len(BRACKETED_PASTE_END):]
+
+    def _new_parser(self) -> None:
+        """Start a fresh parser that knows what the old one knew about the terminal."""
+        old, self._parser = self._parser, _Parser(self._debug)
+        for name in _PARSER_STATE:
+            setattr(self._parser, name, getattr(old, name))
 
     def _drop_tail(self, text: str, now: float, messages: list[Message]) -> str:
         """``text`` without the late tail of a split sequence it starts with (see :class:`_Tail`)."""
@@ -191,7 +278,7 @@ class _LenientInput:
             return list(self._parser.feed(text))
         except Exception as error:  # noqa: BLE001 - garbage in must never end the app
             log.warning(f"cardrenew: dropped unparsable terminal input ({error.__class__.__name__})")
-            self._parser = _Parser(self._debug)
+            self._new_parser()
             return []
 
     def _pending_sequence(self) -> str | None:
@@ -204,18 +291,18 @@ class _LenientInput:
         parser = self._parser
         if getattr(parser._awaiting, "timeout", None) is None:
             return None
-        frame = getattr(parser._gen, "gi_frame", None)
-        sequence = frame.f_locals.get("sequence") if frame is not None else None
+        sequence = self._parser_local("sequence")
         return sequence if isinstance(sequence, str) else None
 
     def tick(self) -> Iterable[Message]:
         """Messages due by time alone (a lone ESC after the escape delay)."""
+        self._bound_paste(time.monotonic())
         pending = self._pending_sequence()
         try:
             messages = list(self._parser.tick())
         except Exception as error:  # noqa: BLE001
             log.warning(f"cardrenew: dropped unparsable terminal input ({error.__class__.__name__})")
-            self._parser = _Parser(self._debug)
+            self._new_parser()
             return ()
         if pending is not None and self._pending_sequence() is None:
             # The parser gave up on ``pending``: what continues it from now on is dropped.

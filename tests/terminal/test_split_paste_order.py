@@ -15,6 +15,7 @@ Every wait is bounded; each child is ended by its PID.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,3 +92,38 @@ def test_over_ssh_split_sequences_450ms_apart_type_nothing(tmp_path: Path) -> No
         send_split_sequences_then_log_on(t, gap_s=0.45)
     finally:
         t.close()
+
+
+@pytest.mark.parametrize("pause_s", [0.3, 1.5])
+@pytest.mark.parametrize("key", [b"\x11", b"\x03\x11"], ids=["ctrl-q", "ctrl-c-then-ctrl-q"])
+def test_ctrl_q_ends_the_app_after_an_unterminated_paste(demo: Terminal, key: bytes, pause_s: float) -> None:
+    """Finding 6: ``ESC [200~ abc`` and no closer. Ctrl+Q (after Ctrl+C, which must not be eaten
+    either) ends the app, both while the paste is still open and after it was dropped."""
+    demo.send(b"\x1b[200~abc")
+    time.sleep(pause_s)
+    for byte in key:
+        demo.send(bytes([byte]))
+        time.sleep(0.3)
+    assert demo.wait_exit(15) == 0
+
+
+def test_keys_are_handled_again_after_an_unterminated_paste(demo: Terminal) -> None:
+    """Finding 6: after a paste that never ends, the app listens again: the paste is dropped
+    (nothing of it typed) and the PIN typed afterwards logs on, no try spent."""
+    demo.send(b"\x1b[200~12abc")
+    time.sleep(2.5)
+    no_bullet(demo)
+    demo.send(PIN)
+    demo.wait_for("••••••", 10)
+    demo.send(b"\r")
+    demo.wait_for("Due for renewal", 30)
+    assert demo.pin_retries() == 3
+
+
+def test_a_huge_paste_is_dropped_and_the_app_listens_again(demo: Terminal) -> None:
+    """A paste over the size bound is dropped as a whole (and its closer with it)."""
+    demo.send(b"\x1b[200~" + b"1" * 200_000 + b"\x1b[201~")
+    no_bullet(demo)
+    demo.send(PIN + b"\r")
+    demo.wait_for("Due for renewal", 30)
+    assert demo.pin_retries() == 3
