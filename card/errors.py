@@ -7,6 +7,7 @@ TUI and the CLI can show the user what happened *and* what to do, from one place
 from __future__ import annotations
 
 from card.sw import SW
+from card.words import not_accepted
 
 
 class CardError(Exception):
@@ -88,13 +89,7 @@ class InvalidPinError(CardError):
 
     def __init__(self, attempts_remaining: int | None) -> None:
         self.attempts_remaining = attempts_remaining
-        if attempts_remaining is None:
-            msg = "The PIN was not accepted."
-        elif attempts_remaining == 1:
-            msg = "The PIN was not accepted. 1 try left before the card is blocked."
-        else:
-            msg = f"The PIN was not accepted. {attempts_remaining} tries left."
-        super().__init__(msg, next_step="Enter the PIN again carefully.")
+        super().__init__(not_accepted("PIN", attempts_remaining), next_step="Enter the PIN again carefully.")
 
 
 class PinBlockedError(CardError):

@@ -1,10 +1,8 @@
 """The cardrenew Textual app: panes, the card-presence policy, and the one error funnel.
 
-Public entry points: :func:`make_app` and :func:`run_app`. All card I/O goes through the card
-service's door (``backend``: :class:`card.service.CardDoor`, run on its card thread); panes ask
-the app to navigate, show an error or start the renewal by posting messages (:mod:`tui.messages`),
-and the app tells the pane under the dialogs about the card through :class:`tui.screens.base.Pane`'s hooks.
-"""
+Entry points: :func:`make_app`, :func:`run_app`. Card I/O goes through the door (``backend``,
+:class:`card.service.CardDoor`); panes post messages (:mod:`tui.messages`) to navigate, show an
+error or renew; the app tells the pane about the card through :class:`tui.screens.base.Pane`'s hooks."""
 
 from __future__ import annotations
 
@@ -23,20 +21,20 @@ from textual.screen import Screen
 
 from card.config import ConfigError
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError
+from card.words import Words
 from tui.app_base import AppBase
 from tui.readers import ReaderFollowing
 from tui.messages import (CardInserted, CardRead, CardRemoved, ErrorRaised, GotoPane, LoggedOn, LogOffRequested,
                           ReaderChosen, RenewalEnded, RenewalRequested)
 from tui.screens.base import Pane
-from tui.screens.dialogs import ErrorDialog
+from tui.screens.dialogs import error_dialog
 from tui.screens.done import CompletedWithErrorsScreen, LoggedOffScreen
 from tui.screens.logon import LogonScreen
 from tui.running import CARD_STEP_WAIT_S, EXIT_SIGNALS, run_app  # noqa: F401 - the entry points, here as before
 from tui.theme import HIGH_CONTRAST, THEMES
 
-# Only what the logon pane needs is imported before the first frame (issue 7: start-up). The Card
-# tab, Write Certificates and the renewal engine (with ``cryptography``) are imported where they are
-# first used; by then the card thread has usually imported them already, reading the card.
+# Only the logon pane is imported before the first frame (issue 7); the Card tab, Write Certificates
+# and the engine (``cryptography``) where first used, when the card thread has usually loaded them.
 if TYPE_CHECKING:
     from card.backend import Backend
     from card.service import CardSummary, RenewalResult
@@ -58,7 +56,14 @@ class CardRenewApp(ReaderFollowing, AppBase):
     CSS_PATH = ["app.tcss"]
     TITLE = "cardrenew"
     SUB_TITLE = "Smartcard Management"
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="quit", show=False, tooltip="Leave cardrenew")]
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", id="quit", show=False, tooltip="Leave cardrenew"),
+        # Tab and Shift+Tab move the focus in the app's own queue (priority), before the next key of
+        # the same terminal read is forwarded: Textual forwards each key to the widget focused when
+        # it arrives, so the digits after a Tab in one read landed in the field before it.
+        Binding("tab", "focus_next", show=False, priority=True),
+        Binding("shift+tab", "focus_previous", show=False, priority=True),
+    ]
     KIOSK_BLOCKED_ACTIONS = frozenset({"quit", "help_quit", "command_palette", "suspend_process"})
     """Actions a kiosk never runs: leaving the app, the command palette, suspending to the shell."""
     READER_POLL_S = 1.0
@@ -250,18 +255,21 @@ class CardRenewApp(ReaderFollowing, AppBase):
         return ("Unexpected error", f"{error.__class__.__name__}: {error}",
                 f"Try again. If the problem persists, contact {ra}.")
 
-    def show_error(self, error: BaseException, *, then: Callable[[], object] | None = None) -> None:
-        """Show ``error`` in an :class:`ErrorDialog`; call ``then()`` when it is closed."""
-        title, message, next_step = self.explain_error(error)
-        self.push_screen(ErrorDialog(title, message, next_step, id="error-dialog"),
-                         (lambda _: then()) if then is not None else None)
+    def show_error(self, error: BaseException | Words, *, then: Callable[[], object] | None = None,
+                   id: str = "error-dialog", button: str = "OK") -> None:
+        """Show ``error`` — an exception, or the words of a refused state (:mod:`card.words`) — in
+        an error dialog (:func:`tui.screens.dialogs.error_dialog`); call ``then()`` when it is
+        closed. Every error reaches the screen through here."""
+        words = error if isinstance(error, Words) else Words(*self.explain_error(error))
+        self.push_screen(error_dialog(words, id=id, button=button), (lambda _: then()) if then is not None else None)
         if isinstance(error, (CardRemovedError, NoCardError)) and self.is_logged_on and not self.renewing:
             self.log_off(removed=True)
 
     @on(ErrorRaised)
     def _error_raised(self, event: ErrorRaised) -> None:
         then = event.then
-        self.show_error(event.error, then=(lambda: self.post_message(then)) if then is not None else None)
+        self.show_error(event.error, then=(lambda: self.post_message(then)) if then is not None else None,
+                        id=event.id, button=event.button)
 
     # -- navigation --------------------------------------------------------------------------
     def goto(self, screen: Screen[Any]) -> None:
@@ -324,8 +332,8 @@ class CardRenewApp(ReaderFollowing, AppBase):
     @on(LogOffRequested)
     def _log_off_requested(self, event: LogOffRequested) -> None:
         self.log_off()
-        if event.then_show is not None:
-            self.call_later(self.push_screen, event.then_show)
+        if event.then is not None:
+            self.call_later(self.post_message, event.then)
 
     def log_off(self, *, removed: bool = False, idle: bool = False) -> None:
         """Disconnect (the card forgets the PIN) and show the logged-off pane (kiosk: the logon pane).

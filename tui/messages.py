@@ -7,17 +7,16 @@ messages are posted from the card thread by :mod:`tui.bridge`; ``post_message`` 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from textual.message import Message
 
 if TYPE_CHECKING:  # annotations only: the renewal engine is not imported before the first frame
     from concurrent.futures import Future
 
-    from textual.screen import Screen
-
     from card.secret import Secret
     from card.service import CardSummary, RenewalResult, RenewalStep, Slot, SlotResult
+    from card.words import Words
 
 
 @dataclass
@@ -84,11 +83,14 @@ class NextRequested(Message, bubble=False):
 # -- from the panes to the app (a pane never calls the app to navigate: it posts one of these) ----
 @dataclass
 class ErrorRaised(Message):
-    """Show ``error`` through the app's one error funnel; post ``then`` (to the app) once its
-    dialog is closed."""
+    """Show ``error`` (an exception, or the words of a refused state, ``card.words.Words``) through
+    the app's one error funnel, in a dialog of kind ``id`` with ``button``; post ``then`` (to the
+    app) once its dialog is closed."""
 
-    error: BaseException
+    error: BaseException | Words
     then: Message | None = None
+    id: str = "error-dialog"
+    button: str = "OK"
 
 
 @dataclass
@@ -110,9 +112,10 @@ class LoggedOn(Message):
 
 @dataclass
 class LogOffRequested(Message):
-    """Log off (the card forgets the PIN); ``then_show`` (a dialog) is shown over the pane that follows."""
+    """Log off (the card forgets the PIN); ``then`` (e.g. an :class:`ErrorRaised`) is posted to the
+    app once the pane that follows shows."""
 
-    then_show: Screen[Any] | None = None
+    then: Message | None = None
 
 
 @dataclass

@@ -18,6 +18,10 @@ blocked, and each socket started a shell and an app (issue 12 item 6). :class:`K
   kiosk that reloads its page gets its session back).
 - The app is started **without a shell**, one process per session (``sys.executable -m tui``), with
   cardrenew's own web driver (``tui.driver:WebDriver``: undecodable input never ends it).
+- The **terminal size** a browser asks for (``/ws?width=…&height=…`` and every ``resize`` message)
+  is clamped to :data:`MIN_SIZE`–:data:`MAX_SIZE` cells; a size that is not a number keeps the
+  last one. Unclamped, ``20000×20000`` made the app build a 400-million-cell screen (185 MB, never
+  drawn) and hold the reader's one session.
 - The page may not be framed by another site (``X-Frame-Options: DENY``, CSP ``frame-ancestors``),
   so a foreign page cannot overlay the kiosk and catch clicks (clickjacking).
 
@@ -41,7 +45,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from textual_serve.app_service import AppService
-from textual_serve.server import Server, to_int
+from textual_serve.server import Server
 
 log = logging.getLogger("cardrenew.serve")
 
@@ -49,6 +53,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 DRIVER = "tui.driver:WebDriver"
+MIN_SIZE = (20, 5)
+"""The smallest terminal (columns, rows) a session gets: below it nothing readable can be drawn."""
+MAX_SIZE = (500, 200)
+"""The largest terminal (columns, rows) a session gets: a 4K screen at a 6-pixel font is ~640×180."""
 IN_USE = ("This card reader is in use by another cardrenew session. Finish or close that session "
           "(or wait until it logs off), then reload this page.")
 
@@ -62,6 +70,24 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def clamp_size(width: object, height: object, default: tuple[int, int] = (80, 24)) -> tuple[int, int]:
+    """``(columns, rows)`` within :data:`MIN_SIZE`–:data:`MAX_SIZE`.
+
+    ``width``/``height`` come from the browser (a query string or a ``resize`` message's JSON), so
+    anything may arrive: an integer (or a string of one) is clamped; anything else (``None``, a
+    float, ``"1e9"``, a list, ``True``) takes the value from ``default``.
+    """
+    size = []
+    for value, fallback, low, high in zip((width, height), default, MIN_SIZE, MAX_SIZE):
+        number = fallback
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and value.strip().lstrip("+-").isdigit() and len(value) < 20:
+            number = int(value)
+        size.append(min(max(number, low), high))
+    return size[0], size[1]
 
 
 def origin_of(url: str) -> str:
@@ -88,6 +114,17 @@ class _AppProcess(AppService):
         self.argv = list(argv)
         self.closing = False
         """The browser has gone; the app is being asked to quit."""
+        self.size = (80, 24)
+        """The terminal size (columns, rows) the app was last given, always within the clamp."""
+
+    async def start(self, width: int, height: int) -> None:
+        self.size = clamp_size(width, height, self.size)
+        await super().start(*self.size)
+
+    async def set_terminal_size(self, width: int, height: int) -> None:
+        """A browser's ``resize``, clamped (see :func:`clamp_size`)."""
+        self.size = clamp_size(width, height, self.size)
+        await super().set_terminal_size(*self.size)
 
     def _build_environment(self, width: int = 80, height: int = 24) -> dict[str, str]:
         environment = super()._build_environment(width, height)
@@ -225,8 +262,7 @@ class KioskServer(Server):
         if self.session is not None:
             return web.Response(status=409, text=IN_USE + "\n")
         websocket = web.WebSocketResponse(heartbeat=15)
-        width = to_int(request.query.get("width", "80"), 80)
-        height = to_int(request.query.get("height", "24"), 24)
+        width, height = clamp_size(request.query.get("width"), request.query.get("height"))
         session = _AppProcess(self.app_argv, write_bytes=websocket.send_bytes, write_str=websocket.send_str,
                               close=websocket.close, download_manager=self.download_manager, debug=False)
         self.session = session  # taken before the first await: a second upgrade now sees "in use"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
+from typing import Any, Required, TypedDict
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -21,7 +22,17 @@ DISCOVERY_VALUE = bytes.fromhex("4F0BA0000003080000100001005F2F024000")
 """Discovery object: PIV AID, PIN usage policy "PIV PIN only" (SP 800-73-4 Part 1 §3.3.2)."""
 
 
-PROFILES: dict[str, dict[str, object]] = {
+class Profile(TypedDict, total=False):
+    """What an emulator profile sets in :class:`CardState` (the rest keeps its defaults)."""
+
+    management_key_algorithm: Required[ManagementKeyAlgorithm]
+    max_object_bytes: Required[int]
+    supported_key_types: Required[list[KeyType]]
+    atr: str
+    yubico_version: list[int]
+
+
+PROFILES: dict[str, Profile] = {
     # A plain SP 800-73-4 card: 3DES management key, no vendor extensions (F7/FD/F8 → 6D 00).
     "piv": {"management_key_algorithm": ManagementKeyAlgorithm.TDES, "max_object_bytes": 3052,
             "supported_key_types": [KeyType.RSA2048, KeyType.ECCP256, KeyType.ECCP384]},
@@ -45,11 +56,15 @@ def profile_state(profile: str = "piv", *, management_key: bytes | None = None,
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown emulator profile {profile!r}; choose from {', '.join(PROFILES)}")
-    spec = dict(PROFILES[profile])
-    alg = ManagementKeyAlgorithm(spec.pop("management_key_algorithm"))  # type: ignore[call-overload]
+    spec = PROFILES[profile]
+    alg = spec["management_key_algorithm"]
     state = CardState(pin=pin, profile=profile, management_key_algorithm=int(alg),
-                      supported_key_types=[int(k) for k in spec.pop("supported_key_types")],  # type: ignore[attr-defined]
-                      **spec)  # type: ignore[arg-type]
+                      max_object_bytes=spec["max_object_bytes"],
+                      supported_key_types=[int(k) for k in spec["supported_key_types"]])
+    if "atr" in spec:
+        state.atr = spec["atr"]
+    if "yubico_version" in spec:
+        state.yubico_version = list(spec["yubico_version"])
     if management_key is not None:
         if len(management_key) != alg.key_bytes:
             raise ValueError(f"a {alg.name} management key is {alg.key_bytes} bytes, got {len(management_key)}")
@@ -102,9 +117,10 @@ def create_card_state(ca: LocalCA, *, expires_in_days: int = 30, pin: CardRefere
     return state
 
 
-def create_card_file(path: Path, ca: LocalCA, **kwargs: object) -> CardState:
-    """Create the card and save it atomically to ``path`` (mode 0600)."""
-    state = create_card_state(ca, **kwargs)  # type: ignore[arg-type]
+def create_card_file(path: Path, ca: LocalCA, **kwargs: Any) -> CardState:
+    """Create the card (``kwargs``: those of :func:`create_card_state`) and save it atomically to
+    ``path`` (mode 0600)."""
+    state = create_card_state(ca, **kwargs)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     state.save(Path(path))
     return state

@@ -28,10 +28,21 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
             chunk = sock.recv(size - len(buf))
         except TimeoutError:
             continue
+        except OSError:  # reset by vpcd in the middle of a message: as closed
+            return None
         if not chunk:
             return None
         buf += chunk
     return buf
+
+
+def _send(sock: socket.socket, data: bytes) -> bool:
+    """Send all of ``data``; False when vpcd has gone (reset, broken pipe)."""
+    try:
+        sock.sendall(data)
+    except OSError:
+        return False
+    return True
 
 
 def _quickack(sock: socket.socket) -> None:
@@ -75,7 +86,8 @@ def serve_connection(card: SoftPivCard, sock: socket.socket, stop: threading.Eve
         if size == 1:
             code = body[0]
             if code == 0x04:
-                sock.sendall(len(card.atr).to_bytes(2, "big") + card.atr)
+                if not _send(sock, len(card.atr).to_bytes(2, "big") + card.atr):
+                    return "closed"
             elif code in (0x00, 0x01, 0x02):
                 card.power_on()
             continue
@@ -84,7 +96,8 @@ def serve_connection(card: SoftPivCard, sock: socket.socket, stop: threading.Eve
         except CardDropped:
             logger.info("fault injection: card pulled; closing the vpcd connection")
             return "dropped"
-        sock.sendall(len(reply).to_bytes(2, "big") + reply)
+        if not _send(sock, len(reply).to_bytes(2, "big") + reply):
+            return "closed"
     return "stopped"
 
 

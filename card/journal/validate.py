@@ -11,6 +11,7 @@ import enum
 import json
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
 from card.journal.audit import AuditLineError, check_audit_record
@@ -114,7 +115,7 @@ def _check_pem(sj: SlotJournal, name: str) -> None:
 
     from card.certificates import load_certificate_pem  # also a negative serial (an old CA's), as the engine reads it
 
-    loaders = {
+    loaders: dict[str, Callable[[bytes], Any]] = {
         "old_certificate_pem": load_certificate_pem,
         "certificate_pem": load_certificate_pem,
         "public_key_pem": serialization.load_pem_public_key,
@@ -165,7 +166,7 @@ def _conforms(value: object, hint: object) -> bool:
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint in (str, float):
-        return isinstance(value, hint)  # type: ignore[arg-type]
+        return isinstance(value, hint)
     if isinstance(hint, type) and issubclass(hint, enum.StrEnum):
         return isinstance(value, str)  # which member: checked by the caller, in its own words
     if origin is dict:

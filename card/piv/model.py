@@ -134,6 +134,6 @@ class ManagementKeyAlgorithm(IntEnum):
         try:  # cryptography ≥ 43 keeps 3DES in the "decrepit" module
             from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
         except ImportError:  # pragma: no cover - older cryptography
-            TripleDES = algorithms.TripleDES  # type: ignore[misc,assignment]
+            TripleDES = algorithms.TripleDES  # type: ignore[misc]  # cryptography < 43: the same class, imported from its old home
         alg = TripleDES(key) if self is ManagementKeyAlgorithm.TDES else algorithms.AES(key)
         return Cipher(alg, modes.ECB())

@@ -1,7 +1,16 @@
 """The renewal engine (DESIGN §3) as a package; this module is its public face.
 
 Importers use ``from card.renewal import …`` for the names below; the modules inside the package
-are the engine's own business and may move.
+are the engine's own business and may move. Where each part lives:
+
+- ``model``: the read model the Card tab and ``status`` show (CardSummary, SlotStatus, UpdateCheck);
+- ``reading``: ``read_card`` (no PIN) and the match of an unfinished journal to the card;
+- ``results``: progress steps, per-slot and run outcomes, the refusals the engine raises;
+- ``context``: ``RenewalContext`` and the one way the engine calls the issuer (``ask_ca``);
+- ``engine``: ``renew`` and the run's order; ``preflight`` (nothing destructive), ``authorise``
+  (grants while the old keys exist), ``steps`` (one slot), ``resume`` (the resume decision),
+  ``plan`` (the typed ``SlotPlan``), ``signer`` (the PIN-always VERIFY before each private-key
+  operation), ``admin`` (management key) and ``records`` (journal and audit writes).
 """
 
 from card.issued_checks import CertificateMismatchError

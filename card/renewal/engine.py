@@ -29,6 +29,7 @@ from card.renewal.reading import read_card
 from card.renewal.records import RunRecords
 from card.renewal.results import EndedBeforeChange, RenewalRefused, RenewalResult, RenewalStep, SlotResult
 from card.renewal.resume import JournalProof
+from card.renewal.salvage import Salvage
 from card.renewal.signer import CardSigner
 from card.renewal.steps import SlotSteps
 from card.secret import Secret, require_secret
@@ -71,6 +72,8 @@ class Renewal:
                           self.card_expiry, on_card)
         if summary.pending_journal is not None:
             self.proof.prove(journal, summary.journal_certificates, by_slot)
+        else:  # a set-aside journal may hold the certificate for a key its update left in a slot
+            Salvage(self.ctx, self.signer).salvage(journal, self.card_expiry)
         plan = self._prepare_or_refuse(journal, by_slot, result)
         self._run_slots(steps, journal, plan, result)
         result.slots.extend(self.proof.changed)

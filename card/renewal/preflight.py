@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from card import words
 from card.certificates import fingerprint
 from card.config import Settings, SlotSetting
 from card.errors import NotSupportedError
@@ -67,19 +68,16 @@ def new_journal(summary: CardSummary, settings: Settings, now: dt.datetime, chan
             "renewal would only shorten your certificates; nothing was changed",
             next_step=f"Contact {settings.ra_contact} for a new card.")
     if summary.expired:
-        names = ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in summary.expired)
-        raise RenewalRefused(f"the certificate {names} has expired; self-service renewal of an expired "
-                             "certificate is not allowed", next_step=f"Contact {settings.ra_contact}.")
+        raise RenewalRefused(words.expired(words.slot_names(summary.expired)),
+                             next_step=f"Contact {settings.ra_contact}.")
     unreadable = [s for s in summary.slots if s.state is SlotState.UNREADABLE]
     if not summary.due and unreadable:
-        names = ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in unreadable)
-        raise RenewalRefused(f"{names} holds an unreadable object, not a certificate; it cannot be renewed here",
+        raise RenewalRefused(f"{words.slot_names(unreadable)} holds an unreadable object, not a certificate; it cannot be renewed here",
                              next_step=f"Contact {settings.ra_contact}: the slot must be re-issued.")
     if not summary.due:
         nxt = summary.next_renewal_date(settings.window_days)
         notes = "".join(f"; {r.error}" for r in changed)
-        raise RenewalRefused("your card is up to date" + (f"; next renewal from {nxt.isoformat()}" if nxt else "")
-                             + notes, next_step="Nothing to do now.")
+        raise RenewalRefused(words.up_to_date(nxt) + notes, next_step="Nothing to do now.")
     journal = Journal(summary.card_id)
     for status in summary.due:
         assert status.certificate is not None

@@ -93,3 +93,36 @@ def test_serve_refuses_to_start_without_a_usable_configuration(monkeypatch: pyte
     err = capsys.readouterr().err
     assert "Configuration error" in err and "issuer.directory is needed" in err
     assert not served
+
+
+def test_demo_with_a_subcommand_without_a_demo_names_that_subcommand_not_the_reader(tmp_path: Path, monkeypatch,  # type: ignore[no-untyped-def]
+                                                                                   capsys) -> None:
+    """Was: `--demo ca init DIR` said "… and not with --reader" and "Leave out --demo, or --reader."
+    though no --reader was given."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["--demo", "ca", "init", "somewhere"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--reader" not in err and "ca" in err and "Leave out --demo" in err
+
+
+def test_demo_with_a_reader_still_names_the_reader(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["--demo", "--reader", "Some reader", "status"]) == EXIT_USAGE
+    assert "--reader" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--demo-fault", "pull-card", "status"], ["status", "--demo-fault", "ca-refuses"],
+                                  ["renew", "--demo-fault", "pull-card", "--yes", "--pin-stdin"],
+                                  ["serve", "--demo-fault", "ca-refuses"]])
+def test_a_demo_fault_without_demo_is_a_usage_error(argv: list[str], monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Was: silently ignored (status and renew went to PC/SC and said there was no reader, exit 3;
+    serve served the real reader). Nothing is read from stdin, no PIN is asked."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("123456\n"))
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--demo-fault" in err and "--demo" in err
+    assert __import__("sys").stdin.read() == "123456\n"
+
+
+def test_demo_fault_none_without_demo_is_no_fault(capsys) -> None:  # type: ignore[no-untyped-def]
+    """``--demo-fault none`` asks for no fault: nothing to refuse (status then reads PC/SC: no pcscd here)."""
+    assert main(["--demo-fault", "none", "status"]) != EXIT_USAGE

@@ -239,3 +239,36 @@ def test_any_origin_header_is_allowed_or_refused_403_never_an_error(origin: str)
         assert origin_of(origin) in server.allowed_origins
     else:
         assert answer.status == 403
+
+
+@pytest.mark.parametrize("how", ["query", "resize"])
+def test_a_huge_terminal_size_is_clamped_and_the_page_still_draws(served: Served, how: str) -> None:
+    """Break-it finding 9: ``/ws?width=20000&height=20000`` (or a ``resize`` message of that size)
+    made the session's app build a 400-million-cell screen: 185 MB, and it never drew. The size is
+    clamped (500×200 at most), so the logon pane is drawn, and the session answers keys."""
+    url = served.ws_url.replace("width=100&height=30", "width=20000&height=20000") if how == "query" else served.ws_url
+
+    async def session() -> str:
+        async with aiohttp.ClientSession() as client:
+            async with client.ws_connect(url, headers={"Origin": served.origin}) as ws:
+                if how == "resize":
+                    await ws.send_json(["resize", {"width": 100, "height": 30}])
+                    first = await read_screen(ws, LOGON, 45)
+                    assert all(text in first for text in LOGON), first[-2000:]
+                await ws.send_json(["resize", {"width": 20000, "height": 20000}])
+                return await read_screen(ws, LOGON, 45)
+
+    output = asyncio.run(asyncio.wait_for(session(), 120))
+    assert all(text in output for text in LOGON), output[-2000:]
+
+
+def test_clamp_size_bounds_whatever_a_browser_sends() -> None:
+    from tui.serve import MAX_SIZE, MIN_SIZE, clamp_size
+    assert MIN_SIZE == (20, 5) and MAX_SIZE == (500, 200)
+    assert clamp_size(20000, 20000) == (500, 200)
+    assert clamp_size("20000", "-3") == (500, 5)
+    assert clamp_size(0, 1) == (20, 5)
+    assert clamp_size(100, 30) == (100, 30)
+    assert clamp_size("100", " 30") == (100, 30)
+    for bad in (None, 1e9, "1e9", [1], True, "9" * 400, {"a": 1}):
+        assert clamp_size(bad, bad, (90, 40)) == (90, 40)

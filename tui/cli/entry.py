@@ -78,11 +78,20 @@ def _main(argv: list[str], once: logging.Filter) -> int:
 
 
 def check_demo_usage(args: argparse.Namespace) -> None:
-    """Refuse ``--demo`` with ``--reader`` or with a subcommand that has no demo.
+    """Refuse ``--demo`` with ``--reader`` or with a subcommand that has no demo, and a
+    ``--demo-fault`` without ``--demo`` (it would be ignored: the real card would be used).
 
     Raises:
-        UsageError: ``--demo`` where it does not belong (exit 2).
+        UsageError: ``--demo`` or ``--demo-fault`` where it does not belong (exit 2).
     """
-    if getattr(args, "demo", False) and (args.reader or args.command not in DEMO_COMMANDS):
-        raise UsageError("--demo uses the built-in virtual card: it goes with the TUI, status, renew, serve and "
-                         "audit, and not with --reader", next_step="Leave out --demo, or --reader.")
+    if not getattr(args, "demo", False):
+        if getattr(args, "demo_fault", "none") != "none":
+            raise UsageError("--demo-fault shows an error path of the built-in virtual card: it goes with --demo",
+                             next_step="Add --demo, or leave out --demo-fault.")
+        return
+    if args.reader:
+        raise UsageError("--demo uses the built-in virtual card, not a reader: it does not go with --reader",
+                         next_step="Leave out --demo, or --reader.")
+    if args.command not in DEMO_COMMANDS:
+        raise UsageError(f"--demo goes with the TUI, status, renew, serve and audit, not with {args.command}",
+                         next_step="Leave out --demo.")

@@ -14,11 +14,18 @@
 12    the certificate authority refused or could not be reached; nothing was changed on the card
 13    not every certificate was renewed, or a journal/audit file could not be written after the
       card changed; if the card was changed the journal is kept — run ``renew`` again to resume
+129   ended by SIGHUP (an SSH session dropped), 130 by SIGINT, 143 by SIGTERM (128 + signal),
+130,  after the current card step was finished and journalled; the next logon or ``renew``
+143   finishes the update
 ====  =====================================================================
+
+:data:`EXIT_CODES` is the one table: ``cardrenew --help`` lists it, and the README's *Exit codes*
+table documents the same codes (tests/card/test_cli_exit_codes.py).
 """
 
 from __future__ import annotations
 
+import signal
 from typing import Final
 
 EXIT_OK: Final = 0
@@ -30,6 +37,9 @@ EXIT_NOT_DUE: Final = 10
 EXIT_REFUSED: Final = 11
 EXIT_CA: Final = 12
 EXIT_PARTIAL: Final = 13
+EXIT_SIGHUP: Final = 128 + signal.SIGHUP
+EXIT_SIGINT: Final = 128 + signal.SIGINT
+EXIT_SIGTERM: Final = 128 + signal.SIGTERM
 
 EXIT_CODES: Final[dict[int, str]] = {
     EXIT_OK: "success",
@@ -41,5 +51,8 @@ EXIT_CODES: Final[dict[int, str]] = {
     EXIT_REFUSED: "refused: expired certificate or failed preflight (contact the RA), or an unwritable state directory",
     EXIT_CA: "certificate authority refused or unreachable; card unchanged",
     EXIT_PARTIAL: "not every certificate was renewed; run renew again (it resumes) or contact the RA",
+    EXIT_SIGHUP: "ended by SIGHUP (an SSH session dropped) after the current card step; the next run resumes",
+    EXIT_SIGINT: "ended by SIGINT (Ctrl-C) after the current card step; the next run resumes",
+    EXIT_SIGTERM: "ended by SIGTERM after the current card step; the next run resumes",
 }
 """Each exit code's meaning in a few words: ``cardrenew --help`` lists them."""

@@ -19,6 +19,7 @@ from card.errors import OperationCancelled
 from card.renewal import RenewalRefused
 from card.secret import Secret
 from card.service import CardSummary, RenewalRequest, RenewalResult, UpdateCheck, update_check
+from card.words import Words, slot_names, update_words
 from tui.cli.demo import cli_demo_backend
 from tui.cli.exit_codes import EXIT_NOT_DUE, EXIT_OK
 from tui.cli.failure import fail
@@ -94,16 +95,11 @@ def _check_and_renew(args: argparse.Namespace, backend: Backend, cancel: threadi
     else:
         summary, result = backend.read_card().result(), None
     check = update_check(summary)
-    if check is UpdateCheck.UP_TO_DATE or check is UpdateCheck.NOTHING_TO_RENEW:
-        nxt = summary.next_renewal_date(settings.window_days)
-        msg = "Your card is up to date." + (f" Next renewal from {nxt.isoformat()}." if nxt else "")
-        out(args, {"outcome": "up_to_date", "message": msg, "next_renewal_date": nxt.isoformat() if nxt else None,
-                   "slots": [], "reference": None, "exit_code": EXIT_NOT_DUE}, msg)
-        return EXIT_NOT_DUE
-    if check is UpdateCheck.EXPIRED:
-        names = ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in summary.expired)
-        raise RenewalRefused(f"the certificate {names} has expired; self-service renewal is not allowed",
-                             next_step=f"Contact {settings.ra_contact}.")
+    words = update_words(summary, check, settings.window_days, settings.ra_contact)
+    if check is UpdateCheck.EXPIRED and words is not None:
+        raise RenewalRefused(words.message, next_step=words.next_step)
+    if words is not None:  # up to date, or nothing to renew
+        return _not_due(args, summary, words, settings.window_days)
     if result is not None:
         return report_renewal(args, result)
     allow_last_try = args.allow_last_pin_try
@@ -119,6 +115,16 @@ def _check_and_renew(args: argparse.Namespace, backend: Backend, cancel: threadi
     return backend.renew(RenewalRequest(pin, progress, cancel=cancel, refuse_last_try=not allow_last_try)).result()
 
 
+def _not_due(args: argparse.Namespace, summary: CardSummary, words: Words, window_days: int) -> int:
+    """Nothing to renew now: say why (exit 10, ``outcome: up_to_date``)."""
+    nxt = summary.next_renewal_date(window_days)
+    text = words.message + (f"\nNext step: {words.next_step}" if words.next_step else "")
+    out(args, {"outcome": "up_to_date", "message": words.message, "next_step": words.next_step or None,
+               "next_renewal_date": nxt.isoformat() if nxt else None, "slots": [], "reference": None,
+               "exit_code": EXIT_NOT_DUE}, text)
+    return EXIT_NOT_DUE
+
+
 def _confirmed(summary: CardSummary, pin: Secret) -> bool:
     """Ask before renewing; False (the PIN wiped, "Cancelled" said) unless the answer is yes.
 
@@ -126,7 +132,7 @@ def _confirmed(summary: CardSummary, pin: Secret) -> bool:
         UsageError: no terminal to ask on (exit 2; ``--yes`` renews without asking).
     """
     what = ("resume the unfinished update " + summary.pending_journal.reference) if summary.pending_journal \
-        else "renew " + ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in summary.due)
+        else "renew " + slot_names(summary.due)
     if not sys.stdin.isatty():
         raise UsageError("confirmation needed", next_step="Run with --yes to renew without asking.")
     answer = input(f"About to {what}. Do not remove your card. Continue? [y/N] ")

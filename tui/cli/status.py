@@ -13,6 +13,7 @@ from card import backend as assembly  # called through the module: tests put an 
 from card.certificates import fingerprint
 from card.config import Settings
 from card.service import CardSummary, SlotState, SlotStatus, card_expiry_words, update_check
+from card.words import pin_state
 from tui.cli.demo import cli_demo_backend
 from tui.cli.exit_codes import EXIT_NOT_DUE, EXIT_OK, EXIT_REFUSED
 from tui.cli.output import out, print_notices, settings_for
@@ -83,9 +84,7 @@ def status_lines(summary: CardSummary, settings: Settings, card_words: str | Non
     lines = [f"Reader:  {summary.reader}", f"Card:    {summary.guid_text or 'no CHUID'}"
              + (f", expires {summary.card_expiry.isoformat()}" if summary.card_expiry else ""),
              f"Holder:  {summary.holder or 'unknown'}",
-             "PIN:     " + ("verified" if summary.pin_retries is None else
-                              f"BLOCKED — contact {settings.ra_contact}" if summary.pin_retries == 0 else
-                              f"{summary.pin_retries} tries left")]
+             "PIN:     " + pin_state(summary.pin_retries, settings.ra_contact)]
     for s in summary.slots:
         if s.certificate is not None:
             lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}, expires "

@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, cas
 
 from textual import work
 from textual.app import SystemCommand
+from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from card.errors import CardError, InvalidPinError, PinBlockedError
+from card.words import Words, not_accepted
 from tui.messages import ErrorRaised, GotoPane, LogOffRequested
 
 if TYPE_CHECKING:
@@ -84,9 +86,11 @@ class Pane(Screen[None]):
         if event.state is WorkerState.ERROR and event.worker.error is not None:
             self.show_error(event.worker.error)
 
-    def show_error(self, error: BaseException, then: Any = None) -> None:
-        """Ask the app to show ``error`` (its one funnel); post ``then`` to the app once it is closed."""
-        self.app.post_message(ErrorRaised(error, then))
+    def show_error(self, error: BaseException | Words, then: Message | None = None, *, id: str = "error-dialog",
+                   button: str = "OK") -> None:
+        """Ask the app to show ``error`` (an exception, or a refused state's words) through its one
+        funnel, in a dialog of kind ``id``; post ``then`` to the app once it is closed."""
+        self.app.post_message(ErrorRaised(error, then, id=id, button=button))
 
     # -- what the app tells the pane (no card I/O here unless the pane says so) ---------------
     def card_removed(self) -> None:
@@ -206,28 +210,24 @@ class Pane(Screen[None]):
     def _pin_change_refused(self, kind: PinChange, what: Literal["PIN", "PUK"],
                             error: InvalidPinError | PinBlockedError) -> None:
         """A wrong PIN or PUK (the tries left), or a blocked one (a blocked PIN ends the session)."""
-        from tui.screens.dialogs import ErrorDialog
-
         app = self.card_app
         if isinstance(error, InvalidPinError):
             left = error.attempts_remaining
             app.note_tries(what, left)
-            tries = "" if left is None else f" {left} {'try' if left == 1 else 'tries'} left."
             outcome = "Your PIN was not changed." if kind == "change" else "The card is still blocked."
-            self.app.push_screen(ErrorDialog(f"Wrong {what}", f"The {what} was not accepted.{tries} {outcome}",
-                                             "Select the button again and enter it carefully.",
-                                             id="pin-change-error-dialog"))
+            self.show_error(Words(f"Wrong {what}", f"{not_accepted(what, left)} {outcome}",
+                                  "Select the button again and enter it carefully."), id="pin-change-error-dialog")
             return
         app.note_tries(what, 0)
         ra = app.backend.settings.ra_contact
         message = ("The PIN is now blocked." if kind == "change"
                    else "The PUK is blocked: this card can no longer be unlocked here.")
-        dialog = ErrorDialog("Card blocked", message, f"Contact {ra}.", id="pin-change-error-dialog")
+        blocked = ErrorRaised(Words("Card blocked", message, f"Contact {ra}."), id="pin-change-error-dialog")
         if kind == "change" and app.is_logged_on:
             # a blocked PIN ends the session; the message shows over the logged-off pane
-            self.app.post_message(LogOffRequested(then_show=dialog))
+            self.app.post_message(LogOffRequested(then=blocked))
         else:
-            self.app.push_screen(dialog)
+            self.app.post_message(blocked)
 
     def pin_changed(self) -> None:
         """Called after a successful change or unlock (panes re-read the card)."""

@@ -15,12 +15,13 @@ from textual.widgets import Button, DataTable, Label, Markdown, Static, TabbedCo
 
 from card.service import CardSummary, RenewalResult, UpdateCheck, card_expiry_words, update_check
 from card.secret import Secret
+from card.words import blocked_words, update_words
 from tui.messages import LogOffRequested, RenewalRequested
 from tui.screens.base import Pane
 from tui.screens.certificates import (CardTab, CertificatesTab, certificate_details, key_type_text,  # noqa: F401 - re-exported
                                       status_text)
 from tui.widgets import PaneFooter, app_header
-from tui.screens.dialogs import ErrorDialog, MessageDialog, PinDialog, format_date
+from tui.screens.dialogs import MessageDialog, PinDialog, format_date
 
 HELP = """\
 ## Renewing your certificates
@@ -265,9 +266,7 @@ class CardScreen(Pane):
         self.check_for_updates()
 
     def _show_blocked(self) -> None:
-        ra = self.card_app.backend.settings.ra_contact
-        self.app.push_screen(ErrorDialog("Card blocked", "Your PIN is blocked, so your card cannot be updated.",
-                                         f"Contact {ra} to unlock it.", id="blocked-dialog"))
+        self.show_error(blocked_words(self.card_app.backend.settings.ra_contact), id="blocked-dialog")
 
     @work(exclusive=True, group="card", exit_on_error=False, description="Checking for updates")
     async def check_for_updates(self) -> None:
@@ -297,21 +296,13 @@ class CardScreen(Pane):
                 f"An earlier update of this card (reference {reference}) did not finish. "
                 "Select Resume update to complete it.", ok="Resume update", cancel="Cancel", id="resume-dialog"),
                 lambda ok: self._ask_pin(summary) if ok else None)
-        elif check is UpdateCheck.UP_TO_DATE:
-            nxt = summary.next_renewal_date(settings.window_days)
-            self.app.push_screen(MessageDialog("Your card is up to date",
-                                          "Your card is up to date" + (f"; next renewal from {nxt.isoformat()}." if nxt else "."),
-                                          id="up-to-date-dialog"))
-        elif check is UpdateCheck.EXPIRED:
-            names = ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in summary.expired)
-            self.app.push_screen(ErrorDialog(
-                "Renewal not possible",
-                f"The certificate {names} has expired. Self-service renewal of an expired certificate is not allowed; "
-                "nothing was changed on your card.",
-                f"Contact {settings.ra_contact}.", id="expired-dialog"))
-        else:
-            self.app.push_screen(ErrorDialog("Nothing to renew", "Your card holds no certificate that can be renewed here.",
-                                        f"Contact {settings.ra_contact}.", id="nothing-dialog"))
+        else:  # the words of a card with nothing to renew now (card.words, as the CLI's renew says it)
+            words = update_words(summary, check, settings.window_days, settings.ra_contact)
+            assert words is not None
+            if check is UpdateCheck.UP_TO_DATE:
+                self.app.push_screen(MessageDialog(words.title, words.message, id="up-to-date-dialog"))
+            else:
+                self.show_error(words, id="expired-dialog" if check is UpdateCheck.EXPIRED else "nothing-dialog")
 
     def _ask_pin(self, summary: CardSummary) -> None:
         def entered(pin: Secret | None) -> None:

@@ -23,6 +23,7 @@ from textual.widgets import Button, Input, Label, Static
 from tui.pin_input import PinInput
 
 from card.secret import Secret
+from card.words import Words
 from tui.widgets import PaneFooter
 
 if TYPE_CHECKING:  # the logon pane uses these dialogs before the renewal engine is imported
@@ -195,6 +196,13 @@ class ErrorDialog(TextDialog[None]):
     def action_close(self) -> None:
         if self.buttons[0][0] == "ok":
             self.dismiss(None)
+
+
+def error_dialog(words: Words, *, id: str = "error-dialog", button: str = "OK") -> ErrorDialog:
+    """The one error funnel's dialog (:meth:`tui.app.CardRenewApp.show_error`): an error's or a
+    refused state's words (:class:`card.words.Words`) as an :class:`ErrorDialog`. Nothing else
+    makes an ErrorDialog, so every error reads the same way."""
+    return ErrorDialog(words.title, words.message, words.next_step, button=button, id=id)
 
 
 class PinDialog(TextDialog["Secret | None"]):

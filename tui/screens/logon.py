@@ -14,6 +14,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError, PinBlockedError, PinFormatError
 from card.secret import Secret
+from card.words import sentence, tries_left
 from tui.messages import LoggedOn, ReaderChosen
 from tui.pin_input import PinInput
 from tui.screens.base import Pane
@@ -192,7 +193,7 @@ class LogonScreen(Pane):
         if summary.pin_retries == 0:
             self.show_blocked()
         elif summary.pin_retries == 1:
-            self.show_message("1 try left before your card is blocked.", "warning")
+            self.show_message(sentence(tries_left(1)), "warning")
 
     def pin_tries_changed(self) -> None:
         """The card answered a PIN entry (app.note_tries): a blocked PIN is shown as such at once."""
@@ -246,7 +247,7 @@ class LogonScreen(Pane):
                     self._logon_worker = self.logon(pin)
                 else:
                     pin.wipe()
-                    self.show_message("PIN not sent. 1 try left before your card is blocked.", "warning")
+                    self.show_message(f"PIN not sent. {sentence(tries_left(1))}", "warning")
 
             self._confirming = self.card_app.open_dialog(last_try_dialog("PIN"), confirmed) is not None
             return
@@ -268,8 +269,7 @@ class LogonScreen(Pane):
             if left is None:
                 self.show_message("Wrong PIN.")
             else:
-                self.show_message(f"Wrong PIN: {left} {'try' if left == 1 else 'tries'} left"
-                                  + (" before your card is blocked." if left == 1 else "."))
+                self.show_message(f"Wrong PIN: {tries_left(left)}.")
             return
         except PinFormatError as exc:
             self.pin_input.clear()  # typing on after a short PIN would send both as one and spend a try

@@ -16,12 +16,13 @@ from textual.widgets import DataTable, Label, Static
 from card.errors import CardError, InvalidPinError, PinBlockedError
 from card.secret import Secret
 from card.service import CardSummary, RenewalRequest, RenewalResult, RenewalStep, Slot
+from card.words import Words, sentence
 from tui.bridge import TuiReporter
 from tui.messages import (CertificateWritten, GotoPane, RenewalEnded, RenewalFinished, RenewalProgressed,
                           SlotRenewalFailed)
 from tui.screens.base import Pane
 from tui.widgets import PaneFooter, app_header
-from tui.screens.dialogs import ErrorDialog, MessageDialog, NextDialog, format_date
+from tui.screens.dialogs import MessageDialog, NextDialog, format_date
 
 STATUS_STYLE = {"Pending": "dim", "Writing": "bold yellow", "Done": "bold green", "Failed": "bold red"}
 WRITING_STEPS = {RenewalStep.GENERATING, RenewalStep.REQUESTING, RenewalStep.ISSUING, RenewalStep.VERIFYING,
@@ -259,7 +260,7 @@ class WriteCertificatesScreen(Pane):
                 app.note_tries("PIN", 0)
             self.query_one("#step-text", Static).update("Stopped. Nothing was changed on your card.")
             title, message, next_step = app.explain_error(exc)
-            stopped = f"The last update stopped: {title}. {message}\nNext step: {next_step}"
+            stopped = f"The last update stopped: {title}. {sentence(message)}\nNext step: {next_step}"
             self.show_error(exc, then=GotoPane("card", stopped=stopped))  # shown while still renewing
             return
         finally:
@@ -290,10 +291,10 @@ class WriteCertificatesScreen(Pane):
         title, message, _ = self.card_app.explain_error(error)
         if failed is not None:
             message = f"{failed.label} ({failed.slot.hex}) could not be renewed: {failed.error}."
-        self.app.push_screen(ErrorDialog(title, f"{message}\n\nSelect Abort this issuance to see what was and was "
-                                         "not renewed, and what to do next.",
-                                         button="Abort this issuance", id="issuance-error-dialog"),
-                             self._show_completed_with_errors)
+        self.show_error(Words(title, f"{message}\n\nSelect Abort this issuance to see what was and was "
+                              "not renewed, and what to do next."),
+                        GotoPane("completed-with-errors", result=result),
+                        id="issuance-error-dialog", button="Abort this issuance")
 
     def _confirm(self, _: bool | None) -> None:
         assert self.result is not None
@@ -304,9 +305,6 @@ class WriteCertificatesScreen(Pane):
                                            f"Your certificates have been renewed:\n{lines}\n\n"
                                            "Select OK to see them on the Card tab.", id="confirmation-dialog"),
                              self._back_to_card)
-
-    def _show_completed_with_errors(self, _: None = None) -> None:
-        self.app.post_message(GotoPane("completed-with-errors", result=self.result))
 
     def _back_to_card(self, _: bool | None = None) -> None:
         self.app.post_message(GotoPane("card", renewed=self.result))

@@ -1,0 +1,141 @@
+"""What the user is told, written once (issue 13): the TUI's panes and dialogs, the CLI's output
+and the engine's refusals take their sentences from here, so the same state reads the same
+everywhere.
+
+A *clause* (``up_to_date``, ``expired``) is lower-case and unterminated, for an error message that
+follows a title (``cardrenew: Renewal not possible: the certificate …``) or is joined with more;
+:class:`Words` holds what a screen shows: a title, a message (full sentences) and a next step.
+
+This module imports nothing from ``card``: the errors (the lowest layer) and the engine use it
+too. The read model is therefore described by the small protocols below, which
+:class:`card.renewal.CardSummary` and :class:`card.renewal.SlotStatus` satisfy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class _Label(Protocol):
+    @property
+    def label(self) -> str: ...
+
+
+class _SlotId(Protocol):
+    @property
+    def hex(self) -> str: ...
+
+
+class ConfiguredSlot(Protocol):
+    """A configured slot as read (:class:`card.renewal.SlotStatus`): its label and its number."""
+
+    @property
+    def setting(self) -> _Label: ...
+
+    @property
+    def slot(self) -> _SlotId: ...
+
+
+class CardState(Protocol):
+    """What the words of the update check need of a card (:class:`card.renewal.CardSummary`)."""
+
+    @property
+    def expired(self) -> Sequence[ConfiguredSlot]: ...
+
+    def next_renewal_date(self, window_days: int) -> dt.date | None: ...
+
+
+@dataclass(frozen=True)
+class Words:
+    """What one state or outcome tells the user.
+
+    Attributes:
+        title: a few words, shown as a dialog's title or before the message (``Title: message``).
+        message: what happened, in full sentences.
+        next_step: what to do now; empty when there is nothing to do.
+    """
+
+    title: str
+    message: str
+    next_step: str = ""
+
+
+def sentence(text: str) -> str:
+    """``text`` as a sentence: its first letter upper-case, ending with a full stop (or ``!``/``?``)."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."
+
+
+# -- PIN and PUK tries ----------------------------------------------------------------------------
+def tries_left(left: int, what: str = "PIN") -> str:
+    """``"2 tries left"``; with one PIN try left, ``"1 try left before your card is blocked"``
+    (a wrong PIN then blocks the card, SP 800-73-4 Part 2 §3.2.1). No full stop."""
+    if left == 1:
+        return "1 try left before your card is blocked" if what == "PIN" else "1 try left"
+    return f"{left} tries left"
+
+
+def not_accepted(what: str, left: int | None) -> str:
+    """The card refused a PIN or PUK (``63 CX``): ``"The PIN was not accepted. 2 tries left."``;
+    ``left`` None: the card did not say how many are left."""
+    return f"The {what} was not accepted." + ("" if left is None else f" {tries_left(left, what)}.")
+
+
+def pin_state(pin_retries: int | None, ra_contact: str) -> str:
+    """The PIN as ``status`` shows it: ``verified`` (None), blocked (0, whom to contact), or the tries left."""
+    if pin_retries is None:
+        return "verified"
+    if pin_retries == 0:
+        return f"BLOCKED — contact {ra_contact}"
+    return tries_left(pin_retries)
+
+
+# -- the update check (DESIGN §1.3) ---------------------------------------------------------------
+def slot_names(slots: Iterable[ConfiguredSlot]) -> str:
+    """``"Authentication (9A), Signature (9C)"``: the configured labels and slot numbers."""
+    return ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in slots)
+
+
+def up_to_date(next_renewal: dt.date | None) -> str:
+    """Clause: ``"your card is up to date; next renewal from 2027-01-01"`` (no date: none is known)."""
+    return "your card is up to date" + (f"; next renewal from {next_renewal.isoformat()}" if next_renewal else "")
+
+
+def expired(names: str) -> str:
+    """Clause: a certificate has expired, and an expired one is not renewed here (the RA re-issues it)."""
+    return f"the certificate {names} has expired; self-service renewal of an expired certificate is not allowed"
+
+
+def update_words(summary: CardState, check: _Named, window_days: int, ra_contact: str) -> Words | None:
+    """What *Update My Card* (TUI) and ``cardrenew renew`` (CLI) say when there is nothing to
+    renew now. ``check`` is the card's :class:`card.renewal.UpdateCheck` (``update_check(summary)``):
+    up to date, a certificate has expired, or no slot holds a certificate. None: an update is
+    available or an unfinished one can be resumed (the caller asks for the PIN).
+    """
+    if check.name == "UP_TO_DATE":
+        return Words("Your card is up to date", sentence(up_to_date(summary.next_renewal_date(window_days))))
+    if check.name == "EXPIRED":
+        return Words("Renewal not possible",
+                     sentence(expired(slot_names(summary.expired)) + "; nothing was changed on your card"),
+                     f"Contact {ra_contact}.")
+    if check.name == "NOTHING_TO_RENEW":
+        return Words("Nothing to renew", "Your card holds no certificate that can be renewed here.",
+                     f"Contact {ra_contact}.")
+    return None
+
+
+def blocked_words(ra_contact: str) -> Words:
+    """*Update My Card* on a card whose PIN is blocked."""
+    return Words("Card blocked", "Your PIN is blocked, so your card cannot be updated.",
+                 f"Contact {ra_contact} to unlock it.")
