@@ -42,7 +42,18 @@ class DialogButton(Button):
     """A dialog's button; the footer shows that Enter presses the focused one (spelt ``Enter``:
     Textual's ``⏎``, U+23CE, is missing from some browser and SVG fonts, like the header's ``⭘``)."""
 
-    BINDINGS = [Binding("enter", "press", "Select", key_display="Enter", tooltip="Press the highlighted button")]
+    BINDINGS = [Binding("enter", "press", "Select", key_display="Enter", tooltip="Press the highlighted button"),
+                Binding("left", "step(-1)", "Previous button", show=False),
+                Binding("right", "step(1)", "Next button", show=False)]
+
+    def action_step(self, delta: int) -> None:
+        """Left/Right: the focus moves to the button beside this one in the dialog's row (it stays
+        at either end); nothing is pressed."""
+        if self.parent is None:
+            return
+        row = [button for button in self.parent.children if isinstance(button, DialogButton) and button.focusable]
+        if self in row:
+            row[max(0, min(len(row) - 1, row.index(self) + delta))].focus()
 
 
 class TextDialog(ModalScreen[T]):

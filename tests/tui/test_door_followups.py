@@ -1,0 +1,48 @@
+"""Three rough edges found while moving the panes behind the card service's door (issue 13):
+Left/Right in two-button dialogs, the demo PIN hint after a PIN change, and the demo's
+completed-with-errors pane when the card comes back."""
+
+from __future__ import annotations
+
+from card.demo import DEMO_PIN
+from tests.tui.conftest import screen_text, wait_for
+from tests.tui.test_dialog_safety import to_card
+from tui.app import make_app
+from tui.screens import (CardScreen, CompletedWithErrorsScreen, ErrorDialog, LoggedOffScreen, LogonScreen,
+                         MessageDialog, NextDialog, PinDialog)
+
+
+async def test_left_and_right_move_between_the_buttons_of_a_two_button_dialog(make_demo) -> None:  # type: ignore[no-untyped-def]
+    """*Updates are available* (OK, Cancel): Right moves to Cancel, Left back to OK; Enter then
+    presses the button that has the focus. Before, the arrows did nothing."""
+    backend, _ = make_demo()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await to_card(pilot)
+        await pilot.press("u")
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+        assert app.focused is not None and app.focused.id == "ok-button"
+        await pilot.press("right")
+        assert app.focused.id == "cancel-button"
+        await pilot.press("right")  # the last button: the focus stays
+        assert app.focused.id == "cancel-button"
+        await pilot.press("left")
+        assert app.focused.id == "ok-button"
+        await pilot.press("right", "enter")  # Cancel: back to the Card tab, nothing asked
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))
+
+
+async def test_arrows_in_the_pin_again_field_stay_in_the_field(make_demo) -> None:  # type: ignore[no-untyped-def]
+    """In *PIN again* the arrows move the cursor in the PIN field, never the focus."""
+    backend, _ = make_demo()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await to_card(pilot)
+        await pilot.press("u")
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
+        await pilot.press("1", "2", "left", "right")
+        assert app.focused is not None and app.focused.id == "pin-again-input"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))
