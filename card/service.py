@@ -128,7 +128,8 @@ class CardDoor:
     demo: bool
     """The card is the demo's virtual card."""
     demo_pin: str | None
-    """The demo card's PIN, shown on the logon pane (None: not a demo card)."""
+    """The demo card's PIN, shown on the logon pane (None: not a demo card, or its PIN was changed
+    or reset here: it is not the one the demo card was made with any more)."""
 
     @property
     def can_switch_reader(self) -> bool:
@@ -225,6 +226,7 @@ class CardDoor:
                 secret.wipe()
                 new_pin.wipe()
             record("changed")
+            self.demo_pin = None  # the demo card's first PIN is no longer its PIN
 
         return self.service.submit(send)
 

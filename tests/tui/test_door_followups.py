@@ -46,3 +46,28 @@ async def test_arrows_in_the_pin_again_field_stay_in_the_field(make_demo) -> Non
         assert app.focused is not None and app.focused.id == "pin-again-input"
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))
+
+
+async def test_the_demo_pin_hint_after_the_pin_was_changed(make_demo) -> None:  # type: ignore[no-untyped-def]
+    """After *Change passcode* the logon pane no longer says the demo card's PIN is 123456 (it is
+    not: the next logon with it would spend a try). It never shows the new PIN either."""
+    backend, card = make_demo()
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen))
+        assert f"Demo card: the PIN is {DEMO_PIN}" in screen_text(app)
+        await to_card(pilot)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: getattr(app.screen, "id", None) == "change-pin-dialog")
+        await pilot.press(*DEMO_PIN, "enter", *"24681357", "enter", *"24681357", "enter")
+        await wait_for(pilot, lambda: getattr(app.screen, "id", None) == "pin-changed-dialog")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LoggedOffScreen))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen) and app.summary is not None)
+        text = screen_text(app)
+        assert DEMO_PIN not in text and "24681357" not in text
+        assert "Demo card: the PIN was changed" in text
+    assert card.state.pin == "24681357"

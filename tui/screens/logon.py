@@ -92,6 +92,9 @@ class LogonScreen(Pane):
                 yield Button("Unlock card", id="unlock-button", classes="-hidden")
             if backend.demo_pin:
                 yield Static(f"Demo card: the PIN is {backend.demo_pin}", id="demo-hint", markup=False)
+            elif backend.demo:
+                yield Static("Demo card: the PIN was changed in this session; use the new one.", id="demo-hint",
+                             markup=False)
             if settings.uses_default_management_key:
                 yield Static("Warning: the well-known default card management key is in use. "
                              "Anyone can write to this card; use it for demonstrations and tests only.",
