@@ -71,3 +71,31 @@ async def test_the_demo_pin_hint_after_the_pin_was_changed(make_demo) -> None:  
         assert DEMO_PIN not in text and "24681357" not in text
         assert "Demo card: the PIN was changed" in text
     assert card.state.pin == "24681357"
+
+
+async def test_the_demo_keeps_completed_with_errors_when_the_card_comes_back(make_demo) -> None:  # type: ignore[no-untyped-def]
+    """``--demo-fault pull-card`` puts the card back by itself: the outcome (what was renewed, the
+    reference) stays until the holder leaves it; before, the logon pane replaced it at once."""
+    backend, card = make_demo(fault="pull-card")
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await to_card(pilot)
+        await pilot.press("u")
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
+        await pilot.press(*DEMO_PIN, "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NextDialog), timeout_s=60)
+        await pilot.press("enter")  # the card is pulled while certificate 2 is written
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog), timeout_s=60)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompletedWithErrorsScreen))
+        await wait_for(pilot, lambda: app.card_present is False)
+        reference = app.screen.result.reference
+        card.insert()  # as the demo does 15 s later
+        await wait_for(pilot, lambda: app.card_present is True)
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, CompletedWithErrorsScreen)
+        assert f"Reference: {reference}" in screen_text(app)
+        await pilot.press("enter")  # Back to Card tab: logged off by the pull, so the logon pane
+        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen))

@@ -73,7 +73,11 @@ class CompletedWithErrorsScreen(Pane):
         self.query_one("#card-button", Button).focus()
 
     def card_inserted(self) -> None:
-        self.logon_if_logged_off()
+        """A real card was re-inserted by the holder, who has read this: the logon pane. The demo
+        card comes back by itself (``--demo-fault pull-card``): the outcome stays until the holder
+        leaves it (Back to Card tab, then the logon pane)."""
+        if not self.card_app.backend.demo:
+            self.logon_if_logged_off()
 
     @on(Button.Pressed, "#card-button")
     def _card_pressed(self) -> None:
