@@ -16,7 +16,8 @@ from card import backend as assembly  # called through the module: tests put an 
 from card.backend import Backend
 from card.config import UsageError
 from card.errors import OperationCancelled
-from card.renewal import RenewalRefused
+from card.renewal import RenewalContext, RenewalRefused
+from card.renewal.context import ask_ca
 from card.secret import Secret
 from card.service import CardSummary, RenewalRequest, RenewalResult, UpdateCheck, update_check
 from card.words import Words, slot_names, update_words
@@ -90,6 +91,8 @@ def _check_and_renew(args: argparse.Namespace, backend: Backend, cancel: threadi
             warn_default_management_key(settings, args)
             return pin
 
+        if update_check(backend.read_card().result()) in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
+            reach_ca_first(backend, cancel)
         summary, result = backend.renew_if_due(RenewalRequest(
             pin_then_warn, progress, cancel=cancel, refuse_last_try=not args.allow_last_pin_try)).result()
     else:
@@ -110,9 +113,27 @@ def _check_and_renew(args: argparse.Namespace, backend: Backend, cancel: threadi
     if not args.yes and not _confirmed(summary, pin):
         return EXIT_OK
     warn_default_management_key(settings, args)
+    try:
+        reach_ca_first(backend, cancel)
+    except BaseException:
+        pin.wipe()
+        raise
     # the door wipes the PIN whatever the outcome; with one try left it refuses in the renewal's
     # own card transaction, before the PIN is sent
     return backend.renew(RenewalRequest(pin, progress, cancel=cancel, refuse_last_try=not allow_last_try)).result()
+
+
+def reach_ca_first(backend: Backend, cancel: threading.Event) -> None:
+    """Preflight's CA reachability before the card transaction (DESIGN §3 step 1; break-it finding 1):
+    GetCACert with the engine's retries and back-off, so that a CA that does not answer keeps no card
+    transaction open (another program, or a ``status``, gets the card meanwhile). The CA certificates
+    are then known to the issuer, and the engine's own check needs no network.
+
+    Raises:
+        IssuerError (e.g. IssuerUnavailable: ``CA-TIMEOUT``, exit 12), OperationCancelled (a signal).
+    """
+    ctx = RenewalContext(backend.settings, backend.issuer, backend.journals, backend.audit, cancel=cancel)
+    ask_ca(ctx, backend.issuer.ca_certificates)
 
 
 def _not_due(args: argparse.Namespace, summary: CardSummary, words: Words, window_days: int) -> int:
