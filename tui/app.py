@@ -83,7 +83,14 @@ class CardRenewApp(App[int]):
     CSS_PATH = ["app.tcss"]
     TITLE = "cardrenew"
     SUB_TITLE = "Smartcard Management"
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="quit", show=False, tooltip="Leave cardrenew")]
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", id="quit", show=False, tooltip="Leave cardrenew"),
+        # Tab and Shift+Tab move the focus in the app's own queue (priority), before the next key of
+        # the same terminal read is forwarded: Textual forwards each key to the widget focused when
+        # it arrives, so the digits after a Tab in one read landed in the field before it.
+        Binding("tab", "focus_next", show=False, priority=True),
+        Binding("shift+tab", "focus_previous", show=False, priority=True),
+    ]
     KIOSK_BLOCKED_ACTIONS = frozenset({"quit", "help_quit", "command_palette", "suspend_process"})
     """Actions a kiosk never runs: leaving the app, the command palette, suspending to the shell."""
     READER_POLL_S = 1.0

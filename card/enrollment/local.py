@@ -34,6 +34,7 @@ from card.enrollment.base import (
     Signer,
 )
 from card.secret import Secret
+from card.words import expired
 
 CERT_VALIDITY_DAYS = 730
 """Validity of an issued end-entity certificate (the two-year renewal cycle)."""
@@ -177,7 +178,7 @@ class LocalCA:
             raise IssuerRejected(f"the certificate in slot {slot} was not issued by this CA ({exc.__class__.__name__})") from exc
         now = self._now()
         if old_certificate.not_valid_after_utc <= now:
-            raise IssuerRejected(f"the certificate in slot {slot} has expired; self-service renewal is not allowed")
+            raise IssuerRejected(expired(f"in slot {slot}"))
         if old_certificate.not_valid_after_utc - now > dt.timedelta(days=self.window_days):
             raise IssuerRejected(f"the certificate in slot {slot} is not due for renewal yet")
         old_fp = fingerprint(old_certificate)

@@ -62,6 +62,7 @@ from card.enrollment.scep_messages import (
 )
 from card.enrollment.scep_ra_hook import ask_ra
 from card.enrollment.scep_settings import ScepIssuerSettings
+from card.words import expired
 from card.errors import OperationCancelled
 from card.secret import Secret
 
@@ -161,7 +162,7 @@ class ScepIssuer:
         del cas  # pinned and checked; the old certificate may come from another CA (a CA migration)
         now = dt.datetime.now(dt.timezone.utc)
         if old_certificate.not_valid_after_utc <= now:
-            raise IssuerRejected(f"the certificate in slot {slot} has expired; self-service renewal is not allowed")
+            raise IssuerRejected(expired(f"in slot {slot}"))
         transaction_id = uuid.uuid4().hex.upper()
         secret = (ask_ra(self.settings, self.cancel, slot, old_certificate, transaction_id, sign_with_old_key)
                   if self.settings.challenge_command else None)

@@ -93,3 +93,35 @@ def test_ui_pin_characters(tmp_path: Path) -> None:
         config.write_text(f"[ui]\npin_characters = {bad}\n")
         with pytest.raises(ConfigError, match="pin_characters"):
             load_settings(config)
+
+
+def test_the_parser_state_read_from_textual_is_there() -> None:
+    """The tail rule (break-it finding 5) reads the pending sequence from Textual's parser: this
+    fails loudly if a Textual upgrade renames what it reads."""
+    lenient = _LenientInput(False)
+    assert lenient._pending_sequence() is None
+    list(lenient.feed(b"\x1b[1;"))
+    assert lenient._pending_sequence() == "\x1b[1;"
+    list(lenient.feed(b"5A"))
+    assert lenient._pending_sequence() is None
+
+
+def test_a_paste_over_the_size_bound_is_dropped_whole_with_its_closer() -> None:
+    """Break-it finding 6 (size): a paste longer than PASTE_MAX_CHARS is never delivered, not even
+    in part, and what follows its closer is handled as keys again."""
+    from tui.terminal_input import PASTE_MAX_CHARS
+    lenient = _LenientInput(False)
+    messages = list(lenient.feed(b"\x1b[200~" + b"1" * (PASTE_MAX_CHARS + 5000)))
+    messages += lenient.feed(b"2" * 100 + b"\x1b[20")  # the closer split across reads
+    messages += lenient.feed(b"1~9")
+    assert len(messages) == 1 and [m.key for m in messages if isinstance(m, events.Key)] == ["9"]
+    whole = list(_LenientInput(False).feed(b"\x1b[200~" + b"1" * PASTE_MAX_CHARS + b"\x1b[201~"))
+    assert [len(m.text) for m in whole if isinstance(m, events.Paste)] == [PASTE_MAX_CHARS]
+
+
+def test_a_paste_ends_on_ctrl_q_pressed_while_it_is_open_but_keeps_control_characters_it_holds() -> None:
+    lenient = _LenientInput(False)
+    assert list(lenient.feed(b"\x1b[200~abc")) == []
+    assert [m.key for m in lenient.feed(b"\x11") if isinstance(m, events.Key)] == ["ctrl+q"]
+    pasted = [m.text for m in _LenientInput(False).feed(b"\x1b[200~12\x0334\x11\x1b[201~") if isinstance(m, events.Paste)]
+    assert pasted == ["12\x0334\x11"]

@@ -204,3 +204,18 @@ def test_selecting_the_pin_and_pressing_ctrl_c_or_ctrl_x_writes_no_osc52(tmp_pat
         assert t.pin_retries() == 3
     finally:
         t.close()
+
+
+def test_a_tab_in_the_same_read_as_the_digits_moves_to_the_next_pin_field(demo: Terminal) -> None:
+    """A fast typist, a paste tool or a slow link delivers ``123456<Tab>654321<Tab>654321<Enter>``
+    in one read. Was: Textual forwards every key of the read to the field focused when the read
+    arrived, before the Tab has moved the focus, so all the digits landed in *Current PIN* and
+    the PIN was not changed. Now the PIN is changed, and no try was spent."""
+    log_on(demo)
+    demo.send(b"p")
+    demo.wait_for("Current Passcode", 30)
+    demo.settle()
+    demo.send(b"123456\t654321\t654321\r")
+    demo.wait_for("has been changed", 30)
+    state = demo.demo_card_state()
+    assert state["pin"] == "654321" and state["pin_retries"] == 3

@@ -109,3 +109,24 @@ async def test_a_ca_refusal_reads_as_sentences_on_the_card_tab(make_demo) -> Non
         stopped = next(line for line in screen_text(app).splitlines() if "The last update stopped" in line)
         sentences = [part.strip() for part in stopped.split(". ") if part.strip()]
         assert all(part[0].isupper() for part in sentences[1:]), stopped
+
+
+def test_only_the_funnel_makes_an_error_dialog() -> None:
+    """Every error reaches the screen through app.show_error -> dialogs.error_dialog (issue 13: five
+    dialogs made their own ErrorDialog, with their own words)."""
+    from pathlib import Path
+
+    tui = Path(__file__).resolve().parents[2] / "tui"
+    makers = [f"{path.relative_to(tui.parent)}:{n}" for path in sorted(tui.rglob("*.py"))
+              for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "ErrorDialog(" in line
+              and not line.lstrip().startswith("class ErrorDialog(")]
+    assert makers == ["tui/screens/dialogs.py:" + str(_error_dialog_line())]
+
+
+def _error_dialog_line() -> int:
+    import inspect
+
+    from tui.screens import dialogs
+
+    lines, start = inspect.getsourcelines(dialogs.error_dialog)
+    return start + next(i for i, line in enumerate(lines) if "ErrorDialog(" in line)
