@@ -20,8 +20,7 @@ from card import backend as assembly  # called through the module: tests put an 
 from card.backend import Backend
 from card.config import UsageError
 from card.errors import OperationCancelled
-from card.renewal import RenewalContext, RenewalRefused
-from card.renewal.context import ask_ca
+from card.renewal import RenewalRefused
 from card.secret import Secret
 from card.service import CardSummary, RenewalRequest, RenewalResult, UpdateCheck, update_check
 from card.words import Words, slot_names, update_words
@@ -156,16 +155,12 @@ def _check_and_renew(args: argparse.Namespace, backend: Backend, stop: _StopOnSi
 
 
 def reach_ca_first(backend: Backend, cancel: threading.Event) -> None:
-    """Preflight's CA reachability before the card transaction (DESIGN §3 step 1; break-it finding 1):
-    GetCACert with the engine's retries and back-off, so that a CA that does not answer keeps no card
-    transaction open (another program, or a ``status``, gets the card meanwhile). The CA certificates
-    are then known to the issuer, and the engine's own check needs no network.
+    """The CA before the card transaction (:meth:`~card.backend.Backend.reach_ca`, break-it finding 1).
 
     Raises:
-        IssuerError (e.g. IssuerUnavailable: ``CA-TIMEOUT``, exit 12), OperationCancelled (a signal).
+        IssuerError (exit 12), OperationCancelled (a signal).
     """
-    ctx = RenewalContext(backend.settings, backend.issuer, backend.journals, backend.audit, cancel=cancel)
-    ask_ca(ctx, backend.issuer.ca_certificates)
+    backend.reach_ca(cancel)
 
 
 def _not_due(args: argparse.Namespace, summary: CardSummary, words: Words, window_days: int) -> int:
