@@ -253,7 +253,8 @@ class Renewal:
         for slot_result in result.slots:
             if slot_result.new_certificate is None and slot_result.error is None:
                 slot_result.error = RenewalRefused("not attempted after the previous failure; nothing was changed in this slot")
-        self._cancelled_before_change(journal)
+        if self._cancelled_before_change(journal, result):
+            return
         if journal.finished and not journal.audit_pending:
             try:
                 self.ctx.journals.clear(journal.card_id)
@@ -267,28 +268,32 @@ class Renewal:
             raise refused
 
 
-    def _cancelled_before_change(self, journal: Journal) -> None:
+    def _cancelled_before_change(self, journal: Journal, result: RenewalResult) -> bool:
         """Stopped (SIGTERM/SIGHUP/SIGINT, the app closing) after the CA granted but before anything on the
         card changed, in this run or an earlier one: the journal holds only grants, which a later run asks
-        for afresh anyway (:meth:`Authoriser.authorise`), so it is removed and the stop is raised — exit
-        128 + signal, ``CANCELLED``, as the README promises (break-it finding 8). A journal that cannot
-        be removed is kept (it resumes harmlessly) and the run reports as before.
+        for afresh anyway (:meth:`Authoriser.authorise`), so it is removed and ``result.error`` is
+        :class:`OperationCancelled` with ``journal_kept`` False — ``renew`` exits 128 + signal,
+        ``CANCELLED``, as the README promises (break-it finding 8). A journal that cannot be removed is
+        kept (it resumes harmlessly) and the run reports as before.
 
-        Raises:
-            OperationCancelled: the run was cancelled and nothing on the card changed.
+        Returns:
+            True when the run ends so (the journal removed).
         """
         if not self.ctx.cancel.is_set() or self.proof.changed or journal.audit_pending:
-            return
+            return False
+        if any(r.new_certificate is not None for r in result.slots):
+            return False
         if not all(sj.step in (JournalStep.PLANNED, JournalStep.AUTHORISED) for sj in journal.slots.values()):
-            return
+            return False
         try:
             self.ctx.journals.clear(journal.card_id)
         except StateFileError as exc:
             logger.warning("%s", exc)
-            return
+            return False
         error = OperationCancelled("stopped before the card was changed; nothing was changed on your card")
         error.reference = journal.reference
-        raise error
+        result.error, result.journal_kept = error, False
+        return True
 
 
 def renew(session: PivSession, ctx: RenewalContext, pin: Secret, *, summary: CardSummary | None = None) -> RenewalResult:

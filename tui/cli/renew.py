@@ -105,7 +105,11 @@ def cmd_renew(args: argparse.Namespace) -> int:
         stop.restore()
         backend.close(wait=not stop.gave_up)  # a card that stopped answering is not waited for again
         print_notices(backend)
-    return outcome if isinstance(outcome, int) else report_renewal(args, outcome)
+    if isinstance(outcome, int):
+        return outcome
+    if stop.stopped_by and isinstance(outcome.error, OperationCancelled) and not outcome.journal_kept:
+        return fail(args, outcome.error, code=128 + stop.stopped_by[0])  # nothing changed on the card (finding 8)
+    return report_renewal(args, outcome)
 
 
 def _check_and_renew(args: argparse.Namespace, backend: Backend, stop: _StopOnSignal) -> int | RenewalResult:
@@ -135,7 +139,7 @@ def _check_and_renew(args: argparse.Namespace, backend: Backend, stop: _StopOnSi
     if words is not None:  # up to date, or nothing to renew
         return _not_due(args, summary, words, settings.window_days)
     if result is not None:
-        return report_renewal(args, result)
+        return result
     allow_last_try = args.allow_last_pin_try
     if summary.pin_retries == 1 and not allow_last_try and not args.pin_stdin and sys.stdin.isatty():
         answer = input("Only 1 PIN try is left: a wrong PIN would block the card. Send the PIN? [y/N] ")
