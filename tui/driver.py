@@ -17,16 +17,24 @@ as the Escape key and the rest as typed text. Over SSH, bytes of one key can arr
 so with ``SSH_CONNECTION`` set and no ``ESCDELAY`` given, :class:`TerminalDriver` raises the delay
 to :data:`SSH_ESCAPE_DELAY_MS`.
 
+Order: the keys of one read are handled one after the other, as if each came in a read of its
+own (:class:`_InOrder`). Textual forwards a key to the focused widget and handles Tab (focus the
+next field) only when the key has bubbled back up to the app; by then the app had already forwarded
+the digits read with it to the old field, so ``1234<Tab>5678`` in one read put eight digits into
+*Current PIN*.
+
 Use :func:`driver_class` to pick the driver for ``App.driver_class``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import errno
 import os
 import selectors
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from textual import constants, log
@@ -34,6 +42,7 @@ from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
 from textual.drivers.web_driver import WebDriver as TextualWebDriver
 from textual.drivers.web_driver import _ExitInput
+from textual.message import Message
 
 from tui.terminal_input import _LenientInput
 
@@ -83,7 +92,61 @@ def terminal_problem(stdin: TextIO | None, environ: Mapping[str, str]) -> str | 
             "`cardrenew status` / `cardrenew renew --pin-stdin` in scripts.")
 
 
-class TerminalDriver(LinuxDriver):
+HANDLED_WAIT_S = 1.0
+"""How long the input thread waits for the app to handle one key before it passes on the next (s):
+a bound, so a busy or stopping app never stalls input for longer."""
+
+
+async def _until_the_loop_is_quiet(rounds: int = 3, max_rounds: int = 2000) -> None:
+    """Return once the event loop has had nothing else to run for ``rounds`` turns in a row.
+
+    A key travels through Textual as messages between the app's and the widgets' tasks; each hop is
+    a callback ready on the loop. So when nothing is ready, every hop of the key (and whatever it
+    started: a focus change, a dialog) is done. Reads asyncio's ready queue (``loop._ready`` of
+    CPython's ``BaseEventLoop``); another loop without it gets a fixed number of turns.
+    """
+    loop = asyncio.get_running_loop()
+    ready = getattr(loop, "_ready", None)
+    quiet = 0
+    for turn in range(max_rounds):
+        await asyncio.sleep(0)
+        if ready is None:
+            if turn >= 100:
+                return
+            continue
+        quiet = 0 if ready else quiet + 1
+        if quiet >= rounds:
+            return
+
+
+class _InOrder(Driver):
+    """Hands the messages of one read to the app one at a time, each after the one before it was
+    handled (see the module docstring: Tab, then digits, in one read)."""
+
+    def deliver(self, messages: Iterable[Message]) -> None:
+        waiting = True
+        for index, message in enumerate(messages):
+            if index and waiting:
+                waiting = self._wait_until_handled()
+            self.process_message(message)
+
+    def _wait_until_handled(self) -> bool:
+        """Wait (bounded) until the app has handled what was passed on; False if it did not answer."""
+        try:
+            future = asyncio.run_coroutine_threadsafe(_until_the_loop_is_quiet(), self._loop)
+        except RuntimeError:  # the loop is closed: the app has ended
+            return False
+        try:
+            future.result(HANDLED_WAIT_S)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            return False
+        except Exception:  # noqa: BLE001 - input goes on whatever happened to the wait
+            return False
+        return True
+
+
+class TerminalDriver(LinuxDriver, _InOrder):
     """Textual's Linux/macOS terminal driver with lenient input decoding and the SSH escape delay."""
 
     READ_SIZE = 4096
@@ -126,15 +189,13 @@ class TerminalDriver(LinuxDriver):
                         reading = False
                         selector.unregister(self.fileno)
                         break
-                    for message in lenient.feed(data):
-                        self.process_message(message)
-                for message in lenient.tick():
-                    self.process_message(message)
+                    self.deliver(lenient.feed(data))
+                self.deliver(lenient.tick())
         finally:
             selector.close()
 
 
-class WebDriver(TextualWebDriver):
+class WebDriver(TextualWebDriver, _InOrder):
     """Textual's web driver (textual-serve talks to it over pipes) with lenient input decoding."""
 
     def run_input_thread(self) -> None:
@@ -147,8 +208,7 @@ class WebDriver(TextualWebDriver):
                 if data:
                     for packet_type, payload in packets.feed(data):
                         if packet_type == "D":  # what the browser typed
-                            for message in lenient.feed(payload):
-                                self.process_message(message)
+                            self.deliver(lenient.feed(payload))
                         else:  # meta: resize, focus, quit
                             try:
                                 self._on_meta(packet_type, payload)
@@ -156,8 +216,7 @@ class WebDriver(TextualWebDriver):
                                 raise
                             except Exception as error:  # noqa: BLE001 - a bad packet is dropped
                                 log.warning(f"cardrenew: dropped a bad meta packet ({error.__class__.__name__})")
-                for message in lenient.tick():
-                    self.process_message(message)
+                self.deliver(lenient.tick())
         except _ExitInput:
             pass
         finally:

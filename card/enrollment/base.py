@@ -57,6 +57,8 @@ class IssuerUnavailable(IssuerError):
     title = "The certificate authority cannot be reached"
     code = "CA-DOWN"
     next_step = "Try again later from the Card tab. If it keeps failing, contact your Registration Authority (RA)."
+    retry_helps = True
+    """Whether asking again may give another answer (False: a reply too large will not get smaller)."""
 
 
 class IssuerReplyInvalid(IssuerUnavailable):

@@ -42,6 +42,7 @@ class ResponseTooLarge(IssuerUnavailable):
 
     title = "The certificate authority's answer is too large"
     code = "CA-TOO-LARGE"
+    retry_helps = False  # the same request gets the same oversized answer: no retries (break-it finding 3)
 
 
 class DeadlinePassed(IssuerUnavailable):

@@ -7,7 +7,7 @@ synchronous and must run on the card worker thread.
 The package: :mod:`card.piv.model` (AID, key references, object tags, :class:`Slot`,
 :class:`KeyType`, :class:`ManagementKeyAlgorithm`), :mod:`card.piv.encoding` (PIN blocks, CHUID,
 public-key templates), :mod:`card.piv.session` (:class:`PivSession`, the commands). The
-workarounds for cards that do not follow the spec are in :mod:`card.quirks`.
+workarounds for cards that do not follow the spec are in :mod:`card.piv.quirks`.
 """
 
 from card.apdu import (  # importable from here as before

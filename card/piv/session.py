@@ -238,6 +238,30 @@ class PivSession:
             return None
         return retries[1] if retries is not None and len(retries) == 2 else None
 
+    def get_slot_public_key(self, slot: Slot) -> PublicKeyTypes | None:
+        """The public key of the private key in ``slot`` from GET METADATA (Yubico ``00 F7 00 <slot>``,
+        piv-protocol.md §3.2: tag ``01`` algorithm, tag ``04`` the public key's ``7F49`` content), with
+        no PIN: what ``status`` compares with the slot's certificate.
+
+        Returns:
+            The key, or None when the card does not answer metadata (plain PIV: ``6D 00``; an empty
+            slot: ``6A 88``), or answers something malformed or of an algorithm we do not know.
+
+        Raises:
+            CardRemovedError / transport errors only; no status word raises.
+        """
+        resp, sw = self._send(INS.GET_METADATA, 0x00, int(slot))
+        if sw != SW_OK:
+            return None
+        try:
+            items = tlv.parse_dict(resp)
+            alg, pub = items.get(b"\x01"), items.get(b"\x04")
+            if alg is None or pub is None or len(alg) != 1:
+                return None
+            return parse_public_key(KeyType(alg[0]), tlv.tlv(b"\x7f\x49", pub))
+        except Exception:  # noqa: BLE001 - malformed metadata: as if the card had none
+            return None
+
     def get_version(self) -> tuple[int, int, int] | None:
         """GET VERSION (Yubico ``00 FD 00 00``, piv-protocol.md §3.2): firmware major, minor, patch.
 

@@ -39,7 +39,8 @@ class RenewalContext:
 
 def ask_ca(ctx: RenewalContext, call: Callable[[], T]) -> T:
     """Call the issuer; retry ``IssuerUnavailable`` with back-off (``ctx.issuer_retry_delays_s``,
-    bounded, cancel-aware).
+    bounded, cancel-aware) — unless a retry cannot help (``retry_helps`` False: a reply over
+    ``issuer.max_response_bytes``).
 
     Raises:
         IssuerUnavailable: still unavailable after the last retry.
@@ -51,7 +52,7 @@ def ask_ca(ctx: RenewalContext, call: Callable[[], T]) -> T:
         try:
             return call()
         except IssuerUnavailable as exc:
-            if attempt == len(delays):
+            if attempt == len(delays) or not exc.retry_helps:  # e.g. a reply too large will not shrink
                 raise
             if ctx.cancel.wait(delays[attempt]):  # SIGTERM/SIGINT during the back-off: stop now
                 raise OperationCancelled(f"stopped while waiting to ask the certificate authority again ({exc})") from exc

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from card.errors import CardError, CardRemovedError, StateFileError
+from card.errors import CardError, CardRemovedError, OperationCancelled, StateFileError
 from card.journal import Journal, JournalStep
 from card.piv import KeyType, PivSession, Slot
 from card.renewal.admin import CardAdministrator
@@ -253,6 +253,8 @@ class Renewal:
         for slot_result in result.slots:
             if slot_result.new_certificate is None and slot_result.error is None:
                 slot_result.error = RenewalRefused("not attempted after the previous failure; nothing was changed in this slot")
+        if self._cancelled_before_change(journal, result):
+            return
         if journal.finished and not journal.audit_pending:
             try:
                 self.ctx.journals.clear(journal.card_id)
@@ -264,6 +266,34 @@ class Renewal:
         if (refused is not None and not result.journal_kept and not self.proof.changed
                 and not any(r.new_certificate is not None for r in result.slots)):
             raise refused
+
+
+    def _cancelled_before_change(self, journal: Journal, result: RenewalResult) -> bool:
+        """Stopped (SIGTERM/SIGHUP/SIGINT, the app closing) after the CA granted but before anything on the
+        card changed, in this run or an earlier one: the journal holds only grants, which a later run asks
+        for afresh anyway (:meth:`Authoriser.authorise`), so it is removed and ``result.error`` is
+        :class:`OperationCancelled` with ``journal_kept`` False — ``renew`` exits 128 + signal,
+        ``CANCELLED``, as the README promises (break-it finding 8). A journal that cannot be removed is
+        kept (it resumes harmlessly) and the run reports as before.
+
+        Returns:
+            True when the run ends so (the journal removed).
+        """
+        if not self.ctx.cancel.is_set() or self.proof.changed or journal.audit_pending:
+            return False
+        if any(r.new_certificate is not None for r in result.slots):
+            return False
+        if not all(sj.step in (JournalStep.PLANNED, JournalStep.AUTHORISED) for sj in journal.slots.values()):
+            return False
+        try:
+            self.ctx.journals.clear(journal.card_id)
+        except StateFileError as exc:
+            logger.warning("%s", exc)
+            return False
+        error = OperationCancelled("stopped before the card was changed; nothing was changed on your card")
+        error.reference = journal.reference
+        result.error, result.journal_kept = error, False
+        return True
 
 
 def renew(session: PivSession, ctx: RenewalContext, pin: Secret, *, summary: CardSummary | None = None) -> RenewalResult:

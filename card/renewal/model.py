@@ -39,6 +39,9 @@ class SlotStatus:
     days_left: int | None
     note: str | None = None
     """Something to know about a readable certificate, e.g. a negative serial number (it is renewed as usual)."""
+    key_matches: bool | None = None
+    """Whether the slot's private key is the certificate's (GET METADATA's public key, no PIN; Yubico
+    extension): False is a slot that cannot sign for its certificate; None: not known (plain PIV)."""
 
     @property
     def slot(self) -> Slot:

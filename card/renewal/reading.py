@@ -4,11 +4,12 @@ the read model, and matching an unfinished journal to the card (DESIGN §3.4).""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from card.certificates import SlotCertificate, days_left, fingerprint, holder_name
+from card.certificates import SlotCertificate, days_left, fingerprint, holder_name, key_matches
 from card.config import Settings, SlotSetting
 from card.errors import CardError, CardRemovedError, PinBlockedError
 from card.journal import FINAL_STEPS, Journal, JournalStore, SlotJournal
@@ -55,7 +56,10 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
     for setting in settings.slots:
         sc = session.read_certificate(setting.slot)
         certs[setting.slot] = sc.certificate
-        statuses.append(slot_status(setting, sc, settings, now))
+        status = slot_status(setting, sc, settings, now)
+        if sc.certificate is not None:
+            status = replace(status, key_matches=_key_matches(session, setting.slot, sc.certificate))
+        statuses.append(status)
     card_id, guid_text, expiry = card_id_for(session, certs)
     retries: int | None = None
     if pin_retries:
@@ -71,6 +75,18 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
     pending, stale, current, finished = _journal_of(session, journals, card_id, certs)
     return CardSummary(reader, card_id, guid_text, expiry, holder, tuple(statuses), retries, pending,
                        card_key_types, stale, current, finished)
+
+
+def _key_matches(session: PivSession, slot: Slot, cert: x509.Certificate) -> bool | None:
+    """Whether ``slot``'s key is ``cert``'s, by the public key GET METADATA gives without a PIN (None:
+    the card does not say — plain PIV — or the certificate's key is of a type we cannot compare)."""
+    key = session.get_slot_public_key(slot)
+    if key is None:
+        return None
+    try:
+        return key_matches(cert, key)
+    except Exception:  # noqa: BLE001 - a certificate key we cannot compare: not known
+        return None
 
 
 def slot_status(setting: SlotSetting, sc: SlotCertificate, settings: Settings, now: dt.datetime) -> SlotStatus:

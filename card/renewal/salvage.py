@@ -90,8 +90,10 @@ class Salvage:
                 continue
             old = journal_old_certificate(sj)
             slot = Slot.parse(name)
-            if cas is None:
-                cas = list(ask_ca(self.ctx, self.ctx.issuer.ca_certificates))
+            if cas is None:  # the configured CA, as preflight trusts it (the pinned fingerprint, if any)
+                pinned = self.ctx.settings.issuer.ca_fingerprint
+                cas = [ca for ca in ask_ca(self.ctx, self.ctx.issuer.ca_certificates)
+                       if not pinned or fingerprint(ca) == pinned]
             fits = [c for c in found.values() if self._acceptable(slot, old, c, cas, card_expiry)]
             if not fits:
                 continue

@@ -138,10 +138,11 @@ def keys_of(state: Path) -> dict[str, str]:
     return {slot: key["private_pem"] for slot, key in json.loads(state.read_text())["keys"].items()}
 
 
-def test_sigterm_ends_a_renew_waiting_on_a_dripping_ca_and_a_busy_card_is_named(
+def test_sigterm_ends_a_renew_waiting_on_a_dripping_ca_which_holds_no_card(
         serve_card, workdir: Path, loopback: Callable[..., LoopbackServer]) -> None:  # type: ignore[no-untyped-def]
-    """Before: 75 s past timeout_s, SIGTERM ignored, a concurrent status blocked, the loser of two
-    renews told 'the card was removed'."""
+    """Before: 75 s past timeout_s, SIGTERM ignored, a concurrent status blocked. Then (break-it finding
+    1): the card transaction was held while GetCACert was waited for and retried (74 s), so every
+    `status` meanwhile was told BUSY. The CA is now reached before the card transaction starts."""
     card = serve_card()
     before = keys_of(card.state)
     server = loopback(drip)
@@ -150,15 +151,9 @@ def test_sigterm_ends_a_renew_waiting_on_a_dripping_ca_and_a_busy_card_is_named(
     try:
         assert server.accepted.wait(60), renew.stderr.read() if renew.poll() is not None else "no request"
         time.sleep(0.5)
-        # renew holds the card transaction while it waits on the CA: others are told so
+        # renew waits on the CA's GetCACert without holding the card: another program gets it
         status = run(workdir, config, "status", "--json")
-        second = run(workdir, config, "renew", "--pin-stdin", "--yes", "--json", stdin="123456\n")
-        for out in (status, second):
-            assert out.returncode == 3, out.stdout + out.stderr
-        assert "another program is using the card" in status.stderr.lower() + status.stdout.lower()
-        error = json.loads(second.stdout)["error"]
-        assert error["code"] == "BUSY" and error["title"] == "Another program is using the card"
-        assert "removed" not in second.stdout.lower() and "re-insert" not in second.stdout.lower()
+        assert status.returncode == 10, status.stdout + status.stderr
         assert renew.poll() is None  # the first one is still waiting on the CA
     finally:
         code, out, err, took = sigterm_and_wait(renew)
@@ -248,14 +243,27 @@ def test_sigterm_ends_the_pending_poll_and_the_journal_resumes_later(serve_card,
         assert renew.poll() is None and time.monotonic() < deadline, renew.communicate()
         time.sleep(0.2)
     time.sleep(1.0)  # the PENDING CertRep is read; renew now waits 60 s before its CertPoll
-    code, out, err, took = sigterm_and_wait(renew)
+    try:  # renew holds the card transaction while it waits for the CA to issue: others are told so
+        status = run(workdir, config, "status", "--json")
+        second = run(workdir, config, "renew", "--pin-stdin", "--yes", "--json", stdin="123456\n")
+        for result in (status, second):
+            assert result.returncode == 3, result.stdout + result.stderr
+        assert "another program is using the card" in status.stderr.lower() + status.stdout.lower()
+        error = json.loads(second.stdout)["error"]
+        assert error["code"] == "BUSY" and error["title"] == "Another program is using the card"
+        assert "removed" not in second.stdout.lower() and "re-insert" not in second.stdout.lower()
+        assert renew.poll() is None  # the first one is still waiting on the CA
+    finally:
+        code, out, err, took = sigterm_and_wait(renew)
     assert took < SIGTERM_BOUND_S, f"{took:.1f} s after SIGTERM"
     assert code == 13, out + err  # the first slot's key was generated: the journal keeps it for a resume
     report = json.loads(out)
     assert report["journal_kept"] is True
     assert any("stopped while the SCEP CA had not issued yet" in (s["error"] or "") for s in report["slots"])
     after = run(workdir, config, "status")  # the card transaction was released
-    assert after.returncode in (10, 11) and "will be resumed" in after.stdout, after.stdout + after.stderr
+    # 13: 9A holds the new key beside the old certificate until the update is finished (break-it finding 4)
+    assert after.returncode == 13 and "will be resumed" in after.stdout, after.stdout + after.stderr
+    assert "(9A): does not work until the unfinished update" in after.stdout
 
 
 def test_sigterm_ends_a_sleeping_ra_hook_and_its_children(serve_card, workdir: Path,

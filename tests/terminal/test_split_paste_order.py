@@ -1,4 +1,4 @@
-"""Break-it findings 5 and 6 and the Tab-in-one-read bug, on the real ``cardrenew --demo`` under a
+"""Break-it findings 5 and 6 and the order of keys in one read, on the real ``cardrenew --demo`` under a
 pseudo-terminal (tests/terminal/harness.py): what the holder sees on the screen, what the card saw
 in the demo card's PIN retry counter.
 
@@ -7,8 +7,8 @@ in the demo card's PIN retry counter.
   was wrong and a try was spent.
 - Finding 6: a bracketed-paste opener without its closer (``ESC [200~ abc``) made the app deaf to
   every key, Ctrl+Q included.
-- Tab bug: ``1234<Tab>5678`` in one read put all eight digits into the first field of the Change
-  passcode dialog.
+- Keys in one read: ``p1234<Tab>5678`` in one read lost the digits (they went to the pane behind
+  the dialog ``p`` opens); ``1234<Tab>5678`` put all eight digits into the dialog's first field.
 
 Every wait is bounded; each child is ended by its PID.
 """
@@ -126,4 +126,33 @@ def test_a_huge_paste_is_dropped_and_the_app_listens_again(demo: Terminal) -> No
     no_bullet(demo)
     demo.send(PIN + b"\r")
     demo.wait_for("Due for renewal", 30)
+    assert demo.pin_retries() == 3
+
+
+def field_after(screen: str, label: str) -> str:
+    """The text of the dialog line below ``label`` (a compact PIN field shows one bullet a character)."""
+    lines = screen.splitlines()
+    for i, line in enumerate(lines):
+        if label in line:
+            parts = lines[i + 1].split("█")  # the dialog's frame; the pane behind shows left of it
+            return (parts[1] if len(parts) >= 3 else parts[-1]).strip()
+    raise AssertionError(f"{label!r} not on screen:\n{screen}")
+
+
+def test_keys_in_one_read_are_handled_in_order_a_dialog_key_then_its_digits(demo: Terminal) -> None:
+    """``p`` (Change passcode) then ``1234<Tab>5678<Tab>8765`` in one read, as a fast typist, a
+    paste tool or a slow link delivers them: each key is handled after the one before it, as if
+    each came in a read of its own, so the digits land in the dialog that ``p`` opened, four in
+    each field. (Textual forwards every key of a read to the widget focused when the read
+    arrives: the digits went to the Card tab behind the dialog and were lost. A Tab alone is
+    handled by the app's priority binding, tests/terminal/test_terminal_bytes.py.)"""
+    demo.send(PIN + b"\r")
+    demo.wait_for("Due for renewal", 30)
+    demo.settle(0.5)
+    demo.send(b"p1234\t5678\t8765")
+    screen = demo.wait_for("New Passcode (PIN) again", 15)
+    screen = demo.settle(0.6)
+    assert field_after(screen, "Current Passcode (PIN):") == "••••", screen
+    assert field_after(screen, "New Passcode (PIN), 6 to 8 characters:") == "••••", screen
+    assert field_after(screen, "New Passcode (PIN) again:") == "••••", screen
     assert demo.pin_retries() == 3

@@ -10,7 +10,11 @@ import argparse
 import signal
 import sys
 import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from types import FrameType
+from typing import TypeVar
 
 from card import backend as assembly  # called through the module: tests put an in-process card there
 from card.backend import Backend
@@ -28,6 +32,11 @@ from tui.cli.renew_pin import PrintReporter, read_pin, warn_default_management_k
 from tui.cli.renew_report import report_renewal
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+RENEW_STEP_WAIT_S = 60.0
+"""After a stop signal, the longest wait for the card step under way (the TUI's ``CARD_STEP_WAIT_S``):
+a card that stops answering (break-it finding 14: GENERATE answered 150 s later) is then left to the
+journal, which was saved before the step, and ``renew`` ends with 128 + signal."""
+T = TypeVar("T")
 
 
 class _StopOnSignal:
@@ -37,6 +46,9 @@ class _StopOnSignal:
     def __init__(self) -> None:
         self.cancel = threading.Event()
         self.stopped_by: list[int] = []
+        self.stopped_at: float | None = None
+        self.gave_up = False
+        """The card step under way did not end within :data:`RENEW_STEP_WAIT_S` of the signal."""
         self.previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
         for sig in self.previous:
             signal.signal(sig, self._on_signal)
@@ -45,7 +57,26 @@ class _StopOnSignal:
         if not self.cancel.is_set():
             print("Stopping after the current card step; the journal keeps what was done.", file=sys.stderr)
             self.stopped_by.append(signum)
+            self.stopped_at = time.monotonic()
         self.cancel.set()
+
+    def result(self, future: Future[T]) -> T:
+        """``future.result()``, but after a stop signal no longer than :data:`RENEW_STEP_WAIT_S`.
+
+        Raises:
+            OperationCancelled: the card step under way did not end in time (``gave_up``).
+        """
+        while True:
+            try:
+                return future.result(timeout=0.2)
+            except FutureTimeout:
+                if self.stopped_at is not None and time.monotonic() - self.stopped_at > RENEW_STEP_WAIT_S:
+                    self.gave_up = True
+                    raise OperationCancelled(
+                        f"stopped; the card did not answer within {RENEW_STEP_WAIT_S:.0f} s of the signal, so the "
+                        "card step under way was left unfinished (the journal was saved before it)",
+                        next_step="Run `cardrenew renew` again: an unfinished update resumes where it stopped. "
+                                  "If the card still does not answer, remove it and insert it again first.") from None
 
     def restore(self) -> None:
         for sig, handler in self.previous.items():
@@ -65,20 +96,25 @@ def cmd_renew(args: argparse.Namespace) -> int:
         stop.restore()
         raise
     try:
-        outcome = _check_and_renew(args, backend, stop.cancel)
+        outcome = _check_and_renew(args, backend, stop)
     except Exception as exc:  # noqa: BLE001 - mapped to documented exit codes
         if isinstance(exc, OperationCancelled) and stop.stopped_by:
             return fail(args, exc, code=128 + stop.stopped_by[0])
         return fail(args, exc)
     finally:
         stop.restore()
-        backend.close()
+        backend.close(wait=not stop.gave_up)  # a card that stopped answering is not waited for again
         print_notices(backend)
-    return outcome if isinstance(outcome, int) else report_renewal(args, outcome)
+    if isinstance(outcome, int):
+        return outcome
+    if stop.stopped_by and isinstance(outcome.error, OperationCancelled) and not outcome.journal_kept:
+        return fail(args, outcome.error, code=128 + stop.stopped_by[0])  # nothing changed on the card (finding 8)
+    return report_renewal(args, outcome)
 
 
-def _check_and_renew(args: argparse.Namespace, backend: Backend, cancel: threading.Event) -> int | RenewalResult:
+def _check_and_renew(args: argparse.Namespace, backend: Backend, stop: _StopOnSignal) -> int | RenewalResult:
     """The update check, then the renewal: an exit code when the run ends here, else the result."""
+    cancel = stop.cancel
     settings = backend.settings
     progress = PrintReporter(args.json)
     if args.yes and args.pin_stdin:
@@ -90,10 +126,12 @@ def _check_and_renew(args: argparse.Namespace, backend: Backend, cancel: threadi
             warn_default_management_key(settings, args)
             return pin
 
-        summary, result = backend.renew_if_due(RenewalRequest(
-            pin_then_warn, progress, cancel=cancel, refuse_last_try=not args.allow_last_pin_try)).result()
+        if update_check(stop.result(backend.read_card())) in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
+            reach_ca_first(backend, cancel)
+        summary, result = stop.result(backend.renew_if_due(RenewalRequest(
+            pin_then_warn, progress, cancel=cancel, refuse_last_try=not args.allow_last_pin_try)))
     else:
-        summary, result = backend.read_card().result(), None
+        summary, result = stop.result(backend.read_card()), None
     check = update_check(summary)
     words = update_words(summary, check, settings.window_days, settings.ra_contact)
     if check is UpdateCheck.EXPIRED and words is not None:
@@ -101,7 +139,7 @@ def _check_and_renew(args: argparse.Namespace, backend: Backend, cancel: threadi
     if words is not None:  # up to date, or nothing to renew
         return _not_due(args, summary, words, settings.window_days)
     if result is not None:
-        return report_renewal(args, result)
+        return result
     allow_last_try = args.allow_last_pin_try
     if summary.pin_retries == 1 and not allow_last_try and not args.pin_stdin and sys.stdin.isatty():
         answer = input("Only 1 PIN try is left: a wrong PIN would block the card. Send the PIN? [y/N] ")
@@ -110,9 +148,23 @@ def _check_and_renew(args: argparse.Namespace, backend: Backend, cancel: threadi
     if not args.yes and not _confirmed(summary, pin):
         return EXIT_OK
     warn_default_management_key(settings, args)
+    try:
+        reach_ca_first(backend, cancel)
+    except BaseException:
+        pin.wipe()
+        raise
     # the door wipes the PIN whatever the outcome; with one try left it refuses in the renewal's
     # own card transaction, before the PIN is sent
-    return backend.renew(RenewalRequest(pin, progress, cancel=cancel, refuse_last_try=not allow_last_try)).result()
+    return stop.result(backend.renew(RenewalRequest(pin, progress, cancel=cancel, refuse_last_try=not allow_last_try)))
+
+
+def reach_ca_first(backend: Backend, cancel: threading.Event) -> None:
+    """The CA before the card transaction (:meth:`~card.backend.Backend.reach_ca`, break-it finding 1).
+
+    Raises:
+        IssuerError (exit 12), OperationCancelled (a signal).
+    """
+    backend.reach_ca(cancel)
 
 
 def _not_due(args: argparse.Namespace, summary: CardSummary, words: Words, window_days: int) -> int:

@@ -1,7 +1,9 @@
 """``cardrenew status``: the card's certificates, expiry, days left and whether a renewal is due.
 
 Exit codes: 0 nothing due, 10 some certificate is due, 11 a certificate expired, a slot is
-unreadable, the PIN is blocked, or the card itself expires within the renewal window.
+unreadable, the PIN is blocked, the card itself expires within the renewal window, or a slot's key
+does not match its certificate (``key_mismatch``); 13 a slot does not work until an unfinished update
+is finished (``unfinished``: run ``renew``).
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ import datetime as dt
 from card import backend as assembly  # called through the module: tests put an in-process card there
 from card.certificates import fingerprint
 from card.config import Settings
+from card.journal import JournalStep
 from card.service import CardSummary, SlotState, SlotStatus, card_expiry_words, update_check
 from card.words import pin_state
 from tui.cli.demo import cli_demo_backend
-from tui.cli.exit_codes import EXIT_NOT_DUE, EXIT_OK, EXIT_REFUSED
+from tui.cli.exit_codes import EXIT_NOT_DUE, EXIT_OK, EXIT_PARTIAL, EXIT_REFUSED
 from tui.cli.output import out, print_notices, settings_for
 
 
-def summary_json(summary: CardSummary, window_days: int) -> dict[str, object]:
+def summary_json(summary: CardSummary, window_days: int, ra_contact: str = "your Registration Authority (RA)"
+                 ) -> dict[str, object]:
     """``status --json`` (README, *JSON output*): the card and one object per configured slot."""
     nxt = summary.next_renewal_date(window_days)
     return {
@@ -32,15 +36,39 @@ def summary_json(summary: CardSummary, window_days: int) -> dict[str, object]:
         "update": update_check(summary).name.lower(),
         "next_renewal_date": nxt.isoformat() if nxt else None,
         "pending_reference": summary.pending_journal.reference if summary.pending_journal else None,
-        "slots": [_slot_json(s) for s in summary.slots],
+        "slots": [_slot_json(s, slot_condition(summary, s, ra_contact)) for s in summary.slots],
     }
 
 
-def _slot_json(s: SlotStatus) -> dict[str, object]:
+def slot_condition(summary: CardSummary, s: SlotStatus, ra_contact: str) -> tuple[str, str] | None:
+    """``("unfinished" | "key_mismatch", words with the next step)`` for a slot that cannot sign for the
+    certificate it shows (break-it findings 2 and 4), else None.
+
+    ``unfinished``: an unfinished update (the card's pending journal) replaced — or, stopped during
+    GENERATE, may have replaced — the slot's key and the slot still shows the old certificate.
+    ``key_mismatch``: the card's own metadata (GET METADATA, no PIN; Yubico cards) gives a public key
+    that is not the certificate's."""
+    journal = summary.pending_journal
+    sj = journal.slots.get(s.slot.hex) if journal is not None else None
+    if (journal is not None and sj is not None and sj.in_progress and s.certificate is not None
+            and fingerprint(s.certificate) == sj.old_fingerprint):
+        replaced = "may have been replaced" if sj.step == JournalStep.GENERATING else "was replaced"
+        return "unfinished", (f"does not work until the unfinished update (reference {journal.reference}) is "
+                              f"finished: its key {replaced} and the certificate shown belongs to the old key. "
+                              "Run `cardrenew renew` to finish it.")
+    if s.key_matches is False:
+        return "key_mismatch", (f"does not work: the key in slot {s.slot.hex} does not match its certificate (an "
+                                "update was interrupted after its new key was made, or another tool changed the "
+                                "key). Run `cardrenew renew`: it finishes an interrupted update whose record was "
+                                f"kept; if it answers KEY-MISMATCH, contact {ra_contact}: the slot must be re-issued.")
+    return None
+
+
+def _slot_json(s: SlotStatus, condition: tuple[str, str] | None) -> dict[str, object]:
     return {
         "slot": s.slot.hex,
         "label": s.setting.label,
-        "state": s.state.name.lower(),
+        "state": condition[0] if condition else s.state.name.lower(),
         "subject": s.certificate.subject.rfc4514_string() if s.certificate else None,
         "issuer": s.certificate.issuer.rfc4514_string() if s.certificate else None,
         "serial": f"{s.certificate.serial_number:X}" if s.certificate else None,
@@ -48,7 +76,7 @@ def _slot_json(s: SlotStatus) -> dict[str, object]:
         "days_left": s.days_left,
         "sha256": fingerprint(s.certificate) if s.certificate else None,
         "error": s.error,
-        "note": s.note,
+        "note": "; ".join(n for n in (s.note, condition[1] if condition else None) if n) or None,
     }
 
 
@@ -65,13 +93,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         backend.close()
         print_notices(backend)
-    payload = summary_json(summary, settings.window_days)
+    payload = summary_json(summary, settings.window_days, settings.ra_contact)
     card_words = card_expiry_words(summary.card_expiry, settings.window_days, dt.datetime.now(dt.timezone.utc),
                                    settings.ra_contact)
     code = EXIT_OK
+    conditions = {slot_condition(summary, s, settings.ra_contact) for s in summary.slots} - {None}
     if (any(s.state in (SlotState.EXPIRED, SlotState.UNREADABLE) for s in summary.slots) or summary.pin_retries == 0
-            or card_words is not None):  # the card itself expired or expires within the window: renew refuses
+            or card_words is not None  # the card itself expired or expires within the window: renew refuses
+            or any(c[0] == "key_mismatch" for c in conditions if c)):
         code = EXIT_REFUSED
+    elif conditions:  # a slot does not work until the unfinished update is finished: run renew
+        code = EXIT_PARTIAL
     elif any(s.state is SlotState.DUE for s in summary.slots):
         code = EXIT_NOT_DUE
     payload["exit_code"] = code
@@ -86,7 +118,11 @@ def status_lines(summary: CardSummary, settings: Settings, card_words: str | Non
              f"Holder:  {summary.holder or 'unknown'}",
              "PIN:     " + pin_state(summary.pin_retries, settings.ra_contact)]
     for s in summary.slots:
-        if s.certificate is not None:
+        condition = slot_condition(summary, s, settings.ra_contact)
+        if s.certificate is not None and condition is not None:
+            lines.append(f"  {s.setting.label} ({s.slot.hex}): {condition[1]} (The certificate shown expires "
+                         f"{s.certificate.not_valid_after_utc.date().isoformat()}.)")
+        elif s.certificate is not None:
             lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}, expires "
                          f"{s.certificate.not_valid_after_utc.date().isoformat()} ({s.days_left} days left)"
                          + (f" — note: {s.note}" if s.note else ""))
