@@ -50,7 +50,7 @@ from card.worker import CardService
 __all__ = [  # the door, and the read-model names it re-exports (made on first use, see __getattr__)
     "CardDoor", "CardService", "RenewalRequest",
     "CardSummary", "KeyType", "RenewalResult", "RenewalStep", "Slot", "SlotResult", "SlotState", "SlotStatus",
-    "UpdateCheck", "card_expiry_words", "check_pin_format", "update_check",
+    "UpdateCheck", "card_expiry_words", "check_pin_format", "update_check", "RenewalRefused",
 ]
 
 if TYPE_CHECKING:
@@ -58,8 +58,8 @@ if TYPE_CHECKING:
     from card.enrollment.base import Issuer
     from card.journal import AuditLog, JournalStore
     from card.piv import KeyType, PivSession, Slot, check_pin_format
-    from card.renewal import (CardSummary, RenewalReporter, RenewalResult, RenewalStep, SlotResult, SlotState,
-                              SlotStatus, UpdateCheck, card_expiry_words, update_check)
+    from card.renewal import (CardSummary, RenewalRefused, RenewalReporter, RenewalResult, RenewalStep, SlotResult,
+                              SlotState, SlotStatus, UpdateCheck, card_expiry_words, update_check)
     from card.secret import Secret
 
 logger = logging.getLogger(__name__)
@@ -71,6 +71,8 @@ _READ_MODEL = {
     "UpdateCheck": "card.renewal", "card_expiry_words": "card.renewal", "update_check": "card.renewal",
     # what a slot and a key are, and the PIN rule checked before anything is sent
     "KeyType": "card.piv", "Slot": "card.piv", "check_pin_format": "card.piv",
+    # the engine's refusal before anything changed (a CardError the callers tell apart)
+    "RenewalRefused": "card.renewal",
 }
 """The read-model names the TUI and the CLI import from here (made on first use)."""
 
