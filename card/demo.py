@@ -94,9 +94,11 @@ def _demo(settings: Settings | None, fault: str, state_dir: Path | None, expires
         if not (ca_dir / "ca.pem").exists():
             atomic.make_directory(ca_dir, 0o700)  # it and the parents we create: ours alone
             init_ca(ca_dir, "cardrenew Demo CA")
-        return LocalCA(ca_dir, window_days, refuse_reason=(
-            "the Registration Authority has suspended renewals for this card (demo fault)" if fault == "ca-refuses"
-            else None), **({"now": now} if now else {}))
+        refuse = ("the Registration Authority has suspended renewals for this card (demo fault)"
+                  if fault == "ca-refuses" else None)
+        if now is None:
+            return LocalCA(ca_dir, window_days, refuse_reason=refuse)
+        return LocalCA(ca_dir, window_days, refuse_reason=refuse, now=now)
 
     ca: Once[LocalCA] = Once(make_ca)
 
@@ -115,7 +117,7 @@ def _demo(settings: Settings | None, fault: str, state_dir: Path | None, expires
 
     card: Once[SoftPivCard] = Once(make_card)
     audit = AuditLog((state_dir or demo_state_dir()) / "audit.log")  # demo runs are audited too (issue 11)
-    backend = Backend(settings, in_process_service(card), LazyIssuer(ca),  # type: ignore[arg-type]
+    backend = Backend(settings, in_process_service(card), LazyIssuer(ca),  # type: ignore[arg-type]  # Once[LocalCA] is a Once[Issuer] (read-only use)
                       JournalStore(settings.state_dir, audit), audit,
                       DEMO_CARD_NAME, demo=True, demo_pin=DEMO_PIN)
     return backend, card, ca

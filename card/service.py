@@ -3,7 +3,7 @@
 The TUI and the CLI reach the card only through the named operations of :class:`CardDoor` (which
 :class:`card.backend.Backend` is), and import from ``card`` only those, the read-model types
 re-exported here and the errors (``card.errors``). Each operation queues its card work on the one
-worker thread of the current reader (:class:`CardService`) and returns a
+worker thread of the current reader (:class:`card.worker.CardService`) and returns a
 ``concurrent.futures.Future`` at once; the TUI awaits it with ``asyncio.wrap_future``, the CLI
 with ``.result()``. A future raises what the card work raised (``card.errors`` and
 ``card.renewal`` errors; ``RuntimeError`` once the service is shut down).
@@ -38,28 +38,31 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
-from card.errors import CardRemovedError, InvalidPinError, LastPinTryError, PinBlockedError, ReaderUnavailableError
-from card.piv import PivSession
-from card.transport import CardTransport
+from card.errors import InvalidPinError, LastPinTryError, PinBlockedError
+from card.worker import CardService
+
+__all__ = [  # the door, and the read-model names it re-exports (made on first use, see __getattr__)
+    "CardDoor", "CardService", "RenewalRequest",
+    "CardSummary", "KeyType", "RenewalResult", "RenewalStep", "Slot", "SlotResult", "SlotState", "SlotStatus",
+    "UpdateCheck", "card_expiry_words", "check_pin_format", "update_check", "RenewalRefused",
+]
 
 if TYPE_CHECKING:
     from card.config import Settings
     from card.enrollment.base import Issuer
     from card.journal import AuditLog, JournalStore
-    from card.piv import KeyType, Slot, check_pin_format
-    from card.renewal import (CardSummary, RenewalReporter, RenewalResult, RenewalStep, SlotResult, SlotState,
-                              SlotStatus, UpdateCheck, card_expiry_words, update_check)
+    from card.piv import KeyType, PivSession, Slot, check_pin_format
+    from card.renewal import (CardSummary, RenewalRefused, RenewalReporter, RenewalResult, RenewalStep, SlotResult,
+                              SlotState, SlotStatus, UpdateCheck, card_expiry_words, update_check)
     from card.secret import Secret
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 _READ_MODEL = {
     # the read model and its words (engine package)
@@ -68,6 +71,8 @@ _READ_MODEL = {
     "UpdateCheck": "card.renewal", "card_expiry_words": "card.renewal", "update_check": "card.renewal",
     # what a slot and a key are, and the PIN rule checked before anything is sent
     "KeyType": "card.piv", "Slot": "card.piv", "check_pin_format": "card.piv",
+    # the engine's refusal before anything changed (a CardError the callers tell apart)
+    "RenewalRefused": "card.renewal",
 }
 """The read-model names the TUI and the CLI import from here (made on first use)."""
 
@@ -77,180 +82,6 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
-
-
-class CardService:
-    """One reader's worker: runs card operations one at a time on its own thread, and watches
-    whether the card is present. The door (:class:`CardDoor`) has one per reader.
-
-    Args:
-        transport_factory: opens a connection to the card (called on the worker thread).
-        presence: returns whether the card is present (polled by the watcher thread).
-        poll_interval_s: seconds between two presence polls.
-    """
-
-    def __init__(self, transport_factory: Callable[[], CardTransport],
-                 presence: Callable[[], bool | tuple[bool, int]] | None = None,
-                 poll_interval_s: float = 0.5) -> None:
-        self._factory = transport_factory
-        self._presence = presence
-        self._poll_interval_s = poll_interval_s
-        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
-        self._worker: threading.Thread | None = None
-        self._closed = False
-        self._lock = threading.Lock()
-        self._transport: CardTransport | None = None
-        self._session: PivSession | None = None
-        self._watch_stop = threading.Event()
-        self._watcher: threading.Thread | None = None
-
-    def _run(self, fn: Callable[[PivSession], T]) -> T:
-        if self._session is None:
-            self._transport = self._factory()
-            self._session = PivSession(self._transport)
-        session, transport = self._session, self._transport
-        assert transport is not None
-        try:
-            with transport.transaction():
-                return fn(session)
-        except (CardRemovedError, ReaderUnavailableError):
-            self._disconnect()
-            raise
-        finally:
-            if session.protocol.card_removed:  # e.g. renew() reported a pull in its result
-                self._disconnect()
-
-    def _disconnect(self) -> None:
-        transport, self._transport, self._session = self._transport, None, None
-        if transport is not None:
-            try:
-                transport.close()
-            except Exception:  # noqa: BLE001 - the card is gone; closing may fail too
-                logger.debug("closing the card connection failed", exc_info=True)
-
-    def submit(self, fn: Callable[[PivSession], T]) -> Future[T]:
-        """Queue ``fn(session)`` on the card thread, in one card transaction. The future raises
-        what ``fn`` raised. (The door's operations use it; the TUI and the CLI use the door.)
-
-        Raises:
-            RuntimeError: the service was shut down.
-        """
-        return self._queue_call(lambda: self._run(fn))
-
-    def disconnect(self) -> Future[None]:
-        """Drop the connection (log off): the card is reset, so the PIN state is gone."""
-        return self._queue_call(self._disconnect)
-
-    def _queue_call(self, call: Callable[[], T]) -> Future[T]:
-        future: Future[T] = Future()
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the card service is shut down")
-            if self._worker is None:
-                # A daemon thread: the process never waits for it at exit on its own. Whoever ends
-                # the process waits for the current card step with ``shutdown(timeout_s=...)``.
-                self._worker = threading.Thread(target=self._work, name="card-service", daemon=True)
-                self._worker.start()
-            self._queue.put((future, call))
-        return future
-
-    def _work(self) -> None:
-        """The card thread: run queued calls one at a time; disconnect when shut down."""
-        while True:
-            item = self._queue.get()
-            if item is None:
-                break
-            future, call = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                result = call()
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-            del future, call, item  # a finished call's arguments (a PIN) are not kept alive here
-        self._disconnect()
-
-    @property
-    def apdu_count(self) -> int:
-        return self._session.protocol.apdus_sent if self._session else 0
-
-    def watch(self, on_change: Callable[[bool], None]) -> None:
-        """Call ``on_change(present)`` from a watcher thread whenever card presence changes.
-
-        ``presence`` may return a bool, or ``(present, insertions)``: a re-insertion between two
-        polls (the card was out for less than the poll interval) is then still reported, as a
-        removal followed by an insertion.
-        """
-        presence = self._presence
-        if presence is None or self._watcher is not None:
-            return
-
-        def poll() -> tuple[bool, int]:
-            try:
-                state = presence()
-            except Exception:  # noqa: BLE001 - keep watching whatever happens (F22)
-                return False, -1
-            return (bool(state[0]), int(state[1])) if isinstance(state, tuple) else (bool(state), 0)
-
-        def loop() -> None:
-            last: tuple[bool, int] | None = None
-            while not self._watch_stop.wait(self._poll_interval_s if last is not None else 0):
-                current = poll()
-                if current == last:
-                    continue
-                if last is not None and last[0] and current[0]:  # pulled and put back between polls
-                    on_change(False)
-                if last is None or current[0] != last[0] or current[0]:
-                    on_change(current[0])
-                last = current
-
-        self._watcher = threading.Thread(target=loop, name="card-watcher", daemon=True)
-        self._watcher.start()
-
-    def shutdown(self, *, wait: bool = True, timeout_s: float | None = 30.0,
-                 cancel_pending: bool | None = None) -> bool:
-        """Stop the watcher, let the current card step finish, disconnect, and end the card thread.
-
-        Never waits for anything but the card thread, so it may be called from any thread (the
-        UI's included, with ``wait=False``). Calling it again only waits again.
-
-        Args:
-            wait: wait for the current step and the disconnect (False: return at once, e.g. from
-                the UI thread when switching readers or while the app closes).
-            timeout_s: the longest wait in seconds (None: no limit).
-            cancel_pending: cancel the calls queued behind the current one (their futures raise
-                ``CancelledError``); default: when ``wait`` (a closing program), not when only
-                switching readers (the queued work then finishes on its own thread).
-
-        Returns:
-            True when the card thread has ended (or never started); False while it still runs
-            (``wait=False``, or the current step outlasted ``timeout_s``).
-        """
-        self._watch_stop.set()
-        cancel = wait if cancel_pending is None else cancel_pending
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                if cancel:
-                    self._cancel_queued()
-                self._queue.put(None)  # after the current (and any kept) call: disconnect, end
-        worker = self._worker
-        if worker is None:
-            return True
-        if wait and worker is not threading.current_thread():
-            worker.join(timeout_s)
-        return not worker.is_alive()
-
-    def _cancel_queued(self) -> None:
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not None:
-                item[0].cancel()
 
 
 @dataclass
@@ -296,6 +127,16 @@ class CardDoor:
     audit: AuditLog
     reader_name: str
     cancel_event: threading.Event
+    demo: bool
+    """The card is the demo's virtual card."""
+    demo_pin: str | None
+    """The demo card's PIN, shown on the logon pane (None: not a demo card, or its PIN was changed
+    or reset here: it is not the one the demo card was made with any more)."""
+
+    @property
+    def can_switch_reader(self) -> bool:
+        """Another reader can be chosen (PC/SC with a reader list); the assembly says."""
+        return False
 
     # -- reading and logging on -----------------------------------------------------------
     def read_card(self, *, now: dt.datetime | None = None, pin_retries: bool = True) -> Future[CardSummary]:
@@ -387,6 +228,7 @@ class CardDoor:
                 secret.wipe()
                 new_pin.wipe()
             record("changed")
+            self.demo_pin = None  # the demo card's first PIN is no longer its PIN
 
         return self.service.submit(send)
 
@@ -429,11 +271,15 @@ class CardDoor:
             if pin is None:
                 assert not isinstance(request.pin, Secret)
                 pin = request.pin()
-            ctx = RenewalContext(self.settings, self.issuer, self.journals, self.audit,  # type: ignore[arg-type]
+            if self.issuer is None:
+                raise RuntimeError("this card service was made without an issuer (read-only use); it cannot renew")
+            ctx = RenewalContext(self.settings, self.issuer, self.journals, self.audit,
                                  reporter=request.progress or NullReporter(),
-                                 cancel=request.cancel or self.cancel_event,
-                                 **({"now": request.now} if request.now else {}),
-                                 **({"between_slots": request.between_slots} if request.between_slots else {}))
+                                 cancel=request.cancel or self.cancel_event)
+            if request.now is not None:
+                ctx.now = request.now
+            if request.between_slots is not None:
+                ctx.between_slots = request.between_slots
             return renew(session, ctx, pin, summary=summary)
         finally:
             if pin is not None:

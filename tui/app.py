@@ -1,82 +1,55 @@
 """The cardrenew Textual app: panes, the card-presence policy, and the one error funnel.
 
-Public entry point: :func:`make_app`. All card I/O runs on the card service thread
-(``backend.service``); panes await it with :meth:`CardRenewApp.card_call`.
-"""
+Entry points: :func:`make_app`, :func:`run_app`. Card I/O goes through the door (``backend``,
+:class:`card.service.CardDoor`); panes post messages (:mod:`tui.messages`) to navigate, show an
+error or renew; the app tells the pane about the card through :class:`tui.screens.base.Pane`'s hooks."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import datetime as dt
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
-from textual import events, on, work
-from textual.app import App, SystemCommand
-from textual.await_complete import AwaitComplete
+from textual import events, on
+from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.theme import Theme
 
 from card.config import ConfigError
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError
 from card.words import Words
-from tui.messages import CardInserted, CardRead, CardRemoved, NextRequested
-from tui.screens.dialogs import NextDialog, TextDialog, error_dialog
+from tui.app_base import AppBase
+from tui.readers import ReaderFollowing
+from tui.messages import (CardInserted, CardRead, CardRemoved, ErrorRaised, GotoPane, LoggedOn, LogOffRequested,
+                          ReaderChosen, RenewalEnded, RenewalRequested)
+from tui.screens.base import Pane
+from tui.screens.dialogs import error_dialog
 from tui.screens.done import CompletedWithErrorsScreen, LoggedOffScreen
 from tui.screens.logon import LogonScreen
+from tui.running import CARD_STEP_WAIT_S, EXIT_SIGNALS, run_app  # noqa: F401 - the entry points, here as before
+from tui.theme import HIGH_CONTRAST, THEMES
 
-# Only what the logon pane needs is imported before the first frame (issue 7: start-up). The Card
-# tab, Write Certificates and the renewal engine (with ``cryptography``) are imported where they are
-# first used; by then the card thread has usually imported them already, reading the card.
+# Only the logon pane is imported before the first frame (issue 7); the Card tab, Write Certificates
+# and the engine (``cryptography``) where first used, when the card thread has usually loaded them.
 if TYPE_CHECKING:
-    from card.piv import PivSession
-    from card.renewal import CardSummary, RenewalResult
-    from card.secret import Secret
     from card.backend import Backend
-
-T = TypeVar("T")
-
-
-HIGH_CONTRAST = Theme(
-    name="high-contrast",
-    primary="#FFFF00", secondary="#00FFFF", accent="#00FFFF", foreground="#FFFFFF",
-    background="#000000", surface="#000000", panel="#1A1A1A", boost="#333333",
-    success="#00FF00", warning="#FFFF00", error="#FF4040", dark=True,
-    luminosity_spread=0.0, text_alpha=1.0,
-    variables={"text-muted": "#FFFFFF", "footer-key-foreground": "#FFFF00", "footer-description-foreground": "#FFFFFF",
-               "input-selection-background": "#FFFF00 50%", "block-cursor-foreground": "#000000",
-               "block-cursor-background": "#FFFF00", "border": "#FFFFFF",
-               "button-color-foreground": "#000000", "button-foreground": "#FFFFFF",
-               "button-focus-text-style": "bold underline"},
-)
-"""White and pure colours on black; nothing dimmed (``ui.theme = "high-contrast"`` or ``--theme``)."""
-
-THEMES = {"default": "textual-dark", "high-contrast": HIGH_CONTRAST.name}
-
-EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-"""Signals that end the TUI with 128 + signal after the current card step (SIGHUP: an SSH session dropped)."""
-
-CARD_STEP_WAIT_S = 60.0
-"""After the UI has closed, the longest wait for the card step under way (a key generation on a
-real card takes ~10 s, a CA request up to its own deadline); then the process ends regardless and
-the journal resumes the step at the next logon."""
+    from card.service import CardSummary, RenewalResult
 
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class CardRenewApp(App[int]):
+class CardRenewApp(ReaderFollowing, AppBase):
     """Renew the certificates on a PIV smartcard, following the portal's panes.
 
     Args:
-        backend: the card service, issuer, journal and audit log (``card.backend.Backend``).
+        backend: the card service's door on a reader or the demo card, with the issuer, journal
+            and audit log (``card.backend.Backend``).
         now: the clock used for expiry arithmetic (aware UTC); tests inject a fixed one.
     """
 
@@ -101,7 +74,7 @@ class CardRenewApp(App[int]):
         self.kiosk = backend.settings.kiosk
         """Kiosk mode: no quit key, no command palette, back to the logon pane after log off."""
         if self.kiosk:
-            self.ENABLE_COMMAND_PALETTE = False
+            self.ENABLE_COMMAND_PALETTE = False  # type: ignore[misc]  # Textual reads it per instance; a kiosk has none
         super().__init__()
         self.register_theme(HIGH_CONTRAST)
         self.theme = THEMES.get(backend.settings.theme, "textual-dark")
@@ -114,16 +87,13 @@ class CardRenewApp(App[int]):
         self.summary: CardSummary | None = None
         """The card as last read (None before the first read and after log off)."""
         self.is_logged_on = False
-        self.renewing = False
-        """True while the renewal engine runs: a card removal is then the engine's to report."""
+        self._renewing = False
         self.card_present: bool | None = None
         self.shutdown_event = threading.Event()
         """Set when the app closes (or a signal asks it to): a card-thread question waiting for the
         holder then gives up, and the renewal stops before its next certificate."""
         self.exit_signal: int | None = None
         """The signal that ended the app (see :func:`run_app`), or None."""
-        self._dialogs_waiting: set[tuple[object, ...]] = set()
-        """Dialogs (by :attr:`TextDialog.dedupe_key`) waiting for one of their kind to leave the screen."""
         self.tries_seen: dict[str, int | None] = {"PIN": None, "PUK": None}
         """Tries left as the card last answered a PIN or PUK entry in this session (None: unknown,
         or reset by a correct entry); used where the card cannot be asked (see :meth:`tries_left`)."""
@@ -134,18 +104,15 @@ class CardRenewApp(App[int]):
         if backend.demo:
             self.sub_title = "Smartcard Management (demo card)"
 
-    def copy_to_clipboard(self, text: str) -> None:
-        """Copy ``text`` (OSC 52 to the terminal), unless it holds the value of a PIN/PUK field on
-        any screen: then nothing is copied and the bell rings. A :class:`tui.pin_input.PinInput`
-        never offers its value; this guards every other path (Ctrl+C on a screen selection, a
-        command-palette command, a future widget)."""
-        from tui.pin_input import PinInput
+    @property
+    def renewing(self) -> bool:
+        """True from the renewal's start (:class:`RenewalRequested`) until the engine returned
+        (:class:`RenewalEnded`): Ctrl+Q waits, and a card removal is the engine's to report."""
+        return self._renewing
 
-        secrets = {field.value for screen in self.screen_stack for field in screen.query(PinInput) if field.value}
-        if any(secret in text for secret in secrets):
-            self.bell()
-            return
-        super().copy_to_clipboard(text)
+    @renewing.setter
+    def renewing(self, value: bool) -> None:
+        self._renewing = value
 
     async def action_quit(self) -> None:
         """Ctrl+Q: leave, except while a renewal writes to the card (it would be left unfinished:
@@ -155,19 +122,6 @@ class CardRenewApp(App[int]):
                         title="Update in progress", severity="warning", markup=False)
             return
         await super().action_quit()
-
-    def _fatal_error(self) -> None:
-        """An unhandled exception ends the app (exit code 1, set by Textual): print its traceback
-        WITHOUT local variables. Textual's own draws ``show_locals=True``, which printed the PIN a
-        handler held (issue 12). Overrides ``App._fatal_error`` (Textual 8; a test pins the hook)."""
-        import rich
-        from rich.segment import Segments
-        from rich.traceback import Traceback
-
-        self.bell()
-        traceback = Traceback(show_locals=False, width=None, suppress=[rich])
-        self._exit_renderables.append(Segments(self.console.render(traceback, self.console.options)))
-        self._close_messages_no_wait()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -187,26 +141,9 @@ class CardRenewApp(App[int]):
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, self.ACTIVITY_EVENTS):
             self.last_activity = time.monotonic()
-        if self._answers_too_early(event):
+        if self.answers_too_early(event):
             return
         await super().on_event(event)
-
-    ANSWER_KEYS = frozenset({"enter", "space", "escape"})
-    """Keys that answer a dialog (press its focused button, or cancel it)."""
-
-    def _answers_too_early(self, event: events.Event) -> bool:
-        """An Enter, Space, Escape or click made before the dialog now on top appeared (a second
-        Enter typed in a hurry, a double click): it was meant for what was there before and must
-        not answer this dialog. Typed characters are kept (a PIN typed ahead)."""
-        if isinstance(event, events.Key):
-            if event.key not in self.ANSWER_KEYS:
-                return False
-        elif not isinstance(event, (events.MouseDown, events.MouseUp, events.Click)):
-            return False
-        if getattr(event, "is_forwarded", False) or not self.screen_stack:
-            return False
-        opened_at = getattr(self.screen, "opened_at", None)
-        return opened_at is not None and event.time < opened_at
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.kiosk and action in self.KIOSK_BLOCKED_ACTIONS:
@@ -222,15 +159,15 @@ class CardRenewApp(App[int]):
             self.log_off(idle=True)
             return
         pane = self._pane()
-        if isinstance(pane, LogonScreen) and pane.pin_input.value:
-            pane.pin_input.clear()  # a half-typed PIN is not left at an unattended kiosk
+        if pane is not None:
+            pane.went_idle()  # the logon pane clears a half-typed PIN
 
     def on_unmount(self) -> None:
         # Never wait for the card thread here: it may be waiting for this very UI (a dialog), and
         # the terminal is restored only after unmount. The card step under way finishes on its
         # own thread; :func:`run_app` waits for it after the terminal is restored.
         self.shutdown_event.set()
-        self.backend.service.shutdown(wait=False, cancel_pending=True)
+        self.backend.close(wait=False, cancel_pending=True)
 
     # -- signals (any thread) ------------------------------------------------------------------
     def exit_on_signal(self, signum: int) -> None:
@@ -251,215 +188,54 @@ class CardRenewApp(App[int]):
         except RuntimeError:  # the loop has closed: the app is ending anyway
             pass
 
-    # -- dialogs ---------------------------------------------------------------------------------
-    def push_screen(self, screen: Any, callback: Any = None, wait_for_dismiss: bool = False, *,
-                    mode: str | None = None) -> Any:
-        """Textual's ``push_screen``; our dialogs (:class:`TextDialog`) go through :meth:`open_dialog`."""
-        if isinstance(screen, TextDialog) and not wait_for_dismiss:
-            pushed = self.open_dialog(screen, callback)
-            return pushed if pushed is not None else AwaitComplete.nothing()
-        return super().push_screen(screen, callback, wait_for_dismiss, mode=mode)
-
-    def open_dialog(self, dialog: TextDialog[T], callback: Callable[[T | None], object] | None = None) -> Any:
-        """Show ``dialog`` unless the same dialog is open already (idempotent).
-
-        A dialog's kind is its id; two dialogs are the same when their
-        :attr:`~TextDialog.dedupe_key` (id, title and text) are equal. The same dialog asked for
-        again (a second Enter or click, a message arriving twice) is dropped. Another dialog of a
-        kind that is on the screen, or still leaving it, is shown once that one has gone.
-
-        Returns:
-            The mount awaitable when shown now; a completed awaitable when shown later; None
-            when dropped as a duplicate (``callback`` is then never called).
-        """
-        if dialog.id is None:
-            raise ValueError(f"{dialog!r} has no id: a dialog's id names its kind")
-        key = dialog.dedupe_key
-        if key in self._dialogs_waiting or any(getattr(s, "dedupe_key", None) == key for s in self.screen_stack):
-            self.log.warning(f"dialog {dialog.id!r} is open already; not opened twice")
-            return None
-        if self._id_taken(dialog.id):
-            self._dialogs_waiting.add(key)
-            self.run_worker(self._open_when_free(dialog, callback), group="dialogs", exit_on_error=False,
-                            description=f"Waiting to show {dialog.id}")
-            return AwaitComplete.nothing()
-        dialog.opened_at = time.monotonic()
-        return super().push_screen(dialog, callback)
-
-    def _id_taken(self, node_id: str) -> bool:
-        """A screen with this id is registered (on the stack, or dismissed and not yet removed).
-
-        Textual keeps every screen's id in the app's node list until the screen is removed, and
-        raises ``DuplicateIds`` on a second; ``App.children`` shows only the active screen, so
-        the node list is asked (Textual 8; tests/tui/test_dialog_safety.py notices a change).
-        """
-        return self._nodes._get_by_id(node_id) is not None
-
-    async def _open_when_free(self, dialog: TextDialog[T], callback: Callable[[T | None], object] | None) -> None:
-        try:
-            while self._id_taken(dialog.id or ""):
-                await asyncio.sleep(0.02)
-        finally:
-            self._dialogs_waiting.discard(dialog.dedupe_key)
-        dialog.opened_at = time.monotonic()
-        super().push_screen(dialog, callback)
-
-    @on(NextRequested)
-    def _next_requested(self, event: NextRequested) -> None:
-        """The renewal engine asks for *Next* between two certificates (posted from the card thread)."""
-        answer = event.answer
-        if answer.done():
-            return
-        if self.shutdown_event.is_set():
-            answer.set_result(False)
-            return
-
-        def answered(value: bool | None) -> None:
-            if not answer.done():
-                answer.set_result(bool(value))
-
-        # The same request arriving twice finds its dialog open and is dropped: that dialog answers it.
-        self.open_dialog(NextDialog(event.result, event.number, event.total), answered)
-
     def _watch_service(self) -> None:
-        """Start the current card service's presence watcher; a replaced service's late reports are dropped."""
-        service = self.backend.service
-
+        """Start the current reader's presence watcher (a replaced reader's late reports are dropped)."""
         def presence_changed(present: bool) -> None:  # on the card watcher thread
-            if service is self.backend.service:
-                self.post_message(CardInserted() if present else CardRemoved())
+            self.post_message(CardInserted() if present else CardRemoved())
 
-        service.watch(presence_changed)
+        self.backend.watch(presence_changed)
 
-    # -- readers (PC/SC) -----------------------------------------------------------------------
-    def _poll_readers(self) -> None:
-        """List the readers again while the logon pane shows (never while logged on)."""
-        if self._listing_readers or self.is_logged_on or self.renewing or not isinstance(self._pane(), LogonScreen):
-            return
-        self._listing_readers = True
-        self.refresh_readers()
-
-    @work(group="readers", exit_on_error=False, description="Listing the card readers")
-    async def refresh_readers(self) -> None:
-        """List the readers on a thread (pcscd calls never run on the UI thread); announce changes."""
-        try:
-            try:
-                readers = await asyncio.to_thread(self.backend.list_readers)
-            except CardError:  # pcscd stopped or refusing: no readers for now
-                readers = []
-        finally:
-            self._listing_readers = False
-        if readers == self.readers:
-            return
-        self.readers = readers
-        self._follow_card(readers)
-        pane = self._pane()
-        if isinstance(pane, LogonScreen):
-            pane.readers_listed(readers)
-
-    def _follow_card(self, readers: list[tuple[str, bool]]) -> None:
-        """When no reader was named and ours holds no card, move to the (first) reader that does."""
-        if self.backend.reader_fixed or self.is_logged_on or self.renewing:
-            return
-        if dict(readers).get(self.backend.reader_name, False):
-            return
-        with_card = [name for name, present in readers if present]
-        if with_card:
-            self.switch_reader(with_card[0])
-
-    def switch_reader(self, name: str, *, chosen: bool = False) -> None:
-        """Use reader ``name``: a new card service (the old one is shut down off this thread).
-
-        Args:
-            chosen: the user chose it; the app then never switches on its own.
-        """
-        if chosen:
-            self.backend.reader_fixed = True
-        if name == self.backend.reader_name or self.is_logged_on or self.renewing:
-            return
-        self.backend.switch_reader(name)
-        self.summary = None
-        self.card_present = None
-        self._watch_service()
-        pane = self._pane()
-        if isinstance(pane, LogonScreen):
-            pane.reader_switched()
+    @on(ReaderChosen)
+    def _reader_chosen(self, event: ReaderChosen) -> None:
+        self.switch_reader(event.name, chosen=True)
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        """The palette offers only the card commands valid on the current pane."""
-        from tui.screens.card import CardScreen
-
+        """The palette offers only the card commands valid on the current pane (its own list)."""
         yield from super().get_system_commands(screen)
-        if isinstance(screen, CardScreen):
-            yield SystemCommand("Card: Update My Card", "Check the certificates and renew those due",
-                                screen.action_update_card)
-            yield SystemCommand("Card: Re-read", "Read the card again", screen.action_reread_card)
-            yield SystemCommand("Card: Certificates", "Details of each certificate", screen.action_show_certificates)
-            yield SystemCommand("Card: Change passcode", "Change the card's PIN", screen.action_change_pin)
-            if self.backend.settings.allow_unlock:
-                yield SystemCommand("Card: Unlock card", "Set a new PIN with the PUK", screen.action_unlock_card)
-            yield SystemCommand("Card: Log off", "Log off; then remove the card", screen.action_log_off)
-        elif isinstance(screen, LogonScreen):
-            yield SystemCommand("Card: Re-read", "Look for the card again", screen.action_reread_card)
+        if isinstance(screen, Pane):
+            yield from screen.system_commands()
 
-    # -- card access -------------------------------------------------------------------------
-    async def card_call(self, fn: Callable[[PivSession], T]) -> T:
-        """Run ``fn(session)`` on the card thread and await its result (raises what ``fn`` raised)."""
-        return await asyncio.wrap_future(self.backend.service.submit(fn))
-
+    # -- card access ----------------------------------------------------------------------------
     async def read_summary(self) -> CardSummary:
-        """Read the card (no PIN needed); remembers and announces the result.
+        """Read the card through the door (no PIN needed); remembers and announces the result.
 
         Raises:
             CardRemovedError, NoCardError, PinBlockedError, CardError.
         """
-        backend, now = self.backend, self.now()
-
-        def read(session: PivSession) -> CardSummary:
-            from card.renewal import read_card  # on the card thread: the UI thread never waits for the import
-
-            return read_card(session, backend.settings, now=now, journals=backend.journals, reader=backend.reader_name)
-
-        summary = await self.card_call(read)
+        summary = await asyncio.wrap_future(self.backend.read_card(now=self.now()))
         self.summary = summary
         self.post_message(CardRead(summary))
         return summary
 
     # -- PIN and PUK tries ----------------------------------------------------------------------
-    def note_tries(self, what: str, left: int | None) -> None:
+    def note_tries(self, what: Literal["PIN", "PUK"], left: int | None) -> None:
         """Remember how the card answered a PIN (``what="PIN"``) or PUK entry: ``left`` tries
         (0: blocked; None: accepted, the counter is full again). Updates the summary's PIN tries
-        and the pane (the Card tab stops offering the update once the PIN is blocked)."""
+        and the panes (the Card tab stops offering the update once the PIN is blocked)."""
         self.tries_seen[what] = left
         if what == "PUK" and left is None:
             self.tries_seen["PIN"] = None  # an unlock resets the PIN counter too
         if what == "PIN" and self.summary is not None and self.summary.pin_retries != left:
             self.summary = dataclasses.replace(self.summary, pin_retries=left)
             for screen in self.screen_stack:
-                changed = getattr(screen, "pin_tries_changed", None)
-                if callable(changed):
-                    changed()
+                if isinstance(screen, Pane):
+                    screen.pin_tries_changed()
 
-    async def tries_left(self, what: str = "PIN") -> int | None:
-        """The PIN or PUK tries left, asked of the card without spending one (GET METADATA where the
-        card answers it; else, for the PIN, an empty VERIFY), or as the card last answered in this
-        session. None: unknown, or the PIN is verified (its counter is full)."""
-        from card.piv import KEY_REF_PIN, KEY_REF_PUK
-        from card.errors import PinBlockedError
-
-        reference = KEY_REF_PIN if what == "PIN" else KEY_REF_PUK
-
-        def ask(session: PivSession) -> int | None:
-            session.select()
-            left = session.get_tries_left(reference)
-            if left is None and what == "PIN":
-                try:
-                    left = session.get_pin_retries()
-                except PinBlockedError:
-                    left = 0
-            return left
-
-        left = await self.card_call(ask)
+    async def tries_left(self, what: Literal["PIN", "PUK"] = "PIN") -> int | None:
+        """The PIN or PUK tries left, asked of the card without spending one (the door's
+        ``tries_left``), or as the card last answered in this session. None: unknown, or the PIN
+        is verified (its counter is full)."""
+        left = await asyncio.wrap_future(self.backend.tries_left(what))
         return left if left is not None else self.tries_seen.get(what)
 
     # -- the one error funnel ----------------------------------------------------------------
@@ -489,8 +265,14 @@ class CardRenewApp(App[int]):
         if isinstance(error, (CardRemovedError, NoCardError)) and self.is_logged_on and not self.renewing:
             self.log_off(removed=True)
 
+    @on(ErrorRaised)
+    def _error_raised(self, event: ErrorRaised) -> None:
+        then = event.then
+        self.show_error(event.error, then=(lambda: self.post_message(then)) if then is not None else None,
+                        id=event.id, button=event.button)
+
     # -- navigation --------------------------------------------------------------------------
-    def goto(self, screen: Screen[object]) -> None:
+    def goto(self, screen: Screen[Any]) -> None:
         """Replace the current pane (and any dialogs over it) with ``screen``."""
         async def switch() -> None:
             while len(self.screen_stack) > 2:
@@ -502,48 +284,56 @@ class CardRenewApp(App[int]):
     def goto_logon(self) -> None:
         self.goto(LogonScreen())
 
-    def log_on_succeeded(self) -> None:
+    @on(GotoPane)
+    def _goto_pane(self, event: GotoPane) -> None:
+        """Logon; the Card tab (re-read; ``renewed``: what the last renewal did, ``stopped``: why the
+        last update stopped, with its reference) or, logged off meanwhile, the logon pane; or what
+        a renewal completed with errors did."""
+        if event.pane == "completed-with-errors" and event.result is not None:
+            self.goto(CompletedWithErrorsScreen(event.result, self.backend.settings.ra_contact))
+        elif event.pane == "card" and self.is_logged_on:
+            from tui.screens.card import CardScreen
+
+            self.goto(CardScreen(event.renewed, event.stopped))
+        else:
+            self.goto_logon()
+
+    @on(LoggedOn)
+    def _logged_on(self) -> None:
         from tui.screens.card import CardScreen
 
         self.is_logged_on = True
         self.goto(CardScreen())
 
-    def back_to_card(self, renewed: RenewalResult | None = None, *, stopped: str | None = None) -> None:
-        """Show the Card tab (re-read); ``renewed`` lists what the last renewal did, ``stopped`` says
-        why the last update stopped, with its reference (kept visible on the Card tab)."""
-        if not self.is_logged_on:
-            self.goto_logon()
-            return
-        from tui.screens.card import CardScreen
-
-        self.goto(CardScreen(renewed, stopped))
-
-    def start_renewal(self, pin: Secret, summary: CardSummary) -> bool:
-        """Show Write Certificates, which runs the renewal with ``pin``; once: while a renewal is
-        starting or running, another request (a PIN submitted twice) is ignored (and its
-        ``pin`` wiped).
-
-        Returns:
-            True when this call started it.
-        """
+    @on(RenewalRequested)
+    def _renewal_requested(self, event: RenewalRequested) -> None:
+        """Show Write Certificates, which runs the renewal with the PIN; once: while a renewal is
+        starting or running, another request (a PIN submitted twice) is dropped and its PIN wiped."""
         from tui.screens.write_certificates import WriteCertificatesScreen
 
         if self.renewing or self.shutdown_event.is_set():
-            pin.wipe()
-            return False
+            event.pin.wipe()
+            return
         self.renewing = True  # from now on: Ctrl+Q waits, card removal is the engine's to report
-        self.goto(WriteCertificatesScreen(pin, summary))
-        return True
+        self.goto(WriteCertificatesScreen(event.pin, event.summary))
 
-    def renewal_finished(self, result: RenewalResult) -> None:
+    @on(RenewalEnded)
+    def _renewal_ended(self, event: RenewalEnded) -> None:
+        self.renewing = False
+        result = event.result
+        if result is None:
+            return
         self.last_result = result
         if isinstance(result.error, CardRemovedError):
             # The service has already dropped the dead connection; the holder must log on again.
             self.is_logged_on = False
             self.summary = None
 
-    def show_completed_with_errors(self, result: RenewalResult) -> None:
-        self.goto(CompletedWithErrorsScreen(result, self.backend.settings.ra_contact))
+    @on(LogOffRequested)
+    def _log_off_requested(self, event: LogOffRequested) -> None:
+        self.log_off()
+        if event.then is not None:
+            self.call_later(self.post_message, event.then)
 
     def log_off(self, *, removed: bool = False, idle: bool = False) -> None:
         """Disconnect (the card forgets the PIN) and show the logged-off pane (kiosk: the logon pane).
@@ -551,7 +341,7 @@ class CardRenewApp(App[int]):
         Args:
             removed: the card was removed. idle: the inactivity timeout ran out.
         """
-        self.backend.service.disconnect()
+        self.backend.log_off()
         self.is_logged_on = False
         self.summary = None
         if self.kiosk:
@@ -561,26 +351,25 @@ class CardRenewApp(App[int]):
         else:
             self.goto(LoggedOffScreen(removed=removed, idle=idle))
 
-    # -- card presence -------------------------------------------------------------------------
+    # -- card presence: the pane under the dialogs says what it means (Pane.WHEN_CARD_REMOVED, hooks) --
     @on(CardRemoved)
     def _card_removed(self) -> None:
         self.card_present = False
         if self.renewing:
             return  # the engine reports it and keeps the journal for resume
         pane = self._pane()
-        if isinstance(pane, LoggedOffScreen):
+        meaning = pane.WHEN_CARD_REMOVED if pane is not None else "policy"
+        if pane is not None:
             pane.card_removed()
-        elif isinstance(pane, LogonScreen):
-            pane.action_reread_card()
-        elif isinstance(pane, CompletedWithErrorsScreen):
-            self.backend.service.disconnect()
+        if meaning == "end-session":
+            self.backend.log_off()
             self.is_logged_on = False
-        elif self.is_logged_on:
+        elif meaning == "policy" and self.is_logged_on:
             policy = self.backend.settings.removal_policy
             if policy == "logoff":
                 self.log_off(removed=True)
             elif policy == "lock":
-                self.backend.service.disconnect()
+                self.backend.log_off()
                 self.is_logged_on = False
                 self.goto_logon()
 
@@ -590,15 +379,13 @@ class CardRenewApp(App[int]):
         self.card_present = True
         if not was_absent or self.renewing:
             return
-        pane = self._pane()
-        if isinstance(pane, LogonScreen):
-            pane.action_reread_card()
-        elif isinstance(pane, (LoggedOffScreen, CompletedWithErrorsScreen)) and not self.is_logged_on:
-            self.goto_logon()
+        if (pane := self._pane()) is not None:
+            pane.card_inserted()  # the logon pane reads the card; logged off, the logon pane returns
 
-    def _pane(self) -> Screen[object] | None:
+    def _pane(self) -> Pane | None:
         """The pane under any dialogs."""
-        return self.screen_stack[1] if len(self.screen_stack) > 1 else None
+        pane = self.screen_stack[1] if len(self.screen_stack) > 1 else None
+        return pane if isinstance(pane, Pane) else None
 
 
 def make_app(backend: Backend, *, now: Callable[[], dt.datetime] | None = None) -> CardRenewApp:
@@ -608,55 +395,3 @@ def make_app(backend: Backend, *, now: Callable[[], dt.datetime] | None = None) 
         now: the clock for expiry arithmetic (aware UTC); None uses the system clock.
     """
     return CardRenewApp(backend, now=now)
-
-
-def run_app(app: CardRenewApp, *, cancel: threading.Event | None = None,
-            card_step_wait_s: float = CARD_STEP_WAIT_S) -> int:
-    """Run ``app`` in this terminal and return the process exit code.
-
-    SIGTERM, SIGHUP and SIGINT end the UI at once (terminal restored) with ``128 + signal``;
-    the card step under way finishes on the card thread (the engine journals it and stops before
-    the next certificate), then the reader is released. The wait for that step is bounded by
-    ``card_step_wait_s``; nothing here ever waits for the UI from the card thread.
-
-    Args:
-        cancel: also set by a signal (the backend's token: a wait for the CA, the RA hook or
-            another program's hold on the card ends at once).
-
-    Returns:
-        The app's return code: 0, 1 (crash, also one that left no return code), or 128 + the
-        signal that ended it.
-    """
-    def on_signal(signum: int, frame: object) -> None:
-        if cancel is not None:
-            cancel.set()
-        app.exit_on_signal(signum)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in EXIT_SIGNALS}
-    try:
-        try:
-            app.run()
-        finally:
-            app.shutdown_event.set()
-            service = app.backend.service
-            if not service.shutdown(wait=True, timeout_s=0.5):
-                _say("cardrenew: finishing the current card step before exiting…")
-                if not service.shutdown(wait=True, timeout_s=card_step_wait_s):
-                    _say("cardrenew: the card did not answer in time; exiting. "
-                         "Log on again: an unfinished update resumes where it stopped.")
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if app.exit_signal is not None:
-        return 128 + app.exit_signal
-    # None: the app ended without App.exit() — Textual's panic path (a crash in a driver thread)
-    # leaves no return code, and a crash must never look like success to a script or a kiosk.
-    return 1 if app.return_code is None else int(app.return_code)
-
-
-def _say(text: str) -> None:
-    """One line to stderr, if there is still a terminal to write to (SIGHUP: maybe not)."""
-    try:
-        print(text, file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass

@@ -1,7 +1,8 @@
 """The only code that crosses from the card thread to the UI thread.
 
-:class:`TuiReporter` implements :class:`card.renewal.RenewalReporter` by posting messages to the
-Write Certificates pane; :meth:`TuiReporter.between_slots` implements the portal's per-certificate
+:class:`TuiReporter` is the progress of a :class:`card.service.RenewalRequest` (a
+``card.renewal.RenewalReporter``): it posts messages to the Write Certificates pane;
+:meth:`TuiReporter.between_slots` implements the portal's per-certificate
 *Next* by posting :class:`~tui.messages.NextRequested` to the app and blocking the card thread on
 a ``concurrent.futures.Future`` until the holder answers (style.md item 8).
 
@@ -17,8 +18,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING
 
-from card.piv import Slot
-from card.renewal import RenewalStep, SlotResult
+from card.service import RenewalStep, Slot, SlotResult
 from tui.messages import CertificateWritten, NextRequested, RenewalProgressed, SlotRenewalFailed
 
 POLL_S = 0.1

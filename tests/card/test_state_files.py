@@ -430,10 +430,11 @@ def test_demo_runs_are_audited_in_the_demos_own_state_directory(capsys) -> None:
     """Issue 12 item 9: demo runs were never audited (their state lived in a throw-away directory)."""
     from card.demo import DEMO_PIN, demo_backend, demo_state_dir
 
+    from card.service import RenewalRequest
+
     backend, _ = demo_backend()
-    ctx = RenewalContext(backend.settings, backend.issuer, backend.journals, backend.audit)
-    result = backend.service.submit(lambda s: renew(s, ctx, Secret(DEMO_PIN))).result()
-    backend.service.shutdown()
+    result = backend.renew(RenewalRequest(Secret(DEMO_PIN))).result()
+    backend.close()
     assert result.ok
     assert backend.audit.path == demo_state_dir() / "audit.log"
     for args in (["audit", "--demo"], ["--demo", "audit"]):

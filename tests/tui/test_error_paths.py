@@ -122,8 +122,12 @@ async def test_card_pulled_then_resume(make_demo) -> None:  # type: ignore[no-un
         assert [s.renewed for s in result.slots] == [True, False]
         assert f"Reference: {result.reference}" in text
         assert "Re-insert your card and log on again" in text
-        # Re-insert: back to logon; log on; the update resumes and completes both.
+        # Re-insert; the demo keeps the outcome until Back to Card tab, then logon; log on; the
+        # update resumes and completes both.
         card.insert()
+        await wait_for(pilot, lambda: app.card_present is True)
+        assert isinstance(app.screen, CompletedWithErrorsScreen)
+        await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen))
         await log_on(pilot)
         await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
@@ -229,8 +233,12 @@ async def test_demo_pull_card_puts_the_card_back_and_resumes(make_demo) -> None:
         await start_update_until_the_pull(pilot)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, CompletedWithErrorsScreen))
-        # nobody calls card.insert(): the demo card returns, and the holder is asked to log on
-        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen) and card.present, timeout_s=15)
+        # nobody calls card.insert(): the demo card returns; the outcome stays until the holder
+        # leaves it, and is then asked to log on
+        await wait_for(pilot, lambda: app.card_present is True and card.present, timeout_s=15)
+        assert isinstance(app.screen, CompletedWithErrorsScreen)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen))
         await log_on(pilot)
         await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
         assert "unfinished update" in screen_text(app)

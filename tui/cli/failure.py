@@ -23,7 +23,7 @@ from card.errors import (
     ReaderUnavailableError,
     StateFileError,
 )
-from card.renewal import RenewalRefused
+from card.service import RenewalRefused
 from card.terminal_text import terminal_safe
 from tui.cli.exit_codes import EXIT_CA, EXIT_CARD, EXIT_ERROR, EXIT_PIN, EXIT_REFUSED, EXIT_USAGE
 from tui.cli.output import JsonObject, cli_next_step, wants_json

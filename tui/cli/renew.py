@@ -20,9 +20,8 @@ from card import backend as assembly  # called through the module: tests put an 
 from card.backend import Backend
 from card.config import UsageError
 from card.errors import OperationCancelled
-from card.renewal import RenewalRefused
 from card.secret import Secret
-from card.service import CardSummary, RenewalRequest, RenewalResult, UpdateCheck, update_check
+from card.service import CardSummary, RenewalRefused, RenewalRequest, RenewalResult, UpdateCheck, update_check
 from card.words import Words, slot_names, update_words
 from tui.cli.demo import cli_demo_backend
 from tui.cli.exit_codes import EXIT_NOT_DUE, EXIT_OK

@@ -5,32 +5,23 @@ the *Certificates* tab shows the details of the selected certificate."""
 from __future__ import annotations
 
 import datetime as dt
-
-from rich.text import Text
+from collections.abc import Iterable
 
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
-from textual.widgets import Button, DataTable, Label, Markdown, Static, TabbedContent, TabPane, Tabs
+from textual.widgets import Button, DataTable, Label, Markdown, Static, TabbedContent, Tabs
 
-from card.certificates import fingerprint
-from card.piv import KeyType
-from card.renewal import (CardSummary, RenewalResult, SlotState, SlotStatus, UpdateCheck, card_expiry_words,
-                          update_check)
+from card.service import CardSummary, RenewalResult, UpdateCheck, card_expiry_words, update_check
 from card.secret import Secret
 from card.words import blocked_words, update_words
+from tui.messages import LogOffRequested, RenewalRequested
 from tui.screens.base import Pane
+from tui.screens.certificates import (CardTab, CertificatesTab, certificate_details, key_type_text,  # noqa: F401 - re-exported
+                                      status_text)
 from tui.widgets import PaneFooter, app_header
 from tui.screens.dialogs import MessageDialog, PinDialog, format_date
-
-STATUS_WORDS = {
-    SlotState.OK: ("Valid", "-ok"),
-    SlotState.DUE: ("Due for renewal", "-due"),
-    SlotState.EXPIRED: ("Expired", "-expired"),
-    SlotState.EMPTY: ("Empty", "-empty"),
-    SlotState.UNREADABLE: ("Unreadable", "-unreadable"),
-}
 
 HELP = """\
 ## Renewing your certificates
@@ -52,28 +43,6 @@ If something goes wrong you get a reference code: quote it to your Registration 
 """
 
 
-def status_text(status: SlotStatus) -> tuple[str, str]:
-    """The words and the CSS class for a slot's state."""
-    words, css = STATUS_WORDS[status.state]
-    if status.state is SlotState.UNREADABLE and status.error:
-        words = f"Unreadable: {status.error}"
-    return words, css
-
-
-class CardTab(TabPane):
-    """A tab of the Card pane; ``activate()`` shows it and ``set_focus_within()`` focuses its first control."""
-
-    def activate(self) -> None:
-        tabs = self.screen.query_one(TabbedContent)
-        if self.id:
-            tabs.active = self.id
-
-    def set_focus_within(self) -> None:
-        focusable = [w for w in self.query("*") if w.can_focus]
-        if focusable:
-            focusable[0].focus()
-
-
 class CardSummaryTab(CardTab):
     """The *Card* tab: holder, card GUID, and one row per certificate."""
 
@@ -91,7 +60,7 @@ class CardSummaryTab(CardTab):
             with Horizontal(id="card-buttons"):
                 yield Button("Update My Card", id="update-button", variant="primary")
                 yield Button("Change passcode", id="change-pin-button")
-                if self.app.backend.settings.allow_unlock:  # type: ignore[attr-defined]
+                if self.settings.allow_unlock:
                     yield Button("Unlock card", id="unlock-button")
                 yield Button("Log off", id="logoff-button")
 
@@ -118,7 +87,7 @@ class CardSummaryTab(CardTab):
             ]
         await grid.mount_all(cells)
         notice = self.query_one("#card-notice", Static)
-        settings = self.app.backend.settings  # type: ignore[attr-defined]
+        settings = self.settings
         card_words = card_expiry_words(summary.card_expiry, settings.window_days, dt.datetime.now(dt.timezone.utc),
                                        settings.ra_contact)
         if self.show_pin_state(summary):
@@ -156,95 +125,13 @@ class CardSummaryTab(CardTab):
         for button in self.query("#update-button").results(Button):
             button.disabled = blocked
         if blocked:
-            settings = self.app.backend.settings  # type: ignore[attr-defined]
+            settings = self.settings
             unlock = " Support staff can unlock it here with the PUK (Unlock card)." if settings.allow_unlock else ""
             notice = self.query_one("#card-notice", Static)
             notice.update(f"Your card is blocked: the PIN was entered wrongly too many times. Your certificates "
                           f"cannot be updated until it is unlocked. Contact {settings.ra_contact} to unlock it.{unlock}")
             notice.set_class(True, "-warning")
         return blocked
-
-
-def key_type_text(status: SlotStatus) -> str:
-    """The certificate's key type as PIV names it (``RSA2048``, ``ECCP256``), or a description."""
-    cert = status.certificate
-    if cert is None:
-        return "–"
-    key = cert.public_key()
-    try:
-        return KeyType.of(key).name
-    except Exception:  # noqa: BLE001 - a key type PIV does not name: describe it
-        return f"{key.__class__.__name__.lstrip('_')} ({getattr(key, 'key_size', '?')} bits)"
-
-
-def certificate_details(status: SlotStatus) -> str:
-    """Subject, issuer, serial, validity, key type and SHA-256 fingerprint of one slot, as text."""
-    cert = status.certificate
-    words, _ = status_text(status)
-    head = f"{status.setting.label} ({status.slot.hex}) — {words}"
-    if cert is None:
-        return f"{head}\nNo certificate in this slot."
-    sha = fingerprint(cert).upper()
-    sha_text = ":".join(sha[i:i + 2] for i in range(0, len(sha), 2))
-    return "\n".join([
-        head,
-        f"Subject      {cert.subject.rfc4514_string()}",
-        f"Issuer       {cert.issuer.rfc4514_string()}",
-        f"Serial       {cert.serial_number:X}",
-        f"Valid from   {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
-        f"Valid until  {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
-        + (f" ({status.days_left} days left)" if status.days_left is not None else ""),
-        f"Key type     {key_type_text(status)}",
-        f"SHA-256      {sha_text}",
-    ] + ([f"Note         {status.note}"] if status.note else []))
-
-
-class CertificatesTab(CardTab):
-    """The *Certificates* tab: pick a certificate (arrow keys), its details below."""
-
-    def compose(self) -> ComposeResult:
-        with VerticalScroll(id="certificates-details"):
-            yield DataTable(id="certificate-list", cursor_type="row", zebra_stripes=False)
-            yield Static("Select a certificate to see its details.", id="certificate-details", markup=False)
-
-    def on_mount(self) -> None:
-        table = self.query_one("#certificate-list", DataTable)
-        table.add_column("Certificate", key="label")
-        table.add_column("Slot", key="slot")
-        table.add_column("Expires", key="expires")
-        table.add_column("Status", key="status")
-        self.statuses: dict[str, SlotStatus] = {}
-
-    def show(self, summary: CardSummary) -> None:
-        table = self.query_one("#certificate-list", DataTable)
-        selected = None
-        if table.row_count and table.cursor_row < table.row_count:
-            selected = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
-        table.clear()
-        self.statuses = {}
-        for status in summary.slots:
-            cert = status.certificate
-            self.statuses[status.slot.hex] = status
-            table.add_row(Text(status.setting.label), status.slot.hex,  # Text: a label is never markup
-                          format_date(cert.not_valid_after_utc) if cert else "–", status_text(status)[0],
-                          key=status.slot.hex)
-        if selected in self.statuses:
-            table.move_cursor(row=table.get_row_index(selected))
-        self.show_details()
-
-    @on(DataTable.RowHighlighted, "#certificate-list")
-    def _highlighted(self) -> None:
-        self.show_details()
-
-    def show_details(self) -> None:
-        table = self.query_one("#certificate-list", DataTable)
-        details = self.query_one("#certificate-details", Static)
-        if not table.row_count:
-            details.update("No certificate to show.")
-            return
-        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
-        status = self.statuses.get(key or "")
-        details.update(certificate_details(status) if status else "")
 
 
 class CardScreen(Pane):
@@ -360,7 +247,16 @@ class CardScreen(Pane):
         self.action_reread_card()
 
     def action_log_off(self) -> None:
-        self.card_app.log_off()
+        self.app.post_message(LogOffRequested())
+
+    def system_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Card: Update My Card", "Check the certificates and renew those due", self.action_update_card)
+        yield SystemCommand("Card: Re-read", "Read the card again", self.action_reread_card)
+        yield SystemCommand("Card: Certificates", "Details of each certificate", self.action_show_certificates)
+        yield SystemCommand("Card: Change passcode", "Change the card's PIN", self.action_change_pin)
+        if self.card_app.backend.settings.allow_unlock:
+            yield SystemCommand("Card: Unlock card", "Set a new PIN with the PUK", self.action_unlock_card)
+        yield SystemCommand("Card: Log off", "Log off; then remove the card", self.action_log_off)
 
     def action_update_card(self) -> None:
         self.card_tab.activate()
@@ -370,7 +266,7 @@ class CardScreen(Pane):
         self.check_for_updates()
 
     def _show_blocked(self) -> None:
-        self.card_app.show_error(blocked_words(self.card_app.backend.settings.ra_contact), id="blocked-dialog")
+        self.show_error(blocked_words(self.card_app.backend.settings.ra_contact), id="blocked-dialog")
 
     @work(exclusive=True, group="card", exit_on_error=False, description="Checking for updates")
     async def check_for_updates(self) -> None:
@@ -388,14 +284,14 @@ class CardScreen(Pane):
         if check is UpdateCheck.AVAILABLE:
             due = "\n".join(f"  {s.setting.label} ({s.slot.hex}): expires {format_date(s.certificate.not_valid_after_utc)}"
                             for s in summary.due if s.certificate is not None)
-            app.push_screen(MessageDialog("Updates are available for your card",
+            self.app.push_screen(MessageDialog("Updates are available for your card",
                                           f"These certificates are due for renewal:\n{due}",
                                           ok="OK", cancel="Cancel", id="updates-available-dialog"),
                             lambda ok: self._ask_pin(summary) if ok else None)
         elif check is UpdateCheck.RESUME:
             assert summary.pending_journal is not None
             reference = summary.pending_journal.reference
-            app.push_screen(MessageDialog(
+            self.app.push_screen(MessageDialog(
                 f"An unfinished update was found (reference {reference})",
                 f"An earlier update of this card (reference {reference}) did not finish. "
                 "Select Resume update to complete it.", ok="Resume update", cancel="Cancel", id="resume-dialog"),
@@ -404,9 +300,9 @@ class CardScreen(Pane):
             words = update_words(summary, check, settings.window_days, settings.ra_contact)
             assert words is not None
             if check is UpdateCheck.UP_TO_DATE:
-                app.push_screen(MessageDialog(words.title, words.message, id="up-to-date-dialog"))
+                self.app.push_screen(MessageDialog(words.title, words.message, id="up-to-date-dialog"))
             else:
-                app.show_error(words, id="expired-dialog" if check is UpdateCheck.EXPIRED else "nothing-dialog")
+                self.show_error(words, id="expired-dialog" if check is UpdateCheck.EXPIRED else "nothing-dialog")
 
     def _ask_pin(self, summary: CardSummary) -> None:
         def entered(pin: Secret | None) -> None:
@@ -432,7 +328,9 @@ class CardScreen(Pane):
             if not await self.confirm_last_try("PIN", left):
                 self.notify("PIN not sent. Nothing was changed on your card.", title="Cancelled")
                 return
-            started = app.start_renewal(pin, summary)
+            if not app.renewing and not app.shutdown_event.is_set():
+                self.app.post_message(RenewalRequested(pin, summary))  # the app starts it once
+                started = True
         finally:
             if not started:
                 pin.wipe()

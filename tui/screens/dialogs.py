@@ -27,7 +27,7 @@ from card.words import Words
 from tui.widgets import PaneFooter
 
 if TYPE_CHECKING:  # the logon pane uses these dialogs before the renewal engine is imported
-    from card.renewal import SlotResult
+    from card.service import SlotResult
 
 T = TypeVar("T")
 
@@ -35,14 +35,25 @@ T = TypeVar("T")
 def format_date(value: object) -> str:
     """An aware datetime or a date as ``YYYY-MM-DD``."""
     date = getattr(value, "date", None)
-    return (date() if callable(date) else value).isoformat()  # type: ignore[union-attr]
+    return (date() if callable(date) else value).isoformat()  # type: ignore[union-attr]  # a date or datetime, as documented
 
 
 class DialogButton(Button):
     """A dialog's button; the footer shows that Enter presses the focused one (spelt ``Enter``:
     Textual's ``⏎``, U+23CE, is missing from some browser and SVG fonts, like the header's ``⭘``)."""
 
-    BINDINGS = [Binding("enter", "press", "Select", key_display="Enter", tooltip="Press the highlighted button")]
+    BINDINGS = [Binding("enter", "press", "Select", key_display="Enter", tooltip="Press the highlighted button"),
+                Binding("left", "step(-1)", "Previous button", show=False),
+                Binding("right", "step(1)", "Next button", show=False)]
+
+    def action_step(self, delta: int) -> None:
+        """Left/Right: the focus moves to the button beside this one in the dialog's row (it stays
+        at either end); nothing is pressed."""
+        if self.parent is None:
+            return
+        row = [button for button in self.parent.children if isinstance(button, DialogButton) and button.focusable]
+        if self in row:
+            row[max(0, min(len(row) - 1, row.index(self) + delta))].focus()
 
 
 class TextDialog(ModalScreen[T]):
@@ -124,7 +135,7 @@ class TextDialog(ModalScreen[T]):
             with Horizontal(id="dialog-buttons"):
                 for index, (button_id, label) in enumerate(self.buttons):
                     yield DialogButton(label, id=f"{button_id}-button",
-                                       variant=self.variant if index == 0 else "default")  # type: ignore[arg-type]
+                                       variant=self.variant if index == 0 else "default")  # type: ignore[arg-type]  # a ButtonVariant name
         yield PaneFooter()
 
     def compose_body(self) -> ComposeResult:
@@ -296,7 +307,7 @@ class NewPinDialog(TextDialog["tuple[Secret, Secret] | None"]):
     def problem(self) -> str | None:
         """Why the entries cannot be sent, or None."""
         from card.errors import PinFormatError
-        from card.piv import check_pin_format
+        from card.service import check_pin_format
 
         fields = self._fields()
         if not fields[0].value:

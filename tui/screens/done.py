@@ -11,12 +11,13 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Label, Static
 
 from card.errors import CardRemovedError
+from tui.messages import GotoPane, LogOffRequested
 from tui.screens.base import Pane
 from tui.widgets import PaneFooter, app_header
 from tui.screens.dialogs import format_date
 
 if TYPE_CHECKING:
-    from card.renewal import RenewalResult
+    from card.service import RenewalResult
 
 
 class CompletedWithErrorsScreen(Pane):
@@ -27,6 +28,7 @@ class CompletedWithErrorsScreen(Pane):
         Binding("l", "log_off", "Log off", id="log-off", tooltip="Log off; then remove the card"),
         Binding("ctrl+q", "app.quit", "Quit", id="quit", tooltip="Leave cardrenew"),
     ]
+    WHEN_CARD_REMOVED = "end-session"  # the holder reads on; the card forgets the PIN
 
     def __init__(self, result: RenewalResult, ra_contact: str) -> None:
         super().__init__()
@@ -34,7 +36,7 @@ class CompletedWithErrorsScreen(Pane):
         self.ra_contact = ra_contact
 
     @property
-    def card_removed(self) -> bool:
+    def removed_during_update(self) -> bool:
         return isinstance(self.result.error, CardRemovedError)
 
     def compose(self) -> ComposeResult:
@@ -60,7 +62,7 @@ class CompletedWithErrorsScreen(Pane):
 
     def next_step(self) -> str:
         ref = self.result.reference
-        if self.card_removed:
+        if self.removed_during_update:
             return ("Next step: the card was removed during the update. Re-insert your card and log on again: "
                     f"the update resumes where it stopped. If it does not, contact {self.ra_contact} "
                     f"and quote reference {ref}.")
@@ -69,6 +71,13 @@ class CompletedWithErrorsScreen(Pane):
 
     def on_mount(self) -> None:
         self.query_one("#card-button", Button).focus()
+
+    def card_inserted(self) -> None:
+        """A real card was re-inserted by the holder, who has read this: the logon pane. The demo
+        card comes back by itself (``--demo-fault pull-card``): the outcome stays until the holder
+        leaves it (Back to Card tab, then the logon pane)."""
+        if not self.card_app.backend.demo:
+            self.logon_if_logged_off()
 
     @on(Button.Pressed, "#card-button")
     def _card_pressed(self) -> None:
@@ -80,13 +89,13 @@ class CompletedWithErrorsScreen(Pane):
 
     def action_back_to_card(self) -> None:
         if self.card_app.is_logged_on:
-            self.card_app.back_to_card(stopped=f"The last update was completed with errors (reference "
-                                               f"{self.result.reference}). {self.next_step()}")
+            self.app.post_message(GotoPane("card", stopped=f"The last update was completed with errors (reference "
+                                                         f"{self.result.reference}). {self.next_step()}"))
         else:
-            self.card_app.goto_logon()
+            self.app.post_message(GotoPane("logon"))
 
     def action_log_off(self) -> None:
-        self.card_app.log_off()
+        self.app.post_message(LogOffRequested())
 
 
 class LoggedOffScreen(Pane):
@@ -96,6 +105,7 @@ class LoggedOffScreen(Pane):
         Binding("enter", "log_on", "Log on", id="log-on", key_display="Enter", tooltip="Back to the logon pane"),
         Binding("ctrl+q", "app.quit", "Quit", id="quit", tooltip="Leave cardrenew"),
     ]
+    WHEN_CARD_REMOVED = "nothing"
 
     def __init__(self, removed: bool = False, idle: bool = False) -> None:
         super().__init__()
@@ -121,5 +131,8 @@ class LoggedOffScreen(Pane):
     def card_removed(self) -> None:
         self.query_one("#waiting", Static).update("Card removed. Insert it again to log on. (Enter: log on now)")
 
+    def card_inserted(self) -> None:
+        self.logon_if_logged_off()
+
     def action_log_on(self) -> None:
-        self.card_app.goto_logon()
+        self.app.post_message(GotoPane("logon"))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Select, Static
@@ -13,6 +15,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError, PinBlockedError, PinFormatError
 from card.secret import Secret
 from card.words import sentence, tries_left
+from tui.messages import LoggedOn, ReaderChosen
 from tui.pin_input import PinInput
 from tui.screens.base import Pane
 from tui.screens.dialogs import last_try_dialog
@@ -20,8 +23,6 @@ from tui.widgets import PaneFooter, app_header
 
 if TYPE_CHECKING:
     from textual.worker import Worker
-
-    from card.piv import PivSession
 
 
 class LogonScreen(Pane):
@@ -33,6 +34,9 @@ class LogonScreen(Pane):
         Binding("f4", "unlock_card", "Unlock card", id="unlock", tooltip="Set a new PIN with the PUK (support staff)"),
         Binding("ctrl+q", "app.quit", "Quit", id="quit", tooltip="Leave cardrenew"),
     ]
+
+    WHEN_CARD_REMOVED = "nothing"  # the pane reads the card again instead
+    LISTS_READERS = True
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "unlock_card":
@@ -88,6 +92,9 @@ class LogonScreen(Pane):
                 yield Button("Unlock card", id="unlock-button", classes="-hidden")
             if backend.demo_pin:
                 yield Static(f"Demo card: the PIN is {backend.demo_pin}", id="demo-hint", markup=False)
+            elif backend.demo:
+                yield Static("Demo card: the PIN was changed in this session; use the new one.", id="demo-hint",
+                             markup=False)
             if settings.uses_default_management_key:
                 yield Static("Warning: the well-known default card management key is in use. "
                              "Anyone can write to this card; use it for demonstrations and tests only.",
@@ -125,7 +132,7 @@ class LogonScreen(Pane):
     @on(Select.Changed, "#reader-select")
     def _reader_selected(self, event: Select.Changed) -> None:
         if isinstance(event.value, str) and event.value != self.card_app.backend.reader_name:
-            self.card_app.switch_reader(event.value, chosen=True)
+            self.app.post_message(ReaderChosen(event.value))
 
     def action_choose_reader(self) -> None:
         if self.reader_choice_offered:
@@ -155,6 +162,19 @@ class LogonScreen(Pane):
 
     def action_reread_card(self) -> None:
         self.read_card()
+
+    def card_removed(self) -> None:
+        self.action_reread_card()
+
+    def card_inserted(self) -> None:
+        self.action_reread_card()
+
+    def went_idle(self) -> None:
+        if self.pin_input.value:
+            self.pin_input.clear()  # a half-typed PIN is not left at an unattended kiosk
+
+    def system_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Card: Re-read", "Look for the card again", self.action_reread_card)
 
     @work(exclusive=True, group="card", exit_on_error=False, description="Reading the card")
     async def read_card(self) -> None:
@@ -238,18 +258,13 @@ class LogonScreen(Pane):
 
     @work(exclusive=True, group="card", exit_on_error=False, description="Logging on")
     async def logon(self, pin: Secret) -> None:
-        """VERIFY ``pin`` on the card thread and report the outcome; the PIN is wiped afterwards."""
+        """Log on with ``pin`` through the card service and report the outcome; the PIN is wiped afterwards."""
         app = self.card_app
         button = self.query_one("#logon-button", Button)
         button.disabled = True
         self.show_message("Checking your PIN…", "info")
-
-        def verify(session: PivSession) -> None:
-            session.select()
-            session.verify_pin(pin)
-
         try:
-            await app.card_call(verify)
+            await asyncio.wrap_future(app.backend.log_on(pin))
         except InvalidPinError as exc:
             self.pin_input.clear()
             left = exc.attempts_remaining
@@ -272,12 +287,12 @@ class LogonScreen(Pane):
             self.show_message("The card was removed. Insert your smartcard and log on again.")
             return
         except CardError as exc:
-            app.show_error(exc)
+            self.show_error(exc)
             return
         finally:
             button.disabled = False
             pin.wipe()
         self.pin_input.clear()
         app.note_tries("PIN", None)
-        app.log_on_succeeded()
+        self.app.post_message(LoggedOn())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -13,12 +14,12 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Label, Static
 
 from card.errors import CardError, InvalidPinError, PinBlockedError
-from card.piv import Slot
-from card.renewal import CardSummary, RenewalContext, RenewalResult, RenewalStep, renew
 from card.secret import Secret
+from card.service import CardSummary, RenewalRequest, RenewalResult, RenewalStep, Slot
 from card.words import Words, sentence
 from tui.bridge import TuiReporter
-from tui.messages import CertificateWritten, RenewalFinished, RenewalProgressed, SlotRenewalFailed
+from tui.messages import (CertificateWritten, GotoPane, RenewalEnded, RenewalFinished, RenewalProgressed,
+                          SlotRenewalFailed)
 from tui.screens.base import Pane
 from tui.widgets import PaneFooter, app_header
 from tui.screens.dialogs import MessageDialog, NextDialog, format_date
@@ -239,20 +240,19 @@ class WriteCertificatesScreen(Pane):
     # -- the run ---------------------------------------------------------------------------
     @work(exclusive=True, group="card", exit_on_error=False, description="Renewing certificates")
     async def run_renewal(self) -> None:
+        """Renew through the card service; its progress comes back as messages (:mod:`tui.bridge`)."""
         app = self.card_app
-        backend = app.backend
         pin, self._pin = self._pin, None
         assert pin is not None
-        reporter = TuiReporter(app, self, app.shutdown_event)
+        reporter = TuiReporter(self.app, self, app.shutdown_event)
         # The app's shutdown event is the engine's cancel: a signal stops it before the next
         # certificate, and stops any wait for the CA.
-        ctx = RenewalContext(backend.settings, backend.issuer, backend.journals, backend.audit,
-                             reporter=reporter, cancel=app.shutdown_event, now=app.now,
-                             between_slots=reporter.between_slots)
+        request = RenewalRequest(pin, progress=reporter, between_slots=reporter.between_slots,
+                                 cancel=app.shutdown_event, now=app.now)
         self.running = True
-        app.renewing = True
+        result: RenewalResult | None = None
         try:
-            result = await app.card_call(lambda session: renew(session, ctx, pin))
+            result = await asyncio.wrap_future(app.backend.renew(request))
         except CardError as exc:  # refused before anything destructive happened
             if isinstance(exc, InvalidPinError):
                 app.note_tries("PIN", exc.attempts_remaining)
@@ -261,13 +261,14 @@ class WriteCertificatesScreen(Pane):
             self.query_one("#step-text", Static).update("Stopped. Nothing was changed on your card.")
             title, message, next_step = app.explain_error(exc)
             stopped = f"The last update stopped: {title}. {sentence(message)}\nNext step: {next_step}"
-            app.show_error(exc, then=lambda: app.back_to_card(stopped=stopped))
+            self.show_error(exc, then=GotoPane("card", stopped=stopped))  # shown while still renewing
             return
         finally:
             self.running = False
-            app.renewing = False
+            self.app.post_message(RenewalEnded(result))  # the app's renewal is over (after the error)
             self.clock.stop()
             self.query_one("#do-not-remove", Static).display = False  # the writing is over
+        assert result is not None
         app.note_tries("PIN", None)  # the engine's VERIFY was accepted: the counter is full again
         self.post_message(RenewalFinished(result))
 
@@ -276,7 +277,6 @@ class WriteCertificatesScreen(Pane):
         if self.result is not None:
             return  # the same outcome announced twice: its dialog is open already
         result = self.result = event.result
-        self.card_app.renewal_finished(result)
         step_text = self.query_one("#step-text", Static)
         if result.ok:
             step_text.update("All certificates written.")
@@ -291,10 +291,10 @@ class WriteCertificatesScreen(Pane):
         title, message, _ = self.card_app.explain_error(error)
         if failed is not None:
             message = f"{failed.label} ({failed.slot.hex}) could not be renewed: {failed.error}."
-        self.card_app.show_error(Words(title, f"{message}\n\nSelect Abort this issuance to see what was and was "
-                                       "not renewed, and what to do next."),
-                                 id="issuance-error-dialog", button="Abort this issuance",
-                                 then=lambda: self.card_app.show_completed_with_errors(result))
+        self.show_error(Words(title, f"{message}\n\nSelect Abort this issuance to see what was and was "
+                              "not renewed, and what to do next."),
+                        GotoPane("completed-with-errors", result=result),
+                        id="issuance-error-dialog", button="Abort this issuance")
 
     def _confirm(self, _: bool | None) -> None:
         assert self.result is not None
@@ -304,5 +304,7 @@ class WriteCertificatesScreen(Pane):
         self.app.push_screen(MessageDialog("Your card has been updated",
                                            f"Your certificates have been renewed:\n{lines}\n\n"
                                            "Select OK to see them on the Card tab.", id="confirmation-dialog"),
-                             lambda _: self.card_app.back_to_card(result))
+                             self._back_to_card)
 
+    def _back_to_card(self, _: bool | None = None) -> None:
+        self.app.post_message(GotoPane("card", renewed=self.result))
