@@ -90,7 +90,7 @@ class Renewal:
         summary = self._summary
         if summary is None:
             summary = read_card(session, settings, now=ctx.now(), journals=ctx.journals, reader=session.transport.name,
-                                pin_retries=False)
+                                pin_retries=False, key_metadata=False)
         if summary.card_id is None:
             raise RenewalRefused("the card holds no certificate and no CHUID; it cannot be renewed here",
                                  next_step=f"Contact {settings.ra_contact}.")

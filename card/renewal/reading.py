@@ -34,7 +34,8 @@ def card_id_for(session: PivSession, certificates: dict[Slot, x509.Certificate |
 
 
 def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | None = None,
-              journals: JournalStore | None = None, reader: str = "", pin_retries: bool = True) -> CardSummary:
+              journals: JournalStore | None = None, reader: str = "", pin_retries: bool = True,
+              key_metadata: bool = True) -> CardSummary:
     """SELECT PIV and read CHUID, the configured slots and the PIN tries left (no PIN needed).
 
     A slot that cannot be decoded becomes ``SlotState.UNREADABLE`` with its error text (F15).
@@ -45,6 +46,9 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
         pin_retries: ask the card for the PIN tries left (an empty VERIFY, 1 APDU). The renewal
             engine passes False: it sends the PIN itself right after, and a blocked PIN answers
             that VERIFY with ``69 83`` without spending a try; the summary's ``pin_retries`` is then None.
+        key_metadata: ask the card whether each slot's key is its certificate's (GET METADATA, 1 APDU
+            per certificate; :attr:`SlotStatus.key_matches`). The renewal engine passes False: it
+            proves the keys it needs with test signatures, and a renewal's APDU count stays as it was.
 
     Raises:
         CardRemovedError, ApduError (no PIV application).
@@ -57,7 +61,7 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
         sc = session.read_certificate(setting.slot)
         certs[setting.slot] = sc.certificate
         status = slot_status(setting, sc, settings, now)
-        if sc.certificate is not None:
+        if key_metadata and sc.certificate is not None:
             status = replace(status, key_matches=_key_matches(session, setting.slot, sc.certificate))
         statuses.append(status)
     card_id, guid_text, expiry = card_id_for(session, certs)

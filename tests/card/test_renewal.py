@@ -439,6 +439,17 @@ def test_renewal_sends_each_command_once_and_verifies_right_before_every_9c_oper
     assert len(ops_9c) == 3 and [i - 1 for i in first_blocks] == verifies
 
 
+def test_a_renewal_asks_the_card_for_metadata_only_for_the_management_key(ca: LocalCA, tmp_path: Path) -> None:
+    """Issue 7 / issue 13 (the APDU count per renewal may not grow): the engine's own read of the card
+    sends no GET METADATA per slot (status's key check, 0f82c9e, added two to every renewal); the one
+    GET METADATA is the management key's algorithm (F14). The engine proves keys by test signatures."""
+    card = SoftPivCard(create_card_state(ca))
+    start = len(card.trace)
+    assert renew(PivSession(card), context(tmp_path, ca), Secret(PIN)).ok
+    metadata = [apdu for apdu, _ in card.trace[start:] if apdu[1] == 0xF7]
+    assert [a[3] for a in metadata] == [0x9B]
+
+
 def test_management_key_is_authenticated_again_only_when_the_card_asks(ca: LocalCA, tmp_path: Path) -> None:
     """A card that forgets the 9B authentication answers GENERATE / PUT DATA with 69 82: the engine
     authenticates once more and sends the command again (it changed nothing); otherwise never."""
