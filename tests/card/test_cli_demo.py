@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tui.cli import EXIT_CA, EXIT_NOT_DUE, EXIT_OK, EXIT_USAGE, main
+from tui.cli import EXIT_CA, EXIT_CARD, EXIT_NOT_DUE, EXIT_OK, EXIT_USAGE, main
 
 
 @pytest.fixture(autouse=True)
@@ -123,6 +126,12 @@ def test_a_demo_fault_without_demo_is_a_usage_error(argv: list[str], monkeypatch
     assert __import__("sys").stdin.read() == "123456\n"
 
 
-def test_demo_fault_none_without_demo_is_no_fault(capsys) -> None:  # type: ignore[no-untyped-def]
-    """``--demo-fault none`` asks for no fault: nothing to refuse (status then reads PC/SC: no pcscd here)."""
-    assert main(["--demo-fault", "none", "status"]) != EXIT_USAGE
+def test_demo_fault_none_without_demo_is_no_fault(tmp_path: Path) -> None:
+    """``--demo-fault none`` asks for no fault: nothing to refuse; status then reads PC/SC and finds no
+    pcscd (exit 3). In a child process: libpcsclite keeps the first socket path it is given for the
+    life of the process, so an in-process call here broke every later pcscd test (50 failed)."""
+    env = dict(os.environ, PCSCLITE_CSOCK_NAME=str(tmp_path / "no-pcscd"))
+    out = subprocess.run([sys.executable, "-m", "tui", "--demo-fault", "none", "status"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == EXIT_CARD, out.stderr
+    assert "--demo-fault" not in out.stderr
