@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.terminal.harness import Terminal, cardrenew_argv
@@ -97,8 +97,10 @@ def run(tmp_path: Path, examples: int) -> None:
         t.wait_for(lambda s: pin_field_position(s) is not None, 15)
         seen = []
 
+        # No shrinking: one live process serves every example, so a shrunk example runs on the state
+        # the failing one left behind and misleads (a sweep failure shrank to a lone b"\x81").
         @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
-                  suppress_health_check=list(HealthCheck))
+                  suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
         @given(pieces)
         def never_exits_never_types_never_spends_a_try(stream: list[tuple[str, bytes]]) -> None:
             seen.append(stream)
