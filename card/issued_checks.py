@@ -63,6 +63,18 @@ def card_expiry_limit(expiry: dt.date | None) -> dt.datetime | None:
     return dt.datetime.combine(expiry, dt.time(23, 59, 59), tzinfo=dt.timezone.utc)
 
 
+def issued_by_one_of(cert: x509.Certificate, cas: list[x509.Certificate]) -> bool:
+    """``cert``'s signature verifies with one of ``cas`` and its issuer is that CA's subject
+    (RFC 5280 §6.1.3 (a)(1)–(a)(4), one step; ``Certificate.verify_directly_issued_by``)."""
+    for ca in cas:
+        try:
+            cert.verify_directly_issued_by(ca)
+        except Exception:  # noqa: BLE001 - any failure means "not this CA"
+            continue
+        return True
+    return False
+
+
 def _ext(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> x509.ExtensionType | None:
     try:
         return cert.extensions.get_extension_for_oid(oid).value

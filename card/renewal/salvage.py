@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 
 from card.certificates import fingerprint
 from card.errors import CardError, CardRemovedError
-from card.issued_checks import CertificateMismatchError, check_renewal_certificate
+from card.issued_checks import CertificateMismatchError, check_renewal_certificate, issued_by_one_of
 from card.journal import Journal, JournalStep
 from card.piv import Slot
 from card.renewal.authorise import set_aside_journals
@@ -123,13 +123,7 @@ class Salvage:
         """``cert`` is a renewal of ``old`` issued by one of ``cas`` (the checks of any issued certificate)."""
         if fingerprint(cert) == fingerprint(old) or cert.subject != old.subject:
             return False
-        for ca in cas:
-            try:
-                cert.verify_directly_issued_by(ca)
-                break
-            except Exception:  # noqa: BLE001 - any failure means "not this CA"
-                continue
-        else:
+        if not issued_by_one_of(cert, cas):
             return False
         try:
             check_renewal_certificate(slot.hex, old, cert, card_expiry=card_expiry, now=self.ctx.now())

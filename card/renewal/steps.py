@@ -18,7 +18,12 @@ from card.certificates import fit_certificate_object, key_matches
 from card.csr import build_csr
 from card.enrollment.base import IssuedCertificate, IssuerRejected, RenewalGrant, RequestSigner, RetryRefused
 from card.errors import ApduError, CardError, CertificateTooLargeError, NotSupportedError, StateFileError
-from card.issued_checks import CertificateMismatchError, card_expiry_limit, check_renewal_certificate
+from card.issued_checks import (
+    CertificateMismatchError,
+    card_expiry_limit,
+    check_renewal_certificate,
+    issued_by_one_of,
+)
 from card.journal import Journal, JournalStep, SlotJournal
 from card.piv import KeyType, PivSession, Slot
 from card.piv.quirks import certificate_too_large
@@ -215,13 +220,7 @@ class SlotSteps:
         cert = issued.certificate
         if not key_matches(cert, new_key):
             raise CertificateMismatchError(f"slot {slot.hex}: the CA returned a certificate for a different key")
-        for ca in self.ctx.issuer.ca_certificates():
-            try:
-                cert.verify_directly_issued_by(ca)
-                break
-            except Exception:  # noqa: BLE001 - any failure means "not this CA"
-                continue
-        else:
+        if not issued_by_one_of(cert, self.ctx.issuer.ca_certificates()):
             raise CertificateMismatchError(f"slot {slot.hex}: the new certificate does not chain to the certificate "
                                            "authority")
         check_renewal_certificate(slot.hex, old, cert, card_expiry=self.card_expiry, now=self.ctx.now())
