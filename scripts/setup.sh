@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(pcscd vsmartcard-vpcd swig libpcsclite-dev opensc pcsc-tools yubico-piv-tool scep iproute2 openssl python3-venv python3-dev gcc pkg-config chromium)
+PACKAGES=(pcscd vsmartcard-vpcd swig libpcsclite-dev opensc pcsc-tools yubico-piv-tool scep iproute2 openssl python3-venv python3-dev gcc pkg-config chromium softhsm2 ykcs11 rsyslog)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
