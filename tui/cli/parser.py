@@ -167,8 +167,9 @@ def _add_emulator_create(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--expires-in-days", type=int, default=30, metavar="N")
     p.add_argument("--pin", default="123456")
     p.add_argument("--key-type", choices=["RSA2048", "ECCP256", "ECCP384"], default="RSA2048")
-    p.add_argument("--profile", choices=["piv", "yubikey5", "legacy"], default="piv",
+    p.add_argument("--profile", choices=["piv", "yubikey5", "yubikey54", "legacy"], default="piv",
                    help="piv: SP 800-73-4, 3DES; yubikey5: AES-192, F7/FD/F8, 3052-byte objects; "
+                        "yubikey54: as yubikey5 with a 3DES key (firmware 5.4); "
                         "legacy: 1856-byte objects, 3DES and RSA-2048 only")
     p.add_argument("--management-key", metavar="HEX",
                    help="the 9B key in the profile's algorithm (default: the well-known key)")
