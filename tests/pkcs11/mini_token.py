@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pkcs11
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from pkcs11 import Attribute, CertificateType, Mechanism, ObjectClass

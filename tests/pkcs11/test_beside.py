@@ -7,9 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import pytest
 
-from card.journal import JournalStep
 from card.renewal.beside_resume import superseded_label
 from tests.pkcs11 import judge
 from tests.pkcs11.beside_harness import context, run
