@@ -9,8 +9,10 @@ are the engine's own business and may move. Where each part lives:
 - ``context``: ``RenewalContext`` and the one way the engine calls the issuer (``ask_ca``);
 - ``engine``: ``renew`` and the run's order; ``preflight`` (nothing destructive), ``authorise``
   (grants while the old keys exist), ``steps`` (one slot), ``resume`` (the resume decision),
-  ``plan`` (the typed ``SlotPlan``), ``signer`` (the PIN-always VERIFY before each private-key
-  operation), ``admin`` (management key) and ``records`` (journal and audit writes).
+  ``plan`` (the typed ``SlotPlan``), ``signer`` (the token's keys: key types, test signatures),
+  ``keys`` (journal names and slots → ``KeyRef``), ``admin`` (the PIV token's management key from
+  the settings: ``piv_token``) and ``records`` (journal and audit writes). The engine works on a
+  ``card.token.Token``; a bare ``PivSession`` is taken as ``piv_token(session, settings)``.
 """
 
 from card.issued_checks import CertificateMismatchError
