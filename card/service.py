@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from card.renewal import (CardSummary, RenewalRefused, RenewalReporter, RenewalResult, RenewalStep, SlotResult,
                               SlotState, SlotStatus, UpdateCheck, card_expiry_words, update_check)
     from card.secret import Secret
+    from card.token import Token
 
 logger = logging.getLogger(__name__)
 
@@ -251,23 +252,27 @@ class CardDoor:
 
         def check_then_renew(session: PivSession) -> tuple[CardSummary, RenewalResult | None]:
             from card.renewal import UpdateCheck, read_card, update_check
+            from card.renewal.admin import piv_token
 
-            summary = read_card(session, settings, journals=journals, reader=reader,
+            token = piv_token(session, settings)  # one token for the reading and the renewal (the CHUID read once)
+            summary = read_card(token, settings, journals=journals, reader=reader,
                                 pin_retries=False)  # not shown; the engine sends the PIN next
             if update_check(summary) not in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
                 return summary, None
-            return summary, self._renew(session, request, summary)
+            return summary, self._renew(token, request, summary)
 
         return self.service.submit(check_then_renew)
 
-    def _renew(self, session: PivSession, request: RenewalRequest, summary: CardSummary | None) -> RenewalResult:
+    def _renew(self, card: Token | PivSession, request: RenewalRequest, summary: CardSummary | None) -> RenewalResult:
         from card.renewal import NullReporter, RenewalContext, renew
+        from card.renewal.admin import as_token
         from card.secret import Secret
 
         pin = request.pin if isinstance(request.pin, Secret) else None
+        token = as_token(card, self.settings)
         try:
             if request.refuse_last_try:
-                _refuse_last_try(session)
+                _refuse_last_try(token)
             if pin is None:
                 assert not isinstance(request.pin, Secret)
                 pin = request.pin()
@@ -280,7 +285,7 @@ class CardDoor:
                 ctx.now = request.now
             if request.between_slots is not None:
                 ctx.between_slots = request.between_slots
-            return renew(session, ctx, pin, summary=summary)
+            return renew(token, ctx, pin, summary=summary)
         finally:
             if pin is not None:
                 pin.wipe()  # (renew wipes it too; the guard may refuse before)
@@ -312,13 +317,13 @@ class CardDoor:
         return self.service.shutdown(wait=wait, timeout_s=timeout_s, cancel_pending=cancel_pending)
 
 
-def _refuse_last_try(session: PivSession) -> None:
+def _refuse_last_try(token: Token) -> None:
     """Before the PIN is sent, in the renewal's own card transaction: refuse when one try is left.
 
     Raises:
         LastPinTryError: one try left; PinBlockedError: no try left (``69 83``).
     """
-    retries = session.get_pin_retries()  # raises PinBlockedError on 69 83
+    retries = token.pin_tries_left()  # 0: blocked (PIV: 69 83)
     if retries == 0:
         raise PinBlockedError("The PIN is blocked.")
     if retries == 1:
