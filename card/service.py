@@ -19,6 +19,8 @@ The door's API (keep it small; the TUI and the CLI both depend on it):
 ``renew(request)``                     → ``RenewalResult``: the renewal engine on this card
 ``renew_if_due(request)``              → ``(CardSummary, RenewalResult | None)``: read, check,
                                          renew from that reading in one card transaction
+``check(request)``                     → ``CheckReport``: the dry run (``renew --check``): every
+                                         check a renewal makes first; nothing on the card changes
 ``cancel()``                           stop waits and the renewal at the next safe point
 ``log_off()``                          → None: drop the connection (the card forgets the PIN)
 ``watch(on_change)``                   card presence, ``on_change(present)`` from a thread
@@ -51,6 +53,7 @@ __all__ = [  # the door, and the read-model names it re-exports (made on first u
     "CardDoor", "CardService", "RenewalRequest",
     "CardSummary", "KeyType", "RenewalResult", "RenewalStep", "Slot", "SlotResult", "SlotState", "SlotStatus",
     "UpdateCheck", "card_expiry_words", "check_pin_format", "update_check", "RenewalRefused",
+    "CheckRequest", "CheckItem", "CheckOutcome", "CheckReport",
 ]
 
 if TYPE_CHECKING:
@@ -60,6 +63,7 @@ if TYPE_CHECKING:
     from card.piv import KeyType, PivSession, Slot, check_pin_format
     from card.renewal import (CardSummary, RenewalRefused, RenewalReporter, RenewalResult, RenewalStep, SlotResult,
                               SlotState, SlotStatus, UpdateCheck, card_expiry_words, update_check)
+    from card.renewal.check_report import CheckItem, CheckOutcome, CheckReport, CheckRequest
     from card.secret import Secret
 
 logger = logging.getLogger(__name__)
@@ -73,6 +77,9 @@ _READ_MODEL = {
     "KeyType": "card.piv", "Slot": "card.piv", "check_pin_format": "card.piv",
     # the engine's refusal before anything changed (a CardError the callers tell apart)
     "RenewalRefused": "card.renewal",
+    # the dry run's report (renew --check, the Card tab's Check)
+    "CheckItem": "card.renewal.check_report", "CheckOutcome": "card.renewal.check_report",
+    "CheckReport": "card.renewal.check_report", "CheckRequest": "card.renewal.check_report",
 }
 """The read-model names the TUI and the CLI import from here (made on first use)."""
 
@@ -284,6 +291,45 @@ class CardDoor:
         finally:
             if pin is not None:
                 pin.wipe()  # (renew wipes it too; the guard may refuse before)
+
+    def check(self, request: CheckRequest) -> Future[CheckReport]:
+        """The dry run (``cardrenew renew --check``, the Card tab's *Check*; :mod:`card.renewal.check`):
+        every check a renewal makes before it changes anything, each passed, failed or skipped, and
+        nothing on the card changed. The CA is asked first on a thread of its own, so a CA that does
+        not answer holds no card; then the card checks run on the card thread in one transaction.
+        ``request.pin`` is wiped when the check ends.
+
+        Future raises: CardRemovedError, NoCardError, ReaderUnavailableError, OperationCancelled
+        (:meth:`cancel`), ApduError (no PIV application). A failed check is in the report, not raised.
+        """
+        result: Future[CheckReport] = Future()
+        settings, issuer, journals, audit, service = self.settings, self.issuer, self.journals, self.audit, self.service
+
+        def card_done(card: Future[CheckReport]) -> None:
+            exc = card.exception()
+            if exc is not None:
+                result.set_exception(exc)
+            else:
+                result.set_result(card.result())
+
+        def ask_ca_then_card() -> None:
+            try:
+                from card.renewal.check import DryRun
+
+                dry = DryRun(settings, issuer, journals, audit, issuer_error=request.issuer_error,
+                             cancel=self.cancel_event, now=request.now)
+                dry.check_issuer()
+                card = service.submit(lambda session: dry.check_card(session, request.pin,
+                                                                     refuse_last_try=request.refuse_last_try))
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
+                if request.pin is not None:
+                    request.pin.wipe()
+                result.set_exception(exc)
+                return
+            card.add_done_callback(card_done)
+
+        threading.Thread(target=ask_ca_then_card, name="card-check-ca", daemon=True).start()
+        return result
 
     def cancel(self) -> None:
         """Stop at the next safe point (never waits): a renewal stops before its next certificate;

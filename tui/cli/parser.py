@@ -96,6 +96,9 @@ def _add_renew(sub: argparse._SubParsersAction[argparse.ArgumentParser], parents
                    help="send the PIN even when only one try is left (a wrong PIN then blocks the card)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--check", action="store_true",
+                   help="dry run: run every check a renewal makes first and change nothing on the card "
+                        "(the PIN is optional; exit 0 if no check failed, 14 if one did)")
 
 
 def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser], parents: _Parents) -> None:
