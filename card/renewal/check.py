@@ -97,6 +97,9 @@ class DryRun:
         except CardError as exc:
             return failed("ca", exc)
         prints = [fingerprint(ca) for ca in cas]
+        if not prints:
+            return CheckItem("ca", CheckOutcome.FAILED, f"the {issuer.name} answered with no CA certificate",
+                             f"Contact {ra}: the CA's certificate is needed to check what it issues.", code="CA-BAD-REPLY")
         shown = ", ".join(colon_hex(fp) for fp in prints)
         pinned = self.settings.issuer.ca_fingerprint
         if pinned and pinned not in prints:
