@@ -37,6 +37,7 @@ names below are imported on first use (PEP 562), so the TUI's first frame does n
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import importlib
 import logging
@@ -46,7 +47,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from card.errors import InvalidPinError, LastPinTryError, PinBlockedError
+from card.errors import CardChangedError, InvalidPinError, LastPinTryError, PinBlockedError
 from card.worker import CardService
 
 __all__ = [  # the door, and the read-model names it re-exports (made on first use, see __getattr__)
@@ -54,6 +55,7 @@ __all__ = [  # the door, and the read-model names it re-exports (made on first u
     "CardSummary", "KeyType", "RenewalResult", "RenewalStep", "Slot", "SlotResult", "SlotState", "SlotStatus",
     "UpdateCheck", "card_expiry_words", "check_pin_format", "update_check", "RenewalRefused",
     "CheckRequest", "CheckItem", "CheckOutcome", "CheckReport",
+    "EntryState", "QueueEntry", "ReaderQueue",
 ]
 
 if TYPE_CHECKING:
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
     from card.renewal import (CardSummary, RenewalRefused, RenewalReporter, RenewalResult, RenewalStep, SlotResult,
                               SlotState, SlotStatus, UpdateCheck, card_expiry_words, update_check)
     from card.renewal.check_report import CheckItem, CheckOutcome, CheckReport, CheckRequest
+    from card.reader_queue import EntryState, QueueEntry, ReaderQueue
     from card.secret import Secret
 
 logger = logging.getLogger(__name__)
@@ -80,6 +83,8 @@ _READ_MODEL = {
     # the dry run's report (renew --check, the Card tab's Check)
     "CheckItem": "card.renewal.check_report", "CheckOutcome": "card.renewal.check_report",
     "CheckReport": "card.renewal.check_report", "CheckRequest": "card.renewal.check_report",
+    # several readers at once (issue 15): the renewal queue over doors made by reader_door
+    "EntryState": "card.reader_queue", "QueueEntry": "card.reader_queue", "ReaderQueue": "card.reader_queue",
 }
 """The read-model names the TUI and the CLI import from here (made on first use)."""
 
@@ -109,6 +114,9 @@ class RenewalRequest:
         refuse_last_try: with only one PIN try left, raise ``LastPinTryError`` instead of
             sending the PIN (asked with an empty VERIFY, which spends no try, SP 800-73-4 Part 2
             §3.2.1); a blocked PIN raises ``PinBlockedError`` without sending it.
+        expect_card: the card id (GUID, ``CardSummary.card_id``) the PIN was typed for
+            (``renew_if_due`` only): a card read in the same transaction with another id raises
+            ``CardChangedError`` and the PIN is wiped unsent (the renewal queue: one PIN, one card).
     """
 
     pin: Secret | Callable[[], Secret]
@@ -117,6 +125,7 @@ class RenewalRequest:
     cancel: threading.Event | None = None
     now: Callable[[], dt.datetime] | None = None
     refuse_last_try: bool = False
+    expect_card: str | None = None
 
 
 PinWhat = Literal["PIN", "PUK"]
@@ -139,6 +148,8 @@ class CardDoor:
     demo_pin: str | None
     """The demo card's PIN, shown on the logon pane (None: not a demo card, or its PIN was changed
     or reset here: it is not the one the demo card was made with any more)."""
+    service_factory: Callable[[str], CardService] | None = None
+    """Builds the card service for a reader name (None: one fixed card; the assembly says)."""
 
     @property
     def can_switch_reader(self) -> bool:
@@ -258,9 +269,14 @@ class CardDoor:
 
         def check_then_renew(session: PivSession) -> tuple[CardSummary, RenewalResult | None]:
             from card.renewal import UpdateCheck, read_card, update_check
+            from card.secret import Secret
 
             summary = read_card(session, settings, journals=journals, reader=reader,
                                 pin_retries=False)  # not shown; the engine sends the PIN next
+            if request.expect_card is not None and summary.card_id != request.expect_card:
+                if isinstance(request.pin, Secret):
+                    request.pin.wipe()
+                raise CardChangedError(f"the card in {reader} is not the one the PIN was typed for")
             if update_check(summary) not in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
                 return summary, None
             return summary, self._renew(session, request, summary)
@@ -293,43 +309,13 @@ class CardDoor:
                 pin.wipe()  # (renew wipes it too; the guard may refuse before)
 
     def check(self, request: CheckRequest) -> Future[CheckReport]:
-        """The dry run (``cardrenew renew --check``, the Card tab's *Check*; :mod:`card.renewal.check`):
-        every check a renewal makes before it changes anything, each passed, failed or skipped, and
-        nothing on the card changed. The CA is asked first on a thread of its own, so a CA that does
-        not answer holds no card; then the card checks run on the card thread in one transaction.
-        ``request.pin`` is wiped when the check ends.
+        """The dry run (``renew --check``, the Card tab's *Check*; :func:`card.renewal.check_start.start_check`):
+        every check a renewal makes first, each passed, failed or skipped; nothing on the card changes.
+        Future raises: CardRemovedError, NoCardError, ReaderUnavailableError, OperationCancelled."""
+        from card.renewal.check_start import start_check
 
-        Future raises: CardRemovedError, NoCardError, ReaderUnavailableError, OperationCancelled
-        (:meth:`cancel`), ApduError (no PIV application). A failed check is in the report, not raised.
-        """
-        result: Future[CheckReport] = Future()
-        settings, issuer, journals, audit, service = self.settings, self.issuer, self.journals, self.audit, self.service
-
-        def card_done(card: Future[CheckReport]) -> None:
-            exc = card.exception()
-            if exc is not None:
-                result.set_exception(exc)
-            else:
-                result.set_result(card.result())
-
-        def ask_ca_then_card() -> None:
-            try:
-                from card.renewal.check import DryRun
-
-                dry = DryRun(settings, issuer, journals, audit, issuer_error=request.issuer_error,
-                             cancel=self.cancel_event, now=request.now)
-                dry.check_issuer()
-                card = service.submit(lambda session: dry.check_card(session, request.pin,
-                                                                     refuse_last_try=request.refuse_last_try))
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
-                if request.pin is not None:
-                    request.pin.wipe()
-                result.set_exception(exc)
-                return
-            card.add_done_callback(card_done)
-
-        threading.Thread(target=ask_ca_then_card, name="card-check-ca", daemon=True).start()
-        return result
+        return start_check(self.settings, self.issuer, self.journals, self.audit, self.service.submit, request,
+                           self.cancel_event)
 
     def cancel(self) -> None:
         """Stop at the next safe point (never waits): a renewal stops before its next certificate;
@@ -354,8 +340,47 @@ class CardDoor:
         service.watch(changed)
 
     def close(self, *, wait: bool = True, timeout_s: float | None = 30.0, cancel_pending: bool | None = None) -> bool:
-        """Shut the current reader's worker down (:meth:`CardService.shutdown`, same arguments and result)."""
-        return self.service.shutdown(wait=wait, timeout_s=timeout_s, cancel_pending=cancel_pending)
+        """Shut the current reader's worker down (:meth:`CardService.shutdown`, same arguments and
+        result), and the workers of the doors made by :meth:`reader_door`."""
+        ended = self.service.shutdown(wait=wait, timeout_s=timeout_s, cancel_pending=cancel_pending)
+        for door in list(self.__dict__.get("_reader_doors", ())):
+            ended = door.close(wait=wait, timeout_s=timeout_s, cancel_pending=cancel_pending) and ended
+        return ended
+
+    # -- several readers at once (the renewal queue, issue 15) --------------------------------
+    def list_readers(self) -> list[tuple[str, bool]]:
+        """The readers and whether each holds a card, ``[(name, has_card)]`` (blocking; the
+        assembly lists PC/SC's). Here: this door's one reader, with a card.
+
+        Raises:
+            ReaderUnavailableError: pcscd is not running or refuses us.
+        """
+        return [(self.reader_name, True)]
+
+    def reader_door(self, name: str) -> CardDoor:
+        """A door on the reader ``name`` with a card worker of its own, beside this one: the same
+        settings, issuer, journal store, audit log and cancellation token (:meth:`cancel` stops
+        every door made here). Its operations run concurrently with other readers' doors (one
+        thread per reader). :meth:`close` on this door also closes it; close it alone when the
+        reader is gone.
+
+        Raises:
+            ValueError: this door has one fixed card (the demo): no other reader can be opened.
+        """
+        if self.service_factory is None:
+            raise ValueError("this door has one fixed card; no other reader can be opened")
+        door = copy.copy(self)
+        door.service = self.service_factory(name)
+        door.reader_name = name
+        door.demo_pin = None
+        door.__dict__["_reader_doors"] = []
+        self.__dict__.setdefault("_reader_doors", []).append(door)
+        return door
+
+    def forget_reader_door(self, door: CardDoor) -> None:
+        """Stop closing ``door`` with this one (it was closed on its own: its reader is gone)."""
+        doors = self.__dict__.get("_reader_doors", [])
+        doors[:] = [d for d in doors if d is not door]
 
 
 def _refuse_last_try(session: PivSession) -> None:

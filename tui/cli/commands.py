@@ -21,6 +21,7 @@ COMMANDS: Final[dict[tuple[str | None, str | None], str]] = {
     ("renew", None): "tui.cli.renew:cmd_renew",
     ("change-pin", None): "tui.cli.pin:cmd_change_pin",
     ("unblock", None): "tui.cli.pin:cmd_unblock",
+    ("queue", None): "tui.cli.queue:cmd_queue",
     ("audit", None): "tui.cli.audit:cmd_audit",
     ("serve", None): "tui.cli.serve:cmd_serve",
     ("ca", "init"): "tui.cli.ca:cmd_ca_init",
