@@ -87,9 +87,11 @@ class InvalidPinError(CardError):
     title = "Wrong PIN"
     code = "PIN"
 
-    def __init__(self, attempts_remaining: int | None) -> None:
+    def __init__(self, attempts_remaining: int | None, what: str = "PIN") -> None:
         self.attempts_remaining = attempts_remaining
-        super().__init__(not_accepted("PIN", attempts_remaining), next_step="Enter the PIN again carefully.")
+        if what != "PIN":  # the PUK (RESET RETRY COUNTER)
+            self.title = f"Wrong {what}"
+        super().__init__(not_accepted(what, attempts_remaining), next_step=f"Enter the {what} again carefully.")
 
 
 class PinBlockedError(CardError):
@@ -106,6 +108,14 @@ class PinFormatError(CardError):
     title = "PIN not valid"
     code = "PINFORMAT"
     next_step = "Enter your PIN again: it has 6 to 8 characters. No try was used."
+
+
+class PinMismatchError(PinFormatError):
+    """The new PIN and its repetition differ: nothing was sent, no try used."""
+
+    title = "The new PINs differ"
+    code = "PIN-MISMATCH"
+    next_step = "Enter the new PIN twice, the same both times. Nothing was sent to the card; no try was used."
 
 
 class ManagementKeyError(CardError):
@@ -221,3 +231,14 @@ class LastPinTryError(CardError):
     next_step = ("The PIN was not sent and no try was used. If you are sure of the PIN, run again with "
                  "--allow-last-pin-try, or use the TUI (it asks before sending); otherwise contact your "
                  "Registration Authority (RA).")
+
+
+class CardChangedError(CardError):
+    """Another card is in the reader than the one a PIN was typed for (its GUID differs, or the
+    reader now holds none that says): the PIN was not sent, no try was used. Raised by the door
+    before anything is sent to the card (``RenewalRequest.expect_card``, the renewal queue)."""
+
+    title = "A different card is in the reader"
+    code = "CARD-CHANGED"
+    next_step = ("The PIN was not sent and nothing was changed. Check which card is in the reader, then enter "
+                 "that card's own PIN.")

@@ -17,6 +17,7 @@ are the engine's own business and may move. Where each part lives:
 
 from card.issued_checks import CertificateMismatchError
 from card.enrollment.base import IssuerError
+from card.renewal.admin import as_token, piv_token
 from card.renewal.context import RenewalContext
 from card.renewal.engine import renew
 from card.renewal.model import (CardSummary, SlotState, SlotStatus, UpdateCheck, card_expiry_status, card_expiry_words,
@@ -42,10 +43,12 @@ __all__ = [
     "SlotState",
     "SlotStatus",
     "UpdateCheck",
+    "as_token",
     "card_expiry_status",
     "card_expiry_words",
     "card_id_for",
     "journal_slot_matches",
+    "piv_token",
     "read_card",
     "renew",
     "update_check",
