@@ -285,3 +285,14 @@ class TokenCommandError(CardError):
         self.function = function
         self.reason = reason
         super().__init__(message or f"{function} failed: {reason}")
+
+
+class CardChangedError(CardError):
+    """Another card is in the reader than the one a PIN was typed for (its GUID differs, or the
+    reader now holds none that says): the PIN was not sent, no try was used. Raised by the door
+    before anything is sent to the card (``RenewalRequest.expect_card``, the renewal queue)."""
+
+    title = "A different card is in the reader"
+    code = "CARD-CHANGED"
+    next_step = ("The PIN was not sent and nothing was changed. Check which card is in the reader, then enter "
+                 "that card's own PIN.")

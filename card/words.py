@@ -252,3 +252,30 @@ ADMIN_NEXT = "The token's security officer PIN or management key is not the one 
 def not_supported_by_token(what: str) -> str:
     """The token cannot do ``what`` (a mechanism or key type): ``"the token does not support …"``."""
     return f"the token does not support {what}"
+
+
+# -- the renewal queue: several readers at once (issue 15) ----------------------------------------
+def pin_for(holder: str | None, reader: str) -> str:
+    """The PIN question of one card in the queue, naming its holder and its reader:
+    ``"PIN of Alice Anders's card in Virtual PCD 00 00"`` (no colon, no full stop)."""
+    whose = f"{holder}'s card" if holder else "the card (no name on it)"
+    return f"PIN of {whose} in {reader}"
+
+
+def pin_for_body(holder: str | None) -> str:
+    """What the queue's PIN dialog (and prompt) asks of the one holder it names."""
+    who = holder or "the card holder"
+    return (f"Only {who} types this PIN. It is sent to this card alone, once, and never kept. Cancel (or an "
+            "empty PIN) leaves this card as it is.")
+
+
+def last_try_for(holder: str | None) -> str:
+    """The last-try question in the queue: whose card a wrong PIN would block."""
+    who = f"{holder}'s card" if holder else "this card"
+    return (f"Only 1 try is left. If this PIN is wrong, {who} is blocked and only your Registration Authority "
+            "can unlock it. Send this PIN?")
+
+
+def queue_summary(renewed: int, failed: int, not_due: int) -> str:
+    """The queue's last line: ``"2 renewed, 1 failed, 1 not due"``."""
+    return f"{renewed} renewed, {failed} failed, {not_due} not due"
