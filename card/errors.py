@@ -296,3 +296,18 @@ class CardChangedError(CardError):
     code = "CARD-CHANGED"
     next_step = ("The PIN was not sent and nothing was changed. Check which card is in the reader, then enter "
                  "that card's own PIN.")
+
+
+class TokenKeyError(ApduError):
+    """No private key at a PKCS#11 token's ``CKA_ID``, or one of another type than asked for.
+
+    An :class:`ApduError` with the status word a PIV card gives for the same case — ``6A 88`` (no
+    such key) or ``6A 80`` (a key of another type) — so the engine's test-signature loop
+    (:func:`card.piv.quirks.no_key_of_this_type`) reads a token as it reads a card.
+    """
+
+    title = "No such key on the token"
+    code = "NOKEY"
+
+    def __init__(self, message: str, *, other_type: bool = False) -> None:
+        super().__init__(SW.INCORRECT_DATA if other_type else SW.REFERENCE_NOT_FOUND, message)
