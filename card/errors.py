@@ -88,12 +88,14 @@ class InvalidPinError(CardError):
     title = "Wrong PIN"
     code = "PIN"
 
-    def __init__(self, attempts_remaining: int | None, *, few_left: bool = False) -> None:
+    def __init__(self, attempts_remaining: int | None, what: str = "PIN", *, few_left: bool = False) -> None:
         self.attempts_remaining = attempts_remaining
         self.few_left = few_left
         """A PKCS#11 token said ``CKF_USER_PIN_COUNT_LOW`` without a number (``attempts_remaining`` None)."""
-        message = not_accepted("PIN", attempts_remaining) + (f" {words.FEW_TRIES}" if few_left else "")
-        super().__init__(message, next_step="Enter the PIN again carefully.")
+        if what != "PIN":  # the PUK (RESET RETRY COUNTER)
+            self.title = f"Wrong {what}"
+        message = not_accepted(what, attempts_remaining) + (f" {words.FEW_TRIES}" if few_left else "")
+        super().__init__(message, next_step=f"Enter the {what} again carefully.")
 
 
 class PinBlockedError(CardError):
@@ -110,6 +112,14 @@ class PinFormatError(CardError):
     title = "PIN not valid"
     code = "PINFORMAT"
     next_step = "Enter your PIN again: it has 6 to 8 characters. No try was used."
+
+
+class PinMismatchError(PinFormatError):
+    """The new PIN and its repetition differ: nothing was sent, no try used."""
+
+    title = "The new PINs differ"
+    code = "PIN-MISMATCH"
+    next_step = "Enter the new PIN twice, the same both times. Nothing was sent to the card; no try was used."
 
 
 class ManagementKeyError(CardError):
