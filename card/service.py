@@ -19,6 +19,8 @@ The door's API (keep it small; the TUI and the CLI both depend on it):
 ``renew(request)``                     → ``RenewalResult``: the renewal engine on this card
 ``renew_if_due(request)``              → ``(CardSummary, RenewalResult | None)``: read, check,
                                          renew from that reading in one card transaction
+``check(request)``                     → ``CheckReport``: the dry run (``renew --check``): every
+                                         check a renewal makes first; nothing on the card changes
 ``cancel()``                           stop waits and the renewal at the next safe point
 ``log_off()``                          → None: drop the connection (the card forgets the PIN)
 ``watch(on_change)``                   card presence, ``on_change(present)`` from a thread
@@ -52,6 +54,7 @@ __all__ = [  # the door, and the read-model names it re-exports (made on first u
     "CardDoor", "CardService", "RenewalRequest",
     "CardSummary", "KeyType", "RenewalResult", "RenewalStep", "Slot", "SlotResult", "SlotState", "SlotStatus",
     "UpdateCheck", "card_expiry_words", "check_pin_format", "update_check", "RenewalRefused",
+    "CheckRequest", "CheckItem", "CheckOutcome", "CheckReport",
     "EntryState", "QueueEntry", "ReaderQueue",
 ]
 
@@ -62,8 +65,10 @@ if TYPE_CHECKING:
     from card.piv import KeyType, PivSession, Slot, check_pin_format
     from card.renewal import (CardSummary, RenewalRefused, RenewalReporter, RenewalResult, RenewalStep, SlotResult,
                               SlotState, SlotStatus, UpdateCheck, card_expiry_words, update_check)
+    from card.renewal.check_report import CheckItem, CheckOutcome, CheckReport, CheckRequest
     from card.reader_queue import EntryState, QueueEntry, ReaderQueue
     from card.secret import Secret
+    from card.token import Token
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +81,9 @@ _READ_MODEL = {
     "KeyType": "card.piv", "Slot": "card.piv", "check_pin_format": "card.piv",
     # the engine's refusal before anything changed (a CardError the callers tell apart)
     "RenewalRefused": "card.renewal",
+    # the dry run's report (renew --check, the Card tab's Check)
+    "CheckItem": "card.renewal.check_report", "CheckOutcome": "card.renewal.check_report",
+    "CheckReport": "card.renewal.check_report", "CheckRequest": "card.renewal.check_report",
     # several readers at once (issue 15): the renewal queue over doors made by reader_door
     "EntryState": "card.reader_queue", "QueueEntry": "card.reader_queue", "ReaderQueue": "card.reader_queue",
 }
@@ -261,10 +269,11 @@ class CardDoor:
         settings, journals, reader = self.settings, self.journals, self.reader_name
 
         def check_then_renew(session: PivSession) -> tuple[CardSummary, RenewalResult | None]:
-            from card.renewal import UpdateCheck, read_card, update_check
+            from card.renewal import UpdateCheck, piv_token, read_card, update_check
             from card.secret import Secret
 
-            summary = read_card(session, settings, journals=journals, reader=reader,
+            token = piv_token(session, settings)  # one token for the reading and the renewal (the CHUID read once)
+            summary = read_card(token, settings, journals=journals, reader=reader,
                                 pin_retries=False)  # not shown; the engine sends the PIN next
             if request.expect_card is not None and summary.card_id != request.expect_card:
                 if isinstance(request.pin, Secret):
@@ -272,18 +281,19 @@ class CardDoor:
                 raise CardChangedError(f"the card in {reader} is not the one the PIN was typed for")
             if update_check(summary) not in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
                 return summary, None
-            return summary, self._renew(session, request, summary)
+            return summary, self._renew(token, request, summary)
 
         return self.service.submit(check_then_renew)
 
-    def _renew(self, session: PivSession, request: RenewalRequest, summary: CardSummary | None) -> RenewalResult:
-        from card.renewal import NullReporter, RenewalContext, renew
+    def _renew(self, card: Token | PivSession, request: RenewalRequest, summary: CardSummary | None) -> RenewalResult:
+        from card.renewal import NullReporter, RenewalContext, as_token, renew
         from card.secret import Secret
 
         pin = request.pin if isinstance(request.pin, Secret) else None
+        token = as_token(card, self.settings)
         try:
             if request.refuse_last_try:
-                _refuse_last_try(session)
+                _refuse_last_try(token)
             if pin is None:
                 assert not isinstance(request.pin, Secret)
                 pin = request.pin()
@@ -296,10 +306,19 @@ class CardDoor:
                 ctx.now = request.now
             if request.between_slots is not None:
                 ctx.between_slots = request.between_slots
-            return renew(session, ctx, pin, summary=summary)
+            return renew(token, ctx, pin, summary=summary)
         finally:
             if pin is not None:
                 pin.wipe()  # (renew wipes it too; the guard may refuse before)
+
+    def check(self, request: CheckRequest) -> Future[CheckReport]:
+        """The dry run (``renew --check``, the Card tab's *Check*; :func:`card.renewal.check_start.start_check`):
+        every check a renewal makes first, each passed, failed or skipped; nothing on the card changes.
+        Future raises: CardRemovedError, NoCardError, ReaderUnavailableError, OperationCancelled."""
+        from card.renewal.check_start import start_check
+
+        return start_check(self.settings, self.issuer, self.journals, self.audit, self.service.submit, request,
+                           self.cancel_event)
 
     def cancel(self) -> None:
         """Stop at the next safe point (never waits): a renewal stops before its next certificate;
@@ -367,13 +386,13 @@ class CardDoor:
         doors[:] = [d for d in doors if d is not door]
 
 
-def _refuse_last_try(session: PivSession) -> None:
+def _refuse_last_try(token: Token) -> None:
     """Before the PIN is sent, in the renewal's own card transaction: refuse when one try is left.
 
     Raises:
         LastPinTryError: one try left; PinBlockedError: no try left (``69 83``).
     """
-    retries = session.get_pin_retries()  # raises PinBlockedError on 69 83
+    retries = token.pin_tries_left()  # 0: blocked (PIV: 69 83)
     if retries == 0:
         raise PinBlockedError("The PIN is blocked.")
     if retries == 1:
