@@ -158,10 +158,17 @@ class CardDoor:
         """SELECT PIV and VERIFY ``pin`` (SP 800-73-4 Part 2 §3.2.1); ``pin`` is wiped once the card
         answered. Future raises: PinFormatError (nothing sent), InvalidPinError (with the tries
         left), PinBlockedError, CardRemovedError, NoCardError, CardError."""
+        audit = self.audit
+
         def verify(session: PivSession) -> None:
+            from card.renewal.attempts import audit_log_on
+
             try:
                 session.select()
                 session.verify_pin(pin)
+            except (InvalidPinError, PinBlockedError) as exc:
+                audit_log_on(audit, exc)  # every attempt is audited (issue 15); never the PIN
+                raise
             finally:
                 pin.wipe()
 
@@ -280,7 +287,7 @@ class CardDoor:
                 ctx.now = request.now
             if request.between_slots is not None:
                 ctx.between_slots = request.between_slots
-            return renew(session, ctx, pin, summary=summary)
+            return _audited(self.audit, summary, lambda: renew(session, ctx, pin, summary=summary))
         finally:
             if pin is not None:
                 pin.wipe()  # (renew wipes it too; the guard may refuse before)
@@ -310,6 +317,22 @@ class CardDoor:
     def close(self, *, wait: bool = True, timeout_s: float | None = 30.0, cancel_pending: bool | None = None) -> bool:
         """Shut the current reader's worker down (:meth:`CardService.shutdown`, same arguments and result)."""
         return self.service.shutdown(wait=wait, timeout_s=timeout_s, cancel_pending=cancel_pending)
+
+
+def _audited(audit: AuditLog, summary: CardSummary | None, run: Callable[[], RenewalResult]) -> RenewalResult:
+    """``run()``, with one audit record of how the attempt ended (issue 15: every attempt, not only
+    what changed the card; :mod:`card.renewal.attempts`)."""
+    from card.renewal.attempts import audit_run
+
+    card_guid, holder = (summary.card_id, summary.holder) if summary else (None, None)
+    resumed = bool(summary and summary.pending_journal is not None)
+    try:
+        result = run()
+    except Exception as exc:
+        audit_run(audit, error=exc, card_guid=card_guid, holder=holder, resumed=resumed)
+        raise
+    audit_run(audit, result=result, card_guid=card_guid, holder=holder, resumed=resumed)
+    return result
 
 
 def _refuse_last_try(session: PivSession) -> None:

@@ -14,6 +14,7 @@
 12    the certificate authority refused or could not be reached; nothing was changed on the card
 13    not every certificate was renewed, or a journal/audit file could not be written after the
       card changed; if the card was changed the journal is kept — run ``renew`` again to resume
+14    ``audit --verify``: the audit log was edited or cut after it was written
 129   ended by SIGHUP (an SSH session dropped), 130 by SIGINT, 143 by SIGTERM (128 + signal),
 130,  after the current card step was finished and journalled; the next logon or ``renew``
 143   finishes the update
@@ -37,6 +38,7 @@ EXIT_NOT_DUE: Final = 10
 EXIT_REFUSED: Final = 11
 EXIT_CA: Final = 12
 EXIT_PARTIAL: Final = 13
+EXIT_AUDIT_BROKEN: Final = 14
 EXIT_SIGHUP: Final = 128 + signal.SIGHUP
 EXIT_SIGINT: Final = 128 + signal.SIGINT
 EXIT_SIGTERM: Final = 128 + signal.SIGTERM
@@ -51,6 +53,7 @@ EXIT_CODES: Final[dict[int, str]] = {
     EXIT_REFUSED: "refused: expired certificate or failed preflight (contact the RA), or an unwritable state directory",
     EXIT_CA: "certificate authority refused or unreachable; card unchanged",
     EXIT_PARTIAL: "not every certificate was renewed; run renew again (it resumes) or contact the RA",
+    EXIT_AUDIT_BROKEN: "audit --verify: the audit log was edited or cut after it was written",
     EXIT_SIGHUP: "ended by SIGHUP (an SSH session dropped) after the current card step; the next run resumes",
     EXIT_SIGINT: "ended by SIGINT (Ctrl-C) after the current card step; the next run resumes",
     EXIT_SIGTERM: "ended by SIGTERM after the current card step; the next run resumes",
