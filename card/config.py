@@ -22,6 +22,7 @@ from card.config_files import (
     read_toml,
 )
 from card.config_schema import check_schema, get
+from card.config_token import TOKEN_KEYS, KeySelector, TokenSettings, parse_token
 from card.enrollment import registry
 from card.enrollment.local_settings import LocalIssuerSettings
 from card.enrollment.settings import IssuerSettings
@@ -30,7 +31,7 @@ from card.secret import Secret
 
 __all__ = [
     "DEFAULT_RA_CONTACT", "DEFAULT_SLOTS", "MANAGEMENT_KEY_SOURCES", "MAX_CONFIG_BYTES", "MAX_KEY_FILE_BYTES", "SCHEMA",
-    "SLOT_ENTRY", "ConfigError", "Settings", "SlotSetting", "UsageError", "find_config", "load_settings",
+    "SLOT_ENTRY", "ConfigError", "KeySelector", "Settings", "SlotSetting", "TokenSettings", "UsageError", "find_config", "load_settings",
     "read_hex_key_file", "read_small_regular_file",
 ]
 """The configuration's public names; the errors and the file readers live in :mod:`card.config_errors`
@@ -70,6 +71,9 @@ class Settings:
     master_key_file: Path | None = None
     """For the ``diversified`` source: the deployment master key (hex), diversified by card GUID."""
     max_certificate_bytes: int = 3052
+    token: TokenSettings = field(default_factory=TokenSettings)
+    """The ``[card]`` table's interface (``piv`` | ``pkcs11``), PKCS#11 module and token, ``old_keys``
+    and the keys to renew (:mod:`card.config_token`)."""
     removal_policy: str = "logoff"
     ra_contact: str = DEFAULT_RA_CONTACT
     allow_unlock: bool = False
@@ -127,7 +131,7 @@ SCHEMA: dict[str, Mapping[str, tuple[type, ...]]] = {
     "management_key": {"source": (str, list), "algorithm": (str,), "file": (str,), "master_key_file": (str,)},
     "ui": {"removal_policy": (str,), "ra_contact": (str,), "allow_unlock": (bool,), "inactivity_timeout_s": (int,),
            "kiosk": (bool,), "theme": (str,), "pin_characters": (str,)},
-    "card": {"max_certificate_bytes": (int,)},
+    "card": {"max_certificate_bytes": (int,), **TOKEN_KEYS},
 }
 """Every key the configuration may hold, by table ("" = top level), with the TOML types it takes.
 A key that is not here is an error naming the file and the key (a misspelt key must never be
@@ -169,6 +173,8 @@ def _settings_from(raw: dict[str, Any], path: Path | None, overrides: dict[str, 
         if not 256 <= limit <= 65535:
             raise ConfigError("card.max_certificate_bytes must be between 256 and 65535")
         values["max_certificate_bytes"] = limit
+    values["token"] = parse_token(raw.get("card", {}), path.parent if path else Path.cwd(),
+                                  has_slots="slots" in raw.get("renewal", {}))
     if (reader := get(raw, "reader", str, "")) is not None:
         values["reader"] = reader
     values.update({k: v for k, v in overrides.items() if v is not None})

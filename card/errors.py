@@ -221,3 +221,14 @@ class LastPinTryError(CardError):
     next_step = ("The PIN was not sent and no try was used. If you are sure of the PIN, run again with "
                  "--allow-last-pin-try, or use the TUI (it asks before sending); otherwise contact your "
                  "Registration Authority (RA).")
+
+
+class CardChangedError(CardError):
+    """Another card is in the reader than the one a PIN was typed for (its GUID differs, or the
+    reader now holds none that says): the PIN was not sent, no try was used. Raised by the door
+    before anything is sent to the card (``RenewalRequest.expect_card``, the renewal queue)."""
+
+    title = "A different card is in the reader"
+    code = "CARD-CHANGED"
+    next_step = ("The PIN was not sent and nothing was changed. Check which card is in the reader, then enter "
+                 "that card's own PIN.")

@@ -35,6 +35,7 @@ names below are imported on first use (PEP 562), so the TUI's first frame does n
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import importlib
 import logging
@@ -44,13 +45,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from card.errors import InvalidPinError, LastPinTryError, PinBlockedError
+from card.errors import CardChangedError, InvalidPinError, LastPinTryError, PinBlockedError
 from card.worker import CardService
 
 __all__ = [  # the door, and the read-model names it re-exports (made on first use, see __getattr__)
     "CardDoor", "CardService", "RenewalRequest",
     "CardSummary", "KeyType", "RenewalResult", "RenewalStep", "Slot", "SlotResult", "SlotState", "SlotStatus",
     "UpdateCheck", "card_expiry_words", "check_pin_format", "update_check", "RenewalRefused",
+    "EntryState", "QueueEntry", "ReaderQueue",
 ]
 
 if TYPE_CHECKING:
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
     from card.piv import KeyType, PivSession, Slot, check_pin_format
     from card.renewal import (CardSummary, RenewalRefused, RenewalReporter, RenewalResult, RenewalStep, SlotResult,
                               SlotState, SlotStatus, UpdateCheck, card_expiry_words, update_check)
+    from card.reader_queue import EntryState, QueueEntry, ReaderQueue
     from card.secret import Secret
 
 logger = logging.getLogger(__name__)
@@ -73,6 +76,8 @@ _READ_MODEL = {
     "KeyType": "card.piv", "Slot": "card.piv", "check_pin_format": "card.piv",
     # the engine's refusal before anything changed (a CardError the callers tell apart)
     "RenewalRefused": "card.renewal",
+    # several readers at once (issue 15): the renewal queue over doors made by reader_door
+    "EntryState": "card.reader_queue", "QueueEntry": "card.reader_queue", "ReaderQueue": "card.reader_queue",
 }
 """The read-model names the TUI and the CLI import from here (made on first use)."""
 
@@ -102,6 +107,9 @@ class RenewalRequest:
         refuse_last_try: with only one PIN try left, raise ``LastPinTryError`` instead of
             sending the PIN (asked with an empty VERIFY, which spends no try, SP 800-73-4 Part 2
             §3.2.1); a blocked PIN raises ``PinBlockedError`` without sending it.
+        expect_card: the card id (GUID, ``CardSummary.card_id``) the PIN was typed for
+            (``renew_if_due`` only): a card read in the same transaction with another id raises
+            ``CardChangedError`` and the PIN is wiped unsent (the renewal queue: one PIN, one card).
     """
 
     pin: Secret | Callable[[], Secret]
@@ -110,6 +118,7 @@ class RenewalRequest:
     cancel: threading.Event | None = None
     now: Callable[[], dt.datetime] | None = None
     refuse_last_try: bool = False
+    expect_card: str | None = None
 
 
 PinWhat = Literal["PIN", "PUK"]
@@ -132,6 +141,8 @@ class CardDoor:
     demo_pin: str | None
     """The demo card's PIN, shown on the logon pane (None: not a demo card, or its PIN was changed
     or reset here: it is not the one the demo card was made with any more)."""
+    service_factory: Callable[[str], CardService] | None = None
+    """Builds the card service for a reader name (None: one fixed card; the assembly says)."""
 
     @property
     def can_switch_reader(self) -> bool:
@@ -258,9 +269,14 @@ class CardDoor:
 
         def check_then_renew(session: PivSession) -> tuple[CardSummary, RenewalResult | None]:
             from card.renewal import UpdateCheck, read_card, update_check
+            from card.secret import Secret
 
             summary = read_card(session, settings, journals=journals, reader=reader,
                                 pin_retries=False)  # not shown; the engine sends the PIN next
+            if request.expect_card is not None and summary.card_id != request.expect_card:
+                if isinstance(request.pin, Secret):
+                    request.pin.wipe()
+                raise CardChangedError(f"the card in {reader} is not the one the PIN was typed for")
             if update_check(summary) not in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
                 return summary, None
             return summary, self._renew(session, request, summary)
@@ -315,8 +331,47 @@ class CardDoor:
         service.watch(changed)
 
     def close(self, *, wait: bool = True, timeout_s: float | None = 30.0, cancel_pending: bool | None = None) -> bool:
-        """Shut the current reader's worker down (:meth:`CardService.shutdown`, same arguments and result)."""
-        return self.service.shutdown(wait=wait, timeout_s=timeout_s, cancel_pending=cancel_pending)
+        """Shut the current reader's worker down (:meth:`CardService.shutdown`, same arguments and
+        result), and the workers of the doors made by :meth:`reader_door`."""
+        ended = self.service.shutdown(wait=wait, timeout_s=timeout_s, cancel_pending=cancel_pending)
+        for door in list(self.__dict__.get("_reader_doors", ())):
+            ended = door.close(wait=wait, timeout_s=timeout_s, cancel_pending=cancel_pending) and ended
+        return ended
+
+    # -- several readers at once (the renewal queue, issue 15) --------------------------------
+    def list_readers(self) -> list[tuple[str, bool]]:
+        """The readers and whether each holds a card, ``[(name, has_card)]`` (blocking; the
+        assembly lists PC/SC's). Here: this door's one reader, with a card.
+
+        Raises:
+            ReaderUnavailableError: pcscd is not running or refuses us.
+        """
+        return [(self.reader_name, True)]
+
+    def reader_door(self, name: str) -> CardDoor:
+        """A door on the reader ``name`` with a card worker of its own, beside this one: the same
+        settings, issuer, journal store, audit log and cancellation token (:meth:`cancel` stops
+        every door made here). Its operations run concurrently with other readers' doors (one
+        thread per reader). :meth:`close` on this door also closes it; close it alone when the
+        reader is gone.
+
+        Raises:
+            ValueError: this door has one fixed card (the demo): no other reader can be opened.
+        """
+        if self.service_factory is None:
+            raise ValueError("this door has one fixed card; no other reader can be opened")
+        door = copy.copy(self)
+        door.service = self.service_factory(name)
+        door.reader_name = name
+        door.demo_pin = None
+        door.__dict__["_reader_doors"] = []
+        self.__dict__.setdefault("_reader_doors", []).append(door)
+        return door
+
+    def forget_reader_door(self, door: CardDoor) -> None:
+        """Stop closing ``door`` with this one (it was closed on its own: its reader is gone)."""
+        doors = self.__dict__.get("_reader_doors", [])
+        doors[:] = [d for d in doors if d is not door]
 
 
 def _audited(audit: AuditLog, summary: CardSummary | None, run: Callable[[], RenewalResult]) -> RenewalResult:

@@ -139,3 +139,80 @@ def blocked_words(ra_contact: str) -> Words:
     """*Update My Card* on a card whose PIN is blocked."""
     return Words("Card blocked", "Your PIN is blocked, so your card cannot be updated.",
                  f"Contact {ra_contact} to unlock it.")
+
+
+# -- the token and its renewal mode (issue 14) -----------------------------------------------------
+class TokenFacts(Protocol):
+    """What the words of a token need (:class:`card.token.TokenInfo`)."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def manufacturer(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def serial(self) -> str: ...
+
+    @property
+    def side_by_side(self) -> bool: ...
+
+
+SIDE_BY_SIDE = "The old certificate keeps working until the new one is written."
+"""A token whose keys can live side by side (PKCS#11): the new key is made beside the old one, and
+the old key and certificate are removed only after the new ones passed the test signature."""
+PIV_ORDER = "Do not remove your card."
+"""A PIV card (or a PIV card through a PKCS#11 module): the new key replaces the old one in its
+slot (DESIGN §3), so the card must stay in the reader until every certificate is written."""
+
+
+def renewal_mode(side_by_side: bool) -> str:
+    """The renewal mode's name, as ``status --json`` gives it: ``side_by_side`` | ``piv_order``."""
+    return "side_by_side" if side_by_side else "piv_order"
+
+
+def renewal_mode_words(side_by_side: bool) -> Words:
+    """What the logon pane, the Card tab, ``status`` and ``renew`` say about how this card or token
+    is renewed: the title names the mode, the message is the one sentence the holder needs."""
+    if side_by_side:
+        return Words("Renewal side by side", SIDE_BY_SIDE)
+    return Words("Renewal in place", PIV_ORDER)
+
+
+def token_name(token: TokenFacts) -> str:
+    """The token as the user knows it: ``"cardrenew (SoftHSM project SoftHSM v2, serial 1a2b3c4d)"``;
+    the parts the token does not state are left out (``"PIV card"`` for a PIV card without them)."""
+    maker = " ".join(p for p in (token.manufacturer.strip(), token.model.strip()) if p)
+    details = ", ".join(p for p in (maker, f"serial {token.serial.strip()}" if token.serial.strip() else "") if p)
+    label = token.label.strip() or "(no label)"
+    return f"{label} ({details})" if details else label
+
+
+# -- the renewal queue: several readers at once (issue 15) ----------------------------------------
+def pin_for(holder: str | None, reader: str) -> str:
+    """The PIN question of one card in the queue, naming its holder and its reader:
+    ``"PIN of Alice Anders's card in Virtual PCD 00 00"`` (no colon, no full stop)."""
+    whose = f"{holder}'s card" if holder else "the card (no name on it)"
+    return f"PIN of {whose} in {reader}"
+
+
+def pin_for_body(holder: str | None) -> str:
+    """What the queue's PIN dialog (and prompt) asks of the one holder it names."""
+    who = holder or "the card holder"
+    return (f"Only {who} types this PIN. It is sent to this card alone, once, and never kept. Cancel (or an "
+            "empty PIN) leaves this card as it is.")
+
+
+def last_try_for(holder: str | None) -> str:
+    """The last-try question in the queue: whose card a wrong PIN would block."""
+    who = f"{holder}'s card" if holder else "this card"
+    return (f"Only 1 try is left. If this PIN is wrong, {who} is blocked and only your Registration Authority "
+            "can unlock it. Send this PIN?")
+
+
+def queue_summary(renewed: int, failed: int, not_due: int) -> str:
+    """The queue's last line: ``"2 renewed, 1 failed, 1 not due"``."""
+    return f"{renewed} renewed, {failed} failed, {not_due} not due"

@@ -59,6 +59,12 @@ def _first_module(tree: Path, package: str) -> Path:
         ("card.journal", "import tui.widgets", "card-no-ui", "card/ never imports the TUI or Textual"),
         # pyscard outside card.pcsc.
         ("card.piv", "import smartcard", "pyscard-only-in-pcsc", "only card.pcsc imports pyscard"),
+        # The PKCS#11 binding outside card.pkcs11 (issue 14): the token protocol stays binding-free.
+        ("card.token.base", "import pkcs11", "pkcs11-only-in-card-pkcs11", "only card.pkcs11 imports the PKCS#11"),
+        # The token boundary below the engine: a token reaching up to the engine (issue 14).
+        ("card.token.base", "import card.renewal.engine", "card-layers", "card layers"),
+        # The PIV commands know nothing of the token boundary over them.
+        ("card.piv.session", "import card.token.base", "card-layers", "card layers"),
         # A lower layer importing a higher one: the APDU layer reaching up to the engine.
         ("card.apdu", "import card.renewal", "card-layers", "card layers"),
         # The PIV layer reaching up to the issuers (an issuer may use card types, never the reverse).

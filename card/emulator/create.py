@@ -40,6 +40,11 @@ PROFILES: dict[str, Profile] = {
     "yubikey5": {"management_key_algorithm": ManagementKeyAlgorithm.AES192, "max_object_bytes": 3052,
                  "supported_key_types": [KeyType.RSA2048, KeyType.ECCP256, KeyType.ECCP384],
                  "atr": YUBIKEY5_ATR, "yubico_version": [5, 7, 1]},
+    # YubiKey 5.4: 3DES default management key (before 5.7), F7 metadata, FD version, F8 serial.
+    # What Yubico's ykcs11 2.2.0 (3DES only; RSA generation asks FD first) can write to.
+    "yubikey54": {"management_key_algorithm": ManagementKeyAlgorithm.TDES, "max_object_bytes": 3052,
+                  "supported_key_types": [KeyType.RSA2048, KeyType.ECCP256, KeyType.ECCP384],
+                  "atr": YUBIKEY5_ATR, "yubico_version": [5, 4, 3]},
     # An older PIV card: 1856-byte objects (SP 800-73 certificate cap), 3DES only, RSA-2048 only.
     "legacy": {"management_key_algorithm": ManagementKeyAlgorithm.TDES, "max_object_bytes": 1856,
                "supported_key_types": [KeyType.RSA2048]},

@@ -74,7 +74,7 @@ def test_metadata_without_tag_01_means_3des() -> None:
 
 
 def test_profiles() -> None:
-    assert set(PROFILES) == {"piv", "yubikey5", "legacy"}
+    assert set(PROFILES) == {"piv", "yubikey5", "yubikey54", "legacy"}
     piv, yk, legacy = profile_state("piv"), profile_state("yubikey5"), profile_state("legacy")
     assert piv.management_key_algorithm == 0x03 and piv.yubico_version is None
     assert yk.management_key_algorithm == 0x0A and yk.atr == YUBIKEY5_ATR and yk.max_object_bytes == 3052
@@ -125,3 +125,13 @@ def test_engine_keeps_the_configured_algorithm_when_the_card_has_no_metadata(ca:
     ctx = RenewalContext(settings, ca, JournalStore(settings.state_dir), AuditLog(settings.state_dir / "audit.log"))
     assert renew(PivSession(card), ctx, Secret("123456")).ok
     assert bytes.fromhex("00F7009B00") in [apdu for apdu, sw in card.trace if sw == 0x6D00]
+
+
+def test_yubikey54_profile_is_a_yubikey_with_a_3des_key() -> None:
+    """What Yubico's ykcs11 2.2.0 needs to write (tests/ykcs11): a 3DES management key (libykpiv
+    2.2.0 knows no AES) and GET VERSION answered (its RSA generation asks FD first)."""
+    card, s = session_on(profile_state("yubikey54"))
+    assert s.get_management_key_algorithm() is ManagementKeyAlgorithm.TDES
+    assert card.state.atr == YUBIKEY5_ATR and card.state.yubico_version == [5, 4, 3]
+    assert card.transmit(bytes.fromhex("00FD000000")) == (bytes([5, 4, 3]), 0x9000)
+    assert bytes.fromhex(card.state.management_key) == DEFAULT_MANAGEMENT_KEY

@@ -1,7 +1,7 @@
 """The CLI's exit codes (stable, documented in the README's *Exit codes* table).
 
 ====  =====================================================================
-0     success (renewed; status: nothing due)
+0     success (renewed; status: nothing due; queue: every card renewed or up to date)
 1     unexpected error
 2     usage or configuration error
 3     no reader, no card, card removed, or pcscd not running
@@ -13,7 +13,8 @@
       or the PIN is blocked)
 12    the certificate authority refused or could not be reached; nothing was changed on the card
 13    not every certificate was renewed, or a journal/audit file could not be written after the
-      card changed; if the card was changed the journal is kept — run ``renew`` again to resume
+      card changed; if the card was changed the journal is kept — run ``renew`` again to resume;
+      queue: some card was not renewed (failed, refused, or skipped)
 14    ``audit --verify``: the audit log was edited or cut after it was written
 129   ended by SIGHUP (an SSH session dropped), 130 by SIGINT, 143 by SIGTERM (128 + signal),
 130,  after the current card step was finished and journalled; the next logon or ``renew``
@@ -44,15 +45,16 @@ EXIT_SIGINT: Final = 128 + signal.SIGINT
 EXIT_SIGTERM: Final = 128 + signal.SIGTERM
 
 EXIT_CODES: Final[dict[int, str]] = {
-    EXIT_OK: "success",
+    EXIT_OK: "success (queue: every card renewed or up to date)",
     EXIT_ERROR: "unexpected error",
-    EXIT_USAGE: "usage or configuration error",
+    EXIT_USAGE: "usage or configuration error (queue: --pin-stdin is refused)",
     EXIT_CARD: "no reader, no card, card removed, or pcscd not running",
     EXIT_PIN: "wrong PIN or PIN blocked",
     EXIT_NOT_DUE: "nothing due for renewal (status: some certificates are due)",
     EXIT_REFUSED: "refused: expired certificate or failed preflight (contact the RA), or an unwritable state directory",
     EXIT_CA: "certificate authority refused or unreachable; card unchanged",
-    EXIT_PARTIAL: "not every certificate was renewed; run renew again (it resumes) or contact the RA",
+    EXIT_PARTIAL: "not every certificate was renewed; run renew again (it resumes) or contact the RA "
+                  "(queue: some card was not renewed)",
     EXIT_AUDIT_BROKEN: "audit --verify: the audit log was edited or cut after it was written",
     EXIT_SIGHUP: "ended by SIGHUP (an SSH session dropped) after the current card step; the next run resumes",
     EXIT_SIGINT: "ended by SIGINT (Ctrl-C) after the current card step; the next run resumes",

@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     _add_status(sub, parents)
     _add_renew(sub, parents)
+    _add_queue(sub, parents)
     _add_audit(sub, parents)
     _add_serve(sub, parents)
     _add_ca(sub, parents)
@@ -97,6 +98,29 @@ def _add_renew(sub: argparse._SubParsersAction[argparse.ArgumentParser], parents
                    help="send the PIN even when only one try is left (a wrong PIN then blocks the card)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+QUEUE_HELP = """\
+Renew the cards in every reader, several at once (one card worker per reader): each due card's
+holder types their own PIN at the prompt, which names the holder and the reader; that PIN goes to
+that card only, once, and is never kept. One line per card, then a summary (renewed / failed /
+not due). Enter at a prompt skips that card. With one PIN try left the holder is asked first.
+
+--watch keeps waiting for cards to arrive until Ctrl-C, SIGTERM or SIGHUP: the card steps under
+way then finish, every reader is released and the summary printed.
+
+Exit codes: 0 every card renewed or up to date; 13 some card was not renewed (failed, refused,
+skipped); 2 --pin-stdin (refused) or no terminal; 3 no card in any reader (without --watch);
+128 + signal when stopped by a signal without --watch.
+"""
+
+
+def _add_queue(sub: argparse._SubParsersAction[argparse.ArgumentParser], parents: _Parents) -> None:
+    p = sub.add_parser("queue", parents=[parents.common], help="renew the cards in every reader, each with its own PIN",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description=QUEUE_HELP)
+    p.add_argument("--watch", action="store_true", help="keep waiting for cards until Ctrl-C / SIGTERM")
+    p.add_argument("--pin-stdin", action="store_true",
+                   help="refused (exit 2): one PIN must never be sent to several cards; use renew --pin-stdin")
 
 
 def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser], parents: _Parents) -> None:
@@ -159,8 +183,9 @@ def _add_emulator_create(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--expires-in-days", type=int, default=30, metavar="N")
     p.add_argument("--pin", default="123456")
     p.add_argument("--key-type", choices=["RSA2048", "ECCP256", "ECCP384"], default="RSA2048")
-    p.add_argument("--profile", choices=["piv", "yubikey5", "legacy"], default="piv",
+    p.add_argument("--profile", choices=["piv", "yubikey5", "yubikey54", "legacy"], default="piv",
                    help="piv: SP 800-73-4, 3DES; yubikey5: AES-192, F7/FD/F8, 3052-byte objects; "
+                        "yubikey54: as yubikey5 with a 3DES key (firmware 5.4); "
                         "legacy: 1856-byte objects, 3DES and RSA-2048 only")
     p.add_argument("--management-key", metavar="HEX",
                    help="the 9B key in the profile's algorithm (default: the well-known key)")

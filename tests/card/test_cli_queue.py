@@ -1,0 +1,137 @@
+"""``cardrenew queue`` in process on four in-process readers (tests/queue_readers.py) behind the
+real ``pcsc_backend`` seam: each holder's PIN asked by a prompt naming holder and reader, one line
+per card, the summary and the exit code; ``--pin-stdin`` refused before any card is touched;
+``--watch`` ended by SIGTERM releases every reader. Through pcscd and a pty:
+tests/integration/test_queue_pcscd.py."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from card.emulator.card import CardFaults
+from card.service import ReaderQueue
+from tests.queue_readers import HOLDERS, PINS, READERS, QueueReaders, verify_pins, wait_until
+from tui.cli import main
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def use_readers(monkeypatch: pytest.MonkeyPatch, readers: QueueReaders, answers: dict[str, str] | None = None,
+                prompts: list[str] | None = None) -> list:  # type: ignore[type-arg]
+    built: list = []  # type: ignore[type-arg]
+
+    def backend(settings, reader=None, *, cancel=None, **_):  # type: ignore[no-untyped-def]
+        made = readers.backend()
+        if cancel is not None:
+            made.cancel_event = cancel
+        built.append(made)
+        return made
+
+    def prompt_pin(text: str) -> str:
+        if prompts is not None:
+            prompts.append(text)
+        holder = next(h for h in HOLDERS if h in text)
+        return (answers or dict(zip(HOLDERS, PINS)))[holder]
+
+    monkeypatch.setattr("card.backend.pcsc_backend", backend)
+    monkeypatch.setattr("tui.cli.queue.prompt_pin", prompt_pin)
+    monkeypatch.setattr("sys.stdin", _Tty())
+    monkeypatch.setattr("tui.cli.queue.POLL_S", 0.05)
+    return built
+
+
+def test_queue_renews_every_card_with_its_holders_pin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    readers = QueueReaders(tmp_path, 4)
+    prompts: list[str] = []
+    use_readers(monkeypatch, readers, prompts=prompts)
+    assert main(["queue"]) == 0
+    out = capsys.readouterr().out
+    assert sorted(prompts) == sorted(f"PIN of {h}'s card in {r} (Enter to skip this card): "
+                                     for h, r in zip(HOLDERS, READERS))
+    for reader, holder in zip(READERS, HOLDERS):
+        assert re.search(rf"^{reader} \| {holder} \| renewed — Renewed, new expiry \d{{4}}-", out, re.M), out
+    assert "Summary: 4 renewed, 0 failed, 0 not due" in out
+    for reader, card in readers.cards.items():
+        assert set(verify_pins(card)) == {readers.pins[reader].encode()}
+
+
+def test_a_pulled_card_and_a_ca_refusal_exit_13_with_their_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    readers = QueueReaders(tmp_path, 4, foreign=(READERS[2],), faults={READERS[1]: CardFaults(drop_at_put_data=2)})
+    use_readers(monkeypatch, readers)
+    assert main(["queue"]) == 13
+    out = capsys.readouterr().out
+    lines = {r: next(line for line in out.splitlines() if line.startswith(r + " |") and "|" in line
+                     and ("renewed" in line or "FAILED" in line)) for r in READERS}
+    assert "renewed —" in lines[READERS[0]] and "renewed —" in lines[READERS[3]]
+    assert re.search(r"FAILED \(REF [\w-]+\) — The card was removed", lines[READERS[1]]), lines[READERS[1]]
+    assert re.search(r"FAILED \(REF [\w-]+\) — .*not issued by this CA", lines[READERS[2]]), lines[READERS[2]]
+    assert "Summary: 2 renewed, 2 failed, 0 not due" in out
+
+
+def test_a_skipped_card_is_not_renewed_and_fails_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    readers = QueueReaders(tmp_path, 2)
+    use_readers(monkeypatch, readers, answers={HOLDERS[0]: PINS[0], HOLDERS[1]: ""})
+    assert main(["queue"]) == 13
+    out = capsys.readouterr().out
+    assert f"{READERS[1]} | {HOLDERS[1]} | skipped — no PIN sent" in out
+    assert "Summary: 1 renewed, 1 failed, 0 not due" in out
+    assert verify_pins(readers.cards[READERS[1]]) == []
+
+
+def test_pin_stdin_is_refused_before_any_card_is_touched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    readers = QueueReaders(tmp_path, 2)
+    built = use_readers(monkeypatch, readers)
+    monkeypatch.setattr("sys.stdin", io.StringIO(PINS[0] + "\n"))
+    assert main(["queue", "--pin-stdin"]) == 2
+    err = capsys.readouterr().err
+    assert "--pin-stdin is refused" in err and "one PIN must never be sent to several cards" in err
+    assert built == [] and all(card.trace == [] for card in readers.cards.values())
+
+
+def test_watch_waits_for_cards_and_sigterm_ends_it_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    readers = QueueReaders(tmp_path, 2)
+    late = readers.cards[READERS[1]]
+    late.remove()  # the second holder comes later
+    use_readers(monkeypatch, readers)
+    queues: list[ReaderQueue] = []
+    doors: list = []  # type: ignore[type-arg]
+
+    class Recorded(ReaderQueue):
+        def __init__(self, door, on_change=None):  # type: ignore[no-untyped-def]
+            queues.append(self)
+            made = door.reader_door
+            door.reader_door = lambda name: doors.append(made(name)) or doors[-1]
+            super().__init__(door, on_change)
+
+    monkeypatch.setattr("tui.cli.queue.ReaderQueue", Recorded)
+
+    def holders_arrive_then_stop() -> None:
+        wait_until(lambda: bool(queues) and queues[0].summary()["renewed"] == 1)
+        late.insert()
+        wait_until(lambda: queues[0].summary()["renewed"] == 2)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    helper = threading.Thread(target=holders_arrive_then_stop, daemon=True)
+    helper.start()
+    code = main(["queue", "--watch"])
+    helper.join(10)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Stopping: the card steps under way finish" in out
+    assert "Summary: 2 renewed, 0 failed, 0 not due" in out
+    assert len(doors) == 2 and all(door.close(wait=False) for door in doors)  # every reader's worker has ended
