@@ -303,7 +303,9 @@ class CardDoor:
                 ctx.now = request.now
             if request.between_slots is not None:
                 ctx.between_slots = request.between_slots
-            return _audited(self.audit, summary, lambda: renew(session, ctx, pin, summary=summary))
+            from card.renewal.attempts import run_audited
+
+            return run_audited(self.audit, summary, lambda: renew(session, ctx, pin, summary=summary))
         finally:
             if pin is not None:
                 pin.wipe()  # (renew wipes it too; the guard may refuse before)
@@ -372,22 +374,6 @@ class CardDoor:
         """Stop closing ``door`` with this one (it was closed on its own: its reader is gone)."""
         doors = self.__dict__.get("_reader_doors", [])
         doors[:] = [d for d in doors if d is not door]
-
-
-def _audited(audit: AuditLog, summary: CardSummary | None, run: Callable[[], RenewalResult]) -> RenewalResult:
-    """``run()``, with one audit record of how the attempt ended (issue 15: every attempt, not only
-    what changed the card; :mod:`card.renewal.attempts`)."""
-    from card.renewal.attempts import audit_run
-
-    card_guid, holder = (summary.card_id, summary.holder) if summary else (None, None)
-    resumed = bool(summary and summary.pending_journal is not None)
-    try:
-        result = run()
-    except Exception as exc:
-        audit_run(audit, error=exc, card_guid=card_guid, holder=holder, resumed=resumed)
-        raise
-    audit_run(audit, result=result, card_guid=card_guid, holder=holder, resumed=resumed)
-    return result
 
 
 def _refuse_last_try(session: PivSession) -> None:

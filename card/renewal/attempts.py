@@ -10,9 +10,12 @@ is kept for the next write by :meth:`card.journal.AuditLog.write_quietly`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from card.enrollment.base import IssuerError, IssuerRejected
 from card.errors import CardError, CardRemovedError, InvalidPinError, OperationCancelled, PinBlockedError
 from card.journal import AuditLog
+from card.renewal.model import CardSummary
 from card.renewal.results import RenewalResult
 
 def error_outcome(error: BaseException) -> str:
@@ -91,3 +94,17 @@ def audit_run(audit: AuditLog, *, result: RenewalResult | None = None, error: Ba
     if isinstance(error, InvalidPinError):
         fields["tries_left"] = error.attempts_remaining
     audit.write_quietly(**base, **fields)
+
+
+def run_audited(audit: AuditLog, summary: CardSummary | None, run: Callable[[], RenewalResult]) -> RenewalResult:
+    """``run()`` (a renewal), with the records of :func:`audit_run` for how the attempt ended; the
+    card as read before it (``summary``, when the caller read it) names the card, holder and resume."""
+    card_guid, holder = (summary.card_id, summary.holder) if summary else (None, None)
+    resumed = bool(summary and summary.pending_journal is not None)
+    try:
+        result = run()
+    except Exception as exc:
+        audit_run(audit, error=exc, card_guid=card_guid, holder=holder, resumed=resumed)
+        raise
+    audit_run(audit, result=result, card_guid=card_guid, holder=holder, resumed=resumed)
+    return result
