@@ -141,6 +141,75 @@ def blocked_words(ra_contact: str) -> Words:
                  f"Contact {ra_contact} to unlock it.")
 
 
+# -- the dry run (``cardrenew renew --check``, the Card tab's *Check*) ------------------------------
+CHECK_TITLES: dict[str, str] = {
+    "card": "Card",
+    "state_directory": "State directory",
+    "card_expiry": "Card expiry (CHUID)",
+    "certificates": "Certificates",
+    "ca": "Certificate authority",
+    "pin": "PIN",
+    "management_key": "Management key",
+    "key_type": "Key algorithm",
+    "certificate_size": "Certificate size",
+    "request_signer": "Request signer",
+    "ra_grant": "Renewal grant",
+}
+"""Each check of the dry run by its stable id (the ``check`` field of ``renew --check --json``)."""
+
+NEEDS_PIN: frozenset[str] = frozenset({"pin", "request_signer", "ra_grant"})
+"""The checks that need the PIN (a PIN-protected management key needs it too)."""
+
+
+def check_skipped_no_pin(what: str) -> str:
+    """A check not run because no PIN was given: ``what`` it would have done."""
+    return f"not checked: no PIN was given ({what} needs the PIN)"
+
+
+def check_no_pin_list(titles: Sequence[str]) -> str:
+    """The PIN check's message when no PIN was given: which checks were skipped because of it."""
+    return ("no PIN was given, so it was not sent; skipped because of it: " + ", ".join(titles)
+            if titles else "no PIN was given, so it was not sent")
+
+
+CHECK_GIVE_PIN = "Run the check again with the PIN (`cardrenew renew --check`, or Check on the Card tab)."
+CHECK_NOTHING_CHANGED = "A dry run: nothing on the card was changed (no key generated, nothing written)."
+
+
+def check_summary(passed: int, failed: int, skipped: int) -> Words:
+    """The dry run's last line: every check passed (some maybe skipped), or how many failed."""
+    counts = f"{passed} passed, {failed} failed, {skipped} skipped"
+    if failed:
+        return Words("Some checks failed", f"{counts}. {CHECK_NOTHING_CHANGED}",
+                     "Fix each failed check (its next step is shown), then run the check again.")
+    if skipped:
+        return Words("No check failed", f"{counts}. {CHECK_NOTHING_CHANGED}",
+                     "The skipped checks did not run; see why beside each.")
+    return Words("Every check passed", f"{counts}. {CHECK_NOTHING_CHANGED}")
+
+
+# -- Change passcode / Unlock card (the TUI's dialogs; ``cardrenew change-pin`` / ``unblock``) ------
+PIN_CHANGED = Words("Your passcode (PIN) has been changed", "Use the new PIN from now on.")
+CARD_UNLOCKED = Words("Your card is unlocked", "The PIN has been reset. Log on with the new PIN.")
+
+
+def unlock_not_allowed(ra_contact: str) -> Words:
+    """``cardrenew unblock`` where ``ui.allow_unlock`` is false (the TUI then offers no *Unlock card*)."""
+    return Words("Unlocking is turned off",
+                 "Unlocking a card with the PUK is not allowed here (ui.allow_unlock is false); nothing was sent "
+                 "to the card.",
+                 f"Contact {ra_contact} to unlock the card, or have support staff's configuration set "
+                 "ui.allow_unlock = true.")
+
+
+def blocked_by_change(what: str, ra_contact: str) -> Words:
+    """The card answered a PIN change (``what`` = PIN) or an unlock (``what`` = PUK) with "blocked"."""
+    if what == "PUK":
+        return Words("Card blocked", "The PUK is blocked: this card can no longer be unlocked here.",
+                     f"Contact {ra_contact}.")
+    return Words("Card blocked", "The PIN is now blocked.", f"Contact {ra_contact}.")
+
+
 # -- the token and its renewal mode (issue 14) -----------------------------------------------------
 class TokenFacts(Protocol):
     """What the words of a token need (:class:`card.token.TokenInfo`)."""
@@ -189,6 +258,69 @@ def token_name(token: TokenFacts) -> str:
     details = ", ".join(p for p in (maker, f"serial {token.serial.strip()}" if token.serial.strip() else "") if p)
     label = token.label.strip() or "(no label)"
     return f"{label} ({details})" if details else label
+
+
+# -- PKCS#11 tokens: what goes wrong (issue 14) ----------------------------------------------------
+FEW_TRIES = "The token says few tries are left."
+"""``CKF_USER_PIN_COUNT_LOW`` (PKCS#11 v2.40 §5.5, CK_TOKEN_INFO): a wrong PIN was entered since the
+last good one; the token does not say how many tries remain."""
+
+
+def token_seen(label: str, serial: str, initialised: bool = True) -> str:
+    """One token as a list of tokens shows it: ``"'cardrenew' (serial 1a2b3c4d)"``;
+    ``"an uninitialised token"`` for one with no label to choose it by."""
+    if not initialised:
+        return "an uninitialised token"
+    name = f"'{label.strip()}'" if label.strip() else "a token without a label"
+    return f"{name} (serial {serial.strip()})" if serial.strip() else name
+
+
+def token_wanted(label: str | None, serial: str | None) -> str:
+    """The token ``[card]`` asks for: ``"a token labelled 'x' with serial 1a2b"``, or ``"a token"``."""
+    parts = ([f"labelled '{label}'"] if label is not None else []) + ([f"with serial {serial}"] if serial is not None else [])
+    return "a token " + " ".join(parts) if parts else "a token"
+
+
+def token_not_found(module: str, wanted: str, seen: Sequence[str]) -> str:
+    """No token matches ``[card] token_label`` / ``token_serial``: what the module shows instead."""
+    if not seen:
+        return f"The PKCS#11 module {module} shows no token."
+    return f"The PKCS#11 module {module} shows no {wanted.removeprefix('a ')}; it shows {', '.join(seen)}."
+
+
+TOKEN_NOT_FOUND_NEXT = ("Insert the token (or connect its reader). If it is inserted, set [card] token_label or "
+                        "token_serial to one of the tokens named above, or ask your administrator.")
+
+
+def several_tokens(module: str, seen: Sequence[str]) -> str:
+    """More than one token matches: cardrenew never guesses which one to change."""
+    return f"The PKCS#11 module {module} shows more than one token that could be meant: {', '.join(seen)}."
+
+
+SEVERAL_TOKENS_NEXT = "Set [card] token_label (or token_serial) to the token to renew; nothing was changed."
+
+
+def module_not_loadable(path: str, reason: str) -> str:
+    """``[card] module`` cannot be opened as a PKCS#11 library (a wrong path, not a PKCS#11 library)."""
+    return f"the PKCS#11 module {path} cannot be loaded ({reason})"
+
+
+MODULE_NEXT = ("Set [card] module to the path of your token's PKCS#11 library (for example "
+               "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so), or ask your administrator.")
+
+READ_ONLY_NEXT = ("Nothing was changed on the token. Switch off its write protection, or use storage it can "
+                  "write to; otherwise contact your Registration Authority (RA).")
+TOKEN_REMOVED_NEXT = "Re-insert the token and run cardrenew again; an unfinished update is resumed."
+DEVICE_ERROR_NEXT = ("Remove and re-insert the token (or restart its reader), then run cardrenew again; an "
+                     "unfinished update is resumed. If it happens again, contact your Registration Authority (RA).")
+TOKEN_FULL_NEXT = ("Nothing was removed from the token. Make room on it (or ask your Registration Authority (RA) to), "
+                   "then run cardrenew again.")
+ADMIN_NEXT = "The token's security officer PIN or management key is not the one configured. Contact your Registration Authority (RA)."
+
+
+def not_supported_by_token(what: str) -> str:
+    """The token cannot do ``what`` (a mechanism or key type): ``"the token does not support …"``."""
+    return f"the token does not support {what}"
 
 
 # -- the renewal queue: several readers at once (issue 15) ----------------------------------------

@@ -29,7 +29,7 @@ DEFAULT_COUNT = 20
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Print audit records (stdout); what is not a record (a torn or foreign line) is skipped with a
-    warning, and an absent or empty log is said in words (stderr). ``--verify``: exit 14 when the
+    warning, and an absent or empty log is said in words (stderr). ``--verify``: exit 15 when the
     log was edited or cut."""
     state_dir = demo_state_dir() if getattr(args, "demo", False) else settings_for(args).state_dir
     log = AuditLog(state_dir / "audit.log")
