@@ -47,7 +47,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from card.errors import CardChangedError, InvalidPinError, LastPinTryError, PinBlockedError
+from card.errors import CardChangedError, InvalidPinError, PinBlockedError
 from card.worker import CardService
 
 __all__ = [  # the door, and the read-model names it re-exports (made on first use, see __getattr__)
@@ -297,7 +297,9 @@ class CardDoor:
         pin = request.pin if isinstance(request.pin, Secret) else None
         try:
             if request.refuse_last_try:
-                _refuse_last_try(session)
+                from card.renewal.attempts import refuse_last_try
+
+                refuse_last_try(session)
             if pin is None:
                 assert not isinstance(request.pin, Secret)
                 pin = request.pin()
@@ -390,17 +392,3 @@ class CardDoor:
         """Stop closing ``door`` with this one (it was closed on its own: its reader is gone)."""
         doors = self.__dict__.get("_reader_doors", [])
         doors[:] = [d for d in doors if d is not door]
-
-
-def _refuse_last_try(session: PivSession) -> None:
-    """Before the PIN is sent, in the renewal's own card transaction: refuse when one try is left.
-
-    Raises:
-        LastPinTryError: one try left; PinBlockedError: no try left (``69 83``).
-    """
-    retries = session.get_pin_retries()  # raises PinBlockedError on 69 83
-    if retries == 0:
-        raise PinBlockedError("The PIN is blocked.")
-    if retries == 1:
-        raise LastPinTryError("only 1 PIN try is left; a wrong PIN would block the card; run again with "
-                              "--allow-last-pin-try or use the TUI")

@@ -13,7 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from card.enrollment.base import IssuerError, IssuerRejected
-from card.errors import CardError, CardRemovedError, InvalidPinError, OperationCancelled, PinBlockedError
+from card.errors import (
+    CardError,
+    CardRemovedError,
+    InvalidPinError,
+    LastPinTryError,
+    OperationCancelled,
+    PinBlockedError,
+)
+from card.piv import PivSession
 from card.journal import AuditLog
 from card.renewal.model import CardSummary
 from card.renewal.results import RenewalResult
@@ -108,3 +116,17 @@ def run_audited(audit: AuditLog, summary: CardSummary | None, run: Callable[[], 
         raise
     audit_run(audit, result=result, card_guid=card_guid, holder=holder, resumed=resumed)
     return result
+
+
+def refuse_last_try(session: PivSession) -> None:
+    """Before the PIN is sent, in the renewal's own card transaction: refuse when one try is left.
+
+    Raises:
+        LastPinTryError: one try left; PinBlockedError: no try left (``69 83``).
+    """
+    retries = session.get_pin_retries()  # raises PinBlockedError on 69 83
+    if retries == 0:
+        raise PinBlockedError("The PIN is blocked.")
+    if retries == 1:
+        raise LastPinTryError("only 1 PIN try is left; a wrong PIN would block the card; run again with "
+                              "--allow-last-pin-try or use the TUI")
