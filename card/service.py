@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from card.renewal.check_report import CheckItem, CheckOutcome, CheckReport, CheckRequest
     from card.reader_queue import EntryState, QueueEntry, ReaderQueue
     from card.secret import Secret
+    from card.token import Token
 
 logger = logging.getLogger(__name__)
 
@@ -275,10 +276,11 @@ class CardDoor:
         settings, journals, reader = self.settings, self.journals, self.reader_name
 
         def check_then_renew(session: PivSession) -> tuple[CardSummary, RenewalResult | None]:
-            from card.renewal import UpdateCheck, read_card, update_check
+            from card.renewal import UpdateCheck, piv_token, read_card, update_check
             from card.secret import Secret
 
-            summary = read_card(session, settings, journals=journals, reader=reader,
+            token = piv_token(session, settings)  # one token for the reading and the renewal (the CHUID read once)
+            summary = read_card(token, settings, journals=journals, reader=reader,
                                 pin_retries=False)  # not shown; the engine sends the PIN next
             if request.expect_card is not None and summary.card_id != request.expect_card:
                 if isinstance(request.pin, Secret):
@@ -286,20 +288,21 @@ class CardDoor:
                 raise CardChangedError(f"the card in {reader} is not the one the PIN was typed for")
             if update_check(summary) not in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
                 return summary, None
-            return summary, self._renew(session, request, summary)
+            return summary, self._renew(token, request, summary)
 
         return self.service.submit(check_then_renew)
 
-    def _renew(self, session: PivSession, request: RenewalRequest, summary: CardSummary | None) -> RenewalResult:
-        from card.renewal import NullReporter, RenewalContext, renew
+    def _renew(self, card: Token | PivSession, request: RenewalRequest, summary: CardSummary | None) -> RenewalResult:
+        from card.renewal import NullReporter, RenewalContext, as_token, renew
         from card.secret import Secret
 
         pin = request.pin if isinstance(request.pin, Secret) else None
+        token = as_token(card, self.settings)
         try:
             if request.refuse_last_try:
                 from card.renewal.attempts import refuse_last_try
 
-                refuse_last_try(session)
+                refuse_last_try(token)
             if pin is None:
                 assert not isinstance(request.pin, Secret)
                 pin = request.pin()
@@ -314,7 +317,7 @@ class CardDoor:
                 ctx.between_slots = request.between_slots
             from card.renewal.attempts import run_audited
 
-            return run_audited(self.audit, summary, lambda: renew(session, ctx, pin, summary=summary))
+            return run_audited(self.audit, summary, lambda: renew(token, ctx, pin, summary=summary))
         finally:
             if pin is not None:
                 pin.wipe()  # (renew wipes it too; the guard may refuse before)

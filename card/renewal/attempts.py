@@ -21,10 +21,10 @@ from card.errors import (
     OperationCancelled,
     PinBlockedError,
 )
-from card.piv import PivSession
 from card.journal import AuditLog
 from card.renewal.model import CardSummary
 from card.renewal.results import RenewalResult
+from card.token import Token
 
 def error_outcome(error: BaseException) -> str:
     """The audit outcome of an attempt that ended with ``error``."""
@@ -118,13 +118,13 @@ def run_audited(audit: AuditLog, summary: CardSummary | None, run: Callable[[], 
     return result
 
 
-def refuse_last_try(session: PivSession) -> None:
+def refuse_last_try(token: Token) -> None:
     """Before the PIN is sent, in the renewal's own card transaction: refuse when one try is left.
 
     Raises:
         LastPinTryError: one try left; PinBlockedError: no try left (``69 83``).
     """
-    retries = session.get_pin_retries()  # raises PinBlockedError on 69 83
+    retries = token.pin_tries_left()  # 0: blocked (PIV: 69 83)
     if retries == 0:
         raise PinBlockedError("The PIN is blocked.")
     if retries == 1:
