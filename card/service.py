@@ -47,7 +47,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from card.errors import CardChangedError, InvalidPinError, LastPinTryError, PinBlockedError
+from card.errors import CardChangedError, InvalidPinError, PinBlockedError
 from card.worker import CardService
 
 __all__ = [  # the door, and the read-model names it re-exports (made on first use, see __getattr__)
@@ -177,10 +177,17 @@ class CardDoor:
         """SELECT PIV and VERIFY ``pin`` (SP 800-73-4 Part 2 §3.2.1); ``pin`` is wiped once the card
         answered. Future raises: PinFormatError (nothing sent), InvalidPinError (with the tries
         left), PinBlockedError, CardRemovedError, NoCardError, CardError."""
+        audit = self.audit
+
         def verify(session: PivSession) -> None:
+            from card.renewal.attempts import audit_log_on
+
             try:
                 session.select()
                 session.verify_pin(pin)
+            except (InvalidPinError, PinBlockedError) as exc:
+                audit_log_on(audit, exc)  # every attempt is audited (issue 15); never the PIN
+                raise
             finally:
                 pin.wipe()
 
@@ -293,7 +300,9 @@ class CardDoor:
         token = as_token(card, self.settings)
         try:
             if request.refuse_last_try:
-                _refuse_last_try(token)
+                from card.renewal.attempts import refuse_last_try
+
+                refuse_last_try(token)
             if pin is None:
                 assert not isinstance(request.pin, Secret)
                 pin = request.pin()
@@ -306,7 +315,9 @@ class CardDoor:
                 ctx.now = request.now
             if request.between_slots is not None:
                 ctx.between_slots = request.between_slots
-            return renew(token, ctx, pin, summary=summary)
+            from card.renewal.attempts import run_audited
+
+            return run_audited(self.audit, summary, lambda: renew(token, ctx, pin, summary=summary))
         finally:
             if pin is not None:
                 pin.wipe()  # (renew wipes it too; the guard may refuse before)
@@ -384,17 +395,3 @@ class CardDoor:
         """Stop closing ``door`` with this one (it was closed on its own: its reader is gone)."""
         doors = self.__dict__.get("_reader_doors", [])
         doors[:] = [d for d in doors if d is not door]
-
-
-def _refuse_last_try(token: Token) -> None:
-    """Before the PIN is sent, in the renewal's own card transaction: refuse when one try is left.
-
-    Raises:
-        LastPinTryError: one try left; PinBlockedError: no try left (``69 83``).
-    """
-    retries = token.pin_tries_left()  # 0: blocked (PIV: 69 83)
-    if retries == 0:
-        raise PinBlockedError("The PIN is blocked.")
-    if retries == 1:
-        raise LastPinTryError("only 1 PIN try is left; a wrong PIN would block the card; run again with "
-                              "--allow-last-pin-try or use the TUI")
