@@ -35,13 +35,14 @@ class _SlotId(Protocol):
 
 
 class ConfiguredSlot(Protocol):
-    """A configured slot as read (:class:`card.renewal.SlotStatus`): its label and its number."""
+    """A configured slot (or a PKCS#11 token's key) as read (:class:`card.renewal.SlotStatus`): its
+    label and its name (the slot number ``"9A"``, or the CKA_ID in hex)."""
 
     @property
     def setting(self) -> _Label: ...
 
     @property
-    def slot(self) -> _SlotId: ...
+    def name(self) -> str: ...
 
 
 class CardState(Protocol):
@@ -92,10 +93,16 @@ def not_accepted(what: str, left: int | None) -> str:
     return f"The {what} was not accepted." + ("" if left is None else f" {tries_left(left, what)}.")
 
 
-def pin_state(pin_retries: int | None, ra_contact: str) -> str:
-    """The PIN as ``status`` shows it: ``verified`` (None), blocked (0, whom to contact), or the tries left."""
+UNCOUNTED_TRIES = "not blocked (the token does not say how many tries are left)"
+"""A PKCS#11 token's PIN that is neither locked nor on its final try: PKCS#11 gives no count."""
+
+
+def pin_state(pin_retries: int | None, ra_contact: str, *, counted: bool = True) -> str:
+    """The PIN as ``status`` shows it: ``verified`` (None), blocked (0, whom to contact), or the tries
+    left. ``counted`` False (a PKCS#11 token, whose flags say only locked / final try): None is
+    :data:`UNCOUNTED_TRIES`."""
     if pin_retries is None:
-        return "verified"
+        return "verified" if counted else UNCOUNTED_TRIES
     if pin_retries == 0:
         return f"BLOCKED — contact {ra_contact}"
     return tries_left(pin_retries)
@@ -104,7 +111,7 @@ def pin_state(pin_retries: int | None, ra_contact: str) -> str:
 # -- the update check (DESIGN §1.3) ---------------------------------------------------------------
 def slot_names(slots: Iterable[ConfiguredSlot]) -> str:
     """``"Authentication (9A), Signature (9C)"``: the configured labels and slot numbers."""
-    return ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in slots)
+    return ", ".join(f"{s.setting.label} ({s.name})" for s in slots)
 
 
 def up_to_date(next_renewal: dt.date | None) -> str:
