@@ -166,8 +166,11 @@ class BesideSteps:
         """A one-time grant from the CA, the OLD key proving possession; journalled at once."""
         self._step(old, RenewalStep.AUTHORISING)
         kt = KeyType.of(old_cert.public_key())
-        grant = ask_ca(self.ctx, lambda: self.ctx.issuer.authorize_renewal(
-            old.hex, old_cert, lambda m: self.token.sign(old, kt, m)))
+        try:
+            grant = ask_ca(self.ctx, lambda: self.ctx.issuer.authorize_renewal(
+                old.hex, old_cert, lambda m: self.token.sign(old, kt, m)))
+        except IssuerRejected as exc:  # nothing of this update is on the token: the journal ends here
+            raise EndedBeforeChange(exc) from exc
         sj.grant, sj.step = grant.to_dict(), JournalStep.AUTHORISED
         sj.public_key_pem = sj.csr_pem = sj.certificate_pem = None
         self.ctx.journals.save(journal)
