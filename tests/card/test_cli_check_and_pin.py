@@ -18,8 +18,8 @@ from card.piv import KeyType
 from card.service import CardService
 from tests.leaks import leaks
 
-PIN, NEW_PIN, PUK = "123456", "97979797", "12345678"
-SECRETS = (PIN, NEW_PIN, PUK, "000000", "11111111")
+PIN, NEW_PIN, PUK, WRONG = "123456", "97979797", "12345678", "918273"
+SECRETS = (PIN, NEW_PIN, PUK, WRONG, "11111111")
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ def test_check_with_a_wrong_management_key_exits_14_json(run: Run, card: SoftPiv
 
 def test_check_with_one_try_left_sends_no_pin_without_allow_last_pin_try(run: Run, card: SoftPivCard) -> None:
     card.state.pin_retries = 1
-    r = run("renew", "--check", "--pin-stdin", stdin="000000\n")
+    r = run("renew", "--check", "--pin-stdin", stdin=f"{WRONG}\n")
     assert r.code == 0 and "skipped  PIN: Only 1 PIN try is left" in r.out
     assert card.state.pin_retries == 1
     r = run("renew", "--check", "--pin-stdin", "--allow-last-pin-try", stdin=PIN + "\n")
@@ -152,7 +152,7 @@ def test_change_pin_json(run: Run, card: SoftPivCard) -> None:
 
 
 def test_change_pin_wrong_pin_shows_the_tries_left(run: Run, card: SoftPivCard) -> None:
-    r = run("change-pin", "--pin-stdin", "--json", stdin=f"000000\n{NEW_PIN}\n{NEW_PIN}\n")
+    r = run("change-pin", "--pin-stdin", "--json", stdin=f"{WRONG}\n{NEW_PIN}\n{NEW_PIN}\n")
     assert r.code == 4
     assert r.json["error"]["code"] == "PIN" and "2 tries left" in r.json["error"]["message"]
     assert card.state.pin == PIN and card.state.pin_retries == 2
@@ -240,3 +240,30 @@ def test_unblock_ca_is_never_needed(run: Run, card: SoftPivCard, tmp_path: Path)
     card.state.pin_retries = 0
     r = run("unblock", "--config", unlock_config(tmp_path), "--pin-stdin", stdin=f"{PUK}\n{NEW_PIN}\n{NEW_PIN}\n")
     assert r.code == 0, r.err
+
+
+@pytest.mark.parametrize("typed", ["\x1b[A12345", "12345\t6", "123 456", "abcdef", "12345\x006"])
+def test_change_pin_refuses_what_is_not_a_pin_character_unsent(run: Run, card: SoftPivCard, typed: str) -> None:
+    """Finding F-3 (tester, 05:50): an arrow key, a tab, a space or letters reached the card and spent a try."""
+    for lines in (f"{typed}\n{NEW_PIN}\n{NEW_PIN}\n", f"{PIN}\n{typed}\n{typed}\n"):
+        r = run("change-pin", "--pin-stdin", "--json", stdin=lines)
+        assert r.code == 4 and r.json["error"]["code"] == "PINFORMAT", r.out
+        assert "No try was used" in r.json["error"]["next_step"]
+    assert sent(card, 0x24) == 0 and card.state.pin_retries == 3
+
+
+def test_unblock_refuses_a_puk_with_other_characters_unsent(run: Run, card: SoftPivCard, tmp_path: Path) -> None:
+    card.state.pin_retries = 0
+    r = run("unblock", "--config", unlock_config(tmp_path), "--pin-stdin", stdin=f"1234567\x1b\n{NEW_PIN}\n{NEW_PIN}\n")
+    assert r.code == 4 and "the PUK holds a character a PIN cannot contain" in r.err and sent(card, 0x2C) == 0
+
+
+def test_a_crlf_line_end_is_still_a_line_end(run: Run, card: SoftPivCard) -> None:
+    r = run("change-pin", "--pin-stdin", stdin=f"{PIN}\r\n{NEW_PIN}\r\n{NEW_PIN}\r\n")
+    assert r.code == 0 and card.state.pin == NEW_PIN
+
+
+def test_check_refuses_a_pin_with_other_characters_unsent(run: Run, card: SoftPivCard) -> None:
+    r = run("renew", "--check", "--pin-stdin", "--json", stdin="\x1b[A12345\n")
+    assert r.code == 4 and r.json["error"]["code"] == "PINFORMAT" and card.state.pin_retries == 3
+    assert all(not (apdu[1] == 0x20 and len(apdu) > 5) for apdu, _ in card.trace)

@@ -18,7 +18,7 @@ from tests.leaks import leaks
 from tests.tui.pty_tui import PtyTui
 
 pytestmark = pytest.mark.pcscd
-PIN, NEW_PIN, PUK = "123456", "97979797", "12345678"
+PIN, NEW_PIN, PUK, WRONG = "123456", "97979797", "12345678", "918273"
 
 
 def env_for(workdir: Path) -> dict[str, str]:
@@ -110,7 +110,7 @@ def test_no_secret_in_the_trace_output_or_audit_log(serve_card, workdir: Path, c
     serve_card(key_type="ECCP256")
     program = [sys.executable, "-c", CRASH] if crash else CARDRENEW
     wrong = subprocess.run(program + ["-vv", "change-pin", "--reader", READER, "--pin-stdin"],
-                           input=f"{'000000'}\n{NEW_PIN}\n{NEW_PIN}\n", capture_output=True, text=True,
+                           input=f"{WRONG}\n{NEW_PIN}\n{NEW_PIN}\n", capture_output=True, text=True,
                            env=dict(os.environ, **env_for(workdir)), cwd=workdir, timeout=120)
     out = subprocess.run(program + ["-vv", "change-pin", "--reader", READER, "--pin-stdin", "--json"],
                          input=f"{PIN}\n{NEW_PIN}\n{NEW_PIN}\n", capture_output=True, text=True,
@@ -123,6 +123,6 @@ def test_no_secret_in_the_trace_output_or_audit_log(serve_card, workdir: Path, c
     audit = (workdir / "xdg-state" / "cardrenew" / "audit.log").read_text()
     outcomes = [json.loads(line)["outcome"] for line in audit.splitlines()]
     assert outcomes == (["failed", "failed"] if crash else ["wrong_pin", "changed"])
-    for secret in (PIN, NEW_PIN, "000000"):
+    for secret in (PIN, NEW_PIN, WRONG):
         for blob in (wrong.stdout + wrong.stderr, out.stdout + out.stderr, audit):
             assert leaks(blob, secret.encode()) == [], (secret, blob[-2000:])
