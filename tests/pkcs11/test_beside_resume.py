@@ -21,7 +21,6 @@ from card.journal import Journal, JournalFileError, JournalStep, SlotJournal, pa
 from card.renewal.beside import BesideSteps
 from card.renewal.beside_resume import BesideResume, decide, is_leftover_label, renewing_label, superseded_label
 from card.renewal.records import RunRecords
-from card.renewal.results import SlotChangedError
 from card.token import KeyRef
 from tests.pkcs11 import judge
 from tests.pkcs11.beside_faults import build_shim, shim_env
