@@ -57,3 +57,30 @@ def test_keep_mode_relabels_the_old_keys_as_superseded_and_they_still_work(softh
     # the next run renews nothing: superseded keys are not renewal candidates
     again = run(open_token(softhsm), context(tmp_path / "state", ca_dir, old_keys="keep"), CARD_ID)
     assert again.renewed == {} and again.error is None
+
+
+def test_a_renewal_request_signed_by_the_old_key_needs_an_rsa_key(softhsm: SoftHsm, tmp_path: Path, ca_dir: Path) -> None:
+    """SCEP RenewalReq (RFC 8894 §3.3.1): side by side, the OLD key and certificate sign the request
+    (they still exist); the CA encrypts its reply to that key, so an EC key is refused before the
+    token changes, and the RSA key is handed to the issuer."""
+    from card.enrollment.local import LocalCA
+
+    seen: list[object] = []
+
+    class RenewalReqCA(LocalCA):
+        def request_signer_slot(self, slot: str) -> str | None:
+            return slot
+
+        def issue(self, grant, csr, new_key, card_key=None, *, request_signer=None, not_after_limit=None):  # noqa: ANN001, ANN202
+            seen.append(request_signer)
+            return super().issue(grant, csr, new_key, card_key, request_signer=request_signer, not_after_limit=not_after_limit)
+
+    ctx = context(tmp_path / "state", ca_dir)
+    ctx.issuer = RenewalReqCA(ca_dir)
+    before = judge.objects(softhsm)
+    outcome = run(open_token(softhsm), ctx, CARD_ID)
+    assert outcome.error is None
+    assert list(outcome.renewed) == ["01"] and "RSA only" in str(outcome.ended["02"])
+    rsa_old = softhsm.certificates[0].certificate
+    assert len(seen) == 1 and seen[0].certificate == rsa_old  # type: ignore[attr-defined]
+    assert [o for o in judge.objects(softhsm) if o.key_id == b"\x02"] == [o for o in before if o.key_id == b"\x02"]
