@@ -24,8 +24,7 @@ from card.renewal.records import RunRecords
 from card.token import KeyRef
 from tests.pkcs11 import judge
 from tests.pkcs11.beside_faults import build_shim, shim_env
-from tests.pkcs11.beside_harness import context, run
-from tests.pkcs11.mini_token import MiniToken
+from tests.pkcs11.beside_harness import context, open_token, run_on
 from tests.pkcs11.softhsm import SoftHsm, put_certificate
 
 PEM = serialization.Encoding.PEM
@@ -125,7 +124,7 @@ def calls(log: Path) -> list[str]:
 def stop_after(softhsm: SoftHsm, shim: Path, state: Path, ca_dir: Path, step: JournalStep) -> Journal:
     """Renew key 01 up to ``step`` (journalled) and stop there, as a killed run would."""
     ctx = context(state, ca_dir)
-    token = MiniToken(shim, softhsm.label, softhsm.pin)
+    token = open_token(shim, softhsm.label, softhsm.pin)
     old = softhsm.certificates[0]
     journal = Journal(CARD_ID, interface="pkcs11")
     sj = journal.slots["01"] = SlotJournal("01", fingerprint(old.certificate), old.certificate.public_bytes(PEM).decode(),
@@ -153,7 +152,7 @@ def test_a_token_whose_old_certificate_changed_is_never_touched(softhsm: SoftHsm
     reissued = put_certificate(softhsm, LocalCA(ca_dir), softhsm.certificates[0].spec, expires_in_days=300)
     before = judge.objects(softhsm)
     counted.write_text("")
-    outcome = run(MiniToken(shim, softhsm.label, softhsm.pin), context(tmp_path / "state", ca_dir), CARD_ID)
+    outcome = run_on(shim, softhsm.label, softhsm.pin, context(tmp_path / "state", ca_dir), CARD_ID)
     assert outcome.changed == ["01"]
     assert calls(counted) == [], "the token was touched"
     assert judge.objects(softhsm) == before  # the stray new key under our id stays: the RA may need to see it
@@ -170,7 +169,7 @@ def test_a_new_key_without_certificate_from_an_interrupted_generation_is_deleted
     sj.step, sj.public_key_pem = JournalStep.GENERATING, None  # as if killed inside C_GenerateKeyPair
     context(tmp_path / "state", ca_dir).journals.save(journal)
     counted.write_text("")
-    outcome = run(MiniToken(shim, softhsm.label, softhsm.pin), context(tmp_path / "state", ca_dir), CARD_ID)
+    outcome = run_on(shim, softhsm.label, softhsm.pin, context(tmp_path / "state", ca_dir), CARD_ID)
     assert outcome.error is None and "01" in outcome.renewed
     assert calls(counted)[:2] == ["C_DestroyObject", "C_DestroyObject"]  # the stray private + public key first
     assert stray not in {o.key_id for o in judge.objects(softhsm)}
@@ -181,7 +180,7 @@ def test_a_new_certificate_already_written_only_finishes_the_clean_up(softhsm: S
     journal = stop_after(softhsm, shim, tmp_path / "state", ca_dir, JournalStep.WRITTEN)
     new_id = bytes.fromhex(journal.slots["01"].new_key_id or "")
     counted.write_text("")
-    outcome = run(MiniToken(shim, softhsm.label, softhsm.pin), context(tmp_path / "state", ca_dir), CARD_ID)
+    outcome = run_on(shim, softhsm.label, softhsm.pin, context(tmp_path / "state", ca_dir), CARD_ID)
     assert outcome.error is None
     made = calls(counted)
     first_key = made[:made.index("C_GenerateKeyPair")] if "C_GenerateKeyPair" in made else made
