@@ -113,6 +113,23 @@ class BesideSteps:
         self.write_and_check(cert, key_type, sj, journal)
         return self.finish(old, sj, journal)
 
+    def renew_slot(self, ref: KeyRef, sj: SlotJournal, journal: Journal) -> x509.Certificate:
+        """:meth:`renew_key` under the engine's name for it (``card.renewal.steps.KeySteps``)."""
+        return self.renew_key(ref, sj, journal)
+
+    def changed_keys(self, journal: Journal) -> list[str]:
+        """On a resume, before anything changes: the unfinished keys of ``journal`` whose old
+        certificate (or whose new objects) someone else changed since (:func:`decide`: CHANGED).
+        The engine sets them aside; they are never touched."""
+        changed = []
+        for name, sj in journal.slots.items():
+            if sj.step in (JournalStep.DONE, JournalStep.ENDED):
+                continue
+            sj.old_key_id = sj.old_key_id or name
+            if self.inspect(KeyRef(bytes.fromhex(name), sj.label or ""), sj) is BesideResume.CHANGED:
+                changed.append(name)
+        return changed
+
     @staticmethod
     def _old_pem(sj: SlotJournal) -> str:
         if not sj.old_certificate_pem:
