@@ -27,7 +27,7 @@ import sys
 from typing import Literal
 
 from card import backend as assembly  # called through the module: tests put an in-process card there
-from card.backend import Backend
+from card.backend import Backend, audit_log
 from card.config import Settings, UsageError
 from card.errors import InvalidPinError, LastPinTryError, PinBlockedError, PinMismatchError
 from card.secret import Secret, read_secret_line
@@ -122,9 +122,7 @@ def _event(kind: Kind) -> str:
 
 def _audit_refusal(settings: Settings, kind: Kind, code: str) -> None:
     """An audit record of a refusal made before any card was opened (best effort)."""
-    from card.journal import AuditLog  # the same log the door writes (card.backend: state_dir/audit.log)
-
-    AuditLog(settings.state_dir / "audit.log").write_quietly(event=_event(kind), outcome="refused", error_code=code)
+    audit_log(settings).write_quietly(event=_event(kind), outcome="refused", error_code=code)
 
 
 def _last_try_allowed(args: argparse.Namespace, what: str) -> bool:
