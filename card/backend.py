@@ -118,6 +118,17 @@ def pcsc_service(name: str, cancel: threading.Event | None = None) -> CardServic
     return CardService(lambda: pcsc.PcscTransport(name, cancel=cancel), lambda: pcsc.card_present(name))
 
 
+def audit_log(settings: Settings) -> AuditLog:
+    """The audit log of ``settings``' state directory, sending each record to the system log too
+    when ``[audit] syslog = true`` (:mod:`card.journal.audit_syslog`)."""
+    forward = None
+    if settings.audit.syslog:
+        from card.journal.audit_syslog import SyslogForwarder
+
+        forward = SyslogForwarder(settings.audit.syslog_socket, settings.audit.facility_code)
+    return AuditLog(settings.state_dir / "audit.log", forward=forward)
+
+
 def pcsc_backend(settings: Settings, reader: str | None = None, *, with_issuer: bool = True,
                  wait_for_card: bool = False, cancel: threading.Event | None = None) -> Backend:
     """A backend on a PC/SC reader (``reader`` or the one holding the only card).
@@ -149,7 +160,7 @@ def pcsc_backend(settings: Settings, reader: str | None = None, *, with_issuer: 
         with_card = [r for r, present in readers if present]
         name = (with_card or [r for r, _ in readers] or [""])[0]
     issuer = build_issuer(settings, cancel=cancel) if with_issuer else None
-    audit = AuditLog(settings.state_dir / "audit.log")
+    audit = audit_log(settings)
     journals = JournalStore(settings.state_dir, audit)
     flush_kept_audit(journals, audit)  # records an earlier run could not write go in first
     return Backend(settings, pcsc_service(name, cancel), issuer, journals, audit, name,  # type: ignore[arg-type]  # None only with with_issuer=False (status)
