@@ -62,6 +62,7 @@ class CardSummaryTab(CardTab):
             with Horizontal(id="card-buttons"):
                 yield Button("Update My Card", id="update-button", variant="primary")
                 yield Button("Change passcode", id="change-pin-button")
+                yield Button("Check", id="check-button")  # the dry run (tui/screens/check.py)
                 if self.settings.allow_unlock:
                     yield Button("Unlock card", id="unlock-button")
                 yield Button("Log off", id="logoff-button")
@@ -153,6 +154,8 @@ class CardScreen(Pane):
         Binding("k", "unlock_card", "Unlock", id="unlock",
                 tooltip="Set a new PIN with the PUK (support staff)"),
         Binding("l", "log_off", "Log off", id="log-off", tooltip="Log off; then remove the card"),
+        Binding("c", "check_card", "Check", id="check", show=False,
+                tooltip="Check: every check a renewal makes first; nothing on the card changes"),
         Binding("h", "show_help", "Help", id="help", tooltip="How to renew your certificates, and the keys"),
         Binding("ctrl+r", "reread_card", "Re-read", id="reread", tooltip="Read the card again"),
         Binding("ctrl+q", "app.quit", "Quit", id="quit", tooltip="Leave cardrenew"),
@@ -236,6 +239,21 @@ class CardScreen(Pane):
     def _unlock_pressed(self) -> None:
         self.action_unlock_card()
 
+    @on(Button.Pressed, "#check-button")
+    def _check_pressed(self) -> None:
+        self.action_check_card()
+
+    def action_check_card(self) -> None:
+        self.card_tab.activate()
+        self.check_card()
+
+    @work(exclusive=True, group="card", exit_on_error=False, description="Checking the card")
+    async def check_card(self) -> None:
+        """The dry run (tui/screens/check.py): nothing on the card changes."""
+        from tui.screens.check import run_check
+
+        await run_check(self)
+
     def action_show_certificates(self) -> None:
         self.certificates_tab.activate()
         self.query_one("#certificate-list", DataTable).focus()
@@ -262,6 +280,7 @@ class CardScreen(Pane):
         yield SystemCommand("Card: Re-read", "Read the card again", self.action_reread_card)
         yield SystemCommand("Card: Certificates", "Details of each certificate", self.action_show_certificates)
         yield SystemCommand("Card: Change passcode", "Change the card's PIN", self.action_change_pin)
+        yield SystemCommand("Card: Check", "Every check a renewal makes first; nothing changes", self.action_check_card)
         if self.card_app.backend.settings.allow_unlock:
             yield SystemCommand("Card: Unlock card", "Set a new PIN with the PUK", self.action_unlock_card)
         yield SystemCommand("Card: Log off", "Log off; then remove the card", self.action_log_off)
