@@ -247,3 +247,13 @@ def test_certificates_for_different_keys_at_one_id_are_left_alone(softhsm: SoftH
     shown = token.certificate(SIGN)
     assert shown.certificate is None and shown.error == "2 different certificates share CKA_ID 02; cardrenew changes none of them"
     token.close()
+
+
+def test_the_pin_is_in_no_repr_and_no_log(softhsm: SoftHsm, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    softhsm.tool("--keypairgen", "--key-type", "EC:secp256r1", "--id", "09", "--label", "always", "--always-auth")
+    token = open_token(softhsm)
+    token.sign(KeyRef(b"\x09", "always"), KeyType.ECCP256, b"m")  # the PIN goes to the module once more here
+    shown = " ".join([repr(token), str(token.info), repr(token.__dict__), caplog.text])
+    assert softhsm.pin not in shown and softhsm.pin.encode().hex() not in shown
+    token.close()
