@@ -43,13 +43,12 @@ from card.pkcs11.errors import mapped, translate
 from card.pkcs11.keys import KEY_ATTRIBUTES, NAMES, PIV_IDS, keypair_templates, profile_for, public_key_of
 from card.pkcs11.objects import ObjectsMixin
 from card.piv.model import KeyType
+from card.secret import Secret
 from card.token.base import CardIdentity, KeyRef, TokenInfo, TokenInterface
 
 if TYPE_CHECKING:
     import pkcs11
     from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-
-    from card.secret import Secret
 
 PUBLIC, USER, SO = "public", "user", "so"
 
@@ -158,10 +157,10 @@ class Pkcs11Token(ObjectsMixin):
         assert self._session is not None
         return self._session
 
-    def _open(self, role: str, secret: str | None = None) -> None:
+    def _open(self, role: str, secret: Secret | None = None) -> None:
         """Close our session (``C_Logout`` if logged in) and open one as ``role``. Binding errors pass through."""
         self._close_session()
-        pins = {"user_pin": secret} if role == USER else {"so_pin": secret} if role == SO else {}
+        pins = {"user": secret} if role == USER else {"so": secret} if role == SO else {}
         try:
             self._session = self._channel.open(self._token, rw=not self._read_only, **pins)
         except p11.TokenWriteProtected:
@@ -216,15 +215,12 @@ class Pkcs11Token(ObjectsMixin):
             PinFormatError (not UTF-8; the token refused its length), InvalidPinError (tries left
             where the token says), PinBlockedError, TokenRemovedError, TokenDeviceError.
         """
-        text = _text(pin, "PIN")
         try:
-            self._open(USER, text)
+            self._open(USER, _as_text(pin, "PIN"))
         except p11.PinIncorrect as exc:
             raise self._wrong_pin() from exc
         except p11.PKCS11Error as exc:
             raise translate(exc, "C_Login", "logging in") from exc
-        finally:
-            del text
         self._pin = pin
 
     def _wrong_pin(self) -> CardError:
@@ -249,9 +245,9 @@ class Pkcs11Token(ObjectsMixin):
         if self._admin_key is None:
             raise ManagementKeyError("no management key (security officer PIN) is configured for this token",
                                      next_step=words.ADMIN_NEXT)
-        so_pin = self._admin_key.reveal().hex() if self.profile.piv else _text(self._admin_key, "SO PIN")
+        so = Secret(self._admin_key.reveal().hex()) if self.profile.piv else _as_text(self._admin_key, "SO PIN")
         try:
-            self._open(SO, so_pin)
+            self._open(SO, so)
         except (p11.PinIncorrect, p11.PinInvalid, p11.PinLenRange) as exc:
             raise ManagementKeyError("the token refused the management key", next_step=words.ADMIN_NEXT) from exc
         except p11.PinLocked as exc:
@@ -259,7 +255,8 @@ class Pkcs11Token(ObjectsMixin):
         except p11.PKCS11Error as exc:
             raise translate(exc, "C_Login", "logging in as security officer") from exc
         finally:
-            del so_pin
+            if so is not self._admin_key:
+                so.wipe()
         self._admin_ok = True
 
     def _for_writing(self) -> pkcs11.Session:
@@ -278,13 +275,13 @@ class Pkcs11Token(ObjectsMixin):
             self.log_in_admin()
         return self._ensure_session()
 
-    def _pin_for(self, always_authenticate: bool) -> str | None:
+    def _pin_for(self, always_authenticate: bool) -> Secret | None:
         """The PIN for a context-specific login, when the key or our SO session needs one."""
         if not (always_authenticate or self._role == SO):
             return None
         if self._pin is None:
             raise CardError("the key asks for the PIN before each use, and no PIN was given")
-        return _text(self._pin, "PIN")
+        return self._pin
 
     # -- reading ---------------------------------------------------------------------------------
     def card_identity(self) -> CardIdentity | None:
@@ -341,13 +338,12 @@ def _serial(token: Any) -> str:
     return bytes(token.serial).decode("ascii", "replace").strip()
 
 
-def _text(secret: Secret, what: str) -> str:
-    """The secret as the binding takes it (``str``, sent as UTF-8).
+def _as_text(secret: Secret, what: str) -> Secret:
+    """``secret``, checked to be text: the binding sends a PIN as UTF-8.
 
     Raises:
         PinFormatError: not valid UTF-8 (nothing was sent, no try used).
     """
-    try:
-        return secret.reveal_text()
-    except UnicodeDecodeError as exc:
-        raise PinFormatError(f"the {what} is not valid text", next_step="Enter it again; no try was used.") from exc
+    if not secret.is_text:
+        raise PinFormatError(f"the {what} is not valid text", next_step="Enter it again; no try was used.")
+    return secret
