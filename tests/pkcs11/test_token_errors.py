@@ -30,6 +30,7 @@ from card.errors import (
     NoCardError,
     NotSupportedError,
     PinBlockedError,
+    PinFormatError,
     ReadOnlyTokenError,
     TokenDeviceError,
     TokenNotFoundError,
@@ -59,6 +60,15 @@ def test_a_wrong_pin_says_so_and_what_the_token_says_of_the_tries(softhsm: SoftH
     token.log_in(Secret(softhsm.pin))
     assert not token.pin_count_low()
     assert sorted(judge.working_pairs(softhsm)) == [b"\x01", b"\x02"]
+    token.close()
+
+
+def test_a_pin_that_is_not_text_is_never_sent(softhsm: SoftHsm) -> None:
+    token = open_token(softhsm, log_in=False)
+    calls = token.calls
+    with pytest.raises(PinFormatError, match="the PIN is not valid text"):
+        token.log_in(Secret(b"\xff\xfe123456"))
+    assert token.calls == calls and not token.pin_count_low()  # no C_Login: no try spent
     token.close()
 
 
