@@ -110,7 +110,7 @@ class BesideSteps:
             cert = load_certificate_pem(sj.certificate_pem)
         else:
             cert = self.issue(old, old_cert, new_key, key_type, sj, journal)
-        self.write_and_check(cert, key_type, sj, journal)
+        self.write_and_check(cert, key_type, sj, journal, maybe_written=action is BesideResume.WRITE)
         return self.finish(old, sj, journal)
 
     def renew_slot(self, ref: KeyRef, sj: SlotJournal, journal: Journal) -> x509.Certificate:
@@ -331,9 +331,11 @@ class BesideSteps:
             raise CertificateMismatchError(f"key {old.hex}: the new certificate does not chain to the certificate authority")
         check_renewal_certificate(old.hex, old_cert, cert, card_expiry=self.card_expiry, now=self.ctx.now())
 
-    def write_and_check(self, cert: x509.Certificate, key_type: KeyType, sj: SlotJournal, journal: Journal) -> None:
-        """Write the certificate beside its key (unless it is there already), read it back, test
-        signature with the new key verified with the new certificate; journal "written".
+    def write_and_check(self, cert: x509.Certificate, key_type: KeyType, sj: SlotJournal, journal: Journal, *,
+                        maybe_written: bool = False) -> None:
+        """Write the certificate beside its key (on a resume, ``maybe_written``: unless it is there
+        already), read it back, test signature with the new key verified with the new certificate;
+        journal "written".
 
         Raises:
             CertificateMismatchError: the read-back differs or the test signature fails (the old
@@ -341,7 +343,7 @@ class BesideSteps:
         """
         ref, der = self.new_ref(sj), cert.public_bytes(DER)
         self._check_cancel()
-        if self.token.certificate(ref).raw != der:
+        if not maybe_written or self.token.certificate(ref).raw != der:
             self._step(ref, RenewalStep.WRITING)
             self.token.write_certificate(ref, der, ref.label)
         self._step(ref, RenewalStep.READING_BACK)

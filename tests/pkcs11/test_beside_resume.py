@@ -24,7 +24,7 @@ from card.renewal.records import RunRecords
 from card.token import KeyRef
 from tests.pkcs11 import judge
 from tests.pkcs11.beside_faults import build_shim, shim_env
-from tests.pkcs11.beside_harness import context, open_token, run_on
+from tests.pkcs11.beside_harness import context, open_token, run, run_on
 from tests.pkcs11.softhsm import SoftHsm, put_certificate
 
 PEM = serialization.Encoding.PEM
@@ -187,3 +187,24 @@ def test_a_new_certificate_already_written_only_finishes_the_clean_up(softhsm: S
     assert first_key == ["C_DestroyObject"] * 3 + ["C_SetAttributeValue"] * 3  # no new key, no CA, no write for 01
     pairs = judge.working_pairs(softhsm)
     assert pairs[new_id][0] == "Authentication certificate" and b"\x01" not in pairs
+
+
+@pytest.mark.parametrize(("old_keys", "per_key"), [
+    ("delete", ["C_GenerateKeyPair", "C_CreateObject"] + ["C_DestroyObject"] * 3 + ["C_SetAttributeValue"] * 3),
+    ("keep", ["C_GenerateKeyPair", "C_CreateObject"] + ["C_SetAttributeValue"] * 6),
+])
+def test_the_calls_that_change_the_token_are_exactly_the_side_by_side_order(softhsm: SoftHsm, shim: Path, counted: Path,
+                                                                              tmp_path: Path, ca_dir: Path,
+                                                                              old_keys: str, per_key: list[str]) -> None:
+    """Per key: the new key pair, its certificate, then (only then) the old objects go (3 destroys,
+    certificate first) or are relabelled, then the new objects take the old label. Nothing else
+    changes the token (the kill sweep kills at each of these)."""
+    token = open_token(shim, softhsm.label, softhsm.pin)
+    try:
+        outcome = run(token, context(tmp_path / "state", ca_dir, old_keys), CARD_ID)
+        total = token.calls
+    finally:
+        token.close()
+    assert outcome.error is None and len(outcome.renewed) == 2
+    assert calls(counted) == per_key * 2
+    print(f"{old_keys}: {total} PKCS#11 calls for two keys (RSA-2048 + P-256), {len(per_key) * 2} of them change the token")
