@@ -143,7 +143,7 @@ class Pkcs11Token(ObjectsMixin):
         ``CKM_EC_KEY_PAIR_GEN``: P-256 and P-384)."""
         self._ensure_session()
         if self._key_types is None:
-            with mapped("C_GetMechanismList", "listing its mechanisms"):
+            with self._mapped("C_GetMechanismList", "listing its mechanisms"):
                 mechanisms = self._channel.mechanisms(self._slot)
             types = {KeyType.RSA2048} if Mechanism.RSA_PKCS_KEY_PAIR_GEN in mechanisms else set()
             if Mechanism.EC_KEY_PAIR_GEN in mechanisms:
@@ -204,7 +204,7 @@ class Pkcs11Token(ObjectsMixin):
         return bool(self._token_flags() & TokenFlag.USER_PIN_COUNT_LOW)
 
     def _token_flags(self) -> TokenFlag:
-        with mapped("C_GetTokenInfo", "reading the token"):
+        with self._mapped("C_GetTokenInfo", "reading the token"):
             self._token = self._channel.token(self._slot)
         return TokenFlag(self._token.flags)
 
@@ -220,7 +220,7 @@ class Pkcs11Token(ObjectsMixin):
         except p11.PinIncorrect as exc:
             raise self._wrong_pin() from exc
         except p11.PKCS11Error as exc:
-            raise translate(exc, "C_Login", "logging in") from exc
+            raise self._translate(exc, "C_Login", "logging in") from exc
         self._pin = pin
 
     def _wrong_pin(self) -> CardError:
@@ -253,7 +253,7 @@ class Pkcs11Token(ObjectsMixin):
         except p11.PinLocked as exc:
             raise ManagementKeyError("the token's security officer PIN is locked", next_step=words.ADMIN_NEXT) from exc
         except p11.PKCS11Error as exc:
-            raise translate(exc, "C_Login", "logging in as security officer") from exc
+            raise self._translate(exc, "C_Login", "logging in as security officer") from exc
         finally:
             if so is not self._admin_key:
                 so.wipe()
@@ -300,7 +300,7 @@ class Pkcs11Token(ObjectsMixin):
         private key holds the modulus); None when neither says."""
         for cls in (ObjectClass.PUBLIC_KEY, ObjectClass.PRIVATE_KEY):
             for obj in self._find_objects(ref.key_id, cls):
-                with mapped("C_GetAttributeValue", "reading a key"):
+                with self._mapped("C_GetAttributeValue", "reading a key"):
                     key = public_key_of(self._channel.attributes(obj, KEY_ATTRIBUTES))
                 if key is not None:
                     return key
@@ -325,7 +325,7 @@ class Pkcs11Token(ObjectsMixin):
         if not self.profile.piv and self._find_objects(ref.key_id, None):
             raise CardError(f"the token already holds objects with CKA_ID {ref.hex}; nothing was changed")
         args = keypair_templates(key_type, ref.key_id, ref.label, self.profile)
-        with mapped("C_GenerateKeyPair", f"{NAMES[key_type]} key generation"):
+        with self._mapped("C_GenerateKeyPair", f"{NAMES[key_type]} key generation"):
             public, _private = self._channel.generate_keypair(session, *args)
             attrs = self._channel.attributes(public, KEY_ATTRIBUTES)
         key = public_key_of(attrs)

@@ -257,3 +257,24 @@ def test_a_token_gone_or_failing_stops_the_run_like_a_pulled_card(exc: p11.PKCS1
     err = translate(exc, "C_Sign", "signatures")
     assert isinstance(err, raised) and isinstance(err, CardRemovedError) and err.title == title
     assert "run cardrenew again; an unfinished update is resumed" in err.next_step
+
+
+@pytest.mark.parametrize(("present", "raised", "message"), [
+    (False, TokenRemovedError, "the token was removed during C_Sign (CKR_DEVICE_ERROR)"),
+    (True, TokenDeviceError, "C_Sign failed: CKR_DEVICE_ERROR"),
+])
+def test_a_device_error_from_a_token_no_longer_in_its_slot_is_a_removal(
+        softhsm: SoftHsm, monkeypatch: pytest.MonkeyPatch, present: bool, raised: type[Exception], message: str) -> None:
+    """libykcs11 answers a pulled card with CKR_DEVICE_ERROR (tests/ykcs11): the token asks the
+    module whether the token is still in its slot and says which it was."""
+    token = open_token(softhsm)
+
+    def failing_sign(*args: object) -> bytes:
+        raise p11.DeviceError()
+
+    monkeypatch.setattr(token._channel, "sign", failing_sign)
+    monkeypatch.setattr(token, "_present", lambda: present)
+    with pytest.raises(raised) as err:
+        token.sign(AUTH, KeyType.RSA2048, b"m")
+    assert type(err.value) is raised and str(err.value) == message
+    token.close()
