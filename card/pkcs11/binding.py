@@ -48,6 +48,10 @@ class LoadedModule:
     refs: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
     """Held for every call into the module (C_Initialize(NULL): one thread at a time)."""
+    logins: dict[int, int] = field(default_factory=dict)
+    """Slot id → how many of this process's tokens hold its (one, process-wide) login."""
+    parked: list[Any] = field(default_factory=list)
+    """Logged-in sessions whose close would log the other tokens out: left to ``C_Finalize``."""
 
     @property
     def manufacturer(self) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pkcs11
 from pkcs11 import Mechanism, ObjectClass, SlotFlag, TokenFlag
 from pkcs11 import exceptions as p11
 
@@ -47,7 +48,6 @@ from card.secret import Secret
 from card.token.base import CardIdentity, KeyRef, TokenInfo, TokenInterface
 
 if TYPE_CHECKING:
-    import pkcs11
     from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 PUBLIC, USER, SO = "public", "user", "so"
@@ -158,23 +158,48 @@ class Pkcs11Token(ObjectsMixin):
         return self._session
 
     def _open(self, role: str, secret: Secret | None = None) -> None:
-        """Close our session (``C_Logout`` if logged in) and open one as ``role``. Binding errors pass through."""
+        """Close our session (``C_Logout`` if logged in) and open one as ``role``. Binding errors pass through.
+
+        PKCS#11 keeps one login per token for the whole process (v2.40 §5.6): when another
+        Pkcs11Token of this process is logged in as user on this token, ``C_Login`` answers
+        ``CKR_USER_ALREADY_LOGGED_IN`` and our new session shares that login (the PIN is then not
+        checked again)."""
         self._close_session()
         pins = {"user": secret} if role == USER else {"so": secret} if role == SO else {}
+        logins = self._channel.module.logins
         try:
-            self._session = self._channel.open(self._token, rw=not self._read_only, **pins)
+            self._session = self._open_session(pins)
+        except p11.UserAlreadyLoggedIn:
+            if role != USER or not logins.get(self._slot.slot_id):
+                raise
+            self._session = self._open_session({})
+        self._role = role
+        if role != PUBLIC:
+            logins[self._slot.slot_id] = logins.get(self._slot.slot_id, 0) + 1
+
+    def _open_session(self, pins: dict[str, Secret | None]) -> pkcs11.Session:
+        try:
+            return self._channel.open(self._token, rw=not self._read_only, **pins)
         except p11.TokenWriteProtected:
             self._read_only = True  # the flag did not say so; the session did
-            self._session = self._channel.open(self._token, rw=False, **pins)
-        self._role = role
+            return self._channel.open(self._token, rw=False, **pins)
 
     def _close_session(self) -> None:
-        session, self._session, self._role = self._session, None, PUBLIC
-        if session is not None:
-            try:
-                self._channel.close(session)
-            except p11.PKCS11Error:
-                pass  # a session the token already dropped (removal) is closed either way
+        """Close our session; ``C_Logout`` only when no other Pkcs11Token of this process shares the
+        login (its session is kept open until then: closing it would log the others out)."""
+        session, role, self._session, self._role = self._session, self._role, None, PUBLIC
+        if session is None:
+            return
+        module, slot = self._channel.module, self._slot.slot_id
+        if role != PUBLIC:
+            module.logins[slot] = others = module.logins.get(slot, 1) - 1
+            if others > 0 and getattr(session, "user_type", pkcs11.UserType.NOBODY) != pkcs11.UserType.NOBODY:
+                module.parked.append(session)  # closed by C_Finalize when the module is released
+                return
+        try:
+            self._channel.close(session)
+        except p11.PKCS11Error:
+            pass  # a session the token already dropped (removal) is closed either way
 
     def close(self) -> None:
         """Log out, close the session and release the module (the last token of it finalises it)."""

@@ -257,3 +257,15 @@ def test_the_pin_is_in_no_repr_and_no_log(softhsm: SoftHsm, caplog: pytest.LogCa
     shown = " ".join([repr(token), str(token.info), repr(token.__dict__), caplog.text])
     assert softhsm.pin not in shown and softhsm.pin.encode().hex() not in shown
     token.close()
+
+
+def test_two_tokens_of_one_process_share_the_login_and_neither_logs_the_other_out(softhsm: SoftHsm) -> None:
+    """PKCS#11 keeps one login per token and process: e.g. the door's token renewing while another
+    part of the process (a status read) opens the same token."""
+    first, second = open_token(softhsm), open_token(softhsm)  # the second C_Login: CKR_USER_ALREADY_LOGGED_IN
+    assert {c.ref.key_id: c.has_private_key for c in second.certificates()} == {b"\x01": True, b"\x02": True}
+    first.close()
+    assert second.sign(AUTH, KeyType.RSA2048, b"still logged in")
+    second.close()
+    third = open_token(softhsm)  # the module was released and loads again: a fresh login
+    third.close()
