@@ -276,10 +276,10 @@ class CardDoor:
         settings, journals, reader = self.settings, self.journals, self.reader_name
 
         def check_then_renew(session: PivSession) -> tuple[CardSummary, RenewalResult | None]:
-            from card.renewal import UpdateCheck, piv_token, read_card, update_check
+            from card.renewal import UpdateCheck, as_token, read_card, update_check
             from card.secret import Secret
 
-            token = piv_token(session, settings)  # one token for the reading and the renewal (the CHUID read once)
+            token = as_token(session, settings)  # one token for the reading and the renewal (the CHUID read once)
             summary = read_card(token, settings, journals=journals, reader=reader,
                                 pin_retries=False)  # not shown; the engine sends the PIN next
             if request.expect_card is not None and summary.card_id != request.expect_card:

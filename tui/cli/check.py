@@ -48,7 +48,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 issuer = assembly.build_issuer(settings, cancel=stop.cancel)
             except IssuerError as exc:
                 issuer, issuer_error = None, exc
-            backend = assembly.pcsc_backend(settings, args.reader, with_issuer=False, cancel=stop.cancel)
+            backend = assembly.card_backend(settings, args.reader, with_issuer=False, cancel=stop.cancel)
             backend.issuer = issuer  # type: ignore[assignment]  # None: the CA check reports issuer_error
     except BaseException:
         stop.restore()

@@ -89,10 +89,10 @@ class CardSummaryTab(CardTab):
             cert = status.certificate
             cells += [
                 Label(status.setting.label, classes="slot-label", markup=False),
-                Label(status.slot.hex, classes="slot-id", markup=False),
+                Label(status.name, classes="slot-id", markup=False),
                 Label(format_date(cert.not_valid_after_utc) if cert else "–", classes="slot-expiry", markup=False),
                 Label(str(status.days_left) if status.days_left is not None else "–", classes="slot-days", markup=False),
-                Label(words, classes=f"slot-status {css}", id=f"status-{status.slot.hex.lower()}", markup=False),
+                Label(words, classes=f"slot-status {css}", id=f"status-{status.name.lower()}", markup=False),
             ]
         await grid.mount_all(cells)
         notice = self.query_one("#card-notice", Static)
@@ -118,7 +118,7 @@ class CardSummaryTab(CardTab):
             notice.update(f"An unfinished update was found (reference {summary.pending_journal.reference}). "
                           "Select Update My Card to resume it.")
             notice.set_class(True, "-warning")
-        elif notes := [f"{s.setting.label} ({s.slot.hex}): {s.note}" for s in summary.slots if s.note]:
+        elif notes := [f"{s.setting.label} ({s.name}): {s.note}" for s in summary.slots if s.note]:
             notice.update("\n".join(notes))
         else:
             notice.update("")
@@ -309,7 +309,7 @@ class CardScreen(Pane):
         check = update_check(summary)
         settings = app.backend.settings
         if check is UpdateCheck.AVAILABLE:
-            due = "\n".join(f"  {s.setting.label} ({s.slot.hex}): expires {format_date(s.certificate.not_valid_after_utc)}"
+            due = "\n".join(f"  {s.setting.label} ({s.name}): expires {format_date(s.certificate.not_valid_after_utc)}"
                             for s in summary.due if s.certificate is not None)
             self.app.push_screen(MessageDialog("Updates are available for your card",
                                           f"These certificates are due for renewal:\n{due}",
