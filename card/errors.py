@@ -87,9 +87,11 @@ class InvalidPinError(CardError):
     title = "Wrong PIN"
     code = "PIN"
 
-    def __init__(self, attempts_remaining: int | None) -> None:
+    def __init__(self, attempts_remaining: int | None, what: str = "PIN") -> None:
         self.attempts_remaining = attempts_remaining
-        super().__init__(not_accepted("PIN", attempts_remaining), next_step="Enter the PIN again carefully.")
+        if what != "PIN":  # the PUK (RESET RETRY COUNTER)
+            self.title = f"Wrong {what}"
+        super().__init__(not_accepted(what, attempts_remaining), next_step=f"Enter the {what} again carefully.")
 
 
 class PinBlockedError(CardError):
@@ -106,6 +108,14 @@ class PinFormatError(CardError):
     title = "PIN not valid"
     code = "PINFORMAT"
     next_step = "Enter your PIN again: it has 6 to 8 characters. No try was used."
+
+
+class PinMismatchError(PinFormatError):
+    """The new PIN and its repetition differ: nothing was sent, no try used."""
+
+    title = "The new PINs differ"
+    code = "PIN-MISMATCH"
+    next_step = "Enter the new PIN twice, the same both times. Nothing was sent to the card; no try was used."
 
 
 class ManagementKeyError(CardError):

@@ -19,6 +19,8 @@ The door's API (keep it small; the TUI and the CLI both depend on it):
 ``renew(request)``                     → ``RenewalResult``: the renewal engine on this card
 ``renew_if_due(request)``              → ``(CardSummary, RenewalResult | None)``: read, check,
                                          renew from that reading in one card transaction
+``check(request)``                     → ``CheckReport``: the dry run (``renew --check``): every
+                                         check a renewal makes first; nothing on the card changes
 ``cancel()``                           stop waits and the renewal at the next safe point
 ``log_off()``                          → None: drop the connection (the card forgets the PIN)
 ``watch(on_change)``                   card presence, ``on_change(present)`` from a thread
@@ -52,6 +54,7 @@ __all__ = [  # the door, and the read-model names it re-exports (made on first u
     "CardDoor", "CardService", "RenewalRequest",
     "CardSummary", "KeyType", "RenewalResult", "RenewalStep", "Slot", "SlotResult", "SlotState", "SlotStatus",
     "UpdateCheck", "card_expiry_words", "check_pin_format", "update_check", "RenewalRefused",
+    "CheckRequest", "CheckItem", "CheckOutcome", "CheckReport",
     "EntryState", "QueueEntry", "ReaderQueue",
 ]
 
@@ -62,6 +65,7 @@ if TYPE_CHECKING:
     from card.piv import KeyType, PivSession, Slot, check_pin_format
     from card.renewal import (CardSummary, RenewalRefused, RenewalReporter, RenewalResult, RenewalStep, SlotResult,
                               SlotState, SlotStatus, UpdateCheck, card_expiry_words, update_check)
+    from card.renewal.check_report import CheckItem, CheckOutcome, CheckReport, CheckRequest
     from card.reader_queue import EntryState, QueueEntry, ReaderQueue
     from card.secret import Secret
 
@@ -76,6 +80,9 @@ _READ_MODEL = {
     "KeyType": "card.piv", "Slot": "card.piv", "check_pin_format": "card.piv",
     # the engine's refusal before anything changed (a CardError the callers tell apart)
     "RenewalRefused": "card.renewal",
+    # the dry run's report (renew --check, the Card tab's Check)
+    "CheckItem": "card.renewal.check_report", "CheckOutcome": "card.renewal.check_report",
+    "CheckReport": "card.renewal.check_report", "CheckRequest": "card.renewal.check_report",
     # several readers at once (issue 15): the renewal queue over doors made by reader_door
     "EntryState": "card.reader_queue", "QueueEntry": "card.reader_queue", "ReaderQueue": "card.reader_queue",
 }
@@ -300,6 +307,15 @@ class CardDoor:
         finally:
             if pin is not None:
                 pin.wipe()  # (renew wipes it too; the guard may refuse before)
+
+    def check(self, request: CheckRequest) -> Future[CheckReport]:
+        """The dry run (``renew --check``, the Card tab's *Check*; :func:`card.renewal.check_start.start_check`):
+        every check a renewal makes first, each passed, failed or skipped; nothing on the card changes.
+        Future raises: CardRemovedError, NoCardError, ReaderUnavailableError, OperationCancelled."""
+        from card.renewal.check_start import start_check
+
+        return start_check(self.settings, self.issuer, self.journals, self.audit, self.service.submit, request,
+                           self.cancel_event)
 
     def cancel(self) -> None:
         """Stop at the next safe point (never waits): a renewal stops before its next certificate;

@@ -141,6 +141,75 @@ def blocked_words(ra_contact: str) -> Words:
                  f"Contact {ra_contact} to unlock it.")
 
 
+# -- the dry run (``cardrenew renew --check``, the Card tab's *Check*) ------------------------------
+CHECK_TITLES: dict[str, str] = {
+    "card": "Card",
+    "state_directory": "State directory",
+    "card_expiry": "Card expiry (CHUID)",
+    "certificates": "Certificates",
+    "ca": "Certificate authority",
+    "pin": "PIN",
+    "management_key": "Management key",
+    "key_type": "Key algorithm",
+    "certificate_size": "Certificate size",
+    "request_signer": "Request signer",
+    "ra_grant": "Renewal grant",
+}
+"""Each check of the dry run by its stable id (the ``check`` field of ``renew --check --json``)."""
+
+NEEDS_PIN: frozenset[str] = frozenset({"pin", "request_signer", "ra_grant"})
+"""The checks that need the PIN (a PIN-protected management key needs it too)."""
+
+
+def check_skipped_no_pin(what: str) -> str:
+    """A check not run because no PIN was given: ``what`` it would have done."""
+    return f"not checked: no PIN was given ({what} needs the PIN)"
+
+
+def check_no_pin_list(titles: Sequence[str]) -> str:
+    """The PIN check's message when no PIN was given: which checks were skipped because of it."""
+    return ("no PIN was given, so it was not sent; skipped because of it: " + ", ".join(titles)
+            if titles else "no PIN was given, so it was not sent")
+
+
+CHECK_GIVE_PIN = "Run the check again with the PIN (`cardrenew renew --check`, or Check on the Card tab)."
+CHECK_NOTHING_CHANGED = "A dry run: nothing on the card was changed (no key generated, nothing written)."
+
+
+def check_summary(passed: int, failed: int, skipped: int) -> Words:
+    """The dry run's last line: every check passed (some maybe skipped), or how many failed."""
+    counts = f"{passed} passed, {failed} failed, {skipped} skipped"
+    if failed:
+        return Words("Some checks failed", f"{counts}. {CHECK_NOTHING_CHANGED}",
+                     "Fix each failed check (its next step is shown), then run the check again.")
+    if skipped:
+        return Words("No check failed", f"{counts}. {CHECK_NOTHING_CHANGED}",
+                     "The skipped checks did not run; see why beside each.")
+    return Words("Every check passed", f"{counts}. {CHECK_NOTHING_CHANGED}")
+
+
+# -- Change passcode / Unlock card (the TUI's dialogs; ``cardrenew change-pin`` / ``unblock``) ------
+PIN_CHANGED = Words("Your passcode (PIN) has been changed", "Use the new PIN from now on.")
+CARD_UNLOCKED = Words("Your card is unlocked", "The PIN has been reset. Log on with the new PIN.")
+
+
+def unlock_not_allowed(ra_contact: str) -> Words:
+    """``cardrenew unblock`` where ``ui.allow_unlock`` is false (the TUI then offers no *Unlock card*)."""
+    return Words("Unlocking is turned off",
+                 "Unlocking a card with the PUK is not allowed here (ui.allow_unlock is false); nothing was sent "
+                 "to the card.",
+                 f"Contact {ra_contact} to unlock the card, or have support staff's configuration set "
+                 "ui.allow_unlock = true.")
+
+
+def blocked_by_change(what: str, ra_contact: str) -> Words:
+    """The card answered a PIN change (``what`` = PIN) or an unlock (``what`` = PUK) with "blocked"."""
+    if what == "PUK":
+        return Words("Card blocked", "The PUK is blocked: this card can no longer be unlocked here.",
+                     f"Contact {ra_contact}.")
+    return Words("Card blocked", "The PIN is now blocked.", f"Contact {ra_contact}.")
+
+
 # -- the token and its renewal mode (issue 14) -----------------------------------------------------
 class TokenFacts(Protocol):
     """What the words of a token need (:class:`card.token.TokenInfo`)."""

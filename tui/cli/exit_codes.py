@@ -15,6 +15,8 @@
 13    not every certificate was renewed, or a journal/audit file could not be written after the
       card changed; if the card was changed the journal is kept — run ``renew`` again to resume;
       queue: some card was not renewed (failed, refused, or skipped)
+14    ``renew --check`` (the dry run): at least one check failed; nothing on the card was changed
+      (``change-pin``/``unblock`` never use it)
 129   ended by SIGHUP (an SSH session dropped), 130 by SIGINT, 143 by SIGTERM (128 + signal),
 130,  after the current card step was finished and journalled; the next logon or ``renew``
 143   finishes the update
@@ -38,6 +40,7 @@ EXIT_NOT_DUE: Final = 10
 EXIT_REFUSED: Final = 11
 EXIT_CA: Final = 12
 EXIT_PARTIAL: Final = 13
+EXIT_CHECK_FAILED: Final = 14
 EXIT_SIGHUP: Final = 128 + signal.SIGHUP
 EXIT_SIGINT: Final = 128 + signal.SIGINT
 EXIT_SIGTERM: Final = 128 + signal.SIGTERM
@@ -53,6 +56,7 @@ EXIT_CODES: Final[dict[int, str]] = {
     EXIT_CA: "certificate authority refused or unreachable; card unchanged",
     EXIT_PARTIAL: "not every certificate was renewed; run renew again (it resumes) or contact the RA "
                   "(queue: some card was not renewed)",
+    EXIT_CHECK_FAILED: "renew --check: at least one check failed (each with its next step); card unchanged",
     EXIT_SIGHUP: "ended by SIGHUP (an SSH session dropped) after the current card step; the next run resumes",
     EXIT_SIGINT: "ended by SIGINT (Ctrl-C) after the current card step; the next run resumes",
     EXIT_SIGTERM: "ended by SIGTERM after the current card step; the next run resumes",

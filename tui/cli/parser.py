@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     _add_status(sub, parents)
     _add_renew(sub, parents)
+    _add_pin_commands(sub, parents)
     _add_queue(sub, parents)
     _add_audit(sub, parents)
     _add_serve(sub, parents)
@@ -97,6 +98,24 @@ def _add_renew(sub: argparse._SubParsersAction[argparse.ArgumentParser], parents
                    help="send the PIN even when only one try is left (a wrong PIN then blocks the card)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--check", action="store_true",
+                   help="dry run: run every check a renewal makes first and change nothing on the card "
+                        "(the PIN is optional; exit 0 if no check failed, 14 if one did)")
+
+
+PIN_STDIN_HELP = ("read the secrets from standard input, one per line: the current PIN (unblock: the PUK), the "
+                  "new PIN, the new PIN again")
+
+
+def _add_pin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], parents: _Parents) -> None:
+    """``change-pin`` and ``unblock``: the TUI's Change passcode and Unlock card (tui/cli/pin.py)."""
+    for name, text in (("change-pin", "change the card's PIN (current PIN, new PIN twice)"),
+                       ("unblock", "set a new PIN with the PUK (support staff; needs ui.allow_unlock = true)")):
+        p = sub.add_parser(name, parents=[parents.common, parents.reader, parents.demo], help=text, description=text)
+        p.add_argument("--pin-stdin", action="store_true", help=PIN_STDIN_HELP)
+        p.add_argument("--last-try", "--allow-last-pin-try", dest="last_try", action="store_true",
+                       help="send even when only one try is left (a wrong entry then blocks it)")
+        p.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 QUEUE_HELP = """\

@@ -84,6 +84,10 @@ class _StopOnSignal:
 
 def cmd_renew(args: argparse.Namespace) -> int:
     """Read the card, check what is due, ask (unless ``--yes``), renew; returns the exit code."""
+    if getattr(args, "check", False):  # the dry run: tui/cli/check.py
+        from tui.cli.check import cmd_check
+
+        return cmd_check(args)
     settings = settings_for(args)
     stop = _StopOnSignal()
     try:

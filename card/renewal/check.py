@@ -1,0 +1,367 @@
+"""The dry run (issue 15): ``cardrenew renew --check`` and the Card tab's *Check* run every check a
+renewal makes before it changes anything (DESIGN §3 step 1, and a dry mode of step 2's grant) and
+report each as passed, failed (with the next step) or skipped (with why: usually no PIN given).
+
+Two phases, so that a CA that does not answer holds no card: :meth:`DryRun.check_issuer` asks the
+CA without the card (no retries: an installer wants the answer now), then :meth:`DryRun.check_card`
+runs on the card thread in one card transaction, calling the engine's own preflight pieces
+(:func:`~card.renewal.preflight.refuse_expired_card`, :class:`~card.renewal.preflight.SlotPreflight`,
+:class:`~card.renewal.admin.CardAdministrator`, :class:`~card.renewal.signer.CardSigner`).
+
+What the card is sent: SELECT, GET DATA, GET METADATA, VERIFY (the PIN; an empty VERIFY for the
+tries left), GENERAL AUTHENTICATE (the management key's challenge-response; the old keys'
+signatures for the RA's dry grant and a request signer's test signature). Never GENERATE
+ASYMMETRIC KEY PAIR (INS ``47``), PUT DATA (``DB``), CHANGE REFERENCE DATA (``24``) or RESET RETRY
+COUNTER (``2C``). What a dry run may spend: a wrong PIN costs a try like any VERIFY (with one try
+left it is not sent unless the caller allows it); a wrong management key costs nothing on cards
+without a management-key retry counter (a card that keeps one counts the failure). On disk it
+writes and removes a probe file in the state directory (:func:`card.journal.check_directory`,
+through :mod:`card.atomic`) and appends one audit record (``event: check``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+from collections.abc import Callable
+from os.path import abspath
+
+from cryptography.hazmat.primitives import serialization
+
+from card import words
+from card.certificates import fingerprint
+from card.config import Settings
+from card.enrollment.base import DryRunIssuer, DryRunUnsupported, Issuer, IssuerUnavailable
+from card.errors import CardError, CardRemovedError, OperationCancelled, StateFileError
+from card.journal import AuditLog, JournalStore, SlotJournal, check_directory
+from card.piv import KeyType, PivSession
+from card.renewal.admin import CardAdministrator
+from card.renewal.context import RenewalContext, ask_ca
+from card.renewal.model import CardSummary, SlotState, SlotStatus, UpdateCheck, card_expiry_status, update_check
+from card.renewal.plan import SlotPlan, request_signer_slot
+from card.renewal.check_report import CheckItem, CheckOutcome, CheckReport, failed, passed, skipped, colon_hex
+from card.renewal.preflight import CERTIFICATE_GROWTH_BYTES, SlotPreflight, refuse_expired_card
+from card.renewal.reading import read_card
+from card.renewal.signer import CardSigner
+from card.secret import Secret
+
+
+class DryRun:
+    """One dry run on one card.
+
+    Args:
+        issuer: the configured issuer; None when it could not be opened (``issuer_error`` says why).
+        issuer_error: why the issuer could not be opened (reported by the CA check).
+        cancel: ends the CA's and the RA hook's waits (OperationCancelled).
+        now: the clock (aware UTC).
+    """
+
+    def __init__(self, settings: Settings, issuer: Issuer | None, journals: JournalStore, audit: AuditLog, *,
+                 issuer_error: CardError | None = None, cancel: threading.Event | None = None,
+                 now: Callable[[], dt.datetime] | None = None) -> None:
+        self.settings = settings
+        self.journals = journals
+        self.audit = audit
+        self.issuer_error = issuer_error
+        self.ctx: RenewalContext | None = None
+        if issuer is not None:
+            self.ctx = RenewalContext(settings, issuer, journals, audit, cancel=cancel or threading.Event(),
+                                      issuer_retry_delays_s=())
+            if now is not None:
+                self.ctx.now = now
+        self.now = now or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.ca_item: CheckItem | None = None
+        self._pin_given = False
+        self._no_pin: list[str] = []
+        """Titles of the checks skipped because no PIN was given."""
+
+    # -- phase 1: the CA, without the card ------------------------------------------------------
+    def check_issuer(self) -> CheckItem:
+        """CA reachable, and its certificate the pinned one (``issuer.ca_fingerprint``).
+
+        Raises:
+            OperationCancelled: ``cancel`` was set while waiting for the CA.
+        """
+        self.ca_item = self._ca_item()
+        return self.ca_item
+
+    def _ca_item(self) -> CheckItem:
+        if self.ctx is None:
+            return failed("ca", self.issuer_error or IssuerUnavailable("the certificate authority could not be opened"))
+        issuer, ra = self.ctx.issuer, self.settings.ra_contact
+        try:
+            cas = ask_ca(self.ctx, issuer.ca_certificates)
+        except OperationCancelled:
+            raise
+        except CardError as exc:
+            return failed("ca", exc)
+        prints = [fingerprint(ca) for ca in cas]
+        if not prints:
+            return CheckItem("ca", CheckOutcome.FAILED, f"the {issuer.name} answered with no CA certificate",
+                             f"Contact {ra}: the CA's certificate is needed to check what it issues.", code="CA-BAD-REPLY")
+        shown = ", ".join(colon_hex(fp) for fp in prints)
+        pinned = self.settings.issuer.ca_fingerprint
+        if pinned and pinned not in prints:
+            return CheckItem("ca", CheckOutcome.FAILED,
+                             f"the {issuer.name} answered, but its certificate (SHA-256 {shown}) does not match the "
+                             f"pinned fingerprint issuer.ca_fingerprint ({colon_hex(pinned)}); nothing was changed",
+                             f"Check issuer.ca_fingerprint with {ra}: either it is mistyped, or another CA answered.",
+                             code="CA-PIN")
+        if pinned:
+            return passed("ca", f"the {issuer.name} answered; its certificate matches issuer.ca_fingerprint "
+                                 f"(SHA-256 {colon_hex(pinned)})")
+        return passed("ca", f"the {issuer.name} answered; its certificate (SHA-256 {shown}) is not pinned "
+                             "(issuer.ca_fingerprint is not set)",
+                       f"Pin it: set issuer.ca_fingerprint = \"{prints[0]}\" once {ra} confirms the fingerprint.")
+
+    # -- phase 2: the card ----------------------------------------------------------------------
+    def check_card(self, session: PivSession, pin: Secret | None, *, refuse_last_try: bool = True) -> CheckReport:
+        """Every check that needs the card, in one card transaction; ``pin`` (optional) is wiped.
+        Run :meth:`check_issuer` first (its item is included).
+
+        Raises:
+            CardRemovedError, NoCardError: the card went away (the checks so far are lost).
+            OperationCancelled: ``cancel`` was set while waiting for the CA or the RA hook.
+            ApduError: the card has no PIV application.
+        """
+        try:
+            return self._check_card(session, pin, refuse_last_try)
+        finally:
+            if pin is not None:
+                pin.wipe()
+
+    def _check_card(self, session: PivSession, pin: Secret | None, refuse_last_try: bool) -> CheckReport:
+        self._pin_given, self._no_pin = pin is not None, []
+        summary = read_card(session, self.settings, now=self.now(), journals=self.journals,
+                            reader=session.transport.name, pin_retries=True, key_metadata=False)
+        report = CheckReport(summary.reader, card_id=summary.card_id, guid_text=summary.guid_text, holder=summary.holder)
+        items = report.items
+        items += [self._card_item(summary), self._state_item(summary.card_id), self._expiry_item(summary),
+                  self._certificates_item(summary)]
+        if self.ca_item is not None:
+            items.append(self.ca_item)
+        with_certificate = [s for s in summary.slots if s.certificate is not None]
+        signer = CardSigner(session, pin if pin is not None else Secret(b""))
+        preflight = SlotPreflight(self.ctx, session, signer, summary.card_key_types) if self.ctx else None
+        for status in with_certificate:
+            items += [self._key_type_item(preflight, status, summary), self._size_item(status)]
+        guid = summary.card_id
+        admin = CardAdministrator(session, self.settings,
+                                  bytes.fromhex(guid) if guid and not guid.startswith("cert-") else None)
+        pin_at = len(items) + (0 if "pin-protected" in self.settings.sources else 1)
+        pin_ok = self._log_in(items, signer, admin, pin, summary.pin_retries, refuse_last_try)
+        renewable = [s for s in with_certificate if s.state in (SlotState.OK, SlotState.DUE)]
+        items += self._request_signer_items(preflight, renewable, summary, pin_ok)
+        items += self._grant_items(signer, renewable, pin_ok)
+        if pin is None:  # the PIN check says which checks it cost
+            items[pin_at] = dataclasses.replace(items[pin_at], message=words.check_no_pin_list(self._no_pin))
+        self.audit.write_quietly(event="check", card_guid=summary.card_id, reader=summary.reader,
+                                 outcome="passed" if report.ok else "failed",
+                                 failed_checks=[item.title for item in report.failed] or None)
+        return report
+
+    def _card_item(self, summary: CardSummary) -> CheckItem:
+        if summary.card_id is None:
+            return CheckItem("card", CheckOutcome.FAILED, "the card holds no certificate and no CHUID; it cannot be "
+                             "renewed here", f"Contact {self.settings.ra_contact}.", code="REFUSED")
+        return passed("card", f"a PIV card in {summary.reader}; holder {summary.holder or '(no name on the card)'}; "
+                               f"card GUID {summary.guid_text or summary.card_id}")
+
+    def _state_item(self, card_id: str | None) -> CheckItem:
+        """The state directory takes a real write (a probe file written and removed); the journal and
+        the audit log are regular files that can be written, or absent."""
+        directory = self.journals.directory
+        try:
+            check_directory(directory)
+            if abspath(self.audit.path.parent) != abspath(directory):
+                check_directory(self.audit.path.parent)
+            if card_id is not None:
+                self.journals.check_path(card_id)
+            self.audit.check_path()
+        except StateFileError as exc:
+            return failed("state_directory", exc)
+        return passed("state_directory", f"{directory} took a test write (a probe file written and removed) and has "
+                                          "room; the journal and the audit log can be written")
+
+    def _expiry_item(self, summary: CardSummary) -> CheckItem:
+        """The card's own expiry (CHUID): passed, or a renewal would be refused for it."""
+        try:
+            refuse_expired_card(summary, self.settings, self.now)
+        except CardError as exc:  # CardExpiredError
+            return failed("card_expiry", exc)
+        expiry = summary.card_expiry
+        if expiry is None:
+            return passed("card_expiry", "the card's CHUID states no expiration date")
+        window = self.settings.window_days
+        if card_expiry_status(expiry, window, self.now()) == "ending" and (summary.due or summary.expired):
+            return CheckItem("card_expiry", CheckOutcome.FAILED,
+                             f"the card itself expires on {expiry:%Y-%m-%d}, within the {window}-day renewal "
+                             "window; a certificate may not outlive its card, so no renewal is made",
+                             f"Contact {self.settings.ra_contact} for a new card.", code="CARD-EXPIRED")
+        return passed("card_expiry", f"the card is valid until {expiry:%Y-%m-%d} (CHUID)")
+
+    def _certificates_item(self, summary: CardSummary) -> CheckItem:
+        """What a renewal would find: an unfinished update, an expired or unreadable slot, what is due."""
+        ra = self.settings.ra_contact
+        if summary.pending_journal is not None:
+            return CheckItem("certificates", CheckOutcome.FAILED,
+                             f"an unfinished update (reference {summary.pending_journal.reference}) is waiting",
+                             "Finish it first: run `cardrenew renew` (or Update My Card); it resumes where it stopped.",
+                             code="RESUME")
+        unreadable = [s for s in summary.slots if s.state is SlotState.UNREADABLE]
+        if unreadable:
+            return CheckItem("certificates", CheckOutcome.FAILED, f"{words.slot_names(unreadable)} holds an unreadable "
+                             "object, not a certificate", f"Contact {ra}: the slot must be re-issued.", code="REFUSED")
+        check = update_check(summary)
+        said = words.update_words(summary, check, self.settings.window_days, ra)
+        if check is UpdateCheck.AVAILABLE:
+            return passed("certificates", f"due for renewal: {words.slot_names(summary.due)}")
+        assert said is not None
+        if check is UpdateCheck.UP_TO_DATE:
+            return passed("certificates", said.message.rstrip("."))
+        return CheckItem("certificates", CheckOutcome.FAILED, said.message.rstrip("."), said.next_step, code="REFUSED")
+
+    def _key_type_item(self, preflight: SlotPreflight | None, status: SlotStatus, summary: CardSummary) -> CheckItem:
+        """The key type GENERATE would make: the card lists it (F13) and the issuer certifies it."""
+        slot, cert = status.slot, status.certificate
+        assert cert is not None
+        if preflight is None:
+            return skipped("key_type", "the certificate authority could not be opened", slot=slot.hex)
+        try:
+            kt = preflight.key_type_for(slot, cert, SlotJournal(slot.hex, fingerprint(cert)))
+        except CardError as exc:  # NotSupportedError, RenewalRefused
+            return failed("key_type", exc, slot.hex)
+        card = ("the card lists it" if summary.card_key_types is not None
+                else "the card does not list its algorithms (it is asked at GENERATE)")
+        assert self.ctx is not None
+        return passed("key_type", f"{kt.name}: {card}; the {self.ctx.issuer.name} certifies it", slot=slot.hex)
+
+    def _size_item(self, status: SlotStatus) -> CheckItem:
+        """A renewed certificate fits ``card.max_certificate_bytes`` (the engine's own margin)."""
+        assert status.certificate is not None
+        size = len(status.certificate.public_bytes(serialization.Encoding.DER))
+        limit, slot = self.settings.max_certificate_bytes, status.slot.hex
+        if size + CERTIFICATE_GROWTH_BYTES > limit:
+            return CheckItem("certificate_size", CheckOutcome.FAILED,
+                             f"the certificate is {size} bytes; a renewed one may need {size + CERTIFICATE_GROWTH_BYTES}, "
+                             f"more than this card's {limit}-byte limit (card.max_certificate_bytes)",
+                             f"Contact {self.settings.ra_contact}: the certificate profile must be smaller (or set "
+                             "card.max_certificate_bytes to this card's real capacity).", slot, "TOOLARGE")
+        return passed("certificate_size", f"{size} bytes; a renewed one fits this card's {limit}-byte limit "
+                                           "(card.max_certificate_bytes)", slot=slot)
+
+    # -- PIN and management key, in the engine's order (F08) ---------------------------------
+    def _log_in(self, items: list[CheckItem], signer: CardSigner, admin: CardAdministrator, pin: Secret | None,
+                retries: int | None, refuse_last_try: bool) -> bool:
+        """The management key and the PIN, in the engine's order: the management key first, unless it
+        is PIN-protected (then the PIN first). Appends both items; returns whether the PIN was verified."""
+        if "pin-protected" in self.settings.sources:
+            items.append(self._pin_item(signer, pin, retries, refuse_last_try))
+            pin_ok = items[-1].outcome is CheckOutcome.PASSED
+            if pin_ok:
+                items.append(self._management_key_item(admin))
+            else:
+                items.append(self._not_verified("management_key", "reading the PIN-protected management key"))
+            return pin_ok
+        items.append(self._management_key_item(admin))
+        items.append(self._pin_item(signer, pin, retries, refuse_last_try))
+        return items[-1].outcome is CheckOutcome.PASSED
+
+    def _management_key_item(self, admin: CardAdministrator) -> CheckItem:
+        try:
+            admin.authenticate()
+        except CardRemovedError:
+            raise
+        except CardError as exc:  # ManagementKeyError, ApduError, ConfigError (a key file)
+            return failed("management_key", exc)
+        sources = ", ".join(self.settings.sources)
+        if self.settings.uses_default_management_key:
+            return passed("management_key", f"authenticated (sources: {sources}); the well-known default key is "
+                                             "allowed by the configuration",
+                           "Give each card its own management key before production use (management_key.source).")
+        return passed("management_key", f"authenticated with the configured key (sources: {sources})")
+
+    def _pin_item(self, signer: CardSigner, pin: Secret | None, retries: int | None, refuse_last_try: bool) -> CheckItem:
+        if pin is None:
+            return skipped("pin", words.check_no_pin_list([]), words.CHECK_GIVE_PIN)
+        ra = self.settings.ra_contact
+        if retries == 0:
+            return CheckItem("pin", CheckOutcome.FAILED, "the PIN is blocked; it was not sent",
+                             f"Contact {ra} to unlock it.", code="BLOCKED")
+        if retries == 1 and refuse_last_try:
+            return skipped("pin", "only 1 PIN try is left, so the PIN was not sent (a wrong one would block the card)",
+                            "If you are sure of the PIN, run the check again allowing the last try "
+                            "(`--allow-last-pin-try`, or confirm it on the Card tab).")
+        try:
+            signer.verify_pin()
+        except CardRemovedError:
+            raise
+        except CardError as exc:  # InvalidPinError (tries left), PinBlockedError, PinFormatError
+            return failed("pin", exc)
+        return passed("pin", "accepted")
+
+    def _not_verified(self, check: str, what: str, slot: str | None = None) -> CheckItem:
+        """Skipped: no PIN was given, or the one given was not verified (see the PIN check)."""
+        if self._pin_given:
+            return skipped(check, "not checked: the PIN was not verified (see the PIN check)", slot=slot)
+        return self._skip_for_pin(check, what, slot)
+
+    def _skip_for_pin(self, check: str, what: str, slot: str | None = None) -> CheckItem:
+        item = skipped(check, words.check_skipped_no_pin(what), slot=slot)
+        self._no_pin.append(item.title)
+        return item
+
+    # -- what needs the old keys: request signers, the RA's dry grant --------------------------
+    def _request_signer_items(self, preflight: SlotPreflight | None, renewable: list[SlotStatus],
+                              summary: CardSummary, pin_ok: bool) -> list[CheckItem]:
+        """SCEP RenewalReq: each request signer holds a working RSA certificate and its key (a test
+        signature). None listed when the issuer has every new key sign its own request."""
+        if preflight is None or self.ctx is None:
+            return []
+        plan = [SlotPlan(s.setting, s.certificate, SlotJournal(s.slot.hex)) for s in renewable]
+        signers = {request_signer_slot(self.ctx.issuer, entry.slot) for entry in plan} - {None}
+        if not signers:
+            return []
+        names = ", ".join(sorted(s.hex for s in signers if s is not None))
+        if not pin_ok:
+            return [self._not_verified("request_signer", f"the test signature in slot {names}")]
+        try:
+            preflight.check_request_signers(plan, {s.slot: s for s in summary.slots})
+        except (CardRemovedError, OperationCancelled):
+            raise
+        except CardError as exc:
+            return [failed("request_signer", exc)]
+        return [passed("request_signer", f"slot {names} holds a valid RSA certificate and its key (a test signature)")]
+
+    def _grant_items(self, signer: CardSigner, renewable: list[SlotStatus], pin_ok: bool) -> list[CheckItem]:
+        """Per renewable slot: the issuer's dry mode of its grant (:class:`DryRunIssuer`), the old
+        key proving possession; nothing is recorded and no one-time challenge is spent."""
+        out: list[CheckItem] = []
+        for status in renewable:
+            slot, cert = status.slot, status.certificate
+            assert cert is not None
+            if self.ctx is None:
+                out.append(skipped("ra_grant", "the certificate authority could not be opened", slot=slot.hex))
+            elif not pin_ok:
+                out.append(self._not_verified("ra_grant", "the old key's proof of possession", slot.hex))
+            elif not isinstance(self.ctx.issuer, DryRunIssuer):
+                out.append(skipped("ra_grant", f"the {self.ctx.issuer.name} has no dry mode; a real request would be "
+                                                "granted and recorded, so it was not asked", slot=slot.hex))
+            else:
+                out.append(self._grant_item(self.ctx.issuer, signer, status))
+        return out
+
+    def _grant_item(self, issuer: DryRunIssuer, signer: CardSigner, status: SlotStatus) -> CheckItem:
+        assert self.ctx is not None and status.certificate is not None
+        slot, cert = status.slot, status.certificate
+        try:
+            signer.slot_key_types[slot] = KeyType.of(cert.public_key())
+            note = ask_ca(self.ctx, lambda: issuer.check_renewal(slot.hex, cert, lambda m: signer.sign(slot, m)))
+        except DryRunUnsupported as exc:
+            return skipped("ra_grant", str(exc), slot=slot.hex)
+        except (CardRemovedError, OperationCancelled):
+            raise
+        except CardError as exc:  # IssuerRejected, RaRejected, IssuerUnavailable, a refused signature
+            return failed("ra_grant", exc, slot.hex)
+        return passed("ra_grant", note, slot=slot.hex)
