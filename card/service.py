@@ -47,7 +47,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from card.errors import CardChangedError, InvalidPinError, LastPinTryError, PinBlockedError
+from card.errors import CardChangedError, InvalidPinError, PinBlockedError
 from card.worker import CardService
 
 __all__ = [  # the door, and the read-model names it re-exports (made on first use, see __getattr__)
@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from card.renewal.check_report import CheckItem, CheckOutcome, CheckReport, CheckRequest
     from card.reader_queue import EntryState, QueueEntry, ReaderQueue
     from card.secret import Secret
+    from card.token import Token
 
 logger = logging.getLogger(__name__)
 
@@ -176,10 +177,17 @@ class CardDoor:
         """SELECT PIV and VERIFY ``pin`` (SP 800-73-4 Part 2 §3.2.1); ``pin`` is wiped once the card
         answered. Future raises: PinFormatError (nothing sent), InvalidPinError (with the tries
         left), PinBlockedError, CardRemovedError, NoCardError, CardError."""
+        audit = self.audit
+
         def verify(session: PivSession) -> None:
+            from card.renewal.attempts import audit_log_on
+
             try:
                 session.select()
                 session.verify_pin(pin)
+            except (InvalidPinError, PinBlockedError) as exc:
+                audit_log_on(audit, exc)  # every attempt is audited (issue 15); never the PIN
+                raise
             finally:
                 pin.wipe()
 
@@ -268,10 +276,11 @@ class CardDoor:
         settings, journals, reader = self.settings, self.journals, self.reader_name
 
         def check_then_renew(session: PivSession) -> tuple[CardSummary, RenewalResult | None]:
-            from card.renewal import UpdateCheck, read_card, update_check
+            from card.renewal import UpdateCheck, piv_token, read_card, update_check
             from card.secret import Secret
 
-            summary = read_card(session, settings, journals=journals, reader=reader,
+            token = piv_token(session, settings)  # one token for the reading and the renewal (the CHUID read once)
+            summary = read_card(token, settings, journals=journals, reader=reader,
                                 pin_retries=False)  # not shown; the engine sends the PIN next
             if request.expect_card is not None and summary.card_id != request.expect_card:
                 if isinstance(request.pin, Secret):
@@ -279,18 +288,21 @@ class CardDoor:
                 raise CardChangedError(f"the card in {reader} is not the one the PIN was typed for")
             if update_check(summary) not in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
                 return summary, None
-            return summary, self._renew(session, request, summary)
+            return summary, self._renew(token, request, summary)
 
         return self.service.submit(check_then_renew)
 
-    def _renew(self, session: PivSession, request: RenewalRequest, summary: CardSummary | None) -> RenewalResult:
-        from card.renewal import NullReporter, RenewalContext, renew
+    def _renew(self, card: Token | PivSession, request: RenewalRequest, summary: CardSummary | None) -> RenewalResult:
+        from card.renewal import NullReporter, RenewalContext, as_token, renew
         from card.secret import Secret
 
         pin = request.pin if isinstance(request.pin, Secret) else None
+        token = as_token(card, self.settings)
         try:
             if request.refuse_last_try:
-                _refuse_last_try(session)
+                from card.renewal.attempts import refuse_last_try
+
+                refuse_last_try(token)
             if pin is None:
                 assert not isinstance(request.pin, Secret)
                 pin = request.pin()
@@ -303,7 +315,9 @@ class CardDoor:
                 ctx.now = request.now
             if request.between_slots is not None:
                 ctx.between_slots = request.between_slots
-            return renew(session, ctx, pin, summary=summary)
+            from card.renewal.attempts import run_audited
+
+            return run_audited(self.audit, summary, lambda: renew(token, ctx, pin, summary=summary))
         finally:
             if pin is not None:
                 pin.wipe()  # (renew wipes it too; the guard may refuse before)
@@ -381,17 +395,3 @@ class CardDoor:
         """Stop closing ``door`` with this one (it was closed on its own: its reader is gone)."""
         doors = self.__dict__.get("_reader_doors", [])
         doors[:] = [d for d in doors if d is not door]
-
-
-def _refuse_last_try(session: PivSession) -> None:
-    """Before the PIN is sent, in the renewal's own card transaction: refuse when one try is left.
-
-    Raises:
-        LastPinTryError: one try left; PinBlockedError: no try left (``69 83``).
-    """
-    retries = session.get_pin_retries()  # raises PinBlockedError on 69 83
-    if retries == 0:
-        raise PinBlockedError("The PIN is blocked.")
-    if retries == 1:
-        raise LastPinTryError("only 1 PIN try is left; a wrong PIN would block the card; run again with "
-                              "--allow-last-pin-try or use the TUI")

@@ -260,6 +260,69 @@ def token_name(token: TokenFacts) -> str:
     return f"{label} ({details})" if details else label
 
 
+# -- PKCS#11 tokens: what goes wrong (issue 14) ----------------------------------------------------
+FEW_TRIES = "The token says few tries are left."
+"""``CKF_USER_PIN_COUNT_LOW`` (PKCS#11 v2.40 §5.5, CK_TOKEN_INFO): a wrong PIN was entered since the
+last good one; the token does not say how many tries remain."""
+
+
+def token_seen(label: str, serial: str, initialised: bool = True) -> str:
+    """One token as a list of tokens shows it: ``"'cardrenew' (serial 1a2b3c4d)"``;
+    ``"an uninitialised token"`` for one with no label to choose it by."""
+    if not initialised:
+        return "an uninitialised token"
+    name = f"'{label.strip()}'" if label.strip() else "a token without a label"
+    return f"{name} (serial {serial.strip()})" if serial.strip() else name
+
+
+def token_wanted(label: str | None, serial: str | None) -> str:
+    """The token ``[card]`` asks for: ``"a token labelled 'x' with serial 1a2b"``, or ``"a token"``."""
+    parts = ([f"labelled '{label}'"] if label is not None else []) + ([f"with serial {serial}"] if serial is not None else [])
+    return "a token " + " ".join(parts) if parts else "a token"
+
+
+def token_not_found(module: str, wanted: str, seen: Sequence[str]) -> str:
+    """No token matches ``[card] token_label`` / ``token_serial``: what the module shows instead."""
+    if not seen:
+        return f"The PKCS#11 module {module} shows no token."
+    return f"The PKCS#11 module {module} shows no {wanted.removeprefix('a ')}; it shows {', '.join(seen)}."
+
+
+TOKEN_NOT_FOUND_NEXT = ("Insert the token (or connect its reader). If it is inserted, set [card] token_label or "
+                        "token_serial to one of the tokens named above, or ask your administrator.")
+
+
+def several_tokens(module: str, seen: Sequence[str]) -> str:
+    """More than one token matches: cardrenew never guesses which one to change."""
+    return f"The PKCS#11 module {module} shows more than one token that could be meant: {', '.join(seen)}."
+
+
+SEVERAL_TOKENS_NEXT = "Set [card] token_label (or token_serial) to the token to renew; nothing was changed."
+
+
+def module_not_loadable(path: str, reason: str) -> str:
+    """``[card] module`` cannot be opened as a PKCS#11 library (a wrong path, not a PKCS#11 library)."""
+    return f"the PKCS#11 module {path} cannot be loaded ({reason})"
+
+
+MODULE_NEXT = ("Set [card] module to the path of your token's PKCS#11 library (for example "
+               "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so), or ask your administrator.")
+
+READ_ONLY_NEXT = ("Nothing was changed on the token. Switch off its write protection, or use storage it can "
+                  "write to; otherwise contact your Registration Authority (RA).")
+TOKEN_REMOVED_NEXT = "Re-insert the token and run cardrenew again; an unfinished update is resumed."
+DEVICE_ERROR_NEXT = ("Remove and re-insert the token (or restart its reader), then run cardrenew again; an "
+                     "unfinished update is resumed. If it happens again, contact your Registration Authority (RA).")
+TOKEN_FULL_NEXT = ("Nothing was removed from the token. Make room on it (or ask your Registration Authority (RA) to), "
+                   "then run cardrenew again.")
+ADMIN_NEXT = "The token's security officer PIN or management key is not the one configured. Contact your Registration Authority (RA)."
+
+
+def not_supported_by_token(what: str) -> str:
+    """The token cannot do ``what`` (a mechanism or key type): ``"the token does not support …"``."""
+    return f"the token does not support {what}"
+
+
 # -- the renewal queue: several readers at once (issue 15) ----------------------------------------
 def pin_for(holder: str | None, reader: str) -> str:
     """The PIN question of one card in the queue, naming its holder and its reader:

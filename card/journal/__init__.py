@@ -33,14 +33,9 @@ Audit line: one JSON object per line with ``time`` (ISO 8601 UTC), ``event_id``,
 when it was written by a later run because the log could not be written at the time).
 """
 
-from card.journal.audit import (
-    MAX_AUDIT_LINE_BYTES,
-    MAX_AUDIT_READ_BYTES,
-    AuditLineError,
-    AuditLog,
-    AuditReading,
-    parse_audit_line,
-)
+from card.journal.audit import MAX_AUDIT_READ_BYTES, AuditLog, AuditReading
+from card.journal.audit_chain import ChainReport, verify_chain
+from card.journal.audit_lines import MAX_AUDIT_LINE_BYTES, AuditLineError, outcome_kind, parse_audit_line
 from card.journal.fallback import FALLBACK_OWNER_FILE, default_fallback_directory, fallback_tag
 from card.journal.records import (
     FINAL_STEPS,
@@ -72,6 +67,6 @@ __all__ = [
     "STEP_AUTHORISED", "STEP_DONE", "STEP_ENDED", "STEP_GENERATED", "STEP_GENERATING", "STEP_ISSUED",
     "STEP_PLANNED", "STEP_RETIRED", "STEP_WRITTEN", "AuditLineError", "AuditLog", "AuditReading", "Journal", "JournalFileError",
     "JournalStep", "JournalStore", "SetAside", "SlotJournal", "check_directory", "default_fallback_directory",
-    "fallback_tag", "flush_kept_audit", "new_reference", "parse_audit_line", "parse_journal",
+    "fallback_tag", "flush_kept_audit", "verify_chain", "ChainReport", "outcome_kind", "new_reference", "parse_audit_line", "parse_journal",
     "prepare_state_files", "state_file_error",
 ]

@@ -14,7 +14,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from card.journal.audit import AuditLineError, check_audit_record
+from card.journal.audit_lines import AuditLineError, check_audit_record
 from card.journal.records import INTERFACES, JOURNAL_VERSION, STEPS, Journal, JournalStep, SlotJournal
 
 MAX_JOURNAL_BYTES = 1 << 20

@@ -6,7 +6,7 @@ Two phases, so that a CA that does not answer holds no card: :meth:`DryRun.check
 CA without the card (no retries: an installer wants the answer now), then :meth:`DryRun.check_card`
 runs on the card thread in one card transaction, calling the engine's own preflight pieces
 (:func:`~card.renewal.preflight.refuse_expired_card`, :class:`~card.renewal.preflight.SlotPreflight`,
-:class:`~card.renewal.admin.CardAdministrator`, :class:`~card.renewal.signer.CardSigner`).
+:func:`~card.renewal.admin.piv_token` (the management key), :class:`~card.renewal.signer.CardSigner`).
 
 What the card is sent: SELECT, GET DATA, GET METADATA, VERIFY (the PIN; an empty VERIFY for the
 tries left), GENERAL AUTHENTICATE (the management key's challenge-response; the old keys'
@@ -36,8 +36,9 @@ from card.enrollment.base import DryRunIssuer, DryRunUnsupported, Issuer, Issuer
 from card.errors import CardError, CardRemovedError, OperationCancelled, StateFileError
 from card.journal import AuditLog, JournalStore, SlotJournal, check_directory
 from card.piv import KeyType, PivSession
-from card.renewal.admin import CardAdministrator
+from card.renewal.admin import as_token
 from card.renewal.context import RenewalContext, ask_ca
+from card.renewal.keys import TokenKeys
 from card.renewal.model import CardSummary, SlotState, SlotStatus, UpdateCheck, card_expiry_status, update_check
 from card.renewal.plan import SlotPlan, request_signer_slot
 from card.renewal.check_report import CheckItem, CheckOutcome, CheckReport, failed, passed, skipped, colon_hex
@@ -45,6 +46,7 @@ from card.renewal.preflight import CERTIFICATE_GROWTH_BYTES, SlotPreflight, refu
 from card.renewal.reading import read_card
 from card.renewal.signer import CardSigner
 from card.secret import Secret
+from card.token import Token
 
 
 class DryRun:
@@ -116,7 +118,7 @@ class DryRun:
                        f"Pin it: set issuer.ca_fingerprint = \"{prints[0]}\" once {ra} confirms the fingerprint.")
 
     # -- phase 2: the card ----------------------------------------------------------------------
-    def check_card(self, session: PivSession, pin: Secret | None, *, refuse_last_try: bool = True) -> CheckReport:
+    def check_card(self, session: Token | PivSession, pin: Secret | None, *, refuse_last_try: bool = True) -> CheckReport:
         """Every check that needs the card, in one card transaction; ``pin`` (optional) is wiped.
         Run :meth:`check_issuer` first (its item is included).
 
@@ -131,10 +133,12 @@ class DryRun:
             if pin is not None:
                 pin.wipe()
 
-    def _check_card(self, session: PivSession, pin: Secret | None, refuse_last_try: bool) -> CheckReport:
+    def _check_card(self, session: Token | PivSession, pin: Secret | None, refuse_last_try: bool) -> CheckReport:
         self._pin_given, self._no_pin = pin is not None, []
-        summary = read_card(session, self.settings, now=self.now(), journals=self.journals,
-                            reader=session.transport.name, pin_retries=True, key_metadata=False)
+        token = as_token(session, self.settings)
+        self._keys = TokenKeys(token)
+        summary = read_card(token, self.settings, now=self.now(), journals=self.journals,
+                            reader=token.info.reader, pin_retries=True, key_metadata=False)
         report = CheckReport(summary.reader, card_id=summary.card_id, guid_text=summary.guid_text, holder=summary.holder)
         items = report.items
         items += [self._card_item(summary), self._state_item(summary.card_id), self._expiry_item(summary),
@@ -142,15 +146,12 @@ class DryRun:
         if self.ca_item is not None:
             items.append(self.ca_item)
         with_certificate = [s for s in summary.slots if s.certificate is not None]
-        signer = CardSigner(session, pin if pin is not None else Secret(b""))
-        preflight = SlotPreflight(self.ctx, session, signer, summary.card_key_types) if self.ctx else None
+        signer = CardSigner(token, pin if pin is not None else Secret(b""))
+        preflight = SlotPreflight(self.ctx, token, self._keys, signer, summary.card_key_types) if self.ctx else None
         for status in with_certificate:
             items += [self._key_type_item(preflight, status, summary), self._size_item(status)]
-        guid = summary.card_id
-        admin = CardAdministrator(session, self.settings,
-                                  bytes.fromhex(guid) if guid and not guid.startswith("cert-") else None)
         pin_at = len(items) + (0 if "pin-protected" in self.settings.sources else 1)
-        pin_ok = self._log_in(items, signer, admin, pin, summary.pin_retries, refuse_last_try)
+        pin_ok = self._log_in(items, signer, token, pin, summary.pin_retries, refuse_last_try)
         renewable = [s for s in with_certificate if s.state in (SlotState.OK, SlotState.DUE)]
         items += self._request_signer_items(preflight, renewable, summary, pin_ok)
         items += self._grant_items(signer, renewable, pin_ok)
@@ -229,7 +230,7 @@ class DryRun:
         if preflight is None:
             return skipped("key_type", "the certificate authority could not be opened", slot=slot.hex)
         try:
-            kt = preflight.key_type_for(slot, cert, SlotJournal(slot.hex, fingerprint(cert)))
+            kt = preflight.key_type_for(self._keys.of_slot(slot), cert, SlotJournal(slot.hex, fingerprint(cert)))
         except CardError as exc:  # NotSupportedError, RenewalRefused
             return failed("key_type", exc, slot.hex)
         card = ("the card lists it" if summary.card_key_types is not None
@@ -252,7 +253,7 @@ class DryRun:
                                            "(card.max_certificate_bytes)", slot=slot)
 
     # -- PIN and management key, in the engine's order (F08) ---------------------------------
-    def _log_in(self, items: list[CheckItem], signer: CardSigner, admin: CardAdministrator, pin: Secret | None,
+    def _log_in(self, items: list[CheckItem], signer: CardSigner, admin: Token, pin: Secret | None,
                 retries: int | None, refuse_last_try: bool) -> bool:
         """The management key and the PIN, in the engine's order: the management key first, unless it
         is PIN-protected (then the PIN first). Appends both items; returns whether the PIN was verified."""
@@ -268,9 +269,9 @@ class DryRun:
         items.append(self._pin_item(signer, pin, retries, refuse_last_try))
         return items[-1].outcome is CheckOutcome.PASSED
 
-    def _management_key_item(self, admin: CardAdministrator) -> CheckItem:
+    def _management_key_item(self, admin: Token) -> CheckItem:
         try:
-            admin.authenticate()
+            admin.log_in_admin()
         except CardRemovedError:
             raise
         except CardError as exc:  # ManagementKeyError, ApduError, ConfigError (a key file)
@@ -294,7 +295,7 @@ class DryRun:
                             "If you are sure of the PIN, run the check again allowing the last try "
                             "(`--allow-last-pin-try`, or confirm it on the Card tab).")
         try:
-            signer.verify_pin()
+            signer.log_in()
         except CardRemovedError:
             raise
         except CardError as exc:  # InvalidPinError (tries left), PinBlockedError, PinFormatError
@@ -319,8 +320,9 @@ class DryRun:
         signature). None listed when the issuer has every new key sign its own request."""
         if preflight is None or self.ctx is None:
             return []
-        plan = [SlotPlan(s.setting, s.certificate, SlotJournal(s.slot.hex)) for s in renewable]
-        signers = {request_signer_slot(self.ctx.issuer, entry.slot) for entry in plan} - {None}
+        plan = [SlotPlan(s.setting, s.certificate, SlotJournal(s.slot.hex), self._keys.of_slot(s.slot))
+                for s in renewable]
+        signers = {request_signer_slot(self.ctx.issuer, entry.ref, self._keys) for entry in plan} - {None}
         if not signers:
             return []
         names = ", ".join(sorted(s.hex for s in signers if s is not None))
@@ -355,9 +357,10 @@ class DryRun:
     def _grant_item(self, issuer: DryRunIssuer, signer: CardSigner, status: SlotStatus) -> CheckItem:
         assert self.ctx is not None and status.certificate is not None
         slot, cert = status.slot, status.certificate
+        ref = self._keys.of_slot(slot)
         try:
-            signer.slot_key_types[slot] = KeyType.of(cert.public_key())
-            note = ask_ca(self.ctx, lambda: issuer.check_renewal(slot.hex, cert, lambda m: signer.sign(slot, m)))
+            signer.slot_key_types[ref] = KeyType.of(cert.public_key())
+            note = ask_ca(self.ctx, lambda: issuer.check_renewal(ref.hex, cert, lambda m: signer.sign(ref, m)))
         except DryRunUnsupported as exc:
             return skipped("ra_grant", str(exc), slot=slot.hex)
         except (CardRemovedError, OperationCancelled):

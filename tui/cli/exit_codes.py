@@ -17,6 +17,7 @@
       queue: some card was not renewed (failed, refused, or skipped)
 14    ``renew --check`` (the dry run): at least one check failed; nothing on the card was changed
       (``change-pin``/``unblock`` never use it)
+15    ``audit --verify``: the audit log was edited or cut after it was written
 129   ended by SIGHUP (an SSH session dropped), 130 by SIGINT, 143 by SIGTERM (128 + signal),
 130,  after the current card step was finished and journalled; the next logon or ``renew``
 143   finishes the update
@@ -41,6 +42,7 @@ EXIT_REFUSED: Final = 11
 EXIT_CA: Final = 12
 EXIT_PARTIAL: Final = 13
 EXIT_CHECK_FAILED: Final = 14
+EXIT_AUDIT_BROKEN: Final = 15
 EXIT_SIGHUP: Final = 128 + signal.SIGHUP
 EXIT_SIGINT: Final = 128 + signal.SIGINT
 EXIT_SIGTERM: Final = 128 + signal.SIGTERM
@@ -57,6 +59,7 @@ EXIT_CODES: Final[dict[int, str]] = {
     EXIT_PARTIAL: "not every certificate was renewed; run renew again (it resumes) or contact the RA "
                   "(queue: some card was not renewed)",
     EXIT_CHECK_FAILED: "renew --check: at least one check failed (each with its next step); card unchanged",
+    EXIT_AUDIT_BROKEN: "audit --verify: the audit log was edited or cut after it was written",
     EXIT_SIGHUP: "ended by SIGHUP (an SSH session dropped) after the current card step; the next run resumes",
     EXIT_SIGINT: "ended by SIGINT (Ctrl-C) after the current card step; the next run resumes",
     EXIT_SIGTERM: "ended by SIGTERM after the current card step; the next run resumes",

@@ -7,6 +7,7 @@ subcommand; after it they default to ``SUPPRESS`` so a value given before is nev
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 
 from tui.cli.exit_codes import EXIT_CODES
 
@@ -142,9 +143,24 @@ def _add_queue(sub: argparse._SubParsersAction[argparse.ArgumentParser], parents
 
 
 def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser], parents: _Parents) -> None:
-    p = sub.add_parser("audit", parents=[parents.common], help="print the recent audit log entries")
-    p.add_argument("-n", type=entry_count, default=20, metavar="N",
-                   help="how many of the newest entries (default 20; 0 prints none)")
+    p = sub.add_parser("audit", parents=[parents.common], help="print, export or verify the audit log",
+                       description="Print the newest audit records (JSON lines), export them for the RA "
+                                   "(--since, --outcome, --format), or check that the log is as it was written "
+                                   "(--verify, exit 15 when it was edited or cut).")
+    p.add_argument("-n", type=entry_count, default=None, metavar="N",
+                   help="how many of the newest entries (default 20, or all with --since/--outcome/--format; "
+                        "0 prints none)")
+    p.add_argument("--since", type=since_time, metavar="DATE",
+                   help="only records from DATE on (ISO 8601: 2026-12-01 or 2026-12-01T08:00; UTC unless an "
+                        "offset is given)")
+    p.add_argument("--outcome", metavar="OUTCOME",
+                   help="only these records: failed (every failure: wrong PIN, blocked, refused, CA refusal, "
+                        "aborted …), ok, or one outcome by name (renewed, wrong_pin, blocked, ca_refused …)")
+    p.add_argument("--format", choices=("lines", "json", "csv"), default="lines",
+                   help="lines: one JSON record per line (default); json: one JSON array; csv: a header row "
+                        "and one row per record")
+    p.add_argument("--verify", action="store_true",
+                   help="check the chain of records and the head file: where was the log edited or cut")
     p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
                    help="the audit log of the --demo runs (kept in the demo's own state directory)")
 
@@ -212,6 +228,19 @@ def _add_emulator_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--delay", action="append", default=[], metavar="INS=SECONDS",
                    help="answer instruction INS (hex, e.g. 47 for GENERATE) after SECONDS; repeatable")
     p.add_argument("--reinsert-after", type=float, metavar="SECONDS", help="after a pull, re-insert after this long")
+
+
+def since_time(text: str) -> dt.datetime:
+    """``audit --since``: an ISO 8601 date or date and time; UTC unless it carries an offset.
+
+    Raises:
+        argparse.ArgumentTypeError: not such a date (argparse: exit 2).
+    """
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (give e.g. 2026-12-01 or 2026-12-01T08:00)") from None
+    return when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when.astimezone(dt.timezone.utc)
 
 
 def entry_count(text: str) -> int:
