@@ -247,8 +247,8 @@ def renewal_mode_words(side_by_side: bool) -> Words:
     """What the logon pane, the Card tab, ``status`` and ``renew`` say about how this card or token
     is renewed: the title names the mode, the message is the one sentence the holder needs."""
     if side_by_side:
-        return Words("Renewal side by side", SIDE_BY_SIDE)
-    return Words("Renewal in place", PIV_ORDER)
+        return Words("Side by side", SIDE_BY_SIDE)
+    return Words("In place", PIV_ORDER)
 
 
 def token_name(token: TokenFacts) -> str:

@@ -15,6 +15,7 @@ from card.config import SlotSetting
 from card.issued_checks import card_expiry_limit
 from card.journal import Journal
 from card.piv import KeyType, Slot
+from card.token import TokenInfo, TokenInterface
 
 
 class SlotState(enum.Enum):
@@ -69,6 +70,18 @@ class CardSummary:
     """The certificate each slot of the card's journal holds now (None: empty or unreadable)."""
     finished_journal: bool = False
     """A journal of this card is on disk with every slot finished (a run stopped before removing it)."""
+    token: TokenInfo | None = None
+    """Who the card or token is, as the token said it (issue 14); None: a PIV card read over APDUs
+    that gave none (:attr:`info` then describes it)."""
+
+    @property
+    def info(self) -> TokenInfo:
+        """The card or token (label, manufacturer, model, serial, renewal mode) the logon pane, the
+        Card tab and ``status`` name: :attr:`token`, else a PIV card (serial: its GUID in hex)."""
+        if self.token is not None:
+            return self.token
+        return TokenInfo(TokenInterface.PIV, "PIV card", "", "", (self.card_id or "").upper(), side_by_side=False,
+                         reader=self.reader)
 
     @property
     def due(self) -> list[SlotStatus]:

@@ -16,7 +16,7 @@ from card.certificates import fingerprint
 from card.config import Settings
 from card.journal import JournalStep
 from card.service import CardSummary, SlotState, SlotStatus, card_expiry_words, update_check
-from card.words import pin_state
+from card.words import pin_state, renewal_mode, renewal_mode_words, token_name
 from tui.cli.demo import cli_demo_backend
 from tui.cli.exit_codes import EXIT_NOT_DUE, EXIT_OK, EXIT_PARTIAL, EXIT_REFUSED
 from tui.cli.output import out, print_notices, settings_for
@@ -36,8 +36,17 @@ def summary_json(summary: CardSummary, window_days: int, ra_contact: str = "your
         "update": update_check(summary).name.lower(),
         "next_renewal_date": nxt.isoformat() if nxt else None,
         "pending_reference": summary.pending_journal.reference if summary.pending_journal else None,
+        "token": token_json(summary),
         "slots": [_slot_json(s, slot_condition(summary, s, ra_contact)) for s in summary.slots],
     }
+
+
+def token_json(summary: CardSummary) -> dict[str, object]:
+    """``status --json``'s ``token``: who the card or token is (issue 14; README, *JSON output*)."""
+    info = summary.info
+    return {"interface": str(info.interface), "label": info.label, "manufacturer": info.manufacturer,
+            "model": info.model, "serial": info.serial, "name": token_name(info),
+            "renewal_mode": renewal_mode(info.side_by_side)}
 
 
 def slot_condition(summary: CardSummary, s: SlotStatus, ra_contact: str) -> tuple[str, str] | None:
@@ -113,10 +122,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def status_lines(summary: CardSummary, settings: Settings, card_words: str | None) -> list[str]:
     """The text ``status`` prints: reader, card, holder, PIN, one line per slot, then notes."""
-    lines = [f"Reader:  {summary.reader}", f"Card:    {summary.guid_text or 'no CHUID'}"
-             + (f", expires {summary.card_expiry.isoformat()}" if summary.card_expiry else ""),
+    info = summary.info
+    mode = renewal_mode_words(info.side_by_side)
+    card = (f"Card:    {summary.guid_text or 'no CHUID'}" if info.interface == "piv" else f"Token:   {token_name(info)}")
+    lines = [f"Reader:  {summary.reader}", card + (f", expires {summary.card_expiry.isoformat()}" if summary.card_expiry else ""),
              f"Holder:  {summary.holder or 'unknown'}",
-             "PIN:     " + pin_state(summary.pin_retries, settings.ra_contact)]
+             "PIN:     " + pin_state(summary.pin_retries, settings.ra_contact),
+             f"Renewal: {mode.title} — {mode.message}"]
     for s in summary.slots:
         condition = slot_condition(summary, s, settings.ra_contact)
         if s.certificate is not None and condition is not None:

@@ -15,7 +15,7 @@ from textual.widgets import Button, DataTable, Label, Markdown, Static, TabbedCo
 
 from card.service import CardSummary, RenewalResult, UpdateCheck, card_expiry_words, update_check
 from card.secret import Secret
-from card.words import blocked_words, update_words
+from card.words import blocked_words, renewal_mode_words, token_name, update_words
 from tui.messages import LogOffRequested, RenewalRequested
 from tui.screens.base import Pane
 from tui.screens.certificates import (CardTab, CertificatesTab, certificate_details, key_type_text,  # noqa: F401 - re-exported
@@ -51,10 +51,12 @@ class CardSummaryTab(CardTab):
             with Grid(id="card-facts"):
                 yield Label("Holder", classes="fact-name", markup=False)
                 yield Label("–", id="holder", classes="fact-value", markup=False)
-                yield Label("Card GUID", classes="fact-name", markup=False)
+                yield Label("Card GUID", id="card-id-name", classes="fact-name", markup=False)
                 yield Label("–", id="card-guid", classes="fact-value", markup=False)
                 yield Label("Reader", classes="fact-name", markup=False)
                 yield Label("–", id="reader", classes="fact-value", markup=False)
+                yield Label("Renewal", classes="fact-name", markup=False)
+                yield Label("–", id="card-renewal-mode", classes="fact-value", markup=False)
             yield Grid(id="slot-grid")
             yield Static("", id="card-notice", markup=False)
             with Horizontal(id="card-buttons"):
@@ -67,13 +69,19 @@ class CardSummaryTab(CardTab):
     async def show(self, summary: CardSummary, renewed: RenewalResult | None = None, stopped: str | None = None) -> None:
         """Show ``summary``; ``renewed`` adds what the last renewal did, ``stopped`` why the last update
         stopped (with the reference to quote to the RA)."""
+        info = summary.info
+        piv = info.interface == "piv"
         self.query_one("#holder", Label).update(summary.holder or "(no name on the card)")
-        self.query_one("#card-guid", Label).update(summary.guid_text or summary.card_id or "(none)")
+        self.query_one("#card-id-name", Label).update("Card GUID" if piv else "Token")
+        self.query_one("#card-guid", Label).update((summary.guid_text or summary.card_id or "(none)") if piv
+                                                   else token_name(info))
         self.query_one("#reader", Label).update(summary.reader)
+        mode = renewal_mode_words(info.side_by_side)
+        self.query_one("#card-renewal-mode", Label).update(f"{mode.title}: {mode.message}")
         grid = self.query_one("#slot-grid", Grid)
         await grid.remove_children()
         cells: list[Label] = [Label(text, classes=f"slot-header {css}", markup=False) for text, css in
-                              (("Certificate", "slot-label"), ("Slot", "slot-id"), ("Expires", "slot-expiry"),
+                              (("Certificate", "slot-label"), ("Slot" if piv else "Key ID", "slot-id"), ("Expires", "slot-expiry"),
                                ("Days left", "slot-days"), ("Status", "slot-status"))]
         for status in summary.slots:
             words, css = status_text(status)
