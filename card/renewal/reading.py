@@ -6,23 +6,27 @@ CHUID) are the token's optional answers (None on a token without them)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import replace
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from card.certificates import SlotCertificate, days_left, fingerprint, holder_name, key_matches
+from card.certificates import SlotCertificate, days_left, fingerprint, holder_name, key_matches, public_key_der
 from card.config import Settings, SlotSetting
 from card.journal import FINAL_STEPS, Journal, JournalStore, SlotJournal
 from card.piv import PivSession, Slot
 from card.renewal.admin import as_token
 from card.renewal.keys import TokenKeys
 from card.renewal.model import CardSummary, SlotState, SlotStatus
-from card.token import KeyRef, Token, TokenCertificate
+from card.token import KeyRef, Token, TokenCertificate, TokenInterface
 
 
 def card_id_for(token: Token, certificates: dict[Slot, x509.Certificate | None]) -> tuple[str | None, str | None, dt.date | None]:
-    """(card id, GUID text, card expiry): the CHUID GUID, else a fingerprint of the first certificate.
+    """(card id, GUID text, card expiry): the CHUID GUID; else, for a PKCS#11 token that states a
+    serial number, ``token-`` and a digest of its manufacturer, model and serial (it stays the same
+    while the renewal changes the certificates: libykcs11 replaces a slot's certificate at GENERATE);
+    else a fingerprint of the first certificate.
 
     Raises:
         CardRemovedError.
@@ -30,6 +34,10 @@ def card_id_for(token: Token, certificates: dict[Slot, x509.Certificate | None])
     identity = token.card_identity()
     if identity is not None:
         return identity.guid.hex().upper(), identity.guid_text, identity.expiry
+    info = token.info
+    if info.interface is TokenInterface.PKCS11 and info.serial.strip():
+        who = "\0".join((info.manufacturer.strip(), info.model.strip(), info.serial.strip()))
+        return "token-" + hashlib.sha256(who.encode()).hexdigest()[:32], None, None
     for cert in certificates.values():
         if cert is not None:
             return "cert-" + fingerprint(cert)[:32], None, None
@@ -147,8 +155,21 @@ def _journal_of(token: Token, keys: TokenKeys, journals: JournalStore | None, ca
 def journal_slot_matches(sj: SlotJournal, cert: x509.Certificate | None) -> bool:
     """Whether a journalled slot may still be as the journal left it, judged by the certificate it
     holds now: one the journal expects (the old one, or the one issued), or — for a slot whose
-    GENERATE was sent — none readable (a torn write; the test signature decides at resume)."""
+    GENERATE was sent — none readable (a torn write) or one for the generated key (a module's
+    placeholder, :func:`holds_generated_key`); the test signature decides at resume."""
     if cert is None:
         return sj.in_progress
-    return fingerprint(cert) in sj.expected_fingerprints()
+    return fingerprint(cert) in sj.expected_fingerprints() or holds_generated_key(sj, cert)
+
+
+def holds_generated_key(sj: SlotJournal, cert: x509.Certificate) -> bool:
+    """Whether ``cert`` holds the key this journal's GENERATE made: a certificate we did not write
+    but that only our key's owner could have been given — libykcs11's placeholder, which its
+    ``C_GenerateKeyPair`` writes into the slot at once (a self-signed "YubiKey PIV Slot 9a",
+    serial 0). A resume treats the slot as one whose certificate is not written yet; the test
+    signature then decides (DESIGN §3.4)."""
+    if not (sj.in_progress and sj.public_key_pem):
+        return False
+    ours = serialization.load_pem_public_key(sj.public_key_pem.encode())
+    return public_key_der(ours) == public_key_der(cert.public_key())
 
