@@ -19,8 +19,7 @@ The door's API (keep it small; the TUI and the CLI both depend on it):
 ``renew(request)``                     → ``RenewalResult``: the renewal engine on this card
 ``renew_if_due(request)``              → ``(CardSummary, RenewalResult | None)``: read, check,
                                          renew from that reading in one card transaction
-``check(request)``                     → ``CheckReport``: the dry run (``renew --check``): every
-                                         check a renewal makes first; nothing on the card changes
+``check(request)``                     → ``CheckReport``: the dry run (``renew --check``)
 ``cancel()``                           stop waits and the renewal at the next safe point
 ``log_off()``                          → None: drop the connection (the card forgets the PIN)
 ``watch(on_change)``                   card presence, ``on_change(present)`` from a thread
@@ -81,9 +80,7 @@ _READ_MODEL = {
     "KeyType": "card.piv", "Slot": "card.piv", "check_pin_format": "card.piv",
     # the engine's refusal before anything changed (a CardError the callers tell apart)
     "RenewalRefused": "card.renewal",
-    # the dry run's report (renew --check, the Card tab's Check)
-    "CheckItem": "card.renewal.check_report", "CheckOutcome": "card.renewal.check_report",
-    "CheckReport": "card.renewal.check_report", "CheckRequest": "card.renewal.check_report",
+    **dict.fromkeys(("CheckItem", "CheckOutcome", "CheckReport", "CheckRequest"), "card.renewal.check_report"),
     # several readers at once (issue 15): the renewal queue over doors made by reader_door
     "EntryState": "card.reader_queue", "QueueEntry": "card.reader_queue", "ReaderQueue": "card.reader_queue",
 }
@@ -250,6 +247,9 @@ class CardDoor:
             except PinBlockedError:
                 record("blocked")
                 raise
+            except Exception:  # the card pulled, anything: the attempt is audited too
+                record("failed")
+                raise
             finally:
                 secret.wipe()
                 new_pin.wipe()
@@ -276,10 +276,10 @@ class CardDoor:
         settings, journals, reader = self.settings, self.journals, self.reader_name
 
         def check_then_renew(session: PivSession) -> tuple[CardSummary, RenewalResult | None]:
-            from card.renewal import UpdateCheck, piv_token, read_card, update_check
+            from card.renewal import UpdateCheck, as_token, read_card, update_check
             from card.secret import Secret
 
-            token = piv_token(session, settings)  # one token for the reading and the renewal (the CHUID read once)
+            token = as_token(session, settings)  # one token for the reading and the renewal (the CHUID read once)
             summary = read_card(token, settings, journals=journals, reader=reader,
                                 pin_retries=False)  # not shown; the engine sends the PIN next
             if request.expect_card is not None and summary.card_id != request.expect_card:
@@ -323,9 +323,9 @@ class CardDoor:
                 pin.wipe()  # (renew wipes it too; the guard may refuse before)
 
     def check(self, request: CheckRequest) -> Future[CheckReport]:
-        """The dry run (``renew --check``, the Card tab's *Check*; :func:`card.renewal.check_start.start_check`):
-        every check a renewal makes first, each passed, failed or skipped; nothing on the card changes.
-        Future raises: CardRemovedError, NoCardError, ReaderUnavailableError, OperationCancelled."""
+        """The dry run (:func:`card.renewal.check_start.start_check`): every check a renewal makes first,
+        each passed, failed or skipped; nothing on the card changes. Future raises: CardRemovedError,
+        NoCardError, ReaderUnavailableError, OperationCancelled."""
         from card.renewal.check_start import start_check
 
         return start_check(self.settings, self.issuer, self.journals, self.audit, self.service.submit, request,

@@ -35,13 +35,14 @@ class _SlotId(Protocol):
 
 
 class ConfiguredSlot(Protocol):
-    """A configured slot as read (:class:`card.renewal.SlotStatus`): its label and its number."""
+    """A configured slot (or a PKCS#11 token's key) as read (:class:`card.renewal.SlotStatus`): its
+    label and its name (the slot number ``"9A"``, or the CKA_ID in hex)."""
 
     @property
     def setting(self) -> _Label: ...
 
     @property
-    def slot(self) -> _SlotId: ...
+    def name(self) -> str: ...
 
 
 class CardState(Protocol):
@@ -92,10 +93,16 @@ def not_accepted(what: str, left: int | None) -> str:
     return f"The {what} was not accepted." + ("" if left is None else f" {tries_left(left, what)}.")
 
 
-def pin_state(pin_retries: int | None, ra_contact: str) -> str:
-    """The PIN as ``status`` shows it: ``verified`` (None), blocked (0, whom to contact), or the tries left."""
+UNCOUNTED_TRIES = "not blocked (the token does not say how many tries are left)"
+"""A PKCS#11 token's PIN that is neither locked nor on its final try: PKCS#11 gives no count."""
+
+
+def pin_state(pin_retries: int | None, ra_contact: str, *, counted: bool = True) -> str:
+    """The PIN as ``status`` shows it: ``verified`` (None), blocked (0, whom to contact), or the tries
+    left. ``counted`` False (a PKCS#11 token, whose flags say only locked / final try): None is
+    :data:`UNCOUNTED_TRIES`."""
     if pin_retries is None:
-        return "verified"
+        return "verified" if counted else UNCOUNTED_TRIES
     if pin_retries == 0:
         return f"BLOCKED — contact {ra_contact}"
     return tries_left(pin_retries)
@@ -104,7 +111,7 @@ def pin_state(pin_retries: int | None, ra_contact: str) -> str:
 # -- the update check (DESIGN §1.3) ---------------------------------------------------------------
 def slot_names(slots: Iterable[ConfiguredSlot]) -> str:
     """``"Authentication (9A), Signature (9C)"``: the configured labels and slot numbers."""
-    return ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in slots)
+    return ", ".join(f"{s.setting.label} ({s.name})" for s in slots)
 
 
 def up_to_date(next_renewal: dt.date | None) -> str:
@@ -139,53 +146,6 @@ def blocked_words(ra_contact: str) -> Words:
     """*Update My Card* on a card whose PIN is blocked."""
     return Words("Card blocked", "Your PIN is blocked, so your card cannot be updated.",
                  f"Contact {ra_contact} to unlock it.")
-
-
-# -- the dry run (``cardrenew renew --check``, the Card tab's *Check*) ------------------------------
-CHECK_TITLES: dict[str, str] = {
-    "card": "Card",
-    "state_directory": "State directory",
-    "card_expiry": "Card expiry (CHUID)",
-    "certificates": "Certificates",
-    "ca": "Certificate authority",
-    "pin": "PIN",
-    "management_key": "Management key",
-    "key_type": "Key algorithm",
-    "certificate_size": "Certificate size",
-    "request_signer": "Request signer",
-    "ra_grant": "Renewal grant",
-}
-"""Each check of the dry run by its stable id (the ``check`` field of ``renew --check --json``)."""
-
-NEEDS_PIN: frozenset[str] = frozenset({"pin", "request_signer", "ra_grant"})
-"""The checks that need the PIN (a PIN-protected management key needs it too)."""
-
-
-def check_skipped_no_pin(what: str) -> str:
-    """A check not run because no PIN was given: ``what`` it would have done."""
-    return f"not checked: no PIN was given ({what} needs the PIN)"
-
-
-def check_no_pin_list(titles: Sequence[str]) -> str:
-    """The PIN check's message when no PIN was given: which checks were skipped because of it."""
-    return ("no PIN was given, so it was not sent; skipped because of it: " + ", ".join(titles)
-            if titles else "no PIN was given, so it was not sent")
-
-
-CHECK_GIVE_PIN = "Run the check again with the PIN (`cardrenew renew --check`, or Check on the Card tab)."
-CHECK_NOTHING_CHANGED = "A dry run: nothing on the card was changed (no key generated, nothing written)."
-
-
-def check_summary(passed: int, failed: int, skipped: int) -> Words:
-    """The dry run's last line: every check passed (some maybe skipped), or how many failed."""
-    counts = f"{passed} passed, {failed} failed, {skipped} skipped"
-    if failed:
-        return Words("Some checks failed", f"{counts}. {CHECK_NOTHING_CHANGED}",
-                     "Fix each failed check (its next step is shown), then run the check again.")
-    if skipped:
-        return Words("No check failed", f"{counts}. {CHECK_NOTHING_CHANGED}",
-                     "The skipped checks did not run; see why beside each.")
-    return Words("Every check passed", f"{counts}. {CHECK_NOTHING_CHANGED}")
 
 
 # -- Change passcode / Unlock card (the TUI's dialogs; ``cardrenew change-pin`` / ``unblock``) ------

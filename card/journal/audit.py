@@ -17,6 +17,7 @@ import os
 import pwd
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,14 @@ class AuditLog:
     write flushes those first, each exactly once (records carry an ``event_id``).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, forward: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Args:
+            path: the audit file.
+            forward: also called with each record once it is in the file (``[audit] syslog``:
+                :class:`~card.journal.audit_syslog.SyslogForwarder`); never raises.
+        """
         self.path = Path(path)
+        self.forward = forward
 
     @property
     def pending_path(self) -> Path:
@@ -88,6 +95,8 @@ class AuditLog:
             write_head(self.path, appended.line, appended.size)
         except OSError as exc:
             logger.warning("audit log head file not updated (%s): `cardrenew audit --verify` will say so", exc)
+        if self.forward is not None:
+            self.forward(record)
 
     def write(self, **event: Any) -> dict[str, Any]:
         """Record an event now. When the log cannot be written the record is kept in the side

@@ -195,11 +195,13 @@ class Channel:
 
     # -- private-key operations ----------------------------------------------------------------
     def sign(self, key: Any, data: bytes, mechanism: Mechanism, pin: str | None) -> bytes:
-        """``C_SignInit`` (+ ``C_Login(CKU_CONTEXT_SPECIFIC)`` with ``pin``), ``C_Sign`` twice (length, then value)."""
-        with self._call(3 + (pin is not None)):
+        """``C_GetAttributeValue`` twice (the binding reads the key's ``CKA_KEY_TYPE``), ``C_SignInit``
+        (+ ``C_Login(CKU_CONTEXT_SPECIFIC)`` with ``pin``), ``C_Sign`` twice (length, then value)."""
+        with self._call(5 + (pin is not None)):
             return bytes(key.sign(data, mechanism=mechanism, pin=pin))
 
     def decrypt(self, key: Any, data: bytes, mechanism: Mechanism, pin: str | None) -> bytes:
-        """``C_DecryptInit`` (+ context-specific ``C_Login``), ``C_Decrypt`` twice."""
-        with self._call(3 + (pin is not None)):
+        """``C_GetAttributeValue`` twice (``CKA_KEY_TYPE``), ``C_DecryptInit`` (+ context-specific
+        ``C_Login``), ``C_Decrypt`` twice."""
+        with self._call(5 + (pin is not None)):
             return bytes(key.decrypt(data, mechanism=mechanism, pin=pin))

@@ -17,7 +17,7 @@ from pkcs11 import Attribute, CertificateType, Mechanism, ObjectClass
 from pkcs11 import KeyType as P11KeyType
 from pkcs11 import exceptions as p11
 
-from card.certificates import key_matches, load_certificate, serial_note
+from card.certificates import key_matches, load_certificate, public_key_der, serial_note
 from card.errors import CardError, CertificateObjectError, NotSupportedError, TokenKeyError
 from card.pkcs11.errors import mapped
 from card.pkcs11.keys import KEY_ATTRIBUTES, NAMES, ecdsa_der, key_type_of, rsa_pkcs_input, sha256
@@ -79,22 +79,23 @@ class ObjectsMixin:
 
     # -- certificates ----------------------------------------------------------------------------
     def certificates(self) -> list[TokenCertificate]:
-        """Every certificate object on the token (``CKO_CERTIFICATE``, ``CKA_TOKEN`` true), in the
-        token's order, each with whether a private key of the same ``CKA_ID`` is there (None: the
-        token hides private keys until the PIN is given). An unreadable certificate has ``error``."""
+        """Every certificate on the token (``CKO_CERTIFICATE``, ``CKA_TOKEN`` true), one per
+        ``CKA_ID`` in the token's order, each with whether a private key of that ``CKA_ID`` is there
+        (None: the token hides private keys until the PIN is given). An unreadable certificate has
+        ``error``. Several certificates at one ``CKA_ID`` (a replacement stopped between creating
+        the new one and destroying the old): the newest when all certify the same key (the next
+        write removes the others), else an ``error`` and cardrenew changes none of them."""
         certs = [self._read_certificate(obj) for obj in self._find_objects(None, ObjectClass.CERTIFICATE)]
         private = {self._id_of(obj) for obj in self._find_objects(None, ObjectClass.PRIVATE_KEY)}
-        counts: dict[bytes, int] = {}
-        for _, key_id, _ in certs:
-            counts[key_id] = counts.get(key_id, 0) + 1
-        out = []
+        groups: dict[bytes, list[tuple[TokenCertificate, str]]] = {}
         for item, key_id, label in certs:
+            groups.setdefault(key_id, []).append((item, label))
+        out = []
+        for key_id, group in groups.items():
+            item, label = _one_of(group)
             has_key = True if key_id in private else (False if self._logged_in() else None)
-            cert, error = item.certificate, item.error
-            if counts[key_id] > 1 and error is None:  # which one is meant cannot be told: touch neither
-                cert, error = None, (f"{counts[key_id]} certificates share CKA_ID {key_id.hex().upper()}; "
-                                     "cardrenew changes none of them")
-            out.append(TokenCertificate(self._ref(key_id, label), cert, item.raw, error, has_key, item.note))
+            out.append(TokenCertificate(self._ref(key_id, label), item.certificate, item.raw, item.error, has_key,
+                                        item.note))
         return out
 
     def certificate(self, ref: KeyRef) -> TokenCertificate:
@@ -231,3 +232,16 @@ class ObjectsMixin:
     def _side_by_side_only(self, what: str) -> None:
         if not self.profile.side_by_side:
             raise NotSupportedError(f"a PIV card behind PKCS#11 cannot {what}: its four slots are fixed")
+
+
+def _one_of(group: list[tuple[TokenCertificate, str]]) -> tuple[TokenCertificate, str]:
+    """The certificate that stands for one ``CKA_ID`` (see :meth:`ObjectsMixin.certificates`)."""
+    if len(group) == 1:
+        return group[0]
+    readable = [(item.certificate, item, label) for item, label in group if item.certificate is not None]
+    if len(readable) < len(group) or len({public_key_der(cert.public_key()) for cert, _, _ in readable}) != 1:
+        item, label = group[0]
+        return TokenCertificate(item.ref, None, item.raw, f"{len(group)} different certificates share CKA_ID "
+                                f"{item.ref.hex}; cardrenew changes none of them", None), label
+    _, item, label = max(readable, key=lambda c: (c[0].not_valid_after_utc, c[0].not_valid_before_utc))
+    return item, label

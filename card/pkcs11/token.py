@@ -319,6 +319,9 @@ class Pkcs11Token(ObjectsMixin):
             NotSupportedError (the token cannot make ``key_type``: nothing changed), ReadOnlyTokenError,
             TokenFullError, ManagementKeyError, CardError (the id is in use), BadResponseError.
         """
+        if self._key_types is not None and key_type not in self._key_types:  # F13: asked before, nothing sent
+            raise NotSupportedError(f"{words.not_supported_by_token(NAMES[key_type] + ' key generation')} "
+                                    "(not among its mechanisms)")
         session = self._for_writing()
         if self.profile.piv and ref.key_id not in PIV_IDS:
             raise NotSupportedError(f"CKA_ID {ref.hex} is none of the PIV slots 9A, 9C, 9D, 9E on this card")

@@ -95,6 +95,10 @@ class BesideSteps:
             self.discard(sj, journal)
         key_type = self.key_type(old_cert)
         if action in (BesideResume.START, BesideResume.DISCARD):
+            try:
+                self.request_signer(old, old_cert)  # refused here, before anything of this key changes
+            except RenewalRefused as exc:
+                raise EndedBeforeChange(exc) from exc
             if sj.grant is None or request_sent(sj):  # a spent grant: the old key still proves possession
                 self.authorise(old, old_cert, sj, journal)
             new_key = self.generate(sj, journal, key_type)
@@ -106,8 +110,25 @@ class BesideSteps:
             cert = load_certificate_pem(sj.certificate_pem)
         else:
             cert = self.issue(old, old_cert, new_key, key_type, sj, journal)
-        self.write_and_check(cert, key_type, sj, journal)
+        self.write_and_check(cert, key_type, sj, journal, maybe_written=action is BesideResume.WRITE)
         return self.finish(old, sj, journal)
+
+    def renew_slot(self, ref: KeyRef, sj: SlotJournal, journal: Journal) -> x509.Certificate:
+        """:meth:`renew_key` under the engine's name for it (``card.renewal.steps.KeySteps``)."""
+        return self.renew_key(ref, sj, journal)
+
+    def changed_keys(self, journal: Journal) -> list[str]:
+        """On a resume, before anything changes: the unfinished keys of ``journal`` whose old
+        certificate (or whose new objects) someone else changed since (:func:`decide`: CHANGED).
+        The engine sets them aside; they are never touched."""
+        changed = []
+        for name, sj in journal.slots.items():
+            if sj.step in (JournalStep.DONE, JournalStep.ENDED):
+                continue
+            sj.old_key_id = sj.old_key_id or name
+            if self.inspect(KeyRef(bytes.fromhex(name), sj.label or ""), sj) is BesideResume.CHANGED:
+                changed.append(name)
+        return changed
 
     @staticmethod
     def _old_pem(sj: SlotJournal) -> str:
@@ -284,12 +305,15 @@ class BesideSteps:
         side-by-side token the old key and certificate, which still exist.
 
         Raises:
-            RenewalRefused: the issuer asks for another key's signature (nothing changed).
+            RenewalRefused: the old key is not RSA (the CA could not encrypt its reply to it; nothing changed).
         """
-        name = self.ctx.issuer.request_signer_slot(old.hex)
-        if name is None:
+        if self.ctx.issuer.request_signer_slot(old.hex) is None:
             return None
         kt = KeyType.of(old_cert.public_key())
+        if kt is not KeyType.RSA2048:  # the CA encrypts its reply to the signer (RFC 8894 §3.3.2)
+            raise RenewalRefused(f"key {old.hex}: the certificate authority wants renewal requests signed with the old "
+                                 f"key, which is {kt.name} (RSA only); nothing was changed",
+                                 next_step=f"Contact {self.ctx.settings.ra_contact}: the CA must be set to PKCSReq.")
         return RequestSigner(old_cert, CardKey(old_cert.public_key(), lambda m: self.token.sign(old, kt, m),
                                                lambda b: self.token.decipher(old, b)))
 
@@ -307,9 +331,11 @@ class BesideSteps:
             raise CertificateMismatchError(f"key {old.hex}: the new certificate does not chain to the certificate authority")
         check_renewal_certificate(old.hex, old_cert, cert, card_expiry=self.card_expiry, now=self.ctx.now())
 
-    def write_and_check(self, cert: x509.Certificate, key_type: KeyType, sj: SlotJournal, journal: Journal) -> None:
-        """Write the certificate beside its key (unless it is there already), read it back, test
-        signature with the new key verified with the new certificate; journal "written".
+    def write_and_check(self, cert: x509.Certificate, key_type: KeyType, sj: SlotJournal, journal: Journal, *,
+                        maybe_written: bool = False) -> None:
+        """Write the certificate beside its key (on a resume, ``maybe_written``: unless it is there
+        already), read it back, test signature with the new key verified with the new certificate;
+        journal "written".
 
         Raises:
             CertificateMismatchError: the read-back differs or the test signature fails (the old
@@ -317,7 +343,7 @@ class BesideSteps:
         """
         ref, der = self.new_ref(sj), cert.public_bytes(DER)
         self._check_cancel()
-        if self.token.certificate(ref).raw != der:
+        if not maybe_written or self.token.certificate(ref).raw != der:
             self._step(ref, RenewalStep.WRITING)
             self.token.write_certificate(ref, der, ref.label)
         self._step(ref, RenewalStep.READING_BACK)

@@ -30,6 +30,7 @@ from os.path import abspath
 from cryptography.hazmat.primitives import serialization
 
 from card import words
+from card.check_words import CHECK_GIVE_PIN, check_no_pin_list, check_said, check_skipped_no_pin
 from card.certificates import fingerprint
 from card.config import Settings
 from card.enrollment.base import DryRunIssuer, DryRunUnsupported, Issuer, IssuerUnavailable
@@ -78,6 +79,12 @@ class DryRun:
         self._no_pin: list[str] = []
         """Titles of the checks skipped because no PIN was given."""
 
+    def _said(self, check: str, outcome: CheckOutcome, key: str, *, slot: str | None = None, code: str | None = None,
+              **values: object) -> CheckItem:
+        """A check's item in the words of :data:`card.check_words.CHECK_SAID` ``key`` (``{ra}`` filled in)."""
+        message, next_step = check_said(key, ra=self.settings.ra_contact, **values)
+        return CheckItem(check, outcome, message, next_step, slot, code)
+
     # -- phase 1: the CA, without the card ------------------------------------------------------
     def check_issuer(self) -> CheckItem:
         """CA reachable, and its certificate the pinned one (``issuer.ca_fingerprint``).
@@ -91,7 +98,7 @@ class DryRun:
     def _ca_item(self) -> CheckItem:
         if self.ctx is None:
             return failed("ca", self.issuer_error or IssuerUnavailable("the certificate authority could not be opened"))
-        issuer, ra = self.ctx.issuer, self.settings.ra_contact
+        issuer = self.ctx.issuer
         try:
             cas = ask_ca(self.ctx, issuer.ca_certificates)
         except OperationCancelled:
@@ -100,22 +107,15 @@ class DryRun:
             return failed("ca", exc)
         prints = [fingerprint(ca) for ca in cas]
         if not prints:
-            return CheckItem("ca", CheckOutcome.FAILED, f"the {issuer.name} answered with no CA certificate",
-                             f"Contact {ra}: the CA's certificate is needed to check what it issues.", code="CA-BAD-REPLY")
+            return self._said("ca", CheckOutcome.FAILED, "ca.empty", code="CA-BAD-REPLY", ca=issuer.name)
         shown = ", ".join(colon_hex(fp) for fp in prints)
         pinned = self.settings.issuer.ca_fingerprint
         if pinned and pinned not in prints:
-            return CheckItem("ca", CheckOutcome.FAILED,
-                             f"the {issuer.name} answered, but its certificate (SHA-256 {shown}) does not match the "
-                             f"pinned fingerprint issuer.ca_fingerprint ({colon_hex(pinned)}); nothing was changed",
-                             f"Check issuer.ca_fingerprint with {ra}: either it is mistyped, or another CA answered.",
-                             code="CA-PIN")
+            return self._said("ca", CheckOutcome.FAILED, "ca.mismatch", code="CA-PIN", ca=issuer.name, shown=shown,
+                              pinned=colon_hex(pinned))
         if pinned:
-            return passed("ca", f"the {issuer.name} answered; its certificate matches issuer.ca_fingerprint "
-                                 f"(SHA-256 {colon_hex(pinned)})")
-        return passed("ca", f"the {issuer.name} answered; its certificate (SHA-256 {shown}) is not pinned "
-                             "(issuer.ca_fingerprint is not set)",
-                       f"Pin it: set issuer.ca_fingerprint = \"{prints[0]}\" once {ra} confirms the fingerprint.")
+            return self._said("ca", CheckOutcome.PASSED, "ca.pinned", ca=issuer.name, pinned=colon_hex(pinned))
+        return self._said("ca", CheckOutcome.PASSED, "ca.unpinned", ca=issuer.name, shown=shown, fingerprint=prints[0])
 
     # -- phase 2: the card ----------------------------------------------------------------------
     def check_card(self, session: Token | PivSession, pin: Secret | None, *, refuse_last_try: bool = True) -> CheckReport:
@@ -156,7 +156,7 @@ class DryRun:
         items += self._request_signer_items(preflight, renewable, summary, pin_ok)
         items += self._grant_items(signer, renewable, pin_ok)
         if pin is None:  # the PIN check says which checks it cost
-            items[pin_at] = dataclasses.replace(items[pin_at], message=words.check_no_pin_list(self._no_pin))
+            items[pin_at] = dataclasses.replace(items[pin_at], message=check_no_pin_list(self._no_pin))
         self.audit.write_quietly(event="check", card_guid=summary.card_id, reader=summary.reader,
                                  outcome="passed" if report.ok else "failed",
                                  failed_checks=[item.title for item in report.failed] or None)
@@ -164,10 +164,9 @@ class DryRun:
 
     def _card_item(self, summary: CardSummary) -> CheckItem:
         if summary.card_id is None:
-            return CheckItem("card", CheckOutcome.FAILED, "the card holds no certificate and no CHUID; it cannot be "
-                             "renewed here", f"Contact {self.settings.ra_contact}.", code="REFUSED")
-        return passed("card", f"a PIV card in {summary.reader}; holder {summary.holder or '(no name on the card)'}; "
-                               f"card GUID {summary.guid_text or summary.card_id}")
+            return self._said("card", CheckOutcome.FAILED, "card.none", code="REFUSED")
+        return self._said("card", CheckOutcome.PASSED, "card.ok", reader=summary.reader, holder=summary.holder or "(no name on the card)",
+                          guid=summary.guid_text or summary.card_id)
 
     def _state_item(self, card_id: str | None) -> CheckItem:
         """The state directory takes a real write (a probe file written and removed); the journal and
@@ -182,8 +181,7 @@ class DryRun:
             self.audit.check_path()
         except StateFileError as exc:
             return failed("state_directory", exc)
-        return passed("state_directory", f"{directory} took a test write (a probe file written and removed) and has "
-                                          "room; the journal and the audit log can be written")
+        return self._said("state_directory", CheckOutcome.PASSED, "state.ok", directory=directory)
 
     def _expiry_item(self, summary: CardSummary) -> CheckItem:
         """The card's own expiry (CHUID): passed, or a renewal would be refused for it."""
@@ -193,31 +191,27 @@ class DryRun:
             return failed("card_expiry", exc)
         expiry = summary.card_expiry
         if expiry is None:
-            return passed("card_expiry", "the card's CHUID states no expiration date")
+            return self._said("card_expiry", CheckOutcome.PASSED, "expiry.none")
         window = self.settings.window_days
         if card_expiry_status(expiry, window, self.now()) == "ending" and (summary.due or summary.expired):
-            return CheckItem("card_expiry", CheckOutcome.FAILED,
-                             f"the card itself expires on {expiry:%Y-%m-%d}, within the {window}-day renewal "
-                             "window; a certificate may not outlive its card, so no renewal is made",
-                             f"Contact {self.settings.ra_contact} for a new card.", code="CARD-EXPIRED")
-        return passed("card_expiry", f"the card is valid until {expiry:%Y-%m-%d} (CHUID)")
+            return self._said("card_expiry", CheckOutcome.FAILED, "expiry.ending", code="CARD-EXPIRED", expiry=f"{expiry:%Y-%m-%d}",
+                              window=window)
+        return self._said("card_expiry", CheckOutcome.PASSED, "expiry.ok", expiry=f"{expiry:%Y-%m-%d}")
 
     def _certificates_item(self, summary: CardSummary) -> CheckItem:
         """What a renewal would find: an unfinished update, an expired or unreadable slot, what is due."""
         ra = self.settings.ra_contact
         if summary.pending_journal is not None:
-            return CheckItem("certificates", CheckOutcome.FAILED,
-                             f"an unfinished update (reference {summary.pending_journal.reference}) is waiting",
-                             "Finish it first: run `cardrenew renew` (or Update My Card); it resumes where it stopped.",
-                             code="RESUME")
+            return self._said("certificates", CheckOutcome.FAILED, "certificates.resume", code="RESUME",
+                              reference=summary.pending_journal.reference)
         unreadable = [s for s in summary.slots if s.state is SlotState.UNREADABLE]
         if unreadable:
-            return CheckItem("certificates", CheckOutcome.FAILED, f"{words.slot_names(unreadable)} holds an unreadable "
-                             "object, not a certificate", f"Contact {ra}: the slot must be re-issued.", code="REFUSED")
+            return self._said("certificates", CheckOutcome.FAILED, "certificates.unreadable", code="REFUSED",
+                              slots=words.slot_names(unreadable))
         check = update_check(summary)
         said = words.update_words(summary, check, self.settings.window_days, ra)
         if check is UpdateCheck.AVAILABLE:
-            return passed("certificates", f"due for renewal: {words.slot_names(summary.due)}")
+            return self._said("certificates", CheckOutcome.PASSED, "certificates.due", slots=words.slot_names(summary.due))
         assert said is not None
         if check is UpdateCheck.UP_TO_DATE:
             return passed("certificates", said.message.rstrip("."))
@@ -228,15 +222,14 @@ class DryRun:
         slot, cert = status.slot, status.certificate
         assert cert is not None
         if preflight is None:
-            return skipped("key_type", "the certificate authority could not be opened", slot=slot.hex)
+            return self._said("key_type", CheckOutcome.SKIPPED, "ca.closed", slot=slot.hex)
         try:
             kt = preflight.key_type_for(self._keys.of_slot(slot), cert, SlotJournal(slot.hex, fingerprint(cert)))
         except CardError as exc:  # NotSupportedError, RenewalRefused
             return failed("key_type", exc, slot.hex)
-        card = ("the card lists it" if summary.card_key_types is not None
-                else "the card does not list its algorithms (it is asked at GENERATE)")
         assert self.ctx is not None
-        return passed("key_type", f"{kt.name}: {card}; the {self.ctx.issuer.name} certifies it", slot=slot.hex)
+        return self._said("key_type", CheckOutcome.PASSED, "key_type.ok" if summary.card_key_types is not None else "key_type.unlisted",
+                          slot=slot.hex, key_type=kt.name, ca=self.ctx.issuer.name)
 
     def _size_item(self, status: SlotStatus) -> CheckItem:
         """A renewed certificate fits ``card.max_certificate_bytes`` (the engine's own margin)."""
@@ -244,13 +237,9 @@ class DryRun:
         size = len(status.certificate.public_bytes(serialization.Encoding.DER))
         limit, slot = self.settings.max_certificate_bytes, status.slot.hex
         if size + CERTIFICATE_GROWTH_BYTES > limit:
-            return CheckItem("certificate_size", CheckOutcome.FAILED,
-                             f"the certificate is {size} bytes; a renewed one may need {size + CERTIFICATE_GROWTH_BYTES}, "
-                             f"more than this card's {limit}-byte limit (card.max_certificate_bytes)",
-                             f"Contact {self.settings.ra_contact}: the certificate profile must be smaller (or set "
-                             "card.max_certificate_bytes to this card's real capacity).", slot, "TOOLARGE")
-        return passed("certificate_size", f"{size} bytes; a renewed one fits this card's {limit}-byte limit "
-                                           "(card.max_certificate_bytes)", slot=slot)
+            return self._said("certificate_size", CheckOutcome.FAILED, "size.too_large", slot=slot, code="TOOLARGE", size=size,
+                              needed=size + CERTIFICATE_GROWTH_BYTES, limit=limit)
+        return self._said("certificate_size", CheckOutcome.PASSED, "size.ok", slot=slot, size=size, limit=limit)
 
     # -- PIN and management key, in the engine's order (F08) ---------------------------------
     def _log_in(self, items: list[CheckItem], signer: CardSigner, admin: Token, pin: Secret | None,
@@ -277,39 +266,32 @@ class DryRun:
         except CardError as exc:  # ManagementKeyError, ApduError, ConfigError (a key file)
             return failed("management_key", exc)
         sources = ", ".join(self.settings.sources)
-        if self.settings.uses_default_management_key:
-            return passed("management_key", f"authenticated (sources: {sources}); the well-known default key is "
-                                             "allowed by the configuration",
-                           "Give each card its own management key before production use (management_key.source).")
-        return passed("management_key", f"authenticated with the configured key (sources: {sources})")
+        return self._said("management_key", CheckOutcome.PASSED, "mgmt.default" if self.settings.uses_default_management_key else "mgmt.ok",
+                          sources=sources)
 
     def _pin_item(self, signer: CardSigner, pin: Secret | None, retries: int | None, refuse_last_try: bool) -> CheckItem:
         if pin is None:
-            return skipped("pin", words.check_no_pin_list([]), words.CHECK_GIVE_PIN)
-        ra = self.settings.ra_contact
+            return skipped("pin", check_no_pin_list([]), CHECK_GIVE_PIN)
         if retries == 0:
-            return CheckItem("pin", CheckOutcome.FAILED, "the PIN is blocked; it was not sent",
-                             f"Contact {ra} to unlock it.", code="BLOCKED")
+            return self._said("pin", CheckOutcome.FAILED, "pin.blocked", code="BLOCKED")
         if retries == 1 and refuse_last_try:
-            return skipped("pin", "only 1 PIN try is left, so the PIN was not sent (a wrong one would block the card)",
-                            "If you are sure of the PIN, run the check again allowing the last try "
-                            "(`--allow-last-pin-try`, or confirm it on the Card tab).")
+            return self._said("pin", CheckOutcome.SKIPPED, "pin.last_try")
         try:
             signer.log_in()
         except CardRemovedError:
             raise
         except CardError as exc:  # InvalidPinError (tries left), PinBlockedError, PinFormatError
             return failed("pin", exc)
-        return passed("pin", "accepted")
+        return self._said("pin", CheckOutcome.PASSED, "pin.ok")
 
     def _not_verified(self, check: str, what: str, slot: str | None = None) -> CheckItem:
         """Skipped: no PIN was given, or the one given was not verified (see the PIN check)."""
         if self._pin_given:
-            return skipped(check, "not checked: the PIN was not verified (see the PIN check)", slot=slot)
+            return self._said(check, CheckOutcome.SKIPPED, "pin.not_verified", slot=slot)
         return self._skip_for_pin(check, what, slot)
 
     def _skip_for_pin(self, check: str, what: str, slot: str | None = None) -> CheckItem:
-        item = skipped(check, words.check_skipped_no_pin(what), slot=slot)
+        item = skipped(check, check_skipped_no_pin(what), slot=slot)
         self._no_pin.append(item.title)
         return item
 
@@ -334,7 +316,7 @@ class DryRun:
             raise
         except CardError as exc:
             return [failed("request_signer", exc)]
-        return [passed("request_signer", f"slot {names} holds a valid RSA certificate and its key (a test signature)")]
+        return [self._said("request_signer", CheckOutcome.PASSED, "signer.ok", slots=names)]
 
     def _grant_items(self, signer: CardSigner, renewable: list[SlotStatus], pin_ok: bool) -> list[CheckItem]:
         """Per renewable slot: the issuer's dry mode of its grant (:class:`DryRunIssuer`), the old
@@ -344,12 +326,11 @@ class DryRun:
             slot, cert = status.slot, status.certificate
             assert cert is not None
             if self.ctx is None:
-                out.append(skipped("ra_grant", "the certificate authority could not be opened", slot=slot.hex))
+                out.append(self._said("ra_grant", CheckOutcome.SKIPPED, "ca.closed", slot=slot.hex))
             elif not pin_ok:
                 out.append(self._not_verified("ra_grant", "the old key's proof of possession", slot.hex))
             elif not isinstance(self.ctx.issuer, DryRunIssuer):
-                out.append(skipped("ra_grant", f"the {self.ctx.issuer.name} has no dry mode; a real request would be "
-                                                "granted and recorded, so it was not asked", slot=slot.hex))
+                out.append(self._said("ra_grant", CheckOutcome.SKIPPED, "grant.no_dry_mode", slot=slot.hex, ca=self.ctx.issuer.name))
             else:
                 out.append(self._grant_item(self.ctx.issuer, signer, status))
         return out

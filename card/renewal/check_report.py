@@ -9,7 +9,8 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from card import words
+from card import check_words
+from card.words import Words
 from card.errors import CardError
 from card.secret import Secret
 
@@ -27,7 +28,7 @@ class CheckItem:
     """One check's outcome.
 
     Attributes:
-        check: its stable id, a key of :data:`card.words.CHECK_TITLES` (``"ca"``, ``"pin"`` …).
+        check: its stable id, a key of :data:`card.check_words.CHECK_TITLES` (``"ca"``, ``"pin"`` …).
         message: what was found, a clause (no full stop).
         next_step: what to do (a failure always has one; a pass may suggest one).
         slot: the PIV slot (``"9A"``) of a per-slot check, else None.
@@ -43,7 +44,7 @@ class CheckItem:
 
     @property
     def title(self) -> str:
-        name = words.CHECK_TITLES[self.check]
+        name = check_words.CHECK_TITLES[self.check]
         return f"{name} ({self.slot})" if self.slot else name
 
 
@@ -69,8 +70,8 @@ class CheckReport:
         """No check failed (skipped ones may remain)."""
         return not self.failed
 
-    def summary(self) -> words.Words:
-        return words.check_summary(self.count(CheckOutcome.PASSED), self.count(CheckOutcome.FAILED),
+    def summary(self) -> Words:
+        return check_words.check_summary(self.count(CheckOutcome.PASSED), self.count(CheckOutcome.FAILED),
                                    self.count(CheckOutcome.SKIPPED))
 
 

@@ -29,6 +29,7 @@ from card.journal import Journal, JournalStep
 from card.piv import KeyType, PivSession, Slot
 from card.renewal.admin import as_token
 from card.renewal.authorise import Authoriser
+from card.renewal.beside import BesideSteps
 from card.renewal.context import RenewalContext
 from card.renewal.keys import TokenKeys
 from card.renewal.model import CardSummary, SlotState, SlotStatus
@@ -79,7 +80,11 @@ class Renewal:
         # on a resume: the certificate each journalled slot held when this run read the card
         on_card = dict(summary.journal_certificates) if summary.pending_journal is not None else {}
         steps = self._key_steps(on_card)
-        if summary.pending_journal is not None:
+        if summary.pending_journal is not None and isinstance(steps, BesideSteps):  # each key proved by beside's rule
+            changed = steps.changed_keys(journal)
+            if changed:
+                self.proof.set_aside(journal, changed, summary.journal_certificates, by_slot, goes_on=True)
+        elif summary.pending_journal is not None:
             self.proof.prove(journal, summary.journal_certificates, by_slot)
         else:  # a set-aside journal may hold the certificate for a key its update left in a slot
             Salvage(self.ctx, self.keys, self.signer).salvage(journal, self.card_expiry)
@@ -96,9 +101,8 @@ class Renewal:
     def _key_steps(self, on_card: dict[str, x509.Certificate | None]) -> KeySteps:
         """The per-key steps for this token: the PIV order (DESIGN §3: the new key replaces the old one),
         or, where keys can live side by side, the new key beside the old one (issue 14)."""
-        if self.token.info.side_by_side:  # card.renewal.beside's steps go here
-            raise RenewalRefused("this token keeps keys side by side, and that renewal is not built yet; "
-                                 "nothing was changed", next_step=f"Contact {self.ctx.settings.ra_contact}.")
+        if self.token.info.side_by_side:
+            return BesideSteps(self.token, self.ctx, self.records, self.card_expiry)
         return SlotSteps(self.token, self.keys, self.ctx, self.signer, self.records, self.authoriser,
                          self.card_expiry, on_card)
 

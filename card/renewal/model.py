@@ -15,7 +15,7 @@ from card.config import SlotSetting
 from card.issued_checks import card_expiry_limit
 from card.journal import Journal
 from card.piv import KeyType, Slot
-from card.token import TokenInfo, TokenInterface
+from card.token import KeyRef, TokenInfo, TokenInterface
 
 
 class SlotState(enum.Enum):
@@ -30,10 +30,33 @@ class SlotState(enum.Enum):
 
 
 @dataclass(frozen=True)
-class SlotStatus:
-    """One slot as read from the card, with the update check's conclusion."""
+class KeySetting:
+    """A key of a PKCS#11 token that is renewed (issue 14): one certificate whose private key is on
+    the token, chosen by ``[card] keys`` (label or CKA_ID; default: every one). The counterpart of a
+    configured PIV slot (:class:`card.config.SlotSetting`)."""
 
-    setting: SlotSetting
+    ref: KeyRef
+
+    @property
+    def label(self) -> str:
+        """The certificate's CKA_LABEL."""
+        return self.ref.label
+
+    @property
+    def slot(self) -> Slot:
+        """The PIV slot of the key (a PKCS#11 module over a PIV card).
+
+        Raises:
+            ValueError: a key of a side-by-side token, which is in no PIV slot.
+        """
+        return self.ref.piv_slot
+
+
+@dataclass(frozen=True)
+class SlotStatus:
+    """One slot (PIV) or key (PKCS#11) as read from the card, with the update check's conclusion."""
+
+    setting: SlotSetting | KeySetting
     certificate: x509.Certificate | None
     error: str | None
     state: SlotState
@@ -46,7 +69,21 @@ class SlotStatus:
 
     @property
     def slot(self) -> Slot:
+        """The PIV slot. Raises ValueError for a key of a side-by-side token (use :attr:`key`)."""
         return self.setting.slot
+
+    @property
+    def key(self) -> KeyRef:
+        """Where the certificate and its key are: the PKCS#11 key, or the PIV slot's."""
+        if isinstance(self.setting, KeySetting):
+            return self.setting.ref
+        return KeyRef.piv(self.setting.slot, self.setting.label)
+
+    @property
+    def name(self) -> str:
+        """The key's name as the journal, ``status`` and the Card tab give it: ``"9A"`` (PIV slot), or
+        the CKA_ID in hex (``"01"``)."""
+        return self.key.hex
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -18,11 +20,12 @@ from card.journal import FINAL_STEPS, Journal, JournalStore, SlotJournal
 from card.piv import PivSession, Slot
 from card.renewal.admin import as_token
 from card.renewal.keys import TokenKeys
-from card.renewal.model import CardSummary, SlotState, SlotStatus
+from card.renewal.beside_resume import is_leftover_label
+from card.renewal.model import CardSummary, KeySetting, SlotState, SlotStatus
 from card.token import KeyRef, Token, TokenCertificate, TokenInterface
 
 
-def card_id_for(token: Token, certificates: dict[Slot, x509.Certificate | None]) -> tuple[str | None, str | None, dt.date | None]:
+def card_id_for(token: Token, certificates: Mapping[Any, x509.Certificate | None]) -> tuple[str | None, str | None, dt.date | None]:
     """(card id, GUID text, card expiry): the CHUID GUID; else, for a PKCS#11 token that states a
     serial number, ``token-`` and a digest of its manufacturer, model and serial (it stays the same
     while the renewal changes the certificates: libykcs11 replaces a slot's certificate at GENERATE);
@@ -72,15 +75,16 @@ def read_card(card: Token | PivSession, settings: Settings, *, now: dt.datetime 
     card_key_types = token.start()
     statuses: list[SlotStatus] = []
     certs: dict[Slot, x509.Certificate | None] = {}
-    for setting in settings.slots:
-        ref = keys.of_slot(setting.slot)
-        sc = token.certificate(ref)
-        certs[setting.slot] = sc.certificate
+    read: dict[str, x509.Certificate | None] = {}
+    for setting, ref, sc in _keys_to_read(token, keys, settings):
+        read[ref.hex] = sc.certificate
+        if ref.slot is not None:
+            certs[ref.slot] = sc.certificate
         status = slot_status(setting, sc, settings, now)
         if key_metadata and sc.certificate is not None:
             status = replace(status, key_matches=_key_matches(token, ref, sc.certificate))
         statuses.append(status)
-    card_id, guid_text, expiry = card_id_for(token, certs)
+    card_id, guid_text, expiry = card_id_for(token, read)
     # blocked: 0, the card is still shown and logon says whom to contact; None: the PIN is verified now
     retries = token.pin_tries_left() if pin_retries else None
     holder = None
@@ -90,7 +94,26 @@ def read_card(card: Token | PivSession, settings: Settings, *, now: dt.datetime 
             break
     pending, stale, current, finished = _journal_of(token, keys, journals, card_id, certs)
     return CardSummary(reader, card_id, guid_text, expiry, holder, tuple(statuses), retries, pending,
-                       card_key_types, stale, current, finished)
+                       card_key_types, stale, current, finished, token=token.info)
+
+
+def _keys_to_read(token: Token, keys: TokenKeys, settings: Settings
+                  ) -> list[tuple[SlotSetting | KeySetting, KeyRef, TokenCertificate]]:
+    """What the read model shows, in order: a PIV card's configured slots (``renewal.slots``); a
+    PKCS#11 token's certificates chosen by ``[card] keys`` (label or CKA_ID; default every one) whose
+    private key is on the token (``has_private_key`` None — hidden until the PIN — counts; False
+    does not), leaving out the objects of an unfinished side-by-side update (``(renewing)``,
+    ``(superseded …)`` labels), which its journal names; sorted by label, then CKA_ID."""
+    if not settings.token.is_pkcs11:
+        out: list[tuple[SlotSetting | KeySetting, KeyRef, TokenCertificate]] = []
+        for setting in settings.slots:
+            ref = keys.of_slot(setting.slot)
+            out.append((setting, ref, token.certificate(ref)))
+        return out
+    chosen = [(KeySetting(held.ref), held.ref, held) for held in token.certificates()
+              if held.has_private_key is not False and not is_leftover_label(held.ref.label)
+              and settings.token.selects(held.ref.label, held.ref.key_id)]
+    return sorted(chosen, key=lambda c: (c[1].label, c[1].key_id))  # by label: a token lists in no fixed order
 
 
 def _key_matches(token: Token, ref: KeyRef, cert: x509.Certificate) -> bool | None:
@@ -105,7 +128,7 @@ def _key_matches(token: Token, ref: KeyRef, cert: x509.Certificate) -> bool | No
         return None
 
 
-def slot_status(setting: SlotSetting, sc: SlotCertificate | TokenCertificate, settings: Settings,
+def slot_status(setting: SlotSetting | KeySetting, sc: SlotCertificate | TokenCertificate, settings: Settings,
                 now: dt.datetime) -> SlotStatus:
     """One configured slot as read (``sc``) with the update check's conclusion at ``now``."""
     if sc.error:

@@ -61,13 +61,14 @@ class Snapshot:
     def __init__(self, card: SoftPivCard) -> None:
         self.card = card
         self.state = json.loads(card.state.to_json())
+        self.start = len(card.trace)
 
     def assert_unchanged(self, *, pin_retries: int | None = None) -> None:
         after = json.loads(self.card.state.to_json())
         for key in ("keys", "objects", "management_key", "pin", "puk", "puk_retries"):
             assert after[key] == self.state[key], f"{key} changed"
         assert after["pin_retries"] == (self.state["pin_retries"] if pin_retries is None else pin_retries)
-        sent = {DESTRUCTIVE[apdu[1]] for apdu, _ in self.card.trace if apdu[1] in DESTRUCTIVE}
+        sent = {DESTRUCTIVE[apdu[1]] for apdu, _ in self.card.trace[self.start:] if apdu[1] in DESTRUCTIVE}
         assert sent == set(), f"the dry run sent {sent}"
 
 
@@ -233,3 +234,23 @@ def test_an_issuer_without_a_dry_mode_has_its_grant_skipped_never_asked(ec_card:
     skipped = item(report, "ra_grant", "9A")
     assert skipped.outcome is CheckOutcome.SKIPPED and "no dry mode" in skipped.message
     assert issuer.asked == 0 and report.ok
+
+
+def test_an_unfinished_update_fails_the_certificates_check_and_is_left_for_renew(make_card, ca: LocalCA) -> None:  # type: ignore[no-untyped-def]
+    from card.emulator.card import CardFaults
+    from card.service import RenewalRequest
+
+    card = make_card(key_type=KeyType.ECCP256, faults=CardFaults(drop_at={"put-data": 2}))
+    backend = door(card, ca)
+    result = backend.renew(RenewalRequest(Secret(PIN))).result(timeout=60)
+    backend.close()
+    assert result.journal_kept
+    card.faults.drop_at.clear()
+    card.insert()
+    before = Snapshot(card)
+    report = run_check(door(card, ca))
+    unfinished = item(report, "certificates")
+    assert unfinished.outcome is CheckOutcome.FAILED and unfinished.code == "RESUME"
+    assert result.reference in unfinished.message and "cardrenew renew" in unfinished.next_step
+    before.assert_unchanged()
+    assert Settings().state_dir.joinpath(backend.journals.file_name(report.card_id or "")).exists()  # kept for renew

@@ -109,3 +109,23 @@ def test_the_dry_run_asks_the_ra_with_the_cards_own_old_keys(make_card, ca: Loca
 def test_a_ca_that_sends_no_certificate_fails_the_ca_check(ec_card: SoftPivCard, pki: dict) -> None:  # noqa: F811
     report = run_check(door(ec_card, issuer(HOOK + [str(pki["tokens"]), str(pki["ca_pem"])])))
     assert item(report, "ca").outcome is CheckOutcome.FAILED and item(report, "ca").code == "CA-BAD-REPLY"
+
+
+def test_renewal_req_signers_are_checked_with_a_test_signature_and_nothing_changes(make_card, ca: LocalCA) -> None:  # type: ignore[no-untyped-def]
+    card: SoftPivCard = make_card()
+    scep = ScepIssuer(ScepIssuerSettings("http://127.0.0.1:9/scep", None, message_type="RenewalReq"))
+    scep._ca, scep._caps = ca.ca_certificates(), {"POSTPKIOPERATION", "AES", "RENEWAL"}
+    before = Snapshot(card)
+    report = run_check(door(card, scep))
+    signer = item(report, "request_signer")
+    assert signer.outcome is CheckOutcome.PASSED and "9A, 9C" in signer.message, signer
+    assert item(report, "ra_grant", "9A").outcome is CheckOutcome.PASSED  # a static challenge: pinned and POST
+    before.assert_unchanged()
+    # a signer whose key is not its certificate's: the test signature says so
+    card.state.keys["9C"] = card.state.keys["9A"]
+    report = run_check(door(card, scep))
+    assert item(report, "request_signer").outcome is CheckOutcome.FAILED
+    assert "does not match its certificate" in item(report, "request_signer").message
+    report = run_check(door(card, scep), pin=None)
+    assert item(report, "request_signer").outcome is CheckOutcome.SKIPPED
+    assert "Request signer" in item(report, "pin").message

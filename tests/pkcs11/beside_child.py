@@ -7,13 +7,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tests.pkcs11.beside_harness import context, run
-from tests.pkcs11.mini_token import MiniToken
+from tests.pkcs11.beside_harness import context, open_token, run
 
 
 def main(argv: list[str]) -> int:
     shim, label, pin, state, ca_dir, old_keys = argv
-    token = MiniToken(Path(shim), label, pin)
+    token = open_token(Path(shim), label, pin)
     outcome = run(token, context(Path(state), Path(ca_dir), old_keys), "pkcs11-sweep")
     token.close()
     print(f"renewed={sorted(outcome.renewed)} ended={sorted(outcome.ended)} error={outcome.error!r}")

@@ -23,6 +23,8 @@ from card.renewal.beside_resume import is_leftover_label
 from card.renewal.context import RenewalContext
 from card.renewal.records import RunRecords
 from card.renewal.results import EndedBeforeChange, SlotChangedError
+from card.pkcs11.token import Pkcs11Token
+from card.secret import Secret
 from card.token import KeyRef
 
 PEM = serialization.Encoding.PEM
@@ -41,6 +43,23 @@ def context(state: Path, ca_dir: Path, old_keys: str = "delete", **ca_options: o
     audit = AuditLog(state / "audit.log")
     return RenewalContext(settings, LocalCA(ca_dir, **ca_options), JournalStore(state, audit, fallback=None), audit,  # type: ignore[arg-type]
                           issuer_retry_delays_s=())
+
+
+def open_token(module: Path, label: str, pin: str) -> Pkcs11Token:
+    """The product's PKCS#11 token (card.pkcs11), started and logged in with the user PIN."""
+    token = Pkcs11Token(module, label)
+    token.start()
+    token.log_in(Secret(pin))
+    return token
+
+
+def run_on(module: Path, label: str, pin: str, ctx: RenewalContext, card_id: str) -> RunOutcome:
+    """:func:`run` on a token opened for it and closed after it (PKCS#11 login state is per process)."""
+    token = open_token(module, label, pin)
+    try:
+        return run(token, ctx, card_id)
+    finally:
+        token.close()
 
 
 def due_keys(token, window_days: int = 90) -> list[tuple[KeyRef, x509.Certificate]]:  # noqa: ANN001

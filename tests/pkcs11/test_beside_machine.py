@@ -23,10 +23,10 @@ from card.journal import JournalStep
 from card.piv import KeyType
 from card.renewal.beside_resume import RENEWING
 from card.renewal.results import NullReporter, RenewalStep
+from card.pkcs11.token import Pkcs11Token
 from tests.pkcs11 import judge
 from tests.pkcs11.beside_faults import FAULT, MODES, build_shim, shim_env
-from tests.pkcs11.beside_harness import context, run
-from tests.pkcs11.mini_token import MiniToken
+from tests.pkcs11.beside_harness import context, open_token, run
 from tests.pkcs11.softhsm import KeySpec, SoftHsm, clone_softhsm, make_softhsm, put_certificate
 
 CARD_ID = "pkcs11-machine"
@@ -44,7 +44,7 @@ class CancelAfter(NullReporter):
             self.cancel.set()
 
 
-def working_labels(token: MiniToken) -> tuple[set[str], list[str]]:
+def working_labels(token: Pkcs11Token) -> tuple[set[str], list[str]]:
     """Labels with a working key + certificate; labels of certificates without a private key."""
     works, orphans = set(), []
     for held in token.certificates():
@@ -92,7 +92,7 @@ class BesideMachine(RuleBasedStateMachine):
         ctx = context(self.dir / "state", self.ca_dir, self.old_keys, **options)
         if cancel_after is not None:
             ctx.reporter = CancelAfter(cancel_after, ctx.cancel)
-        token = MiniToken(self.shim, self.hsm.label, self.hsm.pin)
+        token = open_token(self.shim, self.hsm.label, self.hsm.pin)
         if fault is not None:
             os.environ[FAULT] = f"{fault}:{self.runs}"  # the run number makes the value new: the count restarts
         try:
@@ -119,7 +119,7 @@ class BesideMachine(RuleBasedStateMachine):
         outcome = self._run()
         assert outcome.error is None, f"a clean run did not finish: {outcome.error!r}"
         assert not (self.dir / "state" / f"journal-{CARD_ID}.json").exists()
-        token = MiniToken(self.shim, self.hsm.label, self.hsm.pin)
+        token = open_token(self.shim, self.hsm.label, self.hsm.pin)
         try:
             held = token.certificates()
         finally:
@@ -149,7 +149,7 @@ class BesideMachine(RuleBasedStateMachine):
 
     @invariant()
     def every_label_has_a_working_key_and_certificate(self) -> None:
-        token = MiniToken(self.shim, self.hsm.label, self.hsm.pin)
+        token = open_token(self.shim, self.hsm.label, self.hsm.pin)
         try:
             works, orphans = working_labels(token)
         finally:

@@ -221,3 +221,29 @@ def test_a_piv_module_refuses_delete_and_relabel(softhsm: SoftHsm, monkeypatch: 
         token.generate_key(KeyRef(b"\x10", "x"), KeyType.ECCP256)
     assert judge.objects(softhsm) == before
     token.close()
+
+
+def test_a_replacement_stopped_halfway_shows_the_newest_and_the_next_write_tidies(softhsm: SoftHsm, ca: LocalCA) -> None:
+    token = open_token(softhsm)
+    public = token.public_key(SIGN)
+    assert public is not None
+    older, newer = issue_der(ca, public, days=300), issue_der(ca, public, days=600)
+    der = softhsm.directory / "newer.der"
+    der.write_bytes(newer)  # as if create-new ran and the token was pulled before destroy-old
+    softhsm.tool("--write-object", str(der), "--type", "cert", "--id", "02", "--label", "Signature certificate")
+    shown = token.certificate(SIGN)
+    assert shown.error is None and shown.raw == newer
+    token.write_certificate(SIGN, older, "Signature certificate")
+    certs = [o for o in judge.objects(softhsm) if o.kind == "Certificate" and o.key_id == b"\x02"]
+    assert len(certs) == 1 and token.certificate(SIGN).raw == older
+    token.close()
+
+
+def test_certificates_for_different_keys_at_one_id_are_left_alone(softhsm: SoftHsm) -> None:
+    der = softhsm.directory / "other.der"
+    der.write_bytes(softhsm.certificates[0].certificate.public_bytes(Encoding.DER))  # the RSA one, at the EC key's id
+    softhsm.tool("--write-object", str(der), "--type", "cert", "--id", "02", "--label", "Signature certificate")
+    token = open_token(softhsm)
+    shown = token.certificate(SIGN)
+    assert shown.certificate is None and shown.error == "2 different certificates share CKA_ID 02; cardrenew changes none of them"
+    token.close()

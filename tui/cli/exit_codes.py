@@ -5,12 +5,13 @@
 1     unexpected error
 2     usage or configuration error
 3     no reader, no card, card removed, or pcscd not running
-4     wrong PIN (tries left shown) or PIN blocked
+4     wrong PIN (tries left shown) or PIN blocked; change-pin/unblock also: wrong or blocked PUK,
+      the new PINs differ, a PIN that is not 6–8 PIN characters, the last try not allowed
 10    nothing to renew: every certificate is valid beyond the window (status: some are due)
 11    refused: expired certificate, junk in a slot, or failed preflight — contact the RA; or a
       file cardrenew must write (state directory, journal, audit log) is not writable or the
       disk is full — nothing was changed (status: a certificate expired, a slot is unreadable,
-      or the PIN is blocked)
+      or the PIN is blocked); ``unblock`` where ``ui.allow_unlock`` is false
 12    the certificate authority refused or could not be reached; nothing was changed on the card
 13    not every certificate was renewed, or a journal/audit file could not be written after the
       card changed; if the card was changed the journal is kept — run ``renew`` again to resume;
@@ -52,9 +53,10 @@ EXIT_CODES: Final[dict[int, str]] = {
     EXIT_ERROR: "unexpected error",
     EXIT_USAGE: "usage or configuration error (queue: --pin-stdin is refused)",
     EXIT_CARD: "no reader, no card, card removed, or pcscd not running",
-    EXIT_PIN: "wrong PIN or PIN blocked",
+    EXIT_PIN: "wrong PIN or PIN blocked (change-pin/unblock: also the PUK, or new PINs that differ)",
     EXIT_NOT_DUE: "nothing due for renewal (status: some certificates are due)",
-    EXIT_REFUSED: "refused: expired certificate or failed preflight (contact the RA), or an unwritable state directory",
+    EXIT_REFUSED: "refused: expired certificate or failed preflight (contact the RA), or an unwritable state directory "
+                  "(unblock: not allowed by ui.allow_unlock)",
     EXIT_CA: "certificate authority refused or unreachable; card unchanged",
     EXIT_PARTIAL: "not every certificate was renewed; run renew again (it resumes) or contact the RA "
                   "(queue: some card was not renewed)",

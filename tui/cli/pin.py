@@ -27,9 +27,9 @@ import sys
 from typing import Literal
 
 from card import backend as assembly  # called through the module: tests put an in-process card there
-from card.backend import Backend
+from card.backend import Backend, audit_log
 from card.config import Settings, UsageError
-from card.errors import InvalidPinError, LastPinTryError, PinBlockedError, PinMismatchError
+from card.errors import InvalidPinError, LastPinTryError, PinBlockedError, PinFormatError, PinMismatchError
 from card.secret import Secret, read_secret_line
 from card.service import RenewalRefused, check_pin_format
 from card.words import CARD_UNLOCKED, PIN_CHANGED, Words, blocked_by_change, unlock_not_allowed
@@ -100,7 +100,7 @@ def _change(args: argparse.Namespace, backend: Backend, kind: Kind) -> int:
                               + "; nothing was sent", next_step=f"The {what} was not sent and no try was used. If you "
                               "are sure of it, run again with --last-try (or answer yes on a terminal); otherwise "
                               f"contact {ra}.")
-    secret, new_pin = read_secrets(args, kind)
+    secret, new_pin = read_secrets(args, kind, backend.settings.pin_characters)
     door = backend.change_pin if kind == "change" else backend.unblock_pin
     try:
         door(secret, new_pin, card_guid=guid).result()  # the door audits the outcome and wipes both
@@ -122,9 +122,7 @@ def _event(kind: Kind) -> str:
 
 def _audit_refusal(settings: Settings, kind: Kind, code: str) -> None:
     """An audit record of a refusal made before any card was opened (best effort)."""
-    from card.journal import AuditLog  # the same log the door writes (card.backend: state_dir/audit.log)
-
-    AuditLog(settings.state_dir / "audit.log").write_quietly(event=_event(kind), outcome="refused", error_code=code)
+    audit_log(settings).write_quietly(event=_event(kind), outcome="refused", error_code=code)
 
 
 def _last_try_allowed(args: argparse.Namespace, what: str) -> bool:
@@ -138,9 +136,11 @@ def _last_try_allowed(args: argparse.Namespace, what: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def read_secrets(args: argparse.Namespace, kind: Kind) -> tuple[Secret, Secret]:
-    """The current PIN (or the PUK) and the new PIN, checked before anything is sent: both 6–8
-    characters, the new one typed the same twice. From the terminal (no echo) or ``--pin-stdin``.
+def read_secrets(args: argparse.Namespace, kind: Kind, pin_characters: str) -> tuple[Secret, Secret]:
+    """The current PIN (or the PUK) and the new PIN, checked before anything is sent: only
+    ``pin_characters`` (``ui.pin_characters``, as the TUI's PIN fields; break-it finding F-3: an
+    arrow key's ``ESC [ A`` must never reach the card), 6–8 characters, the new one typed the same
+    twice. From the terminal (no echo) or ``--pin-stdin``.
 
     Raises:
         UsageError: no terminal and no ``--pin-stdin``, or a line missing on standard input.
@@ -150,6 +150,7 @@ def read_secrets(args: argparse.Namespace, kind: Kind) -> tuple[Secret, Secret]:
     try:
         for prompt in PROMPTS[kind]:
             values.append(_read_one(args, prompt))
+            _only_pin_characters(values[-1], prompt, pin_characters)
         secret, new_pin, again = values
         if new_pin != again:
             raise PinMismatchError("the new PIN and its repetition differ; nothing was sent to the card")
@@ -163,8 +164,24 @@ def read_secrets(args: argparse.Namespace, kind: Kind) -> tuple[Secret, Secret]:
     return secret, new_pin
 
 
-def _read_one(args: argparse.Namespace, prompt: str) -> Secret:
+def _only_pin_characters(value: Secret, prompt: str, pin_characters: str) -> None:
+    """Raises PinFormatError (nothing sent) when ``value`` holds a character outside ``pin_characters``."""
+    if not value.consists_of(pin_characters):
+        name = _name(prompt)
+        allowed = "digits" if pin_characters == "0123456789" else f"the characters {pin_characters!r}"
+        raise PinFormatError(f"{name} holds a character a PIN cannot contain (only {allowed}: ui.pin_characters; "
+                             "an arrow key or a tab counts too); nothing was sent to the card",
+                             next_step="Type it again with PIN characters only. No try was used.")
+
+
+def _name(prompt: str) -> str:
+    """``"Current PIN: "`` → ``"the current PIN"`` (``"PUK: "`` → ``"the PUK"``)."""
     name = prompt.split(" (")[0].rstrip(": ")
+    return "the " + (name if name.isupper() else name[0].lower() + name[1:])
+
+
+def _read_one(args: argparse.Namespace, prompt: str) -> Secret:
+    name = _name(prompt).removeprefix("the ")
     if args.pin_stdin:
         try:
             fd = sys.stdin.fileno()

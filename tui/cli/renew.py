@@ -95,7 +95,7 @@ def cmd_renew(args: argparse.Namespace) -> int:
         if args.demo:
             backend = cli_demo_backend(args, settings)
         else:
-            backend = assembly.pcsc_backend(settings, args.reader, cancel=stop.cancel)
+            backend = assembly.card_backend(settings, args.reader, cancel=stop.cancel)
     except BaseException:
         stop.restore()
         raise

@@ -58,7 +58,7 @@ def slot_condition(summary: CardSummary, s: SlotStatus, ra_contact: str) -> tupl
     ``key_mismatch``: the card's own metadata (GET METADATA, no PIN; Yubico cards) gives a public key
     that is not the certificate's."""
     journal = summary.pending_journal
-    sj = journal.slots.get(s.slot.hex) if journal is not None else None
+    sj = journal.slots.get(s.name) if journal is not None else None
     if (journal is not None and sj is not None and sj.in_progress and s.certificate is not None
             and fingerprint(s.certificate) == sj.old_fingerprint):
         replaced = "may have been replaced" if sj.step == JournalStep.GENERATING else "was replaced"
@@ -66,7 +66,7 @@ def slot_condition(summary: CardSummary, s: SlotStatus, ra_contact: str) -> tupl
                               f"finished: its key {replaced} and the certificate shown belongs to the old key. "
                               "Run `cardrenew renew` to finish it.")
     if s.key_matches is False:
-        return "key_mismatch", (f"does not work: the key in slot {s.slot.hex} does not match its certificate (an "
+        return "key_mismatch", (f"does not work: the key in slot {s.name} does not match its certificate (an "
                                 "update was interrupted after its new key was made, or another tool changed the "
                                 "key). Run `cardrenew renew`: it finishes an interrupted update whose record was "
                                 f"kept; if it answers KEY-MISMATCH, contact {ra_contact}: the slot must be re-issued.")
@@ -75,7 +75,7 @@ def slot_condition(summary: CardSummary, s: SlotStatus, ra_contact: str) -> tupl
 
 def _slot_json(s: SlotStatus, condition: tuple[str, str] | None) -> dict[str, object]:
     return {
-        "slot": s.slot.hex,
+        "slot": s.name,
         "label": s.setting.label,
         "state": condition[0] if condition else s.state.name.lower(),
         "subject": s.certificate.subject.rfc4514_string() if s.certificate else None,
@@ -96,7 +96,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         backend = cli_demo_backend(args, settings)
         settings = backend.settings
     else:
-        backend = assembly.pcsc_backend(settings, args.reader, with_issuer=False)
+        backend = assembly.card_backend(settings, args.reader, with_issuer=False)
     try:
         summary = backend.read_card().result()
     finally:
@@ -127,19 +127,19 @@ def status_lines(summary: CardSummary, settings: Settings, card_words: str | Non
     card = (f"Card:    {summary.guid_text or 'no CHUID'}" if info.interface == "piv" else f"Token:   {token_name(info)}")
     lines = [f"Reader:  {summary.reader}", card + (f", expires {summary.card_expiry.isoformat()}" if summary.card_expiry else ""),
              f"Holder:  {summary.holder or 'unknown'}",
-             "PIN:     " + pin_state(summary.pin_retries, settings.ra_contact),
+             "PIN:     " + pin_state(summary.pin_retries, settings.ra_contact, counted=info.interface == "piv"),
              f"Renewal: {mode.title} — {mode.message}"]
     for s in summary.slots:
         condition = slot_condition(summary, s, settings.ra_contact)
         if s.certificate is not None and condition is not None:
-            lines.append(f"  {s.setting.label} ({s.slot.hex}): {condition[1]} (The certificate shown expires "
+            lines.append(f"  {s.setting.label} ({s.name}): {condition[1]} (The certificate shown expires "
                          f"{s.certificate.not_valid_after_utc.date().isoformat()}.)")
         elif s.certificate is not None:
-            lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}, expires "
+            lines.append(f"  {s.setting.label} ({s.name}): {s.state.value}, expires "
                          f"{s.certificate.not_valid_after_utc.date().isoformat()} ({s.days_left} days left)"
                          + (f" — note: {s.note}" if s.note else ""))
         else:
-            lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}" + (f" — {s.error}" if s.error else ""))
+            lines.append(f"  {s.setting.label} ({s.name}): {s.state.value}" + (f" — {s.error}" if s.error else ""))
     if card_words is not None:
         lines.append(card_words)
     if summary.pending_journal:
