@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,6 @@ from cryptography import x509
 from card.enrollment.local import LocalCA, init_ca
 from tests.ykcs11 import judge
 from tests.ykcs11.pcscd import CARDRENEW, OPENSC_PKCS11, PIN, YKCS11, YkPcscd
-
-REPO = Path(__file__).resolve().parents[2]
 
 CONFIG = """[renewal]
 window_days = 90
@@ -60,10 +57,8 @@ class Workdir:
                               CARDRENEW_CONFIG=str(self.path / "config.toml"))
 
     def renew(self, pin: str = PIN) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-        """One renewal by the engine on the PKCS#11 token (:mod:`tests.ykcs11.engine_child`, until
-        ``cardrenew renew`` assembles a PKCS#11 token): the process and its JSON report ({} when none)."""
-        done = self.pcscd.run([sys.executable, "-m", "tests.ykcs11.engine_child", str(self.path / "config.toml")],
-                              stdin=pin + "\n", cwd=self.path, timeout=180, PYTHONPATH=str(REPO))
+        """``cardrenew renew --pin-stdin --yes --json``: the process and its JSON report ({} when none)."""
+        done = self.cardrenew("renew", "--pin-stdin", "--yes", "--json", stdin=pin + "\n")
         try:
             report = json.loads(done.stdout) if done.stdout.strip() else {}
         except json.JSONDecodeError:
