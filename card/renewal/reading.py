@@ -26,10 +26,10 @@ from card.token import KeyRef, Token, TokenCertificate, TokenInterface
 
 
 def card_id_for(token: Token, certificates: Mapping[Any, x509.Certificate | None]) -> tuple[str | None, str | None, dt.date | None]:
-    """(card id, GUID text, card expiry): the CHUID GUID; else, for a PKCS#11 token that states a
-    serial number, ``token-`` and a digest of its manufacturer, model and serial (it stays the same
-    while the renewal changes the certificates: libykcs11 replaces a slot's certificate at GENERATE);
-    else a fingerprint of the first certificate.
+    """(card id, GUID text, card expiry): the CHUID GUID; on a PKCS#11 token with a serial number
+    ``p11-`` and a digest of its manufacturer, model and serial (the renewal changes the certificates,
+    so they cannot name the journal: a side-by-side renewal deletes them, and libykcs11 replaces a
+    slot's certificate by a placeholder at GENERATE); else a fingerprint of the first certificate.
 
     Raises:
         CardRemovedError.
@@ -38,9 +38,9 @@ def card_id_for(token: Token, certificates: Mapping[Any, x509.Certificate | None
     if identity is not None:
         return identity.guid.hex().upper(), identity.guid_text, identity.expiry
     info = token.info
-    if info.interface is TokenInterface.PKCS11 and info.serial.strip():
-        who = "\0".join((info.manufacturer.strip(), info.model.strip(), info.serial.strip()))
-        return "token-" + hashlib.sha256(who.encode()).hexdigest()[:32], None, None
+    if info.interface is TokenInterface.PKCS11 and info.serial.strip():  # stable while the renewal replaces certificates
+        token_id = hashlib.sha256(f"{info.manufacturer}\0{info.model}\0{info.serial}".encode()).hexdigest()[:32]
+        return "p11-" + token_id.upper(), None, None
     for cert in certificates.values():
         if cert is not None:
             return "cert-" + fingerprint(cert)[:32], None, None

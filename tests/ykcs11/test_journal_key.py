@@ -45,7 +45,7 @@ def test_a_pkcs11_tokens_journal_key_survives_its_certificates_changing() -> Non
     old = {Slot.AUTHENTICATION: _self_signed("Alex Example"), Slot.SIGNATURE: _self_signed("Alex Example")}
     placeholder = {**old, Slot.AUTHENTICATION: _self_signed("YubiKey PIV Slot 9a")}
     card_id, guid_text, expiry = card_id_for(token, old)  # type: ignore[arg-type]
-    assert card_id is not None and card_id.startswith("token-") and guid_text is None and expiry is None
+    assert card_id is not None and card_id.startswith("p11-") and guid_text is None and expiry is None
     assert card_id_for(token, placeholder)[0] == card_id  # type: ignore[arg-type]
     other = _Token(TokenInfo(TokenInterface.PKCS11, "YubiKey PIV #10152393", "Yubico (www.yubico.com)", "YubiKey YK5",
                              "10152393", side_by_side=False))
