@@ -52,7 +52,7 @@ from card.worker import CardService
 __all__ = [  # the door, and the read-model names it re-exports (made on first use, see __getattr__)
     "CardDoor", "CardService", "RenewalRequest",
     "CardSummary", "KeyType", "RenewalResult", "RenewalStep", "Slot", "SlotResult", "SlotState", "SlotStatus",
-    "UpdateCheck", "card_expiry_words", "check_pin_format", "update_check", "RenewalRefused",
+    "UpdateCheck", "card_expiry_words", "check_pin_format", "slot_condition", "update_check", "RenewalRefused",
     "CheckRequest", "CheckItem", "CheckOutcome", "CheckReport",
     "EntryState", "QueueEntry", "ReaderQueue",
 ]
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from card.journal import AuditLog, JournalStore
     from card.piv import KeyType, PivSession, Slot, check_pin_format
     from card.renewal import (CardSummary, RenewalRefused, RenewalReporter, RenewalResult, RenewalStep, SlotResult,
-                              SlotState, SlotStatus, UpdateCheck, card_expiry_words, update_check)
+                              SlotState, SlotStatus, UpdateCheck, card_expiry_words, slot_condition, update_check)
     from card.renewal.check_report import CheckItem, CheckOutcome, CheckReport, CheckRequest
     from card.reader_queue import EntryState, QueueEntry, ReaderQueue
     from card.secret import Secret
@@ -76,6 +76,7 @@ _READ_MODEL = {
     "CardSummary": "card.renewal", "RenewalResult": "card.renewal", "RenewalStep": "card.renewal",
     "SlotResult": "card.renewal", "SlotState": "card.renewal", "SlotStatus": "card.renewal",
     "UpdateCheck": "card.renewal", "card_expiry_words": "card.renewal", "update_check": "card.renewal",
+    "slot_condition": "card.renewal",
     # what a slot and a key are, and the PIN rule checked before anything is sent
     "KeyType": "card.piv", "Slot": "card.piv", "check_pin_format": "card.piv",
     # the engine's refusal before anything changed (a CardError the callers tell apart)

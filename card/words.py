@@ -108,6 +108,11 @@ def pin_state(pin_retries: int | None, ra_contact: str, *, counted: bool = True)
     return tries_left(pin_retries)
 
 
+NOT_WORKING = {"unfinished": "Not working: finish the update", "key_mismatch": "Not working: key does not match"}
+"""The Card tab's status of a slot that cannot sign for the certificate it shows (``status``'s states
+``unfinished`` and ``key_mismatch``, :func:`card.renewal.slot_condition`), instead of its expiry's."""
+
+
 # -- the update check (DESIGN §1.3) ---------------------------------------------------------------
 def slot_names(slots: Iterable[ConfiguredSlot]) -> str:
     """``"Authentication (9A), Signature (9C)"``: the configured labels and slot numbers."""

@@ -13,7 +13,8 @@ from cryptography import x509
 
 from card.config import SlotSetting
 from card.issued_checks import card_expiry_limit
-from card.journal import Journal
+from card.certificates import fingerprint
+from card.journal import Journal, JournalStep
 from card.piv import KeyType, Slot
 from card.token import KeyRef, TokenInfo, TokenInterface
 
@@ -184,3 +185,26 @@ def card_expiry_words(card_expiry: dt.date | None, window_days: int, now: dt.dat
                 f"that date. Contact {ra_contact} for a new card.")
     return None
 
+
+def slot_condition(summary: CardSummary, s: SlotStatus, ra_contact: str) -> tuple[str, str] | None:
+    """``("unfinished" | "key_mismatch", words with the next step)`` for a slot that cannot sign for the
+    certificate it shows (break-it findings 2 and 4), else None.
+
+    ``unfinished``: an unfinished update (the card's pending journal) replaced — or, stopped during
+    GENERATE, may have replaced — the slot's key and the slot still shows the old certificate.
+    ``key_mismatch``: the card's own metadata (GET METADATA, no PIN; Yubico cards) gives a public key
+    that is not the certificate's."""
+    journal = summary.pending_journal
+    sj = journal.slots.get(s.name) if journal is not None else None
+    if (journal is not None and sj is not None and sj.in_progress and s.certificate is not None
+            and fingerprint(s.certificate) == sj.old_fingerprint):
+        replaced = "may have been replaced" if sj.step == JournalStep.GENERATING else "was replaced"
+        return "unfinished", (f"does not work until the unfinished update (reference {journal.reference}) is "
+                              f"finished: its key {replaced} and the certificate shown belongs to the old key. "
+                              "Run `cardrenew renew` to finish it.")
+    if s.key_matches is False:
+        return "key_mismatch", (f"does not work: the key in slot {s.name} does not match its certificate (an "
+                                "update was interrupted after its new key was made, or another tool changed the "
+                                "key). Run `cardrenew renew`: it finishes an interrupted update whose record was "
+                                f"kept; if it answers KEY-MISMATCH, contact {ra_contact}: the slot must be re-issued.")
+    return None

@@ -6,6 +6,7 @@ CHUID) are the token's optional answers (None on a token without them)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -25,7 +26,9 @@ from card.token import KeyRef, Token, TokenCertificate
 
 
 def card_id_for(token: Token, certificates: Mapping[Any, x509.Certificate | None]) -> tuple[str | None, str | None, dt.date | None]:
-    """(card id, GUID text, card expiry): the CHUID GUID, else a fingerprint of the first certificate.
+    """(card id, GUID text, card expiry): the CHUID GUID; on a side-by-side token with a serial number
+    ``p11-`` and a digest of its manufacturer, model and serial (a side-by-side renewal deletes the
+    certificates, so they cannot name the journal); else a fingerprint of the first certificate.
 
     Raises:
         CardRemovedError.
@@ -33,6 +36,10 @@ def card_id_for(token: Token, certificates: Mapping[Any, x509.Certificate | None
     identity = token.card_identity()
     if identity is not None:
         return identity.guid.hex().upper(), identity.guid_text, identity.expiry
+    info = token.info
+    if info.side_by_side and info.serial:  # stable while a side-by-side renewal replaces the certificates
+        token_id = hashlib.sha256(f"{info.manufacturer}\0{info.model}\0{info.serial}".encode()).hexdigest()[:32]
+        return "p11-" + token_id.upper(), None, None
     for cert in certificates.values():
         if cert is not None:
             return "cert-" + fingerprint(cert)[:32], None, None
