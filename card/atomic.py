@@ -23,10 +23,12 @@ user's words (:class:`card.errors.StateFileError`).
 from __future__ import annotations
 
 import errno as errno_module
+import fcntl
 import os
 import stat
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,9 +167,35 @@ def append_line(path: Path, line: str, mode: int = 0o600) -> None:
     Raises:
         NotRegularFileError: the path is a directory, FIFO, symlink, …; OSError: as :func:`write_atomic`.
     """
+    append_line_after(path, lambda _last: line, mode)
+
+
+MAX_LAST_LINE_BYTES = 64 << 10
+""":func:`append_line_after` looks this far back (64 KiB) for the previous line; a longer one is
+passed on as its last 64 KiB."""
+
+
+@dataclass(frozen=True)
+class Appended:
+    """What :func:`append_line_after` wrote: the line's bytes (no newline) and the file's size after it."""
+
+    line: bytes
+    size: int
+
+
+def append_line_after(path: Path, make_line: Callable[[bytes | None], str], mode: int = 0o600) -> Appended:
+    """Append the line ``make_line(previous line)`` to ``path`` under an exclusive ``flock``, so two
+    programs appending at once (the TUI and a ``renew``) each see the other's line as the previous one.
+
+    ``make_line`` gets the file's last line without its newline (a torn fragment counts as a line:
+    it is ended with a newline first), b"" for an empty file, or None when the file cannot be read
+    back (opened write-only); it returns the new line without its newline.
+
+    Raises:
+        NotRegularFileError: the path is a directory, FIFO, symlink, …; OSError: as :func:`write_atomic`.
+    """
     path = Path(path)
     _fault_point("append", path)
-    data = line.replace("\n", " ").encode("utf-8") + b"\n"
     flags = os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     readable = True
     try:
@@ -179,9 +207,12 @@ def append_line(path: Path, line: str, mode: int = 0o600) -> None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise NotRegularFileError(errno_module.EINVAL, "not a regular file", str(path))
-        size = st.st_size
-        if readable and size and os.pread(fd, 1, size - 1) != b"\n":
-            data = b"\n" + data
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by close
+        size = os.fstat(fd).st_size  # after the lock: another writer may have appended meanwhile
+        last = _last_line(fd, size) if readable else None
+        torn = readable and size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+        line = make_line(last).replace("\n", " ").encode("utf-8")
+        data = (b"\n" if torn else b"") + line + b"\n"
         written = 0
         try:
             while written < len(data):
@@ -193,8 +224,21 @@ def append_line(path: Path, line: str, mode: int = 0o600) -> None:
             except OSError:
                 pass
             raise
+        return Appended(line, size + len(data))
     finally:
         os.close(fd)
+
+
+def _last_line(fd: int, size: int) -> bytes:
+    """The last line of the open file (without its newline; b"" for an empty file)."""
+    if size == 0:
+        return b""
+    start = max(0, size - MAX_LAST_LINE_BYTES - 1)
+    tail = os.pread(fd, size - start, start)
+    if tail.endswith(b"\n"):
+        tail = tail[:-1]
+    cut = tail.rfind(b"\n")
+    return tail[cut + 1:] if cut >= 0 else tail
 
 
 def remove_file(path: Path) -> bool:

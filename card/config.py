@@ -21,6 +21,7 @@ from card.config_files import (
     read_small_regular_file,
     read_toml,
 )
+from card.config_audit import AUDIT_KEYS, AuditSettings, parse_audit
 from card.config_schema import check_schema, get
 from card.config_token import TOKEN_KEYS, KeySelector, TokenSettings, parse_token
 from card.enrollment import registry
@@ -31,7 +32,7 @@ from card.secret import Secret
 
 __all__ = [
     "DEFAULT_RA_CONTACT", "DEFAULT_SLOTS", "MANAGEMENT_KEY_SOURCES", "MAX_CONFIG_BYTES", "MAX_KEY_FILE_BYTES", "SCHEMA",
-    "SLOT_ENTRY", "ConfigError", "KeySelector", "Settings", "SlotSetting", "TokenSettings", "UsageError", "find_config", "load_settings",
+    "SLOT_ENTRY", "AuditSettings", "ConfigError", "KeySelector", "Settings", "SlotSetting", "TokenSettings", "UsageError", "find_config", "load_settings",
     "read_hex_key_file", "read_small_regular_file",
 ]
 """The configuration's public names; the errors and the file readers live in :mod:`card.config_errors`
@@ -74,6 +75,8 @@ class Settings:
     token: TokenSettings = field(default_factory=TokenSettings)
     """The ``[card]`` table's interface (``piv`` | ``pkcs11``), PKCS#11 module and token, ``old_keys``
     and the keys to renew (:mod:`card.config_token`)."""
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    """The ``[audit]`` table: the system log besides the audit file (:mod:`card.config_audit`)."""
     removal_policy: str = "logoff"
     ra_contact: str = DEFAULT_RA_CONTACT
     allow_unlock: bool = False
@@ -132,6 +135,7 @@ SCHEMA: dict[str, Mapping[str, tuple[type, ...]]] = {
     "ui": {"removal_policy": (str,), "ra_contact": (str,), "allow_unlock": (bool,), "inactivity_timeout_s": (int,),
            "kiosk": (bool,), "theme": (str,), "pin_characters": (str,)},
     "card": {"max_certificate_bytes": (int,), **TOKEN_KEYS},
+    "audit": AUDIT_KEYS,
 }
 """Every key the configuration may hold, by table ("" = top level), with the TOML types it takes.
 A key that is not here is an error naming the file and the key (a misspelt key must never be
@@ -169,6 +173,7 @@ def _settings_from(raw: dict[str, Any], path: Path | None, overrides: dict[str, 
     values["issuer"] = registry.parse_issuer_table(raw.get("issuer", {}), path.parent if path else Path.cwd())
     values.update(_management_key(raw.get("management_key", {})))
     values.update(_ui(raw.get("ui", {})))
+    values["audit"] = parse_audit(raw.get("audit", {}), path.parent if path else Path.cwd())
     if (limit := get(raw.get("card", {}), "max_certificate_bytes", int, "card")) is not None:
         if not 256 <= limit <= 65535:
             raise ConfigError("card.max_certificate_bytes must be between 256 and 65535")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from card import words
 from card.errors import CardError
 
 
@@ -60,3 +61,27 @@ class UsageError(ConfigError):
     title = "Usage error"
     code = "USAGE"
     next_step = "See cardrenew --help."
+
+
+class ModuleLoadError(ConfigError):
+    """``[card] module`` cannot be loaded as a PKCS#11 library (no such file, not a shared library,
+    no ``C_GetFunctionList``, ``C_Initialize`` failed); the message names the path (issue 14)."""
+
+    title = "PKCS#11 module cannot be loaded"
+    code = "MODULE"
+
+    def __init__(self, module: str, reason: str) -> None:
+        self.module = module
+        super().__init__(words.module_not_loadable(module, reason), next_step=words.MODULE_NEXT)
+
+
+class SeveralTokensError(ConfigError):
+    """More than one token of the PKCS#11 module matches ``[card] token_label`` / ``token_serial``
+    (or neither is set and the module shows several): cardrenew never guesses which to change."""
+
+    title = "More than one token"
+    code = "TOKENS"
+
+    def __init__(self, module: str, seen: list[str]) -> None:
+        self.module = module
+        super().__init__(words.several_tokens(module, seen), next_step=words.SEVERAL_TOKENS_NEXT)

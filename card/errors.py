@@ -7,6 +7,7 @@ TUI and the CLI can show the user what happened *and* what to do, from one place
 from __future__ import annotations
 
 from card.sw import SW
+from card import words
 from card.words import not_accepted
 
 
@@ -87,9 +88,14 @@ class InvalidPinError(CardError):
     title = "Wrong PIN"
     code = "PIN"
 
-    def __init__(self, attempts_remaining: int | None) -> None:
+    def __init__(self, attempts_remaining: int | None, what: str = "PIN", *, few_left: bool = False) -> None:
         self.attempts_remaining = attempts_remaining
-        super().__init__(not_accepted("PIN", attempts_remaining), next_step="Enter the PIN again carefully.")
+        self.few_left = few_left
+        """A PKCS#11 token said ``CKF_USER_PIN_COUNT_LOW`` without a number (``attempts_remaining`` None)."""
+        if what != "PIN":  # the PUK (RESET RETRY COUNTER)
+            self.title = f"Wrong {what}"
+        message = not_accepted(what, attempts_remaining) + (f" {words.FEW_TRIES}" if few_left else "")
+        super().__init__(message, next_step=f"Enter the {what} again carefully.")
 
 
 class PinBlockedError(CardError):
@@ -106,6 +112,14 @@ class PinFormatError(CardError):
     title = "PIN not valid"
     code = "PINFORMAT"
     next_step = "Enter your PIN again: it has 6 to 8 characters. No try was used."
+
+
+class PinMismatchError(PinFormatError):
+    """The new PIN and its repetition differ: nothing was sent, no try used."""
+
+    title = "The new PINs differ"
+    code = "PIN-MISMATCH"
+    next_step = "Enter the new PIN twice, the same both times. Nothing was sent to the card; no try was used."
 
 
 class ManagementKeyError(CardError):
@@ -223,6 +237,66 @@ class LastPinTryError(CardError):
                  "Registration Authority (RA).")
 
 
+# -- PKCS#11 tokens (issue 14): card.pkcs11 maps every binding error to one of these ---------------
+class TokenNotFoundError(NoCardError):
+    """The PKCS#11 module shows no token matching ``[card] token_label`` / ``token_serial`` (or
+    none at all); the message names the module and the tokens it does show."""
+
+    title = "Token not found"
+    code = "NOTOKEN"
+    next_step = words.TOKEN_NOT_FOUND_NEXT
+
+
+class TokenRemovedError(CardRemovedError):
+    """The token went away while in use (``CKR_DEVICE_REMOVED``, ``CKR_TOKEN_NOT_PRESENT``, or its
+    session was closed under us: ``CKR_SESSION_HANDLE_INVALID`` / ``CKR_SESSION_CLOSED``)."""
+
+    title = "The token was removed"
+    next_step = words.TOKEN_REMOVED_NEXT
+
+
+class TokenDeviceError(CardRemovedError):
+    """The token or its reader failed (``CKR_DEVICE_ERROR``, ``CKR_TOKEN_NOT_RECOGNIZED``). Treated as
+    a removal: the run stops where it is, the journal is kept and the next run resumes."""
+
+    title = "The token reported a device error"
+    code = "DEVICE"
+    next_step = words.DEVICE_ERROR_NEXT
+
+
+class ReadOnlyTokenError(NotSupportedError):
+    """The token cannot be written: it says so (``CKF_WRITE_PROTECTED``), or a write was refused
+    (``CKR_TOKEN_WRITE_PROTECTED``, ``CKR_SESSION_READ_ONLY``). Nothing was changed on it."""
+
+    title = "The token is read-only"
+    code = "READONLY"
+    next_step = words.READ_ONLY_NEXT
+
+
+class TokenFullError(NotSupportedError):
+    """No room on the token for a new key or certificate (``CKR_DEVICE_MEMORY``); nothing was removed."""
+
+    title = "The token is full"
+    code = "FULL"
+    next_step = words.TOKEN_FULL_NEXT
+
+
+class TokenCommandError(CardError):
+    """A PKCS#11 function failed with a return value no other error covers (the token's ``ApduError``).
+
+    Attributes:
+        function: the PKCS#11 function, e.g. ``"C_Sign"``; reason: the CKR name, e.g. ``"CKR_FUNCTION_FAILED"``.
+    """
+
+    title = "The token refused a command"
+    code = "TOKEN"
+
+    def __init__(self, function: str, reason: str, message: str = "") -> None:
+        self.function = function
+        self.reason = reason
+        super().__init__(message or f"{function} failed: {reason}")
+
+
 class CardChangedError(CardError):
     """Another card is in the reader than the one a PIN was typed for (its GUID differs, or the
     reader now holds none that says): the PIN was not sent, no try was used. Raised by the door
@@ -232,3 +306,18 @@ class CardChangedError(CardError):
     code = "CARD-CHANGED"
     next_step = ("The PIN was not sent and nothing was changed. Check which card is in the reader, then enter "
                  "that card's own PIN.")
+
+
+class TokenKeyError(ApduError):
+    """No private key at a PKCS#11 token's ``CKA_ID``, or one of another type than asked for.
+
+    An :class:`ApduError` with the status word a PIV card gives for the same case — ``6A 88`` (no
+    such key) or ``6A 80`` (a key of another type) — so the engine's test-signature loop
+    (:func:`card.piv.quirks.no_key_of_this_type`) reads a token as it reads a card.
+    """
+
+    title = "No such key on the token"
+    code = "NOKEY"
+
+    def __init__(self, message: str, *, other_type: bool = False) -> None:
+        super().__init__(SW.INCORRECT_DATA if other_type else SW.REFERENCE_NOT_FOUND, message)

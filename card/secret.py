@@ -93,6 +93,18 @@ class Secret:
     def __bool__(self) -> bool:
         return bool(self._value)
 
+    def consists_of(self, characters: str) -> bool:
+        """True when every character of the value is one of ``characters`` (e.g. ``ui.pin_characters``);
+        an ASCII set is checked byte by byte, without a copy of the value. Raises SecretWipedError."""
+        self._check()
+        allowed = characters.encode("utf-8")
+        if allowed.isascii():
+            return all(byte in allowed for byte in self._value)
+        try:
+            return all(ch in characters for ch in self._value.decode("utf-8"))
+        except UnicodeDecodeError:
+            return False
+
     # -- lifetime --------------------------------------------------------------------------------
     def wipe(self) -> None:
         """Overwrite the value with zeros and forget it (idempotent)."""

@@ -19,6 +19,7 @@ The door's API (keep it small; the TUI and the CLI both depend on it):
 ``renew(request)``                     → ``RenewalResult``: the renewal engine on this card
 ``renew_if_due(request)``              → ``(CardSummary, RenewalResult | None)``: read, check,
                                          renew from that reading in one card transaction
+``check(request)``                     → ``CheckReport``: the dry run (``renew --check``)
 ``cancel()``                           stop waits and the renewal at the next safe point
 ``log_off()``                          → None: drop the connection (the card forgets the PIN)
 ``watch(on_change)``                   card presence, ``on_change(present)`` from a thread
@@ -45,13 +46,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from card.errors import CardChangedError, InvalidPinError, LastPinTryError, PinBlockedError
+from card.errors import CardChangedError, InvalidPinError, PinBlockedError
 from card.worker import CardService
 
 __all__ = [  # the door, and the read-model names it re-exports (made on first use, see __getattr__)
     "CardDoor", "CardService", "RenewalRequest",
     "CardSummary", "KeyType", "RenewalResult", "RenewalStep", "Slot", "SlotResult", "SlotState", "SlotStatus",
-    "UpdateCheck", "card_expiry_words", "check_pin_format", "update_check", "RenewalRefused",
+    "UpdateCheck", "card_expiry_words", "check_pin_format", "slot_condition", "update_check", "RenewalRefused",
+    "CheckRequest", "CheckItem", "CheckOutcome", "CheckReport",
     "EntryState", "QueueEntry", "ReaderQueue",
 ]
 
@@ -61,9 +63,11 @@ if TYPE_CHECKING:
     from card.journal import AuditLog, JournalStore
     from card.piv import KeyType, PivSession, Slot, check_pin_format
     from card.renewal import (CardSummary, RenewalRefused, RenewalReporter, RenewalResult, RenewalStep, SlotResult,
-                              SlotState, SlotStatus, UpdateCheck, card_expiry_words, update_check)
+                              SlotState, SlotStatus, UpdateCheck, card_expiry_words, slot_condition, update_check)
+    from card.renewal.check_report import CheckItem, CheckOutcome, CheckReport, CheckRequest
     from card.reader_queue import EntryState, QueueEntry, ReaderQueue
     from card.secret import Secret
+    from card.token import Token
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +76,12 @@ _READ_MODEL = {
     "CardSummary": "card.renewal", "RenewalResult": "card.renewal", "RenewalStep": "card.renewal",
     "SlotResult": "card.renewal", "SlotState": "card.renewal", "SlotStatus": "card.renewal",
     "UpdateCheck": "card.renewal", "card_expiry_words": "card.renewal", "update_check": "card.renewal",
+    "slot_condition": "card.renewal",
     # what a slot and a key are, and the PIN rule checked before anything is sent
     "KeyType": "card.piv", "Slot": "card.piv", "check_pin_format": "card.piv",
     # the engine's refusal before anything changed (a CardError the callers tell apart)
     "RenewalRefused": "card.renewal",
+    **dict.fromkeys(("CheckItem", "CheckOutcome", "CheckReport", "CheckRequest"), "card.renewal.check_report"),
     # several readers at once (issue 15): the renewal queue over doors made by reader_door
     "EntryState": "card.reader_queue", "QueueEntry": "card.reader_queue", "ReaderQueue": "card.reader_queue",
 }
@@ -169,10 +175,17 @@ class CardDoor:
         """SELECT PIV and VERIFY ``pin`` (SP 800-73-4 Part 2 §3.2.1); ``pin`` is wiped once the card
         answered. Future raises: PinFormatError (nothing sent), InvalidPinError (with the tries
         left), PinBlockedError, CardRemovedError, NoCardError, CardError."""
+        audit = self.audit
+
         def verify(session: PivSession) -> None:
+            from card.renewal.attempts import audit_log_on
+
             try:
                 session.select()
                 session.verify_pin(pin)
+            except (InvalidPinError, PinBlockedError) as exc:
+                audit_log_on(audit, exc)  # every attempt is audited (issue 15); never the PIN
+                raise
             finally:
                 pin.wipe()
 
@@ -235,6 +248,9 @@ class CardDoor:
             except PinBlockedError:
                 record("blocked")
                 raise
+            except Exception:  # the card pulled, anything: the attempt is audited too
+                record("failed")
+                raise
             finally:
                 secret.wipe()
                 new_pin.wipe()
@@ -261,10 +277,11 @@ class CardDoor:
         settings, journals, reader = self.settings, self.journals, self.reader_name
 
         def check_then_renew(session: PivSession) -> tuple[CardSummary, RenewalResult | None]:
-            from card.renewal import UpdateCheck, read_card, update_check
+            from card.renewal import UpdateCheck, as_token, read_card, update_check
             from card.secret import Secret
 
-            summary = read_card(session, settings, journals=journals, reader=reader,
+            token = as_token(session, settings)  # one token for the reading and the renewal (the CHUID read once)
+            summary = read_card(token, settings, journals=journals, reader=reader,
                                 pin_retries=False)  # not shown; the engine sends the PIN next
             if request.expect_card is not None and summary.card_id != request.expect_card:
                 if isinstance(request.pin, Secret):
@@ -272,18 +289,21 @@ class CardDoor:
                 raise CardChangedError(f"the card in {reader} is not the one the PIN was typed for")
             if update_check(summary) not in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
                 return summary, None
-            return summary, self._renew(session, request, summary)
+            return summary, self._renew(token, request, summary)
 
         return self.service.submit(check_then_renew)
 
-    def _renew(self, session: PivSession, request: RenewalRequest, summary: CardSummary | None) -> RenewalResult:
-        from card.renewal import NullReporter, RenewalContext, renew
+    def _renew(self, card: Token | PivSession, request: RenewalRequest, summary: CardSummary | None) -> RenewalResult:
+        from card.renewal import NullReporter, RenewalContext, as_token, renew
         from card.secret import Secret
 
         pin = request.pin if isinstance(request.pin, Secret) else None
+        token = as_token(card, self.settings)
         try:
             if request.refuse_last_try:
-                _refuse_last_try(session)
+                from card.renewal.attempts import refuse_last_try
+
+                refuse_last_try(token)
             if pin is None:
                 assert not isinstance(request.pin, Secret)
                 pin = request.pin()
@@ -296,10 +316,21 @@ class CardDoor:
                 ctx.now = request.now
             if request.between_slots is not None:
                 ctx.between_slots = request.between_slots
-            return renew(session, ctx, pin, summary=summary)
+            from card.renewal.attempts import run_audited
+
+            return run_audited(self.audit, summary, lambda: renew(token, ctx, pin, summary=summary))
         finally:
             if pin is not None:
                 pin.wipe()  # (renew wipes it too; the guard may refuse before)
+
+    def check(self, request: CheckRequest) -> Future[CheckReport]:
+        """The dry run (:func:`card.renewal.check_start.start_check`): every check a renewal makes first,
+        each passed, failed or skipped; nothing on the card changes. Future raises: CardRemovedError,
+        NoCardError, ReaderUnavailableError, OperationCancelled."""
+        from card.renewal.check_start import start_check
+
+        return start_check(self.settings, self.issuer, self.journals, self.audit, self.service.submit, request,
+                           self.cancel_event)
 
     def cancel(self) -> None:
         """Stop at the next safe point (never waits): a renewal stops before its next certificate;
@@ -365,17 +396,3 @@ class CardDoor:
         """Stop closing ``door`` with this one (it was closed on its own: its reader is gone)."""
         doors = self.__dict__.get("_reader_doors", [])
         doors[:] = [d for d in doors if d is not door]
-
-
-def _refuse_last_try(session: PivSession) -> None:
-    """Before the PIN is sent, in the renewal's own card transaction: refuse when one try is left.
-
-    Raises:
-        LastPinTryError: one try left; PinBlockedError: no try left (``69 83``).
-    """
-    retries = session.get_pin_retries()  # raises PinBlockedError on 69 83
-    if retries == 0:
-        raise PinBlockedError("The PIN is blocked.")
-    if retries == 1:
-        raise LastPinTryError("only 1 PIN try is left; a wrong PIN would block the card; run again with "
-                              "--allow-last-pin-try or use the TUI")

@@ -35,13 +35,14 @@ class _SlotId(Protocol):
 
 
 class ConfiguredSlot(Protocol):
-    """A configured slot as read (:class:`card.renewal.SlotStatus`): its label and its number."""
+    """A configured slot (or a PKCS#11 token's key) as read (:class:`card.renewal.SlotStatus`): its
+    label and its name (the slot number ``"9A"``, or the CKA_ID in hex)."""
 
     @property
     def setting(self) -> _Label: ...
 
     @property
-    def slot(self) -> _SlotId: ...
+    def name(self) -> str: ...
 
 
 class CardState(Protocol):
@@ -92,19 +93,30 @@ def not_accepted(what: str, left: int | None) -> str:
     return f"The {what} was not accepted." + ("" if left is None else f" {tries_left(left, what)}.")
 
 
-def pin_state(pin_retries: int | None, ra_contact: str) -> str:
-    """The PIN as ``status`` shows it: ``verified`` (None), blocked (0, whom to contact), or the tries left."""
+UNCOUNTED_TRIES = "not blocked (the token does not say how many tries are left)"
+"""A PKCS#11 token's PIN that is neither locked nor on its final try: PKCS#11 gives no count."""
+
+
+def pin_state(pin_retries: int | None, ra_contact: str, *, counted: bool = True) -> str:
+    """The PIN as ``status`` shows it: ``verified`` (None), blocked (0, whom to contact), or the tries
+    left. ``counted`` False (a PKCS#11 token, whose flags say only locked / final try): None is
+    :data:`UNCOUNTED_TRIES`."""
     if pin_retries is None:
-        return "verified"
+        return "verified" if counted else UNCOUNTED_TRIES
     if pin_retries == 0:
         return f"BLOCKED — contact {ra_contact}"
     return tries_left(pin_retries)
 
 
+NOT_WORKING = {"unfinished": "Not working: finish the update", "key_mismatch": "Not working: key does not match"}
+"""The Card tab's status of a slot that cannot sign for the certificate it shows (``status``'s states
+``unfinished`` and ``key_mismatch``, :func:`card.renewal.slot_condition`), instead of its expiry's."""
+
+
 # -- the update check (DESIGN §1.3) ---------------------------------------------------------------
 def slot_names(slots: Iterable[ConfiguredSlot]) -> str:
     """``"Authentication (9A), Signature (9C)"``: the configured labels and slot numbers."""
-    return ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in slots)
+    return ", ".join(f"{s.setting.label} ({s.name})" for s in slots)
 
 
 def up_to_date(next_renewal: dt.date | None) -> str:
@@ -139,6 +151,28 @@ def blocked_words(ra_contact: str) -> Words:
     """*Update My Card* on a card whose PIN is blocked."""
     return Words("Card blocked", "Your PIN is blocked, so your card cannot be updated.",
                  f"Contact {ra_contact} to unlock it.")
+
+
+# -- Change passcode / Unlock card (the TUI's dialogs; ``cardrenew change-pin`` / ``unblock``) ------
+PIN_CHANGED = Words("Your passcode (PIN) has been changed", "Use the new PIN from now on.")
+CARD_UNLOCKED = Words("Your card is unlocked", "The PIN has been reset. Log on with the new PIN.")
+
+
+def unlock_not_allowed(ra_contact: str) -> Words:
+    """``cardrenew unblock`` where ``ui.allow_unlock`` is false (the TUI then offers no *Unlock card*)."""
+    return Words("Unlocking is turned off",
+                 "Unlocking a card with the PUK is not allowed here (ui.allow_unlock is false); nothing was sent "
+                 "to the card.",
+                 f"Contact {ra_contact} to unlock the card, or have support staff's configuration set "
+                 "ui.allow_unlock = true.")
+
+
+def blocked_by_change(what: str, ra_contact: str) -> Words:
+    """The card answered a PIN change (``what`` = PIN) or an unlock (``what`` = PUK) with "blocked"."""
+    if what == "PUK":
+        return Words("Card blocked", "The PUK is blocked: this card can no longer be unlocked here.",
+                     f"Contact {ra_contact}.")
+    return Words("Card blocked", "The PIN is now blocked.", f"Contact {ra_contact}.")
 
 
 # -- the token and its renewal mode (issue 14) -----------------------------------------------------
@@ -178,8 +212,8 @@ def renewal_mode_words(side_by_side: bool) -> Words:
     """What the logon pane, the Card tab, ``status`` and ``renew`` say about how this card or token
     is renewed: the title names the mode, the message is the one sentence the holder needs."""
     if side_by_side:
-        return Words("Renewal side by side", SIDE_BY_SIDE)
-    return Words("Renewal in place", PIV_ORDER)
+        return Words("Side by side", SIDE_BY_SIDE)
+    return Words("In place", PIV_ORDER)
 
 
 def token_name(token: TokenFacts) -> str:
@@ -189,6 +223,69 @@ def token_name(token: TokenFacts) -> str:
     details = ", ".join(p for p in (maker, f"serial {token.serial.strip()}" if token.serial.strip() else "") if p)
     label = token.label.strip() or "(no label)"
     return f"{label} ({details})" if details else label
+
+
+# -- PKCS#11 tokens: what goes wrong (issue 14) ----------------------------------------------------
+FEW_TRIES = "The token says few tries are left."
+"""``CKF_USER_PIN_COUNT_LOW`` (PKCS#11 v2.40 §5.5, CK_TOKEN_INFO): a wrong PIN was entered since the
+last good one; the token does not say how many tries remain."""
+
+
+def token_seen(label: str, serial: str, initialised: bool = True) -> str:
+    """One token as a list of tokens shows it: ``"'cardrenew' (serial 1a2b3c4d)"``;
+    ``"an uninitialised token"`` for one with no label to choose it by."""
+    if not initialised:
+        return "an uninitialised token"
+    name = f"'{label.strip()}'" if label.strip() else "a token without a label"
+    return f"{name} (serial {serial.strip()})" if serial.strip() else name
+
+
+def token_wanted(label: str | None, serial: str | None) -> str:
+    """The token ``[card]`` asks for: ``"a token labelled 'x' with serial 1a2b"``, or ``"a token"``."""
+    parts = ([f"labelled '{label}'"] if label is not None else []) + ([f"with serial {serial}"] if serial is not None else [])
+    return "a token " + " ".join(parts) if parts else "a token"
+
+
+def token_not_found(module: str, wanted: str, seen: Sequence[str]) -> str:
+    """No token matches ``[card] token_label`` / ``token_serial``: what the module shows instead."""
+    if not seen:
+        return f"The PKCS#11 module {module} shows no token."
+    return f"The PKCS#11 module {module} shows no {wanted.removeprefix('a ')}; it shows {', '.join(seen)}."
+
+
+TOKEN_NOT_FOUND_NEXT = ("Insert the token (or connect its reader). If it is inserted, set [card] token_label or "
+                        "token_serial to one of the tokens named above, or ask your administrator.")
+
+
+def several_tokens(module: str, seen: Sequence[str]) -> str:
+    """More than one token matches: cardrenew never guesses which one to change."""
+    return f"The PKCS#11 module {module} shows more than one token that could be meant: {', '.join(seen)}."
+
+
+SEVERAL_TOKENS_NEXT = "Set [card] token_label (or token_serial) to the token to renew; nothing was changed."
+
+
+def module_not_loadable(path: str, reason: str) -> str:
+    """``[card] module`` cannot be opened as a PKCS#11 library (a wrong path, not a PKCS#11 library)."""
+    return f"the PKCS#11 module {path} cannot be loaded ({reason})"
+
+
+MODULE_NEXT = ("Set [card] module to the path of your token's PKCS#11 library (for example "
+               "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so), or ask your administrator.")
+
+READ_ONLY_NEXT = ("Nothing was changed on the token. Switch off its write protection, or use storage it can "
+                  "write to; otherwise contact your Registration Authority (RA).")
+TOKEN_REMOVED_NEXT = "Re-insert the token and run cardrenew again; an unfinished update is resumed."
+DEVICE_ERROR_NEXT = ("Remove and re-insert the token (or restart its reader), then run cardrenew again; an "
+                     "unfinished update is resumed. If it happens again, contact your Registration Authority (RA).")
+TOKEN_FULL_NEXT = ("Nothing was removed from the token. Make room on it (or ask your Registration Authority (RA) to), "
+                   "then run cardrenew again.")
+ADMIN_NEXT = "The token's security officer PIN or management key is not the one configured. Contact your Registration Authority (RA)."
+
+
+def not_supported_by_token(what: str) -> str:
+    """The token cannot do ``what`` (a mechanism or key type): ``"the token does not support …"``."""
+    return f"the token does not support {what}"
 
 
 # -- the renewal queue: several readers at once (issue 15) ----------------------------------------

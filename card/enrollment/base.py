@@ -6,7 +6,7 @@ import datetime as dt
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -228,5 +228,32 @@ class Issuer(Protocol):
 
         Raises:
             IssuerRejected, IssuerUnavailable, IssuancePending, OperationCancelled (:attr:`cancel`).
+        """
+        ...
+
+
+class DryRunUnsupported(Exception):
+    """The issuer, as configured, cannot say whether it would grant a renewal without spending
+    something (a one-time challenge): the dry run skips its grant check. ``str()`` says why and
+    what to configure. Not a CardError: nothing failed."""
+
+
+@runtime_checkable
+class DryRunIssuer(Protocol):
+    """An issuer with a dry mode of :meth:`Issuer.authorize_renewal` (``cardrenew renew --check``,
+    issue 15). Optional: an issuer without it has its grant check skipped."""
+
+    def check_renewal(self, slot: str, old_certificate: x509.Certificate, sign_with_old_key: Signer) -> str:
+        """Ask whether a grant for ``slot`` would be given, proving possession of the old key as
+        :meth:`Issuer.authorize_renewal` does, but spending nothing: no grant is recorded, no
+        one-time challenge is handed out, nothing is sent that the CA keeps.
+
+        Returns:
+            What was checked, in words (e.g. "would grant from 2027-01-01").
+
+        Raises:
+            IssuerRejected: a real request would be refused (with the CA's or RA's reason).
+            IssuerUnavailable: the CA or RA cannot be reached.
+            DryRunUnsupported: this issuer, as configured, has no dry mode.
         """
         ...

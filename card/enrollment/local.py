@@ -170,22 +170,10 @@ class LocalCA:
         return builder.sign(self.key, hashes.SHA384())
 
     def authorize_renewal(self, slot: str, old_certificate: x509.Certificate, sign_with_old_key: Signer) -> RenewalGrant:
-        if self.refuse_reason:
-            raise IssuerRejected(self.refuse_reason)
-        try:
-            old_certificate.verify_directly_issued_by(self.cert)
-        except (ValueError, TypeError, Exception) as exc:
-            raise IssuerRejected(f"the certificate in slot {slot} was not issued by this CA ({exc.__class__.__name__})") from exc
-        now = self._now()
-        if old_certificate.not_valid_after_utc <= now:
-            raise IssuerRejected(expired(f"in slot {slot}"))
+        now = self._check_old_certificate(slot, old_certificate)
         if old_certificate.not_valid_after_utc - now > dt.timedelta(days=self.window_days):
             raise IssuerRejected(f"the certificate in slot {slot} is not due for renewal yet")
-        old_fp = fingerprint(old_certificate)
-        nonce = secrets.token_bytes(32)
-        signature = sign_with_old_key(proof_message(slot, old_fp, nonce))
-        if not verify_signature(old_certificate.public_key(), signature, proof_message(slot, old_fp, nonce)):
-            raise IssuerRejected(f"the proof of possession for slot {slot} did not verify with the old certificate")
+        old_fp = self._check_proof(slot, old_certificate, sign_with_old_key)
         grant = RenewalGrant(uuid.uuid4().hex, slot, old_certificate.subject.public_bytes().hex(), old_fp,
                              now + GRANT_LIFETIME)
         with self._db() as db:
@@ -195,6 +183,52 @@ class LocalCA:
                  old_certificate.subject.public_bytes(), grant.expires.isoformat()),
             )
         return grant
+
+    def check_renewal(self, slot: str, old_certificate: x509.Certificate, sign_with_old_key: Signer) -> str:
+        """The dry mode of :meth:`authorize_renewal` (:class:`~card.enrollment.base.DryRunIssuer`): the
+        same checks (issued by this CA, not expired, the old key's proof of possession), but no grant
+        is recorded in the ledger. A certificate not yet in the renewal window passes, with the date
+        from which a grant would be given.
+
+        Raises:
+            IssuerRejected: a real request would be refused.
+        """
+        now = self._check_old_certificate(slot, old_certificate)
+        self._check_proof(slot, old_certificate, sign_with_old_key)
+        opens = old_certificate.not_valid_after_utc - dt.timedelta(days=self.window_days)
+        if opens > now:
+            return f"the embedded CA would grant it from {opens:%Y-%m-%d} (not due before); nothing was recorded"
+        return "the embedded CA would grant it now; nothing was recorded"
+
+    def _check_old_certificate(self, slot: str, old_certificate: x509.Certificate) -> dt.datetime:
+        """The refusal switch, the issuer and the expiry of the certificate being renewed; returns now.
+
+        Raises:
+            IssuerRejected: refused, not issued by this CA, or expired.
+        """
+        if self.refuse_reason:
+            raise IssuerRejected(self.refuse_reason)
+        try:
+            old_certificate.verify_directly_issued_by(self.cert)
+        except (ValueError, TypeError, Exception) as exc:
+            raise IssuerRejected(f"the certificate in slot {slot} was not issued by this CA ({exc.__class__.__name__})") from exc
+        now = self._now()
+        if old_certificate.not_valid_after_utc <= now:
+            raise IssuerRejected(expired(f"in slot {slot}"))
+        return now
+
+    def _check_proof(self, slot: str, old_certificate: x509.Certificate, sign_with_old_key: Signer) -> str:
+        """The old key signs a fresh nonce; returns the old certificate's fingerprint.
+
+        Raises:
+            IssuerRejected: the signature does not verify with the old certificate.
+        """
+        old_fp = fingerprint(old_certificate)
+        nonce = secrets.token_bytes(32)
+        signature = sign_with_old_key(proof_message(slot, old_fp, nonce))
+        if not verify_signature(old_certificate.public_key(), signature, proof_message(slot, old_fp, nonce)):
+            raise IssuerRejected(f"the proof of possession for slot {slot} did not verify with the old certificate")
+        return old_fp
 
     def request_signer_slot(self, slot: str) -> str | None:
         """None: the new key signs its own request (PKCS#10); the grant proves the old key."""

@@ -34,6 +34,7 @@ from card.certificates import fingerprint
 from card.enrollment import http
 from card.enrollment.base import (
     CardKey,
+    DryRunUnsupported,
     IssuancePending,
     IssuedCertificate,
     IssuerRejected,
@@ -168,6 +169,33 @@ class ScepIssuer:
                   if self.settings.challenge_command else None)
         return RenewalGrant(transaction_id, slot, old_certificate.subject.public_bytes().hex(),
                             fingerprint(old_certificate), now + dt.timedelta(days=1), secret)
+
+    def check_renewal(self, slot: str, old_certificate: x509.Certificate, sign_with_old_key: Signer) -> str:
+        """The dry mode of :meth:`authorize_renewal` (:class:`~card.enrollment.base.DryRunIssuer`):
+        the pinned CA, POST PKIOperation, the old certificate's validity and, with an RA hook that
+        honours it (``issuer.challenge_dry_run``), the RA's answer to a proof of possession sent with
+        ``"dry_run": true`` — no challenge is handed out or spent.
+
+        Raises:
+            IssuerRejected, RaRejected: a real request would be refused.
+            IssuerUnavailable: the CA or RA cannot be reached.
+            DryRunUnsupported: the RA hook does not declare a dry mode (it is then not run at all).
+        """
+        self.ca_certificates()
+        if "POSTPKIOPERATION" not in self.capabilities():
+            raise IssuerRejected("the SCEP server does not accept POST PKIOperation")
+        if old_certificate.not_valid_after_utc <= dt.datetime.now(dt.timezone.utc):
+            raise IssuerRejected(expired(f"in slot {slot}"))
+        if not self.settings.challenge_command:
+            return ("the SCEP server is pinned and accepts POST PKIOperation; a static challenge is checked only by "
+                    "a real request (RFC 8894 §2.2)")
+        if not self.settings.challenge_dry_run:
+            raise DryRunUnsupported("the RA hook (issuer.challenge_command) does not declare a dry mode, so it was not "
+                                    "run (a real run would hand out a one-time challenge); set "
+                                    "issuer.challenge_dry_run = true once the hook honours \"dry_run\"")
+        ask_ra(self.settings, self.cancel, slot, old_certificate, uuid.uuid4().hex.upper(), sign_with_old_key,
+               dry_run=True)
+        return "the RA hook would grant it (asked in its dry mode: no challenge was handed out)"
 
     # -- issuance --------------------------------------------------------------------------
     def request_signer_slot(self, slot: str) -> str | None:

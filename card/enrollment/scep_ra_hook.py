@@ -53,7 +53,7 @@ def ra_proof_message(slot: str, transaction_id: str, certificate_fingerprint: st
 
 
 def ask_ra(settings: ScepIssuerSettings, cancel: threading.Event, slot: str, old_certificate: x509.Certificate,
-           transaction_id: str, sign_with_old_key: Signer) -> Secret:
+           transaction_id: str, sign_with_old_key: Signer, *, dry_run: bool = False) -> Secret | None:
     """Run the RA hook (``settings.challenge_command``) while the old key exists; return its
     challenge. ``cancel`` and ``settings.timeout_s`` bound the run (:func:`run_hook`).
 
@@ -70,8 +70,20 @@ def ask_ra(settings: ScepIssuerSettings, cancel: threading.Event, slot: str, old
     (EX_TEMPFAIL) means the RA is unavailable now; any other exit is a refusal whose reason is the
     hook's last stderr line (shown to the user: it must not hold a secret). stdout is never logged.
 
+    **Dry mode** (``dry_run=True``: ``cardrenew renew --check``, only with
+    ``issuer.challenge_dry_run = true``): the JSON also holds ``"dry_run": true``. The hook then
+    makes every check it makes for a real request (the proof, the certificate, its own policy) but
+    must not hand out, record or spend a challenge: it prints nothing on stdout and exits 0 when it
+    would grant, 75 when the RA is unavailable, anything else (reason on stderr) when it would
+    refuse. A hook that prints a challenge in dry mode does not honour it: that is a refusal
+    (RA-REFUSED), and the printed value is dropped unread.
+
+    Returns:
+        The one-time challenge; None in dry mode (the RA would grant).
+
     Raises:
-        RaRejected: the RA refused (the hook exited non-zero).
+        RaRejected: the RA refused (the hook exited non-zero); in dry mode also a hook that printed
+            a challenge.
         IssuerRejected: the hook printed no challenge, or one that is not 1–255 printable characters.
         RaUnavailable: the hook timed out, was ended by a signal, or exited 75.
         ConfigError: the hook cannot be run.
@@ -90,6 +102,8 @@ def ask_ra(settings: ScepIssuerSettings, cancel: threading.Event, slot: str, old
         "signed_message": base64.b64encode(message).decode(),
         "signature": base64.b64encode(sign_with_old_key(message)).decode(), "hash": "SHA-256",
     }
+    if dry_run:
+        proof["dry_run"] = True
     returncode, stdout, stderr = run_hook(argv, json.dumps(proof), settings.timeout_s, cancel)
     said = "".join(ch for ch in next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
                    if ch.isprintable())[:200]  # shown to the user: no terminal control sequences
@@ -102,6 +116,11 @@ def ask_ra(settings: ScepIssuerSettings, cancel: threading.Event, slot: str, old
         raise RaRejected(f"the RA refused the renewal of slot {slot}" + (f": {said}" if said else
                          f" (its hook exited {returncode})") + "; nothing was changed")
     challenge = stdout.split("\n", 1)[0].removesuffix("\r").strip(" \t")
+    if dry_run:
+        if stdout.strip():
+            raise RaRejected(f"the RA hook printed a challenge in a dry run for slot {slot}: it does not honour "
+                             "\"dry_run\" (a one-time challenge may have been handed out); the value was dropped")
+        return None
     if not challenge:
         raise IssuerRejected(f"the RA hook gave no challenge for slot {slot}; nothing was changed")
     if len(challenge) > 255 or not challenge.isprintable():  # PKCS#9 challengePassword: ub 255

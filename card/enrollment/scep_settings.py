@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 SCEP_KEYS: dict[str, tuple[type, ...]] = {
     "url": (str,), "ca_fingerprint": (str,), "challenge": (str,), "challenge_command": (list,),
     "message_type": (str,), "allow_legacy_algorithms": (bool,), "timeout_s": NUMBER, "max_response_bytes": (int,),
-    "poll_schedule_s": (list,),
+    "poll_schedule_s": (list,), "challenge_dry_run": (bool,),
 }
 """The ``[issuer]`` keys the SCEP client reads, with their TOML types."""
 MESSAGE_TYPES = ("PKCSReq", "RenewalReq")
@@ -66,6 +66,10 @@ class ScepIssuerSettings:
     :meth:`ScepIssuer.request_signer_slot`)."""
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     """Largest HTTP reply accepted (bytes); a longer one is refused unread."""
+    challenge_dry_run: bool = False
+    """The RA hook honours ``"dry_run": true`` (``renew --check``): it then checks the proof and says
+    whether it would grant, but hands out and records no challenge (see
+    :func:`card.enrollment.scep_ra_hook.ask_ra`). False: the dry run never runs the hook."""
 
 
 def parse_scep_table(table: Mapping[str, Any], base: Path) -> ScepIssuerSettings:
@@ -104,7 +108,8 @@ def parse_scep_table(table: Mapping[str, Any], base: Path) -> ScepIssuerSettings
         float(timeout) if timeout is not None else defaults.timeout_s,
         tuple(float(x) for x in schedule) if schedule is not None else defaults.poll_schedule_s,
         mtype if mtype is not None else defaults.message_type,
-        cap if cap is not None else defaults.max_response_bytes)
+        cap if cap is not None else defaults.max_response_bytes,
+        bool(get(table, "challenge_dry_run", bool, "issuer")))
 
 
 def _issuer_url(url: str) -> str:

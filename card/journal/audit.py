@@ -1,7 +1,8 @@
 """The audit log (DESIGN §8): JSON lines, appended, mode 0600; never holds a secret.
 
-Audit line: one JSON object per line with ``time`` (ISO 8601 UTC), ``event_id``, ``terminal``,
-``ssh_client``, and the event's fields (``reference``, ``card_guid``, ``slot``, ``outcome``,
+Audit line: one JSON object per line with ``time`` (ISO 8601 UTC), ``event_id``, ``operator``,
+``host``, ``terminal``, ``ssh_client``, ``prev`` (the chain: :mod:`card.journal.audit_chain`) and
+the event's fields (``reference``, ``card_guid``, ``slot``, ``outcome``,
 ``error_code``, ``old_serial``, ``old_not_after``, ``new_serial``, ``new_not_after``; ``written_late``
 when it was written by a later run because the log could not be written at the time).
 """
@@ -13,59 +14,24 @@ import errno as errno_module
 import json
 import logging
 import os
+import pwd
 import secrets
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from card import atomic
 from card.errors import StateFileError
+from card.journal.audit_chain import chained, write_head
+from card.journal.audit_lines import AuditLineError, parse_audit_line
 from card.journal.statefiles import state_file_error
 
 logger = logging.getLogger("card.journal")  # the name the journal's warnings always had
 
-MAX_AUDIT_LINE_BYTES = 64 << 10
-"""An audit line longer than this (64 KiB) is skipped as foreign."""
 MAX_AUDIT_READ_BYTES = 16 << 20
 """``cardrenew audit`` reads at most the last 16 MiB of the log."""
-
-
-class AuditLineError(ValueError):
-    """An audit log line that is not one of our records (torn, foreign, not UTF-8, too long)."""
-
-
-def parse_audit_line(line: bytes) -> dict[str, Any]:
-    """One line of the audit log (without its newline) as a record.
-
-    Raises:
-        AuditLineError: the reason in words; nothing else.
-    """
-    if len(line) > MAX_AUDIT_LINE_BYTES:
-        raise AuditLineError(f"longer than {MAX_AUDIT_LINE_BYTES} bytes")
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError:
-        raise AuditLineError("not UTF-8 text") from None
-    try:
-        record = json.loads(text)
-    except RecursionError:
-        raise AuditLineError("nested too deeply") from None
-    except ValueError:
-        raise AuditLineError("not a JSON record (a torn or foreign line)") from None
-    check_audit_record(record)
-    return cast("dict[str, Any]", record)  # check_audit_record refused anything but such a dict
-
-
-def check_audit_record(record: object) -> None:
-    if not isinstance(record, dict):
-        raise AuditLineError(f"a JSON {type(record).__name__}, not an audit record")
-    when = record.get("time")
-    if not isinstance(when, str):
-        raise AuditLineError("not an audit record (no time)")
-    try:
-        dt.datetime.fromisoformat(when)
-    except ValueError:
-        raise AuditLineError("not an audit record (its time is not a date)") from None
 
 
 @dataclass(frozen=True)
@@ -88,19 +54,24 @@ class AuditLog:
     write flushes those first, each exactly once (records carry an ``event_id``).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, forward: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Args:
+            path: the audit file.
+            forward: also called with each record once it is in the file (``[audit] syslog``:
+                :class:`~card.journal.audit_syslog.SyslogForwarder`); never raises.
+        """
         self.path = Path(path)
+        self.forward = forward
 
     @property
     def pending_path(self) -> Path:
         return self.path.with_name(self.path.name + ".pending")
 
     def record(self, **event: Any) -> dict[str, Any]:
-        """A new audit record: the event's fields plus ``time``, ``event_id``, ``terminal``, ``ssh_client``."""
+        """A new audit record: the event's fields plus ``time``, ``event_id`` and who and where
+        (:func:`operator_fields`: ``operator``, ``host``, ``terminal``, ``ssh_client``)."""
         return {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "event_id": secrets.token_hex(8),
-                "terminal": os.environ.get("SSH_TTY") or _tty(),
-                "ssh_client": (os.environ.get("SSH_CLIENT") or "").split(" ")[0] or None, **event}
+                "event_id": secrets.token_hex(8), **operator_fields(), **event}
 
     def append(self, record: dict[str, Any]) -> None:
         """Append ``record`` (first flushing records kept from earlier failures).
@@ -112,11 +83,20 @@ class AuditLog:
         self._append(record)
 
     def _append(self, record: dict[str, Any], changed: bool = True) -> None:
+        """Append ``record`` chained to the line before it (``prev``), then move the head file on.
+        A head file that cannot be written is logged, not raised: the record is in the log, and
+        ``cardrenew audit --verify`` says the head is behind."""
         try:
             atomic.make_directory(self.path.parent)
-            atomic.append_line(self.path, json.dumps(record, sort_keys=True))
+            appended = atomic.append_line_after(self.path, lambda last: chained(record, last))
         except OSError as exc:
             raise state_file_error(exc, "the audit log", self.path, changed=changed) from exc
+        try:
+            write_head(self.path, appended.line, appended.size)
+        except OSError as exc:
+            logger.warning("audit log head file not updated (%s): `cardrenew audit --verify` will say so", exc)
+        if self.forward is not None:
+            self.forward(record)
 
     def write(self, **event: Any) -> dict[str, Any]:
         """Record an event now. When the log cannot be written the record is kept in the side
@@ -255,17 +235,20 @@ class AuditLog:
                 error.next_step = error.next_step.replace("`cardrenew renew`", "`cardrenew audit`")
             raise error from exc
         truncated = False
+        skipped_cut: list[tuple[int | None, str]] = []
         lines = data.split(b"\n")
         try:
             truncated = os.stat(self.path).st_size > MAX_AUDIT_READ_BYTES
         except OSError:
             pass
         if truncated:
+            if len(lines) <= 2 and not any(lines[1:]):  # the newest bytes read hold no line start
+                skipped_cut = [(None, f"a line longer than the {MAX_AUDIT_READ_BYTES >> 20} MiB read (not a record)")]
             lines = lines[1:]  # the first one is cut
         if lines and lines[-1] == b"":
             lines.pop()
         entries: list[tuple[int | None, dict[str, Any]]] = []
-        skipped: list[tuple[int | None, str]] = []
+        skipped: list[tuple[int | None, str]] = list(skipped_cut)
         for index, line in enumerate(lines):
             number = None if truncated else index + 1
             if not line.strip():
@@ -286,6 +269,22 @@ class AuditLog:
     def recent(self, count: int = 20) -> list[dict[str, Any]]:
         """The last ``count`` records (lines that are not records are skipped)."""
         return self.read(count).entries
+
+
+def operator_fields() -> dict[str, str | None]:
+    """Who and where, for every audit record (issue 15): ``operator`` (the local user name of the
+    process), ``host`` (this host's name), ``terminal`` (the SSH terminal or the controlling tty),
+    ``ssh_client`` (the client address from ``SSH_CONNECTION``, else ``SSH_CLIENT``; None when local)."""
+    ssh = os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_CLIENT") or ""
+    return {"operator": _user(), "host": socket.gethostname() or None,
+            "terminal": os.environ.get("SSH_TTY") or _tty(), "ssh_client": ssh.split(" ")[0] or None}
+
+
+def _user() -> str | None:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid with no passwd entry (containers)
+        return os.environ.get("USER") or str(os.geteuid())
 
 
 def _tty() -> str | None:

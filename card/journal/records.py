@@ -28,6 +28,10 @@ class JournalStep(enum.StrEnum):
     ISSUED = "issued"
     WRITTEN = "written"
     DONE = "done"
+    RETIRED = "retired"
+    """Side by side (a PKCS#11 token, ``card.renewal.beside``): the new certificate was written beside
+    its key and tested, and the old key and certificate were deleted (or relabelled as superseded);
+    the new objects still carry the "(renewing)" label. Only the relabel is left."""
     ENDED = "ended"
     """Final without a renewal: the card or the CA refused this slot before anything in it changed,
     so there is nothing to resume (issue 11 item 2: no resume loops)."""
@@ -42,9 +46,15 @@ STEP_ISSUED = JournalStep.ISSUED
 STEP_WRITTEN = JournalStep.WRITTEN
 STEP_DONE = JournalStep.DONE
 STEP_ENDED = JournalStep.ENDED
+STEP_RETIRED = JournalStep.RETIRED
 FINAL_STEPS = (JournalStep.DONE, JournalStep.ENDED)
-IN_PROGRESS_STEPS = (JournalStep.GENERATING, JournalStep.GENERATED, JournalStep.ISSUED, JournalStep.WRITTEN)
-"""Steps at which the slot's old key may be gone: only a resume can finish the slot."""
+IN_PROGRESS_STEPS = (JournalStep.GENERATING, JournalStep.GENERATED, JournalStep.ISSUED, JournalStep.WRITTEN,
+                     JournalStep.RETIRED)
+"""Steps at which the slot's old key may be gone (PIV), or a new key of this update is on the token
+(side by side): only a resume can finish the slot."""
+INTERFACES = ("piv", "pkcs11")
+"""The ``interface`` a journal is written for (``[card] interface``): its slot names are PIV slots
+(``"9A"``), or the hex ``CKA_ID`` of the key being renewed on a PKCS#11 token."""
 STEPS = tuple(JournalStep)
 
 
@@ -67,6 +77,13 @@ class SlotJournal:
     csr_pem: str | None = None
     certificate_pem: str | None = None
     error: str | None = None
+    old_key_id: str | None = None
+    """Side by side: ``CKA_ID`` (hex, upper case) of the key and certificate being renewed."""
+    new_key_id: str | None = None
+    """Side by side: ``CKA_ID`` (hex) of the new key, journalled *before* C_GenerateKeyPair: a key under
+    it without a certificate is one this update made (the id is random and was free)."""
+    label: str | None = None
+    """Side by side: the old certificate's ``CKA_LABEL``, which the new objects take at the end."""
 
     @property
     def issued_fingerprint(self) -> str | None:
@@ -101,6 +118,9 @@ class Journal:
     audit_pending: list[dict[str, Any]] = field(default_factory=list)
     """Audit records not yet known to be in the audit log (written with ``event_id`` so that a
     later run writes each exactly once); see :meth:`AuditLog.flush`."""
+    interface: str = "piv"
+    """``"piv"`` (slots named ``"9A"``) or ``"pkcs11"`` (keys named by their ``CKA_ID`` in hex);
+    journals written before PKCS#11 tokens have no such field and are PIV journals."""
 
     @property
     def finished(self) -> bool:

@@ -14,11 +14,13 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from card.journal.audit import AuditLineError, check_audit_record
-from card.journal.records import JOURNAL_VERSION, STEPS, Journal, JournalStep, SlotJournal
+from card.journal.audit_lines import AuditLineError, check_audit_record
+from card.journal.records import INTERFACES, JOURNAL_VERSION, STEPS, Journal, JournalStep, SlotJournal
 
 MAX_JOURNAL_BYTES = 1 << 20
 """A journal larger than this (1 MiB) is not ours: it is set aside unread."""
+MAX_KEY_ID_BYTES = 64
+"""The longest ``CKA_ID`` a PKCS#11 journal may name (ours are 16 bytes; tokens use 1–20)."""
 
 
 class JournalFileError(ValueError):
@@ -57,10 +59,13 @@ def parse_journal(data: bytes, card_id: str | None = None) -> Journal:
     if raw.get("version") != JOURNAL_VERSION or isinstance(raw.get("version"), bool):
         raise JournalFileError(f"journal version {raw.get('version')!r}; this version of cardrenew reads {JOURNAL_VERSION}")
     fields = _check_fields(raw, Journal, "journal")
+    interface = fields.get("interface", "piv")
+    if interface not in INTERFACES:
+        raise JournalFileError(f"unknown interface {str(interface)[:16]!r}")
     slots_raw = fields.get("slots", {})
     slots: dict[str, SlotJournal] = {}
     for name, value in slots_raw.items():
-        slots[name] = _parse_slot(name, value)
+        slots[name] = _parse_slot(name, value, interface)
     fields["slots"] = slots
     journal = Journal(**fields)
     if not journal.card_id or len(journal.card_id) > 200:
@@ -75,7 +80,17 @@ def parse_journal(data: bytes, card_id: str | None = None) -> Journal:
     return journal
 
 
-def _parse_slot(name: str, value: object) -> SlotJournal:
+def _check_key_name(name: str, interface: str) -> None:
+    """A slot name as cardrenew writes it: a PIV slot (``"9A"``), or on a PKCS#11 token a ``CKA_ID``
+    in upper-case hex of 1 to :data:`MAX_KEY_ID_BYTES` bytes."""
+    if interface == "pkcs11":
+        try:
+            key_id = bytes.fromhex(name)
+        except ValueError:
+            key_id = b""
+        if not key_id or len(key_id) > MAX_KEY_ID_BYTES or key_id.hex().upper() != name:
+            raise JournalFileError(f"names key {name[:16]!r}, which is not a CKA_ID in hex as cardrenew writes it")
+        return
     from card.piv import Slot
 
     try:
@@ -84,6 +99,10 @@ def _parse_slot(name: str, value: object) -> SlotJournal:
         raise JournalFileError(f"names slot {name[:16]!r}, which is not a PIV key slot") from None
     if slot.hex != name:
         raise JournalFileError(f"names slot {name[:16]!r} (written {slot.hex} by cardrenew)")
+
+
+def _parse_slot(name: str, value: object, interface: str = "piv") -> SlotJournal:
+    _check_key_name(name, interface)
     if not isinstance(value, dict):
         raise JournalFileError(f"slot {name}: not an object")
     fields = _check_fields(value, SlotJournal, f"slot {name}")
@@ -95,6 +114,14 @@ def _parse_slot(name: str, value: object) -> SlotJournal:
     fields["step"] = JournalStep(step)
     sj = SlotJournal(**fields)
     _check_pem(sj, name)
+    for attr in ("old_key_id", "new_key_id"):
+        key_id = getattr(sj, attr)
+        if key_id is not None:
+            if interface != "pkcs11":
+                raise JournalFileError(f"slot {name}: {attr} in a PIV journal")
+            _check_key_name(key_id, interface)
+    if sj.label is not None and (interface != "pkcs11" or len(sj.label) > 256):
+        raise JournalFileError(f"slot {name}: a label in a PIV journal, or longer than 256 characters")
     if sj.grant is not None:
         for key in ("grant_id", "slot", "subject_der_hex", "old_certificate_fingerprint", "expires"):
             if key not in sj.grant:

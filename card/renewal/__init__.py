@@ -9,16 +9,19 @@ are the engine's own business and may move. Where each part lives:
 - ``context``: ``RenewalContext`` and the one way the engine calls the issuer (``ask_ca``);
 - ``engine``: ``renew`` and the run's order; ``preflight`` (nothing destructive), ``authorise``
   (grants while the old keys exist), ``steps`` (one slot), ``resume`` (the resume decision),
-  ``plan`` (the typed ``SlotPlan``), ``signer`` (the PIN-always VERIFY before each private-key
-  operation), ``admin`` (management key) and ``records`` (journal and audit writes).
+  ``plan`` (the typed ``SlotPlan``), ``signer`` (the token's keys: key types, test signatures),
+  ``keys`` (journal names and slots → ``KeyRef``), ``admin`` (the PIV token's management key from
+  the settings: ``piv_token``) and ``records`` (journal and audit writes). The engine works on a
+  ``card.token.Token``; a bare ``PivSession`` is taken as ``piv_token(session, settings)``.
 """
 
 from card.issued_checks import CertificateMismatchError
 from card.enrollment.base import IssuerError
+from card.renewal.admin import as_token, piv_token
 from card.renewal.context import RenewalContext
 from card.renewal.engine import renew
 from card.renewal.model import (CardSummary, SlotState, SlotStatus, UpdateCheck, card_expiry_status, card_expiry_words,
-                                update_check)
+                                slot_condition, update_check)
 from card.renewal.reading import card_id_for, journal_slot_matches, read_card
 from card.renewal.results import (CardExpiredError, NullReporter, RenewalRefused, RenewalReporter, RenewalResult,
                                   RenewalStep, SlotChangedError, SlotKeyMismatchError, SlotResult)
@@ -39,11 +42,14 @@ __all__ = [
     "SlotResult",
     "SlotState",
     "SlotStatus",
+    "slot_condition",
     "UpdateCheck",
+    "as_token",
     "card_expiry_status",
     "card_expiry_words",
     "card_id_for",
     "journal_slot_matches",
+    "piv_token",
     "read_card",
     "renew",
     "update_check",

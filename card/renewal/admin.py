@@ -1,63 +1,40 @@
-"""Card write access for the engine: management-key (9B) authentication and the commands that need
-it (GENERATE, PUT DATA; SP 800-73-4 Part 2 §3.2.4 and DESIGN §5)."""
+"""Card write access for the engine: the PIV token's management key from the settings (DESIGN §5).
+
+:class:`~card.token.piv.PivToken` does the card's side (F14: the algorithm from the card's metadata;
+one re-authentication when the card answers ``69 82``); this module gives it the configured key
+sources (``card.mgmtkey``), which read the configuration the token layer never imports.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import logging
-from collections.abc import Callable
-from typing import TypeVar
 
 from card.config import Settings
-from card.errors import ApduError
 from card.mgmtkey import authenticate_with_configured_key
-from card.piv import PivSession
-from card.piv.quirks import management_key_algorithm, management_key_forgotten
-
-logger = logging.getLogger(__name__)
-T = TypeVar("T")
+from card.piv import ManagementKeyAlgorithm, PivSession
+from card.token import Token
+from card.token.piv import PivToken, PivWriteAccess
 
 
-class CardAdministrator:
-    """Authenticates the management key once per card session and re-authenticates only when the
-    card says it has forgotten it.
+def piv_write_access(settings: Settings) -> PivWriteAccess:
+    """The management key sources of ``settings`` (``[management_key]``) and the certificate capacity
+    (``card.max_certificate_bytes``) as a PIV token's write access."""
 
-    Args:
-        session: the card session of this run.
-        settings: where the management key comes from (``management_key`` table).
-        guid: the card's GUID (CHUID), for a diversified key; None when the card has no CHUID.
-    """
+    def authenticate(token: PivToken, algorithm: ManagementKeyAlgorithm) -> object:
+        s = settings if algorithm is settings.management_key_algorithm else dataclasses.replace(
+            settings, management_key_algorithm=algorithm)
+        identity = token.card_identity() if "diversified" in s.sources else None  # read once per run
+        return authenticate_with_configured_key(token.session, s, identity.guid if identity else None, algorithm)
 
-    def __init__(self, session: PivSession, settings: Settings, guid: bytes | None) -> None:
-        self.session = session
-        self.settings = settings
-        self.guid = guid
+    return PivWriteAccess(authenticate, settings.management_key_algorithm, settings.max_certificate_bytes)
 
-    def authenticate(self) -> None:
-        """Management-key authentication; the card's own answer (``F7`` metadata) beats the configured
-        algorithm (F14).
 
-        Raises:
-            ManagementKeyError, CardRemovedError, ApduError.
-        """
-        s = self.settings
-        card_alg = management_key_algorithm(s.management_key_algorithm, self.session.get_management_key_algorithm())
-        if card_alg is not s.management_key_algorithm:
-            s = dataclasses.replace(s, management_key_algorithm=card_alg)
-        authenticate_with_configured_key(self.session, s, self.guid, s.management_key_algorithm)
+def piv_token(session: PivSession, settings: Settings) -> PivToken:
+    """The PIV card of ``session`` as a token that can write with the configured management key."""
+    return PivToken(session, piv_write_access(settings))
 
-    def run(self, command: Callable[[], T]) -> T:
-        """Send a command that needs the management key (GENERATE, PUT DATA). The authentication of
-        preflight lasts for the card session, so it is not repeated before each such command; only
-        when the card answers ``69 82`` (security status not satisfied: it has forgotten it) is the
-        key authenticated once more and the command sent again. A refused command changed nothing
-        on the card, so sending it again is safe. A reconnect ends the run (CardRemovedError), and
-        the resumed run authenticates in its own preflight."""
-        try:
-            return command()
-        except ApduError as exc:
-            if not management_key_forgotten(exc.sw):
-                raise
-        logger.info("the card asked for the management key again (69 82); authenticating once more")
-        self.authenticate()
-        return command()
+
+def as_token(card: Token | PivSession, settings: Settings) -> Token:
+    """``card`` as the engine's token: a bare :class:`PivSession` (callers before issue 14, the tests)
+    becomes :func:`piv_token`; a token is used as it is."""
+    return piv_token(card, settings) if isinstance(card, PivSession) else card

@@ -17,6 +17,7 @@ from card.renewal.context import RenewalContext, ask_ca
 from card.renewal.plan import SlotPlan
 from card.renewal.results import RenewalStep, SlotKeyMismatchError
 from card.renewal.signer import CardSigner
+from card.token import KeyRef
 
 logger = logging.getLogger(__name__)
 
@@ -44,17 +45,18 @@ class Authoriser:
     def __init__(self, ctx: RenewalContext, signer: CardSigner) -> None:
         self.ctx = ctx
         self.signer = signer
-        self.ended: dict[Slot, CardError] = {}
+        self.ended: dict[KeyRef, CardError] = {}
         """Slots the CA refused at authorisation on a resume, before anything in them changed."""
 
-    def grant_for(self, slot: Slot, old: x509.Certificate) -> RenewalGrant:
-        """The issuer's grant for ``slot``, the old key signing the issuer's challenge (VERIFY first for 9C).
+    def grant_for(self, ref: KeyRef, old: x509.Certificate) -> RenewalGrant:
+        """The issuer's grant for the key at ``ref``, the old key signing the issuer's challenge (the
+        token sends what a PIN-always key needs first: VERIFY for 9C).
 
         Raises:
             IssuerError (IssuerRejected, IssuerUnavailable after the retries), OperationCancelled, CardError.
         """
-        return ask_ca(self.ctx, lambda: self.ctx.issuer.authorize_renewal(slot.hex, old,
-                                                                          lambda m: self.signer.sign(slot, m)))
+        return ask_ca(self.ctx, lambda: self.ctx.issuer.authorize_renewal(ref.hex, old,
+                                                                          lambda m: self.signer.sign(ref, m)))
 
     def authorise(self, journal: Journal, plan: list[SlotPlan]) -> None:
         """Authorise every slot of ``plan`` whose old key is intact and journal the grants together.
@@ -74,18 +76,18 @@ class Authoriser:
         for entry in sorted(plan, key=lambda e: e.slot != Slot.SIGNATURE):
             sj = entry.entry
             if sj.step in (JournalStep.PLANNED, JournalStep.AUTHORISED) and entry.old is not None:
-                self._authorise_slot(journal, entry.slot, entry.old, sj)
+                self._authorise_slot(journal, entry.ref, entry.old, sj)
         self.ctx.journals.save(journal, changed=False)  # StateFileError: nothing changed on the card yet
 
-    def _authorise_slot(self, journal: Journal, slot: Slot, old: x509.Certificate, sj: SlotJournal) -> None:
-        self.ctx.reporter.step(slot, RenewalStep.AUTHORISING)
+    def _authorise_slot(self, journal: Journal, ref: KeyRef, old: x509.Certificate, sj: SlotJournal) -> None:
+        self.ctx.reporter.step(ref.piv_slot, RenewalStep.AUTHORISING)
         try:
-            grant = self.grant_for(slot, old)
+            grant = self.grant_for(ref, old)
         except IssuerRejected as exc:
             # Refused before anything changed in this slot in this run. Never leave a journal that
             # would ask again forever (issue 11 item 2); finish what is in progress.
             stops = not any(other.in_progress for other in journal.slots.values())
-            mismatch = self._key_mismatch(journal, slot, old, exc, stops=stops)  # not the CA's fault: say so
+            mismatch = self._key_mismatch(journal, ref, old, exc, stops=stops)  # not the CA's fault: say so
             if stops:
                 try:
                     self.ctx.journals.clear(journal.card_id)
@@ -95,12 +97,12 @@ class Authoriser:
                     raise mismatch from exc
                 raise
             sj.step, sj.error = JournalStep.ENDED, str(mismatch or exc)
-            self.ended[slot] = mismatch or exc
+            self.ended[ref] = mismatch or exc
             return
         sj.grant = grant.to_dict()
         sj.step = JournalStep.AUTHORISED
 
-    def _key_mismatch(self, journal: Journal, slot: Slot, old: x509.Certificate, refusal: IssuerRejected, *,
+    def _key_mismatch(self, journal: Journal, ref: KeyRef, old: x509.Certificate, refusal: IssuerRejected, *,
                       stops: bool) -> SlotKeyMismatchError | None:
         """After the CA refused ``slot``'s authorisation: when the slot's key does not match ``old`` (a
         test signature, made only on this failure path), the error that says so — an interrupted
@@ -112,7 +114,7 @@ class Authoriser:
             CardRemovedError: the card went away during the test signature.
         """
         try:
-            if self.signer.slot_key_is(slot, [old.public_key()]) == 0:
+            if self.signer.slot_key_is(ref, [old.public_key()]) == 0:
                 return None
         except CardRemovedError:
             raise
@@ -121,21 +123,21 @@ class Authoriser:
         aside = set_aside_journals(self.ctx.journals, journal.card_id)
         where = f"; the set-aside journal of that update is at {aside[-1]}" if aside else ""
         error = SlotKeyMismatchError(
-            f"slot {slot.hex}'s key does not match its certificate: an earlier update was interrupted after the "
+            f"slot {ref.hex}'s key does not match its certificate: an earlier update was interrupted after the "
             f"new key was made, so the certificate authority refused the proof of possession ({refusal}). This "
             f"certificate cannot be renewed here; it was not changed in this run"
             f"{', and no other certificate on the card was touched' if stops else ''}{where}",
-            next_step=f"Contact {self.ctx.settings.ra_contact} with reference {journal.reference}: slot {slot.hex} "
+            next_step=f"Contact {self.ctx.settings.ra_contact} with reference {journal.reference}: slot {ref.hex} "
                       "must be re-issued" + (" (give them the set-aside journal too)." if aside else "."))
         error.reference = journal.reference
         return error
 
-    def authorise_again(self, journal: Journal, slot: Slot, old: x509.Certificate, sj: SlotJournal) -> None:
+    def authorise_again(self, journal: Journal, ref: KeyRef, old: x509.Certificate, sj: SlotJournal) -> None:
         """On a resume whose slot still holds its old key: start the slot over with a fresh grant
         (journalled at once; whatever the old run generated or was issued is forgotten)."""
         sj.step = JournalStep.PLANNED  # the old key is intact: start this slot over
-        self.ctx.reporter.step(slot, RenewalStep.AUTHORISING)
-        grant = self.grant_for(slot, old)
+        self.ctx.reporter.step(ref.piv_slot, RenewalStep.AUTHORISING)
+        grant = self.grant_for(ref, old)
         sj.grant, sj.step = grant.to_dict(), JournalStep.AUTHORISED
         sj.public_key_pem = sj.csr_pem = sj.certificate_pem = None
         self.ctx.journals.save(journal)

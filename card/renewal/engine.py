@@ -5,10 +5,16 @@ exist, then per slot generate → CSR signed on the card → issue → verify �
 Synchronous; runs on the card worker thread. It never logs or stores the PIN or the
 management key; it never writes a certificate that does not match the key in the slot.
 
+It works on a :class:`~card.token.Token` (issue 14): our PIV card over APDUs
+(:class:`~card.token.piv.PivToken`) or a PKCS#11 module; keys are :class:`~card.token.KeyRef` whose
+``hex`` names them in the journal ("9A" for a PIV slot, as before).
+
 This module holds the run's order; the package's other modules hold its parts: :mod:`.preflight`,
-:mod:`.authorise`, :mod:`.steps` (one slot), :mod:`.resume` (the resume decision), :mod:`.signer`
-(the PIN-always VERIFY before each private-key operation), :mod:`.admin` (management key) and
-:mod:`.records` (journal and audit writes).
+:mod:`.authorise`, :mod:`.steps` (one key in the PIV order; :meth:`Renewal._key_steps` is where a
+side-by-side token gets its own steps), :mod:`.resume` (the resume decision), :mod:`.signer` (the
+token's keys: key types, test signatures), :mod:`.keys` (journal names and slots → KeyRef),
+:mod:`.admin` (the PIV token's management key from the settings) and :mod:`.records` (journal and
+audit writes).
 """
 
 from __future__ import annotations
@@ -16,12 +22,17 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from cryptography import x509
+
 from card.errors import CardError, CardRemovedError, OperationCancelled, StateFileError
 from card.journal import Journal, JournalStep
 from card.piv import KeyType, PivSession, Slot
-from card.renewal.admin import CardAdministrator
+from card.renewal.admin import as_token
 from card.renewal.authorise import Authoriser
+from card.renewal.beside import BesideSteps
+from card.renewal.beside_run import BesideRun
 from card.renewal.context import RenewalContext
+from card.renewal.keys import TokenKeys
 from card.renewal.model import CardSummary, SlotState, SlotStatus
 from card.renewal.plan import SlotPlan
 from card.renewal.preflight import SlotPreflight, new_journal, refuse_expired_card
@@ -31,8 +42,9 @@ from card.renewal.results import EndedBeforeChange, RenewalRefused, RenewalResul
 from card.renewal.resume import JournalProof
 from card.renewal.salvage import Salvage
 from card.renewal.signer import CardSigner
-from card.renewal.steps import SlotSteps
+from card.renewal.steps import KeySteps, SlotSteps
 from card.secret import Secret, require_secret
+from card.token import Token
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +56,14 @@ class Renewal:
         summary: the card as the caller read it in this same card transaction (None: read it here).
     """
 
-    def __init__(self, session: PivSession, ctx: RenewalContext, pin: Secret, summary: CardSummary | None = None) -> None:
-        self.session = session
+    def __init__(self, token: Token, ctx: RenewalContext, pin: Secret, summary: CardSummary | None = None) -> None:
+        self.token = token
+        self.keys = TokenKeys(token)
         self.ctx = ctx
-        self.signer = CardSigner(session, pin)
-        self.admin = CardAdministrator(session, ctx.settings, None)
+        self.signer = CardSigner(token, pin)
         self.records = RunRecords(ctx)
         self.authoriser = Authoriser(ctx, self.signer)
-        self.proof = JournalProof(ctx, self.signer, self.records)
+        self.proof = JournalProof(ctx, self.keys, self.signer, self.records)
         self._summary = summary
         self.card_key_types: set[KeyType] | None = None
         self.card_expiry: dt.date | None = None
@@ -61,6 +73,8 @@ class Renewal:
     # -- the run -------------------------------------------------------------------------
     def run(self) -> RenewalResult:
         """Preflight, authorise, renew slot by slot; see :func:`renew` for what is raised and returned."""
+        if self.token.info.side_by_side:  # issue 14: the new key beside the old one, keyed by CKA_ID
+            return BesideRun(self).run()
         self.ctx.reporter.step(None, RenewalStep.PREFLIGHT)
         summary = self._card_summary()
         journal, by_slot = self._journal_for(summary)
@@ -68,12 +82,15 @@ class Renewal:
         self._log_in()
         # on a resume: the certificate each journalled slot held when this run read the card
         on_card = dict(summary.journal_certificates) if summary.pending_journal is not None else {}
-        steps = SlotSteps(self.session, self.ctx, self.signer, self.admin, self.records, self.authoriser,
-                          self.card_expiry, on_card)
-        if summary.pending_journal is not None:
+        steps = self._key_steps(on_card)
+        if summary.pending_journal is not None and isinstance(steps, BesideSteps):  # each key proved by beside's rule
+            changed = steps.changed_keys(journal)
+            if changed:
+                self.proof.set_aside(journal, changed, summary.journal_certificates, by_slot, goes_on=True)
+        elif summary.pending_journal is not None:
             self.proof.prove(journal, summary.journal_certificates, by_slot)
         else:  # a set-aside journal may hold the certificate for a key its update left in a slot
-            Salvage(self.ctx, self.signer).salvage(journal, self.card_expiry)
+            Salvage(self.ctx, self.keys, self.signer).salvage(journal, self.card_expiry)
         plan = self._prepare_or_refuse(journal, by_slot, result)
         self._run_slots(steps, journal, plan, result)
         result.slots.extend(self.proof.changed)
@@ -84,12 +101,20 @@ class Renewal:
                     next_step=f"Contact {self.ctx.settings.ra_contact}: the slot must be re-issued.")))
         return result
 
+    def _key_steps(self, on_card: dict[str, x509.Certificate | None]) -> KeySteps:
+        """The per-key steps for this token: the PIV order (DESIGN §3: the new key replaces the old one),
+        or, where keys can live side by side, the new key beside the old one (issue 14)."""
+        if self.token.info.side_by_side:
+            return BesideSteps(self.token, self.ctx, self.records, self.card_expiry)
+        return SlotSteps(self.token, self.keys, self.ctx, self.signer, self.records, self.authoriser,
+                         self.card_expiry, on_card)
+
     def _card_summary(self) -> CardSummary:
         """The card as read in this transaction, after the state files and the card's own expiry passed."""
-        ctx, session, settings = self.ctx, self.session, self.ctx.settings
+        ctx, token, settings = self.ctx, self.token, self.ctx.settings
         summary = self._summary
         if summary is None:
-            summary = read_card(session, settings, now=ctx.now(), journals=ctx.journals, reader=session.transport.name,
+            summary = read_card(token, settings, now=ctx.now(), journals=ctx.journals, reader=token.info.reader,
                                 pin_retries=False, key_metadata=False)
         if summary.card_id is None:
             raise RenewalRefused("the card holds no certificate and no CHUID; it cannot be renewed here",
@@ -97,7 +122,6 @@ class Renewal:
         self.records.prepare_state_files(summary)
         self.card_key_types = summary.card_key_types
         self.card_expiry = summary.card_expiry
-        self.admin.guid = bytes.fromhex(summary.card_id) if not summary.card_id.startswith("cert-") else None
         refuse_expired_card(summary, settings, ctx.now)
         return summary
 
@@ -120,17 +144,17 @@ class Renewal:
         return journal, by_slot
 
     def _log_in(self) -> None:
-        """Preflight continued: PIN and management key. The management key goes first, so that the
-        PIN's VERIFY is the command right before the first 9C signature (F08: management-key work
-        first, then VERIFY immediately followed by the signature) and also serves as its PIN-always
-        VERIFY. A PIN-protected management key (DESIGN §5) is read with the PIN verified, so that
-        source keeps the PIN first."""
+        """Preflight continued: PIN and write access (PIV: the management key). Write access goes
+        first, so that the PIN's VERIFY is the command right before the first 9C signature (F08:
+        management-key work first, then VERIFY immediately followed by the signature) and also serves
+        as its PIN-always VERIFY. A PIN-protected management key (DESIGN §5) is read with the PIN
+        verified, so that source keeps the PIN first."""
         if "pin-protected" in self.ctx.settings.sources:
-            self.signer.verify_pin()
-            self.admin.authenticate()
+            self.signer.log_in()
+            self.token.log_in_admin()
         else:
-            self.admin.authenticate()
-            self.signer.verify_pin()
+            self.token.log_in_admin()
+            self.signer.log_in()
 
     def _prepare_or_refuse(self, journal: Journal, by_slot: dict[Slot, SlotStatus],
                            result: RenewalResult) -> list[SlotPlan]:
@@ -147,7 +171,7 @@ class Renewal:
 
     def _prepare(self, journal: Journal, by_slot: dict[Slot, SlotStatus], result: RenewalResult) -> list[SlotPlan]:
         """Preflight against the CA and authorise every due slot while the old keys exist."""
-        preflight = SlotPreflight(self.ctx, self.session, self.signer, self.card_key_types)
+        preflight = SlotPreflight(self.ctx, self.token, self.keys, self.signer, self.card_key_types)
         preflight.check_issuer()
         plan = preflight.plan(journal, by_slot)
         preflight.check_request_signers(plan, by_slot)
@@ -159,22 +183,22 @@ class Renewal:
         return plan
 
     # -- the slots, in order; stop at the first failure ------------------------------------
-    def _run_slots(self, steps: SlotSteps, journal: Journal, plan: list[SlotPlan], result: RenewalResult) -> None:
+    def _run_slots(self, steps: KeySteps, journal: Journal, plan: list[SlotPlan], result: RenewalResult) -> None:
         """Renew the authorised slots in order; stop at the first failure."""
         for entry, slot_result in zip(plan, result.slots, strict=True):
             if self.ctx.cancel.is_set():
                 slot_result.error = RenewalRefused("cancelled before this certificate was started; nothing was changed in this slot")
                 continue
-            if entry.slot in self.authoriser.ended:
-                slot_result.error = self.authoriser.ended[entry.slot]
-                self.records.audit(journal, entry.slot, entry.old, None, "refused", slot_result.error.code)
+            if entry.ref in self.authoriser.ended:
+                slot_result.error = self.authoriser.ended[entry.ref]
+                self.records.audit(journal, entry.ref, entry.old, None, "refused", slot_result.error.code)
                 self._report_failed(entry.slot, slot_result, slot_result.error)
                 continue
             if not self._run_slot(steps, journal, entry, slot_result, result):
                 break
         self._close(journal, result)
 
-    def _run_slot(self, steps: SlotSteps, journal: Journal, entry: SlotPlan, slot_result: SlotResult,
+    def _run_slot(self, steps: KeySteps, journal: Journal, entry: SlotPlan, slot_result: SlotResult,
                   result: RenewalResult) -> bool:
         """One slot; whatever fails is reported in ``slot_result`` and the journal keeps the slot
         resumable. Returns False when the run must stop (never destroy another slot's working key
@@ -195,11 +219,11 @@ class Renewal:
             result.error = result.error or exc
         return False
 
-    def _renew_one(self, steps: SlotSteps, journal: Journal, entry: SlotPlan, slot_result: SlotResult,
+    def _renew_one(self, steps: KeySteps, journal: Journal, entry: SlotPlan, slot_result: SlotResult,
                    result: RenewalResult) -> bool:
         """Renew one slot, then flush its audit record and ask whether to go on (the portal's *Next*)."""
         done_before = entry.entry.step == JournalStep.DONE  # renewed by an earlier, interrupted run
-        slot_result.new_certificate = steps.renew_slot(entry.slot, entry.entry, journal)
+        slot_result.new_certificate = steps.renew_slot(entry.ref, entry.entry, journal)
         self.ctx.reporter.slot_finished(entry.slot, slot_result)
         if done_before:
             return True  # already audited and confirmed by the run that renewed it
@@ -231,7 +255,7 @@ class Renewal:
             if other.step in (JournalStep.PLANNED, JournalStep.AUTHORISED):
                 other.step = JournalStep.ENDED
         self.records.save_quietly(journal)
-        self.records.audit(journal, entry.slot, entry.old, None, "refused", exc.code)
+        self.records.audit(journal, entry.ref, entry.old, None, "refused", exc.code)
         self._report_failed(entry.slot, slot_result, exc)
 
     def _slot_failed(self, journal: Journal, entry: SlotPlan, slot_result: SlotResult, exc: CardError,
@@ -239,7 +263,7 @@ class Renewal:
         """Record a failed slot (journal kept resumable; a file error here is the one already reported)."""
         entry.entry.error = str(exc)
         slot_result.error = exc
-        self.records.audit(journal, entry.slot, entry.old, None, outcome, exc.code)
+        self.records.audit(journal, entry.ref, entry.old, None, outcome, exc.code)
         self.records.save_quietly(journal)
         self._report_failed(entry.slot, slot_result, exc)
 
@@ -296,10 +320,14 @@ class Renewal:
         return True
 
 
-def renew(session: PivSession, ctx: RenewalContext, pin: Secret, *, summary: CardSummary | None = None) -> RenewalResult:
+def renew(card: Token | PivSession, ctx: RenewalContext, pin: Secret, *,
+          summary: CardSummary | None = None) -> RenewalResult:
     """Renew every due slot of the card, or resume the card's unfinished journal.
 
     Args:
+        card: the token (a bare PivSession is taken as ``card.renewal.admin.piv_token(card, ctx.settings)``).
+            A token whose keys can live side by side (``info.side_by_side``) is renewed by
+            :mod:`card.renewal.beside`'s steps; any other in the PIV order (DESIGN §3).
         pin: the PIN entered for this renewal, as a :class:`~card.secret.Secret`: held in memory for
             the run, never stored, and wiped when the run ends whatever the outcome (pass a new
             Secret for each run).
@@ -320,7 +348,7 @@ def renew(session: PivSession, ctx: RenewalContext, pin: Secret, *, summary: Car
     """
     require_secret(pin, "PIN")
     try:
-        return Renewal(session, ctx, pin, summary).run()
+        return Renewal(as_token(card, ctx.settings), ctx, pin, summary).run()
     finally:
         pin.wipe()
 

@@ -13,8 +13,10 @@ from cryptography import x509
 
 from card.config import SlotSetting
 from card.issued_checks import card_expiry_limit
-from card.journal import Journal
+from card.certificates import fingerprint
+from card.journal import Journal, JournalStep
 from card.piv import KeyType, Slot
+from card.token import KeyRef, TokenInfo, TokenInterface
 
 
 class SlotState(enum.Enum):
@@ -29,10 +31,33 @@ class SlotState(enum.Enum):
 
 
 @dataclass(frozen=True)
-class SlotStatus:
-    """One slot as read from the card, with the update check's conclusion."""
+class KeySetting:
+    """A key of a PKCS#11 token that is renewed (issue 14): one certificate whose private key is on
+    the token, chosen by ``[card] keys`` (label or CKA_ID; default: every one). The counterpart of a
+    configured PIV slot (:class:`card.config.SlotSetting`)."""
 
-    setting: SlotSetting
+    ref: KeyRef
+
+    @property
+    def label(self) -> str:
+        """The certificate's CKA_LABEL."""
+        return self.ref.label
+
+    @property
+    def slot(self) -> Slot:
+        """The PIV slot of the key (a PKCS#11 module over a PIV card).
+
+        Raises:
+            ValueError: a key of a side-by-side token, which is in no PIV slot.
+        """
+        return self.ref.piv_slot
+
+
+@dataclass(frozen=True)
+class SlotStatus:
+    """One slot (PIV) or key (PKCS#11) as read from the card, with the update check's conclusion."""
+
+    setting: SlotSetting | KeySetting
     certificate: x509.Certificate | None
     error: str | None
     state: SlotState
@@ -45,7 +70,21 @@ class SlotStatus:
 
     @property
     def slot(self) -> Slot:
+        """The PIV slot. Raises ValueError for a key of a side-by-side token (use :attr:`key`)."""
         return self.setting.slot
+
+    @property
+    def key(self) -> KeyRef:
+        """Where the certificate and its key are: the PKCS#11 key, or the PIV slot's."""
+        if isinstance(self.setting, KeySetting):
+            return self.setting.ref
+        return KeyRef.piv(self.setting.slot, self.setting.label)
+
+    @property
+    def name(self) -> str:
+        """The key's name as the journal, ``status`` and the Card tab give it: ``"9A"`` (PIV slot), or
+        the CKA_ID in hex (``"01"``)."""
+        return self.key.hex
 
 
 @dataclass(frozen=True)
@@ -69,6 +108,18 @@ class CardSummary:
     """The certificate each slot of the card's journal holds now (None: empty or unreadable)."""
     finished_journal: bool = False
     """A journal of this card is on disk with every slot finished (a run stopped before removing it)."""
+    token: TokenInfo | None = None
+    """Who the card or token is, as the token said it (issue 14); None: a PIV card read over APDUs
+    that gave none (:attr:`info` then describes it)."""
+
+    @property
+    def info(self) -> TokenInfo:
+        """The card or token (label, manufacturer, model, serial, renewal mode) the logon pane, the
+        Card tab and ``status`` name: :attr:`token`, else a PIV card (serial: its GUID in hex)."""
+        if self.token is not None:
+            return self.token
+        return TokenInfo(TokenInterface.PIV, "PIV card", "", "", (self.card_id or "").upper(), side_by_side=False,
+                         reader=self.reader)
 
     @property
     def due(self) -> list[SlotStatus]:
@@ -134,3 +185,26 @@ def card_expiry_words(card_expiry: dt.date | None, window_days: int, now: dt.dat
                 f"that date. Contact {ra_contact} for a new card.")
     return None
 
+
+def slot_condition(summary: CardSummary, s: SlotStatus, ra_contact: str) -> tuple[str, str] | None:
+    """``("unfinished" | "key_mismatch", words with the next step)`` for a slot that cannot sign for the
+    certificate it shows (break-it findings 2 and 4), else None.
+
+    ``unfinished``: an unfinished update (the card's pending journal) replaced — or, stopped during
+    GENERATE, may have replaced — the slot's key and the slot still shows the old certificate.
+    ``key_mismatch``: the card's own metadata (GET METADATA, no PIN; Yubico cards) gives a public key
+    that is not the certificate's."""
+    journal = summary.pending_journal
+    sj = journal.slots.get(s.name) if journal is not None else None
+    if (journal is not None and sj is not None and sj.in_progress and s.certificate is not None
+            and fingerprint(s.certificate) == sj.old_fingerprint):
+        replaced = "may have been replaced" if sj.step == JournalStep.GENERATING else "was replaced"
+        return "unfinished", (f"does not work until the unfinished update (reference {journal.reference}) is "
+                              f"finished: its key {replaced} and the certificate shown belongs to the old key. "
+                              "Run `cardrenew renew` to finish it.")
+    if s.key_matches is False:
+        return "key_mismatch", (f"does not work: the key in slot {s.name} does not match its certificate (an "
+                                "update was interrupted after its new key was made, or another tool changed the "
+                                "key). Run `cardrenew renew`: it finishes an interrupted update whose record was "
+                                f"kept; if it answers KEY-MISMATCH, contact {ra_contact}: the slot must be re-issued.")
+    return None

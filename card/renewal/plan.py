@@ -12,19 +12,24 @@ from card.config import SlotSetting
 from card.enrollment.base import Issuer
 from card.journal import SlotJournal
 from card.piv import Slot
-from card.renewal.model import SlotStatus
+from card.renewal.keys import TokenKeys
+from card.renewal.model import KeySetting, SlotStatus
 from card.renewal.results import RenewalRefused
+from card.token import KeyRef
 
 
 class SlotPlan(NamedTuple):
     """One slot of a run, in the order the run renews them."""
 
-    setting: SlotSetting
-    """The slot and its label (from ``renewal.slots``; a journalled slot no longer configured gets its PIV name)."""
+    setting: SlotSetting | KeySetting
+    """The slot and its label (from ``renewal.slots``; a journalled slot no longer configured gets its PIV name),
+    or a PKCS#11 token's key (its ``slot`` raises ValueError on a side-by-side token)."""
     old: x509.Certificate | None
     """The certificate being renewed, while the slot still holds it (None once it was replaced)."""
     entry: SlotJournal
     """The slot's journal entry: its step, grant, generated key and issued certificate."""
+    ref: KeyRef
+    """Where the key is on the token (its ``hex`` is the journal entry's name)."""
 
     @property
     def slot(self) -> Slot:
@@ -50,8 +55,12 @@ def old_certificate(status: SlotStatus | None, sj: SlotJournal) -> x509.Certific
     return None
 
 
-def request_signer_slot(issuer: Issuer, slot: Slot) -> Slot | None:
-    """The slot whose certificate and key sign the CA request for ``slot`` (SCEP RenewalReq, RFC 8894
-    §3.3.1.2), or None when the issuer has the new key sign its own request."""
-    name = issuer.request_signer_slot(slot.hex)
-    return Slot.parse(name) if name is not None else None
+def request_signer_slot(issuer: Issuer, ref: KeyRef, keys: TokenKeys) -> KeyRef | None:
+    """The key whose certificate signs the CA request for ``ref`` (SCEP RenewalReq, RFC 8894
+    §3.3.1.2), or None when the issuer has the new key sign its own request.
+
+    Raises:
+        ValueError: the issuer names a key the token does not have.
+    """
+    name = issuer.request_signer_slot(ref.hex)
+    return keys.named(name) if name is not None else None

@@ -19,13 +19,15 @@ from card.config import Settings, SlotSetting
 from card.errors import NotSupportedError
 from card.issued_checks import card_expiry_limit
 from card.journal import Journal, SlotJournal
-from card.piv import KeyType, PivSession, Slot
+from card.piv import KeyType, Slot
 from card.piv.quirks import card_lists_key_type
 from card.renewal.context import RenewalContext, ask_ca
+from card.renewal.keys import TokenKeys
 from card.renewal.model import CardSummary, SlotState, SlotStatus, card_expiry_status
 from card.renewal.plan import SlotPlan, journal_old_certificate, old_certificate, request_signer_slot
 from card.renewal.results import CardExpiredError, RenewalRefused, SlotResult
 from card.renewal.signer import CardSigner
+from card.token import KeyRef, Token
 
 PEM = serialization.Encoding.PEM
 DER = serialization.Encoding.DER
@@ -93,10 +95,11 @@ class SlotPreflight:
         card_key_types: the algorithms the card lists (SELECT's APT), or None when it does not say.
     """
 
-    def __init__(self, ctx: RenewalContext, session: PivSession, signer: CardSigner,
+    def __init__(self, ctx: RenewalContext, token: Token, keys: TokenKeys, signer: CardSigner,
                  card_key_types: set[KeyType] | None) -> None:
         self.ctx = ctx
-        self.session = session
+        self.token = token
+        self.keys = keys
         self.signer = signer
         self.card_key_types = card_key_types
 
@@ -118,21 +121,22 @@ class SlotPreflight:
         settings = self.ctx.settings
         plan: list[SlotPlan] = []
         for name, sj in journal.slots.items():
-            slot = Slot.parse(name)
+            ref = self.keys.named(name)
+            slot = ref.piv_slot  # the PIV order: every key is in a slot
             status = by_slot.get(slot)
             setting = status.setting if status else SlotSetting(slot, slot.name.title())
             old = old_certificate(status, sj)
-            self.signer.key_types[slot] = self.key_type_for(slot, old, sj)
+            self.signer.key_types[ref] = self.key_type_for(ref, old, sj)
             if old is not None:
-                self.signer.slot_key_types[slot] = KeyType.of(old.public_key())
+                self.signer.slot_key_types[ref] = KeyType.of(old.public_key())
             if old is not None and len(old.public_bytes(DER)) + CERTIFICATE_GROWTH_BYTES > settings.max_certificate_bytes:
-                raise RenewalRefused(f"slot {slot.hex}: a renewed certificate may not fit the card "
+                raise RenewalRefused(f"slot {ref.hex}: a renewed certificate may not fit the card "
                                      f"({settings.max_certificate_bytes} bytes)")
-            plan.append(SlotPlan(setting, old, sj))
+            plan.append(SlotPlan(setting, old, sj, ref))
         return plan
 
-    def key_type_for(self, slot: Slot, old: x509.Certificate | None, sj: SlotJournal) -> KeyType:
-        """The key type ``slot`` gets at GENERATE: ``renewal.key_type``, else the old key's type (F13).
+    def key_type_for(self, ref: KeyRef, old: x509.Certificate | None, sj: SlotJournal) -> KeyType:
+        """The key type the key at ``ref`` gets at GENERATE: ``renewal.key_type``, else the old key's type (F13).
 
         Raises:
             NotSupportedError: the card (by its APT) or the CA does not take it.
@@ -147,7 +151,7 @@ class SlotPreflight:
         elif sj.old_certificate_pem:
             kt = KeyType.of(journal_old_certificate(sj).public_key())
         else:
-            raise RenewalRefused(f"slot {slot.hex}: the key type cannot be determined")
+            raise RenewalRefused(f"slot {ref.hex}: the key type cannot be determined")
         if not card_lists_key_type(self.card_key_types, kt):  # F13: ask the card first
             raise NotSupportedError(f"this card cannot generate {kt.name} keys (it lists "
                                     f"{', '.join(sorted(k.name for k in self.card_key_types or ())) or 'none'}); "
@@ -168,14 +172,15 @@ class SlotPreflight:
         Raises:
             RenewalRefused: naming the signer slot and what is wrong with it.
         """
-        planned = {entry.slot for entry in plan}
+        planned = {entry.ref for entry in plan}
         now = self.ctx.now()
-        checked: set[Slot] = set()
+        checked: set[KeyRef] = set()
         for entry in plan:
-            signer = request_signer_slot(self.ctx.issuer, entry.slot)
+            signer = request_signer_slot(self.ctx.issuer, entry.ref, self.keys)
             if signer is None:
                 continue
-            why = self._signer_problem(signer, by_slot.get(signer), now, planned, checked)
+            status = by_slot.get(signer.slot) if signer.slot is not None else None
+            why = self._signer_problem(signer, status, now, planned, checked)
             checked.add(signer)
             if why:
                 raise RenewalRefused(f"a renewal request for slot {entry.slot.hex} is signed with the "
@@ -183,11 +188,11 @@ class SlotPreflight:
                                      next_step=f"Contact {self.ctx.settings.ra_contact}: slot {signer.hex} must hold "
                                                "a working RSA certificate, or the CA must be set to PKCSReq.")
 
-    def _signer_problem(self, signer: Slot, status: SlotStatus | None, now: dt.datetime, planned: set[Slot],
-                        checked: set[Slot]) -> str | None:
-        """What is wrong with request-signer slot ``signer`` (None: nothing)."""
+    def _signer_problem(self, signer: KeyRef, status: SlotStatus | None, now: dt.datetime, planned: set[KeyRef],
+                        checked: set[KeyRef]) -> str | None:
+        """What is wrong with request-signer key ``signer`` (None: nothing)."""
         # a slot outside renewal.slots is not in the summary: read it from the card
-        cert = status.certificate if status is not None else self.session.read_certificate(signer).certificate
+        cert = status.certificate if status is not None else self.token.certificate(signer).certificate
         if cert is None:
             return f"slot {signer.hex} holds no certificate"
         if not isinstance(cert.public_key(), rsa.RSAPublicKey):

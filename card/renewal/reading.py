@@ -1,42 +1,57 @@
 """Reading a card without the PIN (SELECT, CHUID, the configured slots, the PIN tries left) into
-the read model, and matching an unfinished journal to the card (DESIGN §3.4)."""
+the read model, and matching an unfinished journal to the card (DESIGN §3.4). Everything goes
+through the :class:`~card.token.Token` protocol; the PIV-only reads (SELECT's algorithm list, the
+CHUID) are the token's optional answers (None on a token without them)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from card.certificates import SlotCertificate, days_left, fingerprint, holder_name, key_matches
 from card.config import Settings, SlotSetting
-from card.errors import CardError, CardRemovedError, PinBlockedError
 from card.journal import FINAL_STEPS, Journal, JournalStore, SlotJournal
-from card.piv import PivSession, Slot, parse_supported_key_types
-from card.renewal.model import CardSummary, SlotState, SlotStatus
+from card.piv import PivSession, Slot
+from card.renewal.admin import as_token
+from card.renewal.keys import TokenKeys
+from card.renewal.beside_resume import is_leftover_label
+from card.renewal.model import CardSummary, KeySetting, SlotState, SlotStatus
+from card.token import KeyRef, Token, TokenCertificate
 
 
-def card_id_for(session: PivSession, certificates: dict[Slot, x509.Certificate | None]) -> tuple[str | None, str | None, dt.date | None]:
-    """(card id, GUID text, card expiry): the CHUID GUID, else a fingerprint of the first certificate."""
-    try:
-        chuid = session.read_chuid()
-    except CardRemovedError:
-        raise
-    except CardError:
-        chuid = None
-    if chuid is not None:
-        return chuid.guid_hex, chuid.guid_text, chuid.expiry
+def card_id_for(token: Token, certificates: Mapping[Any, x509.Certificate | None]) -> tuple[str | None, str | None, dt.date | None]:
+    """(card id, GUID text, card expiry): the CHUID GUID; on a side-by-side token with a serial number
+    ``p11-`` and a digest of its manufacturer, model and serial (a side-by-side renewal deletes the
+    certificates, so they cannot name the journal); else a fingerprint of the first certificate.
+
+    Raises:
+        CardRemovedError.
+    """
+    identity = token.card_identity()
+    if identity is not None:
+        return identity.guid.hex().upper(), identity.guid_text, identity.expiry
+    info = token.info
+    if info.side_by_side and info.serial:  # stable while a side-by-side renewal replaces the certificates
+        token_id = hashlib.sha256(f"{info.manufacturer}\0{info.model}\0{info.serial}".encode()).hexdigest()[:32]
+        return "p11-" + token_id.upper(), None, None
     for cert in certificates.values():
         if cert is not None:
             return "cert-" + fingerprint(cert)[:32], None, None
     return None, None, None
 
 
-def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | None = None,
+def read_card(card: Token | PivSession, settings: Settings, *, now: dt.datetime | None = None,
               journals: JournalStore | None = None, reader: str = "", pin_retries: bool = True,
               key_metadata: bool = True) -> CardSummary:
     """SELECT PIV and read CHUID, the configured slots and the PIN tries left (no PIN needed).
+
+    ``card``: the token (a bare PivSession is read as ``card.renewal.admin.piv_token(card, settings)``).
 
     A slot that cannot be decoded becomes ``SlotState.UNREADABLE`` with its error text (F15).
 
@@ -54,37 +69,56 @@ def read_card(session: PivSession, settings: Settings, *, now: dt.datetime | Non
         CardRemovedError, ApduError (no PIV application).
     """
     now = now or dt.datetime.now(dt.timezone.utc)
-    card_key_types = parse_supported_key_types(session.select())
+    token = as_token(card, settings)
+    keys = TokenKeys(token)
+    card_key_types = token.start()
     statuses: list[SlotStatus] = []
     certs: dict[Slot, x509.Certificate | None] = {}
-    for setting in settings.slots:
-        sc = session.read_certificate(setting.slot)
-        certs[setting.slot] = sc.certificate
+    read: dict[str, x509.Certificate | None] = {}
+    for setting, ref, sc in _keys_to_read(token, keys, settings):
+        read[ref.hex] = sc.certificate
+        if ref.slot is not None:
+            certs[ref.slot] = sc.certificate
         status = slot_status(setting, sc, settings, now)
         if key_metadata and sc.certificate is not None:
-            status = replace(status, key_matches=_key_matches(session, setting.slot, sc.certificate))
+            status = replace(status, key_matches=_key_matches(token, ref, sc.certificate))
         statuses.append(status)
-    card_id, guid_text, expiry = card_id_for(session, certs)
-    retries: int | None = None
-    if pin_retries:
-        try:
-            retries = session.get_pin_retries()
-        except PinBlockedError:
-            retries = 0  # blocked: the card is still shown, logon says whom to contact
+    card_id, guid_text, expiry = card_id_for(token, read)
+    # blocked: 0, the card is still shown and logon says whom to contact; None: the PIN is verified now
+    retries = token.pin_tries_left() if pin_retries else None
     holder = None
     for status in statuses:
         if status.certificate is not None:
             holder = holder_name(status.certificate)
             break
-    pending, stale, current, finished = _journal_of(session, journals, card_id, certs)
+    pending, stale, current, finished = _journal_of(token, keys, journals, card_id, certs)
     return CardSummary(reader, card_id, guid_text, expiry, holder, tuple(statuses), retries, pending,
-                       card_key_types, stale, current, finished)
+                       card_key_types, stale, current, finished, token=token.info)
 
 
-def _key_matches(session: PivSession, slot: Slot, cert: x509.Certificate) -> bool | None:
-    """Whether ``slot``'s key is ``cert``'s, by the public key GET METADATA gives without a PIN (None:
-    the card does not say — plain PIV — or the certificate's key is of a type we cannot compare)."""
-    key = session.get_slot_public_key(slot)
+def _keys_to_read(token: Token, keys: TokenKeys, settings: Settings
+                  ) -> list[tuple[SlotSetting | KeySetting, KeyRef, TokenCertificate]]:
+    """What the read model shows, in order: a PIV card's configured slots (``renewal.slots``); a
+    PKCS#11 token's certificates chosen by ``[card] keys`` (label or CKA_ID; default every one) whose
+    private key is on the token (``has_private_key`` None — hidden until the PIN — counts; False
+    does not), leaving out the objects of an unfinished side-by-side update (``(renewing)``,
+    ``(superseded …)`` labels), which its journal names; sorted by label, then CKA_ID."""
+    if not settings.token.is_pkcs11:
+        out: list[tuple[SlotSetting | KeySetting, KeyRef, TokenCertificate]] = []
+        for setting in settings.slots:
+            ref = keys.of_slot(setting.slot)
+            out.append((setting, ref, token.certificate(ref)))
+        return out
+    chosen = [(KeySetting(held.ref), held.ref, held) for held in token.certificates()
+              if held.has_private_key is not False and not is_leftover_label(held.ref.label)
+              and settings.token.selects(held.ref.label, held.ref.key_id)]
+    return sorted(chosen, key=lambda c: (c[1].label, c[1].key_id))  # by label: a token lists in no fixed order
+
+
+def _key_matches(token: Token, ref: KeyRef, cert: x509.Certificate) -> bool | None:
+    """Whether the key at ``ref`` is ``cert``'s, by the public key the token gives without a PIN (PIV: GET
+    METADATA; None: the token does not say — plain PIV — or the key is of a type we cannot compare)."""
+    key = token.public_key(ref)
     if key is None:
         return None
     try:
@@ -93,7 +127,8 @@ def _key_matches(session: PivSession, slot: Slot, cert: x509.Certificate) -> boo
         return None
 
 
-def slot_status(setting: SlotSetting, sc: SlotCertificate, settings: Settings, now: dt.datetime) -> SlotStatus:
+def slot_status(setting: SlotSetting | KeySetting, sc: SlotCertificate | TokenCertificate, settings: Settings,
+                now: dt.datetime) -> SlotStatus:
     """One configured slot as read (``sc``) with the update check's conclusion at ``now``."""
     if sc.error:
         return SlotStatus(setting, None, sc.error, SlotState.UNREADABLE, None)
@@ -112,7 +147,7 @@ def slot_status(setting: SlotSetting, sc: SlotCertificate, settings: Settings, n
     return SlotStatus(setting, sc.certificate, too_long, state, left, sc.note)
 
 
-def _journal_of(session: PivSession, journals: JournalStore | None, card_id: str | None,
+def _journal_of(token: Token, keys: TokenKeys, journals: JournalStore | None, card_id: str | None,
                 certs: dict[Slot, x509.Certificate | None]
                 ) -> tuple[Journal | None, Journal | None, dict[str, x509.Certificate | None], bool]:
     """The card's journal as (pending, stale, the certificate each journalled slot holds, finished).
@@ -128,10 +163,11 @@ def _journal_of(session: PivSession, journals: JournalStore | None, card_id: str
     if pending is not None:
         for name in pending.slots:
             try:
-                slot = Slot.parse(name)
+                ref = keys.named(name)
             except ValueError:
                 continue
-            current[name] = certs[slot] if slot in certs else session.read_certificate(slot).certificate
+            slot = ref.slot
+            current[name] = certs[slot] if slot is not None and slot in certs else token.certificate(ref).certificate
         if not any(journal_slot_matches(sj, current.get(name)) for name, sj in pending.slots.items()
                    if sj.step not in FINAL_STEPS):
             stale, pending = pending, None

@@ -10,7 +10,7 @@ from cryptography import x509
 
 from card.errors import StateFileError
 from card.journal import Journal, prepare_state_files
-from card.piv import Slot
+from card.token import KeyRef
 from card.renewal.context import RenewalContext
 from card.renewal.model import CardSummary
 
@@ -62,22 +62,22 @@ class RunRecords:
         except StateFileError as exc:  # the error being reported is what the user must see
             logger.warning("could not save the journal: %s", exc)
 
-    def audit_record(self, journal: Journal, slot: Slot, old: x509.Certificate | None, new: x509.Certificate | None,
+    def audit_record(self, journal: Journal, ref: KeyRef, old: x509.Certificate | None, new: x509.Certificate | None,
                      outcome: str, error_code: str | None) -> dict[str, object]:
-        """An audit record (JSON-lines fields, DESIGN §8) of ``slot``: old and new serial and expiry, outcome, error code."""
+        """An audit record (JSON-lines fields, DESIGN §8) of the key at ``ref`` (``slot``: its journal name): old and new serial and expiry, outcome, error code."""
         return self.ctx.audit.record(
-            reference=journal.reference, card_guid=journal.card_id, slot=slot.hex, outcome=outcome, error_code=error_code,
+            reference=journal.reference, card_guid=journal.card_id, slot=ref.hex, outcome=outcome, error_code=error_code,
             old_serial=f"{old.serial_number:X}" if old else None,
             old_not_after=old.not_valid_after_utc.isoformat() if old else None,
             new_serial=f"{new.serial_number:X}" if new else None,
             new_not_after=new.not_valid_after_utc.isoformat() if new else None,
         )
 
-    def audit(self, journal: Journal, slot: Slot, old: x509.Certificate | None, new: x509.Certificate | None,
+    def audit(self, journal: Journal, ref: KeyRef, old: x509.Certificate | None, new: x509.Certificate | None,
               outcome: str, error_code: str | None) -> None:
         """Record an event of this renewal; never raises. A record the log cannot take stays in
         ``journal.audit_pending`` (the caller saves the journal) and is written by the next run."""
-        journal.audit_pending.append(self.audit_record(journal, slot, old, new, outcome, error_code))
+        journal.audit_pending.append(self.audit_record(journal, ref, old, new, outcome, error_code))
         try:
             self.flush(journal)
         except StateFileError as exc:

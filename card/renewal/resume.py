@@ -18,11 +18,13 @@ from card.certificates import fingerprint, key_matches, public_key_der
 from card.journal import FINAL_STEPS, Journal, SlotJournal
 from card.piv import Slot
 from card.renewal.context import RenewalContext
+from card.renewal.keys import TokenKeys
 from card.renewal.model import SlotStatus
 from card.renewal.plan import journal_old_certificate
 from card.renewal.records import RunRecords
 from card.renewal.results import RenewalStep, SlotChangedError, SlotResult
 from card.renewal.signer import CardSigner
+from card.token import KeyRef
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +49,8 @@ class ResumeDecision:
     certificate: x509.Certificate | None = None
 
 
-def decide_resume(signer: CardSigner, slot: Slot, sj: SlotJournal) -> ResumeDecision:
-    """Learn what ``slot`` holds now (one test signature per key type in play) and decide.
+def decide_resume(signer: CardSigner, ref: KeyRef, sj: SlotJournal) -> ResumeDecision:
+    """Learn what the key at ``ref`` is now (one test signature per key type in play) and decide.
 
     Raises:
         RenewalRefused: the journal does not hold the certificate being renewed.
@@ -63,7 +65,7 @@ def decide_resume(signer: CardSigner, slot: Slot, sj: SlotJournal) -> ResumeDeci
         candidates.append(new_key)
     journal_old = journal_old_certificate(sj)
     candidates.append(journal_old.public_key())
-    found = signer.slot_key_is(slot, candidates) if candidates else None
+    found = signer.slot_key_is(ref, candidates) if candidates else None
     current = candidates[found] if found is not None else None
     if current is not None and new_cert is not None and key_matches(new_cert, current):
         return ResumeDecision(Resume.WRITE, current, new_cert)
@@ -79,8 +81,9 @@ def decide_resume(signer: CardSigner, slot: Slot, sj: SlotJournal) -> ResumeDeci
 class JournalProof:
     """Proves an unfinished journal against the card and sets aside what someone else changed."""
 
-    def __init__(self, ctx: RenewalContext, signer: CardSigner, records: RunRecords) -> None:
+    def __init__(self, ctx: RenewalContext, keys: TokenKeys, signer: CardSigner, records: RunRecords) -> None:
         self.ctx = ctx
+        self.keys = keys
         self.signer = signer
         self.records = records
         self.changed: list[SlotResult] = []
@@ -105,7 +108,7 @@ class JournalProof:
                 continue
             if cert is None and sj.in_progress and sj.public_key_pem:
                 ours = serialization.load_pem_public_key(sj.public_key_pem.encode())
-                if self.signer.slot_key_is(Slot.parse(name), [ours]) == 0:
+                if self.signer.slot_key_is(self.keys.named(name), [ours]) == 0:
                     continue  # our generated key, its certificate not (fully) written yet
             changed.append(name)
         if changed:
@@ -138,14 +141,15 @@ class JournalProof:
             if sj.step in FINAL_STEPS:
                 continue
             try:
-                slot = Slot.parse(name)
+                ref = self.keys.named(name)
+                slot = ref.piv_slot
             except ValueError:
                 continue
-            self._left_alone(journal, name, slot, sj, current.get(name), by_slot.get(slot), where)
+            self._left_alone(journal, name, ref, sj, current.get(name), by_slot.get(slot), where)
 
-    def _left_alone(self, journal: Journal, name: str, slot: Slot, sj: SlotJournal,
+    def _left_alone(self, journal: Journal, name: str, ref: KeyRef, sj: SlotJournal,
                     now_cert: x509.Certificate | None, status: SlotStatus | None, where: str) -> None:
-        """Say that ``slot`` was changed by someone else: audit record, result and progress."""
+        """Say that the key at ``ref`` was changed by someone else: audit record, result and progress."""
         old = journal_old_certificate(sj) if sj.old_certificate_pem else None
         holds = (f"a certificate it did not write (serial {now_cert.serial_number:X}, valid until "
                  f"{now_cert.not_valid_after_utc:%Y-%m-%d})" if now_cert is not None
@@ -155,7 +159,8 @@ class JournalProof:
             f"(the RA re-issued it, or another tool renewed it): it now holds {holds}. It was left alone and "
             f"that update was set aside{where}")
         error.reference = journal.reference
-        self.records.audit(journal, slot, old, now_cert, "changed_elsewhere", error.code)
+        self.records.audit(journal, ref, old, now_cert, "changed_elsewhere", error.code)
+        slot = ref.piv_slot
         label = status.setting.label if status is not None else slot.name.title()
         self.changed.append(SlotResult(slot, label, old, None, error))
         self.ctx.reporter.step(slot, RenewalStep.FAILED, str(error))

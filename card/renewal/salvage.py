@@ -24,11 +24,12 @@ from card.certificates import fingerprint
 from card.errors import CardError, CardRemovedError
 from card.issued_checks import CertificateMismatchError, check_renewal_certificate, issued_by_one_of
 from card.journal import Journal, JournalStep
-from card.piv import Slot
 from card.renewal.authorise import set_aside_journals
 from card.renewal.context import RenewalContext, ask_ca
+from card.renewal.keys import TokenKeys
 from card.renewal.plan import journal_old_certificate
 from card.renewal.signer import CardSigner
+from card.token import KeyRef
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +63,12 @@ class Salvage:
     that fits the key the slot now holds, and turns the slot's entry into an "issued" one: the run
     then writes it as a resume would (PUT DATA, read back, test signature), without asking the CA."""
 
-    def __init__(self, ctx: RenewalContext, signer: CardSigner) -> None:
+    def __init__(self, ctx: RenewalContext, keys: TokenKeys, signer: CardSigner) -> None:
         self.ctx = ctx
+        self.keys = keys
         self.signer = signer
 
-    def salvage(self, journal: Journal, card_expiry: dt.date | None) -> list[Slot]:
+    def salvage(self, journal: Journal, card_expiry: dt.date | None) -> list[KeyRef]:
         """Prepare the slots of ``journal`` (a new one: every slot "planned") whose key is that of an
         acceptable certificate from a set-aside journal; return them. Nothing on the card changes here.
 
@@ -83,26 +85,26 @@ class Salvage:
                 found.setdefault(fingerprint(cert), cert)
         if not found:
             return []
-        salvaged: list[Slot] = []
+        salvaged: list[KeyRef] = []
         cas: list[x509.Certificate] | None = None
         for name, sj in journal.slots.items():
             if sj.step != JournalStep.PLANNED or not sj.old_certificate_pem:
                 continue
             old = journal_old_certificate(sj)
-            slot = Slot.parse(name)
+            ref = self.keys.named(name)
             if cas is None:  # the configured CA, as preflight trusts it (the pinned fingerprint, if any)
                 pinned = self.ctx.settings.issuer.ca_fingerprint
                 cas = [ca for ca in ask_ca(self.ctx, self.ctx.issuer.ca_certificates)
                        if not pinned or fingerprint(ca) == pinned]
-            fits = [c for c in found.values() if self._acceptable(slot, old, c, cas, card_expiry)]
+            fits = [c for c in found.values() if self._acceptable(ref, old, c, cas, card_expiry)]
             if not fits:
                 continue
             try:
-                which = self.signer.slot_key_is(slot, [old.public_key(), *(c.public_key() for c in fits)])
+                which = self.signer.slot_key_is(ref, [old.public_key(), *(c.public_key() for c in fits)])
             except CardRemovedError:
                 raise
             except CardError as exc:
-                logger.info("slot %s: no test signature (%s); nothing salvaged", slot.hex, exc)
+                logger.info("slot %s: no test signature (%s); nothing salvaged", ref.hex, exc)
                 continue
             if not which:  # None: a key nobody knows; 0: the old key still works (nothing to salvage)
                 continue
@@ -113,12 +115,12 @@ class Salvage:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
             sj.error = "its key had been replaced by an update whose journal was set aside; the certificate " \
                        "issued for that key was found there and is written"
-            salvaged.append(slot)
+            salvaged.append(ref)
         if salvaged:
             self.ctx.journals.save(journal, changed=False)  # from here on, an ordinary resumable journal
         return salvaged
 
-    def _acceptable(self, slot: Slot, old: x509.Certificate, cert: x509.Certificate, cas: list[x509.Certificate],
+    def _acceptable(self, ref: KeyRef, old: x509.Certificate, cert: x509.Certificate, cas: list[x509.Certificate],
                     card_expiry: dt.date | None) -> bool:
         """``cert`` is a renewal of ``old`` issued by one of ``cas`` (the checks of any issued certificate)."""
         if fingerprint(cert) == fingerprint(old) or cert.subject != old.subject:
@@ -126,7 +128,7 @@ class Salvage:
         if not issued_by_one_of(cert, cas):
             return False
         try:
-            check_renewal_certificate(slot.hex, old, cert, card_expiry=card_expiry, now=self.ctx.now())
+            check_renewal_certificate(ref.hex, old, cert, card_expiry=card_expiry, now=self.ctx.now())
         except CertificateMismatchError:
             return False
         except (ValueError, TypeError):  # a certificate too odd to compare is not written

@@ -168,6 +168,10 @@ class Token(Protocol):
     def card_identity(self) -> CardIdentity | None:
         """The card's CHUID (GUID, expiry); None on tokens that have none (PKCS#11) or when unreadable."""
 
+    def key_refs(self) -> list[KeyRef]:
+        """Where keys are or can be made on this token (PIV: the four slots, no APDU; PKCS#11: the
+        ``CKA_ID`` of every certificate and private key), in the token's order."""
+
     def certificates(self) -> list[TokenCertificate]:
         """Every certificate object on the token (PIV: slots 9A, 9C, 9D, 9E), in the token's order."""
 

@@ -195,9 +195,9 @@ def test_f11_raw_r_s_from_a_pkcs11_layer_is_refused_before_the_ca_sees_it() -> N
 def test_f13_generate_6a80_says_cannot_generate_and_nothing_is_destroyed(ca: LocalCA, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A card that does not list its algorithms is found out at GENERATE (6A80), still before harm."""
-    import card.renewal.reading
+    import card.token.piv  # SELECT's algorithm list is the PIV token's answer (issue 14)
 
-    monkeypatch.setattr(card.renewal.reading, "parse_supported_key_types", lambda apt: None)
+    monkeypatch.setattr(card.token.piv, "parse_supported_key_types", lambda apt: None)
     card = SoftPivCard(create_card_state(ca, profile="legacy"))  # RSA-2048 only
     before = {k: v.private_pem for k, v in card.state.keys.items()}, dict(card.state.objects)
     from card.errors import NotSupportedError

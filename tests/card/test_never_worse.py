@@ -174,10 +174,7 @@ def test_resume_after_the_certificate_was_written_finishes_without_writing_again
     def write_then_stop(self, slot, cert, key, sj, journal, **kw):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 2:  # 9C: the card takes the certificate, then the process stops before journalling
-            from card.certificates import fit_certificate_object
-
-            self.session.put_data(slot.object_id, fit_certificate_object(cert.public_bytes(serialization.Encoding.DER),
-                                                                          3052))
+            self.token.write_certificate(slot, cert.public_bytes(serialization.Encoding.DER), slot.label)  # slot: a KeyRef
             raise KeyboardInterrupt
         return real(self, slot, cert, key, sj, journal, **kw)
 

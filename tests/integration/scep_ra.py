@@ -9,6 +9,11 @@ stores a one-time challenge in TOKENS (bound to the certificate's subject) and p
 ``scep_ra.py verify TOKENS`` is scepserver's ``-csrverifierexec``: it reads the CSR (DER) on stdin
 and accepts it (exit 0) only if its challengePassword is an unused token for the CSR's subject,
 which it then spends.
+
+With ``"dry_run": true`` in the proof (``cardrenew renew --check``; the deployment sets
+``issuer.challenge_dry_run = true``) the hook makes every check, then exits 0 printing nothing and
+storing no token: a dry run spends no challenge. ``--ignore-dry-run`` plays a hook that does not
+honour it (it hands out a challenge all the same).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ def refuse(reason: str) -> int:
     return 1
 
 
-def hook(tokens: Path, trusted_ca: Path, refuse_reason: str | None) -> int:
+def hook(tokens: Path, trusted_ca: Path, refuse_reason: str | None, ignore_dry_run: bool = False) -> int:
     proof = json.loads(sys.stdin.read())
     if refuse_reason:
         return refuse(refuse_reason)
@@ -65,6 +70,8 @@ def hook(tokens: Path, trusted_ca: Path, refuse_reason: str | None) -> int:
             return refuse("unsupported key type")
     except InvalidSignature:
         return refuse("the proof of possession does not verify with this card's certificate")
+    if proof.get("dry_run") and not ignore_dry_run:  # cardrenew renew --check: would grant; hand out nothing
+        return 0
     token = base64.b32encode(os.urandom(15)).decode()
     tokens.mkdir(parents=True, exist_ok=True)
     (tokens / token).write_text(cert.subject.rfc4514_string())
@@ -91,7 +98,7 @@ def verify(tokens: Path) -> int:
 def main(argv: list[str]) -> int:
     if argv[0] == "hook":
         refuse_reason = argv[argv.index("--refuse") + 1] if "--refuse" in argv else None
-        return hook(Path(argv[1]), Path(argv[2]), refuse_reason)
+        return hook(Path(argv[1]), Path(argv[2]), refuse_reason, "--ignore-dry-run" in argv)
     return verify(Path(argv[1]))
 
 

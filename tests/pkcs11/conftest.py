@@ -8,7 +8,7 @@ configuration for the test's process. ``make_softhsm``: a factory for other key 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,3 +46,19 @@ def make_softhsm(ca_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         return token
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def no_module_left_loaded() -> Iterator[None]:
+    """Each test starts with no PKCS#11 module loaded in this process: SoftHSM2 reads SOFTHSM2_CONF
+    at C_Initialize, so a module a test forgot to close would show the next test an old token."""
+    yield
+    import pkcs11
+
+    from card.pkcs11 import binding
+
+    for module in list(binding._MODULES.values()):
+        module.refs = 1
+        binding.close_module(module)
+    for path in list(pkcs11._loaded):  # a module a test loaded with the binding itself
+        pkcs11.unload(path)

@@ -19,6 +19,8 @@ COMMANDS: Final[dict[tuple[str | None, str | None], str]] = {
     (None, None): "tui.cli.interactive:cmd_tui",
     ("status", None): "tui.cli.status:cmd_status",
     ("renew", None): "tui.cli.renew:cmd_renew",
+    ("change-pin", None): "tui.cli.pin:cmd_change_pin",
+    ("unblock", None): "tui.cli.pin:cmd_unblock",
     ("queue", None): "tui.cli.queue:cmd_queue",
     ("audit", None): "tui.cli.audit:cmd_audit",
     ("serve", None): "tui.cli.serve:cmd_serve",

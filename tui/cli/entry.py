@@ -14,7 +14,7 @@ from card.terminal_text import terminal_safe
 from tui.cli.commands import handler_for
 from tui.cli.parser import build_parser
 
-DEMO_COMMANDS = (None, "status", "renew", "audit", "serve")
+DEMO_COMMANDS = (None, "status", "renew", "audit", "serve", "change-pin", "unblock")
 """Where ``--demo`` is allowed (None: the TUI)."""
 
 
@@ -93,5 +93,5 @@ def check_demo_usage(args: argparse.Namespace) -> None:
         raise UsageError("--demo uses the built-in virtual card, not a reader: it does not go with --reader",
                          next_step="Leave out --demo, or --reader.")
     if args.command not in DEMO_COMMANDS:
-        raise UsageError(f"--demo goes with the TUI, status, renew, serve and audit, not with {args.command}",
+        raise UsageError(f"--demo goes with the TUI, status, renew, change-pin, unblock, serve and audit, not with {args.command}",
                          next_step="Leave out --demo.")

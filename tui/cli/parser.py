@@ -7,6 +7,7 @@ subcommand; after it they default to ``SUPPRESS`` so a value given before is nev
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 
 from tui.cli.exit_codes import EXIT_CODES
 
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     _add_status(sub, parents)
     _add_renew(sub, parents)
+    _add_pin_commands(sub, parents)
     _add_queue(sub, parents)
     _add_audit(sub, parents)
     _add_serve(sub, parents)
@@ -97,6 +99,24 @@ def _add_renew(sub: argparse._SubParsersAction[argparse.ArgumentParser], parents
                    help="send the PIN even when only one try is left (a wrong PIN then blocks the card)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--check", action="store_true",
+                   help="dry run: run every check a renewal makes first and change nothing on the card "
+                        "(the PIN is optional; exit 0 if no check failed, 14 if one did)")
+
+
+PIN_STDIN_HELP = ("read the secrets from standard input, one per line: the current PIN (unblock: the PUK), the "
+                  "new PIN, the new PIN again")
+
+
+def _add_pin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], parents: _Parents) -> None:
+    """``change-pin`` and ``unblock``: the TUI's Change passcode and Unlock card (tui/cli/pin.py)."""
+    for name, text in (("change-pin", "change the card's PIN (current PIN, new PIN twice)"),
+                       ("unblock", "set a new PIN with the PUK (support staff; needs ui.allow_unlock = true)")):
+        p = sub.add_parser(name, parents=[parents.common, parents.reader, parents.demo], help=text, description=text)
+        p.add_argument("--pin-stdin", action="store_true", help=PIN_STDIN_HELP)
+        p.add_argument("--last-try", "--allow-last-pin-try", dest="last_try", action="store_true",
+                       help="send even when only one try is left (a wrong entry then blocks it)")
+        p.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 QUEUE_HELP = """\
@@ -123,9 +143,24 @@ def _add_queue(sub: argparse._SubParsersAction[argparse.ArgumentParser], parents
 
 
 def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser], parents: _Parents) -> None:
-    p = sub.add_parser("audit", parents=[parents.common], help="print the recent audit log entries")
-    p.add_argument("-n", type=entry_count, default=20, metavar="N",
-                   help="how many of the newest entries (default 20; 0 prints none)")
+    p = sub.add_parser("audit", parents=[parents.common], help="print, export or verify the audit log",
+                       description="Print the newest audit records (JSON lines), export them for the RA "
+                                   "(--since, --outcome, --format), or check that the log is as it was written "
+                                   "(--verify, exit 15 when it was edited or cut).")
+    p.add_argument("-n", type=entry_count, default=None, metavar="N",
+                   help="how many of the newest entries (default 20, or all with --since/--outcome/--format; "
+                        "0 prints none)")
+    p.add_argument("--since", type=since_time, metavar="DATE",
+                   help="only records from DATE on (ISO 8601: 2026-12-01 or 2026-12-01T08:00; UTC unless an "
+                        "offset is given)")
+    p.add_argument("--outcome", metavar="OUTCOME",
+                   help="only these records: failed (every failure: wrong PIN, blocked, refused, CA refusal, "
+                        "aborted …), ok, or one outcome by name (renewed, wrong_pin, blocked, ca_refused …)")
+    p.add_argument("--format", choices=("lines", "json", "csv"), default="lines",
+                   help="lines: one JSON record per line (default); json: one JSON array; csv: a header row "
+                        "and one row per record")
+    p.add_argument("--verify", action="store_true",
+                   help="check the chain of records and the head file: where was the log edited or cut")
     p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
                    help="the audit log of the --demo runs (kept in the demo's own state directory)")
 
@@ -193,6 +228,19 @@ def _add_emulator_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--delay", action="append", default=[], metavar="INS=SECONDS",
                    help="answer instruction INS (hex, e.g. 47 for GENERATE) after SECONDS; repeatable")
     p.add_argument("--reinsert-after", type=float, metavar="SECONDS", help="after a pull, re-insert after this long")
+
+
+def since_time(text: str) -> dt.datetime:
+    """``audit --since``: an ISO 8601 date or date and time; UTC unless it carries an offset.
+
+    Raises:
+        argparse.ArgumentTypeError: not such a date (argparse: exit 2).
+    """
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (give e.g. 2026-12-01 or 2026-12-01T08:00)") from None
+    return when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when.astimezone(dt.timezone.utc)
 
 
 def entry_count(text: str) -> int:

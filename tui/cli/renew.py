@@ -22,13 +22,14 @@ from card.config import UsageError
 from card.errors import OperationCancelled
 from card.secret import Secret
 from card.service import CardSummary, RenewalRefused, RenewalRequest, RenewalResult, UpdateCheck, update_check
-from card.words import Words, slot_names, update_words
+from card.words import Words, renewal_mode_words, slot_names, update_words
 from tui.cli.demo import cli_demo_backend
 from tui.cli.exit_codes import EXIT_NOT_DUE, EXIT_OK
 from tui.cli.failure import fail
 from tui.cli.output import out, print_notices, settings_for
 from tui.cli.renew_pin import PrintReporter, read_pin, warn_default_management_key
 from tui.cli.renew_report import report_renewal
+from tui.cli.status import token_json
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 RENEW_STEP_WAIT_S = 60.0
@@ -84,18 +85,23 @@ class _StopOnSignal:
 
 def cmd_renew(args: argparse.Namespace) -> int:
     """Read the card, check what is due, ask (unless ``--yes``), renew; returns the exit code."""
+    if getattr(args, "check", False):  # the dry run: tui/cli/check.py
+        from tui.cli.check import cmd_check
+
+        return cmd_check(args)
     settings = settings_for(args)
     stop = _StopOnSignal()
     try:
         if args.demo:
             backend = cli_demo_backend(args, settings)
         else:
-            backend = assembly.pcsc_backend(settings, args.reader, cancel=stop.cancel)
+            backend = assembly.card_backend(settings, args.reader, cancel=stop.cancel)
     except BaseException:
         stop.restore()
         raise
+    seen: list[CardSummary] = []
     try:
-        outcome = _check_and_renew(args, backend, stop)
+        outcome = _check_and_renew(args, backend, stop, seen)
     except Exception as exc:  # noqa: BLE001 - mapped to documented exit codes
         if isinstance(exc, OperationCancelled) and stop.stopped_by:
             return fail(args, exc, code=128 + stop.stopped_by[0])
@@ -108,11 +114,21 @@ def cmd_renew(args: argparse.Namespace) -> int:
         return outcome
     if stop.stopped_by and isinstance(outcome.error, OperationCancelled) and not outcome.journal_kept:
         return fail(args, outcome.error, code=128 + stop.stopped_by[0])  # nothing changed on the card (finding 8)
-    return report_renewal(args, outcome)
+    return report_renewal(args, outcome, token_json(seen[-1]) if seen else None)
 
 
-def _check_and_renew(args: argparse.Namespace, backend: Backend, stop: _StopOnSignal) -> int | RenewalResult:
-    """The update check, then the renewal: an exit code when the run ends here, else the result."""
+def _say_mode(args: argparse.Namespace, summary: CardSummary, seen: list[CardSummary]) -> None:
+    """Before a renewal: the token and how it is renewed (issue 14), on stderr (``--json``: in the report)."""
+    seen.append(summary)
+    if not args.json:
+        mode = renewal_mode_words(summary.info.side_by_side)
+        print(f"Renewal {mode.title.lower()}: {mode.message}", file=sys.stderr)
+
+
+def _check_and_renew(args: argparse.Namespace, backend: Backend, stop: _StopOnSignal,
+                     seen: list[CardSummary]) -> int | RenewalResult:
+    """The update check, then the renewal: an exit code when the run ends here, else the result
+    (``seen`` gets the card as read before it was renewed)."""
     cancel = stop.cancel
     settings = backend.settings
     progress = PrintReporter(args.json)
@@ -125,7 +141,9 @@ def _check_and_renew(args: argparse.Namespace, backend: Backend, stop: _StopOnSi
             warn_default_management_key(settings, args)
             return pin
 
-        if update_check(stop.result(backend.read_card())) in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
+        first = stop.result(backend.read_card())
+        if update_check(first) in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
+            _say_mode(args, first, seen)
             reach_ca_first(backend, cancel)
         summary, result = stop.result(backend.renew_if_due(RenewalRequest(
             pin_then_warn, progress, cancel=cancel, refuse_last_try=not args.allow_last_pin_try)))
@@ -143,6 +161,7 @@ def _check_and_renew(args: argparse.Namespace, backend: Backend, stop: _StopOnSi
     if summary.pin_retries == 1 and not allow_last_try and not args.pin_stdin and sys.stdin.isatty():
         answer = input("Only 1 PIN try is left: a wrong PIN would block the card. Send the PIN? [y/N] ")
         allow_last_try = answer.strip().lower() in ("y", "yes")
+    _say_mode(args, summary, seen)
     pin = read_pin(args)
     if not args.yes and not _confirmed(summary, pin):
         return EXIT_OK
@@ -186,7 +205,7 @@ def _confirmed(summary: CardSummary, pin: Secret) -> bool:
         else "renew " + slot_names(summary.due)
     if not sys.stdin.isatty():
         raise UsageError("confirmation needed", next_step="Run with --yes to renew without asking.")
-    answer = input(f"About to {what}. Do not remove your card. Continue? [y/N] ")
+    answer = input(f"About to {what}. {renewal_mode_words(summary.info.side_by_side).message} Continue? [y/N] ")
     if answer.strip().lower() not in ("y", "yes"):
         pin.wipe()
         print("Cancelled; nothing was changed.")

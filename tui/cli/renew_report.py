@@ -10,13 +10,14 @@ from tui.cli.exit_codes import EXIT_OK, EXIT_PARTIAL
 from tui.cli.output import cli_next_step, out
 
 
-def report_renewal(args: argparse.Namespace, result: RenewalResult) -> int:
-    """Print the result (README, ``renew --json``) and return 0 (renewed) or 13 (not every certificate)."""
+def report_renewal(args: argparse.Namespace, result: RenewalResult, token: dict[str, object] | None = None) -> int:
+    """Print the result (README, ``renew --json``) and return 0 (renewed) or 13 (not every certificate).
+    ``token``: the card or token renewed, as ``status --json`` gives it (``renew --json``'s ``token``)."""
     slots = [_slot_json(r, r in result.left_alone) for r in result.slots]
     code, outcome, message, next_step = _outcome(result)
     next_step = cli_next_step(next_step)
     payload = {"outcome": outcome, "reference": result.reference, "slots": slots, "message": message,
-               "next_step": next_step, "journal_kept": result.journal_kept, "exit_code": code}
+               "next_step": next_step, "journal_kept": result.journal_kept, "token": token, "exit_code": code}
     lines = [message]
     for s in slots:
         if s["renewed"]:

@@ -14,9 +14,8 @@ import datetime as dt
 from card import backend as assembly  # called through the module: tests put an in-process card there
 from card.certificates import fingerprint
 from card.config import Settings
-from card.journal import JournalStep
-from card.service import CardSummary, SlotState, SlotStatus, card_expiry_words, update_check
-from card.words import pin_state
+from card.service import CardSummary, SlotState, SlotStatus, card_expiry_words, slot_condition, update_check
+from card.words import pin_state, renewal_mode, renewal_mode_words, token_name
 from tui.cli.demo import cli_demo_backend
 from tui.cli.exit_codes import EXIT_NOT_DUE, EXIT_OK, EXIT_PARTIAL, EXIT_REFUSED
 from tui.cli.output import out, print_notices, settings_for
@@ -36,37 +35,22 @@ def summary_json(summary: CardSummary, window_days: int, ra_contact: str = "your
         "update": update_check(summary).name.lower(),
         "next_renewal_date": nxt.isoformat() if nxt else None,
         "pending_reference": summary.pending_journal.reference if summary.pending_journal else None,
+        "token": token_json(summary),
         "slots": [_slot_json(s, slot_condition(summary, s, ra_contact)) for s in summary.slots],
     }
 
 
-def slot_condition(summary: CardSummary, s: SlotStatus, ra_contact: str) -> tuple[str, str] | None:
-    """``("unfinished" | "key_mismatch", words with the next step)`` for a slot that cannot sign for the
-    certificate it shows (break-it findings 2 and 4), else None.
-
-    ``unfinished``: an unfinished update (the card's pending journal) replaced — or, stopped during
-    GENERATE, may have replaced — the slot's key and the slot still shows the old certificate.
-    ``key_mismatch``: the card's own metadata (GET METADATA, no PIN; Yubico cards) gives a public key
-    that is not the certificate's."""
-    journal = summary.pending_journal
-    sj = journal.slots.get(s.slot.hex) if journal is not None else None
-    if (journal is not None and sj is not None and sj.in_progress and s.certificate is not None
-            and fingerprint(s.certificate) == sj.old_fingerprint):
-        replaced = "may have been replaced" if sj.step == JournalStep.GENERATING else "was replaced"
-        return "unfinished", (f"does not work until the unfinished update (reference {journal.reference}) is "
-                              f"finished: its key {replaced} and the certificate shown belongs to the old key. "
-                              "Run `cardrenew renew` to finish it.")
-    if s.key_matches is False:
-        return "key_mismatch", (f"does not work: the key in slot {s.slot.hex} does not match its certificate (an "
-                                "update was interrupted after its new key was made, or another tool changed the "
-                                "key). Run `cardrenew renew`: it finishes an interrupted update whose record was "
-                                f"kept; if it answers KEY-MISMATCH, contact {ra_contact}: the slot must be re-issued.")
-    return None
+def token_json(summary: CardSummary) -> dict[str, object]:
+    """``status --json``'s ``token``: who the card or token is (issue 14; README, *JSON output*)."""
+    info = summary.info
+    return {"interface": str(info.interface), "label": info.label, "manufacturer": info.manufacturer,
+            "model": info.model, "serial": info.serial, "name": token_name(info),
+            "renewal_mode": renewal_mode(info.side_by_side)}
 
 
 def _slot_json(s: SlotStatus, condition: tuple[str, str] | None) -> dict[str, object]:
     return {
-        "slot": s.slot.hex,
+        "slot": s.name,
         "label": s.setting.label,
         "state": condition[0] if condition else s.state.name.lower(),
         "subject": s.certificate.subject.rfc4514_string() if s.certificate else None,
@@ -87,7 +71,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         backend = cli_demo_backend(args, settings)
         settings = backend.settings
     else:
-        backend = assembly.pcsc_backend(settings, args.reader, with_issuer=False)
+        backend = assembly.card_backend(settings, args.reader, with_issuer=False)
     try:
         summary = backend.read_card().result()
     finally:
@@ -113,21 +97,24 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def status_lines(summary: CardSummary, settings: Settings, card_words: str | None) -> list[str]:
     """The text ``status`` prints: reader, card, holder, PIN, one line per slot, then notes."""
-    lines = [f"Reader:  {summary.reader}", f"Card:    {summary.guid_text or 'no CHUID'}"
-             + (f", expires {summary.card_expiry.isoformat()}" if summary.card_expiry else ""),
+    info = summary.info
+    mode = renewal_mode_words(info.side_by_side)
+    card = (f"Card:    {summary.guid_text or 'no CHUID'}" if info.interface == "piv" else f"Token:   {token_name(info)}")
+    lines = [f"Reader:  {summary.reader}", card + (f", expires {summary.card_expiry.isoformat()}" if summary.card_expiry else ""),
              f"Holder:  {summary.holder or 'unknown'}",
-             "PIN:     " + pin_state(summary.pin_retries, settings.ra_contact)]
+             "PIN:     " + pin_state(summary.pin_retries, settings.ra_contact, counted=info.interface == "piv"),
+             f"Renewal: {mode.title} — {mode.message}"]
     for s in summary.slots:
         condition = slot_condition(summary, s, settings.ra_contact)
         if s.certificate is not None and condition is not None:
-            lines.append(f"  {s.setting.label} ({s.slot.hex}): {condition[1]} (The certificate shown expires "
+            lines.append(f"  {s.setting.label} ({s.name}): {condition[1]} (The certificate shown expires "
                          f"{s.certificate.not_valid_after_utc.date().isoformat()}.)")
         elif s.certificate is not None:
-            lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}, expires "
+            lines.append(f"  {s.setting.label} ({s.name}): {s.state.value}, expires "
                          f"{s.certificate.not_valid_after_utc.date().isoformat()} ({s.days_left} days left)"
                          + (f" — note: {s.note}" if s.note else ""))
         else:
-            lines.append(f"  {s.setting.label} ({s.slot.hex}): {s.state.value}" + (f" — {s.error}" if s.error else ""))
+            lines.append(f"  {s.setting.label} ({s.name}): {s.state.value}" + (f" — {s.error}" if s.error else ""))
     if card_words is not None:
         lines.append(card_words)
     if summary.pending_journal:

@@ -21,7 +21,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from card.errors import CardError, InvalidPinError, PinBlockedError
-from card.words import Words, not_accepted
+from card.words import CARD_UNLOCKED, PIN_CHANGED, Words, blocked_by_change, not_accepted
 from tui.messages import ErrorRaised, GotoPane, LogOffRequested
 
 if TYPE_CHECKING:
@@ -200,11 +200,9 @@ class Pane(Screen[None]):
             new_pin.wipe()
         app.note_tries(what, None)
         if kind == "change":
-            self.app.push_screen(MessageDialog("Your passcode (PIN) has been changed",
-                                               "Use the new PIN from now on.", id="pin-changed-dialog"))
-        else:
-            self.app.push_screen(MessageDialog("Your card is unlocked",
-                                               "The PIN has been reset. Log on with the new PIN.", id="unlocked-dialog"))
+            self.app.push_screen(MessageDialog(PIN_CHANGED.title, PIN_CHANGED.message, id="pin-changed-dialog"))
+        else:  # the words of `cardrenew change-pin` / `unblock` (card.words)
+            self.app.push_screen(MessageDialog(CARD_UNLOCKED.title, CARD_UNLOCKED.message, id="unlocked-dialog"))
         self.pin_changed()
 
     def _pin_change_refused(self, kind: PinChange, what: Literal["PIN", "PUK"],
@@ -220,9 +218,7 @@ class Pane(Screen[None]):
             return
         app.note_tries(what, 0)
         ra = app.backend.settings.ra_contact
-        message = ("The PIN is now blocked." if kind == "change"
-                   else "The PUK is blocked: this card can no longer be unlocked here.")
-        blocked = ErrorRaised(Words("Card blocked", message, f"Contact {ra}."), id="pin-change-error-dialog")
+        blocked = ErrorRaised(blocked_by_change(what, ra), id="pin-change-error-dialog")
         if kind == "change" and app.is_logged_on:
             # a blocked PIN ends the session; the message shows over the logged-off pane
             self.app.post_message(LogOffRequested(then=blocked))

@@ -13,9 +13,9 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Label, Markdown, Static, TabbedContent, Tabs
 
-from card.service import CardSummary, RenewalResult, UpdateCheck, card_expiry_words, update_check
+from card.service import CardSummary, RenewalResult, UpdateCheck, card_expiry_words, slot_condition, update_check
 from card.secret import Secret
-from card.words import blocked_words, update_words
+from card.words import NOT_WORKING, blocked_words, renewal_mode_words, token_name, update_words
 from tui.messages import LogOffRequested, RenewalRequested
 from tui.screens.base import Pane
 from tui.screens.certificates import (CardTab, CertificatesTab, certificate_details, key_type_text,  # noqa: F401 - re-exported
@@ -51,15 +51,18 @@ class CardSummaryTab(CardTab):
             with Grid(id="card-facts"):
                 yield Label("Holder", classes="fact-name", markup=False)
                 yield Label("–", id="holder", classes="fact-value", markup=False)
-                yield Label("Card GUID", classes="fact-name", markup=False)
+                yield Label("Card GUID", id="card-id-name", classes="fact-name", markup=False)
                 yield Label("–", id="card-guid", classes="fact-value", markup=False)
                 yield Label("Reader", classes="fact-name", markup=False)
                 yield Label("–", id="reader", classes="fact-value", markup=False)
+                yield Label("Renewal", classes="fact-name", markup=False)
+                yield Label("–", id="card-renewal-mode", classes="fact-value", markup=False)
             yield Grid(id="slot-grid")
             yield Static("", id="card-notice", markup=False)
             with Horizontal(id="card-buttons"):
                 yield Button("Update My Card", id="update-button", variant="primary")
                 yield Button("Change passcode", id="change-pin-button")
+                yield Button("Check", id="check-button")  # the dry run (tui/screens/check.py)
                 if self.settings.allow_unlock:
                     yield Button("Unlock card", id="unlock-button")
                 yield Button("Log off", id="logoff-button")
@@ -67,23 +70,31 @@ class CardSummaryTab(CardTab):
     async def show(self, summary: CardSummary, renewed: RenewalResult | None = None, stopped: str | None = None) -> None:
         """Show ``summary``; ``renewed`` adds what the last renewal did, ``stopped`` why the last update
         stopped (with the reference to quote to the RA)."""
+        info = summary.info
+        piv = info.interface == "piv"
         self.query_one("#holder", Label).update(summary.holder or "(no name on the card)")
-        self.query_one("#card-guid", Label).update(summary.guid_text or summary.card_id or "(none)")
+        self.query_one("#card-id-name", Label).update("Card GUID" if piv else "Token")
+        self.query_one("#card-guid", Label).update((summary.guid_text or summary.card_id or "(none)") if piv
+                                                   else token_name(info))
         self.query_one("#reader", Label).update(summary.reader)
+        mode = renewal_mode_words(info.side_by_side)
+        self.query_one("#card-renewal-mode", Label).update(f"{mode.title}: {mode.message}")
         grid = self.query_one("#slot-grid", Grid)
         await grid.remove_children()
         cells: list[Label] = [Label(text, classes=f"slot-header {css}", markup=False) for text, css in
-                              (("Certificate", "slot-label"), ("Slot", "slot-id"), ("Expires", "slot-expiry"),
+                              (("Certificate", "slot-label"), ("Slot" if piv else "Key ID", "slot-id"), ("Expires", "slot-expiry"),
                                ("Days left", "slot-days"), ("Status", "slot-status"))]
         for status in summary.slots:
             words, css = status_text(status)
+            if (condition := slot_condition(summary, status, self.settings.ra_contact)) is not None:
+                words, css = NOT_WORKING[condition[0]], "-expired"  # as `status` says (tester finding F-1)
             cert = status.certificate
             cells += [
                 Label(status.setting.label, classes="slot-label", markup=False),
-                Label(status.slot.hex, classes="slot-id", markup=False),
+                Label(status.name, classes="slot-id", markup=False),
                 Label(format_date(cert.not_valid_after_utc) if cert else "–", classes="slot-expiry", markup=False),
                 Label(str(status.days_left) if status.days_left is not None else "–", classes="slot-days", markup=False),
-                Label(words, classes=f"slot-status {css}", id=f"status-{status.slot.hex.lower()}", markup=False),
+                Label(words, classes=f"slot-status {css}", id=f"status-{status.name.lower()}", markup=False),
             ]
         await grid.mount_all(cells)
         notice = self.query_one("#card-notice", Static)
@@ -109,7 +120,7 @@ class CardSummaryTab(CardTab):
             notice.update(f"An unfinished update was found (reference {summary.pending_journal.reference}). "
                           "Select Update My Card to resume it.")
             notice.set_class(True, "-warning")
-        elif notes := [f"{s.setting.label} ({s.slot.hex}): {s.note}" for s in summary.slots if s.note]:
+        elif notes := [f"{s.setting.label} ({s.name}): {s.note}" for s in summary.slots if s.note]:
             notice.update("\n".join(notes))
         else:
             notice.update("")
@@ -145,6 +156,8 @@ class CardScreen(Pane):
         Binding("k", "unlock_card", "Unlock", id="unlock",
                 tooltip="Set a new PIN with the PUK (support staff)"),
         Binding("l", "log_off", "Log off", id="log-off", tooltip="Log off; then remove the card"),
+        Binding("c", "check_card", "Check", id="check", show=False,
+                tooltip="Check: every check a renewal makes first; nothing on the card changes"),
         Binding("h", "show_help", "Help", id="help", tooltip="How to renew your certificates, and the keys"),
         Binding("ctrl+r", "reread_card", "Re-read", id="reread", tooltip="Read the card again"),
         Binding("ctrl+q", "app.quit", "Quit", id="quit", tooltip="Leave cardrenew"),
@@ -228,6 +241,21 @@ class CardScreen(Pane):
     def _unlock_pressed(self) -> None:
         self.action_unlock_card()
 
+    @on(Button.Pressed, "#check-button")
+    def _check_pressed(self) -> None:
+        self.action_check_card()
+
+    def action_check_card(self) -> None:
+        self.card_tab.activate()
+        self.check_card()
+
+    @work(exclusive=True, group="card", exit_on_error=False, description="Checking the card")
+    async def check_card(self) -> None:
+        """The dry run (tui/screens/check.py): nothing on the card changes."""
+        from tui.screens.check import run_check
+
+        await run_check(self)
+
     def action_show_certificates(self) -> None:
         self.certificates_tab.activate()
         self.query_one("#certificate-list", DataTable).focus()
@@ -254,6 +282,7 @@ class CardScreen(Pane):
         yield SystemCommand("Card: Re-read", "Read the card again", self.action_reread_card)
         yield SystemCommand("Card: Certificates", "Details of each certificate", self.action_show_certificates)
         yield SystemCommand("Card: Change passcode", "Change the card's PIN", self.action_change_pin)
+        yield SystemCommand("Card: Check", "Every check a renewal makes first; nothing changes", self.action_check_card)
         if self.card_app.backend.settings.allow_unlock:
             yield SystemCommand("Card: Unlock card", "Set a new PIN with the PUK", self.action_unlock_card)
         yield SystemCommand("Card: Log off", "Log off; then remove the card", self.action_log_off)
@@ -282,7 +311,7 @@ class CardScreen(Pane):
         check = update_check(summary)
         settings = app.backend.settings
         if check is UpdateCheck.AVAILABLE:
-            due = "\n".join(f"  {s.setting.label} ({s.slot.hex}): expires {format_date(s.certificate.not_valid_after_utc)}"
+            due = "\n".join(f"  {s.setting.label} ({s.name}): expires {format_date(s.certificate.not_valid_after_utc)}"
                             for s in summary.due if s.certificate is not None)
             self.app.push_screen(MessageDialog("Updates are available for your card",
                                           f"These certificates are due for renewal:\n{due}",

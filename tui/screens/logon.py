@@ -14,7 +14,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError, PinBlockedError, PinFormatError
 from card.secret import Secret
-from card.words import sentence, tries_left
+from card.words import FEW_TRIES, renewal_mode_words, sentence, token_name, tries_left
 from tui.messages import LoggedOn, ReaderChosen
 from tui.pin_input import PinInput
 from tui.screens.base import Pane
@@ -81,6 +81,7 @@ class LogonScreen(Pane):
             if backend.can_switch_reader:
                 yield Select([], prompt="Choose a reader", id="reader-select", compact=True, classes="-hidden")
             yield Label("Looking for your card…", id="card-status", markup=False)
+            yield Label("", id="logon-renewal-mode", markup=False)
             yield Label("The system will confirm your name:", id="confirm-name-label", markup=False)
             yield Label("–", id="holder-name", markup=False)
             yield Label("Enter your Passcode (PIN):", id="pin-label", markup=False)
@@ -120,6 +121,7 @@ class LogonScreen(Pane):
         """The app now uses another reader: show it and read its card."""
         self.query_one("#reader-name", Label).update(self._reader_text())
         self.query_one("#holder-name", Label).update("–")
+        self.query_one("#logon-renewal-mode", Label).update("")
         status = self.query_one("#card-status", Label)
         status.update("Looking for your card…")
         status.set_class(False, "-warning")
@@ -189,8 +191,13 @@ class LogonScreen(Pane):
             status.update("Card detected.")
             self.show_blocked()
             return
-        status.update("Card detected.")
+        info = summary.info
+        status.update("Card detected." if info.interface == "piv" else f"Card detected: {token_name(info)}.")
         status.set_class(False, "-warning")
+        mode = renewal_mode_words(info.side_by_side)
+        self.query_one("#logon-renewal-mode", Label).update(f"Renewal {mode.title.lower()}: {mode.message}")
+        for warning in self.query("#management-key-warning"):  # a side-by-side token has no PIV management key
+            warning.set_class(info.side_by_side, "-hidden")
         self.query_one("#holder-name", Label).update(summary.holder or "(no name on the card)")
         self._show_unlock()
         if summary.pin_retries == 0:
@@ -269,8 +276,8 @@ class LogonScreen(Pane):
             self.pin_input.clear()
             left = exc.attempts_remaining
             app.note_tries("PIN", left)
-            if left is None:
-                self.show_message("Wrong PIN.")
+            if left is None:  # a PKCS#11 token may say only that few are left
+                self.show_message("Wrong PIN." + (f" {FEW_TRIES}" if exc.few_left else ""))
             else:
                 self.show_message(f"Wrong PIN: {tries_left(left)}.")
             return
