@@ -86,8 +86,11 @@ def test_card_pulled_during_a_ykcs11_renewal_says_so_loses_nothing_and_the_next_
     card.extra = []
     card.start()
     assert set(PIV_ID) - set(stopped) <= _working(yk_pcscd, card)  # every other slot still works
-    status = work.status()
+    status = work.status()  # what the holder sees before running renew again
     assert status["pending_reference"] == report["reference"] and status["update"] == "resume", status
+    assert status["exit_code"] == 13 and status["holder"] == "Alex Example", status  # 13: run renew to finish
+    shown = {s["slot"]: s for s in status["slots"]}[PIV_ID[stopped[0]]]
+    assert shown["state"] == "unfinished" and "does not work until the unfinished update" in shown["note"], shown
     again, second = work.renew()
     assert again.returncode == 0 and second.get("outcome") == "renewed", again.stdout + again.stderr
     assert second["reference"] == report["reference"]
