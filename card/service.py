@@ -189,7 +189,9 @@ class CardDoor:
             finally:
                 pin.wipe()
 
-        return self.service.submit(verify)
+        verified = self.service.submit(verify)
+        self.service.disconnect()  # reset: no program may use the holder's keys while logged on (F-4)
+        return verified
 
     def tries_left(self, what: PinWhat = "PIN") -> Future[int | None]:
         """The PIN or PUK tries left, without spending one: GET METADATA where the card answers it;
