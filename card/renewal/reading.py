@@ -14,7 +14,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from card.certificates import SlotCertificate, days_left, fingerprint, holder_name, key_matches
+from card.certificates import SlotCertificate, days_left, fingerprint, holder_name, key_matches, public_key_der
 from card.config import Settings, SlotSetting
 from card.journal import FINAL_STEPS, Journal, JournalStore, SlotJournal
 from card.piv import PivSession, Slot
@@ -22,13 +22,14 @@ from card.renewal.admin import as_token
 from card.renewal.keys import TokenKeys
 from card.renewal.beside_resume import is_leftover_label
 from card.renewal.model import CardSummary, KeySetting, SlotState, SlotStatus
-from card.token import KeyRef, Token, TokenCertificate
+from card.token import KeyRef, Token, TokenCertificate, TokenInterface
 
 
 def card_id_for(token: Token, certificates: Mapping[Any, x509.Certificate | None]) -> tuple[str | None, str | None, dt.date | None]:
-    """(card id, GUID text, card expiry): the CHUID GUID; on a side-by-side token with a serial number
-    ``p11-`` and a digest of its manufacturer, model and serial (a side-by-side renewal deletes the
-    certificates, so they cannot name the journal); else a fingerprint of the first certificate.
+    """(card id, GUID text, card expiry): the CHUID GUID; on a PKCS#11 token with a serial number
+    ``p11-`` and a digest of its manufacturer, model and serial (the renewal changes the certificates,
+    so they cannot name the journal: a side-by-side renewal deletes them, and libykcs11 replaces a
+    slot's certificate by a placeholder at GENERATE); else a fingerprint of the first certificate.
 
     Raises:
         CardRemovedError.
@@ -37,7 +38,7 @@ def card_id_for(token: Token, certificates: Mapping[Any, x509.Certificate | None
     if identity is not None:
         return identity.guid.hex().upper(), identity.guid_text, identity.expiry
     info = token.info
-    if info.side_by_side and info.serial:  # stable while a side-by-side renewal replaces the certificates
+    if info.interface is TokenInterface.PKCS11 and info.serial.strip():  # stable while the renewal replaces certificates
         token_id = hashlib.sha256(f"{info.manufacturer}\0{info.model}\0{info.serial}".encode()).hexdigest()[:32]
         return "p11-" + token_id.upper(), None, None
     for cert in certificates.values():
@@ -102,7 +103,8 @@ def _keys_to_read(token: Token, keys: TokenKeys, settings: Settings
     PKCS#11 token's certificates chosen by ``[card] keys`` (label or CKA_ID; default every one) whose
     private key is on the token (``has_private_key`` None — hidden until the PIN — counts; False
     does not), leaving out the objects of an unfinished side-by-side update (``(renewing)``,
-    ``(superseded …)`` labels), which its journal names; sorted by label, then CKA_ID."""
+    ``(superseded …)`` labels), which its journal names; keys in PIV slots (a module over a PIV card)
+    in slot order, the others by label, then CKA_ID."""
     if not settings.token.is_pkcs11:
         out: list[tuple[SlotSetting | KeySetting, KeyRef, TokenCertificate]] = []
         for setting in settings.slots:
@@ -112,7 +114,8 @@ def _keys_to_read(token: Token, keys: TokenKeys, settings: Settings
     chosen = [(KeySetting(held.ref), held.ref, held) for held in token.certificates()
               if held.has_private_key is not False and not is_leftover_label(held.ref.label)
               and settings.token.selects(held.ref.label, held.ref.key_id)]
-    return sorted(chosen, key=lambda c: (c[1].label, c[1].key_id))  # by label: a token lists in no fixed order
+    # a token lists in no fixed order: PIV slots in slot order (9A first), other keys by label
+    return sorted(chosen, key=lambda c: (c[1].slot is None, int(c[1].slot or 0), c[1].label, c[1].key_id))
 
 
 def _key_matches(token: Token, ref: KeyRef, cert: x509.Certificate) -> bool | None:
@@ -177,8 +180,21 @@ def _journal_of(token: Token, keys: TokenKeys, journals: JournalStore | None, ca
 def journal_slot_matches(sj: SlotJournal, cert: x509.Certificate | None) -> bool:
     """Whether a journalled slot may still be as the journal left it, judged by the certificate it
     holds now: one the journal expects (the old one, or the one issued), or — for a slot whose
-    GENERATE was sent — none readable (a torn write; the test signature decides at resume)."""
+    GENERATE was sent — none readable (a torn write) or one for the generated key (a module's
+    placeholder, :func:`holds_generated_key`); the test signature decides at resume."""
     if cert is None:
         return sj.in_progress
-    return fingerprint(cert) in sj.expected_fingerprints()
+    return fingerprint(cert) in sj.expected_fingerprints() or holds_generated_key(sj, cert)
+
+
+def holds_generated_key(sj: SlotJournal, cert: x509.Certificate) -> bool:
+    """Whether ``cert`` holds the key this journal's GENERATE made: a certificate we did not write
+    but that only our key's owner could have been given — libykcs11's placeholder, which its
+    ``C_GenerateKeyPair`` writes into the slot at once (a self-signed "YubiKey PIV Slot 9a",
+    serial 0). A resume treats the slot as one whose certificate is not written yet; the test
+    signature then decides (DESIGN §3.4)."""
+    if not (sj.in_progress and sj.public_key_pem):
+        return False
+    ours = serialization.load_pem_public_key(sj.public_key_pem.encode())
+    return public_key_der(ours) == public_key_der(cert.public_key())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -28,6 +29,9 @@ STATUS_STYLE = {"Pending": "dim", "Writing": "bold yellow", "Done": "bold green"
 WRITING_STEPS = {RenewalStep.GENERATING, RenewalStep.REQUESTING, RenewalStep.ISSUING, RenewalStep.VERIFYING,
                  RenewalStep.WRITING, RenewalStep.READING_BACK, RenewalStep.TEST_SIGNATURE, RenewalStep.AUTHORISING}
 
+
+
+logger = logging.getLogger(__name__)
 
 class Stopwatch:
     """Seconds counted while running (``time.monotonic``); :meth:`stop` and :meth:`start` pause and go on."""
@@ -262,6 +266,13 @@ class WriteCertificatesScreen(Pane):
             title, message, next_step = app.explain_error(exc)
             stopped = f"The last update stopped: {title}. {sentence(message)}\nNext step: {next_step}"
             self.show_error(exc, then=GotoPane("card", stopped=stopped))  # shown while still renewing
+            return
+        except Exception as exc:  # a fault of ours, not the card's: never a dead end (tester F-12)
+            logger.exception("the renewal ended with an unexpected error")
+            self.query_one("#step-text", Static).update("Stopped by an unexpected error.")
+            stopped = ("The last update stopped with an unexpected error. Select Update My Card to check the card: "
+                       f"an update that was under way is resumed. If it happens again, contact {app.backend.settings.ra_contact}.")
+            self.show_error(exc, then=GotoPane("card", stopped=stopped))
             return
         finally:
             self.running = False
