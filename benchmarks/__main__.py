@@ -27,7 +27,9 @@ def _ensure_pcscd() -> dict[str, Any]:
     if subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True).returncode == 0:
         return {"started_by_benchmark": False}
     log = open("/tmp/bench-pcscd.log", "w")
-    proc = subprocess.Popen(["pcscd", "--foreground"], stdout=log, stderr=subprocess.STDOUT)
+    script = Path(__file__).resolve().parent.parent / "scripts" / "vpcd-readers.sh"  # four vpcd readers
+    conf = subprocess.run([str(script), "/tmp/bench-readers"], check=True, capture_output=True, text=True).stdout.strip()
+    proc = subprocess.Popen(["pcscd", "--foreground", "-c", conf], stdout=log, stderr=subprocess.STDOUT)
     time.sleep(1.5)
     return {"started_by_benchmark": True, "pid": proc.pid}
 

@@ -99,7 +99,8 @@ def _keys_to_read(token: Token, keys: TokenKeys, settings: Settings
     PKCS#11 token's certificates chosen by ``[card] keys`` (label or CKA_ID; default every one) whose
     private key is on the token (``has_private_key`` None — hidden until the PIN — counts; False
     does not), leaving out the objects of an unfinished side-by-side update (``(renewing)``,
-    ``(superseded …)`` labels), which its journal names; sorted by label, then CKA_ID."""
+    ``(superseded …)`` labels), which its journal names; keys in PIV slots (a module over a PIV card)
+    in slot order, the others by label, then CKA_ID."""
     if not settings.token.is_pkcs11:
         out: list[tuple[SlotSetting | KeySetting, KeyRef, TokenCertificate]] = []
         for setting in settings.slots:
@@ -109,7 +110,8 @@ def _keys_to_read(token: Token, keys: TokenKeys, settings: Settings
     chosen = [(KeySetting(held.ref), held.ref, held) for held in token.certificates()
               if held.has_private_key is not False and not is_leftover_label(held.ref.label)
               and settings.token.selects(held.ref.label, held.ref.key_id)]
-    return sorted(chosen, key=lambda c: (c[1].label, c[1].key_id))  # by label: a token lists in no fixed order
+    # a token lists in no fixed order: PIV slots in slot order (9A first), other keys by label
+    return sorted(chosen, key=lambda c: (c[1].slot is None, int(c[1].slot or 0), c[1].label, c[1].key_id))
 
 
 def _key_matches(token: Token, ref: KeyRef, cert: x509.Certificate) -> bool | None:
