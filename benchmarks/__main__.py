@@ -27,7 +27,9 @@ def _ensure_pcscd() -> dict[str, Any]:
     if subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True).returncode == 0:
         return {"started_by_benchmark": False}
     log = open("/tmp/bench-pcscd.log", "w")
-    proc = subprocess.Popen(["pcscd", "--foreground"], stdout=log, stderr=subprocess.STDOUT)
+    script = Path(__file__).resolve().parent.parent / "scripts" / "vpcd-readers.sh"  # four vpcd readers
+    conf = subprocess.run([str(script), "/tmp/bench-readers"], check=True, capture_output=True, text=True).stdout.strip()
+    proc = subprocess.Popen(["pcscd", "--foreground", "-c", conf], stdout=log, stderr=subprocess.STDOUT)
     time.sleep(1.5)
     return {"started_by_benchmark": True, "pid": proc.pid}
 
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from card.piv import KeyType
 
-    from benchmarks import peers, renewal, scale, terminal_bytes, tui_bench
+    from benchmarks import peers, pkcs11, renewal, scale, terminal_bytes, tui_bench
 
     latency = LatencyModel()
     report: dict[str, Any] = {"machine": _machine(), "pcscd": _ensure_pcscd(), "latency_model": latency.as_dict()}
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     _section(report, "traffic_eccp256", renewal.run_inprocess, base / "t-ec", KeyType.ECCP256, None)
     lat_rsa = _section(report, "wall_latency_rsa2048", renewal.run_inprocess, base / "w-rsa", KeyType.RSA2048, latency)
     _section(report, "wall_latency_eccp256", renewal.run_inprocess, base / "w-ec", KeyType.ECCP256, latency)
+    _section(report, "pkcs11_softhsm_rsa2048_p256", pkcs11.run_softhsm, base / "k-mixed", ("RSA2048", "ECCP256"))
+    _section(report, "pkcs11_softhsm_p256", pkcs11.run_softhsm, base / "k-ec", ("ECCP256", "ECCP256"))
     _section(report, "wall_pcscd_vpcd", renewal.run_pcscd, base / "p1", KeyType.RSA2048, 35963, False)
     _section(report, "wall_pcscd_vpcd_quickack_on_header", renewal.run_pcscd, base / "p2", KeyType.RSA2048, 35963, True)
     y = _section(report, "peer_yubico_piv_tool", peers.yubico, base / "py")
@@ -146,6 +150,10 @@ def table(r: dict[str, Any]) -> str:
                                                   f"ratio {f(r['apdu_ratio'])})", "≤ 1.25×", ok("apdus_le_1.25x_lower_bound")),
         ("APDUs per renewal, P-256 (2 slots)", f"{f(g('traffic_eccp256', 'traffic', 'apdus'))} (lower bound "
                                               f"{f(g('traffic_eccp256', 'lower_bound', 'total'))})", "", ""),
+        ("PKCS#11 calls per renewal, SoftHSM2 RSA-2048 + P-256 / 2× P-256 (side by side, 2 keys)",
+            f"{f(g('pkcs11_softhsm_rsa2048_p256', 'pkcs11_calls_renewal'))} / "
+            f"{f(g('pkcs11_softhsm_p256', 'pkcs11_calls_renewal'))} (reading the token: "
+            f"{f(g('pkcs11_softhsm_p256', 'pkcs11_calls_read'))})", "", ""),
         ("Bytes out / in, RSA-2048", f"{f(g('traffic_rsa2048', 'traffic', 'bytes_out'))} / "
                                      f"{f(g('traffic_rsa2048', 'traffic', 'bytes_in'))}", "", ""),
         ("Wall, latency model, RSA (card/CA/ours s)", f"{f(g('wall_latency_rsa2048', 'wall', 'total_s'))} "

@@ -25,7 +25,7 @@ OPENSC = "OpenSC opensc-pkcs11.so (judge only)"
 
 CAPABILITIES = ("token and certificates by label", "PIN: wrong, final try, locked", "sign, verified",
                 "generate + write certificate", "side-by-side renewal", "resume / kill sweep", "errors change nothing",
-                "cardrenew status / TUI")
+                "cardrenew status / TUI", "cardrenew renew (CLI, TUI, SCEP)")
 """The table's columns, in order."""
 
 PROVES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -43,12 +43,19 @@ PROVES: dict[str, tuple[tuple[str, str], ...]] = {
     "tests/pkcs11/test_beside.py::": ((SOFTHSM, CAPABILITIES[4]),),
     "tests/pkcs11/test_beside_resume.py::": ((SOFTHSM, CAPABILITIES[5]),),
     "tests/pkcs11/test_beside_kill_sweep.py::": ((SOFTHSM, CAPABILITIES[5]),),
-    "tests/pkcs11/test_token_ui.py::": ((SOFTHSM, CAPABILITIES[7]),),
+    "tests/pkcs11/test_token_ui.py::test_status": ((SOFTHSM, CAPABILITIES[7]),),
+    "tests/pkcs11/test_token_ui.py::test_the_keys_to_renew": ((SOFTHSM, CAPABILITIES[7]),),
+    "tests/pkcs11/test_token_ui.py::test_a_token_label": ((SOFTHSM, CAPABILITIES[7]),),
+    "tests/pkcs11/test_token_ui.py::test_the_tui_logs_on": ((SOFTHSM, CAPABILITIES[7]),),
+    "tests/pkcs11/test_token_ui.py::test_cli_renew": ((SOFTHSM, CAPABILITIES[8]),),
+    "tests/pkcs11/test_token_ui.py::test_tui_update_my_card": ((SOFTHSM, CAPABILITIES[8]),),
+    "tests/integration/test_scep_pkcs11.py::": ((SOFTHSM, CAPABILITIES[8]),),
     "tests/ykcs11/test_ykcs11_card.py::test_ykcs11_shows": ((YKCS11, CAPABILITIES[0]),),
     "tests/ykcs11/test_ykcs11_card.py::test_a_ykcs11_signature": ((YKCS11, CAPABILITIES[2]), (OPENSC, CAPABILITIES[0])),
     "tests/ykcs11/test_ykcs11_card.py::test_ykcs11_generates": ((YKCS11, CAPABILITIES[3]), (OPENSC, CAPABILITIES[2])),
     "tests/ykcs11/test_ykcs11_card.py::test_a_wrong_pin": ((YKCS11, CAPABILITIES[1]),),
     "tests/ykcs11/test_ykcs11_card.py::test_a_wrong_management_key": ((YKCS11, CAPABILITIES[6]),),
+    "tests/ykcs11/test_ykcs11_status.py::": ((YKCS11, CAPABILITIES[7]), (OPENSC, CAPABILITIES[0])),
 }
 
 RESULTS = Path(os.environ.get("CARDRENEW_COMPAT_DIR", Path(__file__).resolve().parents[1] / "build")) / "token-compat-results.json"

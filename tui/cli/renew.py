@@ -138,7 +138,8 @@ def _check_and_renew(args: argparse.Namespace, backend: Backend, stop: _StopOnSi
         # card again (the PIN is read from stdin in between, as before: after the check).
         def pin_then_warn() -> Secret:
             pin = read_pin(args, backend.settings.pin_characters)
-            warn_default_management_key(settings, args)
+            if not (seen and seen[-1].info.side_by_side):  # a side-by-side token has no PIV management key
+                warn_default_management_key(settings, args)
             return pin
 
         first = stop.result(backend.read_card())
@@ -165,7 +166,8 @@ def _check_and_renew(args: argparse.Namespace, backend: Backend, stop: _StopOnSi
     pin = read_pin(args, backend.settings.pin_characters)
     if not args.yes and not _confirmed(summary, pin):
         return EXIT_OK
-    warn_default_management_key(settings, args)
+    if not summary.info.side_by_side:  # a side-by-side token has no PIV management key
+        warn_default_management_key(settings, args)
     try:
         reach_ca_first(backend, cancel)
     except BaseException:

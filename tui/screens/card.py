@@ -340,7 +340,8 @@ class CardScreen(Pane):
             else:
                 self.notify("Update cancelled. Nothing was changed on your card.", title="Cancelled")
 
-        self.app.push_screen(PinDialog(), entered)
+        side_by_side = summary.info.side_by_side  # the PIV words stay the portal's; a token's say it keeps working
+        self.app.push_screen(PinDialog(warning=renewal_mode_words(True).message) if side_by_side else PinDialog(), entered)
 
     @work(exclusive=True, group="card", exit_on_error=False, description="Checking the PIN tries left")
     async def renew_after_guard(self, pin: Secret, summary: CardSummary) -> None:
