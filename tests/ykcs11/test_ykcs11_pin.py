@@ -4,14 +4,13 @@ that nothing on the card changed but the PIN counter."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from card.emulator.state import CardState
 from tests.ykcs11.pcscd import YkPcscd
-from tests.ykcs11.renewal import Workdir
+from tests.ykcs11.renewal import Workdir, all_but_the_pin_counter
 
 pytestmark = pytest.mark.pcscd
 
@@ -21,17 +20,11 @@ def _renew(work: Workdir, pin: str, *extra: str) -> tuple[int, str]:
     return done.returncode, done.stderr
 
 
-def _all_but_the_pin_counter(state: Path) -> str:
-    raw = json.loads(state.read_text())
-    raw.pop("pin_retries")
-    return json.dumps(raw, sort_keys=True)
-
-
 def test_wrong_pins_through_ykcs11_say_what_the_token_says_and_change_nothing_but_the_counter(
         yk_pcscd: YkPcscd, yk_card, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     work = Workdir.make(tmp_path / "work", yk_pcscd)
     card = yk_card(issuer=work.ca)
-    before = _all_but_the_pin_counter(card.state)
+    before = all_but_the_pin_counter(card.state)
 
     code, said = _renew(work, "000000")
     assert code == 4 and "Wrong PIN" in said and "few tries are left" in said, said  # CKF_USER_PIN_COUNT_LOW
@@ -47,4 +40,4 @@ def test_wrong_pins_through_ykcs11_say_what_the_token_says_and_change_nothing_bu
     code, said = _renew(work, "123456", "--allow-last-pin-try")
     assert code == 4 and "Card blocked" in said, said  # CKR_PIN_LOCKED even with the right PIN
     assert CardState.load(card.state).pin_retries == 0
-    assert _all_but_the_pin_counter(card.state) == before  # no key, certificate or object changed
+    assert all_but_the_pin_counter(card.state) == before  # no key, certificate or object changed
