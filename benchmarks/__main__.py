@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from card.piv import KeyType
 
-    from benchmarks import peers, pkcs11, queue, renewal, scale, tui_bench
+    from benchmarks import peers, pkcs11, queue, renewal, scale, terminal_bytes, tui_bench
 
     latency = LatencyModel()
     report: dict[str, Any] = {"machine": _machine(), "pcscd": _ensure_pcscd(), "latency_model": latency.as_dict()}
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     y = _section(report, "peer_yubico_piv_tool", peers.yubico, base / "py")
     o = _section(report, "peer_opensc_piv_tool", peers.opensc, base / "po")
     tui = _section(report, "tui", tui_bench.run, base / "tui")
+    _section(report, "terminal_bytes", terminal_bytes.run, base / "tb")  # issue 15: slow links; idle target 0
     _section(report, "status_view", scale.status_view, base / "st", latency)
     sc = _section(report, "readers", scale.readers, base / "sc", latency, args.reader_wait)
     four = _section(report, "four_readers", queue.four_readers, base / "q4", latency, args.reader_wait)
