@@ -5,19 +5,24 @@ the PC/SC one. Nothing else in the program decides which card or which issuer is
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from card.config import Settings
-from card.errors import NoCardError, ReaderUnavailableError
+from card.errors import CardRemovedError, NoCardError, NotSupportedError, PinBlockedError, ReaderUnavailableError
 from card.journal import AuditLog, JournalStore, flush_kept_audit
 from card.service import CardDoor, CardService
 from card.transport import CardTransport
 
+logger = logging.getLogger(__name__)
+
 if TYPE_CHECKING:  # the issuers import cryptography; the TUI builds them after its first frame
     from card.enrollment.base import Issuer
+    from card.secret import Secret
+    from card.token import Token
 
 
 @dataclass
@@ -55,21 +60,6 @@ class Backend(CardDoor):
         if self.reader_lister is None:
             return [(self.reader_name, True)]
         return self.reader_lister()
-
-    def reach_ca(self, cancel: threading.Event) -> None:
-        """Preflight's CA reachability *before* the card transaction (DESIGN §3 step 1; break-it finding
-        1): the issuer's CA certificates (SCEP GetCACert) with the engine's retries and back-off, so a CA
-        that does not answer holds no card. The issuer keeps them, and the engine's own check then
-        needs no network. Blocking: call it off the UI thread, never on the card thread.
-
-        Raises:
-            IssuerError (IssuerUnavailable ``CA-DOWN``/``CA-TIMEOUT``, ``CA-TOO-LARGE``, IssuerRejected),
-            OperationCancelled: ``cancel`` was set during a wait.
-        """
-        from card.renewal.context import RenewalContext, ask_ca
-
-        ctx = RenewalContext(self.settings, self.issuer, self.journals, self.audit, cancel=cancel)
-        ask_ca(ctx, self.issuer.ca_certificates)
 
     def switch_reader(self, name: str) -> CardService:
         """Use the reader ``name`` from now on: a new card service; the old one is shut down
@@ -161,3 +151,141 @@ def pcsc_backend(settings: Settings, reader: str | None = None, *, with_issuer: 
     return Backend(settings, pcsc_service(name, cancel), issuer, journals, audit, name,  # type: ignore[arg-type]  # None only with with_issuer=False (status)
                    reader_lister=pcsc.list_readers, service_factory=lambda n: pcsc_service(n, cancel),
                    reader_fixed=bool(named), cancel_event=cancel)
+
+
+class TokenService(CardService):
+    """The card worker on a token that is not reached through our APDUs (a PKCS#11 token, issue 14):
+    the door's operations get the :class:`~card.token.Token` itself (``read_card`` and the engine
+    take a Token; ``log_on``/``tries_left`` ask it through the protocol). The token is opened on the
+    card thread at first use and kept (its login lasts for the session) until log off or a removal.
+
+    Args:
+        token_factory: opens the token (``Pkcs11Token(...)``), on the card thread.
+        presence: returns whether the token is present (SoftHSM2: always).
+    """
+
+    def __init__(self, token_factory: Callable[[], Token], presence: Callable[[], bool] | None = None) -> None:
+        def no_transport() -> CardTransport:
+            raise NoCardError("this token is not reached through a card transport")
+
+        super().__init__(no_transport, presence)
+        self._token_factory = token_factory
+        self._token: Token | None = None
+
+    def _run(self, fn):  # type: ignore[no-untyped-def]  # CardService._run's PivSession is a Token here (the door tells them apart)
+        if self._token is None:
+            self._token = self._token_factory()
+        try:
+            return fn(TokenSession(self._token))
+        except (CardRemovedError, ReaderUnavailableError):
+            self._disconnect()
+            raise
+
+    def _disconnect(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                token.close()
+            except Exception:  # noqa: BLE001 - the token is gone; closing may fail too
+                logger.debug("closing the token failed", exc_info=True)
+
+    @property
+    def apdu_count(self) -> int:
+        """PKCS#11 function calls made on the open token (``Token.calls``)."""
+        return self._token.calls if self._token is not None else 0
+
+
+class TokenSession:
+    """A token (PKCS#11) in the place of a PIV session, for the door's operations: what the door asks
+    of a PIV card is answered through the :class:`~card.token.Token` protocol (SELECT → ``start``,
+    VERIFY → ``log_in``, the PIN tries → ``pin_tries_left``); every Token member is the token's own,
+    so ``read_card`` and the engine take it as the token it is."""
+
+    def __init__(self, token: Token) -> None:
+        self.token = token
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.token, name)
+
+    def select(self) -> None:
+        self.token.start()
+
+    def verify_pin(self, pin: Secret) -> None:
+        """``C_Login``: the token keeps its login for the session (until log off)."""
+        self.token.log_in(pin)
+
+    def get_tries_left(self, reference: int) -> int | None:
+        """The PIN's tries as the token's flags say them (0 locked, 1 final try, else None); the PUK: None."""
+        from card.piv import KEY_REF_PIN
+
+        return self.token.pin_tries_left() if reference == KEY_REF_PIN else None
+
+    def get_pin_retries(self) -> int | None:
+        left = self.token.pin_tries_left()
+        if left == 0:
+            raise PinBlockedError("The PIN is blocked.")
+        return left
+
+    def change_pin(self, pin: Secret, new_pin: Secret) -> None:
+        raise NotSupportedError("cardrenew changes the PIN of PIV cards only; change this token's PIN with its own "
+                                "tool (e.g. pkcs11-tool --change-pin)")
+
+    def reset_retry(self, puk: Secret, new_pin: Secret) -> None:
+        raise NotSupportedError("cardrenew unblocks the PIN of PIV cards only; unblock this token with its own "
+                                "tool (e.g. pkcs11-tool --init-pin --login --login-type so)")
+
+
+def pkcs11_token_factory(settings: Settings, *, read_only: bool = False) -> Callable[[], Token]:
+    """Opens the token ``[card]`` names (``module``, ``token_label``, ``token_serial``) as a
+    :class:`card.pkcs11.Pkcs11Token`. A PKCS#11 module over a PIV card that writes only as security
+    officer (libykcs11) gets the management key of the ``default`` or ``file`` source.
+
+    Raises (when called): ModuleLoadError, TokenNotFoundError, SeveralTokensError (card.pkcs11).
+    """
+    token_settings = settings.token
+    assert token_settings.module is not None  # the configuration requires it with interface = "pkcs11"
+
+    def open_token() -> Token:
+        from card.pkcs11 import Pkcs11Token
+
+        admin_key = (settings.management_key() if settings.management_key_source in ("default", "file") else None)
+        return Pkcs11Token(token_settings.module, token_settings.token_label, token_settings.token_serial,  # type: ignore[arg-type]  # checked above
+                           admin_key=admin_key, read_only=read_only)
+
+    return open_token
+
+
+def pkcs11_backend(settings: Settings, *, with_issuer: bool = True, cancel: threading.Event | None = None,
+                   token_factory: Callable[[], Token] | None = None) -> Backend:
+    """A backend on the PKCS#11 token of ``[card] interface = "pkcs11"`` (no PC/SC reader needed
+    for a software token such as SoftHSM2; a module over a card, such as libykcs11, finds the
+    reader itself). The reader's name shown is the module's slot description, once read.
+
+    ``token_factory`` (tests) replaces :func:`pkcs11_token_factory`.
+    """
+    cancel = cancel if cancel is not None else threading.Event()
+    issuer = build_issuer(settings, cancel=cancel) if with_issuer else None
+    audit = AuditLog(settings.state_dir / "audit.log")
+    journals = JournalStore(settings.state_dir, audit)
+    flush_kept_audit(journals, audit)
+    factory = token_factory or pkcs11_token_factory(settings)
+    name = f"PKCS#11 module {settings.token.module}"
+    return Backend(settings, TokenService(factory, lambda: True), issuer, journals, audit, name,  # type: ignore[arg-type]  # None only with with_issuer=False (status)
+                   reader_fixed=True, cancel_event=cancel)
+
+
+def card_backend(settings: Settings, reader: str | None = None, *, with_issuer: bool = True,
+                 wait_for_card: bool = False, cancel: threading.Event | None = None) -> Backend:
+    """The backend ``[card] interface`` asks for: :func:`pkcs11_backend` or :func:`pcsc_backend`.
+
+    Raises:
+        UsageError: ``--reader`` with a PKCS#11 token (the module finds its token).
+    """
+    if settings.token.is_pkcs11:
+        if reader:
+            from card.config import UsageError
+
+            raise UsageError("--reader names a PC/SC reader; with card.interface = \"pkcs11\" the module finds "
+                             "its token (card.token_label / card.token_serial choose one)")
+        return pkcs11_backend(settings, with_issuer=with_issuer, cancel=cancel)
+    return pcsc_backend(settings, reader, with_issuer=with_issuer, wait_for_card=wait_for_card, cancel=cancel)

@@ -35,13 +35,14 @@ class _SlotId(Protocol):
 
 
 class ConfiguredSlot(Protocol):
-    """A configured slot as read (:class:`card.renewal.SlotStatus`): its label and its number."""
+    """A configured slot (or a PKCS#11 token's key) as read (:class:`card.renewal.SlotStatus`): its
+    label and its name (the slot number ``"9A"``, or the CKA_ID in hex)."""
 
     @property
     def setting(self) -> _Label: ...
 
     @property
-    def slot(self) -> _SlotId: ...
+    def name(self) -> str: ...
 
 
 class CardState(Protocol):
@@ -92,19 +93,30 @@ def not_accepted(what: str, left: int | None) -> str:
     return f"The {what} was not accepted." + ("" if left is None else f" {tries_left(left, what)}.")
 
 
-def pin_state(pin_retries: int | None, ra_contact: str) -> str:
-    """The PIN as ``status`` shows it: ``verified`` (None), blocked (0, whom to contact), or the tries left."""
+UNCOUNTED_TRIES = "not blocked (the token does not say how many tries are left)"
+"""A PKCS#11 token's PIN that is neither locked nor on its final try: PKCS#11 gives no count."""
+
+
+def pin_state(pin_retries: int | None, ra_contact: str, *, counted: bool = True) -> str:
+    """The PIN as ``status`` shows it: ``verified`` (None), blocked (0, whom to contact), or the tries
+    left. ``counted`` False (a PKCS#11 token, whose flags say only locked / final try): None is
+    :data:`UNCOUNTED_TRIES`."""
     if pin_retries is None:
-        return "verified"
+        return "verified" if counted else UNCOUNTED_TRIES
     if pin_retries == 0:
         return f"BLOCKED — contact {ra_contact}"
     return tries_left(pin_retries)
 
 
+NOT_WORKING = {"unfinished": "Not working: finish the update", "key_mismatch": "Not working: key does not match"}
+"""The Card tab's status of a slot that cannot sign for the certificate it shows (``status``'s states
+``unfinished`` and ``key_mismatch``, :func:`card.renewal.slot_condition`), instead of its expiry's."""
+
+
 # -- the update check (DESIGN §1.3) ---------------------------------------------------------------
 def slot_names(slots: Iterable[ConfiguredSlot]) -> str:
     """``"Authentication (9A), Signature (9C)"``: the configured labels and slot numbers."""
-    return ", ".join(f"{s.setting.label} ({s.slot.hex})" for s in slots)
+    return ", ".join(f"{s.setting.label} ({s.name})" for s in slots)
 
 
 def up_to_date(next_renewal: dt.date | None) -> str:
@@ -298,6 +310,7 @@ def last_try_for(holder: str | None) -> str:
             "can unlock it. Send this PIN?")
 
 
-def queue_summary(renewed: int, failed: int, not_due: int) -> str:
-    """The queue's last line: ``"2 renewed, 1 failed, 1 not due"``."""
-    return f"{renewed} renewed, {failed} failed, {not_due} not due"
+def queue_summary(renewed: int, failed: int, not_due: int, skipped: int = 0) -> str:
+    """The queue's last line: ``"2 renewed, 1 failed, 1 not due"`` (``", 1 skipped"``: due cards whose
+    holder gave no PIN; they were not renewed either)."""
+    return f"{renewed} renewed, {failed} failed, {not_due} not due" + (f", {skipped} skipped" if skipped else "")

@@ -172,12 +172,8 @@ class TerminalDriver(LinuxDriver, _InOrder):
         lenient = _LenientInput(self._debug)
         selector = selectors.DefaultSelector()
         selector.register(self.fileno, selectors.EVENT_READ)
-        reading = True
         try:
             while not self.exit_event.is_set():
-                if not reading:
-                    self.exit_event.wait(0.1)
-                    continue
                 for _key, mask in selector.select(0.1):
                     if not mask & selectors.EVENT_READ:
                         continue
@@ -185,10 +181,12 @@ class TerminalDriver(LinuxDriver, _InOrder):
                     if data is None:
                         continue
                     if not data:
-                        # End of input: select() would report the descriptor ready forever.
-                        reading = False
-                        selector.unregister(self.fileno)
-                        break
+                        # End of input (EIO: the terminal has gone): nothing more will come, so the
+                        # thread ends now. It is not a daemon thread, and waiting here for an exit
+                        # event that a hang-up's exit path may never set kept the process alive for
+                        # good (break-it 13): the interpreter's shutdown waits for this thread.
+                        self.deliver(lenient.tick())
+                        return
                     self.deliver(lenient.feed(data))
                 self.deliver(lenient.tick())
         finally:

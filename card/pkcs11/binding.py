@@ -30,6 +30,7 @@ from pkcs11 import Attribute, Mechanism, MechanismFlag
 from pkcs11.exceptions import PKCS11Error
 
 from card.config_errors import ModuleLoadError
+from card.secret import Secret
 
 if TYPE_CHECKING:
     from pkcs11._pkcs11 import lib as Lib
@@ -47,6 +48,10 @@ class LoadedModule:
     refs: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
     """Held for every call into the module (C_Initialize(NULL): one thread at a time)."""
+    logins: dict[int, int] = field(default_factory=dict)
+    """Slot id → how many of this process's tokens hold its (one, process-wide) login."""
+    parked: list[Any] = field(default_factory=list)
+    """Logged-in sessions whose close would log the other tokens out: left to ``C_Finalize``."""
 
     @property
     def manufacturer(self) -> str:
@@ -145,11 +150,12 @@ class Channel:
         return mechanisms
 
     # -- sessions ------------------------------------------------------------------------------
-    def open(self, token: pkcs11.Token, *, rw: bool, user_pin: str | None = None,
-             so_pin: str | None = None) -> pkcs11.Session:
-        """``C_OpenSession`` (+ ``C_Login`` as user or SO when a PIN is given)."""
-        with self._call(1 + (user_pin is not None or so_pin is not None)):
-            return token.open(rw=rw, user_pin=user_pin, so_pin=so_pin)
+    def open(self, token: pkcs11.Token, *, rw: bool, user: Secret | None = None,
+             so: Secret | None = None) -> pkcs11.Session:
+        """``C_OpenSession`` (+ ``C_Login`` as user or SO when a secret is given; it is revealed
+        here, in the binding call that sends it: the binding takes a ``str`` and sends it as UTF-8)."""
+        with self._call(1 + (user is not None or so is not None)):
+            return token.open(rw=rw, user_pin=_reveal(user), so_pin=_reveal(so))
 
     def close(self, session: pkcs11.Session) -> None:
         """``C_Logout`` when the session logged in, then ``C_CloseSession``."""
@@ -194,14 +200,21 @@ class Channel:
                                             public_template=dict(public), private_template=dict(private))
 
     # -- private-key operations ----------------------------------------------------------------
-    def sign(self, key: Any, data: bytes, mechanism: Mechanism, pin: str | None) -> bytes:
+    def sign(self, key: Any, data: bytes, mechanism: Mechanism, pin: Secret | None) -> bytes:
         """``C_GetAttributeValue`` twice (the binding reads the key's ``CKA_KEY_TYPE``), ``C_SignInit``
         (+ ``C_Login(CKU_CONTEXT_SPECIFIC)`` with ``pin``), ``C_Sign`` twice (length, then value)."""
         with self._call(5 + (pin is not None)):
-            return bytes(key.sign(data, mechanism=mechanism, pin=pin))
+            return bytes(key.sign(data, mechanism=mechanism, pin=_reveal(pin)))
 
-    def decrypt(self, key: Any, data: bytes, mechanism: Mechanism, pin: str | None) -> bytes:
+    def decrypt(self, key: Any, data: bytes, mechanism: Mechanism, pin: Secret | None) -> bytes:
         """``C_GetAttributeValue`` twice (``CKA_KEY_TYPE``), ``C_DecryptInit`` (+ context-specific
         ``C_Login``), ``C_Decrypt`` twice."""
         with self._call(5 + (pin is not None)):
-            return bytes(key.decrypt(data, mechanism=mechanism, pin=pin))
+            return bytes(key.decrypt(data, mechanism=mechanism, pin=_reveal(pin)))
+
+
+def _reveal(secret: Secret | None) -> str | None:
+    """The secret as python-pkcs11 takes it: a ``str`` it encodes as UTF-8 (the caller checked
+    :attr:`~card.secret.Secret.is_text`). That short-lived ``str`` is the one copy outside the
+    Secret; CPython cannot wipe it."""
+    return None if secret is None else secret.reveal_text()

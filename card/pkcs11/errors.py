@@ -62,7 +62,7 @@ def translate(exc: p11.PKCS11Error, function: str, doing: str) -> CardError:
     reason = ckr_name(exc)
     if isinstance(exc, REMOVED):
         return TokenRemovedError(f"the token went away during {function} ({reason})")
-    if isinstance(exc, DEVICE + (p11.FunctionFailed,)) and function in WRITES:
+    if isinstance(exc, (p11.GeneralError, p11.FunctionFailed)) and function in WRITES:
         return TokenDeviceError(f"the token could not store the change ({function}: {reason}); SoftHSM2 answers "
                                 "so when its token directory is on read-only storage")
     if isinstance(exc, DEVICE):

@@ -10,16 +10,18 @@ a certificate without its private key; a certificate that does not parse is repo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from asn1crypto.core import Integer
-from pkcs11 import Attribute, CertificateType, Mechanism, ObjectClass
+from pkcs11 import Attribute, CertificateType, Mechanism, ObjectClass, SlotFlag
 from pkcs11 import KeyType as P11KeyType
 from pkcs11 import exceptions as p11
 
 from card.certificates import key_matches, load_certificate, public_key_der, serial_note
-from card.errors import CardError, CertificateObjectError, NotSupportedError, TokenKeyError
-from card.pkcs11.errors import mapped
+from card.errors import CardError, CertificateObjectError, NotSupportedError, TokenDeviceError, TokenKeyError, TokenRemovedError
+from card.pkcs11.errors import ckr_name, translate
 from card.pkcs11.keys import KEY_ATTRIBUTES, NAMES, ecdsa_der, key_type_of, rsa_pkcs_input, sha256
 from card.piv.model import KeyType
 from card.token.base import KeyRef, TokenCertificate
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
     from card.pkcs11.binding import Channel
     from card.pkcs11.keys import ModuleProfile
+    from card.secret import Secret
 
 _CERT_ATTRIBUTES = [Attribute.ID, Attribute.LABEL, Attribute.VALUE]
 _SIGN_ATTRIBUTES = [*KEY_ATTRIBUTES, Attribute.ALWAYS_AUTHENTICATE]
@@ -39,6 +42,7 @@ class ObjectsMixin:
     """The object operations of :class:`~card.pkcs11.token.Pkcs11Token` (which provides the session)."""
 
     _channel: Channel
+    _slot: pkcs11.Slot
     profile: ModuleProfile
     _rsa_mechanism: Mechanism | None = None
     """``CKM_SHA256_RSA_PKCS``, or ``CKM_RSA_PKCS`` over a DigestInfo once the module refused the first."""
@@ -46,10 +50,38 @@ class ObjectsMixin:
     if TYPE_CHECKING:
         def _ensure_session(self) -> pkcs11.Session: ...
         def _for_writing(self) -> pkcs11.Session: ...
-        def _pin_for(self, always_authenticate: bool) -> str | None: ...
+        def _pin_for(self, always_authenticate: bool) -> Secret | None: ...
         def _ref(self, key_id: bytes, label: str) -> KeyRef: ...
         def _logged_in(self) -> bool: ...
         def public_key(self, ref: KeyRef) -> PublicKeyTypes | None: ...
+
+    # -- errors ----------------------------------------------------------------------------------
+    def _translate(self, exc: p11.PKCS11Error, function: str, doing: str) -> CardError:
+        """:func:`card.pkcs11.errors.translate`, and a device error from a token no longer in its
+        slot is the token removed (libykcs11 answers a pulled card with ``CKR_DEVICE_ERROR``)."""
+        err = translate(exc, function, doing)
+        if isinstance(err, TokenDeviceError) and not self._present():
+            return TokenRemovedError(f"the token was removed during {function} ({ckr_name(exc)})")
+        return err
+
+    @contextmanager
+    def _mapped(self, function: str, doing: str, passthrough: type[p11.PKCS11Error] | None = None) -> Iterator[None]:
+        """Binding exceptions inside become :mod:`card.errors` (see :meth:`_translate`)."""
+        try:
+            yield
+        except p11.PKCS11Error as exc:
+            if passthrough is not None and isinstance(exc, passthrough):
+                raise
+            raise self._translate(exc, function, doing) from exc
+
+    def _present(self) -> bool:
+        """Whether the token is still in its slot (``C_GetSlotList``, ``C_GetSlotInfo``); True when
+        that cannot be told."""
+        try:
+            slots = self._channel.slots()
+        except p11.PKCS11Error:
+            return True
+        return any(s.slot_id == self._slot.slot_id and s.flags & SlotFlag.TOKEN_PRESENT for s in slots)
 
     # -- finding ---------------------------------------------------------------------------------
     def _find_objects(self, key_id: bytes | None, cls: ObjectClass | None, session: pkcs11.Session | None = None
@@ -60,7 +92,7 @@ class ObjectsMixin:
             template[Attribute.ID] = key_id
         if cls is not None:
             template[Attribute.CLASS] = cls
-        with mapped("C_FindObjects", "searching its objects"):
+        with self._mapped("C_FindObjects", "searching its objects"):
             return self._channel.find(session or self._ensure_session(), template)
 
     def _private_key(self, ref: KeyRef) -> tuple[Any, dict[Attribute, Any]]:
@@ -74,7 +106,7 @@ class ObjectsMixin:
             raise TokenKeyError(f"no private key with CKA_ID {ref.hex} on the token")
         if len(keys) > 1:
             raise CardError(f"the token holds {len(keys)} private keys with CKA_ID {ref.hex}; cardrenew uses none of them")
-        with mapped("C_GetAttributeValue", "reading a key"):
+        with self._mapped("C_GetAttributeValue", "reading a key"):
             return keys[0], self._channel.attributes(keys[0], _SIGN_ATTRIBUTES)
 
     # -- certificates ----------------------------------------------------------------------------
@@ -111,18 +143,18 @@ class ObjectsMixin:
         refs: dict[bytes, KeyRef] = {}
         for cls in (ObjectClass.CERTIFICATE, ObjectClass.PRIVATE_KEY):
             for obj in self._find_objects(None, cls):
-                with mapped("C_GetAttributeValue", "reading an object"):
+                with self._mapped("C_GetAttributeValue", "reading an object"):
                     attrs = self._channel.attributes(obj, [Attribute.ID, Attribute.LABEL])
                 key_id = bytes(attrs.get(Attribute.ID) or b"")
                 refs.setdefault(key_id, self._ref(key_id, str(attrs.get(Attribute.LABEL) or "")))
         return list(refs.values())
 
     def _id_of(self, obj: Any) -> bytes:
-        with mapped("C_GetAttributeValue", "reading an object"):
+        with self._mapped("C_GetAttributeValue", "reading an object"):
             return bytes(self._channel.attributes(obj, [Attribute.ID]).get(Attribute.ID) or b"")
 
     def _read_certificate(self, obj: Any) -> tuple[TokenCertificate, bytes, str]:
-        with mapped("C_GetAttributeValue", "reading a certificate"):
+        with self._mapped("C_GetAttributeValue", "reading a certificate"):
             attrs = self._channel.attributes(obj, _CERT_ATTRIBUTES)
         key_id, label = bytes(attrs.get(Attribute.ID) or b""), str(attrs.get(Attribute.LABEL) or "")
         raw = bytes(attrs[Attribute.VALUE]) if attrs.get(Attribute.VALUE) is not None else None
@@ -152,17 +184,17 @@ class ObjectsMixin:
             raise TokenKeyError(f"the key at CKA_ID {ref.hex} is {NAMES[actual]}, not {NAMES[key_type]}", other_type=True)
         pin = self._pin_for(bool(attrs.get(Attribute.ALWAYS_AUTHENTICATE)))
         if not key_type.is_rsa:
-            with mapped("C_Sign", "CKM_ECDSA signatures"):
+            with self._mapped("C_Sign", "CKM_ECDSA signatures"):
                 return ecdsa_der(self._channel.sign(key, sha256(message), Mechanism.ECDSA, pin), key_type)
         if self._rsa_mechanism is None or self._rsa_mechanism == Mechanism.SHA256_RSA_PKCS:
             try:
-                with mapped("C_Sign", "CKM_SHA256_RSA_PKCS signatures", passthrough=p11.MechanismInvalid):
+                with self._mapped("C_Sign", "CKM_SHA256_RSA_PKCS signatures", passthrough=p11.MechanismInvalid):
                     signature = self._channel.sign(key, message, Mechanism.SHA256_RSA_PKCS, pin)
                 self._rsa_mechanism = Mechanism.SHA256_RSA_PKCS
                 return signature
             except p11.MechanismInvalid:
                 self._rsa_mechanism = Mechanism.RSA_PKCS
-        with mapped("C_Sign", "CKM_RSA_PKCS signatures"):
+        with self._mapped("C_Sign", "CKM_RSA_PKCS signatures"):
             return self._channel.sign(key, rsa_pkcs_input(message), Mechanism.RSA_PKCS, pin)
 
     def decipher(self, ref: KeyRef, block: bytes) -> bytes:
@@ -176,7 +208,7 @@ class ObjectsMixin:
         if attrs.get(Attribute.KEY_TYPE) != P11KeyType.RSA:
             raise TokenKeyError(f"the key at CKA_ID {ref.hex} is not an RSA key", other_type=True)
         pin = self._pin_for(bool(attrs.get(Attribute.ALWAYS_AUTHENTICATE)))
-        with mapped("C_Decrypt", "raw RSA (CKM_RSA_X_509)"):
+        with self._mapped("C_Decrypt", "raw RSA (CKM_RSA_X_509)"):
             plain = self._channel.decrypt(key, block, Mechanism.RSA_X_509, pin)
         size = len(bytes(attrs.get(Attribute.MODULUS) or b"").lstrip(b"\0")) or len(block)
         return plain.rjust(size, b"\0")
@@ -204,10 +236,10 @@ class ObjectsMixin:
             Attribute.SUBJECT: cert.subject.public_bytes(), Attribute.ISSUER: cert.issuer.public_bytes(),
             Attribute.SERIAL_NUMBER: Integer(cert.serial_number).dump(), Attribute.VALUE: der,
         }
-        with mapped("C_CreateObject", "certificate objects"):
+        with self._mapped("C_CreateObject", "certificate objects"):
             self._channel.create(session, template)
         for obj in old:
-            with mapped("C_DestroyObject", "deleting objects"):
+            with self._mapped("C_DestroyObject", "deleting objects"):
                 self._channel.destroy(obj)
 
     def delete(self, ref: KeyRef) -> None:
@@ -217,7 +249,7 @@ class ObjectsMixin:
         session = self._for_writing()
         for cls in (ObjectClass.CERTIFICATE, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
             for obj in self._find_objects(ref.key_id, cls, session):
-                with mapped("C_DestroyObject", "deleting objects"):
+                with self._mapped("C_DestroyObject", "deleting objects"):
                     self._channel.destroy(obj)
 
     def relabel(self, ref: KeyRef, label: str) -> None:
@@ -226,7 +258,7 @@ class ObjectsMixin:
         session = self._for_writing()
         for cls in (ObjectClass.CERTIFICATE, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
             for obj in self._find_objects(ref.key_id, cls, session):
-                with mapped("C_SetAttributeValue", "renaming objects"):
+                with self._mapped("C_SetAttributeValue", "renaming objects"):
                     self._channel.set_attribute(obj, Attribute.LABEL, label)
 
     def _side_by_side_only(self, what: str) -> None:

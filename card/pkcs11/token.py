@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pkcs11
 from pkcs11 import Mechanism, ObjectClass, SlotFlag, TokenFlag
 from pkcs11 import exceptions as p11
 
@@ -43,13 +44,11 @@ from card.pkcs11.errors import mapped, translate
 from card.pkcs11.keys import KEY_ATTRIBUTES, NAMES, PIV_IDS, keypair_templates, profile_for, public_key_of
 from card.pkcs11.objects import ObjectsMixin
 from card.piv.model import KeyType
+from card.secret import Secret
 from card.token.base import CardIdentity, KeyRef, TokenInfo, TokenInterface
 
 if TYPE_CHECKING:
-    import pkcs11
     from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-
-    from card.secret import Secret
 
 PUBLIC, USER, SO = "public", "user", "so"
 
@@ -144,7 +143,7 @@ class Pkcs11Token(ObjectsMixin):
         ``CKM_EC_KEY_PAIR_GEN``: P-256 and P-384)."""
         self._ensure_session()
         if self._key_types is None:
-            with mapped("C_GetMechanismList", "listing its mechanisms"):
+            with self._mapped("C_GetMechanismList", "listing its mechanisms"):
                 mechanisms = self._channel.mechanisms(self._slot)
             types = {KeyType.RSA2048} if Mechanism.RSA_PKCS_KEY_PAIR_GEN in mechanisms else set()
             if Mechanism.EC_KEY_PAIR_GEN in mechanisms:
@@ -158,24 +157,49 @@ class Pkcs11Token(ObjectsMixin):
         assert self._session is not None
         return self._session
 
-    def _open(self, role: str, secret: str | None = None) -> None:
-        """Close our session (``C_Logout`` if logged in) and open one as ``role``. Binding errors pass through."""
+    def _open(self, role: str, secret: Secret | None = None) -> None:
+        """Close our session (``C_Logout`` if logged in) and open one as ``role``. Binding errors pass through.
+
+        PKCS#11 keeps one login per token for the whole process (v2.40 §5.6): when another
+        Pkcs11Token of this process is logged in as user on this token, ``C_Login`` answers
+        ``CKR_USER_ALREADY_LOGGED_IN`` and our new session shares that login (the PIN is then not
+        checked again)."""
         self._close_session()
-        pins = {"user_pin": secret} if role == USER else {"so_pin": secret} if role == SO else {}
+        pins = {"user": secret} if role == USER else {"so": secret} if role == SO else {}
+        logins = self._channel.module.logins
         try:
-            self._session = self._channel.open(self._token, rw=not self._read_only, **pins)
+            self._session = self._open_session(pins)
+        except p11.UserAlreadyLoggedIn:
+            if role != USER or not logins.get(self._slot.slot_id):
+                raise
+            self._session = self._open_session({})
+        self._role = role
+        if role != PUBLIC:
+            logins[self._slot.slot_id] = logins.get(self._slot.slot_id, 0) + 1
+
+    def _open_session(self, pins: dict[str, Secret | None]) -> pkcs11.Session:
+        try:
+            return self._channel.open(self._token, rw=not self._read_only, **pins)
         except p11.TokenWriteProtected:
             self._read_only = True  # the flag did not say so; the session did
-            self._session = self._channel.open(self._token, rw=False, **pins)
-        self._role = role
+            return self._channel.open(self._token, rw=False, **pins)
 
     def _close_session(self) -> None:
-        session, self._session, self._role = self._session, None, PUBLIC
-        if session is not None:
-            try:
-                self._channel.close(session)
-            except p11.PKCS11Error:
-                pass  # a session the token already dropped (removal) is closed either way
+        """Close our session; ``C_Logout`` only when no other Pkcs11Token of this process shares the
+        login (its session is kept open until then: closing it would log the others out)."""
+        session, role, self._session, self._role = self._session, self._role, None, PUBLIC
+        if session is None:
+            return
+        module, slot = self._channel.module, self._slot.slot_id
+        if role != PUBLIC:
+            module.logins[slot] = others = module.logins.get(slot, 1) - 1
+            if others > 0 and getattr(session, "user_type", pkcs11.UserType.NOBODY) != pkcs11.UserType.NOBODY:
+                module.parked.append(session)  # closed by C_Finalize when the module is released
+                return
+        try:
+            self._channel.close(session)
+        except p11.PKCS11Error:
+            pass  # a session the token already dropped (removal) is closed either way
 
     def close(self) -> None:
         """Log out, close the session and release the module (the last token of it finalises it)."""
@@ -205,7 +229,7 @@ class Pkcs11Token(ObjectsMixin):
         return bool(self._token_flags() & TokenFlag.USER_PIN_COUNT_LOW)
 
     def _token_flags(self) -> TokenFlag:
-        with mapped("C_GetTokenInfo", "reading the token"):
+        with self._mapped("C_GetTokenInfo", "reading the token"):
             self._token = self._channel.token(self._slot)
         return TokenFlag(self._token.flags)
 
@@ -216,15 +240,12 @@ class Pkcs11Token(ObjectsMixin):
             PinFormatError (not UTF-8; the token refused its length), InvalidPinError (tries left
             where the token says), PinBlockedError, TokenRemovedError, TokenDeviceError.
         """
-        text = _text(pin, "PIN")
         try:
-            self._open(USER, text)
+            self._open(USER, _as_text(pin, "PIN"))
         except p11.PinIncorrect as exc:
             raise self._wrong_pin() from exc
         except p11.PKCS11Error as exc:
-            raise translate(exc, "C_Login", "logging in") from exc
-        finally:
-            del text
+            raise self._translate(exc, "C_Login", "logging in") from exc
         self._pin = pin
 
     def _wrong_pin(self) -> CardError:
@@ -249,17 +270,18 @@ class Pkcs11Token(ObjectsMixin):
         if self._admin_key is None:
             raise ManagementKeyError("no management key (security officer PIN) is configured for this token",
                                      next_step=words.ADMIN_NEXT)
-        so_pin = self._admin_key.reveal().hex() if self.profile.piv else _text(self._admin_key, "SO PIN")
+        so = Secret(self._admin_key.reveal().hex()) if self.profile.piv else _as_text(self._admin_key, "SO PIN")
         try:
-            self._open(SO, so_pin)
+            self._open(SO, so)
         except (p11.PinIncorrect, p11.PinInvalid, p11.PinLenRange) as exc:
             raise ManagementKeyError("the token refused the management key", next_step=words.ADMIN_NEXT) from exc
         except p11.PinLocked as exc:
             raise ManagementKeyError("the token's security officer PIN is locked", next_step=words.ADMIN_NEXT) from exc
         except p11.PKCS11Error as exc:
-            raise translate(exc, "C_Login", "logging in as security officer") from exc
+            raise self._translate(exc, "C_Login", "logging in as security officer") from exc
         finally:
-            del so_pin
+            if so is not self._admin_key:
+                so.wipe()
         self._admin_ok = True
 
     def _for_writing(self) -> pkcs11.Session:
@@ -278,13 +300,13 @@ class Pkcs11Token(ObjectsMixin):
             self.log_in_admin()
         return self._ensure_session()
 
-    def _pin_for(self, always_authenticate: bool) -> str | None:
+    def _pin_for(self, always_authenticate: bool) -> Secret | None:
         """The PIN for a context-specific login, when the key or our SO session needs one."""
         if not (always_authenticate or self._role == SO):
             return None
         if self._pin is None:
             raise CardError("the key asks for the PIN before each use, and no PIN was given")
-        return _text(self._pin, "PIN")
+        return self._pin
 
     # -- reading ---------------------------------------------------------------------------------
     def card_identity(self) -> CardIdentity | None:
@@ -303,7 +325,7 @@ class Pkcs11Token(ObjectsMixin):
         private key holds the modulus); None when neither says."""
         for cls in (ObjectClass.PUBLIC_KEY, ObjectClass.PRIVATE_KEY):
             for obj in self._find_objects(ref.key_id, cls):
-                with mapped("C_GetAttributeValue", "reading a key"):
+                with self._mapped("C_GetAttributeValue", "reading a key"):
                     key = public_key_of(self._channel.attributes(obj, KEY_ATTRIBUTES))
                 if key is not None:
                     return key
@@ -328,7 +350,7 @@ class Pkcs11Token(ObjectsMixin):
         if not self.profile.piv and self._find_objects(ref.key_id, None):
             raise CardError(f"the token already holds objects with CKA_ID {ref.hex}; nothing was changed")
         args = keypair_templates(key_type, ref.key_id, ref.label, self.profile)
-        with mapped("C_GenerateKeyPair", f"{NAMES[key_type]} key generation"):
+        with self._mapped("C_GenerateKeyPair", f"{NAMES[key_type]} key generation"):
             public, _private = self._channel.generate_keypair(session, *args)
             attrs = self._channel.attributes(public, KEY_ATTRIBUTES)
         key = public_key_of(attrs)
@@ -341,13 +363,12 @@ def _serial(token: Any) -> str:
     return bytes(token.serial).decode("ascii", "replace").strip()
 
 
-def _text(secret: Secret, what: str) -> str:
-    """The secret as the binding takes it (``str``, sent as UTF-8).
+def _as_text(secret: Secret, what: str) -> Secret:
+    """``secret``, checked to be text: the binding sends a PIN as UTF-8.
 
     Raises:
         PinFormatError: not valid UTF-8 (nothing was sent, no try used).
     """
-    try:
-        return secret.reveal_text()
-    except UnicodeDecodeError as exc:
-        raise PinFormatError(f"the {what} is not valid text", next_step="Enter it again; no try was used.") from exc
+    if not secret.is_text:
+        raise PinFormatError(f"the {what} is not valid text", next_step="Enter it again; no try was used.")
+    return secret

@@ -13,7 +13,7 @@ from card.enrollment.base import Issuer
 from card.journal import SlotJournal
 from card.piv import Slot
 from card.renewal.keys import TokenKeys
-from card.renewal.model import SlotStatus
+from card.renewal.model import KeySetting, SlotStatus
 from card.renewal.results import RenewalRefused
 from card.token import KeyRef
 
@@ -21,8 +21,9 @@ from card.token import KeyRef
 class SlotPlan(NamedTuple):
     """One slot of a run, in the order the run renews them."""
 
-    setting: SlotSetting
-    """The slot and its label (from ``renewal.slots``; a journalled slot no longer configured gets its PIV name)."""
+    setting: SlotSetting | KeySetting
+    """The slot and its label (from ``renewal.slots``; a journalled slot no longer configured gets its PIV name),
+    or a PKCS#11 token's key (its ``slot`` raises ValueError on a side-by-side token)."""
     old: x509.Certificate | None
     """The certificate being renewed, while the slot still holds it (None once it was replaced)."""
     entry: SlotJournal

@@ -247,3 +247,25 @@ def test_certificates_for_different_keys_at_one_id_are_left_alone(softhsm: SoftH
     shown = token.certificate(SIGN)
     assert shown.certificate is None and shown.error == "2 different certificates share CKA_ID 02; cardrenew changes none of them"
     token.close()
+
+
+def test_the_pin_is_in_no_repr_and_no_log(softhsm: SoftHsm, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    softhsm.tool("--keypairgen", "--key-type", "EC:secp256r1", "--id", "09", "--label", "always", "--always-auth")
+    token = open_token(softhsm)
+    token.sign(KeyRef(b"\x09", "always"), KeyType.ECCP256, b"m")  # the PIN goes to the module once more here
+    shown = " ".join([repr(token), str(token.info), repr(token.__dict__), caplog.text])
+    assert softhsm.pin not in shown and softhsm.pin.encode().hex() not in shown
+    token.close()
+
+
+def test_two_tokens_of_one_process_share_the_login_and_neither_logs_the_other_out(softhsm: SoftHsm) -> None:
+    """PKCS#11 keeps one login per token and process: e.g. the door's token renewing while another
+    part of the process (a status read) opens the same token."""
+    first, second = open_token(softhsm), open_token(softhsm)  # the second C_Login: CKR_USER_ALREADY_LOGGED_IN
+    assert {c.ref.key_id: c.has_private_key for c in second.certificates()} == {b"\x01": True, b"\x02": True}
+    first.close()
+    assert second.sign(AUTH, KeyType.RSA2048, b"still logged in")
+    second.close()
+    third = open_token(softhsm)  # the module was released and loads again: a fresh login
+    third.close()

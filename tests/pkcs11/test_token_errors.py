@@ -30,6 +30,7 @@ from card.errors import (
     NoCardError,
     NotSupportedError,
     PinBlockedError,
+    PinFormatError,
     ReadOnlyTokenError,
     TokenDeviceError,
     TokenNotFoundError,
@@ -59,6 +60,15 @@ def test_a_wrong_pin_says_so_and_what_the_token_says_of_the_tries(softhsm: SoftH
     token.log_in(Secret(softhsm.pin))
     assert not token.pin_count_low()
     assert sorted(judge.working_pairs(softhsm)) == [b"\x01", b"\x02"]
+    token.close()
+
+
+def test_a_pin_that_is_not_text_is_never_sent(softhsm: SoftHsm) -> None:
+    token = open_token(softhsm, log_in=False)
+    calls = token.calls
+    with pytest.raises(PinFormatError, match="the PIN is not valid text"):
+        token.log_in(Secret(b"\xff\xfe123456"))
+    assert token.calls == calls and not token.pin_count_low()  # no C_Login: no try spent
     token.close()
 
 
@@ -247,3 +257,24 @@ def test_a_token_gone_or_failing_stops_the_run_like_a_pulled_card(exc: p11.PKCS1
     err = translate(exc, "C_Sign", "signatures")
     assert isinstance(err, raised) and isinstance(err, CardRemovedError) and err.title == title
     assert "run cardrenew again; an unfinished update is resumed" in err.next_step
+
+
+@pytest.mark.parametrize(("present", "raised", "message"), [
+    (False, TokenRemovedError, "the token was removed during C_Sign (CKR_DEVICE_ERROR)"),
+    (True, TokenDeviceError, "C_Sign failed: CKR_DEVICE_ERROR"),
+])
+def test_a_device_error_from_a_token_no_longer_in_its_slot_is_a_removal(
+        softhsm: SoftHsm, monkeypatch: pytest.MonkeyPatch, present: bool, raised: type[Exception], message: str) -> None:
+    """libykcs11 answers a pulled card with CKR_DEVICE_ERROR (tests/ykcs11): the token asks the
+    module whether the token is still in its slot and says which it was."""
+    token = open_token(softhsm)
+
+    def failing_sign(*args: object) -> bytes:
+        raise p11.DeviceError()
+
+    monkeypatch.setattr(token._channel, "sign", failing_sign)
+    monkeypatch.setattr(token, "_present", lambda: present)
+    with pytest.raises(raised) as err:
+        token.sign(AUTH, KeyType.RSA2048, b"m")
+    assert type(err.value) is raised and str(err.value) == message
+    token.close()

@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import pty
+import select
 import signal
 import struct
 import sys
@@ -56,6 +57,7 @@ class Terminal:
         self.output = bytearray()
         """Every byte the child wrote to the terminal."""
         self._lock = threading.Lock()
+        self._hanging_up = threading.Event()
         self.exit_status: int | None = None
         pid, fd = pty.fork()
         if pid == 0:  # the child: exec at once (the parent has threads)
@@ -72,6 +74,10 @@ class Terminal:
     # -- output -----------------------------------------------------------------------------------
     def _read(self) -> None:
         while True:
+            if self._hanging_up.is_set():
+                return
+            if not select.select([self.fd], [], [], 0.1)[0]:
+                continue  # (a read that blocks would keep the pty open after hang_up closed it)
             try:
                 data = os.read(self.fd, 65536)
             except OSError as error:
@@ -153,6 +159,14 @@ class Terminal:
             time.sleep(0.05)
         assert self.exit_status is not None
         return self.exit_status
+
+    def hang_up(self) -> None:
+        """Close the pty's master side as a terminal window or an SSH session that goes away does:
+        the child's reads give EIO and, as the session's leader, it gets SIGHUP."""
+        self._hanging_up.set()
+        self._reader.join(timeout=5)
+        os.close(self.fd)
+        self.fd = os.open(os.devnull, os.O_RDONLY)  # for close()
 
     def close(self) -> None:
         """End the child (SIGTERM, then SIGKILL) by its PID and close the pty."""

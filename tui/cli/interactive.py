@@ -28,7 +28,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
         backend = lazy_demo_backend(settings, fault=args.demo_fault)  # the card is made after the first frame
     else:
         stop = threading.Event()  # no card yet (wait_for_card): the logon pane asks for it
-        backend = assembly.pcsc_backend(settings, args.reader, wait_for_card=True, cancel=stop)
+        backend = assembly.card_backend(settings, args.reader, wait_for_card=True, cancel=stop)
     app = make_app(backend)
     app.driver_class = driver_class() or app.driver_class  # undecodable input never ends the app
     # SIGTERM, SIGHUP (an SSH session dropped) and SIGINT: the UI ends at once, the current card

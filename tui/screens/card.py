@@ -13,9 +13,9 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Label, Markdown, Static, TabbedContent, Tabs
 
-from card.service import CardSummary, RenewalResult, UpdateCheck, card_expiry_words, update_check
+from card.service import CardSummary, RenewalResult, UpdateCheck, card_expiry_words, slot_condition, update_check
 from card.secret import Secret
-from card.words import blocked_words, renewal_mode_words, token_name, update_words
+from card.words import NOT_WORKING, blocked_words, renewal_mode_words, token_name, update_words
 from tui.messages import LogOffRequested, RenewalRequested
 from tui.screens.base import Pane
 from tui.screens.certificates import (CardTab, CertificatesTab, certificate_details, key_type_text,  # noqa: F401 - re-exported
@@ -86,13 +86,15 @@ class CardSummaryTab(CardTab):
                                ("Days left", "slot-days"), ("Status", "slot-status"))]
         for status in summary.slots:
             words, css = status_text(status)
+            if (condition := slot_condition(summary, status, self.settings.ra_contact)) is not None:
+                words, css = NOT_WORKING[condition[0]], "-expired"  # as `status` says (tester finding F-1)
             cert = status.certificate
             cells += [
                 Label(status.setting.label, classes="slot-label", markup=False),
-                Label(status.slot.hex, classes="slot-id", markup=False),
+                Label(status.name, classes="slot-id", markup=False),
                 Label(format_date(cert.not_valid_after_utc) if cert else "–", classes="slot-expiry", markup=False),
                 Label(str(status.days_left) if status.days_left is not None else "–", classes="slot-days", markup=False),
-                Label(words, classes=f"slot-status {css}", id=f"status-{status.slot.hex.lower()}", markup=False),
+                Label(words, classes=f"slot-status {css}", id=f"status-{status.name.lower()}", markup=False),
             ]
         await grid.mount_all(cells)
         notice = self.query_one("#card-notice", Static)
@@ -118,7 +120,7 @@ class CardSummaryTab(CardTab):
             notice.update(f"An unfinished update was found (reference {summary.pending_journal.reference}). "
                           "Select Update My Card to resume it.")
             notice.set_class(True, "-warning")
-        elif notes := [f"{s.setting.label} ({s.slot.hex}): {s.note}" for s in summary.slots if s.note]:
+        elif notes := [f"{s.setting.label} ({s.name}): {s.note}" for s in summary.slots if s.note]:
             notice.update("\n".join(notes))
         else:
             notice.update("")
@@ -309,7 +311,7 @@ class CardScreen(Pane):
         check = update_check(summary)
         settings = app.backend.settings
         if check is UpdateCheck.AVAILABLE:
-            due = "\n".join(f"  {s.setting.label} ({s.slot.hex}): expires {format_date(s.certificate.not_valid_after_utc)}"
+            due = "\n".join(f"  {s.setting.label} ({s.name}): expires {format_date(s.certificate.not_valid_after_utc)}"
                             for s in summary.due if s.certificate is not None)
             self.app.push_screen(MessageDialog("Updates are available for your card",
                                           f"These certificates are due for renewal:\n{due}",
@@ -338,7 +340,8 @@ class CardScreen(Pane):
             else:
                 self.notify("Update cancelled. Nothing was changed on your card.", title="Cancelled")
 
-        self.app.push_screen(PinDialog(), entered)
+        side_by_side = summary.info.side_by_side  # the PIV words stay the portal's; a token's say it keeps working
+        self.app.push_screen(PinDialog(warning=renewal_mode_words(True).message) if side_by_side else PinDialog(), entered)
 
     @work(exclusive=True, group="card", exit_on_error=False, description="Checking the PIN tries left")
     async def renew_after_guard(self, pin: Secret, summary: CardSummary) -> None:

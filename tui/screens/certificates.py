@@ -71,7 +71,7 @@ def certificate_details(status: SlotStatus) -> str:
     """Subject, issuer, serial, validity, key type and SHA-256 fingerprint of one slot, as text."""
     cert = status.certificate
     words, _ = status_text(status)
-    head = f"{status.setting.label} ({status.slot.hex}) — {words}"
+    head = f"{status.setting.label} ({status.name}) — {words}"
     if cert is None:
         return f"{head}\nNo certificate in this slot."
     sha = fingerprint(cert).upper()
@@ -114,10 +114,10 @@ class CertificatesTab(CardTab):
         self.statuses = {}
         for status in summary.slots:
             cert = status.certificate
-            self.statuses[status.slot.hex] = status
-            table.add_row(Text(status.setting.label), status.slot.hex,  # Text: a label is never markup
+            self.statuses[status.name] = status
+            table.add_row(Text(status.setting.label), status.name,  # Text: a label is never markup
                           format_date(cert.not_valid_after_utc) if cert else "–", status_text(status)[0],
-                          key=status.slot.hex)
+                          key=status.name)
         if selected in self.statuses:
             table.move_cursor(row=table.get_row_index(selected))
         self.show_details()

@@ -14,7 +14,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError, PinBlockedError, PinFormatError
 from card.secret import Secret
-from card.words import renewal_mode_words, sentence, token_name, tries_left
+from card.words import FEW_TRIES, renewal_mode_words, sentence, token_name, tries_left
 from tui.messages import LoggedOn, ReaderChosen
 from tui.pin_input import PinInput
 from tui.screens.base import Pane
@@ -196,6 +196,8 @@ class LogonScreen(Pane):
         status.set_class(False, "-warning")
         mode = renewal_mode_words(info.side_by_side)
         self.query_one("#logon-renewal-mode", Label).update(f"Renewal {mode.title.lower()}: {mode.message}")
+        for warning in self.query("#management-key-warning"):  # a side-by-side token has no PIV management key
+            warning.set_class(info.side_by_side, "-hidden")
         self.query_one("#holder-name", Label).update(summary.holder or "(no name on the card)")
         self._show_unlock()
         if summary.pin_retries == 0:
@@ -274,8 +276,8 @@ class LogonScreen(Pane):
             self.pin_input.clear()
             left = exc.attempts_remaining
             app.note_tries("PIN", left)
-            if left is None:
-                self.show_message("Wrong PIN.")
+            if left is None:  # a PKCS#11 token may say only that few are left
+                self.show_message("Wrong PIN." + (f" {FEW_TRIES}" if exc.few_left else ""))
             else:
                 self.show_message(f"Wrong PIN: {tries_left(left)}.")
             return
