@@ -1,6 +1,6 @@
 """A Hypothesis state machine over a real SoftHSM2 token: keys generated beside each other,
 certificates written and replaced, keys relabelled and deleted, a certificate for another key
-offered — and the token "pulled" (an error) at any object destruction of a delete or a replace.
+offered — and the token "pulled" (an error) at any object creation or destruction of a delete or a replace.
 
 Invariant (issue 14): every certificate on the token has its matching private key — checked after
 every step by pkcs11-tool (no certificate without a private key of its CKA_ID) and by a signature
