@@ -295,8 +295,10 @@ class ReaderQueue:
         ended = True
         for name in list(self._doors):
             door = self._doors.pop(name)
-            ended = door.close(wait=wait, timeout_s=timeout_s, cancel_pending=True) and ended
-            self._door.forget_reader_door(door)
+            if door.close(wait=wait, timeout_s=timeout_s, cancel_pending=True):
+                self._door.forget_reader_door(door)
+            else:  # still finishing a card step: the door it came from waits for it when it closes
+                ended = False
         return ended
 
     # -- bookkeeping ---------------------------------------------------------------------------

@@ -108,6 +108,11 @@ def pin_state(pin_retries: int | None, ra_contact: str, *, counted: bool = True)
     return tries_left(pin_retries)
 
 
+NOT_WORKING = {"unfinished": "Not working: finish the update", "key_mismatch": "Not working: key does not match"}
+"""The Card tab's status of a slot that cannot sign for the certificate it shows (``status``'s states
+``unfinished`` and ``key_mismatch``, :func:`card.renewal.slot_condition`), instead of its expiry's."""
+
+
 # -- the update check (DESIGN §1.3) ---------------------------------------------------------------
 def slot_names(slots: Iterable[ConfiguredSlot]) -> str:
     """``"Authentication (9A), Signature (9C)"``: the configured labels and slot numbers."""
@@ -305,6 +310,7 @@ def last_try_for(holder: str | None) -> str:
             "can unlock it. Send this PIN?")
 
 
-def queue_summary(renewed: int, failed: int, not_due: int) -> str:
-    """The queue's last line: ``"2 renewed, 1 failed, 1 not due"``."""
-    return f"{renewed} renewed, {failed} failed, {not_due} not due"
+def queue_summary(renewed: int, failed: int, not_due: int, skipped: int = 0) -> str:
+    """The queue's last line: ``"2 renewed, 1 failed, 1 not due"`` (``", 1 skipped"``: due cards whose
+    holder gave no PIN; they were not renewed either)."""
+    return f"{renewed} renewed, {failed} failed, {not_due} not due" + (f", {skipped} skipped" if skipped else "")

@@ -11,6 +11,8 @@ from card.emulator.create import create_card_state
 from card.enrollment.local import LocalCA, init_ca
 from card.piv import KeyType
 
+pytest_plugins = ["tests.token_compat"]  # the README's token compatibility table, from the results
+
 
 @pytest.fixture(autouse=True)
 def isolated_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -63,6 +63,7 @@ class CardRenewApp(ReaderFollowing, AppBase):
         # it arrives, so the digits after a Tab in one read landed in the field before it.
         Binding("tab", "focus_next", show=False, priority=True),
         Binding("shift+tab", "focus_previous", show=False, priority=True),
+        Binding("f6", "readers", "Readers", id="readers", tooltip="Every reader and its card: renew several cards"),
     ]
     KIOSK_BLOCKED_ACTIONS = frozenset({"quit", "help_quit", "command_palette", "suspend_process"})
     """Actions a kiosk never runs: leaving the app, the command palette, suspending to the shell."""
@@ -148,6 +149,8 @@ class CardRenewApp(ReaderFollowing, AppBase):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.kiosk and action in self.KIOSK_BLOCKED_ACTIONS:
             return False
+        if action == "readers":
+            return self.readers_pane_offered()
         return super().check_action(action, parameters)
 
     def _check_inactivity(self) -> None:

@@ -11,6 +11,10 @@ from textual import work
 from card.errors import CardError
 
 if TYPE_CHECKING:
+    from typing import Any
+
+    from textual.screen import Screen
+
     from card.backend import Backend
     from tui.screens.base import Pane
 
@@ -25,9 +29,13 @@ class ReaderFollowing:
     card_present: bool | None
     _listing_readers: bool
 
+    kiosk: bool
+
     if TYPE_CHECKING:
         @property
         def renewing(self) -> bool: ...
+
+        def goto(self, screen: Screen[Any]) -> None: ...
 
         def _pane(self) -> Pane | None: ...
 
@@ -84,3 +92,17 @@ class ReaderFollowing:
         self._watch_service()
         if (pane := self._pane()) is not None:
             pane.reader_switched()
+
+    # -- the Readers pane (issue 15): every reader at once, for support staff -------------------
+    def readers_pane_offered(self) -> bool:
+        """F6 is offered on the logon pane, on PC/SC, not logged on, not renewing, never in a kiosk."""
+        pane = self._pane()
+        return (not self.kiosk and self.backend.can_switch_reader and not self.is_logged_on and not self.renewing
+                and pane is not None and pane.LISTS_READERS)
+
+    def action_readers(self) -> None:
+        """F6: the *Readers* pane (tui/screens/readers.py), imported when first shown."""
+        if self.readers_pane_offered():
+            from tui.screens.readers import ReadersScreen
+
+            self.goto(ReadersScreen())

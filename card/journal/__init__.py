@@ -7,7 +7,7 @@ appended. Both live under the XDG state directory, mode 0600.
 
 Journal file (``journal-<card id>.json``, UTF-8 JSON, at most :data:`MAX_JOURNAL_BYTES`)::
 
-    {"version": 1, "card_id": "<CHUID GUID hex, or cert-<fingerprint>>", "reference": "CR-XXXXXX",
+    {"version": 1, "card_id": "<CHUID GUID hex, p11-<digest> (PKCS#11), or cert-<fingerprint>>", "reference": "CR-XXXXXX",
      "started": "<ISO 8601>", "audit_pending": [<audit records not yet in the audit log>],
      "interface": "piv"|"pkcs11" (absent: "piv"),
      "slots": {"9A": {"slot": "9A", "step": "planned|authorised|generating|generated|issued|written|retired|done|ended",

@@ -21,7 +21,7 @@ from card.renewal.admin import as_token, piv_token
 from card.renewal.context import RenewalContext
 from card.renewal.engine import renew
 from card.renewal.model import (CardSummary, SlotState, SlotStatus, UpdateCheck, card_expiry_status, card_expiry_words,
-                                update_check)
+                                slot_condition, update_check)
 from card.renewal.reading import card_id_for, journal_slot_matches, read_card
 from card.renewal.results import (CardExpiredError, NullReporter, RenewalRefused, RenewalReporter, RenewalResult,
                                   RenewalStep, SlotChangedError, SlotKeyMismatchError, SlotResult)
@@ -42,6 +42,7 @@ __all__ = [
     "SlotResult",
     "SlotState",
     "SlotStatus",
+    "slot_condition",
     "UpdateCheck",
     "as_token",
     "card_expiry_status",

@@ -30,6 +30,7 @@ from card.piv import KeyType, PivSession, Slot
 from card.renewal.admin import as_token
 from card.renewal.authorise import Authoriser
 from card.renewal.beside import BesideSteps
+from card.renewal.beside_run import BesideRun
 from card.renewal.context import RenewalContext
 from card.renewal.keys import TokenKeys
 from card.renewal.model import CardSummary, SlotState, SlotStatus
@@ -72,6 +73,8 @@ class Renewal:
     # -- the run -------------------------------------------------------------------------
     def run(self) -> RenewalResult:
         """Preflight, authorise, renew slot by slot; see :func:`renew` for what is raised and returned."""
+        if self.token.info.side_by_side:  # issue 14: the new key beside the old one, keyed by CKA_ID
+            return BesideRun(self).run()
         self.ctx.reporter.step(None, RenewalStep.PREFLIGHT)
         summary = self._card_summary()
         journal, by_slot = self._journal_for(summary)

@@ -6,6 +6,7 @@ CHUID) are the token's optional answers (None on a token without them)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -20,12 +21,15 @@ from card.piv import PivSession, Slot
 from card.renewal.admin import as_token
 from card.renewal.keys import TokenKeys
 from card.renewal.beside_resume import is_leftover_label
-from card.renewal.model import CardSummary, KeySetting, SlotState, SlotStatus
-from card.token import KeyRef, Token, TokenCertificate
+from card.renewal.model import CardSummary, KeySetting, SlotState, SlotStatus, holds_generated_key
+from card.token import KeyRef, Token, TokenCertificate, TokenInterface
 
 
 def card_id_for(token: Token, certificates: Mapping[Any, x509.Certificate | None]) -> tuple[str | None, str | None, dt.date | None]:
-    """(card id, GUID text, card expiry): the CHUID GUID, else a fingerprint of the first certificate.
+    """(card id, GUID text, card expiry): the CHUID GUID; on a PKCS#11 token with a serial number
+    ``p11-`` and a digest of its manufacturer, model and serial (the renewal changes the certificates,
+    so they cannot name the journal: a side-by-side renewal deletes them, and libykcs11 replaces a
+    slot's certificate by a placeholder at GENERATE); else a fingerprint of the first certificate.
 
     Raises:
         CardRemovedError.
@@ -33,6 +37,10 @@ def card_id_for(token: Token, certificates: Mapping[Any, x509.Certificate | None
     identity = token.card_identity()
     if identity is not None:
         return identity.guid.hex().upper(), identity.guid_text, identity.expiry
+    info = token.info
+    if info.interface is TokenInterface.PKCS11 and info.serial.strip():  # stable while the renewal replaces certificates
+        token_id = hashlib.sha256(f"{info.manufacturer}\0{info.model}\0{info.serial}".encode()).hexdigest()[:32]
+        return "p11-" + token_id.upper(), None, None
     for cert in certificates.values():
         if cert is not None:
             return "cert-" + fingerprint(cert)[:32], None, None
@@ -79,11 +87,7 @@ def read_card(card: Token | PivSession, settings: Settings, *, now: dt.datetime 
     card_id, guid_text, expiry = card_id_for(token, read)
     # blocked: 0, the card is still shown and logon says whom to contact; None: the PIN is verified now
     retries = token.pin_tries_left() if pin_retries else None
-    holder = None
-    for status in statuses:
-        if status.certificate is not None:
-            holder = holder_name(status.certificate)
-            break
+    holder = _holder(statuses)
     pending, stale, current, finished = _journal_of(token, keys, journals, card_id, certs)
     return CardSummary(reader, card_id, guid_text, expiry, holder, tuple(statuses), retries, pending,
                        card_key_types, stale, current, finished, token=token.info)
@@ -95,7 +99,8 @@ def _keys_to_read(token: Token, keys: TokenKeys, settings: Settings
     PKCS#11 token's certificates chosen by ``[card] keys`` (label or CKA_ID; default every one) whose
     private key is on the token (``has_private_key`` None — hidden until the PIN — counts; False
     does not), leaving out the objects of an unfinished side-by-side update (``(renewing)``,
-    ``(superseded …)`` labels), which its journal names; sorted by label, then CKA_ID."""
+    ``(superseded …)`` labels), which its journal names; keys in PIV slots (a module over a PIV card)
+    in slot order, the others by label, then CKA_ID."""
     if not settings.token.is_pkcs11:
         out: list[tuple[SlotSetting | KeySetting, KeyRef, TokenCertificate]] = []
         for setting in settings.slots:
@@ -105,7 +110,8 @@ def _keys_to_read(token: Token, keys: TokenKeys, settings: Settings
     chosen = [(KeySetting(held.ref), held.ref, held) for held in token.certificates()
               if held.has_private_key is not False and not is_leftover_label(held.ref.label)
               and settings.token.selects(held.ref.label, held.ref.key_id)]
-    return sorted(chosen, key=lambda c: (c[1].label, c[1].key_id))  # by label: a token lists in no fixed order
+    # a token lists in no fixed order: PIV slots in slot order (9A first), other keys by label
+    return sorted(chosen, key=lambda c: (c[1].slot is None, int(c[1].slot or 0), c[1].label, c[1].key_id))
 
 
 def _key_matches(token: Token, ref: KeyRef, cert: x509.Certificate) -> bool | None:
@@ -170,8 +176,18 @@ def _journal_of(token: Token, keys: TokenKeys, journals: JournalStore | None, ca
 def journal_slot_matches(sj: SlotJournal, cert: x509.Certificate | None) -> bool:
     """Whether a journalled slot may still be as the journal left it, judged by the certificate it
     holds now: one the journal expects (the old one, or the one issued), or — for a slot whose
-    GENERATE was sent — none readable (a torn write; the test signature decides at resume)."""
+    GENERATE was sent — none readable (a torn write) or one for the generated key (a module's
+    placeholder, :func:`holds_generated_key`); the test signature decides at resume."""
     if cert is None:
         return sj.in_progress
-    return fingerprint(cert) in sj.expected_fingerprints()
+    return fingerprint(cert) in sj.expected_fingerprints() or holds_generated_key(sj, cert)
 
+
+def _holder(statuses: list[SlotStatus]) -> str | None:
+    """The holder's name from the first CA-issued certificate; from a self-signed one (libykcs11's
+    placeholder "YubiKey PIV Slot 9a" after a stopped update) only when no other certificate names one."""
+    certificates = [s.certificate for s in statuses if s.certificate is not None]
+    issued = [c for c in certificates if c.issuer != c.subject]
+    for cert in issued or certificates:
+        return holder_name(cert)
+    return None

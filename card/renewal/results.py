@@ -11,6 +11,7 @@ from cryptography import x509
 
 from card.errors import CardError
 from card.piv import Slot
+from card.token import KeyRef
 
 
 class RenewalStep(enum.Enum):
@@ -94,7 +95,8 @@ class NullReporter:
 class SlotResult:
     """The outcome of one slot: renewed (``new_certificate``), failed (``error``) or not attempted."""
 
-    slot: Slot
+    slot: Slot | KeyRef
+    """The PIV slot, or a side-by-side token's key (both have ``.hex``: the name the CLI and the journal use)."""
     label: str
     old_certificate: x509.Certificate | None
     new_certificate: x509.Certificate | None = None

@@ -19,7 +19,7 @@ from card.journal import FINAL_STEPS, Journal, SlotJournal
 from card.piv import Slot
 from card.renewal.context import RenewalContext
 from card.renewal.keys import TokenKeys
-from card.renewal.model import SlotStatus
+from card.renewal.model import SlotStatus, holds_generated_key
 from card.renewal.plan import journal_old_certificate
 from card.renewal.records import RunRecords
 from card.renewal.results import RenewalStep, SlotChangedError, SlotResult
@@ -93,7 +93,8 @@ class JournalProof:
               by_slot: dict[Slot, SlotStatus]) -> None:
         """Before anything destructive on a resume: every unfinished slot must hold a certificate the
         journal expects (the old one, or the one issued); a slot whose write may have been torn (no
-        readable certificate) must hold the key the journal generated (a test signature). Any other
+        readable certificate, or a certificate for the key the journal generated: libykcs11's
+        placeholder) must hold the key the journal generated (a test signature). Any other
         slot was changed by someone else: it is left alone and the journal file is set aside (kept,
         renamed), the remaining slots continuing under the same reference.
 
@@ -106,10 +107,10 @@ class JournalProof:
             cert = current.get(name)
             if cert is not None and fingerprint(cert) in sj.expected_fingerprints():
                 continue
-            if cert is None and sj.in_progress and sj.public_key_pem:
+            if (cert is None or holds_generated_key(sj, cert)) and sj.in_progress and sj.public_key_pem:
                 ours = serialization.load_pem_public_key(sj.public_key_pem.encode())
                 if self.signer.slot_key_is(self.keys.named(name), [ours]) == 0:
-                    continue  # our generated key, its certificate not (fully) written yet
+                    continue  # our generated key, its certificate not (fully) written yet (or a module's placeholder)
             changed.append(name)
         if changed:
             self.set_aside(journal, changed, current, by_slot, goes_on=True)

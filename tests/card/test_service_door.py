@@ -50,7 +50,15 @@ def test_log_on_verifies_and_wipes_the_pin(door: Backend) -> None:
     pin = Secret(PIN)
     assert door.log_on(pin).result(TIMEOUT_S) is None
     assert pin.wiped
-    assert door.tries_left("PIN").result(TIMEOUT_S) in (None, 3)  # verified: the counter is full
+    assert door.tries_left("PIN").result(TIMEOUT_S) == 3  # the full counter, read after the reset
+
+
+def test_after_log_on_the_card_holds_no_verified_pin(door: Backend) -> None:
+    """Tester F-4: while the TUI sat logged on, any program on the host could sign with 9A without
+    the PIN (the card stayed verified). The logon now resets the card once the PIN is proved."""
+    door.log_on(Secret(PIN)).result(TIMEOUT_S)
+    door.read_card().result(TIMEOUT_S)  # the Card tab reads the card after the logon
+    assert door.card.pin_verified is False  # type: ignore[attr-defined]
 
 
 def test_a_wrong_pin_raises_with_the_tries_left_and_is_wiped(door: Backend) -> None:

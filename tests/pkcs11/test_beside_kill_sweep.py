@@ -5,8 +5,9 @@ kill lands at an exact call). After each kill the real pkcs11-tool shows, for ev
 label, a working key with its matching certificate (old or new) and no certificate without its key;
 the next run finishes and leaves each label on a working renewed pair and nothing "(renewing)".
 
-The child process is tests/pkcs11/beside_child.py (card/renewal/beside.py's steps, journal and audit
-on disk, through a test Token on python-pkcs11) until ``cardrenew renew`` reaches PKCS#11 tokens.
+The process is the real ``cardrenew renew --pin-stdin --yes`` with ``[card] interface = "pkcs11"`` and
+``module`` = the shim (which forwards to SoftHSM2): the engine, card.pkcs11, the journal and the audit
+log on disk, as a user runs it.
 """
 
 from __future__ import annotations
@@ -23,16 +24,24 @@ from tests.pkcs11 import judge
 from tests.pkcs11.beside_faults import KILLS, build_shim, shim_env
 from tests.pkcs11.softhsm import DEFAULT_KEYS, KeySpec, SoftHsm, clone_softhsm, make_softhsm
 
-ROOT = Path(__file__).resolve().parents[2]
 P256_KEYS = (KeySpec(b"\x01", "Authentication certificate", "ECCP256", "9A"),
              KeySpec(b"\x02", "Signature certificate", "ECCP256", "9C"))
 
 
+CARDRENEW = Path(sys.executable).with_name("cardrenew")
+
+
 def child(hsm: SoftHsm, shim: Path, state: Path, ca_dir: Path, old_keys: str = "delete",
           log: Path | None = None, fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**hsm.env(), **shim_env(log, fault), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "tests.pkcs11.beside_child", str(shim), hsm.label, hsm.pin, str(state),
-                           str(ca_dir), old_keys], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    """The real ``cardrenew renew`` on the token through the shim (``[card] module``), the PIN on stdin."""
+    state.mkdir(parents=True, exist_ok=True)
+    config = state / "config.toml"
+    config.write_text(f'[issuer]\ntype = "local"\ndirectory = "{ca_dir}"\n\n[card]\ninterface = "pkcs11"\n'
+                      f'module = "{shim}"\ntoken_label = "{hsm.label}"\nold_keys = "{old_keys}"\n', encoding="utf-8")
+    env = {**hsm.env(), **shim_env(log, fault), "XDG_STATE_HOME": str(state / "xdg-state"),
+           "XDG_DATA_HOME": str(state / "xdg-data"), "XDG_CONFIG_HOME": str(state / "xdg-config")}
+    return subprocess.run([str(CARDRENEW), "renew", "--config", str(config), "--pin-stdin", "--yes"], input=hsm.pin + "\n",
+                          env=env, capture_output=True, text=True, timeout=120)
 
 
 def assert_every_label_works(hsm: SoftHsm, labels: set[str], *, finished: bool) -> None:
@@ -71,7 +80,7 @@ def sweep(template: SoftHsm, shim: Path, ca_dir: Path, tmp_path: Path, points: l
         again = child(hsm, shim, where / "state", ca_dir, old_keys)
         assert again.returncode == 0, f"{mode} {n} ({calls[n - 1]}): the next run did not finish: {again.stdout}{again.stderr}"
         assert_every_label_works(hsm, labels, finished=True)
-        assert not (where / "state" / "journal-pkcs11-sweep.json").exists()
+        assert not list((where / "state").rglob("journal-*.json")), "a finished run leaves no journal"
     return calls
 
 

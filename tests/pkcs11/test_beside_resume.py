@@ -36,6 +36,19 @@ def entry(old: x509.Certificate, step: JournalStep, **fields: object) -> SlotJou
                        label="Authentication certificate", **fields)  # type: ignore[arg-type]
 
 
+def _another(cert: x509.Certificate) -> x509.Certificate:
+    """A certificate that is neither ``cert`` nor the issued one: ``cert`` re-signed by a throwaway key."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.subject).public_key(key.public_key())
+            .serial_number(7).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+
+
 # -- the decision, pure ------------------------------------------------------------------------
 def test_a_changed_old_certificate_is_never_touched_at_any_step(softhsm: SoftHsm) -> None:
     old, other = softhsm.certificates[0].certificate, softhsm.certificates[1].certificate
@@ -66,6 +79,38 @@ def test_a_new_key_without_certificate_is_deleted_only_when_provably_ours_and_no
     sent = entry(old, JournalStep.GENERATED, new_key_id="AB" * 16, grant={**grant, "request_sent": "1"}, public_key_pem="x")
     assert decide(sent, old, False, None, True) is BesideResume.ISSUE  # ask again: the CA gives the same certificate
     assert decide(sent, old, False, None, False) is BesideResume.START  # the CA may hold a certificate for it: kept
+
+
+def test_every_combination_keeps_the_safety_rules(softhsm: SoftHsm) -> None:
+    """All steps × what the old id holds × what the new id holds × does the new key work × was a
+    request sent × is an issued certificate journalled: the rules of DESIGN §3 / TOKEN.md hold."""
+    import itertools
+
+    old, issued = softhsm.certificates[0].certificate, softhsm.certificates[1].certificate
+    other = _another(old)
+    grant = {"grant_id": "g", "slot": "01", "subject_der_hex": "30", "old_certificate_fingerprint": "x",
+             "expires": "2099-01-01T00:00:00+00:00"}
+    olds = {"same": (old, False), "other": (other, False), "junk": (None, True), "none": (None, False)}
+    news = {"none": None, "issued": issued, "other": old}
+    for step, (o_name, (o_cert, junk)), (n_name, n_cert), works, sent, known in itertools.product(
+            JournalStep, olds.items(), news.items(), (False, True), (False, True), (False, True)):
+        sj = entry(old, step, new_key_id="AB" * 16, grant={**grant, **({"request_sent": "1"} if sent else {})},
+                   certificate_pem=issued.public_bytes(PEM).decode() if known else None)
+        action = decide(sj, o_cert, junk, n_cert, works)
+        case = (step, o_name, n_name, works, sent, known, action)
+        if o_name in ("other", "junk"):
+            assert action is BesideResume.CHANGED, case  # never touch a changed old certificate
+        if o_name == "none":
+            assert action in (BesideResume.FINISH, BesideResume.CHANGED), case  # the old one goes only at the end
+        if n_name == "other" or (n_name == "issued" and not known):
+            assert action is BesideResume.CHANGED, case  # a certificate under our new id we did not get
+        if action is BesideResume.DISCARD:
+            assert step is JournalStep.GENERATING or (not known and not sent), case  # nothing issued for it
+        if action is BesideResume.FINISH:
+            assert step in (JournalStep.WRITTEN, JournalStep.RETIRED) and n_name == "issued" and works, case
+        if action in (BesideResume.WRITE, BesideResume.ISSUE):
+            assert works and step in (JournalStep.GENERATED, JournalStep.ISSUED), case
+            assert (action is BesideResume.WRITE) == known, case
 
 
 def test_labels() -> None:

@@ -134,3 +134,76 @@ async def test_the_tui_logs_on_with_the_tokens_pin_and_shows_labels_and_side_by_
         await wait_for(pilot, lambda: "Authentication certificate (01) — Due for renewal" in screen_text(app))
     # nothing was changed by looking: pkcs11-tool still finds both keys working with their certificates
     assert set(judge.working_pairs(softhsm)) == {b"\x01", b"\x02"}
+
+
+# -- renewal through the CLI and the TUI, judged by pkcs11-tool ------------------------------------
+def judge_renewed(token: SoftHsm, old_ids: set[bytes]) -> dict[bytes, tuple[str, object]]:
+    """pkcs11-tool: both labels on new keys whose certificates verify their signatures; old keys gone."""
+    pairs = judge.working_pairs(token)
+    assert sorted(label for label, _ in pairs.values()) == ["Authentication certificate", "Signature certificate"]
+    assert not set(pairs) & old_ids and not judge.certificates_without_key(token)
+    assert not [o for o in judge.objects(token) if o.key_id in old_ids]  # old_keys = "delete": every old object gone
+    return pairs  # type: ignore[return-value]
+
+
+def test_cli_renew_on_softhsm2_side_by_side(softhsm: SoftHsm, ca_dir: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(softhsm.pin + "\n"))
+    code = main(["renew", "--yes", "--pin-stdin", "--json", "--config", str(config(tmp_path, softhsm, ca_dir))])
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert code == out["exit_code"] == 0, captured
+    assert out["outcome"] == "renewed" and [s["renewed"] for s in out["slots"]] == [True, True]
+    assert out["token"]["renewal_mode"] == "side_by_side" and out["token"]["label"] == TOKEN_LABEL
+    assert {s["label"] for s in out["slots"]} == {"Authentication certificate", "Signature certificate"}
+    pairs = judge_renewed(softhsm, {b"\x01", b"\x02"})
+    assert {f"{c.serial_number:X}" for _, c in pairs.values()} == {s["new_serial"] for s in out["slots"]}
+
+
+def test_cli_renew_text_says_side_by_side_and_never_warns_of_a_piv_management_key(
+        softhsm: SoftHsm, ca_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(softhsm.pin + "\n"))
+    assert main(["renew", "--yes", "--pin-stdin", "--config", str(config(tmp_path, softhsm, ca_dir))]) == 0
+    captured = capsys.readouterr()
+    assert f"Renewal side by side: {SIDE_BY_SIDE}" in captured.err
+    assert "management key" not in captured.err  # a SoftHSM2 token has none: the PIV warning would mislead
+    assert "Authentication certificate (01): renewed" in captured.out
+
+
+async def test_tui_update_my_card_on_softhsm2_to_done(softhsm: SoftHsm, ca_dir: Path, tmp_path: Path) -> None:
+    from tui.app import make_app
+    from tui.screens import CardScreen, LogonScreen, MessageDialog, NextDialog, PinDialog
+
+    app = make_app(tui_backend(config(tmp_path, softhsm, ca_dir)))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen) and app.summary is not None)
+        app.screen.query_one("#pin-input", Input).focus()
+        await pilot.press(*softhsm.pin, "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers
+                       and "Due for renewal" in screen_text(app))
+        await pilot.press("u")
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
+        assert SIDE_BY_SIDE in screen_text(app) and "Do not remove" not in screen_text(app)
+        await pilot.press(*softhsm.pin, "enter")
+        while True:
+            await wait_for(pilot, lambda: isinstance(app.screen, (NextDialog, MessageDialog)), 120)
+            if isinstance(app.screen, MessageDialog):
+                break
+            dialog = app.screen
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.screen is not dialog)
+        assert app.screen.id == "confirmation-dialog"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and app.screen.renewed is not None
+                       and "Valid" in screen_text(app))
+        text = screen_text(app)
+        assert "Your certificates have been renewed" in text
+        assert "Authentication certificate" in text and "Signature certificate" in text
+    judge_renewed(softhsm, {b"\x01", b"\x02"})

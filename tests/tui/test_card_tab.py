@@ -147,6 +147,10 @@ async def test_change_passcode_blocking_the_pin_logs_off(make_demo) -> None:  # 
         await pilot.press("p")
         await wait_for(pilot, lambda: isinstance(app.screen, NewPinDialog))
         await pilot.press(*"000000", "enter", *"654321", "enter", *"654321", "enter")
+        # One try left: the last-try guard asks first (since the logon no longer leaves the card
+        # verified, tester F-4, the card's counter is read); sent on purpose.
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog) and app.screen.id == "last-try-dialog")
+        await pilot.click("#ok-button")
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog) and "blocked" in screen_text(app))
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, LoggedOffScreen))

@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from tests.ykcs11.pcscd import PIN, SO_PIN, YKCS11, YkPcscd
@@ -98,8 +99,11 @@ def verifies(certificate: x509.Certificate, message: bytes, signature: bytes) ->
 
 
 def public_key_der(certificate: x509.Certificate) -> bytes:
-    return certificate.public_key().public_bytes(serialization.Encoding.DER,
-                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+    return public_key_der_of(certificate.public_key())
+
+
+def public_key_der_of(key: PublicKeyTypes) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def spki(der: bytes) -> bytes:

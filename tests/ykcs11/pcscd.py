@@ -116,7 +116,7 @@ class YkPcscd:
         return subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=timeout, check=check,
                               env=self.env(**extra_env), cwd=cwd)
 
-    def wait_card(self, present: bool, timeout_s: float = 15) -> None:
+    def wait_card(self, present: bool, timeout_s: float = 30) -> None:
         """Wait until pcscd shows (or no longer shows) a card in :data:`READER` (a child asks)."""
         done = self.run([sys.executable, "-c", _PRESENCE, "1" if present else "0", str(timeout_s), READER],
                         timeout=timeout_s + 30)

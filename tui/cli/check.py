@@ -21,7 +21,7 @@ import sys
 from card import backend as assembly  # called through the module: tests put an in-process card there
 from card.backend import Backend
 from card.enrollment.base import IssuerError
-from card.errors import CardError, OperationCancelled, PinFormatError
+from card.errors import CardError, OperationCancelled
 from card.secret import Secret
 from card.service import CheckItem, CheckOutcome, CheckReport, CheckRequest
 from card.words import sentence
@@ -30,7 +30,7 @@ from tui.cli.exit_codes import EXIT_CHECK_FAILED, EXIT_OK
 from tui.cli.failure import fail
 from tui.cli.output import cli_next_step, out, print_notices, settings_for
 from tui.cli.renew import _StopOnSignal
-from tui.cli.renew_pin import read_pin
+from tui.cli.renew_pin import pin_characters_only, read_pin
 
 MARK = {CheckOutcome.PASSED: "passed ", CheckOutcome.FAILED: "FAILED ", CheckOutcome.SKIPPED: "skipped"}
 
@@ -76,7 +76,7 @@ def _pin_for_check(args: argparse.Namespace, backend: Backend, stop: _StopOnSign
         UsageError: ``--pin-stdin`` with nothing on standard input (exit 2; no try used).
     """
     if args.pin_stdin:
-        return _pin_characters_only(read_pin(args), backend.settings.pin_characters)
+        return read_pin(args, backend.settings.pin_characters)
     if not sys.stdin.isatty():
         return None
     left = stop.result(backend.tries_left("PIN"))
@@ -91,21 +91,7 @@ def _pin_for_check(args: argparse.Namespace, backend: Backend, stop: _StopOnSign
     if not pin:
         pin.wipe()
         return None
-    return _pin_characters_only(pin, backend.settings.pin_characters)
-
-
-def _pin_characters_only(pin: Secret, pin_characters: str) -> Secret:
-    """``pin`` if it holds only ``ui.pin_characters`` (finding F-3: an arrow key must not spend a try).
-
-    Raises:
-        PinFormatError: nothing sent, no try used (the PIN wiped).
-    """
-    if pin.consists_of(pin_characters):
-        return pin
-    pin.wipe()
-    raise PinFormatError("the PIN holds a character a PIN cannot contain (ui.pin_characters; an arrow key or a tab "
-                         "counts too); nothing was sent to the card", next_step="Type it again with PIN characters "
-                         "only. No try was used.")
+    return pin_characters_only(pin, backend.settings.pin_characters)
 
 
 def item_json(item: CheckItem) -> dict[str, object]:

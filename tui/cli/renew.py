@@ -137,8 +137,9 @@ def _check_and_renew(args: argparse.Namespace, backend: Backend, stop: _StopOnSi
         # transaction and the engine renews from the check's reading instead of reading the
         # card again (the PIN is read from stdin in between, as before: after the check).
         def pin_then_warn() -> Secret:
-            pin = read_pin(args)
-            warn_default_management_key(settings, args)
+            pin = read_pin(args, backend.settings.pin_characters)
+            if not (seen and seen[-1].info.side_by_side):  # a side-by-side token has no PIV management key
+                warn_default_management_key(settings, args)
             return pin
 
         first = stop.result(backend.read_card())
@@ -162,10 +163,11 @@ def _check_and_renew(args: argparse.Namespace, backend: Backend, stop: _StopOnSi
         answer = input("Only 1 PIN try is left: a wrong PIN would block the card. Send the PIN? [y/N] ")
         allow_last_try = answer.strip().lower() in ("y", "yes")
     _say_mode(args, summary, seen)
-    pin = read_pin(args)
+    pin = read_pin(args, backend.settings.pin_characters)
     if not args.yes and not _confirmed(summary, pin):
         return EXIT_OK
-    warn_default_management_key(settings, args)
+    if not summary.info.side_by_side:  # a side-by-side token has no PIV management key
+        warn_default_management_key(settings, args)
     try:
         reach_ca_first(backend, cancel)
     except BaseException:

@@ -7,6 +7,7 @@ import getpass
 import sys
 
 from card.config import Settings, UsageError
+from card.errors import PinFormatError
 from card.secret import Secret, read_secret_line
 from card.service import RenewalStep, Slot, SlotResult
 from card.terminal_text import terminal_safe
@@ -28,13 +29,34 @@ class PrintReporter:
         pass
 
 
-def read_pin(args: argparse.Namespace) -> Secret:
-    """The PIN from the first line of stdin (``--pin-stdin``) or the terminal, as a Secret; the
-    caller's renewal wipes it.
+def read_pin(args: argparse.Namespace, pin_characters: str) -> Secret:
+    """The PIN from the first line of stdin (``--pin-stdin``) or the terminal, as a Secret holding
+    only ``pin_characters`` (``ui.pin_characters``); the caller's renewal wipes it.
 
     Raises:
         UsageError: there is none (no try used).
+        PinFormatError: it holds another character (an arrow key's ``ESC [ A``, a tab; tester F-3):
+            nothing is sent, no try is used.
     """
+    return pin_characters_only(_read_pin(args), pin_characters)
+
+
+def pin_characters_only(pin: Secret, pin_characters: str) -> Secret:
+    """``pin`` if it holds only ``pin_characters`` — the rule of the TUI's PIN fields, for every PIN
+    the CLI reads (``renew``, ``renew --check``; tester F-3: an arrow key must not spend a try).
+
+    Raises:
+        PinFormatError: nothing sent, no try used (the PIN wiped).
+    """
+    if pin.consists_of(pin_characters):
+        return pin
+    pin.wipe()
+    raise PinFormatError("the PIN holds a character a PIN cannot contain (ui.pin_characters; an arrow key or a tab "
+                         "counts too); nothing was sent to the card", next_step="Type it again with PIN characters "
+                         "only. No try was used.")
+
+
+def _read_pin(args: argparse.Namespace) -> Secret:
     if args.pin_stdin:
         try:
             fd = sys.stdin.fileno()

@@ -14,8 +14,7 @@ import datetime as dt
 from card import backend as assembly  # called through the module: tests put an in-process card there
 from card.certificates import fingerprint
 from card.config import Settings
-from card.journal import JournalStep
-from card.service import CardSummary, SlotState, SlotStatus, card_expiry_words, update_check
+from card.service import CardSummary, SlotState, SlotStatus, card_expiry_words, slot_condition, update_check
 from card.words import pin_state, renewal_mode, renewal_mode_words, token_name
 from tui.cli.demo import cli_demo_backend
 from tui.cli.exit_codes import EXIT_NOT_DUE, EXIT_OK, EXIT_PARTIAL, EXIT_REFUSED
@@ -49,30 +48,6 @@ def token_json(summary: CardSummary) -> dict[str, object]:
             "renewal_mode": renewal_mode(info.side_by_side)}
 
 
-def slot_condition(summary: CardSummary, s: SlotStatus, ra_contact: str) -> tuple[str, str] | None:
-    """``("unfinished" | "key_mismatch", words with the next step)`` for a slot that cannot sign for the
-    certificate it shows (break-it findings 2 and 4), else None.
-
-    ``unfinished``: an unfinished update (the card's pending journal) replaced — or, stopped during
-    GENERATE, may have replaced — the slot's key and the slot still shows the old certificate.
-    ``key_mismatch``: the card's own metadata (GET METADATA, no PIN; Yubico cards) gives a public key
-    that is not the certificate's."""
-    journal = summary.pending_journal
-    sj = journal.slots.get(s.name) if journal is not None else None
-    if (journal is not None and sj is not None and sj.in_progress and s.certificate is not None
-            and fingerprint(s.certificate) == sj.old_fingerprint):
-        replaced = "may have been replaced" if sj.step == JournalStep.GENERATING else "was replaced"
-        return "unfinished", (f"does not work until the unfinished update (reference {journal.reference}) is "
-                              f"finished: its key {replaced} and the certificate shown belongs to the old key. "
-                              "Run `cardrenew renew` to finish it.")
-    if s.key_matches is False:
-        return "key_mismatch", (f"does not work: the key in slot {s.name} does not match its certificate (an "
-                                "update was interrupted after its new key was made, or another tool changed the "
-                                "key). Run `cardrenew renew`: it finishes an interrupted update whose record was "
-                                f"kept; if it answers KEY-MISMATCH, contact {ra_contact}: the slot must be re-issued.")
-    return None
-
-
 def _slot_json(s: SlotStatus, condition: tuple[str, str] | None) -> dict[str, object]:
     return {
         "slot": s.name,
@@ -85,7 +60,7 @@ def _slot_json(s: SlotStatus, condition: tuple[str, str] | None) -> dict[str, ob
         "days_left": s.days_left,
         "sha256": fingerprint(s.certificate) if s.certificate else None,
         "error": s.error,
-        "note": "; ".join(n for n in (s.note, condition[1] if condition else None) if n) or None,
+        "note": condition[1] if condition else s.note,  # the certificate's own note is not about a slot that does not work
     }
 
 
@@ -107,7 +82,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                                    settings.ra_contact)
     code = EXIT_OK
     conditions = {slot_condition(summary, s, settings.ra_contact) for s in summary.slots} - {None}
-    if (any(s.state in (SlotState.EXPIRED, SlotState.UNREADABLE) for s in summary.slots) or summary.pin_retries == 0
+    unfinished = {s.name for s in summary.slots if (c := slot_condition(summary, s, settings.ra_contact)) and c[0] == "unfinished"}
+    if (any(s.state in (SlotState.EXPIRED, SlotState.UNREADABLE) and s.name not in unfinished  # a placeholder: renew finishes it
+            for s in summary.slots) or summary.pin_retries == 0
             or card_words is not None  # the card itself expired or expires within the window: renew refuses
             or any(c[0] == "key_mismatch" for c in conditions if c)):
         code = EXIT_REFUSED

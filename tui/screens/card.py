@@ -13,9 +13,9 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Label, Markdown, Static, TabbedContent, Tabs
 
-from card.service import CardSummary, RenewalResult, UpdateCheck, card_expiry_words, update_check
+from card.service import CardSummary, RenewalResult, UpdateCheck, card_expiry_words, slot_condition, update_check
 from card.secret import Secret
-from card.words import blocked_words, renewal_mode_words, token_name, update_words
+from card.words import NOT_WORKING, blocked_words, renewal_mode_words, token_name, update_words
 from tui.messages import LogOffRequested, RenewalRequested
 from tui.screens.base import Pane
 from tui.screens.certificates import (CardTab, CertificatesTab, certificate_details, key_type_text,  # noqa: F401 - re-exported
@@ -86,6 +86,8 @@ class CardSummaryTab(CardTab):
                                ("Days left", "slot-days"), ("Status", "slot-status"))]
         for status in summary.slots:
             words, css = status_text(status)
+            if (condition := slot_condition(summary, status, self.settings.ra_contact)) is not None:
+                words, css = NOT_WORKING[condition[0]], "-expired"  # as `status` says (tester finding F-1)
             cert = status.certificate
             cells += [
                 Label(status.setting.label, classes="slot-label", markup=False),
@@ -338,7 +340,8 @@ class CardScreen(Pane):
             else:
                 self.notify("Update cancelled. Nothing was changed on your card.", title="Cancelled")
 
-        self.app.push_screen(PinDialog(), entered)
+        side_by_side = summary.info.side_by_side  # the PIV words stay the portal's; a token's say it keeps working
+        self.app.push_screen(PinDialog(warning=renewal_mode_words(True).message) if side_by_side else PinDialog(), entered)
 
     @work(exclusive=True, group="card", exit_on_error=False, description="Checking the PIN tries left")
     async def renew_after_guard(self, pin: Secret, summary: CardSummary) -> None:

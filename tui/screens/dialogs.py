@@ -222,14 +222,18 @@ class PinDialog(TextDialog["Secret | None"]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel", tooltip="Abort: nothing is changed on the card")]
 
-    def __init__(self, title: str = "Enter your Passcode (PIN) again", *, id: str | None = None) -> None:
+    def __init__(self, title: str = "Enter your Passcode (PIN) again", *, id: str | None = None,
+                 warning: str = "Do not remove your Smartcard during this process.") -> None:
         super().__init__(title, "For security reasons, enter your Passcode (PIN) again and select OK. "
                                 "If you select Cancel the process will be aborted and nothing is changed.",
                          buttons=(("ok", "OK"), ("cancel", "Cancel")), id=id or "pin-dialog")
+        self.warning = warning
+        """How this card or token is renewed (``card.words.renewal_mode_words``): a PIV card's slot
+        is replaced, so it must stay in; a side-by-side token's old certificate keeps working."""
 
     def compose_body(self) -> ComposeResult:
         yield PinInput(placeholder="PIN", id="pin-again-input")
-        yield Static("Do not remove your Smartcard during this process.", id="do-not-remove", classes="-warning", markup=False)
+        yield Static(self.warning, id="do-not-remove", classes="-warning", markup=False)
 
     def focus_default(self) -> None:
         self.query_one("#pin-again-input", Input).focus()
