@@ -347,8 +347,10 @@ class WriteCertificatesScreen(Pane):
         self.query_one("#elapsed", Static).update(f"Stopped after {self.clock.seconds} s.")
         failed = next((s for s in result.slots if s.error is not None), None)
         error = result.error or (failed.error if failed else None) or CardError("a certificate was not renewed")
-        title, message, _ = self.card_app.explain_error(error)
-        if failed is not None:
+        title, message, next_step = self.card_app.explain_error(error)
+        if result.error is not None:  # what stopped the run (a state file's path and cause, tester F-5)
+            message = f"{message}\n\nNext step: {next_step}"
+        elif failed is not None:
             message = f"{failed.label} ({failed.slot.hex}) could not be renewed: {failed.error}."
         self.show_error(Words(title, f"{message}\n\nSelect Abort this issuance to see what was and was "
                               "not renewed, and what to do next."),
