@@ -10,11 +10,12 @@ import enum
 from dataclasses import dataclass, field
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from card.config import SlotSetting
 from card.issued_checks import card_expiry_limit
-from card.certificates import fingerprint
-from card.journal import Journal, JournalStep
+from card.certificates import fingerprint, public_key_der
+from card.journal import Journal, JournalStep, SlotJournal
 from card.piv import KeyType, Slot
 from card.token import KeyRef, TokenInfo, TokenInterface
 
@@ -196,15 +197,35 @@ def slot_condition(summary: CardSummary, s: SlotStatus, ra_contact: str) -> tupl
     that is not the certificate's."""
     journal = summary.pending_journal
     sj = journal.slots.get(s.name) if journal is not None else None
+    if journal is not None and sj is None and s.key.slot is not None:  # libykcs11: key 01, journalled as 9A
+        sj = journal.slots.get(s.key.slot.hex)
     if (journal is not None and sj is not None and sj.in_progress and s.certificate is not None
             and fingerprint(s.certificate) == sj.old_fingerprint):
         replaced = "may have been replaced" if sj.step == JournalStep.GENERATING else "was replaced"
         return "unfinished", (f"does not work until the unfinished update (reference {journal.reference}) is "
                               f"finished: its key {replaced} and the certificate shown belongs to the old key. "
                               "Run `cardrenew renew` to finish it.")
+    if journal is not None and sj is not None and s.certificate is not None and holds_generated_key(sj, s.certificate):
+        return "unfinished", (f"does not work until the unfinished update (reference {journal.reference}) is "
+                              "finished: its key was replaced and the certificate shown is a placeholder the token "
+                              "wrote for the new key. Run `cardrenew renew` to finish it.")
     if s.key_matches is False:
         return "key_mismatch", (f"does not work: the key in slot {s.name} does not match its certificate (an "
                                 "update was interrupted after its new key was made, or another tool changed the "
                                 "key). Run `cardrenew renew`: it finishes an interrupted update whose record was "
                                 f"kept; if it answers KEY-MISMATCH, contact {ra_contact}: the slot must be re-issued.")
     return None
+
+
+def holds_generated_key(sj: SlotJournal, cert: x509.Certificate) -> bool:
+    """Whether ``cert`` holds the key this journal's GENERATE made: a certificate we did not write
+    but that only our key's owner could have been given — libykcs11's placeholder, which its
+    ``C_GenerateKeyPair`` writes into the slot at once (a self-signed "YubiKey PIV Slot 9a",
+    serial 0). A resume treats the slot as one whose certificate is not written yet; the test
+    signature then decides (DESIGN §3.4); ``status`` and the Card tab say the slot does not work
+    until the update is finished (:func:`slot_condition`)."""
+    if not (sj.in_progress and sj.public_key_pem):
+        return False
+    ours = serialization.load_pem_public_key(sj.public_key_pem.encode())
+    return public_key_der(ours) == public_key_der(cert.public_key())
+

@@ -14,14 +14,14 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from card.certificates import SlotCertificate, days_left, fingerprint, holder_name, key_matches, public_key_der
+from card.certificates import SlotCertificate, days_left, fingerprint, holder_name, key_matches
 from card.config import Settings, SlotSetting
 from card.journal import FINAL_STEPS, Journal, JournalStore, SlotJournal
 from card.piv import PivSession, Slot
 from card.renewal.admin import as_token
 from card.renewal.keys import TokenKeys
 from card.renewal.beside_resume import is_leftover_label
-from card.renewal.model import CardSummary, KeySetting, SlotState, SlotStatus
+from card.renewal.model import CardSummary, KeySetting, SlotState, SlotStatus, holds_generated_key
 from card.token import KeyRef, Token, TokenCertificate, TokenInterface
 
 
@@ -87,11 +87,7 @@ def read_card(card: Token | PivSession, settings: Settings, *, now: dt.datetime 
     card_id, guid_text, expiry = card_id_for(token, read)
     # blocked: 0, the card is still shown and logon says whom to contact; None: the PIN is verified now
     retries = token.pin_tries_left() if pin_retries else None
-    holder = None
-    for status in statuses:
-        if status.certificate is not None:
-            holder = holder_name(status.certificate)
-            break
+    holder = _holder(statuses)
     pending, stale, current, finished = _journal_of(token, keys, journals, card_id, certs)
     return CardSummary(reader, card_id, guid_text, expiry, holder, tuple(statuses), retries, pending,
                        card_key_types, stale, current, finished, token=token.info)
@@ -187,14 +183,11 @@ def journal_slot_matches(sj: SlotJournal, cert: x509.Certificate | None) -> bool
     return fingerprint(cert) in sj.expected_fingerprints() or holds_generated_key(sj, cert)
 
 
-def holds_generated_key(sj: SlotJournal, cert: x509.Certificate) -> bool:
-    """Whether ``cert`` holds the key this journal's GENERATE made: a certificate we did not write
-    but that only our key's owner could have been given — libykcs11's placeholder, which its
-    ``C_GenerateKeyPair`` writes into the slot at once (a self-signed "YubiKey PIV Slot 9a",
-    serial 0). A resume treats the slot as one whose certificate is not written yet; the test
-    signature then decides (DESIGN §3.4)."""
-    if not (sj.in_progress and sj.public_key_pem):
-        return False
-    ours = serialization.load_pem_public_key(sj.public_key_pem.encode())
-    return public_key_der(ours) == public_key_der(cert.public_key())
-
+def _holder(statuses: list[SlotStatus]) -> str | None:
+    """The holder's name from the first CA-issued certificate; from a self-signed one (libykcs11's
+    placeholder "YubiKey PIV Slot 9a" after a stopped update) only when no other certificate names one."""
+    certificates = [s.certificate for s in statuses if s.certificate is not None]
+    issued = [c for c in certificates if c.issuer != c.subject]
+    for cert in issued or certificates:
+        return holder_name(cert)
+    return None

@@ -19,9 +19,8 @@ from card.journal import FINAL_STEPS, Journal, SlotJournal
 from card.piv import Slot
 from card.renewal.context import RenewalContext
 from card.renewal.keys import TokenKeys
-from card.renewal.model import SlotStatus
+from card.renewal.model import SlotStatus, holds_generated_key
 from card.renewal.plan import journal_old_certificate
-from card.renewal.reading import holds_generated_key
 from card.renewal.records import RunRecords
 from card.renewal.results import RenewalStep, SlotChangedError, SlotResult
 from card.renewal.signer import CardSigner

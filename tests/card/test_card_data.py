@@ -72,7 +72,7 @@ def use_card_for_cli(monkeypatch: pytest.MonkeyPatch, card: SoftPivCard) -> None
     from card.backend import Backend
     from card.service import CardService
 
-    def backend(settings, reader=None, *, with_issuer=True, wait_for_card=False):  # type: ignore[no-untyped-def]
+    def backend(settings, reader=None, *, with_issuer=True, wait_for_card=False, cancel=None):  # type: ignore[no-untyped-def]
         return Backend(settings, CardService(lambda: card, lambda: True), None,  # type: ignore[arg-type]
                        JournalStore(settings.state_dir), AuditLog(settings.state_dir / "audit.log"), "In-process card")
 

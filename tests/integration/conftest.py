@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,9 +32,18 @@ STARTED_PCSCD: subprocess.Popen[bytes] | None = None
 A test that restarts pcscd replaces it here, so that the session still stops the one running."""
 
 
+VPCD_READERS_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "vpcd-readers.sh"
+"""Writes pcscd's reader configuration for the tests: the two Debian vpcd readers and two more
+("Second PCD 00 00" / "00 01" on 35965 / 35966) for the four-reader queue tests; .ci/run uses it too."""
+
+
 def start_pcscd() -> subprocess.Popen[bytes]:
-    """Start ``pcscd --foreground`` and wait for its vpcd port (fails the test if it does not open)."""
-    proc = subprocess.Popen(["pcscd", "--foreground"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """Start ``pcscd --foreground -c`` (four vpcd readers, :data:`VPCD_READERS_SCRIPT`) and wait for its
+    vpcd port (fails the test if it does not open)."""
+    conf = subprocess.run([str(VPCD_READERS_SCRIPT), tempfile.mkdtemp(prefix="cardrenew-readers-")], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    proc = subprocess.Popen(["pcscd", "--foreground", "-c", conf], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 15
     while not _port_open(35963):
         if time.monotonic() > deadline or proc.poll() is not None:

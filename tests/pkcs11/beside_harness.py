@@ -108,3 +108,35 @@ def run(token, ctx: RenewalContext, card_id: str) -> RunOutcome:  # noqa: ANN001
     RunRecords(ctx).flush(journal)
     ctx.journals.clear(card_id)
     return outcome
+
+
+@dataclass
+class EngineOutcome:
+    result: object | None = None  # card.renewal.RenewalResult
+    error: BaseException | None = None
+
+
+def engine_context(state: Path, ca_dir: Path, module: Path, label: str, old_keys: str = "delete",
+                   **ca_options: object) -> RenewalContext:
+    """The engine's context for a PKCS#11 token (``[card] interface = "pkcs11"``) and the embedded CA."""
+    token = TokenSettings("pkcs11", module=module, token_label=label, old_keys=old_keys)  # type: ignore[arg-type]
+    settings = Settings(state_dir=state, token=token)
+    audit = AuditLog(state / "audit.log")
+    return RenewalContext(settings, LocalCA(ca_dir, **ca_options), JournalStore(state, audit, fallback=None), audit,  # type: ignore[arg-type]
+                          issuer_retry_delays_s=())
+
+
+def engine_run(ctx: RenewalContext, pin: str) -> EngineOutcome:
+    """One run of the real engine (``card.renewal.renew``) on the token of ``ctx.settings.token``,
+    opened for it and closed after it; what it returned or raised."""
+    from card.renewal import renew
+
+    settings = ctx.settings.token
+    assert settings.module is not None
+    token = Pkcs11Token(settings.module, settings.token_label)
+    try:
+        return EngineOutcome(result=renew(token, ctx, Secret(pin)))
+    except Exception as exc:  # noqa: BLE001 - the test looks at what the user would be told
+        return EngineOutcome(error=exc)
+    finally:
+        token.close()

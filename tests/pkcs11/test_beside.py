@@ -1,31 +1,31 @@
-"""Side-by-side renewal (issue 14) on a real SoftHSM2 token, judged by pkcs11-tool: both modes of
-the old key (deleted / kept as superseded), the journal's old and new CKA_IDs, and the resume
-rules of card/renewal/beside.py."""
+"""Side-by-side renewal (issue 14) by the engine (card.renewal.renew) on a real SoftHSM2 token, judged
+by pkcs11-tool: both modes of the old key (deleted / kept as superseded, still working, not renewed
+again), the audit log, and SCEP RenewalReq's signer."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 
 from card.renewal.beside_resume import superseded_label
-from card.renewal.context import RenewalContext
+from card.renewal.results import RenewalRefused
 from tests.pkcs11 import judge
-from tests.pkcs11.beside_harness import RunOutcome, context, run_on
+from tests.pkcs11.beside_harness import EngineOutcome, engine_context, engine_run
 from tests.pkcs11.softhsm import SoftHsm
 
-CARD_ID = "pkcs11-test"
 
 
-def run_once(hsm: SoftHsm, ctx: RenewalContext) -> RunOutcome:
-    return run_on(hsm.module, hsm.label, hsm.pin, ctx, CARD_ID)
+def renew_once(hsm: SoftHsm, tmp_path: Path, ca_dir: Path, old_keys: str = "delete") -> EngineOutcome:
+    return engine_run(engine_context(tmp_path / "state", ca_dir, hsm.module, hsm.label, old_keys), hsm.pin)
 
 
 def test_renewal_deletes_the_old_keys_and_the_new_ones_take_their_labels(softhsm: SoftHsm, tmp_path: Path,
                                                                          ca_dir: Path) -> None:
     before = {c.key_id: c for c in softhsm.certificates}
-    outcome = run_once(softhsm, context(tmp_path / "state", ca_dir))
-    assert outcome.error is None and len(outcome.renewed) == 2
+    outcome = renew_once(softhsm, tmp_path, ca_dir)
+    assert outcome.error is None and outcome.result.ok and len(outcome.result.slots) == 2
     pairs = judge.working_pairs(softhsm)
     assert sorted(label for label, _ in pairs.values()) == sorted(c.label for c in softhsm.certificates)
     assert not set(pairs) & set(before), "the old CKA_IDs are gone"
@@ -38,13 +38,17 @@ def test_renewal_deletes_the_old_keys_and_the_new_ones_take_their_labels(softhsm
     assert {o.key_id for o in listed} == set(pairs), "no old or stray object left"
     assert len(listed) == 6  # per key: private key, public key, certificate
     assert all(o.label in {c.label for c in softhsm.certificates} for o in listed)
-    assert not (tmp_path / "state" / "journal-pkcs11-test.json").exists()
+    assert not list((tmp_path / "state").glob("journal-*.json"))
+    audit = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
+    renewed = [a for a in audit if a["outcome"] == "renewed"]
+    assert sorted(a["slot"] for a in renewed) == ["01", "02"]
+    assert {bytes.fromhex(a["new_key_id"]) for a in renewed} == set(pairs)
 
 
 def test_keep_mode_relabels_the_old_keys_as_superseded_and_they_still_work(softhsm: SoftHsm, tmp_path: Path,
                                                                             ca_dir: Path) -> None:
-    outcome = run_once(softhsm, context(tmp_path / "state", ca_dir, old_keys="keep"))
-    assert outcome.error is None and len(outcome.renewed) == 2
+    outcome = renew_once(softhsm, tmp_path, ca_dir, "keep")
+    assert outcome.error is None and outcome.result.ok
     pairs = judge.working_pairs(softhsm)
     assert len(pairs) == 4
     today = dt.datetime.now(dt.timezone.utc).date()
@@ -55,8 +59,8 @@ def test_keep_mode_relabels_the_old_keys_as_superseded_and_they_still_work(softh
     new = {k: v for k, v in pairs.items() if k not in {c.key_id for c in softhsm.certificates}}
     assert sorted(label for label, _ in new.values()) == sorted(c.label for c in softhsm.certificates)
     # the next run renews nothing: superseded keys are not renewal candidates
-    again = run_once(softhsm, context(tmp_path / "state", ca_dir, old_keys="keep"))
-    assert again.renewed == {} and again.error is None
+    again = renew_once(softhsm, tmp_path, ca_dir, "keep")
+    assert isinstance(again.error, RenewalRefused) and "up to date" in str(again.error)
 
 
 def test_a_renewal_request_signed_by_the_old_key_needs_an_rsa_key(softhsm: SoftHsm, tmp_path: Path, ca_dir: Path) -> None:
@@ -75,12 +79,14 @@ def test_a_renewal_request_signed_by_the_old_key_needs_an_rsa_key(softhsm: SoftH
             seen.append(request_signer)
             return super().issue(grant, csr, new_key, card_key, request_signer=request_signer, not_after_limit=not_after_limit)
 
-    ctx = context(tmp_path / "state", ca_dir)
+    ctx = engine_context(tmp_path / "state", ca_dir, softhsm.module, softhsm.label)
     ctx.issuer = RenewalReqCA(ca_dir)
     before = judge.objects(softhsm)
-    outcome = run_once(softhsm, ctx)
+    outcome = engine_run(ctx, softhsm.pin)
     assert outcome.error is None
-    assert list(outcome.renewed) == ["01"] and "RSA only" in str(outcome.ended["02"])
+    by_key = {s.slot.hex: s for s in outcome.result.slots}
+    assert by_key["01"].renewed and "RSA only" in str(by_key["02"].error)
+    assert not list((tmp_path / "state").glob("journal-*.json")), "the refused key ended: nothing to resume"
     rsa_old = softhsm.certificates[0].certificate
     assert len(seen) == 1 and seen[0].certificate == rsa_old  # type: ignore[attr-defined]
     assert [o for o in judge.objects(softhsm) if o.key_id == b"\x02"] == [o for o in before if o.key_id == b"\x02"]

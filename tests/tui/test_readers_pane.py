@@ -30,17 +30,20 @@ async def open_readers(pilot, app, n: int):  # type: ignore[no-untyped-def]
     await wait_for(pilot, lambda: len(states(app)) == n and all(s == "due" for s in states(app).values()))
 
 
-async def type_pins(pilot, app, readers: QueueReaders, n: int) -> list[str]:  # type: ignore[no-untyped-def]
-    """Answer each PIN dialog with the PIN of the holder it names; the dialogs' titles."""
+async def type_pins(pilot, app, readers: QueueReaders | dict[str, tuple[str, str]], n: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """Answer each PIN dialog with the PIN of the holder it names (``readers``, or ``{holder: (reader,
+    PIN)}``), checking the title names that holder's reader; the dialogs' titles."""
+    if isinstance(readers, QueueReaders):
+        readers = {readers.holders[r]: (r, readers.pins[r]) for r in readers.holders}
     titles = []
     for _ in range(n):
         await wait_for(pilot, lambda: isinstance(app.screen, QueuePinDialog))
         title = app.screen.dialog_title
         titles.append(title)
-        holder = next(h for h in HOLDERS if h in title)
-        reader = next(r for r in readers.holders if readers.holders[r] == holder)
+        holder = next(h for h in readers if h in title)
+        reader, pin = readers[holder]
         assert title == f"PIN of {holder}'s card in {reader}"
-        await pilot.press(*readers.pins[reader], "enter")
+        await pilot.press(*pin, "enter")
         await wait_for(pilot, lambda t=title: getattr(app.screen, "dialog_title", None) != t)
     return titles
 

@@ -92,3 +92,11 @@ def opensc_verdict(work: Workdir, key_type_ec: bool, old_serials: dict[str, int]
         assert judge.verifies(cert, message, signature), f"the key in {key_id} does not match its new certificate"
         found[key_id] = cert
     return found
+
+
+def all_but_the_pin_counter(state: Path) -> str:
+    """The emulator's state file without its PIN counter: equal before and after = nothing on the
+    card changed (no key, certificate or object) but PIN tries."""
+    raw = json.loads(state.read_text())
+    raw.pop("pin_retries")
+    return json.dumps(raw, sort_keys=True)

@@ -15,7 +15,8 @@ from cryptography.x509.oid import NameOID
 
 from card.journal import JournalStep, SlotJournal
 from card.piv import Slot
-from card.renewal.reading import card_id_for, holds_generated_key, journal_slot_matches
+from card.renewal.model import holds_generated_key
+from card.renewal.reading import card_id_for, journal_slot_matches
 from card.token import CardIdentity, TokenInfo, TokenInterface
 
 

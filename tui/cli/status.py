@@ -60,7 +60,7 @@ def _slot_json(s: SlotStatus, condition: tuple[str, str] | None) -> dict[str, ob
         "days_left": s.days_left,
         "sha256": fingerprint(s.certificate) if s.certificate else None,
         "error": s.error,
-        "note": "; ".join(n for n in (s.note, condition[1] if condition else None) if n) or None,
+        "note": condition[1] if condition else s.note,  # the certificate's own note is not about a slot that does not work
     }
 
 
@@ -82,7 +82,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                                    settings.ra_contact)
     code = EXIT_OK
     conditions = {slot_condition(summary, s, settings.ra_contact) for s in summary.slots} - {None}
-    if (any(s.state in (SlotState.EXPIRED, SlotState.UNREADABLE) for s in summary.slots) or summary.pin_retries == 0
+    unfinished = {s.name for s in summary.slots if (c := slot_condition(summary, s, settings.ra_contact)) and c[0] == "unfinished"}
+    if (any(s.state in (SlotState.EXPIRED, SlotState.UNREADABLE) and s.name not in unfinished  # a placeholder: renew finishes it
+            for s in summary.slots) or summary.pin_retries == 0
             or card_words is not None  # the card itself expired or expires within the window: renew refuses
             or any(c[0] == "key_mismatch" for c in conditions if c)):
         code = EXIT_REFUSED
