@@ -15,6 +15,7 @@ from typing import Any
 from benchmarks.common import LatencyModel, private_xdg
 
 TARGETS = {"apdu_ratio": 1.25, "overhead_fraction": 0.05, "startup_ratio": 1.5, "two_reader_speedup": 1.8,
+           "four_reader_speedup": 3.6,
            "runtime_s": 300}
 
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from card.piv import KeyType
 
-    from benchmarks import peers, pkcs11, renewal, scale, tui_bench
+    from benchmarks import peers, pkcs11, queue, renewal, scale, terminal_bytes, tui_bench
 
     latency = LatencyModel()
     report: dict[str, Any] = {"machine": _machine(), "pcscd": _ensure_pcscd(), "latency_model": latency.as_dict()}
@@ -85,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     y = _section(report, "peer_yubico_piv_tool", peers.yubico, base / "py")
     o = _section(report, "peer_opensc_piv_tool", peers.opensc, base / "po")
     tui = _section(report, "tui", tui_bench.run, base / "tui")
+    _section(report, "terminal_bytes", terminal_bytes.run, base / "tb")  # issue 15: slow links; idle target 0
     _section(report, "status_view", scale.status_view, base / "st", latency)
     sc = _section(report, "readers", scale.readers, base / "sc", latency, args.reader_wait)
+    four = _section(report, "four_readers", queue.four_readers, base / "q4", latency, args.reader_wait)
+    four_speed = (four.get("queue") or {}).get("speedup")
 
     apdus = rsa.get("traffic", {}).get("apdus")
     bound = rsa.get("lower_bound", {}).get("total")
@@ -101,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         "startup_ratio_vs_bare_textual": startup,
         "two_reader_speedup": speed,
         "two_reader_speedup_no_latency": sc.get("no_latency", {}).get("speedup") if isinstance(sc.get("no_latency"), dict) else None,
+        "four_reader_speedup": four_speed,
+        "four_reader_speedup_cli_processes": (four.get("cli_processes") or {}).get("speedup"),
         "peers": {"cardrenew": apdus, "yubico-piv-tool": y.get("apdus"), "opensc-piv-tool": o.get("apdus")},
     })
     vpcd_ms = report.get("wall_pcscd_vpcd", {}).get("transport_ms_per_apdu")
@@ -120,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             sc.get("latency_model", {}).get("error") or sc.get("error") or
             "concurrency limited by the 2 cores (two CLI processes, pcscd and the emulators in one interpreter) "
             f"and by vpcd's ~{vpcd_ms} ms per APDU"),
+        "four_readers_ge_3.6x": _miss(four_speed, TARGETS["four_reader_speedup"], True,
+            four.get("error") or "the card workers share 2 cores with pcscd and the four served cards"),
     }
     runtime = round(time.perf_counter() - started, 1)
     report["runtime_s"] = runtime
@@ -175,6 +183,8 @@ def table(r: dict[str, Any]) -> str:
             f((g("tui", "peak_rss_kib") or 0) / 1024 if g("tui", "peak_rss_kib") else None, "{:.1f}"), "", ""),
         ("Two readers vs one, latency model / none", f"{f(r['two_reader_speedup'])}× / "
             f"{f(r['two_reader_speedup_no_latency'])}×", "≥ 1.8×", ok("two_readers_ge_1.8x")),
+        ("Four readers vs one, latency model: queue / 4 processes", f"{f(r.get('four_reader_speedup'))}× / "
+            f"{f(r.get('four_reader_speedup_cli_processes'))}×", "≥ 3.6×", ok("four_readers_ge_3.6x")),
         ("Status view 2 / 4 / 24 slots (APDUs)", f"{f(g('status_view', '2', 'apdus'))} / "
             f"{f(g('status_view', '4', 'apdus'))} / {f(g('status_view', '24', 'apdus'))} (24: projected)", "", ""),
         ("Status view 2 / 4 / 24 slots (s, latency model)", f"{f(g('status_view', '2', 'seconds'))} / "

@@ -16,7 +16,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PIN = "123456"
-READERS = {35963: "Virtual PCD 00 00", 35964: "Virtual PCD 00 01"}
+READERS = {35963: "Virtual PCD 00 00", 35964: "Virtual PCD 00 01", 35965: "Second PCD 00 00", 35966: "Second PCD 00 01"}
+"""The vpcd readers of scripts/vpcd-readers.sh (the last two: the renewal queue's four-reader figure)."""
 
 INS_NAMES = {0xA4: "SELECT", 0xCB: "GET DATA", 0xDB: "PUT DATA", 0x20: "VERIFY", 0x87: "GENERAL AUTHENTICATE",
              0x47: "GENERATE", 0xC0: "GET RESPONSE", 0x24: "CHANGE REFERENCE", 0x2C: "RESET RETRY",
@@ -236,10 +237,19 @@ class CardCounter:
         inner = card.process_apdu
 
         def process(apdu: bytes) -> bytes:
+            # The model's delay is the card's whole time for the command: the emulator's own work (an
+            # RSA key generation in Python's cryptography, under the interpreter lock that every card
+            # served from this process shares) counts inside it, as a real card's chip computes while
+            # the reader waits. (Before issue 15 the delay was added on top: each served card's key
+            # generations then also queued behind the others' for the lock, a cost no real card has.)
             t0 = time.perf_counter()
-            if self.latency is not None:
-                time.sleep(self.latency.delay(apdu))
-            resp = inner(apdu)
+            try:
+                resp = inner(apdu)
+            finally:
+                if self.latency is not None:
+                    left = self.latency.delay(apdu) - (time.perf_counter() - t0)
+                    if left > 0:
+                        time.sleep(left)
             d = time.perf_counter() - t0
             self.model_s += d
             self.records.append((apdu[1] if len(apdu) > 1 else -1, len(apdu), len(resp), d))

@@ -61,21 +61,6 @@ class Backend(CardDoor):
             return [(self.reader_name, True)]
         return self.reader_lister()
 
-    def reach_ca(self, cancel: threading.Event) -> None:
-        """Preflight's CA reachability *before* the card transaction (DESIGN §3 step 1; break-it finding
-        1): the issuer's CA certificates (SCEP GetCACert) with the engine's retries and back-off, so a CA
-        that does not answer holds no card. The issuer keeps them, and the engine's own check then
-        needs no network. Blocking: call it off the UI thread, never on the card thread.
-
-        Raises:
-            IssuerError (IssuerUnavailable ``CA-DOWN``/``CA-TIMEOUT``, ``CA-TOO-LARGE``, IssuerRejected),
-            OperationCancelled: ``cancel`` was set during a wait.
-        """
-        from card.renewal.context import RenewalContext, ask_ca
-
-        ctx = RenewalContext(self.settings, self.issuer, self.journals, self.audit, cancel=cancel)
-        ask_ca(ctx, self.issuer.ca_certificates)
-
     def switch_reader(self, name: str) -> CardService:
         """Use the reader ``name`` from now on: a new card service; the old one is shut down
         without waiting (its queued work finishes on its own thread, then it disconnects).

@@ -43,10 +43,10 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from card.errors import CardChangedError, InvalidPinError, PinBlockedError
+from card.requests import RenewalRequest
 from card.worker import CardService
 
 __all__ = [  # the door, and the read-model names it re-exports (made on first use, see __getattr__)
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from card.enrollment.base import Issuer
     from card.journal import AuditLog, JournalStore
     from card.piv import KeyType, PivSession, Slot, check_pin_format
-    from card.renewal import (CardSummary, RenewalRefused, RenewalReporter, RenewalResult, RenewalStep, SlotResult,
+    from card.renewal import (CardSummary, RenewalRefused, RenewalResult, RenewalStep, SlotResult,
                               SlotState, SlotStatus, UpdateCheck, card_expiry_words, slot_condition, update_check)
     from card.renewal.check_report import CheckItem, CheckOutcome, CheckReport, CheckRequest
     from card.reader_queue import EntryState, QueueEntry, ReaderQueue
@@ -72,20 +72,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _READ_MODEL = {
-    # the read model and its words (engine package)
     "CardSummary": "card.renewal", "RenewalResult": "card.renewal", "RenewalStep": "card.renewal",
     "SlotResult": "card.renewal", "SlotState": "card.renewal", "SlotStatus": "card.renewal",
     "UpdateCheck": "card.renewal", "card_expiry_words": "card.renewal", "update_check": "card.renewal",
     "slot_condition": "card.renewal",
-    # what a slot and a key are, and the PIN rule checked before anything is sent
     "KeyType": "card.piv", "Slot": "card.piv", "check_pin_format": "card.piv",
-    # the engine's refusal before anything changed (a CardError the callers tell apart)
     "RenewalRefused": "card.renewal",
     **dict.fromkeys(("CheckItem", "CheckOutcome", "CheckReport", "CheckRequest"), "card.renewal.check_report"),
-    # several readers at once (issue 15): the renewal queue over doors made by reader_door
     "EntryState": "card.reader_queue", "QueueEntry": "card.reader_queue", "ReaderQueue": "card.reader_queue",
 }
-"""The read-model names the TUI and the CLI import from here (made on first use)."""
+"""The read-model names the TUI and the CLI import from here (made on first use): the read model and its
+words, slots and key types, the PIN rule, the engine's refusal, the dry run's report, the renewal queue."""
 
 
 def __getattr__(name: str) -> Any:
@@ -93,38 +90,6 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
-
-
-@dataclass
-class RenewalRequest:
-    """What :meth:`CardDoor.renew` needs besides the card: the PIN and where progress goes.
-
-    Attributes:
-        pin: the PIN entered for this renewal (a :class:`~card.secret.Secret`, wiped when the run
-            ends whatever the outcome), or a function returning it, called on the card thread
-            only once the renewal is sure to send it (``renew_if_due``: after the check).
-        progress: receives each step and each slot's outcome (``card.renewal.RenewalReporter``),
-            on the card thread. None: no progress.
-        between_slots: called on the card thread after each renewed certificate but the last
-            (the portal's *Next*); False stops before the next certificate is touched.
-        cancel: ends the renewal before its next certificate and any wait for the CA; None:
-            the door's own (:meth:`CardDoor.cancel`).
-        now: the clock (aware UTC) for expiry arithmetic; None: the system clock.
-        refuse_last_try: with only one PIN try left, raise ``LastPinTryError`` instead of
-            sending the PIN (asked with an empty VERIFY, which spends no try, SP 800-73-4 Part 2
-            §3.2.1); a blocked PIN raises ``PinBlockedError`` without sending it.
-        expect_card: the card id (GUID, ``CardSummary.card_id``) the PIN was typed for
-            (``renew_if_due`` only): a card read in the same transaction with another id raises
-            ``CardChangedError`` and the PIN is wiped unsent (the renewal queue: one PIN, one card).
-    """
-
-    pin: Secret | Callable[[], Secret]
-    progress: RenewalReporter | None = None
-    between_slots: Callable[[SlotResult], bool] | None = None
-    cancel: threading.Event | None = None
-    now: Callable[[], dt.datetime] | None = None
-    refuse_last_try: bool = False
-    expect_card: str | None = None
 
 
 PinWhat = Literal["PIN", "PUK"]
@@ -333,6 +298,16 @@ class CardDoor:
 
         return start_check(self.settings, self.issuer, self.journals, self.audit, self.service.submit, request,
                            self.cancel_event)
+
+    def reach_ca(self, cancel: threading.Event) -> None:
+        """The issuer's CA certificates *before* the card's transaction, with the engine's retries
+        (break-it 1, tester F-6): a CA that does not answer holds no card. Blocking: call it off the
+        UI thread. Raises IssuerError, OperationCancelled (``cancel`` set during a wait)."""
+        from card.renewal.context import RenewalContext, ask_ca
+
+        assert self.issuer is not None, "a door made without an issuer (status) cannot renew"
+        ask_ca(RenewalContext(self.settings, self.issuer, self.journals, self.audit, cancel=cancel),
+               self.issuer.ca_certificates)
 
     def cancel(self) -> None:
         """Stop at the next safe point (never waits): a renewal stops before its next certificate;

@@ -310,6 +310,7 @@ def last_try_for(holder: str | None) -> str:
             "can unlock it. Send this PIN?")
 
 
-def queue_summary(renewed: int, failed: int, not_due: int) -> str:
-    """The queue's last line: ``"2 renewed, 1 failed, 1 not due"``."""
-    return f"{renewed} renewed, {failed} failed, {not_due} not due"
+def queue_summary(renewed: int, failed: int, not_due: int, skipped: int = 0) -> str:
+    """The queue's last line: ``"2 renewed, 1 failed, 1 not due"`` (``", 1 skipped"``: due cards whose
+    holder gave no PIN; they were not renewed either)."""
+    return f"{renewed} renewed, {failed} failed, {not_due} not due" + (f", {skipped} skipped" if skipped else "")

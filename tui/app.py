@@ -19,8 +19,7 @@ from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from card.config import ConfigError
-from card.errors import CardError, CardRemovedError, InvalidPinError, NoCardError
+from card.errors import CardRemovedError, NoCardError
 from card.words import Words
 from tui.app_base import AppBase
 from tui.readers import ReaderFollowing
@@ -242,22 +241,6 @@ class CardRenewApp(ReaderFollowing, AppBase):
         return left if left is not None else self.tries_seen.get(what)
 
     # -- the one error funnel ----------------------------------------------------------------
-    def explain_error(self, error: BaseException) -> tuple[str, str, str]:
-        """(title, message, next step) for any error, in the holder's words."""
-        ra = self.backend.settings.ra_contact
-        if isinstance(error, ConfigError):  # name the file to fix (issue 12, point 9)
-            error = error.naming(self.backend.settings.source)
-        if isinstance(error, CardError):
-            next_step = error.next_step.replace("your Registration Authority (RA)", ra)
-            if isinstance(error, InvalidPinError):
-                next_step = "Nothing was changed on your card. Select Update My Card to try again, entering the PIN carefully."
-            reference = getattr(error, "reference", None)
-            if reference and reference not in next_step:  # the code the RA asks for
-                next_step = f"{next_step} Reference: {reference}."
-            return error.title, str(error), next_step
-        return ("Unexpected error", f"{error.__class__.__name__}: {error}",
-                f"Try again. If the problem persists, contact {ra}.")
-
     def show_error(self, error: BaseException | Words, *, then: Callable[[], object] | None = None,
                    id: str = "error-dialog", button: str = "OK") -> None:
         """Show ``error`` — an exception, or the words of a refused state (:mod:`card.words`) — in

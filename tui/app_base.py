@@ -6,6 +6,7 @@ asks for between two certificates."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from textual import events, on
 from textual.app import App
 from textual.await_complete import AwaitComplete
 
+from card.config import ConfigError
+from card.errors import CardError, InvalidPinError
 from tui.messages import NextRequested
 from tui.screens.dialogs import NextDialog, TextDialog
 
@@ -149,3 +152,30 @@ class AppBase(App[int]):
 
         # The same request arriving twice finds its dialog open and is dropped: that dialog answers it.
         self.open_dialog(NextDialog(event.result, event.number, event.total), answered)
+
+    def explain_error(self, error: BaseException) -> tuple[str, str, str]:
+        """(title, message, next step) for any error, in the holder's words: the RA contact of the
+        settings, the reference the RA asks for, and the TUI's action where a next step names the
+        CLI's (``cardrenew renew`` → Update My Card; tester F-5)."""
+        settings = self.backend.settings  # type: ignore[attr-defined]  # CardRenewApp's door
+        ra = settings.ra_contact
+        if isinstance(error, ConfigError):  # name the file to fix (issue 12, point 9)
+            error = error.naming(settings.source)
+        if isinstance(error, CardError):
+            next_step = tui_next_step(error.next_step.replace("your Registration Authority (RA)", ra))
+            if isinstance(error, InvalidPinError):
+                next_step = "Nothing was changed on your card. Select Update My Card to try again, entering the PIN carefully."
+            reference = getattr(error, "reference", None)
+            if reference and reference not in next_step:  # the code the RA asks for
+                next_step = f"{next_step} Reference: {reference}."
+            return error.title, str(error), next_step
+        return ("Unexpected error", f"{error.__class__.__name__}: {error}",
+                f"Try again. If the problem persists, contact {ra}.")
+
+
+def tui_next_step(next_step: str) -> str:
+    """A card-layer next step in the TUI's words: "run `cardrenew renew` again" becomes "select
+    Update My Card again" (the CLI's mirror is :func:`tui.cli.output.cli_next_step`)."""
+    text = re.sub(r"\b([Rr])un `cardrenew renew`", lambda m: ("S" if m.group(1) == "R" else "s") + "elect Update My Card",
+                  next_step)
+    return text.replace("`cardrenew renew`", "Update My Card")

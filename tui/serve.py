@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import os
 import shlex
@@ -43,7 +44,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from textual_serve.app_service import AppService
 from textual_serve.server import Server
 
@@ -88,6 +89,18 @@ def clamp_size(width: object, height: object, default: tuple[int, int] = (80, 24
             number = int(value)
         size.append(min(max(number, low), high))
     return size[0], size[1]
+
+
+def browser_envelope(text: str) -> tuple[str, object] | None:
+    """``(kind, data)`` of one websocket text message ``[kind, data?]``, or None when it is not one
+    (not JSON, nested too deeply, not a list starting with a string)."""
+    try:
+        envelope = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(envelope, list) or not envelope or not isinstance(envelope[0], str):
+        return None
+    return envelope[0], envelope[1] if len(envelope) > 1 else None
 
 
 def origin_of(url: str) -> str:
@@ -253,6 +266,31 @@ class KioskServer(Server):
                                      f'<title>In use</title></head><body><p>{IN_USE}</p>'
                                      f'<p>This page tries again every 5 seconds.</p></body></html>\n')
         return await super().handle_index(request)
+
+    async def _process_messages(self, websocket: web.WebSocketResponse, app_service: AppService) -> None:
+        """The browser's messages to the app (``["stdin", text]``, ``["resize", {"width", "height"}]``,
+        ``["ping", x]``, ``["blur"]``, ``["focus"]``). A message that is not such an envelope — not
+        JSON, not a list, a field of the wrong type, text that cannot be UTF-8 (a lone surrogate) —
+        is dropped and logged; it used to end the session with a traceback (tester F-9)."""
+        async for message in websocket:
+            if message.type != WSMsgType.TEXT:
+                continue
+            envelope = browser_envelope(message.data)
+            if envelope is None:
+                log.info("dropped a websocket message that is not an envelope (%d characters)", len(message.data))
+                continue
+            kind, data = envelope
+            if kind == "stdin" and isinstance(data, str):
+                await app_service.send_bytes(data.encode("utf-8", "replace"))  # a lone surrogate becomes "?"
+            elif kind == "resize" and isinstance(data, dict):
+                size = app_service.size if isinstance(app_service, _AppProcess) else (80, 24)
+                await app_service.set_terminal_size(*clamp_size(data.get("width"), data.get("height"), size))
+            elif kind == "ping":
+                await websocket.send_json(["pong", data])
+            elif kind == "blur":
+                await app_service.blur()
+            elif kind == "focus":
+                await app_service.focus()
 
     async def handle_websocket(self, request: web.Request) -> web.StreamResponse:  # type: ignore[override]  # a refusal is a plain 403 response, which aiohttp serves from any handler
         refused = self.refusal(request)

@@ -61,6 +61,10 @@ class ChainReport:
     path: Path
     exists: bool
     records: int = 0
+    chained: int = 0
+    """Records that carry a link (``prev``): only these are proven by the chain."""
+    unchained: int = 0
+    """Records written before the log was chained: nothing proves them (tester F-25)."""
     lines: int = 0
     problems: list[tuple[int | None, str]] = field(default_factory=list)
     notes: list[tuple[int | None, str]] = field(default_factory=list)
@@ -108,12 +112,14 @@ def _check_line(report: ChainReport, number: int, line: bytes, previous: bytes |
     report.records += 1
     prev = record.get("prev")
     if prev is None:
+        report.unchained += 1
         if chain_started:
             report.problems.append((number, "this record has no link to the line before it, though the records "
                                             "before it are chained: it was edited or inserted"))
         else:
             report.notes.append((number, "written before the log was chained"))
         return
+    report.chained += 1
     expected = GENESIS if previous is None else line_hash(previous)
     if prev != expected:
         before = "the start of the file" if previous is None else f"line {number - 1}"

@@ -213,7 +213,7 @@ def state(tmp_path: Path, monkeypatch) -> AuditLog:  # type: ignore[no-untyped-d
 def test_audit_verify_says_intact_then_exit_14_after_an_edit(state: AuditLog, capsys) -> None:  # type: ignore[no-untyped-def]
     write_records(state, 4)
     assert main(["audit", "--verify"]) == EXIT_OK
-    assert "as it was written: 4 records" in capsys.readouterr().out
+    assert "4 chained records are as they were written" in capsys.readouterr().out
     lines = lines_of(state)
     lines[1] = lines[1].replace(b"H 1", b"H X")
     put_lines(state, lines)
@@ -254,3 +254,23 @@ def test_a_log_of_one_huge_line_is_not_called_empty(state: AuditLog, capsys) -> 
     assert main(["audit"]) == EXIT_OK
     err = capsys.readouterr().err
     assert "it is empty" not in err and "not an audit record" in err
+
+
+def test_verify_never_vouches_for_records_written_before_the_chain(state: AuditLog, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Tester F-25: a forged record slipped among the pre-chain lines was counted in "as it was
+    written: 78 records". The summary now counts only what the chain proves."""
+    state.path.parent.mkdir(parents=True, exist_ok=True)
+    old = [json.dumps({"time": "2026-11-01T00:00:00+00:00", "outcome": "renewed", "n": i}) for i in range(3)]
+    state.path.write_text("\n".join(old) + "\n")
+    write_records(state, 2)
+    lines = lines_of(state)
+    forged = json.dumps({"time": "2026-12-04T00:00:00+00:00", "outcome": "renewed", "operator": "eve"}).encode()
+    put_lines(state, lines[:2] + [forged] + lines[2:])
+    from card.journal.audit_chain import head_path
+    head = json.loads(head_path(state.path).read_text())
+    head["size"] = state.path.stat().st_size  # whoever can write the log can write the head
+    head_path(state.path).write_text(json.dumps(head))
+    assert main(["audit", "--verify"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "2 chained records are as they were written" in out
+    assert "4 records written before the log was chained cannot be checked" in out

@@ -32,3 +32,13 @@ def test_help_lists_every_documented_exit_code(capsys: pytest.CaptureFixture[str
     assert listed == readme_exit_codes()
     for code, meaning in EXIT_CODES.items():
         assert f"{code} {' '.join(meaning.split())}" in epilog
+
+
+def test_a_refused_management_key_is_a_preflight_refusal_not_an_unexpected_error() -> None:
+    """Tester F-17: a wrong management key (PIV) or a refused SO login (PKCS#11) exited 1, which the
+    README calls "unexpected error"; it is a preflight refusal with nothing changed: 11."""
+    from card.errors import ManagementKeyError
+    from tui.cli.exit_codes import EXIT_REFUSED
+    from tui.cli.failure import exit_code_for
+
+    assert exit_code_for(ManagementKeyError("the card management key was not accepted")) == EXIT_REFUSED

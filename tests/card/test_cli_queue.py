@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,8 @@ def use_readers(monkeypatch: pytest.MonkeyPatch, readers: QueueReaders, answers:
         if prompts is not None:
             prompts.append(text)
         holder = next(h for h in HOLDERS if h in text)
-        return (answers or dict(zip(HOLDERS, PINS)))[holder]
+        answer = (answers or dict(zip(HOLDERS, PINS)))[holder]
+        return answer.pop(0) if isinstance(answer, list) else answer
 
     monkeypatch.setattr("card.backend.pcsc_backend", backend)
     monkeypatch.setattr("tui.cli.queue.prompt_pin", prompt_pin)
@@ -87,7 +89,7 @@ def test_a_skipped_card_is_not_renewed_and_fails_the_run(tmp_path: Path, monkeyp
     assert main(["queue"]) == 13
     out = capsys.readouterr().out
     assert f"{READERS[1]} | {HOLDERS[1]} | skipped — no PIN sent" in out
-    assert "Summary: 1 renewed, 1 failed, 0 not due" in out
+    assert "Summary: 1 renewed, 0 failed, 0 not due, 1 skipped" in out
     assert verify_pins(readers.cards[READERS[1]]) == []
 
 
@@ -135,3 +137,42 @@ def test_watch_waits_for_cards_and_sigterm_ends_it_cleanly(tmp_path: Path, monke
     assert "Stopping: the card steps under way finish" in out
     assert "Summary: 2 renewed, 0 failed, 0 not due" in out
     assert len(doors) == 2 and all(door.close(wait=False) for door in doors)  # every reader's worker has ended
+
+
+def test_an_arrow_key_at_the_prompt_spends_no_try_and_the_holder_is_asked_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Tester F-22: Up then 5 digits at the PIN prompt was sent as 8 bytes ``ESC [ A 6 5 4 3 2``."""
+    readers = QueueReaders(tmp_path, 1)
+    use_readers(monkeypatch, readers, answers={HOLDERS[0]: ["\x1b[A11111", PINS[0]]})  # type: ignore[dict-item]
+    assert main(["queue"]) == 0
+    out = capsys.readouterr().out
+    assert "PIN not sent — it holds a character a PIN cannot contain" in out and "No try was used" in out
+    assert set(verify_pins(readers.cards[READERS[0]])) == {PINS[0].encode()}  # the arrow key's bytes never went
+
+
+def test_watch_asks_again_for_a_skipped_card_put_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Tester F-15: a card whose holder skipped the prompt, pulled and put back, is a new arrival."""
+    readers = QueueReaders(tmp_path, 1)
+    card = readers.cards[READERS[0]]
+    prompts: list[str] = []
+    use_readers(monkeypatch, readers, answers={HOLDERS[0]: ["", PINS[0]]}, prompts=prompts)  # type: ignore[dict-item]
+
+    def holder_comes_back_then_stop() -> None:
+        wait_until(lambda: len(prompts) == 1)
+        time.sleep(0.3)
+        card.remove()
+        time.sleep(0.3)
+        card.insert()
+        wait_until(lambda: sum(apdu[1] == 0xDB for apdu, _ in card.trace) >= 2)  # both certificates written
+        time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    helper = threading.Thread(target=holder_comes_back_then_stop, daemon=True)
+    helper.start()
+    code = main(["queue", "--watch"])
+    helper.join(10)
+    out = capsys.readouterr().out
+    assert len(prompts) == 2, out
+    assert code == 0, out
+    assert "skipped — no PIN sent" in out and "Summary: 1 renewed, 0 failed, 0 not due" in out

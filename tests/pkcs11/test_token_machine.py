@@ -1,11 +1,12 @@
 """A Hypothesis state machine over a real SoftHSM2 token: keys generated beside each other,
 certificates written and replaced, keys relabelled and deleted, a certificate for another key
-offered — and the token "pulled" (an error) at any object destruction of a delete or a replace.
+offered — and the token "pulled" (an error) at any object creation or destruction of a delete or a replace.
 
 Invariant (issue 14): every certificate on the token has its matching private key — checked after
 every step by pkcs11-tool (no certificate without a private key of its CKA_ID) and by a signature
 of that key verified with the certificate; at the end the judge signs with every key itself.
-P-256 keys (fast); about 20 s on one core.
+P-256 keys (fast); 8 runs of 10 steps, about 10 s alone (17 s on a loaded machine); both mutations of the
+order (key before certificate on delete, old before new on replace) fail it.
 """
 
 from __future__ import annotations
@@ -165,5 +166,5 @@ class TokenMachine(RuleBasedStateMachine):
 
 def test_every_certificate_keeps_its_private_key(softhsm_template: SoftHsm, ca: LocalCA) -> None:
     run_state_machine_as_test(lambda: TokenMachine(softhsm_template, ca),
-                              settings=settings(max_examples=12, stateful_step_count=12, deadline=None,
+                              settings=settings(max_examples=8, stateful_step_count=10, deadline=None,
                                                 derandomize=True, database=None))

@@ -272,3 +272,32 @@ def test_clamp_size_bounds_whatever_a_browser_sends() -> None:
     assert clamp_size("100", " 30") == (100, 30)
     for bad in (None, 1e9, "1e9", [1], True, "9" * 400, {"a": 1}):
         assert clamp_size(bad, bad, (90, 40)) == (90, 40)
+
+
+@pytest.mark.parametrize("junk", ['["stdin", "\\ud800"]', "not json", '["resize", {"width": "x"}]', "[]", "{}",
+                                  '["stdin", 5]', '[1, 2]', "[" * 5000 + "]" * 5000],
+                         ids=["lone-surrogate", "not-json", "resize-junk", "empty-list", "object", "stdin-number",
+                              "kind-number", "deeply-nested"])
+def test_a_malformed_message_is_dropped_and_the_session_goes_on(served: Served, junk: str) -> None:
+    """Tester F-9: one malformed websocket message ended the session (a traceback in the server
+    log, the app process gone). Now it is dropped and the same session still answers."""
+    async def scenario() -> tuple[str, str]:
+        async with aiohttp.ClientSession() as client:
+            async with client.ws_connect(served.ws_url, headers={"Origin": served.origin}) as ws:
+                await ws.send_json(["resize", {"width": 100, "height": 30}])
+                first = await read_screen(ws, LOGON, 45)
+                await ws.send_str(junk)
+                await ws.send_json(["ping", "still-there"])
+                pong = ""
+                deadline = time.monotonic() + 20
+                while "still-there" not in pong and time.monotonic() < deadline:
+                    message = await ws.receive(timeout=20)
+                    if message.type == aiohttp.WSMsgType.TEXT:
+                        pong += message.data
+                    elif message.type != aiohttp.WSMsgType.BINARY:
+                        break
+                return first, pong
+
+    first, pong = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert all(text in first for text in LOGON)
+    assert "still-there" in pong  # the session answered after the junk

@@ -115,8 +115,10 @@ def _verify(log: AuditLog) -> int:
         print(f"No audit log at {log.path} yet: nothing to verify.", file=sys.stderr)
         return EXIT_OK
     if report.intact:
-        print(f"The audit log {log.path} is as it was written: {report.records} records, the chain and its "
-              "head file agree.")
+        print(f"The audit log {log.path}: {report.chained} chained records are as they were written (the chain and "
+              "its head file agree)." + (f" {report.unchained} records written before the log was chained cannot be "
+                                         "checked: compare them with the system log or a backup." if report.unchained
+                                         else ""))
         return EXIT_OK
     print(f"The audit log {log.path} was changed after it was written ({len(report.problems)} "
           f"problem{'s' if len(report.problems) != 1 else ''} above). Keep this copy and compare it with the "

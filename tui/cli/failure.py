@@ -15,6 +15,7 @@ from card.errors import (
     CardRemovedError,
     InvalidPinError,
     LastPinTryError,
+    ManagementKeyError,
     NoCardError,
     NotSupportedError,
     OperationCancelled,
@@ -52,7 +53,7 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_CARD
     if isinstance(exc, IssuerError):
         return EXIT_CA
-    if isinstance(exc, (RenewalRefused, NotSupportedError)):
+    if isinstance(exc, (RenewalRefused, NotSupportedError, ManagementKeyError)):  # preflight: nothing changed (F-17)
         return EXIT_REFUSED
     return EXIT_ERROR
 

@@ -14,11 +14,15 @@ or left without a PIN); 2 ``--pin-stdin`` or no terminal to ask on; 3 no card in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
+import io
 import queue as stdlib_queue
 import signal
 import sys
+import termios
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
 from card import backend as assembly  # called through the module: tests put in-process readers there
@@ -75,7 +79,27 @@ def prompt_pin(text: str) -> str:
 
 
 def prompt_yes(text: str) -> bool:
-    return input(text).strip().lower() in ("y", "yes")
+    with _echo(True):
+        return input(text).strip().lower() in ("y", "yes")
+
+
+@contextlib.contextmanager
+def _echo(on: bool) -> Iterator[None]:
+    """The terminal's echo on or off for a while (tester F-14: between the prompts of ``--watch``,
+    whatever the holder types — a PIN typed too early — is not shown; the next prompt discards it)."""
+    try:
+        fd = sys.stdin.fileno()
+        before = termios.tcgetattr(fd)
+    except (OSError, ValueError, termios.error, AttributeError, io.UnsupportedOperation):
+        yield  # not a real terminal (tests replace stdin)
+        return
+    after = list(before)
+    after[3] = (after[3] | termios.ECHO) if on else (after[3] & ~termios.ECHO)
+    termios.tcsetattr(fd, termios.TCSAFLUSH, after)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSAFLUSH, before)
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
@@ -98,7 +122,8 @@ def cmd_queue(args: argparse.Namespace) -> int:
         raise
     run = _QueueRun(backend, signals, watch=args.watch)
     try:
-        return run.run()
+        with _echo(False):
+            return run.run()
     finally:
         signals.restore()
         run.queue.close(wait=True, timeout_s=RENEW_STEP_WAIT_S)
@@ -114,10 +139,15 @@ class _QueueRun:
         self.watch = watch
         self.lines: stdlib_queue.SimpleQueue[QueueEntry] = stdlib_queue.SimpleQueue()
         self.printed: dict[str, tuple[object, ...]] = {}
-        self.declined: set[str | None] = set()
+        self.pin_characters = backend.settings.pin_characters
+        self.declined: dict[str, str | None] = {}
+        """Reader → the card whose holder skipped its PIN there (asked again once it is put in again)."""
+        self.skipped: set[str | None] = set()
         self.queue = ReaderQueue(backend, self._changed)
 
     def _changed(self, entry: QueueEntry) -> None:  # on a card worker or the polling thread
+        if entry.state in (EntryState.READING, EntryState.NO_CARD, EntryState.GONE):
+            self.declined.pop(entry.reader, None)  # a card (re-)inserted is a new arrival: ask again (F-15)
         if entry.state in _SHOWN or (entry.state is EntryState.DUE and entry.message):
             self.lines.put(entry)
 
@@ -144,14 +174,17 @@ class _QueueRun:
         for entry in self.queue.entries():
             if entry.state in (EntryState.READING, EntryState.RENEWING, EntryState.WAITING_PIN):
                 return False
-            if entry.state is EntryState.DUE and entry.card_id not in self.declined:
+            if entry.state is EntryState.DUE and not self._declined(entry):
                 return False
         return True
+
+    def _declined(self, entry: QueueEntry) -> bool:
+        return entry.reader in self.declined and self.declined[entry.reader] == entry.card_id
 
     def _ask_next(self) -> bool:
         """Ask the holder of the next due card for the PIN and start its renewal; False: none due."""
         for entry in self.queue.entries():
-            if entry.state is EntryState.DUE and entry.card_id not in self.declined:
+            if entry.state is EntryState.DUE and not self._declined(entry):
                 self._ask(entry)
                 return True
         return False
@@ -171,11 +204,19 @@ class _QueueRun:
                     pin.wipe()
         finally:
             self.signals.prompting = False
+        if pin and not pin.consists_of(self.pin_characters):  # tester F-22: an arrow key never spends a try
+            pin.wipe()
+            self.queue.pin_not_given(asked.reader, asked.card_id)
+            _say(f"{asked.reader} | {asked.holder or '-'} | PIN not sent — it holds a character a PIN cannot "
+                 "contain (an arrow key or a tab counts too). No try was used; type it again.")
+            return
         if not pin:
-            self.declined.add(asked.card_id)
+            self.declined[asked.reader] = asked.card_id
+            self.skipped.add(asked.card_id)
             self.queue.pin_not_given(asked.reader, asked.card_id)
             _say(f"{asked.reader} | {asked.holder or '-'} | skipped — no PIN sent; the card was not renewed.")
             return
+        self.skipped.discard(asked.card_id)
         try:
             self.queue.renew(asked.reader, asked.card_id, pin, allow_last_try=confirmed)
         except CardChangedError as exc:
@@ -198,7 +239,10 @@ class _QueueRun:
         if not self.watch and not self.queue.cards():
             raise NoCardError("no card in any reader", next_step="Insert the cards, then run `cardrenew queue` "
                                                                  "again (or `cardrenew queue --watch` to wait for them).")
-        print(f"Summary: {queue_summary(counts['renewed'], counts['failed'], counts['not_due'])}", flush=True)
+        skipped = sum(1 for card in self.queue.cards() if card.card_id in self.skipped
+                      and card.state in (EntryState.DUE, EntryState.WAITING_PIN))
+        print(f"Summary: {queue_summary(counts['renewed'], counts['failed'] - skipped, counts['not_due'], skipped)}",
+              flush=True)
         if self.signals.signum is not None and not self.watch:
             return 128 + self.signals.signum
         return EXIT_OK if counts["failed"] == 0 else EXIT_PARTIAL

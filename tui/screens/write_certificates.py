@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label, Static
 
-from card.errors import CardError, InvalidPinError, PinBlockedError
+from card.errors import CardError, InvalidPinError, OperationCancelled, PinBlockedError
 from card.secret import Secret
 from card.service import CardSummary, RenewalRequest, RenewalResult, RenewalStep, Slot
 from card.words import Words, sentence
@@ -87,7 +88,9 @@ class WriteCertificatesScreen(Pane):
     """
 
     BINDINGS = [Binding("ctrl+q", "app.quit", "Quit", id="quit", show=False,
-                        tooltip="Leave cardrenew (waits for the certificate being written)")]
+                        tooltip="Leave cardrenew (waits for the certificate being written)"),
+                Binding("escape", "cancel_ca_wait", "Cancel", id="cancel-ca-wait",
+                        tooltip="Stop waiting for the certificate authority (nothing has changed on your card)")]
     NARROW_BELOW = 80
     """Below this many columns the table leaves out the old expiry and shows the slot with the label."""
 
@@ -103,6 +106,8 @@ class WriteCertificatesScreen(Pane):
         self.narrow: bool | None = None
         self.running = False
         self.result: RenewalResult | None = None
+        self._ca_wait: threading.Event | None = None
+        """Set by Escape while only the CA is waited on (before the card is touched); None otherwise."""
 
     def compose(self) -> ComposeResult:
         yield app_header()
@@ -256,6 +261,7 @@ class WriteCertificatesScreen(Pane):
         self.running = True
         result: RenewalResult | None = None
         try:
+            await self._reach_ca_first()
             result = await asyncio.wrap_future(app.backend.renew(request))
         except CardError as exc:  # refused before anything destructive happened
             if isinstance(exc, InvalidPinError):
@@ -283,6 +289,48 @@ class WriteCertificatesScreen(Pane):
         app.note_tries("PIN", None)  # the engine's VERIFY was accepted: the counter is full again
         self.post_message(RenewalFinished(result))
 
+    async def _reach_ca_first(self) -> None:
+        """The CA before the card's transaction (tester F-6, as ``renew`` does since break-it 1): a CA
+        that does not answer holds no card, and Escape (or a signal) stops the wait — nothing has
+        changed on the card yet.
+
+        Raises:
+            IssuerError, OperationCancelled: shown by the caller as "Nothing was changed".
+        """
+        app = self.card_app
+        cancel = self._ca_wait = threading.Event()
+        self.refresh_bindings()
+        self.query_one("#step-text", Static).update(
+            "Contacting the certificate authority… (Escape cancels; nothing has changed on your card)")
+        done = threading.Event()
+
+        def follow_shutdown() -> None:  # a signal stops this wait as it stops the renewal
+            while not done.is_set():
+                if app.shutdown_event.wait(0.2):
+                    cancel.set()
+                    return
+
+        threading.Thread(target=follow_shutdown, name="ca-wait-shutdown", daemon=True).start()
+        try:
+            await asyncio.to_thread(app.backend.reach_ca, cancel)
+        except OperationCancelled as exc:
+            raise OperationCancelled("you stopped the wait for the certificate authority; nothing was changed on "
+                                     "your card", next_step="Select Update My Card when you want to try again.") from exc
+        finally:
+            done.set()
+            self._ca_wait = None
+            self.refresh_bindings()
+        self.query_one("#step-text", Static).update("Checking the card…")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel_ca_wait":
+            return self._ca_wait is not None
+        return True
+
+    def action_cancel_ca_wait(self) -> None:
+        if self._ca_wait is not None:
+            self._ca_wait.set()
+
     @on(RenewalFinished)
     def _finished(self, event: RenewalFinished) -> None:
         if self.result is not None:
@@ -299,8 +347,10 @@ class WriteCertificatesScreen(Pane):
         self.query_one("#elapsed", Static).update(f"Stopped after {self.clock.seconds} s.")
         failed = next((s for s in result.slots if s.error is not None), None)
         error = result.error or (failed.error if failed else None) or CardError("a certificate was not renewed")
-        title, message, _ = self.card_app.explain_error(error)
-        if failed is not None:
+        title, message, next_step = self.card_app.explain_error(error)
+        if result.error is not None:  # what stopped the run (a state file's path and cause, tester F-5)
+            message = f"{message}\n\nNext step: {next_step}"
+        elif failed is not None:
             message = f"{failed.label} ({failed.slot.hex}) could not be renewed: {failed.error}."
         self.show_error(Words(title, f"{message}\n\nSelect Abort this issuance to see what was and was "
                               "not renewed, and what to do next."),
