@@ -154,7 +154,10 @@ class DryRun:
         pin_ok = self._log_in(items, signer, token, pin, summary.pin_retries, refuse_last_try)
         renewable = [s for s in with_certificate if s.state in (SlotState.OK, SlotState.DUE)]
         items += self._request_signer_items(preflight, renewable, summary, pin_ok)
-        items += self._grant_items(signer, renewable, pin_ok)
+        finishing = set(summary.pending_journal.slots) if summary.pending_journal is not None else set()
+        items += self._grant_items(signer, [s for s in renewable if s.slot.hex not in finishing], pin_ok)
+        items += [self._said("ra_grant", CheckOutcome.SKIPPED, "grant.finishing", slot=s.slot.hex)
+                  for s in renewable if s.slot.hex in finishing]
         if items[pin_at].outcome is CheckOutcome.SKIPPED and pin is None:  # the PIN check says what it cost
             items[pin_at] = dataclasses.replace(items[pin_at], message=check_no_pin_list(self._no_pin))
         self.audit.write_quietly(event="check", card_guid=summary.card_id, reader=summary.reader,
