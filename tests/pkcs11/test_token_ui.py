@@ -125,7 +125,9 @@ async def test_the_tui_logs_on_with_the_tokens_pin_and_shows_labels_and_side_by_
         await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers
                        and "Authentication certificate" in screen_text(app))
         text = screen_text(app)
-        assert "Token" in text and "Card GUID" not in text and "Key ID" in text
+        assert "Token" in text and "Card GUID" not in text
+        assert not app.screen.query_one("#change-pin-button").display  # tester F-16: not offered on a token
+        assert app.screen.check_action("change_pin", ()) is False
         assert f"Side by side: {SIDE_BY_SIDE}" in text and PIV_ORDER not in text
         assert cli_mode.removeprefix("Renewal: ").split(" — ")[1] in text  # the CLI's words, the same
         for label in ("Authentication certificate", "Signature certificate"):
@@ -207,3 +209,29 @@ async def test_tui_update_my_card_on_softhsm2_to_done(softhsm: SoftHsm, ca_dir: 
         assert "Your certificates have been renewed" in text
         assert "Authentication certificate" in text and "Signature certificate" in text
     judge_renewed(softhsm, {b"\x01", b"\x02"})
+
+
+def test_an_interrupted_side_by_side_update_leaves_the_old_key_working_in_status(
+        softhsm: SoftHsm, ca_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Tester F-20: a side-by-side renewal stopped at GENERATE left the old key and certificate as they
+    were; status said the old key "does not work … may have been replaced" and exited 13."""
+    from card.certificates import fingerprint
+    from card.journal import Journal, JournalStep, SlotJournal
+    from card.renewal.model import slot_condition
+    from card.service import CardSummary
+
+    path = config(tmp_path, softhsm, ca_dir)
+    from card.backend import card_backend
+
+    backend = card_backend(load_settings(path), with_issuer=False)
+    try:
+        summary: CardSummary = backend.read_card().result()
+    finally:
+        backend.close()
+    journal = Journal(summary.card_id or "x", interface="pkcs11")
+    for s in summary.slots:
+        assert s.certificate is not None
+        journal.slots[s.name] = SlotJournal(s.name, fingerprint(s.certificate), step=JournalStep.GENERATING)
+    stopped = dataclasses.replace(summary, pending_journal=journal)
+    assert all(slot_condition(stopped, s, "the RA") is None for s in stopped.slots)  # the old keys still work
+

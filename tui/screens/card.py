@@ -79,10 +79,12 @@ class CardSummaryTab(CardTab):
         self.query_one("#reader", Label).update(summary.reader)
         mode = renewal_mode_words(info.side_by_side)
         self.query_one("#card-renewal-mode", Label).update(f"{mode.title}: {mode.message}")
+        for button in self.query("#change-pin-button").results(Button):
+            button.display = piv  # a PKCS#11 token's PIN is changed with its own tool (tester F-16)
         grid = self.query_one("#slot-grid", Grid)
         await grid.remove_children()
         cells: list[Label] = [Label(text, classes=f"slot-header {css}", markup=False) for text, css in
-                              (("Certificate", "slot-label"), ("Slot" if piv else "Key ID", "slot-id"), ("Expires", "slot-expiry"),
+                              (("Certificate", "slot-label"), ("Slot" if piv else "ID", "slot-id"), ("Expires", "slot-expiry"),
                                ("Days left", "slot-days"), ("Status", "slot-status"))]
         for status in summary.slots:
             words, css = status_text(status)
@@ -190,6 +192,9 @@ class CardScreen(Pane):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "unlock_card" and not self.card_app.backend.settings.allow_unlock:
             return False
+        if action in ("change_pin", "unlock_card") and self.card_app.summary is not None \
+                and self.card_app.summary.info.interface != "piv":
+            return False  # cardrenew changes PIV PINs only (README, Cards and tokens)
         if action == "update_card" and self.pin_blocked:
             return False
         return True
