@@ -288,4 +288,7 @@ def card_backend(settings: Settings, reader: str | None = None, *, with_issuer: 
             raise UsageError("--reader names a PC/SC reader; with card.interface = \"pkcs11\" the module finds "
                              "its token (card.token_label / card.token_serial choose one)")
         return pkcs11_backend(settings, with_issuer=with_issuer, cancel=cancel)
-    return pcsc_backend(settings, reader, with_issuer=with_issuer, wait_for_card=wait_for_card, cancel=cancel)
+    # only what the caller gave (tests replace pcsc_backend with narrower signatures, as callers used to call it)
+    given: dict[str, Any] = {k: v for k, v in (("with_issuer", with_issuer), ("wait_for_card", wait_for_card),
+                                               ("cancel", cancel)) if v is not None and v != (k == "with_issuer")}
+    return pcsc_backend(settings, reader, **given)

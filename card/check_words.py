@@ -68,6 +68,8 @@ CHECK_SAID: dict[str, tuple[str, str]] = {
     "pin.ok": ("accepted", ""),
     "pin.not_verified": ("not checked: the PIN was not verified (see the PIN check)", ""),
     "signer.ok": ("slot {slots} holds a valid RSA certificate and its key (a test signature)", ""),
+    "grant.finishing": ("not checked: the unfinished update finishes this slot (its key may be new already)",
+                        "Run `cardrenew renew` (or Update My Card): it finishes the update."),
     "grant.no_dry_mode": ("the {ca} has no dry mode; a real request would be granted and recorded, so it was not "
                           "asked", ""),
 }

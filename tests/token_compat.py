@@ -56,6 +56,10 @@ PROVES: dict[str, tuple[tuple[str, str], ...]] = {
     "tests/ykcs11/test_ykcs11_card.py::test_a_wrong_pin": ((YKCS11, CAPABILITIES[1]),),
     "tests/ykcs11/test_ykcs11_card.py::test_a_wrong_management_key": ((YKCS11, CAPABILITIES[6]),),
     "tests/ykcs11/test_ykcs11_status.py::": ((YKCS11, CAPABILITIES[7]), (OPENSC, CAPABILITIES[0])),
+    "tests/ykcs11/test_ykcs11_renewal.py::test_cardrenew_renews": ((YKCS11, CAPABILITIES[8]), (OPENSC, CAPABILITIES[0]),
+                                                                   (OPENSC, CAPABILITIES[2])),
+    "tests/ykcs11/test_ykcs11_renewal.py::test_card_pulled": ((YKCS11, CAPABILITIES[5]),),
+    "tests/ykcs11/test_ykcs11_pin.py::": ((YKCS11, CAPABILITIES[1]), (YKCS11, CAPABILITIES[6])),
 }
 
 RESULTS = Path(os.environ.get("CARDRENEW_COMPAT_DIR", Path(__file__).resolve().parents[1] / "build")) / "token-compat-results.json"

@@ -154,8 +154,11 @@ class DryRun:
         pin_ok = self._log_in(items, signer, token, pin, summary.pin_retries, refuse_last_try)
         renewable = [s for s in with_certificate if s.state in (SlotState.OK, SlotState.DUE)]
         items += self._request_signer_items(preflight, renewable, summary, pin_ok)
-        items += self._grant_items(signer, renewable, pin_ok)
-        if pin is None:  # the PIN check says which checks it cost
+        finishing = set(summary.pending_journal.slots) if summary.pending_journal is not None else set()
+        items += self._grant_items(signer, [s for s in renewable if s.slot.hex not in finishing], pin_ok)
+        items += [self._said("ra_grant", CheckOutcome.SKIPPED, "grant.finishing", slot=s.slot.hex)
+                  for s in renewable if s.slot.hex in finishing]
+        if items[pin_at].outcome is CheckOutcome.SKIPPED and pin is None:  # the PIN check says what it cost
             items[pin_at] = dataclasses.replace(items[pin_at], message=check_no_pin_list(self._no_pin))
         self.audit.write_quietly(event="check", card_guid=summary.card_id, reader=summary.reader,
                                  outcome="passed" if report.ok else "failed",
@@ -270,10 +273,11 @@ class DryRun:
                           sources=sources)
 
     def _pin_item(self, signer: CardSigner, pin: Secret | None, retries: int | None, refuse_last_try: bool) -> CheckItem:
+        if retries == 0:  # blocked: a failure whether or not a PIN was given (nothing is sent)
+            self._pin_given = True  # the checks that need the PIN say "not verified (see the PIN check)"
+            return self._said("pin", CheckOutcome.FAILED, "pin.blocked", code="BLOCKED")
         if pin is None:
             return skipped("pin", check_no_pin_list([]), CHECK_GIVE_PIN)
-        if retries == 0:
-            return self._said("pin", CheckOutcome.FAILED, "pin.blocked", code="BLOCKED")
         if retries == 1 and refuse_last_try:
             return self._said("pin", CheckOutcome.SKIPPED, "pin.last_try")
         try:

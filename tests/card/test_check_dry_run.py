@@ -252,5 +252,15 @@ def test_an_unfinished_update_fails_the_certificates_check_and_is_left_for_renew
     unfinished = item(report, "certificates")
     assert unfinished.outcome is CheckOutcome.FAILED and unfinished.code == "RESUME"
     assert result.reference in unfinished.message and "cardrenew renew" in unfinished.next_step
+    for slot in ("9A", "9C"):  # finding F-27: never "did not verify … contact the RA" for a slot being finished
+        grant = item(report, "ra_grant", slot)
+        assert grant.outcome is CheckOutcome.SKIPPED and "finishes this slot" in grant.message, grant
     before.assert_unchanged()
     assert Settings().state_dir.joinpath(backend.journals.file_name(report.card_id or "")).exists()  # kept for renew
+
+
+def test_a_blocked_pin_fails_the_check_even_without_a_pin(ec_card: SoftPivCard, ca: LocalCA) -> None:
+    ec_card.state.pin_retries = 0
+    report = run_check(door(ec_card, ca), pin=None)
+    assert item(report, "pin").code == "BLOCKED" and not report.ok
+    assert item(report, "ra_grant", "9A").message == "not checked: the PIN was not verified (see the PIN check)"

@@ -267,3 +267,20 @@ def test_check_refuses_a_pin_with_other_characters_unsent(run: Run, card: SoftPi
     r = run("renew", "--check", "--pin-stdin", "--json", stdin="\x1b[A12345\n")
     assert r.code == 4 and r.json["error"]["code"] == "PINFORMAT" and card.state.pin_retries == 3
     assert all(not (apdu[1] == 0x20 and len(apdu) > 5) for apdu, _ in card.trace)
+
+
+@pytest.mark.parametrize("argv", [("change-pin", "--pin-stdin"), ("unblock", "--pin-stdin"), ("renew", "--check")])
+def test_a_pkcs11_token_configuration_is_refused_and_no_card_is_touched(run: Run, card: SoftPivCard,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      argv: tuple[str, ...]) -> None:
+    """Findings F-13 / F-26 (tester): with card.interface = "pkcs11", change-pin changed the PIN of the PIV card in
+    the PC/SC reader, and renew --check crashed ("1 is not a valid Slot")."""
+    import dataclasses
+
+    from card.config import TokenSettings
+
+    token = dataclasses.replace(Settings(), allow_unlock=True, token=TokenSettings(interface="pkcs11"))
+    monkeypatch.setattr("tui.cli.output.load_settings", lambda *a, **k: token)
+    r = run(*argv, stdin=f"{PIN}\n{NEW_PIN}\n{NEW_PIN}\n")
+    assert r.code == 2 and "PKCS#11 token" in r.err, r.err
+    assert card.trace == [] and card.state.pin == PIN

@@ -160,11 +160,12 @@ def start_pcscd() -> YkPcscd:
         proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "yk-pcscd",
                                  str(directory / "run"), str(conf)], stdout=out, stderr=subprocess.STDOUT)
     pcscd = YkPcscd(directory, port, proc, log)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30  # a hang detector: a loaded CI host is slow, not stuck
     while not (_port_open(port) and pcscd.socket.exists()):
         if time.monotonic() > deadline or proc.poll() is not None:
+            said = pcscd.tail()  # before stop() removes its directory
             pcscd.stop()
-            pytest.fail(f"the ykcs11 pcscd did not start (exit {proc.poll()}): {pcscd.tail()}")
+            pytest.fail(f"the ykcs11 pcscd did not start (exit {proc.poll()}): {said}")
         time.sleep(0.05)
     return pcscd
 

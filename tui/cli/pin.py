@@ -65,6 +65,11 @@ def _run(args: argparse.Namespace, kind: Kind) -> int:
     settings = settings_for(args)
     backend: Backend | None = None
     try:
+        if settings.token.is_pkcs11:  # finding F-13: never act on a PIV card in a reader instead of the token
+            raise UsageError(f"{args.command} changes the PIN of a PIV card through PC/SC; this configuration names a "
+                             "PKCS#11 token (card.interface = \"pkcs11\"), whose PIN is changed with its own tool",
+                             next_step="Use the token's own tool (e.g. `pkcs11-tool --module MODULE --change-pin`, or "
+                                       "--init-pin with the SO PIN to unblock it). Nothing was sent to any card.")
         if kind == "unlock" and not settings.allow_unlock:
             words = unlock_not_allowed(settings.ra_contact)
             _audit_refusal(settings, kind, UnlockNotAllowed.code)
