@@ -134,6 +134,19 @@ async def main(out: Path) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, NewPinDialog))
         shot(app, "13-change-passcode")
 
+    # -- the dry run: the Card tab's Check (issue 15), with the PIN -------------------------------------
+    from tui.screens.check import CheckPinDialog, CheckReportDialog
+
+    backend, card = demo_backend(Settings(), state_dir=state / "check")
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await log_on(app, pilot)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckPinDialog))
+        await pilot.press(*PIN, "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckReportDialog), 60)
+        shot(app, "18-check-report")
+
     # -- a blocked card, Unlock card allowed: the PUK and a new PIN ---------------------------------
     backend, card = demo_backend(dataclasses.replace(Settings(), allow_unlock=True), state_dir=state / "blocked")
     card.state.pin_retries = 0

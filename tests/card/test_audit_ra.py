@@ -21,14 +21,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from card.backend import Backend
-from card.config import Settings
-from card.emulator.card import SoftPivCard
-from card.enrollment.local import LocalCA
 from card.errors import InvalidPinError, PinBlockedError
-from card.journal import AuditLog, JournalStore, verify_chain
+from card.journal import AuditLog, verify_chain
 from card.secret import Secret
-from card.service import CardService, RenewalRequest
+from card.service import RenewalRequest
 from tui.cli import main
+from tests.card.test_service_door import door  # noqa: F401 - the in-process door fixture, shared
 from tui.cli.exit_codes import EXIT_AUDIT_BROKEN, EXIT_OK
 
 PIN = "123456"
@@ -157,17 +155,6 @@ def test_any_change_to_the_bytes_of_a_log_is_found(tmp_path: Path, count: int, d
 
 
 # -- every attempt --------------------------------------------------------------------------
-@pytest.fixture
-def door(make_card, ca: LocalCA, tmp_path: Path):  # type: ignore[no-untyped-def]
-    card: SoftPivCard = make_card()
-    settings_ = Settings(state_dir=tmp_path / "state")
-    audit = AuditLog(settings_.state_dir / "audit.log")
-    backend = Backend(settings_, CardService(lambda: card, lambda: True), ca, JournalStore(settings_.state_dir, audit),
-                      audit, "In-process card")
-    yield backend
-    backend.close()
-
-
 def events(door: Backend) -> list[dict[str, object]]:
     return [e for e in door.audit.read(None).entries if e.get("event") in ("log_on", "renewal")]
 

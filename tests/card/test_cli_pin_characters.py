@@ -43,3 +43,14 @@ def test_renew_refuses_a_pin_with_other_characters_and_sends_nothing(typed: str,
 def test_a_crlf_line_is_still_the_pin(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr("sys.stdin", io.StringIO("123456\r\n"))
     assert main(["--demo", "renew", "--yes", "--pin-stdin", "--json"]) == 0
+
+
+def test_undecodable_bytes_are_named_as_such() -> None:
+    """The character check must not hide check_pin_format's words for bytes that are not text
+    (tests/integration/test_secrets_pcscd.py expects them through pcscd)."""
+    from card.secret import Secret
+    from tui.cli.renew_pin import pin_characters_only
+
+    with pytest.raises(Exception) as exc:
+        pin_characters_only(Secret(b"12345\xe9"), "0123456789")
+    assert "not valid text" in str(exc.value)

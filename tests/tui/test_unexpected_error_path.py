@@ -8,9 +8,9 @@ from __future__ import annotations
 from concurrent.futures import Future
 
 from tests.tui.conftest import screen_text, wait_for
-from tests.tui.test_renewal_flow import PIN, log_on
+from tests.tui.test_ca_before_card import start_update
 from tui.app import make_app
-from tui.screens import CardScreen, ErrorDialog, MessageDialog, PinDialog
+from tui.screens import CardScreen, ErrorDialog
 
 
 async def test_an_unexpected_engine_error_leads_back_to_the_card_tab(make_demo) -> None:  # type: ignore[no-untyped-def]
@@ -25,13 +25,7 @@ async def test_an_unexpected_engine_error_leads_back_to_the_card_tab(make_demo) 
     backend.renew = broken_renew
     app = make_app(backend)
     async with app.run_test(size=(100, 32)) as pilot:
-        await log_on(pilot)
-        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
-        await pilot.press("u")
-        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
-        await pilot.press(*PIN, "enter")
+        await start_update(pilot)
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog))
         assert "Nothing was changed" not in screen_text(app)
         await pilot.press("enter")

@@ -50,7 +50,11 @@ def pin_characters_only(pin: Secret, pin_characters: str) -> Secret:
     """
     if pin.consists_of(pin_characters):
         return pin
+    text = pin.is_text
     pin.wipe()
+    if not text:  # undecodable bytes (a Latin-1 terminal, line noise): say so, as check_pin_format does
+        raise PinFormatError("The PIN contains bytes that are not valid text; nothing was sent to the card.",
+                             next_step="Type it again with PIN characters only. No try was used.")
     raise PinFormatError("the PIN holds a character a PIN cannot contain (ui.pin_characters; an arrow key or a tab "
                          "counts too); nothing was sent to the card", next_step="Type it again with PIN characters "
                          "only. No try was used.")
