@@ -349,7 +349,8 @@ class WriteCertificatesScreen(Pane):
         error = result.error or (failed.error if failed else None) or CardError("a certificate was not renewed")
         title, message, next_step = self.card_app.explain_error(error)
         if result.error is not None:  # what stopped the run (a state file's path and cause, tester F-5)
-            message = f"{message}\n\nNext step: {next_step}"
+            slot = f"{failed.label} ({failed.slot.hex}) was not renewed. " if failed is not None else ""
+            message = f"{slot}{sentence(message)}\n\nNext step: {next_step}"
         elif failed is not None:
             message = f"{failed.label} ({failed.slot.hex}) could not be renewed: {failed.error}."
         self.show_error(Words(title, f"{message}\n\nSelect Abort this issuance to see what was and was "
