@@ -197,9 +197,12 @@ class BesideSteps:
         self.ctx.journals.save(journal)
 
     def discard(self, sj: SlotJournal, journal: Journal) -> None:
-        """Delete what this update made under its new id (the journal proves it: the id was journalled
-        before C_GenerateKeyPair, and nothing was issued for it), and forget the id."""
-        self.token.delete(self.new_ref(sj))
+        """Delete what this update made under its new id (journalled before C_GenerateKeyPair; nothing
+        issued for it). Objects there with another label than ours are left alone (tester F-28)."""
+        ref = self.new_ref(sj)
+        held = next((r for r in self.token.key_refs() if r.key_id == ref.key_id), None)
+        if held is None or held.label == ref.label:  # journals are searched, never trusted (issue 11)
+            self.token.delete(ref)
         sj.new_key_id = sj.public_key_pem = sj.csr_pem = None
         sj.step = JournalStep.AUTHORISED if sj.grant is not None and not request_sent(sj) else JournalStep.PLANNED
         self.records.save_progress(journal)

@@ -253,3 +253,18 @@ def test_the_calls_that_change_the_token_are_exactly_the_side_by_side_order(soft
     assert outcome.error is None and len(outcome.renewed) == 2
     assert calls(counted) == per_key * 2
     print(f"{old_keys}: {total} PKCS#11 calls for two keys (RSA-2048 + P-256), {len(per_key) * 2} of them change the token")
+
+
+def test_a_journal_naming_a_key_this_update_did_not_make_never_deletes_it(softhsm: SoftHsm, shim: Path,
+                                                                          counted: Path, tmp_path: Path,
+                                                                          ca_dir: Path) -> None:
+    """Tester F-28: a damaged or forged journal whose "new" key id named an RA's escrow key (no
+    certificate) made the resume delete it. The label proves what this update made; the escrow key stays."""
+    softhsm.tool("--keypairgen", "--key-type", "EC:secp256r1", "--id", "aa", "--label", "RA escrow key")
+    journal = stop_after(softhsm, shim, tmp_path / "state", ca_dir, JournalStep.GENERATED)
+    sj = journal.slots["01"]
+    sj.step, sj.new_key_id, sj.public_key_pem = JournalStep.GENERATING, "AA", None
+    context(tmp_path / "state", ca_dir).journals.save(journal)
+    outcome = run_on(shim, softhsm.label, softhsm.pin, context(tmp_path / "state", ca_dir), CARD_ID)
+    assert outcome.error is None and "01" in outcome.renewed
+    assert b"\xaa" in {o.key_id for o in judge.objects(softhsm)}  # the escrow key is still there
