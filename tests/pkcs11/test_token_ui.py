@@ -179,7 +179,9 @@ def test_cli_renew_text_says_side_by_side_and_never_warns_of_a_piv_management_ke
 
 async def test_tui_update_my_card_on_softhsm2_to_done(softhsm: SoftHsm, ca_dir: Path, tmp_path: Path) -> None:
     from tui.app import make_app
-    from tui.screens import CardScreen, LogonScreen, MessageDialog, NextDialog, PinDialog
+    from textual.widgets import Static
+
+    from tui.screens import CardScreen, LogonScreen, MessageDialog, NextDialog, PinDialog, WriteCertificatesScreen
 
     app = make_app(tui_backend(config(tmp_path, softhsm, ca_dir)))
     async with app.run_test(size=(120, 36)) as pilot:
@@ -194,6 +196,11 @@ async def test_tui_update_my_card_on_softhsm2_to_done(softhsm: SoftHsm, ca_dir: 
         await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
         assert SIDE_BY_SIDE in screen_text(app) and "Do not remove" not in screen_text(app)
         await pilot.press(*softhsm.pin, "enter")
+        # Write Certificates says the token's mode, never "Do not remove your Smartcard" (tester F-24).
+        await wait_for(pilot, lambda: isinstance(app.screen, (WriteCertificatesScreen, NextDialog)), 60)
+        writing = next(s for s in app.screen_stack if isinstance(s, WriteCertificatesScreen))
+        shown = str(writing.query_one("#do-not-remove", Static).render())
+        assert SIDE_BY_SIDE in shown and "Do not remove" not in shown
         while True:
             await wait_for(pilot, lambda: isinstance(app.screen, (NextDialog, MessageDialog)), 120)
             if isinstance(app.screen, MessageDialog):

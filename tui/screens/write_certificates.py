@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Label, Static
 from card.errors import CardError, InvalidPinError, OperationCancelled, PinBlockedError
 from card.secret import Secret
 from card.service import CardSummary, RenewalRequest, RenewalResult, RenewalStep, Slot
-from card.words import Words, sentence
+from card.words import SIDE_BY_SIDE, Words, sentence
 from tui.bridge import TuiReporter
 from tui.messages import (CertificateWritten, GotoPane, RenewalEnded, RenewalFinished, RenewalProgressed,
                           SlotRenewalFailed)
@@ -116,7 +116,9 @@ class WriteCertificatesScreen(Pane):
             yield Static("Preparing the update…", id="step-text", markup=False)
             yield Static("", id="elapsed", markup=False)
             yield DataTable(id="certificate-table", cursor_type="none", zebra_stripes=False)
-            yield Static("Do not remove your Smartcard during this process.", id="do-not-remove", classes="-warning", markup=False)
+            yield Static(SIDE_BY_SIDE if self.summary.info.side_by_side else  # a token that keeps the old key (F-24)
+                         "Do not remove your Smartcard during this process.", id="do-not-remove", classes="-warning",
+                         markup=False)
         yield PaneFooter()
 
     @property
