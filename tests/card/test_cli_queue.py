@@ -176,3 +176,18 @@ def test_watch_asks_again_for_a_skipped_card_put_back(tmp_path: Path, monkeypatc
     assert len(prompts) == 2, out
     assert code == 0, out
     assert "skipped — no PIN sent" in out and "Summary: 1 renewed, 0 failed, 0 not due" in out
+
+
+def test_a_pkcs11_configuration_is_refused_before_any_card_is_touched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Tester F-23: with `[card] interface = "pkcs11"` the queue offered to renew the PIV cards in the
+    PC/SC readers instead of the configured token."""
+    readers = QueueReaders(tmp_path, 2)
+    built = use_readers(monkeypatch, readers)
+    module = tmp_path / "libtoken.so"
+    module.write_bytes(b"\x7fELF")  # the configuration only checks that the module is a file
+    (tmp_path / "c.toml").write_text(f'[card]\ninterface = "pkcs11"\nmodule = "{module}"\n')
+    assert main(["--config", str(tmp_path / "c.toml"), "queue"]) == 2
+    err = capsys.readouterr().err
+    assert "PKCS#11 token" in err and "cardrenew renew" in err
+    assert built == [] and all(card.trace == [] for card in readers.cards.values())

@@ -113,6 +113,10 @@ def cmd_queue(args: argparse.Namespace) -> int:
                          "is not a terminal",
                          next_step="Run it in a terminal (ssh -t for a remote host).")
     settings = settings_for(args)
+    if settings.token.is_pkcs11:  # tester F-23: never renew the PIV cards in the readers instead of the token
+        raise UsageError("`cardrenew queue` renews the PIV cards in the PC/SC readers; this configuration names a "
+                         "PKCS#11 token (card.interface = \"pkcs11\")",
+                         next_step="Renew the token with `cardrenew renew` (or the TUI). Nothing was sent to any card.")
     cancel = threading.Event()
     signals = _Signals(cancel)
     try:
