@@ -30,13 +30,14 @@ from card import backend as assembly  # called through the module: tests put an 
 from card.backend import Backend, audit_log
 from card.config import Settings, UsageError
 from card.errors import InvalidPinError, LastPinTryError, PinBlockedError, PinFormatError, PinMismatchError
-from card.secret import Secret, read_secret_line
+from card.secret import Secret
 from card.service import RenewalRefused, check_pin_format
 from card.words import CARD_UNLOCKED, PIN_CHANGED, Words, blocked_by_change, unlock_not_allowed
 from tui.cli.demo import cli_demo_backend
 from tui.cli.exit_codes import EXIT_OK
 from tui.cli.failure import fail
 from tui.cli.output import out, print_notices, settings_for
+from tui.cli.renew_pin import stdin_secret
 
 Kind = Literal["change", "unlock"]
 PROMPTS = {"change": ("Current PIN: ", "New PIN (6 to 8 characters): ", "New PIN again: "),
@@ -188,12 +189,7 @@ def _name(prompt: str) -> str:
 def _read_one(args: argparse.Namespace, prompt: str) -> Secret:
     name = _name(prompt).removeprefix("the ")
     if args.pin_stdin:
-        try:
-            fd = sys.stdin.fileno()
-        except (AttributeError, OSError, ValueError):  # stdin replaced by a text object (in-process callers)
-            value = Secret(sys.stdin.readline().rstrip("\r\n"))
-        else:
-            value = read_secret_line(fd)  # byte by byte: no buffer or string keeps a copy
+        value = stdin_secret()
         if not value:
             raise UsageError(f"--pin-stdin: no {name} on standard input",
                              next_step="Give three lines on standard input: the current PIN (unblock: the PUK), "

@@ -60,14 +60,18 @@ def pin_characters_only(pin: Secret, pin_characters: str) -> Secret:
                          "only. No try was used.")
 
 
+def stdin_secret() -> Secret:
+    """The next line of standard input as a Secret (``--pin-stdin``; empty at end of input)."""
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # stdin replaced by a text object (in-process callers)
+        return Secret(sys.stdin.readline().rstrip("\r\n"))
+    return read_secret_line(fd)  # byte by byte: no buffer or string keeps a copy
+
+
 def _read_pin(args: argparse.Namespace) -> Secret:
     if args.pin_stdin:
-        try:
-            fd = sys.stdin.fileno()
-        except (AttributeError, OSError, ValueError):  # stdin replaced by a text object (in-process callers)
-            pin = Secret(sys.stdin.readline().rstrip("\r\n"))
-        else:
-            pin = read_secret_line(fd)  # byte by byte: no buffer or string keeps a copy
+        pin = stdin_secret()
         if not pin:
             raise UsageError("--pin-stdin: no PIN on standard input",
                              next_step="Give the PIN as the first line of standard input. No try was used.")
