@@ -146,6 +146,40 @@ class _InOrder(Driver):
         return True
 
 
+class _TerminalOutput:
+    """The terminal for Textual's output thread: once a write fails (EIO after a hang-up, EPIPE),
+    the rest of the output is dropped instead of ending that thread. A dead output thread leaves
+    its bounded queue unread, and the app's next 30 writes wait on it for good."""
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self._file.write(text)
+            except (OSError, ValueError):  # ValueError: the file was closed
+                self.gone = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._file.flush()
+            except (OSError, ValueError):
+                self.gone = True
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def isatty(self) -> bool:
+        return not self.gone and self._file.isatty()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+
 class TerminalDriver(LinuxDriver, _InOrder):
     """Textual's Linux/macOS terminal driver with lenient input decoding and the SSH escape delay."""
 
@@ -153,10 +187,25 @@ class TerminalDriver(LinuxDriver, _InOrder):
 
     def __init__(self, app: Any, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
+        if self._file is not None:  # sys.__stderr__; Textual's output thread calls write, flush, fileno
+            self._file = _TerminalOutput(self._file)  # type: ignore[assignment]  # duck-typed file
         delay = escape_delay_ms(os.environ)
         if delay is not None:
             # The parser reads ``constants.ESCAPE_DELAY`` at every escape (textual/_xterm_parser.py).
             constants.ESCAPE_DELAY = delay / 1000.0  # type: ignore[misc]  # Textual types it Final; read at each escape
+
+    def _sigcont_application(self, *args: Any) -> None:
+        """SIGCONT: resume the terminal only after a suspend (SIGTSTP) of this driver's own.
+
+        Textual restarts application mode on every SIGCONT. A terminal that goes away (an SSH
+        session dropped, a pty closed) sends SIGCONT with SIGHUP, and so can ``kill -CONT``; each
+        restart started a second output thread and a second input thread. After a hang-up the new
+        output thread died on its first write and the app's shutdown waited for good on its full
+        queue; after ``kill -CONT`` the older input thread missed the exit event and Ctrl+Q left
+        the process alive (5 of 6 tries).
+        """
+        if self._must_signal_resume:  # set by the SIGTSTP handler, cleared by the resume
+            super()._sigcont_application(*args)
 
     def _read(self) -> bytes | None:
         """Up to ``READ_SIZE`` bytes from the terminal; None if nothing now; b"" at end of input."""
