@@ -285,7 +285,8 @@ class CardDoor:
                 ctx.between_slots = request.between_slots
             from card.renewal.attempts import run_audited
 
-            return run_audited(self.audit, summary, lambda: renew(token, ctx, pin, summary=summary))
+            return run_audited(self.audit, summary, lambda: renew(token, ctx, pin, summary=summary),
+                               read_by_run=lambda: ctx.card)
         finally:
             if pin is not None:
                 pin.wipe()  # (renew wipes it too; the guard may refuse before)
