@@ -43,6 +43,10 @@ CHECK_SAID: dict[str, tuple[str, str]] = {
                                 "Contact {ra}: the slot must be re-issued."),
     "certificates.due": ("due for renewal: {slots}", ""),
     "ca.closed": ("the certificate authority could not be opened", ""),
+    "ca.unreached": ("not checked: the certificate authority could not be reached (see the Certificate authority "
+                     "check)", ""),
+    "ca.failed": ("not checked: the certificate authority's answer cannot be used (see the Certificate authority "
+                  "check)", ""),
     "ca.empty": ("the {ca} answered with no CA certificate",
                  "Contact {ra}: the CA's certificate is needed to check what it issues."),
     "ca.mismatch": ("the {ca} answered, but its certificate (SHA-256 {shown}) does not match the pinned fingerprint "
@@ -51,6 +55,7 @@ CHECK_SAID: dict[str, tuple[str, str]] = {
     "ca.pinned": ("the {ca} answered; its certificate matches issuer.ca_fingerprint (SHA-256 {pinned})", ""),
     "ca.unpinned": ("the {ca} answered; its certificate (SHA-256 {shown}) is not pinned (issuer.ca_fingerprint "
                     "is not set)", "Pin it: set issuer.ca_fingerprint = \"{fingerprint}\" once {ra} confirms it."),
+    "key_type.ca_down": ("{key_type}: {card}; whether the {ca} certifies it is {why}", ""),
     "key_type.ok": ("{key_type}: the card lists it; the {ca} certifies it", ""),
     "key_type.unlisted": ("{key_type}: the card does not list its algorithms (it is asked at GENERATE); the {ca} "
                           "certifies it", ""),
@@ -81,6 +86,10 @@ def check_said(key: str, **values: object) -> tuple[str, str]:
     """The (message, next step) of :data:`CHECK_SAID` ``key`` with ``values`` filled in."""
     message, next_step = CHECK_SAID[key]
     return message.format(**values), next_step.format(**values)
+
+
+CHECK_CARD_LISTS = ("the card lists it", "the card does not list its algorithms (it is asked at GENERATE)")
+"""How the key algorithm check names what the card says of a key type: (listed, not listed at all)."""
 
 
 def check_skipped_no_pin(what: str) -> str:

@@ -54,7 +54,7 @@ def run_app(app: CardRenewApp, *, cancel: threading.Event | None = None,
                 _say("cardrenew: finishing the current card step before exiting…")
                 if not backend.close(wait=True, timeout_s=card_step_wait_s):
                     _say("cardrenew: the card did not answer in time; exiting. "
-                         "Log on again: an unfinished update resumes where it stopped.")
+                         "Log on again and select Update My Card: an unfinished update resumes where it stopped.")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -17,6 +17,7 @@ import os
 import pwd
 import secrets
 import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,17 @@ class AuditReading:
     """Only the last :data:`MAX_AUDIT_READ_BYTES` of the file were read."""
 
 
+def shown_guid(card_id: str) -> str:
+    """A card's GUID as ``status`` and the Card tab show it (8-4-4-4-12, upper case), so the GUID a
+    holder reads off the screen is found in the log; any other card id (``p11-…``) as it is."""
+    try:
+        if len(card_id) == 32:
+            return str(uuid.UUID(hex=card_id)).upper()
+    except ValueError:
+        pass
+    return card_id
+
+
 class AuditLog:
     """Append-only JSON-lines audit log (DESIGN §8), mode 0600. Never holds a secret.
 
@@ -70,6 +82,8 @@ class AuditLog:
     def record(self, **event: Any) -> dict[str, Any]:
         """A new audit record: the event's fields plus ``time``, ``event_id`` and who and where
         (:func:`operator_fields`: ``operator``, ``host``, ``terminal``, ``ssh_client``)."""
+        if isinstance(guid := event.get("card_guid"), str):
+            event["card_guid"] = shown_guid(guid)
         return {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "event_id": secrets.token_hex(8), **operator_fields(), **event}
 

@@ -11,6 +11,7 @@ is kept for the next write by :meth:`card.journal.AuditLog.write_quietly`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from card.enrollment.base import IssuerError, IssuerRejected
 from card.errors import (
@@ -104,17 +105,23 @@ def audit_run(audit: AuditLog, *, result: RenewalResult | None = None, error: Ba
     audit.write_quietly(**base, **fields)
 
 
-def run_audited(audit: AuditLog, summary: CardSummary | None, run: Callable[[], RenewalResult]) -> RenewalResult:
+def run_audited(audit: AuditLog, summary: CardSummary | None, run: Callable[[], RenewalResult], *,
+                read_by_run: Callable[[], CardSummary | None] = lambda: None) -> RenewalResult:
     """``run()`` (a renewal), with the records of :func:`audit_run` for how the attempt ended; the
-    card as read before it (``summary``, when the caller read it) names the card, holder and resume."""
-    card_guid, holder = (summary.card_id, summary.holder) if summary else (None, None)
-    resumed = bool(summary and summary.pending_journal is not None)
+    card as read before it (``summary``, when the caller read it, else what ``read_by_run`` says the
+    run read: ``RenewalContext.card``) names the card, holder and resume."""
+    def audit_as(**outcome: Any) -> None:
+        card = summary or read_by_run()
+        card_guid, holder = (card.card_id, card.holder) if card else (None, None)
+        resumed = bool(card and card.pending_journal is not None)
+        audit_run(audit, card_guid=card_guid, holder=holder, resumed=resumed, **outcome)
+
     try:
         result = run()
     except Exception as exc:
-        audit_run(audit, error=exc, card_guid=card_guid, holder=holder, resumed=resumed)
+        audit_as(error=exc)
         raise
-    audit_run(audit, result=result, card_guid=card_guid, holder=holder, resumed=resumed)
+    audit_as(result=result)
     return result
 
 

@@ -1,6 +1,9 @@
 """The dry run (issue 15): ``cardrenew renew --check`` and the Card tab's *Check* run every check a
 renewal makes before it changes anything (DESIGN §3 step 1, and a dry mode of step 2's grant) and
 report each as passed, failed (with the next step) or skipped (with why: usually no PIN given).
+When the CA check failed, the checks that need the CA (the key algorithm's "the CA certifies it", the
+renewal grants) are skipped and say why: the CA is asked once, so a silent one costs one
+``issuer.timeout_s`` (tester F-10).
 
 Two phases, so that a CA that does not answer holds no card: :meth:`DryRun.check_issuer` asks the
 CA without the card (no retries: an installer wants the answer now), then :meth:`DryRun.check_card`
@@ -30,13 +33,14 @@ from os.path import abspath
 from cryptography.hazmat.primitives import serialization
 
 from card import words
-from card.check_words import CHECK_GIVE_PIN, check_no_pin_list, check_said, check_skipped_no_pin
+from card.check_words import CHECK_CARD_LISTS, CHECK_GIVE_PIN, check_no_pin_list, check_said, check_skipped_no_pin
 from card.certificates import fingerprint
 from card.config import Settings
 from card.enrollment.base import DryRunIssuer, DryRunUnsupported, Issuer, IssuerUnavailable
 from card.errors import CardError, CardRemovedError, OperationCancelled, StateFileError
 from card.journal import AuditLog, JournalStore, SlotJournal, check_directory
 from card.piv import KeyType, PivSession
+from card.piv.quirks import card_lists_key_type
 from card.renewal.admin import as_token
 from card.renewal.context import RenewalContext, ask_ca
 from card.renewal.keys import TokenKeys
@@ -116,6 +120,15 @@ class DryRun:
         if pinned:
             return self._said("ca", CheckOutcome.PASSED, "ca.pinned", ca=issuer.name, pinned=colon_hex(pinned))
         return self._said("ca", CheckOutcome.PASSED, "ca.unpinned", ca=issuer.name, shown=shown, fingerprint=prints[0])
+
+    def _ca_unusable(self) -> str | None:
+        """Why the checks that need the CA are skipped (a :data:`CHECK_SAID` key): the CA check failed —
+        ``ca.unreached`` when it could not be reached (CA-DOWN, CA-TIMEOUT), else ``ca.failed``. None when it passed
+        or was not run. Asking the CA again per slot would only wait ``timeout_s`` again (tester F-10)."""
+        item = self.ca_item
+        if item is None or item.outcome is not CheckOutcome.FAILED:
+            return None
+        return "ca.unreached" if item.code in ("CA-DOWN", "CA-TIMEOUT") else "ca.failed"
 
     # -- phase 2: the card ----------------------------------------------------------------------
     def check_card(self, session: Token | PivSession, pin: Secret | None, *, refuse_last_try: bool = True) -> CheckReport:
@@ -221,11 +234,18 @@ class DryRun:
         return CheckItem("certificates", CheckOutcome.FAILED, said.message.rstrip("."), said.next_step, code="REFUSED")
 
     def _key_type_item(self, preflight: SlotPreflight | None, status: SlotStatus, summary: CardSummary) -> CheckItem:
-        """The key type GENERATE would make: the card lists it (F13) and the issuer certifies it."""
+        """The key type GENERATE would make: the card lists it (F13) and the issuer certifies it (skipped
+        when the CA check failed and the card lists it)."""
         slot, cert = status.slot, status.certificate
         assert cert is not None
         if preflight is None:
             return self._said("key_type", CheckOutcome.SKIPPED, "ca.closed", slot=slot.hex)
+        kt = self.settings.key_type or KeyType.of(cert.public_key())
+        if (why := self._ca_unusable()) is not None and card_lists_key_type(summary.card_key_types, kt):
+            assert self.ctx is not None  # (not listed by the card: the engine's own words below say so)
+            return self._said("key_type", CheckOutcome.SKIPPED, "key_type.ca_down", slot=slot.hex, key_type=kt.name,
+                              card=CHECK_CARD_LISTS[summary.card_key_types is None], ca=self.ctx.issuer.name,
+                              why=check_said(why)[0])
         try:
             kt = preflight.key_type_for(self._keys.of_slot(slot), cert, SlotJournal(slot.hex, fingerprint(cert)))
         except CardError as exc:  # NotSupportedError, RenewalRefused
@@ -331,6 +351,8 @@ class DryRun:
             assert cert is not None
             if self.ctx is None:
                 out.append(self._said("ra_grant", CheckOutcome.SKIPPED, "ca.closed", slot=slot.hex))
+            elif (why := self._ca_unusable()) is not None:
+                out.append(self._said("ra_grant", CheckOutcome.SKIPPED, why, slot=slot.hex))
             elif not pin_ok:
                 out.append(self._not_verified("ra_grant", "the old key's proof of possession", slot.hex))
             elif not isinstance(self.ctx.issuer, DryRunIssuer):

@@ -13,6 +13,7 @@ from card.config import Settings
 from card.enrollment.base import Issuer, IssuerUnavailable
 from card.errors import OperationCancelled
 from card.journal import AuditLog, JournalStore
+from card.renewal.model import CardSummary
 from card.renewal.results import NullReporter, RenewalReporter, SlotResult
 
 T = TypeVar("T")
@@ -34,6 +35,10 @@ class RenewalContext:
     between_slots: Callable[[SlotResult], bool] = field(default=lambda result: True)
     """Called on the worker thread after each renewed certificate but the last (the portal's
     *Next*); returning False stops before the next certificate is touched."""
+    card: CardSummary | None = None
+    """The card as the engine read it in this run (set once read, before the PIN is sent): names
+    the card and the holder in the run's audit records (a wrong PIN, a stop) when the caller did
+    not read the card itself."""
 
 
 

@@ -119,6 +119,7 @@ class Renewal:
         if summary.card_id is None:
             raise RenewalRefused("the card holds no certificate and no CHUID; it cannot be renewed here",
                                  next_step=f"Contact {settings.ra_contact}.")
+        ctx.card = summary  # names the card in the run's audit records (card.renewal.attempts)
         self.records.prepare_state_files(summary)
         self.card_key_types = summary.card_key_types
         self.card_expiry = summary.card_expiry

@@ -261,3 +261,15 @@ def test_verify_never_vouches_for_records_written_before_the_chain(state: AuditL
     out = capsys.readouterr().out
     assert "2 chained records are as they were written" in out
     assert "4 records written before the log was chained cannot be checked" in out
+
+
+def test_the_audit_names_the_card_as_the_screen_shows_it(door: Backend) -> None:
+    """A support engineer greps the log for the GUID the holder reads off ``status`` or the Card tab
+    (8-4-4-4-12). Was: the records held the 32 bare hex digits and the grep found nothing."""
+    shown = door.read_card().result(TIMEOUT_S).guid_text
+    with pytest.raises(InvalidPinError):
+        door.renew(RenewalRequest(Secret("97979797"))).result(TIMEOUT_S)
+    assert door.renew(RenewalRequest(Secret(PIN))).result(TIMEOUT_S).ok
+    named = [e for e in door.audit.read(None).entries if e.get("card_guid")]
+    assert {e["outcome"] for e in named} >= {"wrong_pin", "renewed"}
+    assert shown and {e["card_guid"] for e in named} == {shown}

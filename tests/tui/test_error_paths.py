@@ -121,7 +121,7 @@ async def test_card_pulled_then_resume(make_demo) -> None:  # type: ignore[no-un
         assert result.journal_kept
         assert [s.renewed for s in result.slots] == [True, False]
         assert f"Reference: {result.reference}" in text
-        assert "Re-insert your card and log on again" in text
+        assert "Re-insert your card, log on again and select Update My Card" in text  # what resumes it
         # Re-insert; the demo keeps the outcome until Back to Card tab, then logon; log on; the
         # update resumes and completes both.
         card.insert()

@@ -67,8 +67,9 @@ class CompletedWithErrorsScreen(Pane):
             return (f"Next step: {self.card_app.explain_error(self.result.error)[2]} If it does not, contact "
                     f"{self.ra_contact} and quote reference {ref}.")
         if self.removed_during_update:
-            return ("Next step: the card was removed during the update. Re-insert your card and log on again: "
-                    f"the update resumes where it stopped. If it does not, contact {self.ra_contact} "
+            return ("Next step: the card was removed during the update. Re-insert your card, log on again and "
+                    "select Update My Card: the update resumes where it stopped. If it does not, contact "
+                    f"{self.ra_contact} "
                     f"and quote reference {ref}.")
         return ("Next step: repeat the process from the Card tab (Update My Card). If the error persists, "
                 f"contact {self.ra_contact} and quote reference {ref}.")
