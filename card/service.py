@@ -45,14 +45,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal
 
-from card.errors import CardChangedError, InvalidPinError, PinBlockedError
+from card.errors import CardChangedError, CardError, InvalidPinError, PinBlockedError
 from card.requests import RenewalRequest
 from card.worker import CardService
 
 __all__ = [  # the door, and the read-model names it re-exports (made on first use, see __getattr__)
     "CardDoor", "CardService", "RenewalRequest",
     "CardSummary", "KeyType", "RenewalResult", "RenewalStep", "Slot", "SlotResult", "SlotState", "SlotStatus",
-    "UpdateCheck", "card_expiry_words", "check_pin_format", "slot_condition", "update_check", "RenewalRefused",
+    "ProgressKey", "key_name", "UpdateCheck", "card_expiry_words", "check_pin_format", "slot_condition", "update_check", "RenewalRefused",
     "CheckRequest", "CheckItem", "CheckOutcome", "CheckReport",
     "EntryState", "QueueEntry", "ReaderQueue",
 ]
@@ -62,8 +62,9 @@ if TYPE_CHECKING:
     from card.enrollment.base import Issuer
     from card.journal import AuditLog, JournalStore
     from card.piv import KeyType, PivSession, Slot, check_pin_format
-    from card.renewal import (CardSummary, RenewalRefused, RenewalResult, RenewalStep, SlotResult,
-                              SlotState, SlotStatus, UpdateCheck, card_expiry_words, slot_condition, update_check)
+    from card.renewal import (CardSummary, ProgressKey, RenewalRefused, RenewalResult, RenewalStep, SlotResult,
+                              SlotState, SlotStatus, UpdateCheck, card_expiry_words, key_name, slot_condition,
+                              update_check)
     from card.renewal.check_report import CheckItem, CheckOutcome, CheckReport, CheckRequest
     from card.reader_queue import EntryState, QueueEntry, ReaderQueue
     from card.secret import Secret
@@ -75,7 +76,7 @@ _READ_MODEL = {
     "CardSummary": "card.renewal", "RenewalResult": "card.renewal", "RenewalStep": "card.renewal",
     "SlotResult": "card.renewal", "SlotState": "card.renewal", "SlotStatus": "card.renewal",
     "UpdateCheck": "card.renewal", "card_expiry_words": "card.renewal", "update_check": "card.renewal",
-    "slot_condition": "card.renewal",
+    "slot_condition": "card.renewal", "ProgressKey": "card.renewal", "key_name": "card.renewal",
     "KeyType": "card.piv", "Slot": "card.piv", "check_pin_format": "card.piv",
     "RenewalRefused": "card.renewal",
     **dict.fromkeys(("CheckItem", "CheckOutcome", "CheckReport", "CheckRequest"), "card.renewal.check_report"),
@@ -103,6 +104,9 @@ class CardDoor:
     service: CardService
     """The current reader's worker (replaced when the reader is switched)."""
     issuer: Issuer | None
+    issuer_problem: CardError | None = None
+    """Why there is no issuer in a TUI started without a usable ``[issuer]`` configuration: the holder
+    can still log on, look at the card and change the PIN; renewing, checking and reaching the CA raise it."""
     journals: JournalStore
     audit: AuditLog
     reader_name: str
@@ -274,9 +278,7 @@ class CardDoor:
             if pin is None:
                 assert not isinstance(request.pin, Secret)
                 pin = request.pin()
-            if self.issuer is None:
-                raise RuntimeError("this card service was made without an issuer (read-only use); it cannot renew")
-            ctx = RenewalContext(self.settings, self.issuer, self.journals, self.audit,
+            ctx = RenewalContext(self.settings, self._need_issuer(), self.journals, self.audit,
                                  reporter=request.progress or NullReporter(),
                                  cancel=request.cancel or self.cancel_event)
             if request.now is not None:
@@ -297,6 +299,8 @@ class CardDoor:
         NoCardError, ReaderUnavailableError, OperationCancelled."""
         from card.renewal.check_start import start_check
 
+        if request.issuer_error is None and self.issuer is None:
+            request.issuer_error = self.issuer_problem  # the CA check reports the configuration error
         return start_check(self.settings, self.issuer, self.journals, self.audit, self.service.submit, request,
                            self.cancel_event)
 
@@ -306,9 +310,14 @@ class CardDoor:
         UI thread. Raises IssuerError, OperationCancelled (``cancel`` set during a wait)."""
         from card.renewal.context import RenewalContext, ask_ca
 
-        assert self.issuer is not None, "a door made without an issuer (status) cannot renew"
-        ask_ca(RenewalContext(self.settings, self.issuer, self.journals, self.audit, cancel=cancel),
-               self.issuer.ca_certificates)
+        issuer = self._need_issuer()
+        ask_ca(RenewalContext(self.settings, issuer, self.journals, self.audit, cancel=cancel), issuer.ca_certificates)
+
+    def _need_issuer(self) -> Issuer:
+        """The issuer. Raises :attr:`issuer_problem` (a ConfigError naming the file to fix) when there is none."""
+        if self.issuer is None:
+            raise self.issuer_problem or RuntimeError("this door was made without an issuer (read-only use)")
+        return self.issuer
 
     def cancel(self) -> None:
         """Stop at the next safe point (never waits): a renewal stops before its next certificate;

@@ -8,7 +8,8 @@ import sys
 import threading
 
 from card import backend as assembly  # called through the module: tests stand in for it there
-from card.config import load_settings
+from card.backend import Backend
+from card.config import ConfigError, Settings, UsageError, load_settings
 from card.demo import lazy_demo_backend
 from tui.app import make_app, run_app
 from tui.cli.exit_codes import EXIT_USAGE
@@ -28,10 +29,29 @@ def cmd_tui(args: argparse.Namespace) -> int:
         backend = lazy_demo_backend(settings, fault=args.demo_fault)  # the card is made after the first frame
     else:
         stop = threading.Event()  # no card yet (wait_for_card): the logon pane asks for it
-        backend = assembly.card_backend(settings, args.reader, wait_for_card=True, cancel=stop)
+        backend = tui_backend(settings, args.reader, stop)
     app = make_app(backend)
     app.driver_class = driver_class() or app.driver_class  # undecodable input never ends the app
     # SIGTERM, SIGHUP (an SSH session dropped) and SIGINT: the UI ends at once, the current card
     # step finishes (journalled), waits for the CA or another program's hold end (``stop``); 128 + signal.
     # A crash (also Textual's panic path, which leaves no return code) exits 1, never 0.
     return run_app(app, cancel=stop)
+
+
+def tui_backend(settings: Settings, reader: str | None, stop: threading.Event) -> Backend:
+    """The TUI's backend on PC/SC (or a PKCS#11 token). A configuration whose ``[issuer]`` cannot be
+    used (none written yet: ``issuer.directory is needed``) does not keep the TUI from starting: the
+    holder can log on, look at the card and change the PIN, and *Update My Card* or *Check* shows the
+    configuration error with the file to fix (``Backend.issuer_problem``; fresh-user finding 10).
+
+    Raises:
+        ConfigError: the rest of the configuration is wrong too (a usage error, the token's module).
+    """
+    try:
+        return assembly.card_backend(settings, reader, wait_for_card=True, cancel=stop)
+    except UsageError:
+        raise
+    except ConfigError as problem:
+        backend = assembly.card_backend(settings, reader, with_issuer=False, wait_for_card=True, cancel=stop)
+        backend.issuer_problem = problem
+        return backend

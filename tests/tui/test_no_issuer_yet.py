@@ -1,0 +1,60 @@
+"""Fresh-user finding 10: on a reader host with no configuration file yet, ``cardrenew`` refused to
+start ("issuer.directory is needed …", exit 2) although ``status`` works and the README says the
+TUI starts without a card or reader. Now the TUI starts: the holder logs on and sees the card, and
+*Update My Card* shows the configuration error with the file to fix; nothing on the card changes."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from card.backend import build_issuer
+from card.config import ConfigError, load_settings
+from tests.tui.conftest import screen_text, wait_for
+from tests.tui.test_ca_before_card import start_update
+from tests.tui.test_renewal_flow import read_certs
+from tui.app import make_app
+from tui.cli.interactive import tui_backend
+from tui.screens import CardScreen, ErrorDialog
+
+
+@pytest.fixture
+def no_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ConfigError:
+    """No configuration file anywhere; returns the error the built-in defaults give for the issuer."""
+    for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv(name, str(tmp_path / name))
+    monkeypatch.delenv("CARDRENEW_CONFIG", raising=False)
+    settings = load_settings(None)
+    with pytest.raises(ConfigError) as raised:
+        build_issuer(settings, cancel=threading.Event())
+    return raised.value
+
+
+def test_the_tui_backend_starts_without_an_issuer_and_keeps_why(no_config: ConfigError) -> None:
+    backend = tui_backend(load_settings(None), None, threading.Event())
+    try:
+        assert backend.issuer is None
+        assert isinstance(backend.issuer_problem, ConfigError)
+        assert "issuer.directory is needed" in str(backend.issuer_problem)
+    finally:
+        backend.close()
+
+
+async def test_update_my_card_shows_the_configuration_error_and_changes_nothing(make_demo, no_config) -> None:  # type: ignore[no-untyped-def]
+    backend, card = make_demo()
+    backend.issuer, backend.issuer_problem = None, no_config
+    before = {slot: cert.serial_number for slot, cert in read_certs(card).items()}
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await start_update(pilot)  # logs on, Update My Card, OK, the PIN again
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog))
+        text = screen_text(app)
+        assert "Configuration error" in text and "issuer.directory is needed" in text, text
+        assert "configuration file" in text  # where to write it
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))
+    assert {slot: cert.serial_number for slot, cert in read_certs(card).items()} == before
+    assert card.state.pin_retries == 3
