@@ -11,7 +11,6 @@ import binascii
 import datetime as dt
 import gzip
 import hashlib
-import math
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -336,10 +335,11 @@ def key_matches(cert: x509.Certificate, key: PublicKeyTypes) -> bool:
 
 
 def days_left(cert: x509.Certificate, now: dt.datetime) -> int:
-    """Days from ``now`` (aware UTC) until notAfter, counting a started day as a day
-    (a certificate issued "for 30 days" shows 30, not 29); 0 or negative once expired."""
-    seconds = (cert.not_valid_after_utc - now).total_seconds()
-    return math.ceil(seconds / 86400) if seconds > 0 else math.floor(seconds / 86400)
+    """Calendar days from ``now``'s date to notAfter's date, both in UTC: the expiry date every view
+    shows (``YYYY-MM-DD`` of ``not_valid_after_utc``), so two certificates expiring the same day show
+    the same number, whatever their time of day (tester F-7: 730 and 731 beside one date). A
+    certificate issued "for 30 days" shows 30; 0 on its last day; negative once that day has passed."""
+    return (cert.not_valid_after_utc.date() - now.astimezone(dt.timezone.utc).date()).days
 
 
 def holder_name(cert: x509.Certificate) -> str:

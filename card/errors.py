@@ -264,6 +264,18 @@ class TokenDeviceError(CardRemovedError):
     next_step = words.DEVICE_ERROR_NEXT
 
 
+class TokenStorageError(TokenDeviceError):
+    """The token could not store a change: a write (``C_GenerateKeyPair``, ``C_CreateObject``,
+    ``C_DestroyObject``, ``C_SetAttributeValue``) answered ``CKR_GENERAL_ERROR`` or
+    ``CKR_FUNCTION_FAILED`` — SoftHSM2 does so when its token directory is on read-only or full
+    storage. The run stops as for a device error (the journal is kept, the next run resumes), but
+    the next step follows the cause: the storage, not a re-insertion (tester F-19)."""
+
+    title = "The token could not store the change"
+    code = "STORAGE"
+    next_step = words.TOKEN_STORAGE_NEXT
+
+
 class ReadOnlyTokenError(NotSupportedError):
     """The token cannot be written: it says so (``CKF_WRITE_PROTECTED``), or a write was refused
     (``CKR_TOKEN_WRITE_PROTECTED``, ``CKR_SESSION_READ_ONLY``). Nothing was changed on it."""

@@ -249,12 +249,32 @@ class PcscTransport:
     def close(self) -> None:
         """Disconnect. After a PIN or management key was presented, reset the card
         (SCARD_RESET_CARD) so that state never outlives us; a read-only session leaves the
-        card as it is, so that other programs using it are not disturbed (F19)."""
+        card as it is, so that other programs using it are not disturbed (F19).
+
+        pcsc-lite holds a resetting SCardDisconnect back while another program holds a card
+        transaction (for as long as it does: another ``cardrenew renew``), so that one runs on a
+        daemon thread, waited for at most ``busy_wait_s`` (tester F-7); given up on, it resets the
+        card as soon as the other program lets go."""
+        card, ctx = self._card, self._ctx
         disposition = _scard.SCARD_RESET_CARD if self._secured else _scard.SCARD_LEAVE_CARD
-        try:
-            _scard.SCardDisconnect(self._card, disposition)
-        finally:
-            _scard.SCardReleaseContext(self._ctx)
+
+        def disconnect() -> None:
+            try:
+                _scard.SCardDisconnect(card, disposition)
+            finally:
+                _scard.SCardReleaseContext(ctx)
+
+        if disposition == _scard.SCARD_LEAVE_CARD:
+            disconnect()  # pcsc-lite never waits for another program's transaction here
+            return
+
+        def reset() -> None:
+            with contextlib.suppress(Exception):  # nothing is to be printed over the TUI from this thread
+                disconnect()
+
+        resetting = threading.Thread(target=reset, name="pcsc-reset", daemon=True)
+        resetting.start()
+        resetting.join(self._busy_wait_s)
 
 
 def card_present(reader: str) -> bool:

@@ -28,8 +28,7 @@ from card.service import CardDoor, RenewalRequest
 from card.words import blocked_words, slot_names, tries_left, update_words
 
 if TYPE_CHECKING:
-    from card.renewal import CardSummary, RenewalResult, RenewalStep
-    from card.piv import Slot
+    from card.renewal import CardSummary, ProgressKey, RenewalResult, RenewalStep
 
 logger = logging.getLogger(__name__)
 __all__ = ["EntryState", "QueueEntry", "ReaderQueue"]
@@ -350,10 +349,12 @@ class _Progress:
     def __init__(self, queue: ReaderQueue, reader: str, generation: int) -> None:
         self._queue, self._reader, self._generation = queue, reader, generation
 
-    def step(self, slot: Slot | None, step: RenewalStep, detail: str = "") -> None:
-        self._queue.step(self._reader, self._generation, (f"{slot.hex} " if slot is not None else "") + step.value)
+    def step(self, slot: ProgressKey | None, step: RenewalStep, detail: str = "") -> None:
+        from card.renewal import key_name
 
-    def slot_finished(self, slot: Slot, result: object) -> None:
+        self._queue.step(self._reader, self._generation, (f"{key_name(slot)} " if slot is not None else "") + step.value)
+
+    def slot_finished(self, slot: ProgressKey, result: object) -> None:
         pass
 
 

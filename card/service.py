@@ -52,7 +52,7 @@ from card.worker import CardService
 __all__ = [  # the door, and the read-model names it re-exports (made on first use, see __getattr__)
     "CardDoor", "CardService", "RenewalRequest",
     "CardSummary", "KeyType", "RenewalResult", "RenewalStep", "Slot", "SlotResult", "SlotState", "SlotStatus",
-    "UpdateCheck", "card_expiry_words", "check_pin_format", "slot_condition", "update_check", "RenewalRefused",
+    "ProgressKey", "key_name", "UpdateCheck", "card_expiry_words", "check_pin_format", "slot_condition", "update_check", "RenewalRefused",
     "CheckRequest", "CheckItem", "CheckOutcome", "CheckReport",
     "EntryState", "QueueEntry", "ReaderQueue",
 ]
@@ -62,8 +62,9 @@ if TYPE_CHECKING:
     from card.enrollment.base import Issuer
     from card.journal import AuditLog, JournalStore
     from card.piv import KeyType, PivSession, Slot, check_pin_format
-    from card.renewal import (CardSummary, RenewalRefused, RenewalResult, RenewalStep, SlotResult,
-                              SlotState, SlotStatus, UpdateCheck, card_expiry_words, slot_condition, update_check)
+    from card.renewal import (CardSummary, ProgressKey, RenewalRefused, RenewalResult, RenewalStep, SlotResult,
+                              SlotState, SlotStatus, UpdateCheck, card_expiry_words, key_name, slot_condition,
+                              update_check)
     from card.renewal.check_report import CheckItem, CheckOutcome, CheckReport, CheckRequest
     from card.reader_queue import EntryState, QueueEntry, ReaderQueue
     from card.secret import Secret
@@ -75,7 +76,7 @@ _READ_MODEL = {
     "CardSummary": "card.renewal", "RenewalResult": "card.renewal", "RenewalStep": "card.renewal",
     "SlotResult": "card.renewal", "SlotState": "card.renewal", "SlotStatus": "card.renewal",
     "UpdateCheck": "card.renewal", "card_expiry_words": "card.renewal", "update_check": "card.renewal",
-    "slot_condition": "card.renewal",
+    "slot_condition": "card.renewal", "ProgressKey": "card.renewal", "key_name": "card.renewal",
     "KeyType": "card.piv", "Slot": "card.piv", "check_pin_format": "card.piv",
     "RenewalRefused": "card.renewal",
     **dict.fromkeys(("CheckItem", "CheckOutcome", "CheckReport", "CheckRequest"), "card.renewal.check_report"),

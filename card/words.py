@@ -278,6 +278,10 @@ READ_ONLY_NEXT = ("Nothing was changed on the token. Switch off its write protec
 TOKEN_REMOVED_NEXT = "Re-insert the token and run cardrenew again; an unfinished update is resumed."
 DEVICE_ERROR_NEXT = ("Remove and re-insert the token (or restart its reader), then run cardrenew again; an "
                      "unfinished update is resumed. If it happens again, contact your Registration Authority (RA).")
+TOKEN_STORAGE_NEXT = ("The token's storage is read-only or full: ask your IT support to make it writable (or to free "
+                      "space on it), then run `cardrenew renew` again: the update resumes where it stopped.")
+"""A token that could not store a change (SoftHSM2's token directory on read-only or full storage:
+CKR_GENERAL_ERROR at a write; tester F-19). The card is in its reader: never "re-insert it"."""
 TOKEN_FULL_NEXT = ("Nothing was removed from the token. Make room on it (or ask your Registration Authority (RA) to), "
                    "then run cardrenew again.")
 ADMIN_NEXT = "The token's security officer PIN or management key is not the one configured. Contact your Registration Authority (RA)."

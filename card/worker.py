@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from card.errors import CardRemovedError, ReaderUnavailableError
+from card.errors import CardBusyError, CardRemovedError, ReaderUnavailableError
 from card.piv import PivSession
 from card.transport import CardTransport
 
@@ -55,6 +55,8 @@ class CardService:
         try:
             with transport.transaction():
                 return fn(session)
+        except CardBusyError:
+            raise  # not granted in time (tester F-7): the connection is sound; dropping it could wait for the other
         except (CardRemovedError, ReaderUnavailableError):
             self._disconnect()
             raise

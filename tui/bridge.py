@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING
 
-from card.service import RenewalStep, Slot, SlotResult
+from card.service import ProgressKey, RenewalStep, SlotResult
 from tui.messages import CertificateWritten, NextRequested, RenewalProgressed, SlotRenewalFailed
 
 POLL_S = 0.1
@@ -43,16 +43,16 @@ class TuiReporter:
         self.app = app
         self.target = target
         self.cancel = cancel
-        self.slots: list[Slot] = []
-        """The slots of this renewal, in order, as the engine announced them."""
+        self.slots: list[ProgressKey] = []
+        """The PIV slots or token keys of this renewal, in order, as the engine announced them."""
 
     # -- RenewalReporter (card thread) -------------------------------------------------------
-    def step(self, slot: Slot | None, step: RenewalStep, detail: str = "") -> None:
+    def step(self, slot: ProgressKey | None, step: RenewalStep, detail: str = "") -> None:
         if slot is not None and slot not in self.slots:
             self.slots.append(slot)
         self._post(RenewalProgressed(slot, step, detail))
 
-    def slot_finished(self, slot: Slot, result: SlotResult) -> None:
+    def slot_finished(self, slot: ProgressKey, result: SlotResult) -> None:
         self._post(CertificateWritten(slot, result) if result.renewed else SlotRenewalFailed(slot, result))
 
     def _post(self, message: Message) -> None:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # annotations only: the renewal engine is not imported before
     from concurrent.futures import Future
 
     from card.secret import Secret
-    from card.service import CardSummary, RenewalResult, RenewalStep, Slot, SlotResult
+    from card.service import CardSummary, ProgressKey, RenewalResult, RenewalStep, SlotResult
     from card.words import Words
 
 
@@ -38,9 +38,10 @@ class CardRead(Message):
 
 @dataclass
 class RenewalProgressed(Message, bubble=False):
-    """The renewal engine reached ``step`` (for ``slot``, or the whole card when None)."""
+    """The renewal engine reached ``step`` (for ``slot`` — a PIV slot or a token's key —, or the whole
+    card when None)."""
 
-    slot: Slot | None
+    slot: ProgressKey | None
     step: RenewalStep
     detail: str = ""
 
@@ -49,7 +50,7 @@ class RenewalProgressed(Message, bubble=False):
 class CertificateWritten(Message, bubble=False):
     """One certificate was renewed, written, read back and test-signed."""
 
-    slot: Slot
+    slot: ProgressKey
     result: SlotResult
 
 
@@ -57,7 +58,7 @@ class CertificateWritten(Message, bubble=False):
 class SlotRenewalFailed(Message, bubble=False):
     """One certificate could not be renewed (``result.error`` says why)."""
 
-    slot: Slot
+    slot: ProgressKey
     result: SlotResult
 
 

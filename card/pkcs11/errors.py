@@ -28,6 +28,7 @@ from card.errors import (
     TokenDeviceError,
     TokenFullError,
     TokenRemovedError,
+    TokenStorageError,
 )
 
 _CKR_SPELLING = {"TokenNotRecognised": "TOKEN_NOT_RECOGNIZED", "FunctionCancelled": "FUNCTION_CANCELED",
@@ -63,7 +64,7 @@ def translate(exc: p11.PKCS11Error, function: str, doing: str) -> CardError:
     if isinstance(exc, REMOVED):
         return TokenRemovedError(f"the token went away during {function} ({reason})")
     if isinstance(exc, (p11.GeneralError, p11.FunctionFailed)) and function in WRITES:
-        return TokenDeviceError(f"the token could not store the change ({function}: {reason}); SoftHSM2 answers "
+        return TokenStorageError(f"the token could not store the change ({function}: {reason}); SoftHSM2 answers "
                                 "so when its token directory is on read-only storage")
     if isinstance(exc, DEVICE):
         return TokenDeviceError(f"{function} failed: {reason}")

@@ -23,8 +23,8 @@ from card.renewal.engine import renew
 from card.renewal.model import (CardSummary, SlotState, SlotStatus, UpdateCheck, card_expiry_status, card_expiry_words,
                                 slot_condition, update_check)
 from card.renewal.reading import card_id_for, journal_slot_matches, read_card
-from card.renewal.results import (CardExpiredError, NullReporter, RenewalRefused, RenewalReporter, RenewalResult,
-                                  RenewalStep, SlotChangedError, SlotKeyMismatchError, SlotResult)
+from card.renewal.results import (CardExpiredError, NullReporter, ProgressKey, RenewalRefused, RenewalReporter,
+                                  RenewalResult, RenewalStep, SlotChangedError, SlotKeyMismatchError, SlotResult, key_name)
 
 __all__ = [
     "CardExpiredError",
@@ -32,6 +32,7 @@ __all__ = [
     "CertificateMismatchError",
     "IssuerError",
     "NullReporter",
+    "ProgressKey",
     "RenewalContext",
     "RenewalRefused",
     "RenewalReporter",
@@ -49,6 +50,7 @@ __all__ = [
     "card_expiry_words",
     "card_id_for",
     "journal_slot_matches",
+    "key_name",
     "piv_token",
     "read_card",
     "renew",

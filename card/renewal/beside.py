@@ -145,8 +145,10 @@ class BesideSteps:
         """The new key's type: ``renewal.key_type``, else the old key's (F13)."""
         return self.ctx.settings.key_type or KeyType.of(old_cert.public_key())
 
-    def _step(self, ref: KeyRef, step: RenewalStep) -> None:
-        self.ctx.reporter.step(ref.slot, step)
+    def _step(self, sj: SlotJournal, step: RenewalStep) -> None:
+        """Report ``step`` of the key ``sj`` renews, named by the key being renewed (its old
+        ``CKA_ID`` and label, as :attr:`SlotResult.slot`) whichever object the step works on (tester F-19)."""
+        self.ctx.reporter.step(KeyRef(bytes.fromhex(sj.slot), sj.label or ""), step)
 
     def _check_cancel(self) -> None:
         if self.ctx.cancel.is_set():
@@ -185,7 +187,7 @@ class BesideSteps:
     # -- the steps ---------------------------------------------------------------------------
     def authorise(self, old: KeyRef, old_cert: x509.Certificate, sj: SlotJournal, journal: Journal) -> None:
         """A one-time grant from the CA, the OLD key proving possession; journalled at once."""
-        self._step(old, RenewalStep.AUTHORISING)
+        self._step(sj, RenewalStep.AUTHORISING)
         kt = KeyType.of(old_cert.public_key())
         try:
             grant = ask_ca(self.ctx, lambda: self.ctx.issuer.authorize_renewal(
@@ -221,7 +223,7 @@ class BesideSteps:
         sj.public_key_pem = sj.csr_pem = sj.certificate_pem = None
         self.ctx.journals.save(journal)  # StateFileError: nothing changed on the token yet
         ref = self.new_ref(sj)
-        self._step(ref, RenewalStep.GENERATING)
+        self._step(sj, RenewalStep.GENERATING)
         try:
             public_key = self.token.generate_key(ref, key_type)
         except CardRemovedError:
@@ -260,7 +262,7 @@ class BesideSteps:
         assert sj.grant is not None
         self._check_cancel()
         grant, ref = RenewalGrant.from_dict(sj.grant), self.new_ref(sj)
-        self._step(ref, RenewalStep.REQUESTING)
+        self._step(sj, RenewalStep.REQUESTING)
         challenge = self.ctx.issuer.challenge_password(grant)
         try:
             san = old_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -274,9 +276,9 @@ class BesideSteps:
         if not request_sent(sj):  # from here on the CA may issue before we hear back
             sj.grant = {**sj.grant, "request_sent": "1"}
             self.records.save_progress(journal)
-        self._step(ref, RenewalStep.ISSUING)
+        self._step(sj, RenewalStep.ISSUING)
         issued = self._ask_issue(old, old_cert, grant, csr, new_key, key_type, sj, journal)
-        self._step(ref, RenewalStep.VERIFYING)
+        self._step(sj, RenewalStep.VERIFYING)
         try:
             self.check_issued(old, issued, new_key, old_cert)
         except CertificateMismatchError as exc:  # something was issued for the new key: it stays
@@ -347,13 +349,13 @@ class BesideSteps:
         ref, der = self.new_ref(sj), cert.public_bytes(DER)
         self._check_cancel()
         if not maybe_written or self.token.certificate(ref).raw != der:
-            self._step(ref, RenewalStep.WRITING)
+            self._step(sj, RenewalStep.WRITING)
             self.token.write_certificate(ref, der, ref.label)
-        self._step(ref, RenewalStep.READING_BACK)
+        self._step(sj, RenewalStep.READING_BACK)
         back = self.token.certificate(ref)
         if back.certificate is None or back.certificate.public_bytes(DER) != der:
             raise CertificateMismatchError(f"key {sj.slot}: the certificate read back differs from the one written")
-        self._step(ref, RenewalStep.TEST_SIGNATURE)
+        self._step(sj, RenewalStep.TEST_SIGNATURE)
         if not self.key_works(ref, cert.public_key()):
             raise CertificateMismatchError(f"key {sj.slot}: the test signature does not verify with the new certificate")
         del key_type
@@ -376,7 +378,7 @@ class BesideSteps:
         new = self.new_ref(sj, final=True)
         self.token.relabel(new, sj.label)
         self._journal_done(old, cert, sj, journal)
-        self._step(new, RenewalStep.DONE)
+        self._step(sj, RenewalStep.DONE)
         return cert
 
     def _journal_done(self, old: KeyRef, cert: x509.Certificate, sj: SlotJournal, journal: Journal) -> None:

@@ -125,7 +125,7 @@ class BesideRun:
             old = load_certificate_pem(sj.old_certificate_pem) if sj.old_certificate_pem else None
             out[name] = SlotResult(KeyRef(bytes.fromhex(name), sj.label or ""), sj.label or name, old)
             result.slots.append(out[name])
-            self.ctx.reporter.step(None, RenewalStep.DONE if sj.step == JournalStep.DONE else RenewalStep.PENDING)
+            self.ctx.reporter.step(out[name].slot, RenewalStep.DONE if sj.step == JournalStep.DONE else RenewalStep.PENDING)
         return out
 
     def _left_alone(self, journal: Journal, slot_result: SlotResult, summary: CardSummary) -> None:
@@ -140,6 +140,7 @@ class BesideRun:
         sj.step, sj.error, slot_result.error = JournalStep.ENDED, str(error), error
         self.r.records.audit(journal, slot_result.slot, slot_result.old_certificate, now, "changed_elsewhere", error.code)
         self.r.records.save_quietly(journal)
+        self._report_failed(slot_result, error)
 
     def _run_keys(self, steps: BesideSteps, journal: Journal, results: dict[str, SlotResult],
                   result: RenewalResult) -> None:
@@ -161,6 +162,7 @@ class BesideRun:
         assert isinstance(slot_result.slot, KeyRef)
         try:
             slot_result.new_certificate = steps.renew_key(slot_result.slot, sj, journal)
+            self.ctx.reporter.slot_finished(slot_result.slot, slot_result)
             self.r.records.flush(journal)
             if self.r.records.file_error is not None:
                 raise self.r.records.file_error
@@ -172,6 +174,7 @@ class BesideRun:
             outcome = "changed_elsewhere" if isinstance(error, SlotChangedError) else "refused"
             self.r.records.audit(journal, slot_result.slot, slot_result.old_certificate, None, outcome, error.code)
             self.r.records.save_quietly(journal)
+            self._report_failed(slot_result, error)
             result.error = result.error or error
             return True
         except Exception as exc:  # noqa: BLE001 - the journal keeps the key resumable, whatever failed
@@ -182,8 +185,15 @@ class BesideRun:
             sj.error, slot_result.error = str(exc), exc
             self.r.records.audit(journal, slot_result.slot, slot_result.old_certificate, None, outcome, exc.code)
             self.r.records.save_quietly(journal)
+            self._report_failed(slot_result, exc)
             result.error = result.error or exc
             return False
+
+    def _report_failed(self, slot_result: SlotResult, exc: CardError) -> None:
+        """The key's FAILED step (with why) and its outcome, as the PIV order reports a slot's."""
+        assert isinstance(slot_result.slot, KeyRef)
+        self.ctx.reporter.step(slot_result.slot, RenewalStep.FAILED, str(exc))
+        self.ctx.reporter.slot_finished(slot_result.slot, slot_result)
 
     def _close(self, journal: Journal, result: RenewalResult) -> None:
         """Mark the keys not attempted; remove a finished journal or say it is kept; raise the refusal

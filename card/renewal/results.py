@@ -73,21 +73,38 @@ class EndedBeforeChange(Exception):
         self.error = error
 
 
+ProgressKey = Slot | KeyRef
+"""What a progress step is about: a PIV slot, or a side-by-side token's key — the KeyRef of the key
+being renewed (its old ``CKA_ID`` and label, the same for every step of that key, equal to its
+:attr:`SlotResult.slot`). Both have ``.hex``; :func:`key_name` says what to call it."""
+
+
+def key_name(key: ProgressKey) -> str:
+    """What the holder calls ``key`` in a progress line: a PIV slot's number (``"9A"``); a token key's
+    label (``"Authentication certificate"``), else its Key ID (``CKA_ID``) in hex."""
+    if isinstance(key, KeyRef):
+        return key.label or key.hex
+    return key.hex
+
+
 class RenewalReporter(Protocol):
-    """Receives progress from the worker thread; implementations must be thread-safe."""
+    """Receives progress from the worker thread; implementations must be thread-safe.
 
-    def step(self, slot: Slot | None, step: RenewalStep, detail: str = "") -> None: ...
+    ``slot``: the PIV slot or token key the step is about (:data:`ProgressKey`), None for the whole
+    card (PREFLIGHT)."""
 
-    def slot_finished(self, slot: Slot, result: SlotResult) -> None: ...
+    def step(self, slot: ProgressKey | None, step: RenewalStep, detail: str = "") -> None: ...
+
+    def slot_finished(self, slot: ProgressKey, result: SlotResult) -> None: ...
 
 
 class NullReporter:
     """A reporter that ignores everything (headless callers that want no progress)."""
 
-    def step(self, slot: Slot | None, step: RenewalStep, detail: str = "") -> None:
+    def step(self, slot: ProgressKey | None, step: RenewalStep, detail: str = "") -> None:
         pass
 
-    def slot_finished(self, slot: Slot, result: SlotResult) -> None:
+    def slot_finished(self, slot: ProgressKey, result: SlotResult) -> None:
         pass
 
 

@@ -99,3 +99,83 @@ def test_the_cli_names_a_busy_card_once(make, held: threading.Event, capsys: pyt
     first = capsys.readouterr().err.splitlines()[0]
     assert first.startswith("cardrenew: Another program is using the card: ")
     assert first.lower().count("another program is using the card") == 1, first
+
+
+def test_a_reset_held_back_by_another_programs_transaction_ends_our_wait_and_still_happens(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """pcsc-lite holds a resetting SCardDisconnect back while another program holds a card transaction
+    (tester F-7: the TUI, its PIN sent, waited for as long as another cardrenew renewed). Closing waits
+    at most ``busy_wait_s``; the reset is still made once the other lets go."""
+    assert scard is not None
+    other_done = threading.Event()
+    calls: list[str] = []
+    ctx, handle = 41, 42  # (not the handles of other tests' threads still ending)
+    monkeypatch.setattr(scard, "SCardEstablishContext", lambda scope: (scard.SCARD_S_SUCCESS, ctx))
+    monkeypatch.setattr(scard, "SCardConnect", lambda *a: (scard.SCARD_S_SUCCESS, handle, scard.SCARD_PROTOCOL_T1))
+    monkeypatch.setattr(scard, "SCardTransmit", lambda card, protocol, apdu: (scard.SCARD_S_SUCCESS, [0x90, 0x00]))
+
+    def disconnect(card: int, how: int) -> int:
+        if card == handle:
+            if how == scard.SCARD_RESET_CARD:
+                other_done.wait(30)  # as pcscd does until the other program's transaction ends
+            calls.append("reset" if how == scard.SCARD_RESET_CARD else "leave")
+        return scard.SCARD_S_SUCCESS
+
+    def release(context: int) -> int:
+        if context == ctx:
+            calls.append("release")
+        return scard.SCARD_S_SUCCESS
+
+    monkeypatch.setattr(scard, "SCardDisconnect", disconnect)
+    monkeypatch.setattr(scard, "SCardReleaseContext", release)
+    transport = pcsc.PcscTransport(READER, busy_wait_s=0.3)
+    transport.transmit(bytes.fromhex("002000800831323334353600ff"))  # VERIFY: the PIN was presented
+    closing = threading.Thread(target=transport.close)
+    closing.start()
+    closing.join(10)  # (only to detect a hang)
+    assert not closing.is_alive(), "close() waited for the other program's transaction"
+    assert calls == []
+    other_done.set()
+    for _ in range(100):
+        if calls:
+            break
+        time.sleep(0.05)
+    time.sleep(0.1)
+    assert calls == ["reset", "release"]  # the card is reset, late, and the context released
+
+
+def test_the_card_worker_keeps_its_connection_when_the_card_is_busy() -> None:
+    """A transaction not granted in time is CardBusyError, and the connection stays: dropping it
+    (a reset, after a PIN) is what pcscd holds back until the other program lets go (tester F-7)."""
+    import contextlib
+
+    from card.service import CardService
+
+    class Transport:
+        busy = True
+        closed = 0
+
+        def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+            return b"", 0x9000
+
+        @contextlib.contextmanager
+        def transaction(self):  # type: ignore[no-untyped-def]
+            if self.busy:
+                raise CardBusyError("pcscd did not grant a card transaction within 5 s: another program holds "
+                                    "a card transaction")
+            yield
+
+        def close(self) -> None:
+            self.closed += 1
+
+    opened: list[Transport] = []
+    service = CardService(lambda: opened.append(Transport()) or opened[-1])
+    try:
+        with pytest.raises(CardBusyError):
+            service.submit(lambda session: None).result(timeout=10)
+        assert len(opened) == 1 and opened[0].closed == 0
+        opened[0].busy = False
+        assert service.submit(lambda session: "read").result(timeout=10) == "read"
+        assert len(opened) == 1  # the same connection, once the other program let go
+    finally:
+        service.shutdown()

@@ -200,7 +200,7 @@ def test_a_token_on_read_only_storage_stops_the_run_and_loses_nothing(softhsm: S
     result = subprocess.run(["unshare", "-m", "sh", "-c", f'mount --bind -o ro "{tokens}" "{tokens}" && exec "$0" -c "$1"',
                              sys.executable, script], env=softhsm.env(), capture_output=True, text=True, timeout=60,
                             cwd=Path(__file__).parents[2])
-    assert result.stdout.strip() == ("TokenDeviceError | the token could not store the change (C_GenerateKeyPair: "
+    assert result.stdout.strip() == ("TokenStorageError | the token could not store the change (C_GenerateKeyPair: "
                                      "CKR_GENERAL_ERROR); SoftHSM2 answers so when its token directory is on read-only "
                                      "storage | True"), result.stderr
     assert sorted(judge.working_pairs(softhsm)) == [b"\x01", b"\x02"]

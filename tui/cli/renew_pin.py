@@ -9,7 +9,7 @@ import sys
 from card.config import Settings, UsageError
 from card.errors import PinFormatError
 from card.secret import Secret, read_secret_line
-from card.service import RenewalStep, Slot, SlotResult
+from card.service import ProgressKey, RenewalStep, SlotResult, key_name
 from card.terminal_text import terminal_safe
 
 
@@ -19,13 +19,13 @@ class PrintReporter:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
 
-    def step(self, slot: Slot | None, step: RenewalStep, detail: str = "") -> None:
-        if not self.quiet:
-            where = f"[{slot.hex}] " if slot is not None else ""
+    def step(self, slot: ProgressKey | None, step: RenewalStep, detail: str = "") -> None:
+        if not self.quiet:  # "[9A]" for a PIV slot, "[Authentication]" for a token key (tester F-19)
+            where = f"[{key_name(slot)}] " if slot is not None else ""
             print(terminal_safe(f"  {where}{step.value}" + (f": {detail}" if detail else ""), keep_newlines=True),
                   file=sys.stderr)
 
-    def slot_finished(self, slot: Slot, result: SlotResult) -> None:
+    def slot_finished(self, slot: ProgressKey, result: SlotResult) -> None:
         pass
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from card.errors import CardRemovedError, CardResetByOtherError, StateFileError
+from card.errors import CardRemovedError, CardResetByOtherError, StateFileError, TokenStorageError
 from card.service import RenewalResult, SlotResult
 from tui.cli.exit_codes import EXIT_OK, EXIT_PARTIAL
 from tui.cli.output import cli_next_step, out
@@ -59,7 +59,7 @@ def _outcome(result: RenewalResult) -> tuple[int, str, str, str | None]:
         return EXIT_OK, "renewed", message, first.next_step if first is not None else None
     message = "The operation was completed with errors."
     err = result.error
-    if isinstance(err, CardResetByOtherError):
+    if isinstance(err, (CardResetByOtherError, TokenStorageError)):  # the card never left: its own words (F-19)
         next_step = err.next_step
     elif isinstance(err, CardRemovedError):
         next_step = "Re-insert your card and run `cardrenew renew` again: the update resumes where it stopped."

@@ -4,6 +4,7 @@ the *Certificates* tab shows the details of the selected certificate."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterable
 
@@ -171,6 +172,7 @@ class CardScreen(Pane):
         self.stopped = stopped
         """Why the last update stopped, with its reference: kept on the Card tab (re-reads too) so the
         holder can still quote the reference to the RA once the error dialog is closed."""
+        self._reading: asyncio.Future[CardSummary] | None = None
 
     def compose(self) -> ComposeResult:
         yield app_header()
@@ -222,9 +224,26 @@ class CardScreen(Pane):
     def action_reread_card(self) -> None:
         self.refresh_card()
 
+    async def read_card(self) -> CardSummary:
+        """The card as read through the door; a read of this pane still under way is awaited, not
+        queued again. Each press of *Update My Card* used to queue one more read behind the one
+        waiting for another program's hold on the card, so the BUSY answer came 5 s later per press
+        (tester F-7). Shielded: a worker replaced by a newer press does not cancel the read the newer
+        one awaits.
+
+        Raises:
+            what :meth:`tui.app.CardRenewApp.read_summary` raises (CardBusyError: another program
+            holds the card longer than the door waits, card.pcsc.BUSY_WAIT_S).
+        """
+        reading = self._reading
+        if reading is None or reading.done():
+            reading = self._reading = asyncio.ensure_future(self.card_app.read_summary())
+            reading.add_done_callback(lambda done: done.cancelled() or done.exception())  # always retrieved
+        return await asyncio.shield(reading)
+
     @work(exclusive=True, group="card", exit_on_error=False, description="Reading the card")
     async def refresh_card(self) -> CardSummary | None:
-        summary = await self.card_app.read_summary()
+        summary = await self.read_card()
         await self.card_tab.show(summary, self.renewed, self.stopped)
         self.certificates_tab.show(summary)
         self.refresh_bindings()
@@ -305,7 +324,7 @@ class CardScreen(Pane):
     @work(exclusive=True, group="card", exit_on_error=False, description="Checking for updates")
     async def check_for_updates(self) -> None:
         app = self.card_app
-        summary = await app.read_summary()
+        summary = await self.read_card()
         self.renewed = None
         await self.card_tab.show(summary, stopped=self.stopped)
         self.certificates_tab.show(summary)

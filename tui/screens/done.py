@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Label, Static
 
-from card.errors import CardRemovedError
+from card.errors import CardRemovedError, TokenStorageError
 from tui.messages import GotoPane, LogOffRequested
 from tui.screens.base import Pane
 from tui.widgets import PaneFooter, app_header
@@ -37,7 +37,8 @@ class CompletedWithErrorsScreen(Pane):
 
     @property
     def removed_during_update(self) -> bool:
-        return isinstance(self.result.error, CardRemovedError)
+        error = self.result.error  # a token that could not store the change never left its reader (F-19)
+        return isinstance(error, CardRemovedError) and not isinstance(error, TokenStorageError)
 
     def compose(self) -> ComposeResult:
         result = self.result
@@ -62,6 +63,9 @@ class CompletedWithErrorsScreen(Pane):
 
     def next_step(self) -> str:
         ref = self.result.reference
+        if isinstance(self.result.error, TokenStorageError):  # the cause's own next step (tester F-19)
+            return (f"Next step: {self.card_app.explain_error(self.result.error)[2]} If it does not, contact "
+                    f"{self.ra_contact} and quote reference {ref}.")
         if self.removed_during_update:
             return ("Next step: the card was removed during the update. Re-insert your card, log on again and "
                     "select Update My Card: the update resumes where it stopped. If it does not, contact "

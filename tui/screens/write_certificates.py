@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Label, Static
 
 from card.errors import CardError, InvalidPinError, OperationCancelled, PinBlockedError
 from card.secret import Secret
-from card.service import CardSummary, RenewalRequest, RenewalResult, RenewalStep, Slot
+from card.service import CardSummary, ProgressKey, RenewalRequest, RenewalResult, RenewalStep, Slot, SlotStatus
 from card.words import SIDE_BY_SIDE, Words, sentence
 from tui.bridge import TuiReporter
 from tui.messages import (CertificateWritten, GotoPane, RenewalEnded, RenewalFinished, RenewalProgressed,
@@ -67,7 +67,8 @@ class CertificateRow:
     not counting the time the *Next* dialog waited for the holder)."""
 
     label: str
-    slot: Slot
+    slot: ProgressKey
+    """The PIV slot, or the token's key (its Key ID shows in the column *Key ID*)."""
     old_expiry: str
     status: str = "Pending"
     new_expiry: str = ""
@@ -167,6 +168,7 @@ class WriteCertificatesScreen(Pane):
         self.narrow = narrow
         table = self.certificate_table
         table.clear(columns=True)
+        piv = not self.summary.info.side_by_side  # side by side: the token's keys have a Key ID (CKA_ID), no slot
         if narrow:
             table.add_column("Certificate", key="label")
             table.add_column("Status", key="status", width=7)
@@ -174,7 +176,7 @@ class WriteCertificatesScreen(Pane):
             table.add_column("New expiry", key="new")
         else:
             table.add_column("Certificate", key="label")
-            table.add_column("Slot", key="slot")
+            table.add_column("Slot" if piv else "Key ID", key="slot")
             table.add_column("Old expiry", key="old")
             table.add_column("Status", key="status", width=9)
             table.add_column("Time", key="time", width=6)
@@ -195,19 +197,37 @@ class WriteCertificatesScreen(Pane):
         for key, cell in zip(keys, self._cells(row)):
             table.update_cell(row.slot.hex, key, cell)
 
-    def _ensure_row(self, slot: Slot) -> CertificateRow:
+    def _ensure_row(self, slot: ProgressKey) -> CertificateRow:
         if slot.hex in self.rows:
             return self.rows[slot.hex]
-        status = next((s for s in self.summary.slots if s.slot == slot), None)
-        label = status.setting.label if status else next(
-            (s.label for s in self.card_app.backend.settings.slots if s.slot == slot), slot.name.title())
+        status = self._status_of(slot)
+        label = status.setting.label if status else self._label(slot)
         old = status.certificate if status else None
         row = self.rows[slot.hex] = CertificateRow(label, slot, format_date(old.not_valid_after_utc) if old else "–")
         self.certificate_table.add_row(*self._cells(row), key=slot.hex)
         self.query_one("#write-title", Label).update("Write Certificates")
         return row
 
-    def _set_status(self, slot: Slot, status: str) -> None:
+    def _status_of(self, key: ProgressKey) -> SlotStatus | None:
+        """The card's reading of the PIV slot or token key ``key`` (None when it does not list it)."""
+        for status in self.summary.slots:
+            if isinstance(key, Slot):
+                try:
+                    if status.slot == key:
+                        return status
+                except ValueError:  # a side-by-side key is in no PIV slot
+                    continue
+            elif status.key == key:
+                return status
+        return None
+
+    def _label(self, key: ProgressKey) -> str:
+        """A row's label when the card's reading does not list it: the configured slot's, or the key's own."""
+        if isinstance(key, Slot):
+            return next((s.label for s in self.card_app.backend.settings.slots if s.slot == key), key.name.title())
+        return key.label or key.hex
+
+    def _set_status(self, slot: ProgressKey, status: str) -> None:
         row = self._ensure_row(slot)
         row.status = status
         if status == "Writing":
