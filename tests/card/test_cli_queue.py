@@ -191,3 +191,30 @@ def test_a_pkcs11_configuration_is_refused_before_any_card_is_touched(tmp_path: 
     err = capsys.readouterr().err
     assert "PKCS#11 token" in err and "cardrenew renew" in err
     assert built == [] and all(card.trace == [] for card in readers.cards.values())
+
+
+def test_a_renewed_cards_line_is_printed_while_the_next_holders_prompt_waits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tester F-15, the rest: the line of a card that finished waited until the holder at another
+    reader answered the open PIN prompt (for as long as that holder took). Now it is printed above
+    the prompt while the prompt waits."""
+    readers = QueueReaders(tmp_path, 2)
+    use_readers(monkeypatch, readers)
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    seen_while_waiting: list[bool] = []
+    first_line = re.compile(rf"^{re.escape(READERS[0])} \| {HOLDERS[0]} \| renewed — ", re.M)
+
+    def prompt_pin(text: str) -> str:
+        if HOLDERS[1] in text:  # the second holder takes their time; the first card renews meanwhile
+            deadline = time.monotonic() + 30  # a hang detector: the line comes within a poll or two
+            while not first_line.search(out.getvalue()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            seen_while_waiting.append(bool(first_line.search(out.getvalue())))
+            return PINS[1]
+        return PINS[0]
+
+    monkeypatch.setattr("tui.cli.queue.prompt_pin", prompt_pin)
+    assert main(["queue"]) == 0
+    assert seen_while_waiting == [True], out.getvalue()
+    assert "Summary: 2 renewed, 0 failed, 0 not due" in out.getvalue()

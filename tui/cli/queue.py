@@ -200,7 +200,9 @@ class _QueueRun:
         _say(f"{asked.reader} | {asked.holder or '-'} | due: {asked.due}")
         self.signals.prompting = True
         try:
-            pin = Secret(prompt_pin(f"{pin_for(asked.holder, asked.reader)} (Enter to skip this card): "))
+            text = f"{pin_for(asked.holder, asked.reader)} (Enter to skip this card): "
+            with self._lines_while(text):  # other readers' lines are not held back by this prompt (F-15)
+                pin = Secret(prompt_pin(text))
             confirmed = False
             if pin and asked.pin_retries == 1:
                 confirmed = prompt_yes(last_try_for(asked.holder) + " [y/N] ")
@@ -226,17 +228,45 @@ class _QueueRun:
         except CardChangedError as exc:
             _say(f"{asked.reader} | {asked.holder or '-'} | PIN not sent — {exc.title}. {exc.next_step}")
 
-    def _print_lines(self) -> None:
+    @contextlib.contextmanager
+    def _lines_while(self, prompt: str) -> Iterator[None]:
+        """While a PIN prompt waits, print the other cards' lines as they come, above the prompt:
+        on a terminal the prompt's line is cleared and the prompt written again under the new lines
+        (the PIN is not echoed, so nothing typed is lost from view)."""
+        done = threading.Event()
+
+        def follow() -> None:
+            while not done.wait(POLL_S):
+                self._print_lines(redraw=prompt)
+
+        printer = threading.Thread(target=follow, name="queue-lines", daemon=True)
+        printer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            printer.join()
+
+    def _print_lines(self, redraw: str | None = None) -> None:
+        """Print the lines of the cards whose state changed; ``redraw``: a prompt is open on this
+        terminal — clear its line first and write it again after."""
+        lines: list[str] = []
         while True:
             try:
                 entry = self.lines.get_nowait()
             except stdlib_queue.Empty:
-                return
+                break
             key = entry.card_id or entry.reader
             shown = (entry.state, entry.message, entry.reference)
             if self.printed.get(key) != shown:
                 self.printed[key] = shown
-                print(terminal_safe(entry.line()), flush=True)
+                lines.append(terminal_safe(entry.line()))
+        if not lines:
+            return
+        on_terminal = redraw is not None and sys.stdout.isatty()
+        text = "".join(line + "\n" for line in lines)
+        sys.stdout.write(f"\r\x1b[2K{text}{redraw}" if on_terminal else text)
+        sys.stdout.flush()
 
     def _summary(self) -> int:
         counts = self.queue.summary()
