@@ -19,7 +19,7 @@ from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from card.errors import CardRemovedError, NoCardError
+from card.errors import CardRemovedError, NoCardError, TokenStorageError
 from card.words import Words
 from tui.app_base import AppBase
 from tui.readers import ReaderFollowing
@@ -310,8 +310,9 @@ class CardRenewApp(ReaderFollowing, AppBase):
         if result is None:
             return
         self.last_result = result
-        if isinstance(result.error, CardRemovedError):
-            # The service has already dropped the dead connection; the holder must log on again.
+        if isinstance(result.error, CardRemovedError) and not isinstance(result.error, TokenStorageError):
+            # The service has already dropped the dead connection; the holder must log on again. (A token
+            # that could not store the change never left its reader: the holder stays logged on, F-19.)
             self.is_logged_on = False
             self.summary = None
 

@@ -18,7 +18,9 @@
  *                        kill-after   SIGKILL it after the token did the call, before the caller
  *                                     hears of it;
  *                        error-before answer CKR_DEVICE_ERROR without calling the token;
- *                        error-after  call the token, then answer CKR_DEVICE_ERROR.
+ *                        error-after  call the token, then answer CKR_DEVICE_ERROR;
+ *                        general-before answer CKR_GENERAL_ERROR without calling the token (what
+ *                                     SoftHSM2 answers when its token directory is read-only).
  *
  * The function list's layout is the standard's (v2.40 §5: 68 functions after the version);
  * every argument of these functions is a CK_ULONG, a handle or a pointer.
@@ -44,8 +46,8 @@ static FUNCTION_LIST shim;
 static char seen[128];
 static long counted;
 
-/* 0: go on; 1: answer CKR_DEVICE_ERROR now. phase 0: before the call, 1: after it. */
-static int fault(const char *name, int phase) {
+/* 0: go on; else the CK_RV to answer now. phase 0: before the call, 1: after it. */
+static CK_RV fault(const char *name, int phase) {
     const char *spec = getenv("CARDRENEW_P11_FAULT");
     if (phase == 0) {
         const char *log = getenv("CARDRENEW_P11_LOG");
@@ -67,7 +69,8 @@ static int fault(const char *name, int phase) {
     const char *mode = phase == 0 ? "before" : "after";
     if (len > 5 && strncmp(spec + len - strlen(mode), mode, strlen(mode)) == 0) {
         if (strncmp(spec, "kill-", 5) == 0) kill(getpid(), SIGKILL);
-        if (strncmp(spec, "error-", 6) == 0) return 1;
+        if (strncmp(spec, "error-", 6) == 0) return CKR_DEVICE_ERROR;
+        if (strncmp(spec, "general-", 8) == 0) return CKR_GENERAL_ERROR;
     }
     return 0;
 }
@@ -79,10 +82,11 @@ static int fault(const char *name, int phase) {
 #define ARGS8 CK_ULONG a, CK_ULONG b, CK_ULONG c, CK_ULONG d, CK_ULONG e, CK_ULONG f, CK_ULONG g, CK_ULONG h
 #define WRAP(NAME, INDEX, PARAMS, ARGS, CALLTYPE)                                      \
     static CK_RV NAME(PARAMS) {                                                        \
-        if (fault(#NAME, 0)) return CKR_DEVICE_ERROR;                                  \
+        CK_RV injected = fault(#NAME, 0);                                              \
+        if (injected != 0) return injected;                                            \
         CK_RV rv = ((CALLTYPE)real->fn[INDEX])ARGS;                                    \
-        if (fault(#NAME, 1)) return CKR_DEVICE_ERROR;                                  \
-        return rv;                                                                     \
+        injected = fault(#NAME, 1);                                                    \
+        return injected != 0 ? injected : rv;                                          \
     }
 typedef CK_RV (*F2)(ARGS2);
 typedef CK_RV (*F4)(ARGS4);

@@ -6,6 +6,7 @@ read-only storage gets a next step that follows the cause. The token is judged b
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -19,6 +20,7 @@ from textual.widgets import DataTable, Input, Static
 
 from card.words import SIDE_BY_SIDE
 from tests.pkcs11 import judge
+from tests.pkcs11.beside_faults import build_shim, shim_env
 from tests.pkcs11.softhsm import SoftHsm
 from tests.pkcs11.test_token_ui import config, judge_renewed, tui_backend
 from tests.tui.conftest import screen_text, wait_for
@@ -139,3 +141,46 @@ def test_a_token_on_read_only_storage_gets_a_next_step_that_follows_the_cause(
     monkeypatch.setattr("sys.stdin", io.StringIO(softhsm.pin + "\n"))
     assert main(["renew", "--yes", "--pin-stdin", "--config", str(path)]) == 0  # writable again: it finishes
     judge_renewed(softhsm, {b"\x01", b"\x02"})
+
+
+async def test_tui_a_token_that_cannot_store_the_change_says_so_and_keeps_the_holder_logged_on(
+        softhsm: SoftHsm, ca_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tester F-19 in the TUI: C_GenerateKeyPair answered CKR_GENERAL_ERROR — what SoftHSM2 answers on
+    read-only storage (the test above) — here injected at the PKCS#11 boundary by faultshim.c (the
+    pytest process cannot take a mount namespace of its own). The dialog and the outcome pane say the
+    storage's next step, never "the card was removed"; the token never left, so the holder stays logged
+    on; nothing on the token changed."""
+    from tui.app import make_app
+    from tui.screens import CardScreen, CompletedWithErrorsScreen, LogonScreen, MessageDialog, PinDialog
+
+    shim = build_shim(tmp_path)
+    for name, value in shim_env(fault="general-before:1").items():
+        monkeypatch.setenv(name, value)
+    before = judge.objects(softhsm)
+    path = config(tmp_path, dataclasses.replace(softhsm, module=shim), ca_dir)
+    app = make_app(tui_backend(path))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen) and app.summary is not None)
+        app.screen.query_one("#pin-input", Input).focus()
+        await pilot.press(*softhsm.pin, "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers
+                       and "Due for renewal" in screen_text(app))
+        await pilot.press("u")
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
+        await pilot.press(*softhsm.pin, "enter")
+        await wait_for(pilot, lambda: getattr(app.screen, "id", None) == "issuance-error-dialog", 120)
+        said = " ".join(screen_text(app).split())
+        assert "The token could not store the change" in said and "CKR_GENERAL_ERROR" in said
+        assert ("Next step: The token's storage is read-only or full: ask your IT support to make it writable "
+                "(or to free space on it), then select Update My Card again") in said
+        assert "removed" not in said.lower() and "re-insert" not in said.lower()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompletedWithErrorsScreen))
+        step = str(app.screen.query_one("#next-step", Static).render())
+        assert step.startswith("Next step: The token's storage is read-only or full") and "removed" not in step
+        await pilot.press("c")  # Back to Card tab: still logged on (the token never left its reader)
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
+        assert "The token's storage is read-only or full" in " ".join(screen_text(app).split())
+    assert judge.objects(softhsm) == before
