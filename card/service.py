@@ -308,10 +308,11 @@ class CardDoor:
         """The issuer's CA certificates *before* the card's transaction, with the engine's retries
         (break-it 1, tester F-6): a CA that does not answer holds no card. Blocking: call it off the
         UI thread. Raises IssuerError, OperationCancelled (``cancel`` set during a wait)."""
-        from card.renewal.context import RenewalContext, ask_ca
+        from card.renewal.context import RenewalContext, ask_ca, cancel_also
 
         issuer = self._need_issuer()
-        ask_ca(RenewalContext(self.settings, issuer, self.journals, self.audit, cancel=cancel), issuer.ca_certificates)
+        with cancel_also(cancel, issuer.cancel):  # Escape ends the HTTP request in flight too (F-6)
+            ask_ca(RenewalContext(self.settings, issuer, self.journals, self.audit, cancel=cancel), issuer.ca_certificates)
 
     def _need_issuer(self) -> Issuer:
         """The issuer. Raises :attr:`issuer_problem` (a ConfigError naming the file to fix) when there is none."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -62,3 +63,34 @@ def ask_ca(ctx: RenewalContext, call: Callable[[], T]) -> T:
             if ctx.cancel.wait(delays[attempt]):  # SIGTERM/SIGINT during the back-off: stop now
                 raise OperationCancelled(f"stopped while waiting to ask the certificate authority again ({exc})") from exc
     raise AssertionError("unreachable")
+
+
+@contextmanager
+def cancel_also(trigger: threading.Event, target: threading.Event) -> Iterator[None]:
+    """While the block runs, ``trigger`` being set sets ``target`` too (the issuer's own token, which
+    ends an HTTP request in flight); when the block ends, ``target`` is cleared again if this set it.
+
+    For a wait the user may stop (Escape at *Contacting the certificate authority…*, tester F-6) on an
+    issuer whose token belongs to the whole program: stopping this one wait must not stop the next.
+    A ``target`` set by someone else (a signal) is left set.
+    """
+    done = threading.Event()
+    ours = threading.Event()
+
+    def follow() -> None:
+        while not done.is_set():
+            if trigger.wait(0.1) and not done.is_set():
+                if not target.is_set():
+                    ours.set()
+                    target.set()
+                return
+
+    watcher = threading.Thread(target=follow, name="cancel-also", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+        if ours.is_set():
+            target.clear()

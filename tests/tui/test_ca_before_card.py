@@ -6,9 +6,13 @@ nothing was asked of the card, nothing changed."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
+from card.backend import build_issuer
+from card.config import load_settings
 from card.enrollment.base import IssuerUnavailable
 from card.errors import OperationCancelled
+from tests.card.test_check_ca_unreachable import SilentCA, config
 from tests.tui.conftest import screen_text, wait_for
 from tests.tui.test_renewal_flow import PIN, log_on
 from tui.app import make_app
@@ -69,3 +73,37 @@ async def test_an_unreachable_ca_is_reported_without_taking_the_card(make_demo) 
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog))
         assert "cannot be reached" in screen_text(app) and "did not answer" in screen_text(app)
     assert renewals == []
+
+
+async def test_escape_ends_the_http_request_in_flight_and_the_next_update_asks_again(  # type: ignore[no-untyped-def]
+        make_demo, tmp_path: Path) -> None:
+    """Tester F-6, the rest: Escape stopped the back-off between attempts but the HTTP request in
+    flight ran to the issuer's ``timeout_s`` (15 s by default). Now Escape ends it at once; the
+    program's cancellation token is left as it was, so the next Update My Card asks the CA again."""
+    backend, card = make_demo()
+    server = SilentCA()
+    try:
+        path = Path(config(tmp_path, server.port))
+        path.write_text(path.read_text().replace("timeout_s = 1", "timeout_s = 120"))
+        backend.issuer = build_issuer(load_settings(path), cancel=backend.cancel_event)
+        app = make_app(backend)
+        async with app.run_test(size=(100, 32)) as pilot:
+            for attempt in (1, 2):
+                if attempt == 1:
+                    await start_update(pilot)
+                else:
+                    await pilot.press("u")
+                    await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+                    await pilot.press("enter")
+                    await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
+                    await pilot.press(*PIN, "enter")
+                await wait_for(pilot, lambda: server.accepted >= attempt)  # the request is in flight
+                await pilot.press("escape")
+                await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog), timeout_s=20)  # not 120 s
+                assert "you stopped the wait" in screen_text(app)
+                await pilot.press("enter")
+                await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
+            assert not backend.cancel_event.is_set()
+    finally:
+        server.close()
+    assert card.state.pin_retries == 3
