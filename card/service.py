@@ -302,7 +302,7 @@ class CardDoor:
         if request.issuer_error is None and self.issuer is None:
             request.issuer_error = self.issuer_problem  # the CA check reports the configuration error
         return start_check(self.settings, self.issuer, self.journals, self.audit, self.service.submit, request,
-                           self.cancel_event)
+                           self.cancel_event, reset=self.service.disconnect)
 
     def reach_ca(self, cancel: threading.Event) -> None:
         """The issuer's CA certificates *before* the card's transaction, with the engine's retries

@@ -19,10 +19,13 @@ Submit = Callable[[Callable[[PivSession], CheckReport]], "Future[CheckReport]"]
 
 
 def start_check(settings: Settings, issuer: Issuer | None, journals: JournalStore, audit: AuditLog, submit: Submit,
-                request: CheckRequest, cancel: threading.Event) -> Future[CheckReport]:
+                request: CheckRequest, cancel: threading.Event,
+                reset: Callable[[], object] | None = None) -> Future[CheckReport]:
     """The door's ``check`` (:meth:`card.service.CardDoor.check`): the CA is asked first on a thread of
     its own, so a CA that does not answer holds no card; then the card checks run through ``submit``.
-    ``request.pin`` is wiped when the check ends.
+    ``request.pin`` is wiped when the check ends. With a PIN, ``reset`` (the worker's disconnect) is
+    queued right behind the card checks: the card forgets the verified PIN, so no program can use
+    the holder's keys without it while the TUI stays logged on (as the logon does, tester F-4).
 
     Returns (future): the report. The future raises CardRemovedError, NoCardError,
     ReaderUnavailableError, OperationCancelled (``cancel``), ApduError (no PIV application); a
@@ -42,7 +45,10 @@ def start_check(settings: Settings, issuer: Issuer | None, journals: JournalStor
             dry = DryRun(settings, issuer, journals, audit, issuer_error=request.issuer_error, cancel=cancel,
                          now=request.now)
             dry.check_issuer()
+            with_pin = request.pin is not None
             card = submit(lambda session: dry.check_card(session, request.pin, refuse_last_try=request.refuse_last_try))
+            if with_pin and reset is not None:
+                reset()
         except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
             if request.pin is not None:
                 request.pin.wipe()

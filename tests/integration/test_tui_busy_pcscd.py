@@ -20,7 +20,7 @@ from tests.integration.conftest import READER, ServedCard
 from tests.tui.conftest import screen_text, wait_for
 from tui.app import make_app
 from tui.screens import CardScreen, ErrorDialog, MessageDialog
-from tui.screens.check import CheckPinDialog, CheckReportDialog
+from tests.tui.test_renewal_flow import renew_to_end
 
 PIN = "123456"
 HANG_S = 60.0
@@ -73,9 +73,10 @@ async def logged_on(pilot) -> CardScreen:  # type: ignore[no-untyped-def]
     return app.screen
 
 
-async def busy_then_usable(pilot, card_screen: CardScreen, holder: OtherHolder) -> None:  # type: ignore[no-untyped-def]
+async def busy_then_usable(pilot, card_screen: CardScreen, holder: OtherHolder,  # type: ignore[no-untyped-def]
+                           then: str = "updates-available-dialog") -> None:
     """The BUSY dialog is up: its words; OK goes back to the Card tab; once the other program lets go,
-    *Update My Card* works."""
+    *Update My Card* works (``then``: the dialog it opens)."""
     app = pilot.app
     await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog), timeout_s=HANG_S)
     text = screen_text(app)
@@ -85,8 +86,7 @@ async def busy_then_usable(pilot, card_screen: CardScreen, holder: OtherHolder) 
     await wait_for(pilot, lambda: app.screen is card_screen)
     holder.stop()
     await pilot.press("u")
-    await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog) and app.screen.id == "updates-available-dialog",
-                   timeout_s=HANG_S)
+    await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog) and app.screen.id == then, timeout_s=HANG_S)
     await pilot.press("escape")
 
 
@@ -123,23 +123,19 @@ async def test_update_pressed_again_and_again_while_another_program_holds_the_ca
     assert card.state.read_text() == before
 
 
-async def test_update_after_a_check_while_another_program_holds_the_card_says_busy(
+async def test_update_after_a_renewal_while_another_program_holds_the_card_says_busy(
         serve_card, workdir: Path, other_holder: list[OtherHolder]) -> None:  # type: ignore[no-untyped-def]
-    """After the PIN was sent on the TUI's connection (the Check), dropping that connection resets the
-    card, which pcscd holds back while another program holds a transaction: the TUI answered nothing
-    for as long as the other held the card."""
+    """After the PIN was sent on the TUI's connection (its own renewal; before tester F-4's fix, every
+    logon), dropping that connection resets the card, which pcscd holds back while another program
+    holds a transaction: the TUI answered nothing for as long as the other held the card."""
     card: ServedCard = serve_card()
-    before = card.state.read_text()
     app = tui_app(workdir)
     async with app.run_test(size=(100, 32)) as pilot:
-        card_screen = await logged_on(pilot)
-        await pilot.press("c")
-        await wait_for(pilot, lambda: isinstance(app.screen, CheckPinDialog))
-        await pilot.press(*PIN, "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, CheckReportDialog), timeout_s=HANG_S)
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: app.screen is card_screen)
+        await logged_on(pilot)
+        await renew_to_end(pilot)
+        card_screen = app.screen  # the Card tab after the renewal
+        before = card.state.read_text()
         other_holder.append(OtherHolder())
         await pilot.press("u")
-        await busy_then_usable(pilot, card_screen, other_holder[0])
+        await busy_then_usable(pilot, card_screen, other_holder[0], then="up-to-date-dialog")
     assert card.state.read_text() == before
