@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from card.background import thread_during
 from card.config import Settings
 from card.enrollment.base import Issuer, IssuerUnavailable
 from card.errors import OperationCancelled
@@ -74,10 +75,9 @@ def cancel_also(trigger: threading.Event, target: threading.Event) -> Iterator[N
     issuer whose token belongs to the whole program: stopping this one wait must not stop the next.
     A ``target`` set by someone else (a signal) is left set.
     """
-    done = threading.Event()
     ours = threading.Event()
 
-    def follow() -> None:
+    def follow(done: threading.Event) -> None:
         while not done.is_set():
             if trigger.wait(0.1) and not done.is_set():
                 if not target.is_set():
@@ -85,12 +85,9 @@ def cancel_also(trigger: threading.Event, target: threading.Event) -> Iterator[N
                     target.set()
                 return
 
-    watcher = threading.Thread(target=follow, name="cancel-also", daemon=True)
-    watcher.start()
     try:
-        yield
+        with thread_during(follow, "cancel-also"):
+            yield
     finally:
-        done.set()
-        watcher.join()
         if ours.is_set():
             target.clear()

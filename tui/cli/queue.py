@@ -30,6 +30,7 @@ from card.config import UsageError
 from card.errors import CardChangedError, NoCardError
 from card.secret import Secret
 from card.service import EntryState, QueueEntry, ReaderQueue
+from card.background import thread_during
 from card.terminal_text import terminal_safe
 from card.words import last_try_for, pin_for, queue_summary
 from tui.cli.exit_codes import EXIT_OK, EXIT_PARTIAL
@@ -233,19 +234,12 @@ class _QueueRun:
         """While a PIN prompt waits, print the other cards' lines as they come, above the prompt:
         on a terminal the prompt's line is cleared and the prompt written again under the new lines
         (the PIN is not echoed, so nothing typed is lost from view)."""
-        done = threading.Event()
-
-        def follow() -> None:
+        def follow(done: threading.Event) -> None:
             while not done.wait(POLL_S):
                 self._print_lines(redraw=prompt)
 
-        printer = threading.Thread(target=follow, name="queue-lines", daemon=True)
-        printer.start()
-        try:
+        with thread_during(follow, "queue-lines"):
             yield
-        finally:
-            done.set()
-            printer.join()
 
     def _print_lines(self, redraw: str | None = None) -> None:
         """Print the lines of the cards whose state changed; ``redraw``: a prompt is open on this
