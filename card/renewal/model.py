@@ -113,6 +113,18 @@ class CardSummary:
     """Who the card or token is, as the token said it (issue 14); None: a PIV card read over APDUs
     that gave none (:attr:`info` then describes it)."""
 
+    def replaced_expiry(self, key: str) -> dt.datetime | None:
+        """When the certificate an unfinished update is replacing on slot or key ``key`` (``"9A"``,
+        a ``CKA_ID`` in hex) expires, from the journal — the card may hold the new one already; None
+        when no unfinished update names it."""
+        entry = self.pending_journal.slots.get(key) if self.pending_journal is not None else None
+        if entry is None or not entry.old_certificate_pem:
+            return None
+        try:
+            return x509.load_pem_x509_certificate(entry.old_certificate_pem.encode()).not_valid_after_utc
+        except ValueError:
+            return None
+
     @property
     def info(self) -> TokenInfo:
         """The card or token (label, manufacturer, model, serial, renewal mode) the logon pane, the

@@ -11,7 +11,8 @@ from tests.tui.conftest import screen_text, wait_for
 from tests.tui.test_renewal_flow import PIN, log_on, read_certs, renew_to_end
 from tui.app import make_app
 from tui.screens import (CardScreen, CompletedWithErrorsScreen, ErrorDialog, LoggedOffScreen, LogonScreen,
-                         MessageDialog, NextDialog, PinDialog)
+                         MessageDialog, NextDialog, PinDialog, WriteCertificatesScreen)
+from tui.screens.dialogs import format_date
 
 
 def snapshot(card):  # type: ignore[no-untyped-def]
@@ -298,3 +299,31 @@ async def test_ctrl_q_during_a_renewal_does_not_leave_it_unfinished(make_demo) -
         await pilot.press("ctrl+q")
         await pilot.pause()
     assert app.return_code == 0
+
+
+async def test_a_resumed_update_shows_the_expiry_of_the_certificates_it_replaces(make_demo) -> None:  # type: ignore[no-untyped-def]
+    """Fresh-user finding 7: on a resume 9A (renewed before the pull) read "Old expiry 2028-12-03",
+    the new certificate's date, as if nothing had changed. It shows the replaced one's now."""
+    backend, card = make_demo(fault="pull-card")
+    before = read_certs(card)
+    app = make_app(backend)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await start_update_until_the_pull(pilot)
+        await pilot.press("enter")  # Abort this issuance
+        await wait_for(pilot, lambda: isinstance(app.screen, CompletedWithErrorsScreen))
+        card.insert()
+        await wait_for(pilot, lambda: app.card_present is True)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen))
+        await log_on(pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers)
+        await pilot.press("u")
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog) and app.screen.id == "resume-dialog")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
+        await pilot.press(*PIN, "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NextDialog))  # 9C written: its Next
+        pane = next(s for s in app.screen_stack if isinstance(s, WriteCertificatesScreen))
+        shown = {key: row.old_expiry for key, row in pane.rows.items()}
+    assert shown == {slot.hex: format_date(before[slot].not_valid_after_utc)
+                     for slot in (Slot.AUTHENTICATION, Slot.SIGNATURE)}

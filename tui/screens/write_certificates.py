@@ -203,7 +203,9 @@ class WriteCertificatesScreen(Pane):
         status = self._status_of(slot)
         label = status.setting.label if status else self._label(slot)
         old = status.certificate if status else None
-        row = self.rows[slot.hex] = CertificateRow(label, slot, format_date(old.not_valid_after_utc) if old else "–")
+        # on a resume the card may hold the new certificate already: the journal knows the one replaced (fresh-user 7)
+        replaced = self.summary.replaced_expiry(slot.hex) or (old.not_valid_after_utc if old else None)
+        row = self.rows[slot.hex] = CertificateRow(label, slot, format_date(replaced) if replaced else "–")
         self.certificate_table.add_row(*self._cells(row), key=slot.hex)
         self.query_one("#write-title", Label).update("Write Certificates")
         return row
