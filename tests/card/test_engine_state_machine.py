@@ -31,6 +31,7 @@ import errno
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,7 @@ class ControlledCA:
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
+        self.cancel = threading.Event()  # the Issuer protocol's cancellation token
 
     def ca_certificates(self) -> list[x509.Certificate]:
         if self.mode == "down":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,7 @@ class LostAnswerCA:
 
     def __init__(self, ca: LocalCA) -> None:
         self.ca, self.name, self.down = ca, "lossy CA", True
+        self.cancel = threading.Event()  # the Issuer protocol's cancellation token
 
     def ca_certificates(self):  # type: ignore[no-untyped-def]
         return self.ca.ca_certificates()

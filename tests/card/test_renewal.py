@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,7 @@ class WrongKeyCA:
 
     def __init__(self, ca: LocalCA) -> None:
         self.ca, self.name = ca, "wrong-key CA"
+        self.cancel = threading.Event()  # the Issuer protocol's cancellation token
 
     def ca_certificates(self):  # type: ignore[no-untyped-def]
         return self.ca.ca_certificates()
