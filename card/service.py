@@ -236,7 +236,9 @@ class CardDoor:
         card's unfinished update. Future raises what ``card.renewal.renew`` raises before anything
         destructive (RenewalRefused, InvalidPinError, PinBlockedError, IssuerError, CardRemovedError,
         LastPinTryError with ``refuse_last_try``); later errors are in the result, per slot."""
-        return self.service.submit(lambda session: self._renew(session, request, None))
+        renewed = self.service.submit(lambda session: self._renew(session, request, None))
+        self.service.disconnect()  # reset: the engine's VERIFY must not outlive the renewal (as after log_on, F-4)
+        return renewed
 
     def renew_if_due(self, request: RenewalRequest) -> Future[tuple[CardSummary, RenewalResult | None]]:
         """Read the card and, when an update is available or an unfinished one is to be resumed,
@@ -262,7 +264,9 @@ class CardDoor:
                 return summary, None
             return summary, self._renew(token, request, summary)
 
-        return self.service.submit(check_then_renew)
+        renewed = self.service.submit(check_then_renew)
+        self.service.disconnect()  # reset: the engine's VERIFY must not outlive the renewal (as after log_on, F-4)
+        return renewed
 
     def _renew(self, card: Token | PivSession, request: RenewalRequest, summary: CardSummary | None) -> RenewalResult:
         from card.renewal import NullReporter, RenewalContext, as_token, renew

@@ -192,3 +192,12 @@ def test_watch_drops_reports_of_a_reader_switched_away_from(tmp_path: Path) -> N
     assert changed.wait(5)
     assert seen == [False, False, True]
     backend.close()
+
+
+def test_after_a_renewal_the_card_holds_no_verified_pin(door: Backend) -> None:
+    """The gap of F-4 after a renewal (found by checkbusy): the engine's VERIFY stayed on the card
+    while the TUI sat on the Card tab, so any program on the host could sign with the new 9A key
+    without the PIN. The door now resets the card once the renewal is over."""
+    assert door.renew(RenewalRequest(Secret(PIN))).result(TIMEOUT_S).ok
+    door.read_card().result(TIMEOUT_S)  # the Card tab reads the card after the renewal
+    assert door.card.pin_verified is False  # type: ignore[attr-defined]
