@@ -70,11 +70,14 @@ class Words:
 
 
 def sentence(text: str) -> str:
-    """``text`` as a sentence: its first letter upper-case, ending with a full stop (or ``!``/``?``)."""
+    """``text`` as a sentence: its first letter upper-case, ending with a full stop (or ``!``/``?``).
+    A first word that is a name to type (``issuer.directory``, ``timeout_s``) keeps its case."""
     text = text.strip()
     if not text:
         return text
-    text = text[0].upper() + text[1:]
+    first = text.split(maxsplit=1)[0]
+    if not any(mark in first for mark in "._/`="):
+        text = text[0].upper() + text[1:]
     return text if text[-1] in ".!?" else text + "."
 
 

@@ -53,5 +53,5 @@ def tui_backend(settings: Settings, reader: str | None, stop: threading.Event) -
         raise
     except ConfigError as problem:
         backend = assembly.card_backend(settings, reader, with_issuer=False, wait_for_card=True, cancel=stop)
-        backend.issuer_problem = problem
+        backend.issuer_problem = problem.naming(settings.source)  # says no file was found, and where to write one
         return backend

@@ -334,6 +334,10 @@ class CardScreen(Pane):
             return
         check = update_check(summary)
         settings = app.backend.settings
+        problem = app.backend.issuer_problem if app.backend.issuer is None else None
+        if problem is not None and check in (UpdateCheck.AVAILABLE, UpdateCheck.RESUME):
+            self.show_error(problem)  # known since start-up: before the PIN is asked again (break-it B-2)
+            return
         if check is UpdateCheck.AVAILABLE:
             due = "\n".join(f"  {s.setting.label} ({s.name}): expires {format_date(s.certificate.not_valid_after_utc)}"
                             for s in summary.due if s.certificate is not None)
