@@ -33,7 +33,7 @@ Audit line: one JSON object per line with ``time`` (ISO 8601 UTC), ``event_id``,
 when it was written by a later run because the log could not be written at the time).
 """
 
-from card.journal.audit import MAX_AUDIT_READ_BYTES, AuditLog, AuditReading
+from card.journal.audit import MAX_AUDIT_READ_BYTES, AuditLog, AuditReading, shown_guid
 from card.journal.audit_chain import ChainReport, verify_chain
 from card.journal.audit_lines import MAX_AUDIT_LINE_BYTES, AuditLineError, outcome_kind, parse_audit_line
 from card.journal.fallback import FALLBACK_OWNER_FILE, default_fallback_directory, fallback_tag
@@ -68,5 +68,5 @@ __all__ = [
     "STEP_PLANNED", "STEP_RETIRED", "STEP_WRITTEN", "AuditLineError", "AuditLog", "AuditReading", "Journal", "JournalFileError",
     "JournalStep", "JournalStore", "SetAside", "SlotJournal", "check_directory", "default_fallback_directory",
     "fallback_tag", "flush_kept_audit", "verify_chain", "ChainReport", "outcome_kind", "new_reference", "parse_audit_line", "parse_journal",
-    "prepare_state_files", "state_file_error",
+    "prepare_state_files", "shown_guid", "state_file_error",
 ]

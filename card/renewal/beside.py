@@ -385,7 +385,8 @@ class BesideSteps:
         sj.step, sj.error = JournalStep.DONE, None
         previous = load_certificate_pem(sj.old_certificate_pem) if sj.old_certificate_pem else None
         record = self.ctx.audit.record(
-            reference=journal.reference, card_guid=journal.card_id, slot=old.hex, outcome="renewed", error_code=None,
+            event="certificate", reference=journal.reference, card_guid=journal.card_id, holder=self.ctx.holder,
+            slot=old.hex, outcome="renewed", error_code=None,
             old_serial=f"{previous.serial_number:X}" if previous else None,
             old_not_after=previous.not_valid_after_utc.isoformat() if previous else None,
             new_serial=f"{cert.serial_number:X}", new_not_after=cert.not_valid_after_utc.isoformat(),

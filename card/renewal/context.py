@@ -42,6 +42,11 @@ class RenewalContext:
     the card and the holder in the run's audit records (a wrong PIN, a stop) when the caller did
     not read the card itself."""
 
+    @property
+    def holder(self) -> str | None:
+        """The holder's name as the engine read it, for the run's audit records (None: not read yet)."""
+        return self.card.holder if self.card is not None else None
+
 
 
 def ask_ca(ctx: RenewalContext, call: Callable[[], T]) -> T:

@@ -166,8 +166,8 @@ class Renewal:
             raise
         except CardError as exc:  # refused before anything was changed: give the RA a reference
             exc.reference = journal.reference
-            self.ctx.audit.write_quietly(reference=journal.reference, card_guid=journal.card_id, slot=None,
-                                         outcome="refused", error_code=exc.code)  # kept for the next run if need be
+            self.ctx.audit.write_quietly(event="renewal", reference=journal.reference, card_guid=journal.card_id,
+                                         holder=self.ctx.holder, slot=None, outcome="refused", error_code=exc.code)  # kept for the next run if need be
             raise
 
     def _prepare(self, journal: Journal, by_slot: dict[Slot, SlotStatus], result: RenewalResult) -> list[SlotPlan]:

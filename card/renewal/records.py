@@ -66,7 +66,8 @@ class RunRecords:
                      outcome: str, error_code: str | None) -> dict[str, object]:
         """An audit record (JSON-lines fields, DESIGN §8) of the key at ``ref`` (``slot``: its journal name): old and new serial and expiry, outcome, error code."""
         return self.ctx.audit.record(
-            reference=journal.reference, card_guid=journal.card_id, slot=ref.hex, outcome=outcome, error_code=error_code,
+            event="certificate", reference=journal.reference, card_guid=journal.card_id, holder=self.ctx.holder,
+            slot=ref.hex, outcome=outcome, error_code=error_code,
             old_serial=f"{old.serial_number:X}" if old else None,
             old_not_after=old.not_valid_after_utc.isoformat() if old else None,
             new_serial=f"{new.serial_number:X}" if new else None,

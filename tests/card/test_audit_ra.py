@@ -273,3 +273,15 @@ def test_the_audit_names_the_card_as_the_screen_shows_it(door: Backend) -> None:
     named = [e for e in door.audit.read(None).entries if e.get("card_guid")]
     assert {e["outcome"] for e in named} >= {"wrong_pin", "renewed"}
     assert shown and {e["card_guid"] for e in named} == {shown}
+    renewed = [e for e in named if e["outcome"] == "renewed"]  # break-it B-3: no holder, no event
+    assert len(renewed) == 2 and all(e["holder"] == "Alex Example" and e["event"] == "certificate" for e in renewed)
+
+
+def test_records_written_before_the_dashes_are_printed_with_them(state: AuditLog, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Break-it B-3: records written before the GUID was kept as ``status`` shows it printed 32 bare
+    hex digits, so one filter on the GUID the holder reads missed a card's older records."""
+    state.append(state.record(event="log_on", outcome="wrong_pin") | {"card_guid": "A5AF68815B76A67FBDC4A251014EB830"})
+    assert state.read(None).entries[-1]["card_guid"] == "A5AF68815B76A67FBDC4A251014EB830"  # the file as written
+    assert main(["audit", "--format", "json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)[-1]["card_guid"] == "A5AF6881-5B76-A67F-BDC4-A251014EB830"
+    assert main(["audit", "--verify"]) == EXIT_OK  # the chain is the file's, untouched

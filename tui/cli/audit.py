@@ -15,7 +15,7 @@ from typing import Any
 
 from card.demo import demo_state_dir
 from card.errors import StateFileError
-from card.journal import AuditLog, JournalStore, flush_kept_audit, outcome_kind, verify_chain
+from card.journal import AuditLog, JournalStore, flush_kept_audit, outcome_kind, shown_guid, verify_chain
 from tui.cli.exit_codes import EXIT_AUDIT_BROKEN, EXIT_OK
 from tui.cli.output import settings_for, warn
 
@@ -72,6 +72,10 @@ def _wanted(entry: dict[str, Any], since: dt.datetime | None, outcome: str | Non
 
 
 def _print(entries: list[dict[str, Any]], form: str) -> None:
+    """Print the records; a card GUID written before it was kept as ``status`` shows it (32 bare hex
+    digits) is printed that way too, so one filter finds a card's records old and new (break-it B-3)."""
+    entries = [{**e, "card_guid": shown_guid(e["card_guid"])} if isinstance(e.get("card_guid"), str) else e
+               for e in entries]
     if form == "json":
         print(json.dumps(entries, indent=2, sort_keys=True))
     elif form == "csv":
