@@ -112,3 +112,37 @@ def test_a_silent_ca_skips_the_checks_that_need_it(
         assert "could not be reached" in by[("ra_grant", key)]["message"]
         assert "the token's mechanisms include it" in by[("key_type", key)]["message"], by[("key_type", key)]
     assert by[("pin", None)]["outcome"] == "passed" and not [s for s in sent if s.startswith("sign")]
+
+
+async def test_the_card_tabs_check_runs_on_the_token_and_changes_nothing(
+        softhsm: SoftHsm, ca_dir: Path, tmp_path: Path) -> None:
+    """The Card tab's *Check* said "Check not available" on a PKCS#11 token; it now shows the dry run's report."""
+    from textual.widgets import Input
+
+    from tests.pkcs11.test_token_ui import tui_backend
+    from tests.tui.conftest import screen_text, wait_for
+    from tui.app import make_app
+    from tui.screens import CardScreen, LogonScreen
+    from tui.screens.check import CheckPinDialog, CheckReportDialog
+
+    before = judge.objects(softhsm)
+    app = make_app(tui_backend(config(tmp_path, softhsm, ca_dir)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen) and "Card detected" in screen_text(app))
+        app.screen.query_one("#pin-input", Input).focus()
+        await pilot.press(*softhsm.pin, "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers
+                       and "Authentication certificate" in screen_text(app))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckPinDialog))
+        await pilot.press(*softhsm.pin, "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckReportDialog))
+        text = screen_text(app)
+        assert "Every check passed" in text and "Check not available" not in text, text
+        for line in (f"passed   Card: The PKCS#11 token {TOKEN_LABEL}", "passed   PIN: Accepted.",
+                     "passed   Renewal grant (01): The embedded CA would grant it now",
+                     "passed   Renewal grant (02): The embedded CA would grant it now"):
+            assert line in text, text
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen))
+    assert judge.objects(softhsm) == before
