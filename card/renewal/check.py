@@ -20,6 +20,10 @@ left it is not sent unless the caller allows it); a wrong management key costs n
 without a management-key retry counter (a card that keeps one counts the failure). On disk it
 writes and removes a probe file in the state directory (:func:`card.journal.check_directory`,
 through :mod:`card.atomic`) and appends one audit record (``event: check``).
+
+A side-by-side PKCS#11 token (tester F-26) gets the same checks per key (by CKA_ID): ``C_Login`` for the
+PIN, no management key, no CHUID, the key type among its mechanisms (:mod:`card.renewal.check_token`);
+it is sent nothing that creates, changes or destroys an object.
 """
 
 from __future__ import annotations
