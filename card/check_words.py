@@ -31,9 +31,13 @@ CHECK_TITLES: dict[str, str] = {
 CHECK_SAID: dict[str, tuple[str, str]] = {
     "card.none": ("the card holds no certificate and no CHUID; it cannot be renewed here", "Contact {ra}."),
     "card.ok": ("a PIV card in {reader}; holder {holder}; card GUID {guid}", ""),
+    "card.token": ("the PKCS#11 token {token} in {reader}; holder {holder}", ""),
+    "card.no_token_id": ("the token {token} states no serial number and holds no certificate; it cannot be renewed "
+                         "here", "Contact {ra}."),
     "state.ok": ("{directory} took a test write (a probe file written and removed) and has room; the journal "
                  "and the audit log can be written", ""),
     "expiry.none": ("the card's CHUID states no expiration date", ""),
+    "expiry.token": ("a PKCS#11 token has no CHUID expiration date; only its certificates' dates apply", ""),
     "expiry.ending": ("the card itself expires on {expiry}, within the {window}-day renewal window; a certificate "
                       "may not outlive its card, so no renewal is made", "Contact {ra} for a new card."),
     "expiry.ok": ("the card is valid until {expiry} (CHUID)", ""),
@@ -57,6 +61,7 @@ CHECK_SAID: dict[str, tuple[str, str]] = {
                     "is not set)", "Pin it: set issuer.ca_fingerprint = \"{fingerprint}\" once {ra} confirms it."),
     "key_type.ca_down": ("{key_type}: {card}; whether the {ca} certifies it is {why}", ""),
     "key_type.ok": ("{key_type}: the card lists it; the {ca} certifies it", ""),
+    "key_type.token": ("{key_type}: the token's mechanisms include its key-pair generation; the {ca} certifies it", ""),
     "key_type.unlisted": ("{key_type}: the card does not list its algorithms (it is asked at GENERATE); the {ca} "
                           "certifies it", ""),
     "size.too_large": ("the certificate is {size} bytes; a renewed one may need {needed}, more than this card's "
@@ -73,6 +78,10 @@ CHECK_SAID: dict[str, tuple[str, str]] = {
     "pin.ok": ("accepted", ""),
     "pin.not_verified": ("not checked: the PIN was not verified (see the PIN check)", ""),
     "signer.ok": ("slot {slots} holds a valid RSA certificate and its key (a test signature)", ""),
+    "signer.not_rsa": ("the {ca} wants renewal requests signed with the old key of {slots}, which is not RSA (the CA "
+                       "encrypts its reply to the signer)", "Contact {ra}: the CA must be set to PKCSReq."),
+    "signer.token": ("the old key of {slots} signs its renewal request (RSA; its proof of possession is the renewal "
+                     "grant check)", ""),
     "grant.finishing": ("not checked: the unfinished update finishes this slot (its key may be new already)",
                         "Run `cardrenew renew` (or Update My Card): it finishes the update."),
     "grant.no_dry_mode": ("the {ca} has no dry mode; a real request would be granted and recorded, so it was not "
@@ -90,6 +99,8 @@ def check_said(key: str, **values: object) -> tuple[str, str]:
 
 CHECK_CARD_LISTS = ("the card lists it", "the card does not list its algorithms (it is asked at GENERATE)")
 """How the key algorithm check names what the card says of a key type: (listed, not listed at all)."""
+CHECK_TOKEN_LISTS = "the token's mechanisms include it"
+"""The same for a PKCS#11 token (``C_GetMechanismList``: the key-pair generation mechanism is listed)."""
 
 
 def check_skipped_no_pin(what: str) -> str:

@@ -20,6 +20,10 @@ left it is not sent unless the caller allows it); a wrong management key costs n
 without a management-key retry counter (a card that keeps one counts the failure). On disk it
 writes and removes a probe file in the state directory (:func:`card.journal.check_directory`,
 through :mod:`card.atomic`) and appends one audit record (``event: check``).
+
+A side-by-side PKCS#11 token (tester F-26) gets the same checks per key (by CKA_ID): ``C_Login`` for the
+PIN, no management key, no CHUID, the key type among its mechanisms (:mod:`card.renewal.check_token`);
+it is sent nothing that creates, changes or destroys an object.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from os.path import abspath
 from cryptography.hazmat.primitives import serialization
 
 from card import words
-from card.check_words import CHECK_CARD_LISTS, CHECK_GIVE_PIN, check_no_pin_list, check_said, check_skipped_no_pin
+from card.check_words import CHECK_CARD_LISTS, CHECK_GIVE_PIN, CHECK_TOKEN_LISTS, check_no_pin_list, check_said, check_skipped_no_pin
 from card.certificates import fingerprint
 from card.config import Settings
 from card.enrollment.base import DryRunIssuer, DryRunUnsupported, Issuer, IssuerUnavailable
@@ -44,14 +48,15 @@ from card.piv.quirks import card_lists_key_type
 from card.renewal.admin import as_token
 from card.renewal.context import RenewalContext, ask_ca
 from card.renewal.keys import TokenKeys
-from card.renewal.model import CardSummary, SlotState, SlotStatus, UpdateCheck, card_expiry_status, update_check
+from card.renewal.check_token import beside_signer_items, token_card_item
+from card.renewal.model import CardSummary, KeySetting, SlotState, SlotStatus, UpdateCheck, card_expiry_status, update_check
 from card.renewal.plan import SlotPlan, request_signer_slot
 from card.renewal.check_report import CheckItem, CheckOutcome, CheckReport, failed, passed, skipped, colon_hex
 from card.renewal.preflight import CERTIFICATE_GROWTH_BYTES, SlotPreflight, refuse_expired_card
 from card.renewal.reading import read_card
 from card.renewal.signer import CardSigner
 from card.secret import Secret
-from card.token import Token
+from card.token import KeyRef, Token, TokenInterface
 
 
 class DryRun:
@@ -80,6 +85,8 @@ class DryRun:
         self.now = now or (lambda: dt.datetime.now(dt.timezone.utc))
         self.ca_item: CheckItem | None = None
         self._pin_given = False
+        self._beside = False
+        """A side-by-side PKCS#11 token (tester F-26): keys by CKA_ID, no management key, no CHUID."""
         self._no_pin: list[str] = []
         """Titles of the checks skipped because no PIN was given."""
 
@@ -150,6 +157,7 @@ class DryRun:
         self._pin_given, self._no_pin = pin is not None, []
         token = as_token(session, self.settings)
         self._keys = TokenKeys(token)
+        self._beside = token.info.interface is TokenInterface.PKCS11 and token.info.side_by_side
         summary = read_card(token, self.settings, now=self.now(), journals=self.journals,
                             reader=token.info.reader, pin_retries=True, key_metadata=False)
         report = CheckReport(summary.reader, card_id=summary.card_id, guid_text=summary.guid_text, holder=summary.holder)
@@ -163,14 +171,14 @@ class DryRun:
         preflight = SlotPreflight(self.ctx, token, self._keys, signer, summary.card_key_types) if self.ctx else None
         for status in with_certificate:
             items += [self._key_type_item(preflight, status, summary), self._size_item(status)]
-        pin_at = len(items) + (0 if "pin-protected" in self.settings.sources else 1)
+        pin_at = len(items) + (0 if "pin-protected" in self.settings.sources or self._beside else 1)
         pin_ok = self._log_in(items, signer, token, pin, summary.pin_retries, refuse_last_try)
         renewable = [s for s in with_certificate if s.state in (SlotState.OK, SlotState.DUE)]
         items += self._request_signer_items(preflight, renewable, summary, pin_ok)
         finishing = set(summary.pending_journal.slots) if summary.pending_journal is not None else set()
-        items += self._grant_items(signer, [s for s in renewable if s.slot.hex not in finishing], pin_ok)
-        items += [self._said("ra_grant", CheckOutcome.SKIPPED, "grant.finishing", slot=s.slot.hex)
-                  for s in renewable if s.slot.hex in finishing]
+        items += self._grant_items(signer, [s for s in renewable if s.name not in finishing], pin_ok)
+        items += [self._said("ra_grant", CheckOutcome.SKIPPED, "grant.finishing", slot=s.name)
+                  for s in renewable if s.name in finishing]
         if items[pin_at].outcome is CheckOutcome.SKIPPED and pin is None:  # the PIN check says what it cost
             items[pin_at] = dataclasses.replace(items[pin_at], message=check_no_pin_list(self._no_pin))
         self.audit.write_quietly(event="check", card_guid=summary.card_id, reader=summary.reader,
@@ -178,7 +186,13 @@ class DryRun:
                                  failed_checks=[item.title for item in report.failed] or None)
         return report
 
+    def _ref(self, status: SlotStatus) -> KeyRef:
+        """The token's key of ``status``: a PKCS#11 key as read, a PIV slot's as the token names it."""
+        return status.key if isinstance(status.setting, KeySetting) else self._keys.of_slot(status.slot)
+
     def _card_item(self, summary: CardSummary) -> CheckItem:
+        if summary.token is not None and summary.token.interface is TokenInterface.PKCS11:
+            return token_card_item(summary, self.settings.ra_contact)
         if summary.card_id is None:
             return self._said("card", CheckOutcome.FAILED, "card.none", code="REFUSED")
         return self._said("card", CheckOutcome.PASSED, "card.ok", reader=summary.reader, holder=summary.holder or "(no name on the card)",
@@ -207,7 +221,7 @@ class DryRun:
             return failed("card_expiry", exc)
         expiry = summary.card_expiry
         if expiry is None:
-            return self._said("card_expiry", CheckOutcome.PASSED, "expiry.none")
+            return self._said("card_expiry", CheckOutcome.PASSED, "expiry.token" if self._beside else "expiry.none")
         window = self.settings.window_days
         if card_expiry_status(expiry, window, self.now()) == "ending" and (summary.due or summary.expired):
             return self._said("card_expiry", CheckOutcome.FAILED, "expiry.ending", code="CARD-EXPIRED", expiry=f"{expiry:%Y-%m-%d}",
@@ -236,29 +250,29 @@ class DryRun:
     def _key_type_item(self, preflight: SlotPreflight | None, status: SlotStatus, summary: CardSummary) -> CheckItem:
         """The key type GENERATE would make: the card lists it (F13) and the issuer certifies it (skipped
         when the CA check failed and the card lists it)."""
-        slot, cert = status.slot, status.certificate
+        name, cert = status.name, status.certificate
         assert cert is not None
         if preflight is None:
-            return self._said("key_type", CheckOutcome.SKIPPED, "ca.closed", slot=slot.hex)
+            return self._said("key_type", CheckOutcome.SKIPPED, "ca.closed", slot=name)
         kt = self.settings.key_type or KeyType.of(cert.public_key())
         if (why := self._ca_unusable()) is not None and card_lists_key_type(summary.card_key_types, kt):
             assert self.ctx is not None  # (not listed by the card: the engine's own words below say so)
-            return self._said("key_type", CheckOutcome.SKIPPED, "key_type.ca_down", slot=slot.hex, key_type=kt.name,
-                              card=CHECK_CARD_LISTS[summary.card_key_types is None], ca=self.ctx.issuer.name,
-                              why=check_said(why)[0])
+            lists = CHECK_TOKEN_LISTS if self._beside else CHECK_CARD_LISTS[summary.card_key_types is None]
+            return self._said("key_type", CheckOutcome.SKIPPED, "key_type.ca_down", slot=name, key_type=kt.name,
+                              card=lists, ca=self.ctx.issuer.name, why=check_said(why)[0])
         try:
-            kt = preflight.key_type_for(self._keys.of_slot(slot), cert, SlotJournal(slot.hex, fingerprint(cert)))
+            kt = preflight.key_type_for(self._ref(status), cert, SlotJournal(name, fingerprint(cert)))
         except CardError as exc:  # NotSupportedError, RenewalRefused
-            return failed("key_type", exc, slot.hex)
+            return failed("key_type", exc, name)
         assert self.ctx is not None
-        return self._said("key_type", CheckOutcome.PASSED, "key_type.ok" if summary.card_key_types is not None else "key_type.unlisted",
-                          slot=slot.hex, key_type=kt.name, ca=self.ctx.issuer.name)
+        said = "key_type.token" if self._beside else "key_type.ok" if summary.card_key_types is not None else "key_type.unlisted"
+        return self._said("key_type", CheckOutcome.PASSED, said, slot=name, key_type=kt.name, ca=self.ctx.issuer.name)
 
     def _size_item(self, status: SlotStatus) -> CheckItem:
         """A renewed certificate fits ``card.max_certificate_bytes`` (the engine's own margin)."""
         assert status.certificate is not None
         size = len(status.certificate.public_bytes(serialization.Encoding.DER))
-        limit, slot = self.settings.max_certificate_bytes, status.slot.hex
+        limit, slot = self.settings.max_certificate_bytes, status.name
         if size + CERTIFICATE_GROWTH_BYTES > limit:
             return self._said("certificate_size", CheckOutcome.FAILED, "size.too_large", slot=slot, code="TOOLARGE", size=size,
                               needed=size + CERTIFICATE_GROWTH_BYTES, limit=limit)
@@ -268,7 +282,11 @@ class DryRun:
     def _log_in(self, items: list[CheckItem], signer: CardSigner, admin: Token, pin: Secret | None,
                 retries: int | None, refuse_last_try: bool) -> bool:
         """The management key and the PIN, in the engine's order: the management key first, unless it
-        is PIN-protected (then the PIN first). Appends both items; returns whether the PIN was verified."""
+        is PIN-protected (then the PIN first). Appends both items; returns whether the PIN was verified.
+        A side-by-side token writes in the holder's session: the PIN alone (no management key check)."""
+        if self._beside:
+            items.append(self._pin_item(signer, pin, retries, refuse_last_try))
+            return items[-1].outcome is CheckOutcome.PASSED
         if "pin-protected" in self.settings.sources:
             items.append(self._pin_item(signer, pin, retries, refuse_last_try))
             pin_ok = items[-1].outcome is CheckOutcome.PASSED
@@ -326,8 +344,9 @@ class DryRun:
         signature). None listed when the issuer has every new key sign its own request."""
         if preflight is None or self.ctx is None:
             return []
-        plan = [SlotPlan(s.setting, s.certificate, SlotJournal(s.slot.hex), self._keys.of_slot(s.slot))
-                for s in renewable]
+        if self._beside:  # the old key signs its own renewal request (card.renewal.beside)
+            return beside_signer_items(self.ctx, renewable, self.settings.ra_contact)
+        plan = [SlotPlan(s.setting, s.certificate, SlotJournal(s.name), self._ref(s)) for s in renewable]
         signers = {request_signer_slot(self.ctx.issuer, entry.ref, self._keys) for entry in plan} - {None}
         if not signers:
             return []
@@ -347,31 +366,29 @@ class DryRun:
         key proving possession; nothing is recorded and no one-time challenge is spent."""
         out: list[CheckItem] = []
         for status in renewable:
-            slot, cert = status.slot, status.certificate
-            assert cert is not None
+            name = status.name
             if self.ctx is None:
-                out.append(self._said("ra_grant", CheckOutcome.SKIPPED, "ca.closed", slot=slot.hex))
+                out.append(self._said("ra_grant", CheckOutcome.SKIPPED, "ca.closed", slot=name))
             elif (why := self._ca_unusable()) is not None:
-                out.append(self._said("ra_grant", CheckOutcome.SKIPPED, why, slot=slot.hex))
+                out.append(self._said("ra_grant", CheckOutcome.SKIPPED, why, slot=name))
             elif not pin_ok:
-                out.append(self._not_verified("ra_grant", "the old key's proof of possession", slot.hex))
+                out.append(self._not_verified("ra_grant", "the old key's proof of possession", name))
             elif not isinstance(self.ctx.issuer, DryRunIssuer):
-                out.append(self._said("ra_grant", CheckOutcome.SKIPPED, "grant.no_dry_mode", slot=slot.hex, ca=self.ctx.issuer.name))
+                out.append(self._said("ra_grant", CheckOutcome.SKIPPED, "grant.no_dry_mode", slot=name, ca=self.ctx.issuer.name))
             else:
                 out.append(self._grant_item(self.ctx.issuer, signer, status))
         return out
 
     def _grant_item(self, issuer: DryRunIssuer, signer: CardSigner, status: SlotStatus) -> CheckItem:
         assert self.ctx is not None and status.certificate is not None
-        slot, cert = status.slot, status.certificate
-        ref = self._keys.of_slot(slot)
+        name, cert, ref = status.name, status.certificate, self._ref(status)
         try:
             signer.slot_key_types[ref] = KeyType.of(cert.public_key())
             note = ask_ca(self.ctx, lambda: issuer.check_renewal(ref.hex, cert, lambda m: signer.sign(ref, m)))
         except DryRunUnsupported as exc:
-            return skipped("ra_grant", str(exc), slot=slot.hex)
+            return skipped("ra_grant", str(exc), slot=name)
         except (CardRemovedError, OperationCancelled):
             raise
         except CardError as exc:  # IssuerRejected, RaRejected, IssuerUnavailable, a refused signature
-            return failed("ra_grant", exc, slot.hex)
-        return passed("ra_grant", note, slot=slot.hex)
+            return failed("ra_grant", exc, name)
+        return passed("ra_grant", note, slot=name)

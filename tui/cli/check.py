@@ -20,7 +20,6 @@ import sys
 
 from card import backend as assembly  # called through the module: tests put an in-process card there
 from card.backend import Backend
-from card.config import UsageError
 from card.enrollment.base import IssuerError
 from card.errors import CardError, OperationCancelled
 from card.secret import Secret
@@ -39,10 +38,6 @@ MARK = {CheckOutcome.PASSED: "passed ", CheckOutcome.FAILED: "FAILED ", CheckOut
 def cmd_check(args: argparse.Namespace) -> int:
     """The dry run on the card of ``--reader`` (or ``--demo``); returns the exit code."""
     settings = settings_for(args)
-    if settings.token.is_pkcs11:  # finding F-26: the dry run's checks are the PIV engine's (slots, 9B, GENERATE)
-        raise UsageError("renew --check checks PIV cards; this configuration names a PKCS#11 token "
-                         "(card.interface = \"pkcs11\"), which the dry run does not cover yet",
-                         next_step="Run `cardrenew status` to check the token and its certificates. Nothing was changed.")
     stop = _StopOnSignal()
     issuer_error: CardError | None = None
     try:

@@ -120,10 +120,6 @@ async def run_check(pane: Pane) -> CheckReport | None:
     """The *Check* action, from a worker of ``pane``: the PIN (optional, the last-try guard first),
     the door's dry run, the report. Returns it (None: cancelled). Card errors go to the app's funnel."""
     app = pane.card_app
-    if app.backend.settings.token.is_pkcs11:  # finding F-26: the dry run covers PIV cards only
-        pane.notify("Check covers PIV cards; this PKCS#11 token is not checked here. Nothing was changed.",
-                    title="Check not available", severity="warning")
-        return None
     left = await app.tries_left("PIN")
     pin: Secret | None = None
     if left != 0:  # a blocked PIN is checked without one (the report says it is blocked)
