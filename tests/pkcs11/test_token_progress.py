@@ -16,13 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Static
 
 from card.words import SIDE_BY_SIDE
 from tests.pkcs11 import judge
 from tests.pkcs11.beside_faults import build_shim, shim_env
 from tests.pkcs11.softhsm import SoftHsm
-from tests.pkcs11.test_token_ui import config, judge_renewed, tui_backend
+from tests.pkcs11.test_token_ui import config, judge_renewed, tui_backend, update_to_pin_again
 from tests.tui.conftest import screen_text, wait_for
 from tui.cli import main
 from tui.screens.dialogs import format_date
@@ -56,7 +56,7 @@ def test_cli_progress_lines_of_a_token_renewal_name_the_key(
 async def test_tui_write_certificates_shows_each_token_key_and_n_of_2(
         softhsm: SoftHsm, ca_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tui.app import make_app
-    from tui.screens import CardScreen, LogonScreen, MessageDialog, NextDialog, PinDialog, WriteCertificatesScreen
+    from tui.screens import MessageDialog, NextDialog, WriteCertificatesScreen
 
     shown: dict[str, list[str]] = {}  # every status the table showed, per row
     update_cell = DataTable.update_cell
@@ -72,15 +72,7 @@ async def test_tui_write_certificates_shows_each_token_key_and_n_of_2(
     old_expiry = {c.key_id.hex().upper(): format_date(c.certificate.not_valid_after_utc) for c in softhsm.certificates}
     app = make_app(tui_backend(config(tmp_path, softhsm, ca_dir)))
     async with app.run_test(size=(120, 36)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen) and app.summary is not None)
-        app.screen.query_one("#pin-input", Input).focus()
-        await pilot.press(*softhsm.pin, "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers
-                       and "Due for renewal" in screen_text(app))
-        await pilot.press("u")
-        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
+        await update_to_pin_again(pilot, softhsm)
         await pilot.press(*softhsm.pin, "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, NextDialog), 120)
         writing = next(s for s in app.screen_stack if isinstance(s, WriteCertificatesScreen))
@@ -151,7 +143,7 @@ async def test_tui_a_token_that_cannot_store_the_change_says_so_and_keeps_the_ho
     storage's next step, never "the card was removed"; the token never left, so the holder stays logged
     on; nothing on the token changed."""
     from tui.app import make_app
-    from tui.screens import CardScreen, CompletedWithErrorsScreen, LogonScreen, MessageDialog, PinDialog
+    from tui.screens import CardScreen, CompletedWithErrorsScreen
 
     shim = build_shim(tmp_path)
     for name, value in shim_env(fault="general-before:1").items():
@@ -160,15 +152,7 @@ async def test_tui_a_token_that_cannot_store_the_change_says_so_and_keeps_the_ho
     path = config(tmp_path, dataclasses.replace(softhsm, module=shim), ca_dir)
     app = make_app(tui_backend(path))
     async with app.run_test(size=(120, 36)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen) and app.summary is not None)
-        app.screen.query_one("#pin-input", Input).focus()
-        await pilot.press(*softhsm.pin, "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers
-                       and "Due for renewal" in screen_text(app))
-        await pilot.press("u")
-        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
+        await update_to_pin_again(pilot, softhsm)
         await pilot.press(*softhsm.pin, "enter")
         await wait_for(pilot, lambda: getattr(app.screen, "id", None) == "issuance-error-dialog", 120)
         said = " ".join(screen_text(app).split())

@@ -39,6 +39,22 @@ def status_json(capsys: pytest.CaptureFixture[str], path: Path) -> tuple[int, di
     code = main(["status", "--json", "--config", str(path)])
     return code, json.loads(capsys.readouterr().out)
 
+async def update_to_pin_again(pilot, token: SoftHsm) -> None:  # type: ignore[no-untyped-def]
+    """The real app on ``token``: log on, Card tab (a key due), Update My Card, OK: at *PIN again*."""
+    from tui.screens import CardScreen, LogonScreen, MessageDialog, PinDialog
+
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen) and app.summary is not None)
+    app.screen.query_one("#pin-input", Input).focus()
+    await pilot.press(*token.pin, "enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers
+                   and "Due for renewal" in screen_text(app))
+    await pilot.press("u")
+    await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
+
+
 
 def test_status_json_names_the_token_its_certificates_by_label_and_side_by_side(
         softhsm: SoftHsm, ca_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -181,19 +197,11 @@ async def test_tui_update_my_card_on_softhsm2_to_done(softhsm: SoftHsm, ca_dir: 
     from tui.app import make_app
     from textual.widgets import Static
 
-    from tui.screens import CardScreen, LogonScreen, MessageDialog, NextDialog, PinDialog, WriteCertificatesScreen
+    from tui.screens import CardScreen, MessageDialog, NextDialog, WriteCertificatesScreen
 
     app = make_app(tui_backend(config(tmp_path, softhsm, ca_dir)))
     async with app.run_test(size=(120, 36)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, LogonScreen) and app.summary is not None)
-        app.screen.query_one("#pin-input", Input).focus()
-        await pilot.press(*softhsm.pin, "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, CardScreen) and not app.screen.workers
-                       and "Due for renewal" in screen_text(app))
-        await pilot.press("u")
-        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog))
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, PinDialog))
+        await update_to_pin_again(pilot, softhsm)
         assert SIDE_BY_SIDE in screen_text(app) and "Do not remove" not in screen_text(app)
         await pilot.press(*softhsm.pin, "enter")
         # Write Certificates says the token's mode, never "Do not remove your Smartcard" (tester F-24).
