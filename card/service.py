@@ -43,11 +43,13 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from card.errors import CardChangedError, CardError, InvalidPinError, PinBlockedError
 from card.requests import RenewalRequest
 from card.worker import CardService
+
+T = TypeVar("T")
 
 __all__ = [  # the door, and the read-model names it re-exports (made on first use, see __getattr__)
     "CardDoor", "CardService", "RenewalRequest",
@@ -158,9 +160,14 @@ class CardDoor:
             finally:
                 pin.wipe()
 
-        verified = self.service.submit(verify)
-        self.service.disconnect()  # reset: no program may use the holder's keys while logged on (F-4)
-        return verified
+        return self._then_reset(self.service.submit(verify))
+
+    def _then_reset(self, job: Future[T]) -> Future[T]:
+        """``job`` (already submitted), with a reset of the card queued right behind it: a PIN the job
+        verified does not outlive it, so no program may use the holder's keys while the TUI sits
+        logged on (tester F-4; after a renewal too). The dry run queues the same reset (``check``)."""
+        self.service.disconnect()
+        return job
 
     def tries_left(self, what: PinWhat = "PIN") -> Future[int | None]:
         """The PIN or PUK tries left, without spending one: GET METADATA where the card answers it;
@@ -236,9 +243,7 @@ class CardDoor:
         card's unfinished update. Future raises what ``card.renewal.renew`` raises before anything
         destructive (RenewalRefused, InvalidPinError, PinBlockedError, IssuerError, CardRemovedError,
         LastPinTryError with ``refuse_last_try``); later errors are in the result, per slot."""
-        renewed = self.service.submit(lambda session: self._renew(session, request, None))
-        self.service.disconnect()  # reset: the engine's VERIFY must not outlive the renewal (as after log_on, F-4)
-        return renewed
+        return self._then_reset(self.service.submit(lambda session: self._renew(session, request, None)))
 
     def renew_if_due(self, request: RenewalRequest) -> Future[tuple[CardSummary, RenewalResult | None]]:
         """Read the card and, when an update is available or an unfinished one is to be resumed,
@@ -264,9 +269,7 @@ class CardDoor:
                 return summary, None
             return summary, self._renew(token, request, summary)
 
-        renewed = self.service.submit(check_then_renew)
-        self.service.disconnect()  # reset: the engine's VERIFY must not outlive the renewal (as after log_on, F-4)
-        return renewed
+        return self._then_reset(self.service.submit(check_then_renew))
 
     def _renew(self, card: Token | PivSession, request: RenewalRequest, summary: CardSummary | None) -> RenewalResult:
         from card.renewal import NullReporter, RenewalContext, as_token, renew
@@ -291,8 +294,8 @@ class CardDoor:
                 ctx.between_slots = request.between_slots
             from card.renewal.attempts import run_audited
 
-            return run_audited(self.audit, summary, lambda: renew(token, ctx, pin, summary=summary),
-                               read_by_run=lambda: ctx.card)
+            ctx.card = summary  # the card as the caller read it; else the engine sets it once it read the card
+            return run_audited(self.audit, ctx, lambda: renew(token, ctx, pin, summary=summary))
         finally:
             if pin is not None:
                 pin.wipe()  # (renew wipes it too; the guard may refuse before)

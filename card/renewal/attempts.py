@@ -23,7 +23,7 @@ from card.errors import (
     PinBlockedError,
 )
 from card.journal import AuditLog
-from card.renewal.model import CardSummary
+from card.renewal.context import RenewalContext
 from card.renewal.results import RenewalResult
 from card.token import Token
 
@@ -105,13 +105,12 @@ def audit_run(audit: AuditLog, *, result: RenewalResult | None = None, error: Ba
     audit.write_quietly(**base, **fields)
 
 
-def run_audited(audit: AuditLog, summary: CardSummary | None, run: Callable[[], RenewalResult], *,
-                read_by_run: Callable[[], CardSummary | None] = lambda: None) -> RenewalResult:
+def run_audited(audit: AuditLog, ctx: RenewalContext, run: Callable[[], RenewalResult]) -> RenewalResult:
     """``run()`` (a renewal), with the records of :func:`audit_run` for how the attempt ended; the
-    card as read before it (``summary``, when the caller read it, else what ``read_by_run`` says the
-    run read: ``RenewalContext.card``) names the card, holder and resume."""
+    card as read for it (``ctx.card``: by the caller, or by the engine before it sent the PIN) names
+    the card, holder and resume."""
     def audit_as(**outcome: Any) -> None:
-        card = summary or read_by_run()
+        card = ctx.card
         card_guid, holder = (card.card_id, card.holder) if card else (None, None)
         resumed = bool(card and card.pending_journal is not None)
         audit_run(audit, card_guid=card_guid, holder=holder, resumed=resumed, **outcome)
